@@ -1,0 +1,4 @@
+"""`python -m emulator` is the `payletter-emulator` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""The `payletter-emulator` command."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .config import ENV_PREFIX, Settings
+
+
+@click.group()
+@click.version_option(package_name="payletter-emulator")
+def main():
+    """A local, stateful sandbox of the Payletter payment gateway."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on; 0 picks a free one [default: 8080].")
+@click.option("--db", help="SQLite file, or :memory: for a throwaway run [default: payletter-emulator.db].")
+@click.option("--public-url", help="Base of every URL handed out (online_url, receipt_url) [default: the request's host].")
+@click.option("--strict/--lenient", default=None, help="Reject what the real gateway tolerates [default: lenient].")
+@click.option("--callback-timeout", type=float, help="Seconds a callback attempt may take [default: 5].")
+@click.option("--seed", "faker_seed", type=int, help="Seed for generated data (card numbers, banks, ...).")
+def serve(**options):
+    """Serve the gateway's API and the control API.
+
+    Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
+    _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _FAKER_SEED, and _CLIENTS
+    (id:payment_key:search_key, comma separated) for clients besides pay_test.
+    """
+    from werkzeug.serving import make_server
+
+    from .web.app import create_app
+
+    try:
+        settings = Settings.from_env(**options)
+    except ValueError as exc:
+        raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
+    app = create_app(settings)
+    server = make_server(settings.host, settings.port, app, threaded=True)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    click.echo(f"payletter-emulator listening on http://{host}:{server.server_port} (db: {settings.db})")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

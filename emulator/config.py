@@ -1,0 +1,69 @@
+"""Settings of one emulator: from arguments, the environment (PAYLETTER_EMULATOR_*), or defaults."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+
+ENV_PREFIX = "PAYLETTER_EMULATOR_"
+
+
+@dataclass(frozen=True)
+class Client:
+    """A merchant account: its id and its two API keys."""
+
+    client_id: str
+    payment_key: str
+    search_key: str
+
+
+# The reference's test client, built in.
+PAY_TEST = Client("pay_test", "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA=",
+                  "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y=")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str = "payletter-emulator.db"
+    public_url: str | None = None  # default: the address the request came to
+    strict: bool = False
+    callback_timeout: float = 5.0
+    journal_limit: int = 10_000
+    faker_seed: int | None = None
+    clients: tuple[Client, ...] = field(default=(PAY_TEST,))
+
+    @classmethod
+    def from_env(cls, environ=os.environ, **overrides) -> "Settings":
+        """Environment first, then explicit overrides (CLI flags) that are not None."""
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None or f.name == "clients":
+                continue
+            values[f.name] = _parse(f.name, raw)
+        if clients := environ.get(ENV_PREFIX + "CLIENTS"):
+            values["clients"] = (PAY_TEST, *parse_clients(clients))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
+
+
+def parse_clients(text: str) -> tuple[Client, ...]:
+    """`id:payment_key:search_key`, several separated by commas."""
+    clients = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"client {item!r} is not id:payment_key:search_key")
+        clients.append(Client(*parts))
+    return tuple(clients)
+
+
+def _parse(name: str, raw: str):
+    if name in ("port", "journal_limit", "faker_seed"):
+        return int(raw)
+    if name == "callback_timeout":
+        return float(raw)
+    if name == "strict":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw

@@ -1,0 +1,107 @@
+"""Method details made on approval (card, phone, bank, account), with faker's ko_KR locale."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ..clock import KST
+from ..errors import GatewayError
+from .methods import PaymentMethod
+
+CARD_ISSUERS = ("신한카드", "삼성카드", "현대카드", "KB국민카드", "롯데카드", "하나카드", "우리카드", "BC카드", "NH농협카드")
+BANKS = {
+    "003": "IBK기업은행", "004": "KB국민은행", "011": "NH농협은행", "020": "우리은행",
+    "023": "SC제일은행", "031": "iM뱅크", "032": "부산은행", "081": "하나은행",
+    "088": "신한은행", "089": "케이뱅크", "090": "카카오뱅크", "092": "토스뱅크",
+}
+DEFAULT_CARD_BIN = "457973"  # the reference's own example card_info
+INSTALLMENT_FROM = 50_000
+INSTALLMENT_MONTHS = {0} | set(range(2, 37))
+ACCOUNT_HOLDER = "(주)페이레터"
+VIRTUAL_ACCOUNT_DAYS = 7
+
+
+def mask_card(number: str) -> str:
+    """First 6 and last 4 digits, the middle 6 masked: `457973******1234`."""
+    return f"{number[:6]}******{number[-4:]}"
+
+
+def install_month(method: PaymentMethod, amount: int, requested: str | None) -> str:
+    if requested is None or requested == "00":
+        return "00"
+    months = int(requested)
+    if method.details != "card":
+        raise GatewayError("install_month_invalid", install_month=requested,
+                           rule=f"{method.pgcode} has no installments")
+    if months not in INSTALLMENT_MONTHS:
+        raise GatewayError("install_month_invalid", install_month=requested,
+                           rule="must be 00 (lump sum) or 02 to 36")
+    if amount < INSTALLMENT_FROM:
+        raise GatewayError("install_month_invalid", install_month=requested,
+                           rule=f"installments start at {INSTALLMENT_FROM:,} KRW")
+    return f"{months:02d}"
+
+
+class DetailMaker:
+    """Makes the payer's side of an approval. Seed the faker for repeatable runs."""
+
+    def __init__(self, faker):
+        self.faker = faker
+
+    def digits(self, count: int) -> str:
+        return self.faker.numerify("#" * count)
+
+    def phone(self) -> str:
+        return "010" + self.digits(8)
+
+    def approval(self, method: PaymentMethod, amount: int, *, card_number: str | None = None,
+                 install: str | None = None, bank_code: str | None = None) -> dict:
+        """pay_info, card_info, domestic_flag and install_month for an approved payment."""
+        kind = method.details
+        details = {"pay_info": "", "card_info": "", "domestic_flag": "", "install_month": "00"}
+        if kind == "card":
+            number = card_number or DEFAULT_CARD_BIN + self.digits(10)
+            details.update(pay_info=self.faker.random_element(CARD_ISSUERS), card_info=mask_card(number),
+                           domestic_flag="N", install_month=install_month(method, amount, install))
+        elif kind == "phone":
+            details["pay_info"] = self.phone()
+        elif kind in ("bank", "account"):
+            details["pay_info"] = BANKS[self.bank_code(bank_code)]
+        elif kind == "voucher":
+            details["pay_info"] = f"{self.digits(4)}-****-****-{self.digits(4)}"
+        else:
+            details["pay_info"] = method.name
+        if install not in (None, "00") and kind != "card":
+            install_month(method, amount, install)  # raises with the reason
+        return details
+
+    def bank_code(self, requested: str | None) -> str:
+        if requested is None:
+            return self.faker.random_element(sorted(BANKS))
+        if requested not in BANKS:
+            raise GatewayError("field_invalid", field="bank_code",
+                               rule="must be one of " + ", ".join(sorted(BANKS)))
+        return requested
+
+    def virtual_account(self, request: dict, issued: datetime, bank_code: str | None) -> dict:
+        code = self.bank_code(bank_code)
+        expiry = virtual_account_expiry(request, issued)
+        return {
+            "account_no": self.digits(14),
+            "account_name": request.get("user_name") or request["user_id"],
+            "account_holder": ACCOUNT_HOLDER,
+            "bank_code": code,
+            "bank_name": BANKS[code],
+            "issue_tid": self.digits(12),
+            "expire_date": expiry.strftime("%Y%m%d"),
+            "expire_time": expiry.strftime("%H%M"),
+        }
+
+
+def virtual_account_expiry(request: dict, issued: datetime) -> datetime:
+    """The request's expire_date/expire_time, or 23:59 seven days after issue."""
+    issued = issued.astimezone(KST)
+    if "expire_date" in request:
+        date = datetime.strptime(request["expire_date"], "%Y%m%d")
+        clock = request.get("expire_time", "2359")
+        return date.replace(hour=int(clock[:2]), minute=int(clock[2:]), tzinfo=KST)
+    return (issued + timedelta(days=VIRTUAL_ACCOUNT_DAYS)).replace(hour=23, minute=59, second=0, microsecond=0)

@@ -1,0 +1,113 @@
+"""What the gateway sends: return_url fields, the callback body, search rows. Pure functions."""
+from __future__ import annotations
+
+from .payhash import billkey_payhash, payhash
+from .payment import Cancellation, Payment
+
+VIRTUAL_ACCOUNT_FIELDS = ("account_no", "account_name", "account_holder", "bank_code", "bank_name",
+                          "issue_tid", "expire_date", "expire_time")
+APPROVED_MESSAGE = "결제가 완료되었습니다."
+VERIFIED_MESSAGE = "자동결제 인증이 완료되었습니다."
+
+
+def _identity(payment: Payment) -> dict:
+    return {"user_id": payment.user_id, "user_name": payment.user_name, "order_no": payment.order_no,
+            "service_name": payment.service_name, "product_name": payment.product_name,
+            "custom_parameter": payment.custom_parameter}
+
+
+def _amounts(payment: Payment) -> dict:
+    return {"amount": payment.amount, "taxfree_amount": payment.taxfree_amount,
+            "tax_amount": payment.tax_amount, "nonsettle_amount": 0, "discount_amount": 0,
+            "disposable_cup_deposit": payment.disposable_cup_deposit}
+
+
+def _text(values: dict) -> dict:
+    """The return POST is form-encoded: every value is text."""
+    return {k: str(v) for k, v in values.items()}
+
+
+def payment_payhash(payment: Payment, payment_key: str) -> str:
+    return payhash(payment.user_id, payment.amount, payment.tid, payment_key)
+
+
+def return_success(payment: Payment, payment_key: str) -> dict:
+    d = payment.details
+    fields = {"code": "0", "message": APPROVED_MESSAGE, **_identity(payment),
+              "tid": payment.tid, "cid": payment.cid, **_amounts(payment),
+              "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode, "billkey": payment.billkey,
+              "domestic_flag": d["domestic_flag"], "transaction_date": payment.transaction_date,
+              "install_month": d["install_month"], "card_info": d["card_info"]}
+    if "account_no" in d:
+        # A virtual account is issued, not paid: no payhash until the deposit's callback.
+        fields.update({name: d[name] for name in VIRTUAL_ACCOUNT_FIELDS})
+    else:
+        fields["payhash"] = payment_payhash(payment, payment_key)
+    fields.update(cash_receipt_fields(d.get("cash_receipt")))
+    return _text(fields)
+
+
+def return_verification(payment: Payment, payment_key: str) -> dict:
+    d = payment.details
+    return _text({"code": "0", "message": VERIFIED_MESSAGE, **_identity(payment),
+                  "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode, "billkey": payment.billkey,
+                  "card_info": d["card_info"],
+                  "payhash": billkey_payhash(payment.user_id, payment.billkey, payment_key)})
+
+
+def return_failure(payment: Payment, code: str, message: str) -> dict:
+    identity = _identity(payment)
+    del identity["user_name"]
+    return _text({"code": code, "message": message, **identity})
+
+
+def callback_body(payment: Payment, payment_key: str) -> dict:
+    d = payment.details
+    body = {"user_id": payment.user_id, "user_name": payment.user_name, "amount": payment.amount,
+            "tid": payment.tid, "cid": payment.cid, "order_no": payment.order_no,
+            "service_name": payment.service_name, "product_name": payment.product_name,
+            "custom_parameter": payment.custom_parameter, "transaction_date": payment.transaction_date,
+            "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode, "domestic_flag": d["domestic_flag"],
+            "billkey": payment.billkey, "card_info": d["card_info"],
+            "payhash": payment_payhash(payment, payment_key),
+            "disposable_cup_deposit": payment.disposable_cup_deposit,
+            "taxfree_amount": payment.taxfree_amount, "tax_amount": payment.tax_amount,
+            "nonsettle_amount": 0, "discount_amount": 0}
+    if d.get("cash_receipt"):
+        body["cash_receipt"] = dict(d["cash_receipt"])
+    return body
+
+
+def cash_receipt_fields(receipt: dict | None) -> dict:
+    """The return POST flattens the callback's cash_receipt object into cash_receipt_* fields."""
+    if not receipt:
+        return {}
+    return {"cash_receipt_code": receipt["code"], "cash_receipt_message": receipt["message"],
+            "cash_receipt_type": receipt["type"], "cash_receipt_issue_type": receipt["issue_type"],
+            "cash_receipt_cid": receipt["cid"], "cash_receipt_payer_sid": receipt["payer_sid"],
+            "cash_receipt_deal_no": receipt["deal_no"]}
+
+
+def list_row(payment: Payment, *, status_code: int, amount: int, cancel_date: str) -> dict:
+    return {"pgcode": payment.paid_pgcode, "user_id": payment.user_id, "user_name": payment.user_name,
+            "tid": payment.tid, "cid": payment.cid, "amount": amount, "order_no": payment.order_no,
+            "product_name": payment.product_name, "status_code": status_code,
+            "transaction_date": payment.transaction_date, "cancel_date": cancel_date}
+
+
+def transaction_row(payment: Payment, cancellations: list[Cancellation]) -> dict:
+    """date_type=transaction: the payment with its present status; a cancelled one shows
+    the amount cancelled and the last cancellation's date."""
+    status = payment.list_status
+    if status == 0:
+        return list_row(payment, status_code=0, amount=payment.amount, cancel_date="")
+    return list_row(payment, status_code=status, amount=payment.cancelled_amount,
+                    cancel_date=cancellations[-1].cancel_date if cancellations else "")
+
+
+def settle_rows(approvals: list[Payment], cancellations: list[tuple[Cancellation, Payment]]) -> list[dict]:
+    """date_type=settle: approvals on their date, each cancellation on its own date."""
+    rows = [list_row(p, status_code=0, amount=p.amount, cancel_date="") for p in approvals]
+    rows += [list_row(p, status_code=c.list_status, amount=c.amount, cancel_date=c.cancel_date)
+             for c, p in cancellations]
+    return sorted(rows, key=lambda r: r["cancel_date"] or r["transaction_date"])

@@ -1,0 +1,37 @@
+"""The gateway's identifier formats: token, tid, cid, billkey. Pure functions of their inputs."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from ..clock import KST
+
+TOKEN_COUNTER_DIGITS = 5
+TID_SERIAL_DIGITS = 7
+
+
+def token(epoch_ms: int, counter: int) -> int:
+    """13-digit epoch milliseconds followed by a 5-digit counter: an 18-digit integer."""
+    return int(f"{epoch_ms:013d}{counter % 10**TOKEN_COUNTER_DIGITS:05d}")
+
+
+def tid(client_id: str, at: datetime, serial: int) -> str:
+    """`t` + client_id + `-` + YYYYMMDD + 7 digits, as in `tpay_test-202003058157772`."""
+    day = at.astimezone(KST).strftime("%Y%m%d")
+    return f"t{client_id}-{day}{serial % 10**TID_SERIAL_DIGITS:07d}"
+
+
+def cid(style: str, at: datetime, digits: str) -> str:
+    """Approval number: 7 digits (card and most methods), or YYYYMMDDHHMMSS + 6 digits (mobile)."""
+    if style == "datetime20":
+        return at.astimezone(KST).strftime("%Y%m%d%H%M%S") + digits[:6].rjust(6, "0")
+    return digits[:7].rjust(7, "0")
+
+
+def billkey(client_id: str, at: datetime, serial: int) -> str:
+    """`tb` + client_id + 14-digit timestamp + 4 digits."""
+    stamp = at.astimezone(KST).strftime("%Y%m%d%H%M%S")
+    return f"tb{client_id}{stamp}{serial % 10**4:04d}"
+
+
+TID_PATTERN = re.compile(r"^t(?P<client_id>.+)-(?P<day>\d{8})\d{7}$")

@@ -1,0 +1,83 @@
+"""The payment-method table: loads payment_methods.toml into immutable rows, keyed by pgcode."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from .windows import validate_window
+
+DETAIL_KINDS = {"card", "phone", "bank", "account", "wallet", "voucher"}
+CID_FORMATS = {"digits7", "datetime20"}
+
+
+@dataclass(frozen=True)
+class PaymentOption:
+    """A choice the payer makes on the page (Naver Pay card/point, SmilePay card/cash)."""
+
+    pgcode: str
+    window: str
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    pgcode: str
+    name: str
+    minimum: int
+    window: str
+    recurring: bool = False
+    cancel: bool = True
+    partial_cancel: bool = False
+    service_name_required: bool = False
+    cup_deposit: bool = False
+    autopay_cup_deposit: bool = False
+    cash_receipt: bool = False
+    details: str = "wallet"
+    cid: str = "digits7"
+    no_cancel_redirect: bool = False
+    options: tuple[PaymentOption, ...] = field(default=())
+
+    def option(self, pgcode: str | None) -> PaymentOption | None:
+        """The payer's pick by its pgcode; the first option when none is given."""
+        if not self.options:
+            return None
+        if pgcode is None:
+            return self.options[0]
+        for option in self.options:
+            if option.pgcode == pgcode:
+                return option
+        raise KeyError(pgcode)
+
+    def window_for(self, paid_pgcode: str) -> str:
+        for option in self.options:
+            if option.pgcode == paid_pgcode:
+                return option.window
+        return self.window
+
+    def answers_to(self, pgcode: str) -> bool:
+        """A request about this payment may name the method or the option the payer picked."""
+        return pgcode == self.pgcode or any(o.pgcode == pgcode for o in self.options)
+
+
+def _row(pgcode: str, raw: dict) -> PaymentMethod:
+    raw = dict(raw)
+    window = validate_window(raw.pop("window"))
+    options = tuple(
+        PaymentOption(code, validate_window(spec.get("window", window)))
+        for code, spec in raw.pop("options", {}).items()
+    )
+    method = PaymentMethod(pgcode=pgcode, window=window, options=options, **raw)
+    if method.details not in DETAIL_KINDS or method.cid not in CID_FORMATS:
+        raise ValueError(f"payment_methods.toml: bad details or cid for {pgcode}")
+    return method
+
+
+@cache
+def table() -> dict[str, PaymentMethod]:
+    text = resources.files(__package__).joinpath("payment_methods.toml").read_text("utf-8")
+    return {code: _row(code, raw) for code, raw in tomllib.loads(text).items()}
+
+
+def lookup(pgcode: str) -> PaymentMethod | None:
+    return table().get(pgcode)

@@ -1,0 +1,391 @@
+"""The gateway itself: what each API call and each payer action does to the stored state.
+
+Plain Python: no Flask, no SQL. The HTTP layer hands in validated values and renders what
+comes back; every refusal is a GatewayError.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from urllib.parse import quote, urlencode
+
+from . import callbacks
+from .clock import KST, Clock, ClockState, iso, kst_date, kst_datetime, parse_kst_datetime
+from .config import Client, Settings
+from .domain import fields, identifiers, ledger, recurring, tax
+from .domain.details import DetailMaker, virtual_account_expiry
+from .domain.methods import PaymentMethod, lookup, table
+from .domain.payhash import sha256_hex
+from .domain.payment import (ABANDONED, APPROVED, FAILED, ISSUED, PENDING, STATUS_CODES, VERIFIED,
+                             Payment)
+from .errors import GatewayError
+from .storage import Storage
+
+DECLINE_CODE = "6001"
+DECLINE_MESSAGE = "승인이 거절되었습니다. (declined)"
+CASH_RECEIPT_FORM_TYPES = {"0": "1", "1": "1", "2": "2"}  # the reference's example: type 0 opens on 1
+
+
+class Gateway:
+    def __init__(self, storage: Storage, clock: Clock, settings: Settings, faker):
+        self.storage = storage
+        self.clock = clock
+        self.settings = settings
+        self.clients = {c.client_id: c for c in settings.clients}
+        self.details = DetailMaker(faker)
+
+    # --- shared pieces ---
+    def sync_clock(self) -> None:
+        """Take the clock another process (or a restart) may have moved."""
+        state = self.storage.clock_state()
+        self.clock.load(state or ClockState())
+
+    def _token(self) -> int:
+        return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_value("token"))
+
+    def _method(self, pgcode: str) -> PaymentMethod:
+        method = lookup(pgcode)
+        if method is None:
+            raise GatewayError("pgcode_unknown", pgcode=pgcode)
+        return method
+
+    def _client_payment(self, client: Client, tid: str) -> Payment:
+        payment = self.storage.payment_by_tid(tid)
+        if payment is None or payment.client_id != client.client_id:
+            raise GatewayError("tid_unknown", tid=tid, client_id=client.client_id)
+        return payment
+
+    def _amounts(self, method: PaymentMethod, values: dict, *, endpoint: str, cup_allowed: bool,
+                 verification: bool = False) -> tuple[int, int, int]:
+        """(taxfree_amount, tax_amount, disposable_cup_deposit) once the amount rules pass."""
+        amount = values["amount"]
+        if not verification and amount < method.minimum:
+            raise GatewayError("amount_below_minimum", amount=amount, minimum=method.minimum,
+                               pgcode=method.pgcode)
+        cup = values.get("disposable_cup_deposit", 0)
+        if cup and not cup_allowed:
+            raise GatewayError("cup_deposit_not_allowed", pgcode=method.pgcode, endpoint=endpoint)
+        if cup > amount:
+            raise GatewayError("cup_deposit_exceeds_amount", deposit=cup, amount=amount)
+        taxfree = values.get("taxfree_amount", 0)
+        if taxfree > amount:
+            raise GatewayError("taxfree_exceeds_amount", taxfree_amount=taxfree, amount=amount)
+        if values.get("tax_amount", 0) > amount - taxfree:
+            raise GatewayError("tax_exceeds_taxable", tax_amount=values["tax_amount"], taxable=amount - taxfree)
+        return (*tax.split(amount, taxfree, values.get("tax_amount")), cup)
+
+    # --- the gateway's API ---
+    def request_payment(self, client: Client, values: dict, base_url: str) -> dict:
+        method = self._method(values["pgcode"])
+        amount = values["amount"]
+        autopay = values.get("autopay_flag") == "Y"
+        verification = amount == 0
+        if verification and not autopay:
+            raise GatewayError("verification_requires_autopay")
+        if autopay and not method.recurring:
+            raise GatewayError("recurring_not_supported", pgcode=method.pgcode)
+        taxfree, vat, cup = self._amounts(method, values, endpoint="payments/request",
+                                          cup_allowed=method.cup_deposit, verification=verification)
+        if method.service_name_required and not values.get("service_name"):
+            raise GatewayError("service_name_required", pgcode=method.pgcode)
+        now = self.clock.now()
+        if method.details == "account":
+            self._check_expiry(values, now)
+        token = self._token()
+        self.storage.insert_payment(Payment(
+            token=token, client_id=client.client_id, pgcode=method.pgcode, user_id=values["user_id"],
+            amount=amount, product_name=values["product_name"], request=values,
+            created_at=kst_datetime(now), kind="verification" if verification else "payment",
+            user_name=values.get("user_name", ""), order_no=values.get("order_no", ""),
+            service_name=values.get("service_name", ""), custom_parameter=values.get("custom_parameter", ""),
+            taxfree_amount=taxfree, tax_amount=vat, disposable_cup_deposit=cup))
+        return {"token": token, **payment_page_urls(base_url, token)}
+
+    @staticmethod
+    def _check_expiry(values: dict, now: datetime) -> None:
+        if "expire_date" not in values and "expire_time" not in values:
+            return
+        expiry_text = f"{values.get('expire_date', now.strftime('%Y%m%d'))} {values.get('expire_time', '2359')}"
+        try:
+            expiry = virtual_account_expiry({"expire_date": now.strftime("%Y%m%d"), **values}, now)
+        except ValueError:
+            raise GatewayError("expiry_invalid", expiry=expiry_text, rule="is not a real date and time") from None
+        if expiry <= now:
+            raise GatewayError("expiry_invalid", expiry=expiry_text,
+                               rule=f"is already past (now {kst_datetime(now)})")
+
+    def autopay(self, client: Client, values: dict) -> dict:
+        method = self._method(values["pgcode"])
+        if not method.recurring:
+            raise GatewayError("recurring_not_supported", pgcode=method.pgcode)
+        if values["amount"] <= 0:
+            raise GatewayError("amount_not_positive", field="amount")
+        taxfree, vat, cup = self._amounts(method, values, endpoint="payments/autopay",
+                                          cup_allowed=method.autopay_cup_deposit)
+        with self.storage.atomic():
+            billkey = self.storage.billkey(values["billkey"])
+            if billkey is None or billkey["client_id"] != client.client_id:
+                raise GatewayError("billkey_unknown", billkey=values["billkey"], client_id=client.client_id)
+            if billkey["user_id"] != values["user_id"]:
+                raise GatewayError("billkey_user_mismatch", billkey=billkey["billkey"], user_id=values["user_id"])
+            if billkey["pgcode"] != method.pgcode:
+                raise GatewayError("billkey_pgcode_mismatch", billkey=billkey["billkey"],
+                                   issued=billkey["pgcode"], pgcode=method.pgcode)
+            now = self.clock.now()
+            if method.pgcode == "mobile":
+                recurring.check_mobile_repayment(
+                    billkey["billkey"], parse_kst_datetime(billkey["issued_at"]),
+                    self.storage.payments_with_billkey(billkey["billkey"]), values["amount"], now)
+            payment = Payment(
+                token=self._token(), client_id=client.client_id, pgcode=method.pgcode,
+                user_id=values["user_id"], amount=values["amount"], product_name=values["product_name"],
+                request=values, created_at=kst_datetime(now), status=APPROVED, kind="autopay",
+                user_name=values.get("user_name", ""), order_no=values.get("order_no", ""),
+                service_name=values.get("service_name", ""), taxfree_amount=taxfree, tax_amount=vat,
+                disposable_cup_deposit=cup, billkey=billkey["billkey"])
+            self._approve_fields(payment, method, None, now, self.details.approval(method, payment.amount))
+            self.storage.insert_payment(payment)
+        return {"tid": payment.tid, "cid": payment.cid, "amount": payment.amount,
+                "billkey": payment.billkey, "transaction_date": payment.transaction_date}
+
+    def cancel(self, client: Client, values: dict, warnings: list[str], *, partial: bool) -> dict:
+        with self.storage.atomic():
+            payment = self._client_payment(client, values["tid"])
+            if payment.user_id != values["user_id"]:
+                raise GatewayError("user_mismatch", user_id=values["user_id"], tid=payment.tid)
+            method = self._method(payment.pgcode)
+            if "pgcode" in values and not method.answers_to(values["pgcode"]):
+                raise GatewayError("pgcode_mismatch", pgcode=values["pgcode"], tid=payment.tid,
+                                   paid=payment.paid_pgcode)
+            amount = values.get("amount")
+            if amount is None:  # only payments/cancel gets here: its schema lets amount go
+                deviation = "omitted on a full cancel; the whole remaining amount is cancelled"
+                if self.settings.strict:
+                    raise GatewayError("lenient_rejected", field="amount", deviation=deviation)
+                warnings.append(f"amount: {deviation}")
+                amount = payment.remaining
+            cancellation = ledger.plan_cancellation(
+                payment, method, amount=amount, partial=partial, at=self.clock.now(),
+                taxfree_amount=values.get("taxfree_amount"), tax_amount=values.get("tax_amount"),
+                ip_addr=values.get("ip_addr", ""))
+            self.storage.record_cancellation(payment, cancellation)
+        return {"tid": payment.tid, "cid": payment.cid, "amount": cancellation.amount,
+                "cancel_date": cancellation.cancel_date}
+
+    def issue_cash_receipt(self, client: Client, tid: str, values: dict, base_url: str) -> dict:
+        payment = self._client_payment(client, tid)
+        method = self._method(payment.pgcode)
+        reason = None
+        if not method.cash_receipt:
+            reason = f"{method.pgcode} is not a cash-type method"
+        elif payment.status != APPROVED:
+            reason = "it is not paid yet" if payment.status == ISSUED else f"it is {payment.status}"
+        elif payment.remaining == 0:
+            reason = "it is fully cancelled"
+        if reason:
+            raise GatewayError("cash_receipt_not_available", tid=tid, reason=reason)
+        token = self._token()
+        kind = values.get("type", "0")
+        tax_flag = values.get("tax_flag", "N")
+        self.storage.insert_cash_receipt(token, tid, client.client_id, kind, tax_flag, values["return_url"],
+                                         kst_datetime(self.clock.now()))
+        query = urlencode({"id": tid, "type": CASH_RECEIPT_FORM_TYPES[kind], "taxflag": tax_flag,
+                           "returnurl": values["return_url"], "token": token}, safe=":/", quote_via=quote)
+        return {"receipt_url": f"{base_url}/PGSVC/Receipt/ReceiptForm.asp?{query}"}
+
+    def transaction_list(self, client: Client, values: dict) -> dict:
+        try:
+            day = datetime.strptime(values["date"], "%Y%m%d").strftime("%Y-%m-%d")
+        except ValueError:
+            raise GatewayError("field_invalid", field="date", rule="is not a real date (YYYYMMDD)") from None
+        approvals = self.storage.payments_made_on(client.client_id, day, (APPROVED,))
+        if values["date_type"] == "transaction":
+            rows = [fields.transaction_row(p, self.storage.cancellations_of(p.tid) if p.cancelled_amount else [])
+                    for p in approvals]
+        else:
+            rows = fields.settle_rows(approvals, self.storage.cancellations_on(client.client_id, day))
+        if pgcode := values.get("pgcode"):
+            rows = [r for r in rows if r["pgcode"] == pgcode or _method_of(r["pgcode"]) == pgcode]
+        return {"total_count": len(rows), "list": rows}
+
+    def receipt_info(self, client: Client, tid: str, values: dict, base_url: str) -> dict:
+        payment = self._client_payment(client, tid)
+        if payment.status != APPROVED:
+            raise GatewayError("payment_not_approved", tid=tid, status=payment.status)
+        paid_on = kst_date(parse_kst_datetime(payment.transaction_date))
+        for name, given, expected in (("amount", values["amount"], payment.amount),
+                                      ("transaction_date", values["transaction_date"], paid_on)):
+            if given != expected:
+                raise GatewayError("receipt_mismatch", field=name, given=str(given), tid=tid, expected=expected)
+        return {"receipt_url": f"{base_url}/PGSVC/AllTheGate/Receipt_All.asp?id={receipt_id(payment, client)}"}
+
+    def payment_status(self, client: Client, values: dict) -> dict:
+        payment = self.storage.latest_payment_for_order(client.client_id, values["order_no"])
+        if payment is None:
+            raise GatewayError("order_unknown", order_no=values["order_no"], client_id=client.client_id)
+        return {"code": 0, "message": "ok", "client_id": client.client_id, "order_no": payment.order_no,
+                "token": str(payment.token), "tid": payment.tid or "", "status_code": STATUS_CODES[payment.status]}
+
+    # --- the payer's side (hosted page or control API) ---
+    def _pending(self, token: int) -> Payment:
+        payment = self.storage.payment_by_token(token)
+        if payment is None or payment.kind == "autopay":
+            raise GatewayError("token_unknown", token=token)
+        if payment.status not in PENDING:
+            raise GatewayError("payment_not_pending", token=token, status=payment.status)
+        return payment
+
+    def _approve_fields(self, payment: Payment, method: PaymentMethod, option: str | None,
+                        now: datetime, details: dict) -> None:
+        payment.tid = identifiers.tid(payment.client_id, now, self.storage.next_value("tid"))
+        payment.cid = identifiers.cid(method.cid, now, self.details.digits(7))
+        payment.transaction_date = kst_datetime(now)
+        payment.paid_pgcode = option or method.pgcode
+        payment.details = details
+
+    def _new_billkey(self, payment: Payment, now: datetime) -> str:
+        billkey = identifiers.billkey(payment.client_id, now, self.storage.next_value("billkey"))
+        self.storage.insert_billkey(billkey, payment.client_id, payment.user_id, payment.pgcode,
+                                    kst_datetime(now), payment.amount)
+        return billkey
+
+    def approve(self, token: int, choices: dict) -> dict:
+        """Finish a payment as the payer would: the return fields, the callback queued (and sent)."""
+        callback_id = None
+        with self.storage.atomic():
+            payment = self._pending(token)
+            method = self._method(payment.pgcode)
+            option = _option(method, choices.get("option"))
+            client = self.clients[payment.client_id]
+            now = self.clock.now()
+            details = self.details.approval(method, payment.amount, card_number=choices.get("card_number"),
+                                            install=choices.get("install_month"), bank_code=choices.get("bank_code"))
+            if payment.kind == "verification":
+                payment.paid_pgcode, payment.details = method.pgcode, details
+                payment.billkey = self._new_billkey(payment, now)
+                payment.status = VERIFIED
+                self.storage.save_payment(payment)
+                return {"return_url": payment.request["return_url"],
+                        "fields": fields.return_verification(payment, client.payment_key)}
+            self._approve_fields(payment, method, option, now, details)
+            if payment.request.get("autopay_flag") == "Y":
+                payment.billkey = self._new_billkey(payment, now)
+            if method.details == "account":
+                payment.details.update(self.details.virtual_account(payment.request, now, choices.get("bank_code")))
+                payment.status = ISSUED
+            else:
+                payment.status = APPROVED
+                callback_id = self._queue_callback(payment, client, now)
+            self.storage.save_payment(payment)
+        self._deliver(callback_id)
+        return {"return_url": payment.request["return_url"],
+                "fields": fields.return_success(payment, client.payment_key)}
+
+    def decline(self, token: int, code: str | None, message: str | None) -> dict:
+        with self.storage.atomic():
+            payment = self._pending(token)
+            payment.status = FAILED
+            payment.details = {"failure": {"code": code or DECLINE_CODE, "message": message or DECLINE_MESSAGE}}
+            self.storage.save_payment(payment)
+        failure = payment.details["failure"]
+        return {"return_url": payment.request["return_url"],
+                "fields": fields.return_failure(payment, failure["code"], failure["message"])}
+
+    def abandon(self, token: int) -> dict:
+        with self.storage.atomic():
+            payment = self._pending(token)
+            payment.status = ABANDONED
+            self.storage.save_payment(payment)
+        method = self._method(payment.pgcode)
+        redirect = None if method.no_cancel_redirect else payment.request.get("cancel_url")
+        return {"redirect_url": redirect}
+
+    def deposit(self, tid: str, amount: int | None) -> dict:
+        with self.storage.atomic():
+            payment = self.storage.payment_by_tid(tid)
+            if payment is None:
+                raise GatewayError("payment_unknown", tid=tid)
+            if payment.status != ISSUED:
+                raise GatewayError("not_virtual_account", tid=tid, status=payment.status)
+            now = self.clock.now()
+            expiry = datetime.strptime(payment.details["expire_date"] + payment.details["expire_time"],
+                                       "%Y%m%d%H%M").replace(tzinfo=KST)
+            if now > expiry:
+                raise GatewayError("virtual_account_expired", tid=tid, expiry=kst_datetime(expiry))
+            if amount is not None and amount != payment.amount:
+                raise GatewayError("deposit_amount_mismatch", tid=tid, expected=payment.amount, amount=amount)
+            payment.status = APPROVED
+            payment.details["issued_at"] = payment.transaction_date
+            payment.transaction_date = kst_datetime(now)  # the payment happens at the deposit
+            callback_id = self._queue_callback(payment, self.clients[payment.client_id], now)
+            self.storage.save_payment(payment)
+        self._deliver(callback_id)
+        return self.payment_view(payment)
+
+    def _queue_callback(self, payment: Payment, client: Client, now: datetime) -> int:
+        body = fields.callback_body(payment, client.payment_key)
+        return self.storage.enqueue_callback(payment.tid, payment.request["callback_url"], body,
+                                             iso(now), self.clock.timestamp())
+
+    def _deliver(self, callback_id: int | None) -> None:
+        if callback_id is not None:
+            callbacks.attempt(self.storage, self.clock, callback_id, self.settings.callback_timeout)
+
+    # --- what tests look at ---
+    def payment_view(self, payment: Payment) -> dict:
+        view = asdict(payment)
+        view["status_code"] = STATUS_CODES[payment.status]
+        view["remaining"] = payment.remaining if payment.tid else None
+        view["cancellations"] = [asdict(c) for c in self.storage.cancellations_of(payment.tid)] if payment.tid else []
+        view["cash_receipts"] = self.storage.cash_receipts_of(payment.tid) if payment.tid else []
+        return view
+
+    def reset(self) -> None:
+        self.storage.reset()
+        self.clock.load(ClockState())
+
+    def set_clock(self, change: dict) -> dict:
+        if "advance_seconds" in change:
+            state = self.clock.advance(change["advance_seconds"])
+        elif "set" in change:
+            moment = datetime.fromisoformat(change["set"])
+            state = self.clock.set(moment if moment.tzinfo else moment.replace(tzinfo=KST))
+        else:
+            state = self.clock.freeze(change["freeze"])
+        self.storage.save_clock_state(state)
+        return self.clock_view()
+
+    def clock_view(self) -> dict:
+        return {"now": iso(self.clock.now()), "frozen": self.clock.frozen}
+
+
+def payment_page_urls(base_url: str, token: int) -> dict:
+    return {"online_url": f"{base_url}/pgsvc/hub.asp?location=online&token={token}",
+            "mobile_url": f"{base_url}/pgsvc/hub.asp?location=mobile&token={token}"}
+
+
+def receipt_id(payment: Payment, client: Client) -> str:
+    """Opaque like the gateway's (`72720c...|001|4|3230...`): a keyed digest, then the tid in hex."""
+    return f"{sha256_hex(payment.tid + client.payment_key)[:16].lower()}|001|4|{payment.tid.encode().hex()}"
+
+
+def _option(method: PaymentMethod, picked: str | None) -> str | None:
+    if picked is None:
+        option = method.option(None)
+        return option.pgcode if option else None
+    try:
+        option = method.option(picked) if method.options else None
+    except KeyError:
+        option = None
+    if option is None:
+        raise GatewayError("option_invalid", option=picked, pgcode=method.pgcode,
+                           choices=", ".join(o.pgcode for o in method.options) or "none")
+    return option.pgcode
+
+
+def _method_of(paid_pgcode: str) -> str | None:
+    """The appendix pgcode behind an option's pgcode (navercard → naverpay)."""
+    for method in table().values():
+        if method.answers_to(paid_pgcode):
+            return method.pgcode
+    return None

@@ -1,0 +1,385 @@
+"""All state in SQLite: every SQL statement and every transaction boundary of the emulator."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+
+from .clock import ClockState
+from .domain.payment import Cancellation, Payment
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    token INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    pgcode TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    order_no TEXT NOT NULL,
+    service_name TEXT NOT NULL,
+    product_name TEXT NOT NULL,
+    custom_parameter TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    taxfree_amount INTEGER NOT NULL,
+    tax_amount INTEGER NOT NULL,
+    disposable_cup_deposit INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    tid TEXT UNIQUE,
+    cid TEXT NOT NULL,
+    paid_pgcode TEXT NOT NULL,
+    transaction_date TEXT NOT NULL,
+    billkey TEXT NOT NULL,
+    details TEXT NOT NULL,
+    cancelled_amount INTEGER NOT NULL,
+    cancelled_taxfree_amount INTEGER NOT NULL,
+    cancelled_tax_amount INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_by_day ON payments (client_id, substr(transaction_date, 1, 10));
+CREATE INDEX IF NOT EXISTS payments_by_order ON payments (client_id, order_no);
+CREATE INDEX IF NOT EXISTS payments_by_billkey ON payments (billkey);
+CREATE TABLE IF NOT EXISTS cancellations (
+    id INTEGER PRIMARY KEY,
+    tid TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    taxfree_amount INTEGER NOT NULL,
+    tax_amount INTEGER NOT NULL,
+    partial INTEGER NOT NULL,
+    cancel_date TEXT NOT NULL,
+    ip_addr TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cancellations_by_tid ON cancellations (tid);
+CREATE INDEX IF NOT EXISTS cancellations_by_day ON cancellations (substr(cancel_date, 1, 10));
+CREATE TABLE IF NOT EXISTS billkeys (
+    billkey TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    pgcode TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    amount INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cash_receipts (
+    token INTEGER PRIMARY KEY,
+    tid TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    tax_flag TEXT NOT NULL,
+    return_url TEXT NOT NULL,
+    status TEXT NOT NULL,
+    details TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS callbacks (
+    id INTEGER PRIMARY KEY,
+    tid TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at REAL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS callback_attempts (
+    id INTEGER PRIMARY KEY,
+    callback_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    wall_time TEXT NOT NULL,
+    http_status INTEGER,
+    response_body TEXT NOT NULL,
+    error TEXT NOT NULL,
+    latency_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_callback ON callback_attempts (callback_id);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    query TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    warnings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), offset REAL NOT NULL, frozen_at REAL);
+"""
+
+_PAYMENT_JSON = ("request", "details")
+_PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
+_STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
+                 "callback_attempts", "journal", "counters")
+
+
+class Storage:
+    """One SQLite connection per process, used under a lock; SQLite's own locking (a
+    write transaction is BEGIN IMMEDIATE) keeps several processes on one file consistent."""
+
+    def __init__(self, path: str = ":memory:", journal_limit: int = 10_000):
+        self.path = path
+        self.journal_limit = journal_limit
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def atomic(self):
+        """A write transaction; nested uses join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _all(self, sql: str, args=()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args=()):
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _run(self, sql: str, args=()) -> sqlite3.Cursor:
+        with self.atomic():
+            return self._db.execute(sql, args)
+
+    # --- counters and clock ---
+    def next_value(self, name: str) -> int:
+        with self.atomic():
+            row = self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value", (name,)).fetchone()
+            return row[0]
+
+    def clock_state(self) -> ClockState | None:
+        row = self._one("SELECT offset, frozen_at FROM clock WHERE id = 1")
+        return ClockState(row["offset"], row["frozen_at"]) if row else None
+
+    def save_clock_state(self, state: ClockState) -> None:
+        self._run("INSERT INTO clock (id, offset, frozen_at) VALUES (1, ?, ?) "
+                  "ON CONFLICT (id) DO UPDATE SET offset = excluded.offset, frozen_at = excluded.frozen_at",
+                  (state.offset, state.frozen_at))
+
+    def reset(self) -> None:
+        with self.atomic():
+            for table in _STATE_TABLES + ("clock",):
+                self._db.execute(f"DELETE FROM {table}")
+
+    # --- payments ---
+    def insert_payment(self, payment: Payment) -> None:
+        row = _payment_row(payment)
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._run(f"INSERT INTO payments ({names}) VALUES ({marks})", tuple(row.values()))
+
+    def save_payment(self, payment: Payment) -> None:
+        row = _payment_row(payment)
+        token = row.pop("token")
+        assignments = ", ".join(f"{name} = ?" for name in row)
+        self._run(f"UPDATE payments SET {assignments} WHERE token = ?", (*row.values(), token))
+
+    def payment_by_token(self, token: int) -> Payment | None:
+        return _payment(self._one("SELECT * FROM payments WHERE token = ?", (token,)))
+
+    def payment_by_tid(self, tid: str) -> Payment | None:
+        return _payment(self._one("SELECT * FROM payments WHERE tid = ?", (tid,)))
+
+    def latest_payment_for_order(self, client_id: str, order_no: str) -> Payment | None:
+        return _payment(self._one(
+            "SELECT * FROM payments WHERE client_id = ? AND order_no = ? ORDER BY token DESC LIMIT 1",
+            (client_id, order_no)))
+
+    def payments(self, *, client_id: str | None = None, status: str | None = None,
+                 limit: int = 1000) -> list[Payment]:
+        clauses, args = [], []
+        if client_id:
+            clauses.append("client_id = ?"); args.append(client_id)
+        if status:
+            clauses.append("status = ?"); args.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._all(f"SELECT * FROM payments {where} ORDER BY token LIMIT ?", (*args, limit))
+        return [_payment(r) for r in rows]
+
+    def payments_made_on(self, client_id: str, day: str, statuses: tuple[str, ...]) -> list[Payment]:
+        """Payments of `client_id` whose transaction_date falls on `day` (YYYY-MM-DD)."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._all(
+            f"SELECT * FROM payments WHERE client_id = ? AND substr(transaction_date, 1, 10) = ? "
+            f"AND status IN ({marks}) ORDER BY transaction_date, token", (client_id, day, *statuses))
+        return [_payment(r) for r in rows]
+
+    def payments_with_billkey(self, billkey: str) -> list[Payment]:
+        rows = self._all("SELECT * FROM payments WHERE billkey = ? AND tid IS NOT NULL "
+                         "ORDER BY transaction_date", (billkey,))
+        return [_payment(r) for r in rows]
+
+    # --- cancellations ---
+    def record_cancellation(self, payment: Payment, cancellation: Cancellation) -> Cancellation:
+        """Inside `atomic()`: write the cancellation and the payment's new totals together."""
+        with self.atomic():
+            cur = self._db.execute(
+                "INSERT INTO cancellations (tid, amount, taxfree_amount, tax_amount, partial, cancel_date, ip_addr) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cancellation.tid, cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount,
+                 int(cancellation.partial), cancellation.cancel_date, cancellation.ip_addr))
+            self._db.execute(
+                "UPDATE payments SET cancelled_amount = cancelled_amount + ?, "
+                "cancelled_taxfree_amount = cancelled_taxfree_amount + ?, "
+                "cancelled_tax_amount = cancelled_tax_amount + ? WHERE tid = ?",
+                (cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount, cancellation.tid))
+            cancellation.id = cur.lastrowid
+            return cancellation
+
+    def cancellations_of(self, tid: str) -> list[Cancellation]:
+        rows = self._all("SELECT * FROM cancellations WHERE tid = ? ORDER BY id", (tid,))
+        return [_cancellation(r) for r in rows]
+
+    def cancellations_on(self, client_id: str, day: str) -> list[tuple[Cancellation, Payment]]:
+        rows = self._all(
+            "SELECT c.id AS c_id, c.amount AS c_amount, c.taxfree_amount AS c_taxfree, c.tax_amount AS c_tax, "
+            "c.partial AS c_partial, c.cancel_date AS c_date, c.ip_addr AS c_ip, p.* "
+            "FROM cancellations c JOIN payments p ON p.tid = c.tid "
+            "WHERE p.client_id = ? AND substr(c.cancel_date, 1, 10) = ? ORDER BY c.cancel_date, c.id",
+            (client_id, day))
+        return [(Cancellation(tid=r["tid"], amount=r["c_amount"], taxfree_amount=r["c_taxfree"],
+                              tax_amount=r["c_tax"], partial=bool(r["c_partial"]), cancel_date=r["c_date"],
+                              ip_addr=r["c_ip"], id=r["c_id"]), _payment(r)) for r in rows]
+
+    # --- billkeys ---
+    def insert_billkey(self, billkey: str, client_id: str, user_id: str, pgcode: str,
+                       issued_at: str, amount: int) -> None:
+        self._run("INSERT INTO billkeys VALUES (?, ?, ?, ?, ?, ?)",
+                  (billkey, client_id, user_id, pgcode, issued_at, amount))
+
+    def billkey(self, billkey: str) -> dict | None:
+        row = self._one("SELECT * FROM billkeys WHERE billkey = ?", (billkey,))
+        return dict(row) if row else None
+
+    # --- cash receipts ---
+    def insert_cash_receipt(self, token: int, tid: str, client_id: str, type_: str, tax_flag: str,
+                            return_url: str, created_at: str) -> None:
+        self._run("INSERT INTO cash_receipts VALUES (?, ?, ?, ?, ?, ?, 'requested', '{}', ?)",
+                  (token, tid, client_id, type_, tax_flag, return_url, created_at))
+
+    def cash_receipts_of(self, tid: str) -> list[dict]:
+        rows = self._all("SELECT * FROM cash_receipts WHERE tid = ? ORDER BY token", (tid,))
+        return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
+
+    # --- callbacks ---
+    def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: float) -> int:
+        cur = self._run("INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at) "
+                        "VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                        (tid, url, json.dumps(body, ensure_ascii=False), due, created_at))
+        return cur.lastrowid
+
+    def callback(self, callback_id: int) -> dict | None:
+        row = self._one("SELECT * FROM callbacks WHERE id = ?", (callback_id,))
+        return _callback(row, self._attempts([callback_id])) if row else None
+
+    def callbacks(self, *, tid: str | None = None, status: str | None = None) -> list[dict]:
+        clauses, args = [], []
+        if tid:
+            clauses.append("tid = ?"); args.append(tid)
+        if status:
+            clauses.append("status = ?"); args.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._all(f"SELECT * FROM callbacks {where} ORDER BY id", args)
+        attempts = self._attempts([r["id"] for r in rows])
+        return [_callback(r, attempts) for r in rows]
+
+    def record_attempt(self, callback_id: int, attempt: dict, status: str, next_attempt_at) -> None:
+        with self.atomic():
+            self._db.execute(
+                "INSERT INTO callback_attempts (callback_id, at, wall_time, http_status, response_body, error, latency_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (callback_id, attempt["at"], attempt["wall_time"], attempt["http_status"],
+                 attempt["response_body"], attempt["error"], attempt["latency_ms"]))
+            self._db.execute("UPDATE callbacks SET attempts = attempts + 1, status = ?, next_attempt_at = ? "
+                             "WHERE id = ?", (status, next_attempt_at, callback_id))
+
+    def _attempts(self, ids: list[int]) -> dict[int, list[dict]]:
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        grouped: dict[int, list[dict]] = {i: [] for i in ids}
+        for row in self._all(f"SELECT * FROM callback_attempts WHERE callback_id IN ({marks}) ORDER BY id", ids):
+            attempt = dict(row)
+            grouped[attempt.pop("callback_id")].append(attempt)
+        return grouped
+
+    # --- the request journal ---
+    def journal_append(self, entry: dict) -> None:
+        with self.atomic():
+            cur = self._db.execute(
+                "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"],
+                 json.dumps(entry["request"], ensure_ascii=False), entry["status"],
+                 json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False)))
+            # Bounded, so a long-running shared sandbox does not grow without end.
+            if cur.lastrowid % 100 == 0:
+                self._db.execute("DELETE FROM journal WHERE id <= ?", (cur.lastrowid - self.journal_limit,))
+
+    def journal(self, limit: int = 1000) -> list[dict]:
+        rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
+        return [{**dict(r), **{k: json.loads(r[k]) for k in ("request", "response", "warnings")}} for r in rows]
+
+
+def _payment_row(payment: Payment) -> dict:
+    row = asdict(payment)
+    for name in _PAYMENT_JSON:
+        row[name] = json.dumps(row[name], ensure_ascii=False)
+    return row
+
+
+def _payment(row) -> Payment | None:
+    if row is None:
+        return None
+    values = {name: row[name] for name in _PAYMENT_COLUMNS}
+    for name in _PAYMENT_JSON:
+        values[name] = json.loads(values[name])
+    return Payment(**values)
+
+
+def _cancellation(row) -> Cancellation:
+    return Cancellation(tid=row["tid"], amount=row["amount"], taxfree_amount=row["taxfree_amount"],
+                        tax_amount=row["tax_amount"], partial=bool(row["partial"]),
+                        cancel_date=row["cancel_date"], ip_addr=row["ip_addr"], id=row["id"])
+
+
+def _callback(row, attempts: dict[int, list[dict]]) -> dict:
+    callback = dict(row)
+    callback["body"] = json.loads(callback["body"])
+    callback["attempts_made"] = callback.pop("attempts")
+    callback["attempts"] = attempts.get(row["id"], [])
+    return callback

@@ -1,0 +1,182 @@
+"""Requests checked against the JSON Schemas in schemas/, with the real gateway's leniency.
+
+Lenient mode repairs what real clients send (numbers as strings, empty optional fields,
+query names in another case, unknown fields) and returns a warning for each repair; strict
+mode turns the same deviations into 406 errors. Whatever is left is a GatewayError that
+names the field and the rule.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from .errors import GatewayError
+
+_WHOLE = re.compile(r"^\s*-?\d+\s*$")
+_EXPECTED = {"integer": "a whole number of KRW", "string": "a string", "object": "a JSON object",
+             "number": "a number", "boolean": "true or false"}
+
+
+@dataclass
+class Checked:
+    """A request that passed: the repaired values, and what leniency had to repair."""
+
+    values: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+class Schemas:
+    """Every schema of schemas/, by its path without `.json` (`requests/payments_request`)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.documents: dict[str, dict] = {}
+        for path in sorted(root.rglob("*.json")):
+            name = path.relative_to(root).with_suffix("").as_posix()
+            self.documents[name] = json.loads(path.read_text("utf-8"))
+        self._validators = {
+            name: Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER)
+            for name, doc in self.documents.items()
+        }
+
+    def errors(self, name: str, instance) -> list[str]:
+        """Plain messages for what the emulator itself sends (tests check payloads with it)."""
+        return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+                for e in self._validators[name].iter_errors(instance)]
+
+    def check_request(self, name: str, data, *, strict: bool, endpoint: str,
+                      from_query: bool = False) -> Checked:
+        schema = self.documents[name]
+        if not isinstance(data, dict):
+            raise GatewayError("body_not_object", got=_json_type(data))
+        repair = _Repair(schema, strict=strict, endpoint=endpoint)
+        values = repair.query_names(data) if from_query else dict(data)
+        values = repair.fields(values, from_query=from_query)
+        error = _first_error(self._validators[name], values, schema)
+        if error is not None:
+            raise _to_gateway_error(error, schema, endpoint)
+        return Checked(values, repair.warnings)
+
+
+class _Repair:
+    def __init__(self, schema: dict, *, strict: bool, endpoint: str):
+        self.properties: dict = schema.get("properties", {})
+        self.required = set(schema.get("required", ()))
+        self.strict = strict
+        self.endpoint = endpoint
+        self.warnings: list[str] = []
+
+    def deviate(self, field_name: str, deviation: str) -> None:
+        if self.strict:
+            raise GatewayError("lenient_rejected", field=field_name, deviation=deviation)
+        self.warnings.append(f"{field_name}: {deviation}")
+
+    def query_names(self, data: dict) -> dict:
+        by_lower = {name.lower(): name for name in self.properties}
+        values = {}
+        for key, value in data.items():
+            name = by_lower.get(key.lower(), key)
+            if name != key:
+                self.deviate(name, f"query parameter written as {key!r}")
+            values[name] = value
+        return values
+
+    def fields(self, values: dict, *, from_query: bool) -> dict:
+        repaired = {}
+        for key, value in values.items():
+            spec = self.properties.get(key)
+            if spec is None:
+                if self.strict:
+                    raise GatewayError("field_unknown", field=key, endpoint=self.endpoint)
+                self.warnings.append(f"{key}: not a parameter of {self.endpoint}, ignored")
+                continue
+            if value is None or value == "":
+                if key in self.required:
+                    continue  # reported as missing by the schema
+                self.deviate(key, f"empty optional field sent as {json.dumps(value)}, treated as absent")
+                continue
+            repaired[key] = self.value(key, spec.get("type"), value, from_query)
+        return repaired
+
+    def value(self, key: str, kind, value, from_query: bool):
+        if kind == "integer":
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if isinstance(value, str) and _WHOLE.match(value):
+                if not from_query:  # query strings are text by nature, not a deviation
+                    self.deviate(key, f"sent as a string ({value!r}), expected a number")
+                return int(value)
+        if kind == "string" and isinstance(value, int) and not isinstance(value, bool):
+            self.deviate(key, f"sent as a number ({value}), expected a string")
+            return str(value)
+        return value
+
+
+def _first_error(validator: Draft202012Validator, values: dict, schema: dict) -> ValidationError | None:
+    """The error a reader expects first: by the field's place in the schema, then by rule."""
+    order = {name: i for i, name in enumerate(schema.get("properties", {}))}
+    errors = list(validator.iter_errors(values))
+    if not errors:
+        return None
+
+    def rank(error: ValidationError):
+        name = _field_of(error)
+        return (error.validator != "required", order.get(name, len(order)), str(error.validator))
+
+    return min(errors, key=rank)
+
+
+def _field_of(error: ValidationError) -> str:
+    if error.validator == "required":
+        return re.match(r"'([^']+)'", error.message).group(1)
+    if error.absolute_path:
+        return ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        return re.search(r"'([^']+)'", error.message).group(1)
+    return "body"
+
+
+def _to_gateway_error(error: ValidationError, schema: dict, endpoint: str) -> GatewayError:
+    name = _field_of(error)
+    rule = error.validator
+    spec = schema.get("properties", {}).get(name, {})
+    override = spec.get("x-error", {}).get(rule)
+    if override:
+        return GatewayError(override, field=name)
+    if rule == "required" or (rule == "minLength" and error.instance == ""):
+        return GatewayError("field_missing", field=name)
+    if rule == "type":
+        return GatewayError("field_type", field=name, expected=_EXPECTED.get(error.validator_value, error.validator_value),
+                            got=_show(error.instance))
+    if rule == "maxLength":
+        return GatewayError("field_too_long", field=name, limit=error.validator_value)
+    if rule == "minimum":
+        return GatewayError("field_negative", field=name, got=error.instance)
+    if rule == "additionalProperties":
+        return GatewayError("field_unknown", field=name, endpoint=endpoint)
+    if rule == "enum":
+        return GatewayError("field_invalid", field=name,
+                            rule="must be one of " + ", ".join(repr(v) for v in error.validator_value))
+    if rule in ("pattern", "not", "const") and "x-rule" in spec:
+        return GatewayError("field_invalid", field=name, rule=spec["x-rule"])
+    if rule == "pattern":
+        return GatewayError("field_invalid", field=name, rule=f"must match {error.validator_value}")
+    if rule == "format":
+        return GatewayError("field_invalid", field=name, rule=f"must be a valid {error.validator_value}")
+    return GatewayError("field_invalid", field=name, rule=error.message)
+
+
+def _show(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_type(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")

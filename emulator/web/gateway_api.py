@@ -1,0 +1,92 @@
+"""The gateway's REST API (/v1.0/...): authenticate, validate against schemas/, call the service."""
+from __future__ import annotations
+
+import functools
+
+from flask import Blueprint, g, jsonify, request
+
+from ..errors import GatewayError
+from .operations import Operation, register
+from .plumbing import authenticate, base_url, emulator, json_body
+
+blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
+
+
+def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False):
+    """Route one gateway endpoint. The handler gets (client, values, **path_args) with values
+    already checked against schemas/requests/<schema>.json."""
+    name = path.lstrip("/")
+    register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,
+                       request=f"requests/{schema}", response=f"responses/{schema}", query=query))
+
+    def wrap(handler):
+        @functools.wraps(handler)
+        def view(**path_args):
+            em = emulator()
+            client = authenticate(key, name)
+            strict = em.settings.strict
+            data = request.args.to_dict() if query else json_body(strict=strict)
+            checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
+                                               endpoint=name, from_query=query)
+            g.setdefault("warnings", []).extend(checked.warnings)
+            if checked.values.get("client_id") != client.client_id:
+                raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
+            return jsonify(handler(client, checked.values, **path_args))
+
+        flask_path = path.replace("{tid}", "<tid>")
+        blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
+        return view
+
+    return wrap
+
+
+def gateway():
+    return emulator().gateway
+
+
+@endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
+          key="PAYMENT", schema="payments_request")
+def payments_request(client, values):
+    return gateway().request_payment(client, values, base_url())
+
+
+@endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",
+          key="PAYMENT", schema="payments_autopay")
+def payments_autopay(client, values):
+    return gateway().autopay(client, values)
+
+
+@endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
+          key="PAYMENT", schema="payments_cancel")
+def payments_cancel(client, values):
+    return gateway().cancel(client, values, g.setdefault("warnings", []), partial=False)
+
+
+@endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
+          key="PAYMENT", schema="payments_cancel_partial")
+def payments_cancel_partial(client, values):
+    return gateway().cancel(client, values, g.setdefault("warnings", []), partial=True)
+
+
+@endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",
+          key="PAYMENT", schema="cashreceipt_issue")
+def cashreceipt_issue(client, values, tid):
+    return gateway().issue_cash_receipt(client, tid, values, base_url())
+
+
+@endpoint("/payments/transaction/list", "GET", "Search payment history of a day",
+          key="SEARCH", schema="transaction_list", query=True)
+def transaction_list(client, values):
+    return gateway().transaction_list(client, values)
+
+
+@endpoint("/receipt/info/{tid}", "GET", "Transaction history confirmation: the receipt page's URL",
+          key="SEARCH", schema="receipt_info", query=True)
+def receipt_info(client, values, tid):
+    return gateway().receipt_info(client, tid, values, base_url())
+
+
+@endpoint("/payments/status", "POST", "Where a payment request stands, by order_no (either key)",
+          key="ANY", schema="payments_status")
+def payments_status(client, values):
+    return gateway().payment_status(client, values)

@@ -1,0 +1,70 @@
+"""Reading a request the gateway's way: the PLKEY, the JSON body, the journal's notes."""
+from __future__ import annotations
+
+import hmac
+import json
+
+from flask import current_app, g, request
+
+from ..config import Client
+from ..errors import GatewayError
+
+JSON_TYPES = ("application/json",)
+
+
+def emulator():
+    return current_app.extensions["payletter"]
+
+
+def note(warning: str) -> None:
+    g.setdefault("warnings", []).append(warning)
+
+
+def authenticate(key_type: str, endpoint: str) -> Client:
+    """The client behind `Authorization: PLKEY <key>`; 401 or 403 otherwise."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.strip().partition(" ")
+    if scheme.upper() != "PLKEY" or not key.strip():
+        raise GatewayError("auth_missing")
+    key = key.strip()
+    found = None
+    for client in emulator().settings.clients:
+        # Compare every key, in constant time, so timing tells nothing about near misses.
+        for kind, known in (("PAYMENT", client.payment_key), ("SEARCH", client.search_key)):
+            if hmac.compare_digest(known.encode(), key.encode()):
+                found = (client, kind)
+    if found is None:
+        raise GatewayError("auth_missing")
+    client, kind = found
+    g.client_id = client.client_id
+    if key_type != "ANY" and kind != key_type:
+        raise GatewayError("key_type_forbidden", endpoint=endpoint, needed=key_type, given=kind)
+    return client
+
+
+def json_body(*, strict: bool):
+    """The parsed body; an empty body reads as {} so the missing fields get named."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    mimetype = request.mimetype or "(none)"
+    if mimetype not in JSON_TYPES:
+        deviation = f"Content-Type is {mimetype}, expected application/json"
+        if strict:
+            raise GatewayError("lenient_rejected", field="Content-Type", deviation=deviation)
+        note(f"Content-Type: {deviation}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GatewayError("malformed_json", detail=f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GatewayError("malformed_json", detail=str(exc)) from None
+    except RecursionError:
+        raise GatewayError("malformed_json", detail="nested too deeply") from None
+
+
+def base_url() -> str:
+    public = emulator().settings.public_url
+    return (public or request.host_url).rstrip("/")

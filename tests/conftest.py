@@ -1,0 +1,207 @@
+"""Shared fixtures: a live emulator on a free port (a real process), a real callback receiver,
+and a small client that speaks the gateway's API the way a merchant's code does."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from emulator.resources import schemas_dir
+from emulator.validation import Schemas
+
+PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
+SEARCH_KEY = "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="
+OTHER_CLIENT = ("shop_b", "U0hPUEJQQVlNRU5US0VZMDAwMDAwMDAwMDAwMDA=", "U0hPUEJTRUFSQ0hLRVkwMDAwMDAwMDAwMDAwMDA=")
+READY_TIMEOUT = 30
+
+
+class EmulatorProcess:
+    """`payletter-emulator serve --port 0` in a subprocess; ready when /_emulator/health answers."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict | None = None, db: str | None = None):
+        self.workdir = workdir
+        self.db = db or str(workdir / "emulator.db")
+        self.log = open(workdir / "emulator.log", "ab")
+        environ = {**os.environ, "PAYLETTER_EMULATOR_CLIENTS": ":".join(OTHER_CLIENT), **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", self.db, *args],
+            stdout=subprocess.PIPE, stderr=self.log, env=environ, cwd=workdir)
+        line = self.process.stdout.readline().decode()
+        if "listening on" not in line:
+            self.stop()
+            raise RuntimeError(f"emulator did not start: {line!r}; see {workdir / 'emulator.log'}")
+        self.url = line.split("listening on ")[1].split()[0]
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/_emulator/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("emulator never became healthy")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class CallbackReceiver:
+    """A merchant's callback endpoint: records every POST and answers as told."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    status: int = 200
+    answer: bytes = b'{"code": 0, "message": "success"}'
+    event: threading.Condition = field(default_factory=threading.Condition)
+
+    def clear(self) -> None:
+        with self.event:
+            self.received.clear()
+        self.status, self.answer = 200, b'{"code": 0, "message": "success"}'
+
+
+@pytest.fixture(scope="session")
+def callback_receiver():
+    receiver = CallbackReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            with receiver.event:
+                receiver.received.append(Received(self.path, dict(self.headers), body))
+                receiver.event.notify_all()
+            self.send_response(receiver.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(receiver.answer)))
+            self.end_headers()
+            self.wfile.write(receiver.answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_port}/callback"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    server.shutdown()
+
+
+class Api:
+    """Talks to one emulator as a merchant's code and a test would."""
+
+    def __init__(self, url: str, callback_url: str):
+        self.url = url
+        self.callback_url = callback_url
+        self.http = requests.Session()
+
+    def post(self, path: str, body=None, *, key: str | None = PAYMENT_KEY, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"PLKEY {key}"} if key else {}
+        return self.http.post(self.url + path, json=body, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, params=None, *, key: str | None = SEARCH_KEY) -> requests.Response:
+        headers = {"Authorization": f"PLKEY {key}"} if key else {}
+        return self.http.get(self.url + path, params=params, headers=headers, timeout=30)
+
+    def control(self, path: str, body=None, method: str = "POST") -> dict:
+        response = self.http.request(method, self.url + "/_emulator" + path, json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def request_body(self, **overrides) -> dict:
+        body = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_user_id",
+                "user_name": "tester", "service_name": "payletter", "order_no": "1234567890",
+                "amount": 1000, "product_name": "test product", "custom_parameter": "this is custom parameter",
+                "return_url": "https://merchant.example/result", "callback_url": self.callback_url,
+                "cancel_url": "https://merchant.example/cancel"}
+        body.update(overrides)
+        return {k: v for k, v in body.items() if v is not None}
+
+    def request_payment(self, **overrides) -> int:
+        response = self.post("/v1.0/payments/request", self.request_body(**overrides))
+        assert response.status_code == 200, response.text
+        return response.json()["token"]
+
+    def pay(self, approve: dict | None = None, **overrides) -> dict:
+        """Request a payment and approve it as the payer; the return fields."""
+        token = self.request_payment(**overrides)
+        return self.control(f"/payments/{token}/approve", approve or {})["fields"]
+
+    def cancel(self, fields: dict, amount=None, partial: bool = False, **overrides) -> requests.Response:
+        body = {"pgcode": fields["pgcode"], "client_id": "pay_test", "user_id": fields["user_id"],
+                "tid": fields["tid"], "amount": amount if amount is not None else int(fields["amount"]),
+                "ip_addr": "127.0.0.1", **overrides}
+        path = "/v1.0/payments/cancel/partial" if partial else "/v1.0/payments/cancel"
+        return self.post(path, {k: v for k, v in body.items() if v is not None})
+
+    def advance(self, *, days: float = 0, seconds: float = 0) -> dict:
+        return self.control("/clock", {"advance_seconds": days * 86400 + seconds})
+
+    def set_clock(self, iso: str) -> dict:
+        return self.control("/clock", {"set": iso})
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Schemas:
+    return Schemas(schemas_dir())
+
+
+@pytest.fixture(scope="session")
+def emulator_process(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("emulator"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_process(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("strict"), "--strict")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(emulator_process, callback_receiver) -> Api:
+    """A clean emulator (reset, clock back to real time) and an empty callback receiver."""
+    client = Api(emulator_process.url, callback_receiver.url)
+    client.control("/reset")
+    callback_receiver.clear()
+    return client
+
+
+@pytest.fixture
+def strict_api(strict_process, callback_receiver) -> Api:
+    client = Api(strict_process.url, callback_receiver.url)
+    client.control("/reset")
+    callback_receiver.clear()
+    return client
