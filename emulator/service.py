@@ -348,7 +348,11 @@ class Gateway:
         if "advance_seconds" in change:
             state = self.clock.advance(change["advance_seconds"])
         elif "set" in change:
-            moment = datetime.fromisoformat(change["set"])
+            try:
+                moment = datetime.fromisoformat(change["set"])
+            except ValueError:
+                raise GatewayError("clock_request_invalid",
+                                   detail=f"set {change['set']!r} is not an ISO 8601 date and time") from None
             state = self.clock.set(moment if moment.tzinfo else moment.replace(tzinfo=KST))
         else:
             state = self.clock.freeze(change["freeze"])

@@ -12,12 +12,13 @@ from .plumbing import authenticate, base_url, emulator, json_body
 blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
 
 
-def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False):
+def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False,
+             response: str | None = None):
     """Route one gateway endpoint. The handler gets (client, values, **path_args) with values
     already checked against schemas/requests/<schema>.json."""
     name = path.lstrip("/")
     register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,
-                       request=f"requests/{schema}", response=f"responses/{schema}", query=query))
+                       request=f"requests/{schema}", response=f"responses/{response or schema}", query=query))
 
     def wrap(handler):
         @functools.wraps(handler)
@@ -63,7 +64,7 @@ def payments_cancel(client, values):
 
 
 @endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
-          key="PAYMENT", schema="payments_cancel_partial")
+          key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel")
 def payments_cancel_partial(client, values):
     return gateway().cancel(client, values, g.setdefault("warnings", []), partial=True)
 

@@ -34,7 +34,7 @@ def _rewrite_refs(node, prefix: str):
 def build(schemas, version: str) -> dict:
     components = {}
     for name, document in schemas.documents.items():
-        components[_component(name)] = _rewrite_refs(_schema(document), f"#/components/schemas/{_component(name)}/")
+        components[_component(name)] = _rewrite_refs(_schema(document), f"#/components/schemas/{_component(name)}")
     error_ref = {"$ref": "#/components/schemas/responses_error"}
     paths: dict = {}
     for op in OPERATIONS:

@@ -1,0 +1,94 @@
+"""The control API: health, reset, the clock, and /openapi.json."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from jsonschema import Draft202012Validator
+
+
+def test_health(api):
+    assert api.control("/health", method="GET") == {"status": "ok"}
+
+
+def test_clock_freeze_set_and_advance(api):
+    assert api.control("/clock", method="GET")["frozen"] is False
+    api.control("/clock", {"freeze": True})
+    frozen = api.control("/clock", {"set": "2026-03-01T09:30:00"})  # no offset: read as KST
+    assert frozen == {"now": "2026-03-01T09:30:00+09:00", "frozen": True}
+    assert api.control("/clock", {"advance_seconds": 86400 * 31})["now"] == "2026-04-01T09:30:00+09:00"
+    running = api.control("/clock", {"freeze": False})
+    assert running["frozen"] is False and running["now"].startswith("2026-04-01T09:30")
+
+
+def test_the_clock_dates_what_the_gateway_makes(api):
+    api.control("/clock", {"freeze": True})
+    api.set_clock("2030-05-05T23:59:59+09:00")
+    fields = api.pay()
+    assert fields["transaction_date"] == "2030-05-05 23:59:59"
+    assert fields["tid"].startswith("tpay_test-20300505")
+
+
+@pytest.mark.parametrize("body,code", [({}, 4311), ({"advance_seconds": 1, "freeze": True}, 4311),
+                                       ({"set": "yesterday"}, 4311), ({"freeze": "yes"}, 2002),
+                                       ({"rewind": 5}, 2006)])
+def test_bad_clock_changes(api, body, code):
+    response = api.http.post(api.url + "/_emulator/clock", json=body)
+    assert response.status_code == 406
+    assert response.json()["code"] == code
+
+
+def test_reset_forgets_state_and_returns_to_real_time(api):
+    api.control("/clock", {"freeze": True})
+    api.set_clock("2001-01-01T00:00:00+09:00")
+    api.pay()
+    assert api.control("/payments", method="GET")["payments"]
+    api.control("/reset")
+    assert api.control("/payments", method="GET")["payments"] == []
+    assert api.control("/callbacks", method="GET")["callbacks"] == []
+    assert api.control("/requests", method="GET")["requests"] == []
+    now = api.control("/clock", method="GET")
+    assert now["frozen"] is False and datetime.fromisoformat(now["now"]).year >= 2026
+
+
+def test_control_errors_use_the_envelope(api):
+    response = api.http.post(api.url + "/_emulator/payments/123/approve", json={})
+    assert response.status_code == 404
+    assert response.json() == {"code": 4301, "message": "token 123 is not a payment request"}
+    response = api.http.get(api.url + "/_emulator/payments/tnobody-202601010000001")
+    assert (response.status_code, response.json()["code"]) == (404, 4309)
+
+
+def test_openapi_describes_every_route(api):
+    document = api.http.get(api.url + "/openapi.json").json()
+    assert document["openapi"] == "3.1.0"
+    paths = document["paths"]
+    for path, method in [("/v1.0/payments/request", "post"), ("/v1.0/payments/autopay", "post"),
+                         ("/v1.0/payments/cancel", "post"), ("/v1.0/payments/cancel/partial", "post"),
+                         ("/v1.0/cashreceipt/issue/{tid}", "post"), ("/v1.0/payments/transaction/list", "get"),
+                         ("/v1.0/receipt/info/{tid}", "get"), ("/v1.0/payments/status", "post"),
+                         ("/_emulator/clock", "post"), ("/_emulator/payments/{token}/approve", "post")]:
+        assert method in paths[path], (path, method)
+    request_schema = paths["/v1.0/payments/request"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    name = request_schema["$ref"].rsplit("/", 1)[1]
+    component = document["components"]["schemas"][name]
+    assert "pgcode" in component["required"]
+    # Every component is itself a valid JSON Schema, and every $ref points at a component.
+    for schema in document["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    refs = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            refs.extend(v for k, v in node.items() if k == "$ref")
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+    collect(document)
+    for ref in refs:
+        node = document
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        assert isinstance(node, dict)
