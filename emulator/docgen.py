@@ -1,0 +1,61 @@
+"""Reference pages made from the data tables, so the docs cannot drift from the code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .domain import windows
+from .domain.methods import table
+from .errors import catalog
+
+
+def _yes(flag: bool) -> str:
+    return "O" if flag else "X"
+
+
+def error_codes() -> str:
+    lines = ["# Error codes", "",
+             "Every error body is `{\"code\": <number>, \"message\": <text>}`. The 99x codes are the gateway's",
+             "own (reference, \"Table of Error code\"); the 406 codes in 2000–5000 are this emulator's catalog:",
+             "stable, one code per kind of failure, each message naming the field and the rule. The control",
+             "API (`/_emulator/...`) uses the 43xx codes. Made from `emulator/error_codes.toml`.", "",
+             "| HTTP | code | name | meaning | example message |", "|---|---|---|---|---|"]
+    for kind in sorted(catalog().values(), key=lambda k: (k.code, k.name)):
+        lines.append(f"| {kind.status} | {kind.code} | `{kind.name}` | {kind.meaning} | {kind.example} |")
+    return "\n".join(lines) + "\n"
+
+
+def payment_methods() -> str:
+    lines = ["# Payment methods", "",
+             "The reference's \"Information by Payment Method\" table as the emulator enforces it, one row per",
+             "pgcode of the appendix. Made from `emulator/domain/payment_methods.toml`; `oncash`, which the",
+             "appendix lists but the table does not, behaves like the voucher rows.", "",
+             "Periods are counted on the emulator's clock in KST calendar days: D+N allows cancellation up to",
+             "and including the Nth day after the transaction date; \"the day of the transaction\" and \"the month",
+             "of the transaction\" are the calendar day and month.", "",
+             "| pgcode | name | recurring | cancel | partial cancel | cancellation period | minimum (KRW) "
+             "| service_name required | cup deposit (request / autopay) | cash receipt | payer's options |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method in table().values():
+        options = ", ".join(f"`{o.pgcode}` ({windows.describe(o.window)})" if o.window != method.window
+                            else f"`{o.pgcode}`" for o in method.options) or ""
+        lines.append(
+            f"| `{method.pgcode}` | {method.name} | {_yes(method.recurring)} | {_yes(method.cancel)} "
+            f"| {_yes(method.partial_cancel)} | {windows.describe(method.window)} | {method.minimum} "
+            f"| {_yes(method.service_name_required)} | {_yes(method.cup_deposit)} / {_yes(method.autopay_cup_deposit)} "
+            f"| {_yes(method.cash_receipt)} | {options} |")
+    lines += ["", "The payer's cancel on the page redirects to `cancel_url` except for "
+              + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.no_cancel_redirect) + "."]
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {"error-codes.md": error_codes, "payment-methods.md": payment_methods}
+
+
+def write(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, make in PAGES.items():
+        path = folder / name
+        path.write_text(make(), "utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,65 @@
+"""`payletter-emulator serve`: settings from flags and the environment, state that survives a restart."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import requests
+
+from .conftest import PAYMENT_KEY, EmulatorProcess
+
+REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
+           "product_name": "p", "return_url": "https://m.example/r", "callback_url": "http://127.0.0.1:9/cb"}
+AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
+
+
+def test_public_url_and_strict_from_the_environment(tmp_path):
+    process = EmulatorProcess(tmp_path, env={"PAYLETTER_EMULATOR_PUBLIC_URL": "https://pg.example.test/",
+                                             "PAYLETTER_EMULATOR_STRICT": "true"})
+    try:
+        body = requests.post(process.url + "/v1.0/payments/request", json=REQUEST, headers=AUTH).json()
+        assert body["online_url"].startswith("https://pg.example.test/pgsvc/hub.asp?location=online&token=")
+        strict = requests.post(process.url + "/v1.0/payments/request", json={**REQUEST, "amount": "1000"}, headers=AUTH)
+        assert strict.json()["code"] == 2007
+    finally:
+        process.stop()
+
+
+def test_flags_win_over_the_environment(tmp_path):
+    process = EmulatorProcess(tmp_path, "--public-url", "http://flag.example.test",
+                              env={"PAYLETTER_EMULATOR_PUBLIC_URL": "https://env.example.test"})
+    try:
+        body = requests.post(process.url + "/v1.0/payments/request", json=REQUEST, headers=AUTH).json()
+        assert body["mobile_url"].startswith("http://flag.example.test/pgsvc/hub.asp?location=mobile")
+    finally:
+        process.stop()
+
+
+def test_state_and_clock_survive_a_restart_on_the_same_database(tmp_path):
+    first = EmulatorProcess(tmp_path)
+    try:
+        token = requests.post(first.url + "/v1.0/payments/request", json=REQUEST, headers=AUTH).json()["token"]
+        requests.post(first.url + "/_emulator/clock", json={"freeze": True})
+        requests.post(first.url + "/_emulator/clock", json={"set": "2027-02-03T04:05:06+09:00"})
+    finally:
+        first.stop()
+    second = EmulatorProcess(tmp_path)
+    try:
+        payment = requests.get(f"{second.url}/_emulator/payments/{token}").json()
+        assert payment["status"] == "created" and payment["amount"] == 1000
+        assert requests.get(second.url + "/_emulator/clock").json() == {"now": "2027-02-03T04:05:06+09:00",
+                                                                        "frozen": True}
+    finally:
+        second.stop()
+
+
+def test_memory_database_and_bad_client_setting(tmp_path):
+    process = EmulatorProcess(tmp_path, db=":memory:")
+    try:
+        assert requests.get(process.url + "/_emulator/health").status_code == 200
+    finally:
+        process.stop()
+    bad = subprocess.run([sys.executable, "-m", "emulator", "serve", "--port", "0"], capture_output=True, text=True,
+                         env={"PAYLETTER_EMULATOR_CLIENTS": "only_an_id", "PATH": ""}, cwd=tmp_path, timeout=30)
+    assert bad.returncode == 2
+    assert "client 'only_an_id' is not id:payment_key:search_key" in bad.stderr
