@@ -1,0 +1,54 @@
+"""Hostile and random input never gets a 500 or a body outside the envelope."""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from .conftest import PAYMENT_KEY, SEARCH_KEY
+
+ENDPOINTS = ["/v1.0/payments/request", "/v1.0/payments/autopay", "/v1.0/payments/cancel",
+             "/v1.0/payments/cancel/partial", "/v1.0/cashreceipt/issue/tpay_test-202611290000001",
+             "/v1.0/payments/status"]
+FIELDS = ["pgcode", "client_id", "user_id", "amount", "product_name", "return_url", "callback_url", "tid",
+          "billkey", "ip_addr", "taxfree_amount", "tax_amount", "disposable_cup_deposit", "order_no",
+          "autopay_flag", "type", "tax_flag", "expire_date", "expire_time"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**20, max_value=10**20),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=300),
+                    st.sampled_from(["pay_test", "creditcard", "mobile", "virtualaccount", "Y", "0", ""]))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                      max_leaves=6)
+bodies = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=10), values, max_size=12)
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def assert_envelope(response):
+    assert response.status_code in (200, 403, 406), response.text
+    body = response.json()
+    if response.status_code != 200:
+        assert set(body) == {"code", "message"} and isinstance(body["code"], int) and body["message"]
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(ENDPOINTS), body=bodies)
+def test_random_json_bodies(api, endpoint, body):
+    body = {"client_id": "pay_test", **body} if isinstance(body, dict) else body
+    assert_envelope(api.post(endpoint, body))
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(ENDPOINTS), raw=st.binary(max_size=200))
+def test_random_bytes(api, endpoint, raw):
+    response = api.http.post(api.url + endpoint, data=raw,
+                             headers={"Authorization": f"PLKEY {PAYMENT_KEY}", "Content-Type": "application/json"})
+    assert_envelope(response)
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(["client_id", "CLIENT_ID", "date", "date_type", "pgcode", "amount",
+                                               "transaction_date"]) | st.text(max_size=8), st.text(max_size=20),
+                              max_size=6),
+       path=st.sampled_from(["/v1.0/payments/transaction/list", "/v1.0/receipt/info/tpay_test-202611290000001"]))
+def test_random_queries(api, params, path):
+    response = api.http.get(api.url + path, params={"client_id": "pay_test", **params},
+                            headers={"Authorization": f"PLKEY {SEARCH_KEY}"})
+    assert_envelope(response)
