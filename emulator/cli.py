@@ -50,5 +50,17 @@ def serve(**options):
         server.server_close()
 
 
+@main.command()
+@click.argument("folder", default="docs", type=click.Path(file_okay=False))
+def docs(folder):
+    """Write the reference pages made from the data tables (error codes, payment methods)."""
+    from pathlib import Path
+
+    from .docgen import write
+
+    for path in write(Path(folder)):
+        click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()

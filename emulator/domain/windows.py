@@ -46,7 +46,7 @@ def within_window(spec: str, transaction: datetime, at: datetime) -> bool:
 def describe(spec: str) -> str:
     match = _DAYS.match(spec)
     if match:
-        return f"D+{match.group(1)} (up to and including the {match.group(1)}th day after the transaction)"
+        return f"D+{match.group(1)}"
     return {
         "same_day": "the day of the transaction",
         "same_month": "within the month of the transaction",
