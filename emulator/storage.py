@@ -221,12 +221,7 @@ class Storage:
 
     def payments(self, *, client_id: str | None = None, status: str | None = None,
                  limit: int = 1000) -> list[Payment]:
-        clauses, args = [], []
-        if client_id:
-            clauses.append("client_id = ?"); args.append(client_id)
-        if status:
-            clauses.append("status = ?"); args.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _where(client_id=client_id, status=status)
         rows = self._all(f"SELECT * FROM payments {where} ORDER BY token LIMIT ?", (*args, limit))
         return [_payment(r) for r in rows]
 
@@ -307,12 +302,7 @@ class Storage:
         return _callback(row, self._attempts([callback_id])) if row else None
 
     def callbacks(self, *, tid: str | None = None, status: str | None = None) -> list[dict]:
-        clauses, args = [], []
-        if tid:
-            clauses.append("tid = ?"); args.append(tid)
-        if status:
-            clauses.append("status = ?"); args.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _where(tid=tid, status=status)
         rows = self._all(f"SELECT * FROM callbacks {where} ORDER BY id", args)
         attempts = self._attempts([r["id"] for r in rows])
         return [_callback(r, attempts) for r in rows]
@@ -353,6 +343,14 @@ class Storage:
     def journal(self, limit: int = 1000) -> list[dict]:
         rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
         return [{**dict(r), **{k: json.loads(r[k]) for k in ("request", "response", "warnings")}} for r in rows]
+
+
+def _where(**equal) -> tuple[str, tuple]:
+    """A WHERE clause of `column = ?` for each filter that is set."""
+    used = {column: value for column, value in equal.items() if value}
+    if not used:
+        return "", ()
+    return "WHERE " + " AND ".join(f"{column} = ?" for column in used), tuple(used.values())
 
 
 def _payment_row(payment: Payment) -> dict:
