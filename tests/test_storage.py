@@ -1,0 +1,78 @@
+"""The storage module on a real SQLite file: transactions, bounds, and two processes on one file."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from emulator.errors import GatewayError
+from emulator.storage import Storage
+
+from .conftest import PAYMENT_KEY, EmulatorProcess
+
+
+def entry(i: int) -> dict:
+    return {"at": "2026-11-29T12:00:00+09:00", "method": "POST", "path": "/v1.0/payments/request",
+            "query": "", "client_id": "pay_test", "request": {"i": i}, "status": 200, "response": {}, "warnings": []}
+
+
+def test_journal_is_bounded(tmp_path):
+    storage = Storage(str(tmp_path / "j.db"), journal_limit=100)
+    for i in range(1, 451):
+        storage.journal_append(entry(i))
+    kept = storage.journal(limit=10_000)
+    assert 100 <= len(kept) < 200
+    assert kept[-1]["request"] == {"i": 450}
+
+
+def test_a_refused_change_leaves_nothing_behind(tmp_path):
+    storage = Storage(str(tmp_path / "t.db"))
+    with pytest.raises(GatewayError):
+        with storage.atomic():
+            storage.next_value("token")
+            raise GatewayError("already_cancelled", tid="t")
+    assert storage.next_value("token") == 1
+
+
+def test_counters_are_shared_by_connections_to_one_file(tmp_path):
+    first, second = Storage(str(tmp_path / "c.db")), Storage(str(tmp_path / "c.db"))
+    values = [first.next_value("tid"), second.next_value("tid"), first.next_value("tid")]
+    assert values == [1, 2, 3]
+
+
+def test_two_processes_on_one_database_never_cancel_past_the_amount(tmp_path, callback_receiver):
+    a = EmulatorProcess(tmp_path, db=str(tmp_path / "shared.db"))
+    b_dir = tmp_path / "b"
+    b_dir.mkdir()
+    b = EmulatorProcess(b_dir, db=str(tmp_path / "shared.db"))
+    try:
+        headers = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
+        token = requests.post(a.url + "/v1.0/payments/request", headers=headers, json={
+            "pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000, "product_name": "p",
+            "return_url": "https://m.example/r", "callback_url": callback_receiver.url}).json()["token"]
+        tid = requests.post(f"{b.url}/_emulator/payments/{token}/approve", json={}).json()["fields"]["tid"]
+        results = []
+        start = threading.Barrier(20)
+
+        def cancel(url):
+            start.wait()
+            response = requests.post(url + "/v1.0/payments/cancel/partial", headers=headers, json={
+                "pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "tid": tid,
+                "amount": 100, "ip_addr": "127.0.0.1"})
+            results.append((response.status_code, response.json()))
+
+        threads = [threading.Thread(target=cancel, args=((a, b)[i % 2].url,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted = [body for status, body in results if status == 200]
+        refused = [body["code"] for status, body in results if status != 200]
+        assert len(accepted) == 9 and refused == [4009] * 11
+        payment = requests.get(f"{a.url}/_emulator/payments/{tid}").json()
+        assert payment["cancelled_amount"] == 900 == sum(c["amount"] for c in payment["cancellations"])
+        assert payment["remaining"] == 100
+    finally:
+        a.stop()
+        b.stop()
