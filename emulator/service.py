@@ -154,7 +154,7 @@ class Gateway:
             if payment.user_id != values["user_id"]:
                 raise GatewayError("user_mismatch", user_id=values["user_id"], tid=payment.tid)
             method = self._method(payment.pgcode)
-            if "pgcode" in values and not method.answers_to(values["pgcode"]):
+            if values.get("pgcode", payment.pgcode) not in (payment.pgcode, payment.paid_pgcode):
                 raise GatewayError("pgcode_mismatch", pgcode=values["pgcode"], tid=payment.tid,
                                    paid=payment.paid_pgcode)
             amount = values.get("amount")
