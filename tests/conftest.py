@@ -171,6 +171,35 @@ class Api:
         return self.control("/clock", {"set": iso})
 
 
+def refused(response: requests.Response, status: int = 406, code: int | None = None) -> dict:
+    """The error envelope of a refusal, once its status (and code, if given) are checked."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"code", "message"}, body
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+def ok(response: requests.Response) -> dict:
+    """A success body: HTTP 200 and no error code (payments/status alone carries code 0)."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body.get("code", 0) == 0, body
+    return body
+
+
+def freeze_at(api: "Api", moment: str) -> dict:
+    """Freeze the emulator's clock at `moment` (ISO 8601)."""
+    api.control("/clock", {"freeze": True})
+    return api.set_clock(moment)
+
+
+def stored(api: "Api", ref) -> dict:
+    """The emulator's view of a payment, by tid or token."""
+    return api.control(f"/payments/{ref}", method="GET")
+
+
 @pytest.fixture(scope="session")
 def schemas() -> Schemas:
     return Schemas(schemas_dir())

@@ -10,34 +10,13 @@ import time
 import pytest
 import requests
 
-from .conftest import OTHER_CLIENT, PAYMENT_KEY
+from .conftest import OTHER_CLIENT, PAYMENT_KEY, freeze_at, ok, refused, stored
 
 BILLKEY = re.compile(r"^tb(?P<client_id>pay_test)(?P<stamp>\d{14})(?P<serial>\d{4})$")
 MOBILE_PAID = "2026-01-10T10:00:00+09:00"
 
 
 # --- helpers -----------------------------------------------------------------------------
-def freeze_at(api, iso: str) -> None:
-    api.control("/clock", {"freeze": True})
-    api.set_clock(iso)
-
-
-def stored(api, tid: str) -> dict:
-    return api.control(f"/payments/{tid}", method="GET")
-
-
-def refused(response: requests.Response) -> dict:
-    assert response.status_code == 406, response.text
-    body = response.json()
-    assert set(body) == {"code", "message"}, body
-    return body
-
-
-def ok(response: requests.Response) -> dict:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "code" not in body
-    return body
 
 
 def autopay_body(billkey: str, **overrides) -> dict:

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from .conftest import PAYMENT_KEY
+from .conftest import PAYMENT_KEY, refused
+from .conftest import freeze_at as freeze_clock
 
 NOW = "2026-11-29T12:00:00+09:00"
 TODAY = "20261129"
@@ -16,21 +17,12 @@ TODAY = "20261129"
 # --- helpers -----------------------------------------------------------------------------
 
 def freeze_at(api, moment: str = NOW) -> dict:
-    api.control("/clock", {"freeze": True})
-    return api.set_clock(moment)
+    return freeze_clock(api, moment)
 
 
 def raw(api, path: str, body=None, method: str = "POST"):
     """A control API call whose answer may be a refusal."""
     return api.http.request(method, api.url + "/_emulator" + path, json=body, timeout=30)
-
-
-def refused(response, status: int, code: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"code", "message"}
-    assert body["code"] == code, body
-    return body
 
 
 def expected_payhash(user_id: str, amount, tid: str, key: str = PAYMENT_KEY) -> str:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY
+from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY, freeze_at, ok, refused
 
 LIST = "/v1.0/payments/transaction/list"
 DAY = "2026-11-29"
@@ -15,11 +15,6 @@ NEXT_DAY_Q = "20261130"
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-def freeze_at(api, moment: str) -> dict:
-    """Freeze the emulator's clock at `moment` (ISO 8601, KST)."""
-    api.control("/clock", {"freeze": True})
-    return api.set_clock(moment)
 
 
 def at(api, hhmmss: str, day: str = DAY) -> None:
@@ -37,19 +32,6 @@ def rows_of(api, date: str = DAY_Q, date_type: str = "transaction", **extra) -> 
     body = response.json()
     assert body["total_count"] == len(body["list"])
     return body["list"]
-
-
-def refused(response, status: int, code: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"code", "message"}
-    assert body["code"] == code, body
-    return body
-
-
-def ok(response):
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def expected_row(fields: dict, *, status_code: int, amount: int, cancel_date: str) -> dict:
