@@ -105,7 +105,8 @@ CREATE TABLE IF NOT EXISTS journal (
     request TEXT NOT NULL,
     status INTEGER NOT NULL,
     response TEXT NOT NULL,
-    warnings TEXT NOT NULL
+    warnings TEXT NOT NULL,
+    error TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), offset REAL NOT NULL, frozen_at REAL);
@@ -113,8 +114,10 @@ CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), offset 
 
 _PAYMENT_JSON = ("request", "details")
 _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
+# Counters are not state: they keep counting across resets, so a merchant's database never
+# sees the same tid or token twice from one emulator.
 _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
-                 "callback_attempts", "journal", "counters")
+                 "callback_attempts", "journal", "clock")
 
 
 class Storage:
@@ -192,7 +195,7 @@ class Storage:
 
     def reset(self) -> None:
         with self.atomic():
-            for table in _STATE_TABLES + ("clock",):
+            for table in _STATE_TABLES:
                 self._db.execute(f"DELETE FROM {table}")
 
     # --- payments ---
@@ -331,11 +334,12 @@ class Storage:
     def journal_append(self, entry: dict) -> None:
         with self.atomic():
             cur = self._db.execute(
-                "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"],
                  json.dumps(entry["request"], ensure_ascii=False), entry["status"],
-                 json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False)))
+                 json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False),
+                 entry.get("error", "")))
             # Bounded, so a long-running shared sandbox does not grow without end.
             if cur.lastrowid % 100 == 0:
                 self._db.execute("DELETE FROM journal WHERE id <= ?", (cur.lastrowid - self.journal_limit,))

@@ -18,7 +18,7 @@ from jsonschema.exceptions import ValidationError
 
 from .errors import GatewayError
 
-_WHOLE = re.compile(r"^\s*-?\d+\s*$")
+_WHOLE = re.compile(r"^-?[0-9]+$")
 _EXPECTED = {"integer": "a whole number of KRW", "string": "a string", "object": "a JSON object",
              "number": "a number", "boolean": "true or false"}
 
@@ -156,6 +156,8 @@ def _to_gateway_error(error: ValidationError, schema: dict, endpoint: str) -> Ga
                             got=_show(error.instance))
     if rule == "maxLength":
         return GatewayError("field_too_long", field=name, limit=error.validator_value)
+    if rule == "maximum":
+        return GatewayError("field_too_large", field=name, limit=error.validator_value, got=error.instance)
     if rule == "minimum":
         return GatewayError("field_negative", field=name, got=error.instance)
     if rule == "additionalProperties":

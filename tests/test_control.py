@@ -92,3 +92,26 @@ def test_openapi_describes_every_route(api):
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
         assert isinstance(node, dict)
+
+
+def test_reset_keeps_identifiers_unique(api):
+    first = api.pay()["tid"]
+    api.control("/reset")
+    assert api.pay()["tid"] != first
+
+
+def test_an_internal_fault_is_999_without_a_traceback_and_journaled():
+    from emulator import create_app
+
+    app = create_app(db=":memory:")
+
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    app.add_url_rule("/v1.0/broken", "broken", broken, methods=["POST"])
+    client = app.test_client()
+    response = client.post("/v1.0/broken", json={})
+    assert response.status_code == 500
+    assert response.get_json() == {"code": 999, "message": "Internal server error"}
+    entry = client.get("/_emulator/requests").get_json()["requests"][-1]
+    assert entry["status"] == 500 and entry["error"] == "RuntimeError: disk on fire"

@@ -35,6 +35,17 @@ def test_random_json_bodies(api, endpoint, body):
     assert_envelope(api.post(endpoint, body))
 
 
+VALID_REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
+                 "product_name": "p", "return_url": "https://m.example/r", "callback_url": "http://127.0.0.1:9/cb"}
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), values, min_size=1, max_size=3))
+def test_valid_request_with_a_few_fields_changed(api, changes):
+    """Close to valid, so the values reach the rules and the database, not only the schema."""
+    assert_envelope(api.post("/v1.0/payments/request", {**VALID_REQUEST, **changes, "client_id": "pay_test"}))
+
+
 @FUZZ
 @given(endpoint=st.sampled_from(ENDPOINTS), raw=st.binary(max_size=200))
 def test_random_bytes(api, endpoint, raw):

@@ -73,6 +73,8 @@ def test_missing_necessary_field(api, missing):
     ("amount", "12a", 2002, "amount must be a whole number of KRW, got \"12a\""),
     ("amount", 1000.5, 2002, "amount must be a whole number of KRW, got 1000.5"),
     ("amount", -100, 2005, "amount must not be negative, got -100"),
+    ("amount", 10**20, 2011, "amount must be at most 99999999999, got 100000000000000000000"),
+    ("taxfree_amount", "100000000000", 2011, "taxfree_amount must be at most 99999999999, got 100000000000"),
     ("product_name", "x" * 101, 2003, "product_name is longer than 100 characters"),
     ("user_id", "u" * 51, 2003, "user_id is longer than 50 characters"),
     ("product_name", "a <b>", 2008, "product_name must not contain <, >, CR or LF"),

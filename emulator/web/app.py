@@ -103,6 +103,7 @@ def _install_journal(app: Flask, gateway: Gateway) -> None:
                 "query": request.query_string.decode("latin-1"), "client_id": client_id,
                 "request": _request_record(), "status": response.status_code,
                 "response": response.get_json(silent=True), "warnings": g.get("warnings", []),
+                "error": g.get("exception", ""),
             })
         except Exception:  # the journal must never turn an answer into a failure
             log.exception("could not write the journal")
