@@ -5,8 +5,9 @@ comes back; every refusal is a GatewayError.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
 from . import callbacks
@@ -24,6 +25,9 @@ from .storage import Storage
 DECLINE_CODE = "6001"
 DECLINE_MESSAGE = "승인이 거절되었습니다. (declined)"
 CASH_RECEIPT_FORM_TYPES = {"0": "1", "1": "1", "2": "2"}  # the reference's example: type 0 opens on 1
+# tids carry YYYYMMDD and tokens 13-digit milliseconds: the clock stays where both make sense.
+CLOCK_RANGE = (datetime(2000, 1, 1, tzinfo=KST), datetime(2200, 1, 1, tzinfo=KST))
+CLOCK_SPAN = 200 * 366 * 86400
 
 
 class Gateway:
@@ -345,19 +349,36 @@ class Gateway:
         self.clock.load(ClockState())
 
     def set_clock(self, change: dict) -> dict:
-        if "advance_seconds" in change:
-            state = self.clock.advance(change["advance_seconds"])
-        elif "set" in change:
+        if "freeze" in change:
+            state = self.clock.freeze(change["freeze"])
+        else:
+            target = self._clock_target(change)
+            if "set" in change:
+                state = self.clock.set(datetime.fromtimestamp(target, KST))
+            else:
+                state = self.clock.advance(change["advance_seconds"])
+        self.storage.save_clock_state(state)
+        return self.clock_view()
+
+    def _clock_target(self, change: dict) -> float:
+        """The moment a change moves the clock to, if it stays within CLOCK_RANGE."""
+        if "set" in change:
             try:
                 moment = datetime.fromisoformat(change["set"])
             except ValueError:
                 raise GatewayError("clock_request_invalid",
                                    detail=f"set {change['set']!r} is not an ISO 8601 date and time") from None
-            state = self.clock.set(moment if moment.tzinfo else moment.replace(tzinfo=KST))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=KST)
         else:
-            state = self.clock.freeze(change["freeze"])
-        self.storage.save_clock_state(state)
-        return self.clock_view()
+            seconds = change["advance_seconds"]
+            if not math.isfinite(seconds) or abs(seconds) > CLOCK_SPAN:
+                raise GatewayError("clock_request_invalid", detail=f"advance_seconds {seconds} is out of range")
+            moment = self.clock.now() + timedelta(seconds=seconds)
+        first, last = CLOCK_RANGE
+        if not first <= moment < last:
+            raise GatewayError("clock_request_invalid", detail=f"{iso(moment)} is outside the years "
+                                                               f"{first.year}-{last.year - 1}")
+        return moment.timestamp()
 
     def clock_view(self) -> dict:
         return {"now": iso(self.clock.now()), "frozen": self.clock.frozen}

@@ -31,6 +31,8 @@ def test_the_clock_dates_what_the_gateway_makes(api):
 
 @pytest.mark.parametrize("body,code", [({}, 4311), ({"advance_seconds": 1, "freeze": True}, 4311),
                                        ({"set": "yesterday"}, 4311), ({"freeze": "yes"}, 2002),
+                                       ({"advance_seconds": 1e20}, 4311), ({"set": "1999-12-31T23:59:59+09:00"}, 4311),
+                                       ({"set": "2200-01-01T00:00:00+09:00"}, 4311),
                                        ({"rewind": 5}, 2006)])
 def test_bad_clock_changes(api, body, code):
     response = api.http.post(api.url + "/_emulator/clock", json=body)
@@ -92,6 +94,13 @@ def test_openapi_describes_every_route(api):
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
         assert isinstance(node, dict)
+
+
+def test_non_finite_advance_is_refused(api):
+    response = api.http.post(api.url + "/_emulator/clock", data='{"advance_seconds": Infinity}',
+                             headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.json()["code"]) == (406, 4311)
+    assert api.control("/clock", method="GET")["frozen"] is False
 
 
 def test_reset_keeps_identifiers_unique(api):

@@ -63,3 +63,27 @@ def test_random_queries(api, params, path):
     response = api.http.get(api.url + path, params={"client_id": "pay_test", **params},
                             headers={"Authorization": f"PLKEY {SEARCH_KEY}"})
     assert_envelope(response)
+
+
+CONTROL_FIELDS = ["option", "card_number", "install_month", "bank_code", "code", "message", "amount",
+                  "advance_seconds", "set", "freeze"]
+
+
+@FUZZ
+@given(action=st.sampled_from(["approve", "decline", "abandon"]),
+       body=st.dictionaries(st.sampled_from(CONTROL_FIELDS), values, max_size=3),
+       pgcode=st.sampled_from(["creditcard", "naverpay", "virtualaccount", "mobile", "smilepay"]))
+def test_control_api_payer_actions(api, action, body, pgcode):
+    token = api.request_payment(pgcode=pgcode, amount=60_000)
+    response = api.http.post(f"{api.url}/_emulator/payments/{token}/{action}", json=body)
+    assert response.status_code in (200, 406), response.text
+    if response.status_code == 406:
+        assert set(response.json()) == {"code", "message"}
+
+
+@FUZZ
+@given(body=st.dictionaries(st.sampled_from(CONTROL_FIELDS), values, max_size=2))
+def test_control_api_clock(api, body):
+    response = api.http.post(f"{api.url}/_emulator/clock", json=body)
+    assert response.status_code in (200, 406), response.text
+    api.control("/reset")
