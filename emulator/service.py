@@ -25,8 +25,9 @@ from .storage import Storage
 DECLINE_CODE = "6001"
 DECLINE_MESSAGE = "승인이 거절되었습니다. (declined)"
 CASH_RECEIPT_FORM_TYPES = {"0": "1", "1": "1", "2": "2"}  # the reference's example: type 0 opens on 1
-# tids carry YYYYMMDD and tokens 13-digit milliseconds: the clock stays where both make sense.
-CLOCK_RANGE = (datetime(2000, 1, 1, tzinfo=KST), datetime(2200, 1, 1, tzinfo=KST))
+# Tokens carry 13-digit epoch milliseconds (from late 2001) and tids YYYYMMDD: the clock stays
+# where both make sense.
+CLOCK_RANGE = (datetime(2002, 1, 1, tzinfo=KST), datetime(2200, 1, 1, tzinfo=KST))
 CLOCK_SPAN = 200 * 366 * 86400
 
 

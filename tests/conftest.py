@@ -10,13 +10,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import requests
 
 from emulator.resources import schemas_dir
 from emulator.validation import Schemas
+from emulator.web import gateway_api  # noqa: F401  (registers the gateway's operations)
+from emulator.web.operations import OPERATIONS
 
 PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
 SEARCH_KEY = "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="
@@ -117,6 +121,32 @@ def callback_receiver():
     server.shutdown()
 
 
+SCHEMAS = Schemas(schemas_dir())
+_ROUTES = [(re.compile(re.sub(r"\{[^}]+\}", "[^/]+", op.path) + "/?"), op.response) for op in OPERATIONS if op.key]
+_PAYER_ACTION = re.compile(r"/_emulator/payments/[^/]+/(approve|decline)/?")
+
+
+def check_against_schemas(response: requests.Response, *args, **kwargs) -> None:
+    """Every answer of the gateway's API, and every set of return fields, is checked against
+    schemas/ as it arrives: no test can pass on a body the schemas do not describe."""
+    path = urlparse(response.url).path
+    if path.startswith("/v1.0/"):
+        body = response.json()
+        if response.status_code == 200:
+            name = next((schema for pattern, schema in _ROUTES if pattern.fullmatch(path)), None)
+        else:
+            name = "responses/error"
+        assert name, f"no response schema for {path}"
+        assert SCHEMAS.errors(name, body) == [], (path, body)
+    elif response.status_code == 200 and (action := _PAYER_ACTION.fullmatch(path)):
+        fields = response.json()["fields"]
+        if action.group(1) == "decline":
+            name = "payloads/return_failure"
+        else:
+            name = "payloads/return_verification" if "tid" not in fields else "payloads/return_success"
+        assert SCHEMAS.errors(name, fields) == [], (name, fields)
+
+
 class Api:
     """Talks to one emulator as a merchant's code and a test would."""
 
@@ -124,6 +154,7 @@ class Api:
         self.url = url
         self.callback_url = callback_url
         self.http = requests.Session()
+        self.http.hooks["response"].append(check_against_schemas)
 
     def post(self, path: str, body=None, *, key: str | None = PAYMENT_KEY, **kwargs) -> requests.Response:
         headers = {"Authorization": f"PLKEY {key}"} if key else {}
@@ -202,7 +233,7 @@ def stored(api: "Api", ref) -> dict:
 
 @pytest.fixture(scope="session")
 def schemas() -> Schemas:
-    return Schemas(schemas_dir())
+    return SCHEMAS
 
 
 @pytest.fixture(scope="session")
