@@ -250,18 +250,22 @@ def strict_process(tmp_path_factory):
     process.stop()
 
 
-@pytest.fixture
-def api(emulator_process, callback_receiver) -> Api:
-    """A clean emulator (reset, clock back to real time) and an empty callback receiver."""
-    client = Api(emulator_process.url, callback_receiver.url)
+def _clean(process: EmulatorProcess, receiver: CallbackReceiver):
+    """A clean emulator (reset, clock back to real time) and an empty callback receiver; after
+    the test, every callback that arrived must match schemas/payloads/callback.json."""
+    client = Api(process.url, receiver.url)
     client.control("/reset")
-    callback_receiver.clear()
-    return client
+    receiver.clear()
+    yield client
+    for callback in receiver.received:
+        assert SCHEMAS.errors("payloads/callback", callback.json()) == [], callback.body
 
 
 @pytest.fixture
-def strict_api(strict_process, callback_receiver) -> Api:
-    client = Api(strict_process.url, callback_receiver.url)
-    client.control("/reset")
-    callback_receiver.clear()
-    return client
+def api(emulator_process, callback_receiver):
+    yield from _clean(emulator_process, callback_receiver)
+
+
+@pytest.fixture
+def strict_api(strict_process, callback_receiver):
+    yield from _clean(strict_process, callback_receiver)
