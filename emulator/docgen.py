@@ -44,7 +44,11 @@ def payment_methods() -> str:
             f"| {_yes(method.service_name_required)} | {_yes(method.cup_deposit)} / {_yes(method.autopay_cup_deposit)} "
             f"| {_yes(method.cash_receipt)} | {options} |")
     lines += ["", "The payer's cancel on the page redirects to `cancel_url` except for "
-              + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.no_cancel_redirect) + "."]
+              + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.no_cancel_redirect) + ".",
+              "", "Re-payment with a billkey (`payments/autopay`) of "
+              + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.monthly_repayment)
+              + " follows the reference's mobile rules: not before 30 days after the billkey, the same amount "
+              "as the last payment with it, and a payment with it in the previous calendar month."]
     return "\n".join(lines) + "\n"
 
 

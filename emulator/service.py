@@ -82,29 +82,34 @@ class Gateway:
     # --- the gateway's API ---
     def request_payment(self, client: Client, values: dict, base_url: str) -> dict:
         method = self._method(values["pgcode"])
-        amount = values["amount"]
         autopay = values.get("autopay_flag") == "Y"
-        verification = amount == 0
+        verification = values["amount"] == 0
         if verification and not autopay:
             raise GatewayError("verification_requires_autopay")
         if autopay and not method.recurring:
             raise GatewayError("recurring_not_supported", pgcode=method.pgcode)
-        taxfree, vat, cup = self._amounts(method, values, endpoint="payments/request",
-                                          cup_allowed=method.cup_deposit, verification=verification)
+        amounts = self._amounts(method, values, endpoint="payments/request", cup_allowed=method.cup_deposit,
+                                verification=verification)
         if method.service_name_required and not values.get("service_name"):
             raise GatewayError("service_name_required", pgcode=method.pgcode)
         now = self.clock.now()
         if method.details == "account":
             self._check_expiry(values, now)
-        token = self._token()
-        self.storage.insert_payment(Payment(
-            token=token, client_id=client.client_id, pgcode=method.pgcode, user_id=values["user_id"],
-            amount=amount, product_name=values["product_name"], request=values,
-            created_at=kst_datetime(now), kind="verification" if verification else "payment",
-            user_name=values.get("user_name", ""), order_no=values.get("order_no", ""),
-            service_name=values.get("service_name", ""), custom_parameter=values.get("custom_parameter", ""),
-            taxfree_amount=taxfree, tax_amount=vat, disposable_cup_deposit=cup))
-        return {"token": token, **payment_page_urls(base_url, token)}
+        payment = self._new_payment(client, method, values, now, amounts,
+                                    kind="verification" if verification else "payment")
+        self.storage.insert_payment(payment)
+        return {"token": payment.token, **payment_page_urls(base_url, payment.token)}
+
+    def _new_payment(self, client: Client, method: PaymentMethod, values: dict, now: datetime,
+                     amounts: tuple[int, int, int], **state) -> Payment:
+        taxfree, vat, cup = amounts
+        return Payment(
+            token=self._token(), client_id=client.client_id, pgcode=method.pgcode, user_id=values["user_id"],
+            amount=values["amount"], product_name=values["product_name"], request=values,
+            created_at=kst_datetime(now), user_name=values.get("user_name", ""),
+            order_no=values.get("order_no", ""), service_name=values.get("service_name", ""),
+            custom_parameter=values.get("custom_parameter", ""), taxfree_amount=taxfree, tax_amount=vat,
+            disposable_cup_deposit=cup, **state)
 
     @staticmethod
     def _check_expiry(values: dict, now: datetime) -> None:
@@ -125,8 +130,7 @@ class Gateway:
             raise GatewayError("recurring_not_supported", pgcode=method.pgcode)
         if values["amount"] <= 0:
             raise GatewayError("amount_not_positive", field="amount")
-        taxfree, vat, cup = self._amounts(method, values, endpoint="payments/autopay",
-                                          cup_allowed=method.autopay_cup_deposit)
+        amounts = self._amounts(method, values, endpoint="payments/autopay", cup_allowed=method.autopay_cup_deposit)
         with self.storage.atomic():
             billkey = self.storage.billkey(values["billkey"])
             if billkey is None or billkey["client_id"] != client.client_id:
@@ -137,17 +141,12 @@ class Gateway:
                 raise GatewayError("billkey_pgcode_mismatch", billkey=billkey["billkey"],
                                    issued=billkey["pgcode"], pgcode=method.pgcode)
             now = self.clock.now()
-            if method.pgcode == "mobile":
+            if method.monthly_repayment:
                 recurring.check_mobile_repayment(
                     billkey["billkey"], parse_kst_datetime(billkey["issued_at"]),
                     self.storage.payments_with_billkey(billkey["billkey"]), values["amount"], now)
-            payment = Payment(
-                token=self._token(), client_id=client.client_id, pgcode=method.pgcode,
-                user_id=values["user_id"], amount=values["amount"], product_name=values["product_name"],
-                request=values, created_at=kst_datetime(now), status=APPROVED, kind="autopay",
-                user_name=values.get("user_name", ""), order_no=values.get("order_no", ""),
-                service_name=values.get("service_name", ""), taxfree_amount=taxfree, tax_amount=vat,
-                disposable_cup_deposit=cup, billkey=billkey["billkey"])
+            payment = self._new_payment(client, method, values, now, amounts, status=APPROVED, kind="autopay",
+                                        billkey=billkey["billkey"])
             self._approve_fields(payment, method, None, now, self.details.approval(method, payment.amount))
             self.storage.insert_payment(payment)
         return {"tid": payment.tid, "cid": payment.cid, "amount": payment.amount,

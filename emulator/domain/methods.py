@@ -36,6 +36,7 @@ class PaymentMethod:
     details: str = "wallet"
     cid: str = "digits7"
     no_cancel_redirect: bool = False
+    monthly_repayment: bool = False
     options: tuple[PaymentOption, ...] = field(default=())
 
     def option(self, pgcode: str | None) -> PaymentOption | None:
