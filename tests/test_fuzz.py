@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from .conftest import PAYMENT_KEY, SEARCH_KEY
+from emulator.errors import GatewayError
+
+from .conftest import PAYMENT_KEY, SCHEMAS, SEARCH_KEY
 
 ENDPOINTS = ["/v1.0/payments/request", "/v1.0/payments/autopay", "/v1.0/payments/cancel",
              "/v1.0/payments/cancel/partial", "/v1.0/cashreceipt/issue/tpay_test-202611290000001",
@@ -87,3 +89,18 @@ def test_control_api_clock(api, body):
     response = api.http.post(f"{api.url}/_emulator/clock", json=body)
     assert response.status_code in (200, 406), response.text
     api.control("/reset")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(name=st.sampled_from(sorted(n for n in SCHEMAS.documents if n.startswith(("requests/", "control/")))),
+       data=st.one_of(values, st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=10), values, max_size=12)),
+       strict=st.booleans(), from_query=st.booleans())
+def test_validator_answers_with_checked_values_or_a_gateway_error(name, data, strict, from_query):
+    """In-process, many examples: the validator never fails any other way."""
+    try:
+        checked = SCHEMAS.check_request(name, data, strict=strict, endpoint=name, from_query=from_query)
+    except GatewayError as error:
+        assert 2000 <= error.code <= 5000 and error.status in (406, 413) and error.message
+    else:
+        assert SCHEMAS.errors(name, checked.values) == []
+        assert strict is False or checked.warnings == []
