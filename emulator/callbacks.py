@@ -29,7 +29,7 @@ def attempt(storage: Storage, clock: Clock, callback_id: int, timeout: float) ->
     """POST the callback body to its URL; record what happened; return the attempt."""
     callback = storage.callback(callback_id)
     started = time.monotonic()
-    record = {"at": iso(clock.now()), "wall_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    record = {"at": iso(clock.now()), "wall_time": clock.wall(),
               "http_status": None, "response_body": "", "error": ""}
     ok = False
     try:

@@ -45,6 +45,10 @@ class Clock:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp(), KST)
 
+    def wall(self) -> str:
+        """Real time, whatever the emulator's time is: when something really happened."""
+        return datetime.fromtimestamp(self._wall(), KST).isoformat(timespec="milliseconds")
+
     @property
     def frozen(self) -> bool:
         return self._state.frozen_at is not None
