@@ -242,7 +242,7 @@ class Storage:
         return [_payment(r) for r in rows]
 
     # --- cancellations ---
-    def record_cancellation(self, payment: Payment, cancellation: Cancellation) -> Cancellation:
+    def record_cancellation(self, cancellation: Cancellation) -> Cancellation:
         """Inside `atomic()`: write the cancellation and the payment's new totals together."""
         with self.atomic():
             cur = self._db.execute(

@@ -145,7 +145,7 @@ def test_verification_only_returns_a_billkey_and_its_payhash(api, schemas, callb
     no_callbacks(api, callback_receiver)
 
 
-def test_verification_billkey_works_for_autopay(api, callback_receiver, schemas):
+def test_verification_billkey_works_for_autopay(api, schemas):
     fields = verify(api, user_id="member42")
     body = ok(autopay(api, fields["billkey"], user_id="member42", amount=9900))
     assert schemas.errors("responses/payments_autopay", body) == []
