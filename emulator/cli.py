@@ -22,11 +22,14 @@ def main():
 @click.option("--strict/--lenient", default=None, help="Reject what the real gateway tolerates [default: lenient].")
 @click.option("--callback-timeout", type=float, help="Seconds a callback attempt may take [default: 5].")
 @click.option("--seed", "faker_seed", type=int, help="Seed for generated data (card numbers, banks, ...).")
+@click.option("--control/--no-control", default=None,
+              help="Serve the control API /_emulator/... (health always answers) [default: on].")
+@click.option("--control-token", help="Require `X-Emulator-Token: <token>` on the control API.")
 def serve(**options):
     """Serve the gateway's API and the control API.
 
     Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
-    _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _FAKER_SEED, and _CLIENTS
+    _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, and _CLIENTS
     (id:payment_key:search_key, comma separated) for clients besides pay_test.
     """
     from werkzeug.serving import make_server

@@ -31,6 +31,8 @@ class Settings:
     callback_timeout: float = 5.0
     journal_limit: int = 10_000
     faker_seed: int | None = None
+    control: bool = True  # False: only /_emulator/health answers, for shared deployments
+    control_token: str | None = None  # when set, the control API needs `X-Emulator-Token: <token>`
     clients: tuple[Client, ...] = field(default=(PAY_TEST,))
 
     @classmethod
@@ -64,6 +66,6 @@ def _parse(name: str, raw: str):
         return int(raw)
     if name == "callback_timeout":
         return float(raw)
-    if name == "strict":
+    if name in ("strict", "control"):
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

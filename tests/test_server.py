@@ -63,3 +63,29 @@ def test_memory_database_and_bad_client_setting(tmp_path):
                          env={"PAYLETTER_EMULATOR_CLIENTS": "only_an_id", "PATH": ""}, cwd=tmp_path, timeout=30)
     assert bad.returncode == 2
     assert "client 'only_an_id' is not id:payment_key:search_key" in bad.stderr
+
+
+def test_control_api_behind_a_token(tmp_path):
+    process = EmulatorProcess(tmp_path, "--control-token", "s3cret")
+    try:
+        assert requests.get(process.url + "/_emulator/health").json() == {"status": "ok"}
+        refused = requests.post(process.url + "/_emulator/reset")
+        assert refused.status_code == 401 and refused.json()["code"] == 4312
+        wrong = requests.get(process.url + "/_emulator/clock", headers={"X-Emulator-Token": "guess"})
+        assert wrong.status_code == 401
+        right = requests.get(process.url + "/_emulator/clock", headers={"X-Emulator-Token": "s3cret"})
+        assert right.status_code == 200 and right.json()["frozen"] is False
+        # The gateway's own API does not care about the control token.
+        assert requests.post(process.url + "/v1.0/payments/request", json=REQUEST, headers=AUTH).status_code == 200
+    finally:
+        process.stop()
+
+
+def test_control_api_switched_off(tmp_path):
+    process = EmulatorProcess(tmp_path, env={"PAYLETTER_EMULATOR_CONTROL": "false"})
+    try:
+        assert requests.get(process.url + "/_emulator/health").status_code == 200
+        off = requests.get(process.url + "/_emulator/payments")
+        assert off.status_code == 404 and off.json()["code"] == 994
+    finally:
+        process.stop()

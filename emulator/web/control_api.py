@@ -1,6 +1,8 @@
 """The control API (/_emulator/...): what tests use to drive and inspect the emulator."""
 from __future__ import annotations
 
+import hmac
+
 from flask import Blueprint, jsonify, request
 
 from ..errors import GatewayError
@@ -28,6 +30,20 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None):
         return view
 
     return wrap
+
+
+@blueprint.before_request
+def guard():
+    """Shared deployments switch the control API off, or put it behind a token; health stays open."""
+    if request.endpoint == "control_api.health":
+        return
+    settings = emulator().settings
+    if not settings.control:
+        raise GatewayError("not_found", path=request.path)
+    if settings.control_token is not None:
+        given = request.headers.get("X-Emulator-Token", "")
+        if not hmac.compare_digest(given.encode(), settings.control_token.encode()):
+            raise GatewayError("control_token_missing")
 
 
 def gateway():
