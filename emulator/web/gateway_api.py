@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from ..errors import GatewayError
 from .operations import Operation, register
-from .plumbing import authenticate, base_url, emulator, json_body
+from .plumbing import authenticate, base_url, emulator, json_body, warnings
 
 blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
 
@@ -29,7 +29,7 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
             data = request.args.to_dict() if query else json_body(strict=strict)
             checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
                                                endpoint=name, from_query=query)
-            g.setdefault("warnings", []).extend(checked.warnings)
+            warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
             return jsonify(handler(client, checked.values, **path_args))
@@ -60,13 +60,13 @@ def payments_autopay(client, values):
 @endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
           key="PAYMENT", schema="payments_cancel")
 def payments_cancel(client, values):
-    return gateway().cancel(client, values, g.setdefault("warnings", []), partial=False)
+    return gateway().cancel(client, values, warnings(), partial=False)
 
 
 @endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
           key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel")
 def payments_cancel_partial(client, values):
-    return gateway().cancel(client, values, g.setdefault("warnings", []), partial=True)
+    return gateway().cancel(client, values, warnings(), partial=True)
 
 
 @endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",

@@ -16,8 +16,9 @@ def emulator():
     return current_app.extensions["payletter"]
 
 
-def note(warning: str) -> None:
-    g.setdefault("warnings", []).append(warning)
+def warnings() -> list[str]:
+    """This request's leniency warnings; the journal records them."""
+    return g.setdefault("warnings", [])
 
 
 def authenticate(key_type: str, endpoint: str) -> Client:
@@ -52,7 +53,7 @@ def json_body(*, strict: bool):
         deviation = f"Content-Type is {mimetype}, expected application/json"
         if strict:
             raise GatewayError("lenient_rejected", field="Content-Type", deviation=deviation)
-        note(f"Content-Type: {deviation}")
+        warnings().append(f"Content-Type: {deviation}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
