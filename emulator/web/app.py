@@ -64,7 +64,6 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 
 def _install_error_handlers(app: Flask) -> None:
     def envelope(error: GatewayError):
-        g.error = error
         return jsonify(error.body()), error.status
 
     app.register_error_handler(GatewayError, envelope)
