@@ -14,13 +14,14 @@ from . import callbacks
 from .clock import KST, Clock, ClockState, iso, kst_date, kst_datetime, parse_kst_datetime
 from .config import Client, Settings
 from .domain import fields, identifiers, ledger, recurring, tax
-from .domain.details import DetailMaker, virtual_account_expiry
-from .domain.methods import PaymentMethod, lookup, table
+from .domain.details import DetailMaker, expiry_moment, virtual_account_expiry
+from .domain.methods import PaymentMethod, lookup
 from .domain.payhash import sha256_hex
 from .domain.payment import (ABANDONED, APPROVED, FAILED, ISSUED, PENDING, STATUS_CODES, VERIFIED,
                              Payment)
 from .errors import GatewayError
 from .storage import Storage
+from .validation import tolerate
 
 DECLINE_CODE = "6001"
 DECLINE_MESSAGE = "승인이 거절되었습니다. (declined)"
@@ -163,10 +164,8 @@ class Gateway:
                                    paid=payment.paid_pgcode)
             amount = values.get("amount")
             if amount is None:  # only payments/cancel gets here: its schema lets amount go
-                deviation = "omitted on a full cancel; the whole remaining amount is cancelled"
-                if self.settings.strict:
-                    raise GatewayError("lenient_rejected", field="amount", deviation=deviation)
-                warnings.append(f"amount: {deviation}")
+                tolerate("amount", "omitted on a full cancel; the whole remaining amount is cancelled",
+                         strict=self.settings.strict, warnings=warnings)
                 amount = payment.remaining
             cancellation = ledger.plan_cancellation(
                 payment, method, amount=amount, partial=partial, at=self.clock.now(),
@@ -202,14 +201,19 @@ class Gateway:
             day = datetime.strptime(values["date"], "%Y%m%d").strftime("%Y-%m-%d")
         except ValueError:
             raise GatewayError("field_invalid", field="date", rule="is not a real date (YYYYMMDD)") from None
-        approvals = self.storage.payments_made_on(client.client_id, day, (APPROVED,))
+        pgcode = values.get("pgcode")
+
+        def wanted(payment: Payment) -> bool:
+            # The method's code or the payer's pick (naverpay finds naverpoint payments too).
+            return pgcode is None or pgcode in (payment.pgcode, payment.paid_pgcode)
+
+        approvals = [p for p in self.storage.payments_made_on(client.client_id, day, (APPROVED,)) if wanted(p)]
         if values["date_type"] == "transaction":
             rows = [fields.transaction_row(p, self.storage.cancellations_of(p.tid) if p.cancelled_amount else [])
                     for p in approvals]
         else:
-            rows = fields.settle_rows(approvals, self.storage.cancellations_on(client.client_id, day))
-        if pgcode := values.get("pgcode"):
-            rows = [r for r in rows if r["pgcode"] == pgcode or _method_of(r["pgcode"]) == pgcode]
+            cancellations = [(c, p) for c, p in self.storage.cancellations_on(client.client_id, day) if wanted(p)]
+            rows = fields.settle_rows(approvals, cancellations)
         return {"total_count": len(rows), "list": rows}
 
     def receipt_info(self, client: Client, tid: str, values: dict, base_url: str) -> dict:
@@ -312,8 +316,7 @@ class Gateway:
             if payment.status != ISSUED:
                 raise GatewayError("not_virtual_account", tid=tid, status=payment.status)
             now = self.clock.now()
-            expiry = datetime.strptime(payment.details["expire_date"] + payment.details["expire_time"],
-                                       "%Y%m%d%H%M").replace(tzinfo=KST)
+            expiry = expiry_moment(payment.details["expire_date"], payment.details["expire_time"])
             if now > expiry:
                 raise GatewayError("virtual_account_expired", tid=tid, expiry=kst_datetime(expiry))
             if amount is not None and amount != payment.amount:
@@ -354,13 +357,13 @@ class Gateway:
         else:
             target = self._clock_target(change)
             if "set" in change:
-                state = self.clock.set(datetime.fromtimestamp(target, KST))
+                state = self.clock.set(target)
             else:
                 state = self.clock.advance(change["advance_seconds"])
         self.storage.save_clock_state(state)
         return self.clock_view()
 
-    def _clock_target(self, change: dict) -> float:
+    def _clock_target(self, change: dict) -> datetime:
         """The moment a change moves the clock to, if it stays within CLOCK_RANGE."""
         if "set" in change:
             try:
@@ -378,7 +381,7 @@ class Gateway:
         if not first <= moment < last:
             raise GatewayError("clock_request_invalid", detail=f"{iso(moment)} is outside the years "
                                                                f"{first.year}-{last.year - 1}")
-        return moment.timestamp()
+        return moment
 
     def clock_view(self) -> dict:
         return {"now": iso(self.clock.now()), "frozen": self.clock.frozen}
@@ -407,10 +410,3 @@ def _option(method: PaymentMethod, picked: str | None) -> str | None:
                            choices=", ".join(o.pgcode for o in method.options) or "none")
     return option.pgcode
 
-
-def _method_of(paid_pgcode: str) -> str | None:
-    """The appendix pgcode behind an option's pgcode (navercard → naverpay)."""
-    for method in table().values():
-        if method.answers_to(paid_pgcode):
-            return method.pgcode
-    return None

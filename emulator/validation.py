@@ -22,6 +22,13 @@ _EXPECTED = {"integer": "a whole number of KRW", "string": "a string", "object":
              "number": "a number", "boolean": "true or false"}
 
 
+def tolerate(field_name: str, deviation: str, *, strict: bool, warnings: list[str]) -> None:
+    """What the real gateway lets pass: a warning for the journal, or a 406 under --strict."""
+    if strict:
+        raise GatewayError("lenient_rejected", field=field_name, deviation=deviation)
+    warnings.append(f"{field_name}: {deviation}")
+
+
 @dataclass
 class Checked:
     """A request that passed: the repaired values, and what leniency had to repair."""
@@ -72,9 +79,7 @@ class _Repair:
         self.warnings: list[str] = []
 
     def deviate(self, field_name: str, deviation: str) -> None:
-        if self.strict:
-            raise GatewayError("lenient_rejected", field=field_name, deviation=deviation)
-        self.warnings.append(f"{field_name}: {deviation}")
+        tolerate(field_name, deviation, strict=self.strict, warnings=self.warnings)
 
     def query_names(self, data: dict) -> dict:
         by_lower = {name.lower(): name for name in self.properties}

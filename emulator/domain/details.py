@@ -97,11 +97,14 @@ class DetailMaker:
         }
 
 
+def expiry_moment(expire_date: str, expire_time: str) -> datetime:
+    """`YYYYMMDD` and `HHMM` as a KST moment; ValueError if they are not a real date and time."""
+    return datetime.strptime(expire_date + expire_time, "%Y%m%d%H%M").replace(tzinfo=KST)
+
+
 def virtual_account_expiry(request: dict, issued: datetime) -> datetime:
     """The request's expire_date/expire_time, or 23:59 seven days after issue."""
     issued = issued.astimezone(KST)
     if "expire_date" in request:
-        date = datetime.strptime(request["expire_date"], "%Y%m%d")
-        clock = request.get("expire_time", "2359")
-        return date.replace(hour=int(clock[:2]), minute=int(clock[2:]), tzinfo=KST)
+        return expiry_moment(request["expire_date"], request.get("expire_time", "2359"))
     return (issued + timedelta(days=VIRTUAL_ACCOUNT_DAYS)).replace(hour=23, minute=59, second=0, microsecond=0)

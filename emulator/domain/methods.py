@@ -56,10 +56,6 @@ class PaymentMethod:
                 return option.window
         return self.window
 
-    def answers_to(self, pgcode: str) -> bool:
-        """A request about this payment may name the method or the option the payer picked."""
-        return pgcode == self.pgcode or any(o.pgcode == pgcode for o in self.options)
-
 
 def _row(pgcode: str, raw: dict) -> PaymentMethod:
     raw = dict(raw)

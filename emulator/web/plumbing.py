@@ -8,6 +8,7 @@ from flask import current_app, g, request
 
 from ..config import Client
 from ..errors import GatewayError
+from ..validation import tolerate
 
 JSON_TYPES = ("application/json",)
 
@@ -50,10 +51,8 @@ def json_body(*, strict: bool):
         return {}
     mimetype = request.mimetype or "(none)"
     if mimetype not in JSON_TYPES:
-        deviation = f"Content-Type is {mimetype}, expected application/json"
-        if strict:
-            raise GatewayError("lenient_rejected", field="Content-Type", deviation=deviation)
-        warnings().append(f"Content-Type: {deviation}")
+        tolerate("Content-Type", f"Content-Type is {mimetype}, expected application/json",
+                 strict=strict, warnings=warnings())
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
