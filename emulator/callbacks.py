@@ -1,48 +1,59 @@
-"""Sends a queued callback once and writes the attempt to the ledger."""
+"""Sends one callback over HTTP, as the gateway would, and says what happened."""
 from __future__ import annotations
 
-import json
+import threading
 import time
 
 import requests
+from urllib3.util import Timeout
 
-from .clock import Clock, iso
-from .storage import Storage
+from .domain.delivery import Outcome, acknowledged, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
-RETRY_INTERVAL = 300  # the documented policy: retries every 5 minutes (delivered by the dispatcher)
+USER_AGENT = "payletter-emulator callback"
+
+_sessions = threading.local()
 
 
-def acknowledged(status: int, body: bytes) -> bool:
-    """Only HTTP 200 with a JSON body whose code is 0 (number or "0") acknowledges."""
-    if status != 200:
-        return False
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return False
-    code = answer.get("code") if isinstance(answer, dict) else None
-    return code == "0" or (type(code) is int and code == 0)
-
-
-def attempt(storage: Storage, clock: Clock, callback_id: int, timeout: float) -> dict:
-    """POST the callback body to its URL; record what happened; return the attempt."""
-    callback = storage.callback(callback_id)
+def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = ()) -> Outcome:
+    """POST `body` as JSON to `url`: no redirects followed, the whole attempt bounded by
+    `timeout`, at most RESPONSE_LIMIT bytes of the answer read."""
     started = time.monotonic()
-    record = {"at": iso(clock.now()), "wall_time": clock.wall(),
-              "http_status": None, "response_body": "", "error": ""}
-    ok = False
+    if not host_allowed(url, allowed_hosts):
+        return Outcome(None, "", "blocked: the host of callback_url is not in the callback allow-list",
+                       0.0, acknowledged=False, blocked=True)
+    status, answer, error = None, b"", ""
     try:
-        with requests.post(callback["url"], json=callback["body"], timeout=timeout,
-                           allow_redirects=False, stream=True) as response:
-            body = response.raw.read(RESPONSE_LIMIT, decode_content=True)
-            record["http_status"] = response.status_code
-            record["response_body"] = body.decode("utf-8", "replace")
-            ok = acknowledged(response.status_code, body)
-            if not ok:
-                record["error"] = "not acknowledged: HTTP 200 with {\"code\": 0} expected"
+        with _session().post(url, json=body, timeout=Timeout(total=timeout), allow_redirects=False,
+                             stream=True, headers={"User-Agent": USER_AGENT}) as response:
+            status = response.status_code
+            answer = _read_bounded(response, started + timeout)
     except requests.RequestException as exc:
-        record["error"] = f"{type(exc).__name__}: {exc}"
-    record["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-    storage.record_attempt(callback_id, record, "delivered" if ok else "pending", None if ok else clock.timestamp() + RETRY_INTERVAL)
-    return record
+        error = f"{type(exc).__name__}: {exc}"
+    except TimeoutError as exc:
+        error = f"Timeout: {exc}"
+    latency = round((time.monotonic() - started) * 1000, 1)
+    ok = error == "" and acknowledged(status, answer)
+    if not error and not ok:
+        error = 'not acknowledged: HTTP 200 with {"code": 0} expected'
+    return Outcome(status, answer.decode("utf-8", "replace"), error, latency, acknowledged=ok)
+
+
+def _read_bounded(response: requests.Response, deadline: float) -> bytes:
+    answer = b""
+    for chunk in response.iter_content(1024):
+        answer += chunk
+        if len(answer) >= RESPONSE_LIMIT:
+            return answer[:RESPONSE_LIMIT]
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer took longer than the callback timeout")
+    return answer
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per sending thread."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+        session.trust_env = False  # a proxy from the environment must not sit between us and the merchant
+    return session

@@ -20,7 +20,14 @@ def main():
 @click.option("--db", help="SQLite file, or :memory: for a throwaway run [default: payletter-emulator.db].")
 @click.option("--public-url", help="Base of every URL handed out (online_url, receipt_url) [default: the request's host].")
 @click.option("--strict/--lenient", default=None, help="Reject what the real gateway tolerates [default: lenient].")
-@click.option("--callback-timeout", type=float, help="Seconds a callback attempt may take [default: 5].")
+@click.option("--callback-timeout", type=click.FloatRange(min=0.1), help="Seconds a callback attempt may take [default: 5].")
+@click.option("--callback-interval", type=click.FloatRange(min=0),
+              help="Seconds of emulator time between callback attempts [default: 300].")
+@click.option("--callback-retries", type=click.IntRange(min=0), help="Retries after the first attempt [default: 20].")
+@click.option("--callback-concurrency", type=click.IntRange(min=1),
+              help="Callback attempts in flight at once, per process [default: 8].")
+@click.option("--callback-host", "callback_hosts", multiple=True,
+              help="Allow callbacks only to this host (`*.example` matches subdomains); repeatable [default: any].")
 @click.option("--seed", "faker_seed", type=int, help="Seed for generated data (card numbers, banks, ...).")
 @click.option("--control/--no-control", default=None,
               help="Serve the control API /_emulator/... (health always answers) [default: on].")
@@ -29,9 +36,12 @@ def serve(**options):
     """Serve the gateway's API and the control API.
 
     Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
-    _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, and _CLIENTS
-    (id:payment_key:search_key, comma separated) for clients besides pay_test.
+    _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
+    _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _FAKER_SEED, _CONTROL,
+    _CONTROL_TOKEN, and _CLIENTS (id:payment_key:search_key, comma separated) for clients
+    besides pay_test.
     """
+    options["callback_hosts"] = tuple(options["callback_hosts"]) or None
     from werkzeug.serving import make_server
 
     from .web.app import create_app

@@ -28,12 +28,22 @@ class Settings:
     db: str = "payletter-emulator.db"
     public_url: str | None = None  # default: the address the request came to
     strict: bool = False
-    callback_timeout: float = 5.0
+    callback_timeout: float = 5.0  # seconds one attempt may take, connection to last byte
+    callback_interval: float = 300.0  # seconds of emulator time between attempts
+    callback_retries: int = 20  # retries after the first attempt
+    callback_concurrency: int = 8  # attempts in flight at once, per process
+    callback_hosts: tuple[str, ...] = ()  # allow-list of callback hosts (`*.example`); empty: any
     journal_limit: int = 10_000
     faker_seed: int | None = None
     control: bool = True  # False: only /_emulator/health answers, for shared deployments
     control_token: str | None = None  # when set, the control API needs `X-Emulator-Token: <token>`
     clients: tuple[Client, ...] = field(default=(PAY_TEST,))
+
+    def __post_init__(self):
+        for name, low in (("callback_timeout", 0.1), ("callback_interval", 0), ("callback_retries", 0),
+                          ("callback_concurrency", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}, not {getattr(self, name)}")
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":
@@ -62,10 +72,12 @@ def parse_clients(text: str) -> tuple[Client, ...]:
 
 
 def _parse(name: str, raw: str):
-    if name in ("port", "journal_limit", "faker_seed"):
+    if name in ("port", "journal_limit", "faker_seed", "callback_retries", "callback_concurrency"):
         return int(raw)
-    if name == "callback_timeout":
+    if name in ("callback_timeout", "callback_interval"):
         return float(raw)
+    if name == "callback_hosts":
+        return tuple(filter(None, (part.strip() for part in raw.split(","))))
     if name in ("strict", "control"):
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

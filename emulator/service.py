@@ -8,12 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from typing import Callable
 from urllib.parse import quote, urlencode
 
-from . import callbacks
 from .clock import KST, Clock, ClockState, iso, kst_date, kst_datetime, parse_kst_datetime
 from .config import Client, Settings
-from .domain import fields, identifiers, ledger, recurring, tax
+from .domain import delivery, fields, identifiers, ledger, recurring, tax
 from .domain.details import DetailMaker, expiry_moment, virtual_account_expiry
 from .domain.methods import PaymentMethod, lookup
 from .domain.payhash import sha256_hex
@@ -33,18 +33,25 @@ CLOCK_SPAN = 200 * 366 * 86400
 
 
 class Gateway:
-    def __init__(self, storage: Storage, clock: Clock, settings: Settings, faker):
+    def __init__(self, storage: Storage, clock: Clock, settings: Settings, faker,
+                 on_callback_queued: Callable[[], None] = lambda: None):
         self.storage = storage
         self.clock = clock
         self.settings = settings
         self.clients = {c.client_id: c for c in settings.clients}
         self.details = DetailMaker(faker)
+        self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up
 
     # --- shared pieces ---
     def sync_clock(self) -> None:
         """Take the clock another process (or a restart) may have moved."""
         state = self.storage.clock_state()
         self.clock.load(state or ClockState())
+
+    def timestamp(self) -> float:
+        """The emulator's time as every process sees it, in epoch seconds."""
+        self.sync_clock()
+        return self.clock.timestamp()
 
     def _token(self) -> int:
         return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_value("token"))
@@ -330,13 +337,15 @@ class Gateway:
         return self.payment_view(payment)
 
     def _queue_callback(self, payment: Payment, client: Client, now: datetime) -> int:
+        """Into the outbox, in the payment's transaction: the dispatcher sends it once committed."""
         body = fields.callback_body(payment, client.payment_key)
-        return self.storage.enqueue_callback(payment.tid, payment.request["callback_url"], body,
-                                             iso(now), self.clock.timestamp())
+        url = payment.request["callback_url"]
+        return self.storage.enqueue_callback(payment.tid, url, body, iso(now), now.timestamp(),
+                                             delivery.reachability_warnings(url))
 
     def _deliver(self, callback_id: int | None) -> None:
         if callback_id is not None:
-            callbacks.attempt(self.storage, self.clock, callback_id, self.settings.callback_timeout)
+            self.on_callback_queued()
 
     # --- what tests look at ---
     def payment_view(self, payment: Payment) -> dict:

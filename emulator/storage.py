@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 
@@ -81,12 +82,19 @@ CREATE TABLE IF NOT EXISTS callbacks (
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     next_attempt_at REAL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    warnings TEXT NOT NULL DEFAULT '[]',
+    claimed_by TEXT,
+    claim_expires REAL
 );
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS callbacks_by_tid ON callbacks (tid);
 CREATE TABLE IF NOT EXISTS callback_attempts (
     id INTEGER PRIMARY KEY,
     callback_id INTEGER NOT NULL,
+    number INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'first',
+    scheduled_at TEXT,
     at TEXT NOT NULL,
     wall_time TEXT NOT NULL,
     http_status INTEGER,
@@ -112,6 +120,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), offset REAL NOT NULL, frozen_at REAL);
 """
 
+# Columns added after the first release, with their declarations as in SCHEMA.
+_ADDED_COLUMNS = {
+    "callbacks": {"warnings": "TEXT NOT NULL DEFAULT '[]'", "claimed_by": "TEXT", "claim_expires": "REAL"},
+    "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
+                          "scheduled_at": "TEXT"},
+}
 _PAYMENT_JSON = ("request", "details")
 _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 # Counters are not state: they keep counting across resets, so a merchant's database never
@@ -136,6 +150,16 @@ class Storage:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an earlier version gains the columns added since."""
+        with self.atomic():
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, declaration in columns.items():
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -294,10 +318,12 @@ class Storage:
         return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
 
     # --- callbacks ---
-    def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: float) -> int:
-        cur = self._run("INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at) "
-                        "VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-                        (tid, url, json.dumps(body, ensure_ascii=False), due, created_at))
+    def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: float,
+                         warnings: list[str]) -> int:
+        cur = self._run("INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, warnings) "
+                        "VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+                        (tid, url, json.dumps(body, ensure_ascii=False), due, created_at,
+                         json.dumps(warnings, ensure_ascii=False)))
         return cur.lastrowid
 
     def callback(self, callback_id: int) -> dict | None:
@@ -310,15 +336,58 @@ class Storage:
         attempts = self._attempts([r["id"] for r in rows])
         return [_callback(r, attempts) for r in rows]
 
-    def record_attempt(self, callback_id: int, attempt: dict, status: str, next_attempt_at) -> None:
+    def claim_due_callbacks(self, now: float, wall: float, lease: float, limit: int) -> list[dict]:
+        """Take up to `limit` pending callbacks due at emulator time `now` that no live claim
+        holds. Each gets a claim of its own, good until wall time `wall + lease`: whoever
+        holds it makes the next attempt, so no attempt is made twice, by any process."""
         with self.atomic():
+            rows = self._db.execute(
+                "SELECT * FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
+                "AND (claim_expires IS NULL OR claim_expires < ?) ORDER BY next_attempt_at, id LIMIT ?",
+                (now, wall, limit)).fetchall()
+            return [self._claim(row, wall + lease) for row in rows]
+
+    def claim_callback(self, callback_id: int, wall: float, lease: float) -> dict | None:
+        """Claim one callback whatever its status (a resend); None while another claim holds it."""
+        with self.atomic():
+            row = self._db.execute("SELECT * FROM callbacks WHERE id = ? "
+                                   "AND (claim_expires IS NULL OR claim_expires < ?)",
+                                   (callback_id, wall)).fetchone()
+            return self._claim(row, wall + lease) if row else None
+
+    def _claim(self, row, expires: float) -> dict:
+        claim = uuid.uuid4().hex
+        self._db.execute("UPDATE callbacks SET claimed_by = ?, claim_expires = ? WHERE id = ?",
+                         (claim, expires, row["id"]))
+        return {**_callback(row, {}), "claim": claim}
+
+    def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
+                       next_attempt_at: float | None) -> bool:
+        """Record an attempt and the callback's new state, if the claim still holds (a reset or
+        an expired lease voids it: then nothing is recorded, and False comes back)."""
+        with self.atomic():
+            cur = self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                "claim_expires = NULL WHERE id = ? AND claimed_by = ?",
+                (status, attempts_made, next_attempt_at, callback_id, claim))
+            if cur.rowcount != 1:
+                return False
             self._db.execute(
-                "INSERT INTO callback_attempts (callback_id, at, wall_time, http_status, response_body, error, latency_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (callback_id, attempt["at"], attempt["wall_time"], attempt["http_status"],
-                 attempt["response_body"], attempt["error"], attempt["latency_ms"]))
-            self._db.execute("UPDATE callbacks SET attempts = attempts + 1, status = ?, next_attempt_at = ? "
-                             "WHERE id = ?", (status, next_attempt_at, callback_id))
+                "INSERT INTO callback_attempts (callback_id, number, kind, scheduled_at, at, wall_time, "
+                "http_status, response_body, error, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (callback_id, attempt["number"], attempt["kind"], attempt["scheduled_at"], attempt["at"],
+                 attempt["wall_time"], attempt["http_status"], attempt["response_body"], attempt["error"],
+                 attempt["latency_ms"]))
+            return True
+
+    def callback_backlog(self, now: float, wall: float) -> dict:
+        """Pending callbacks: how many are due or being sent, and when the next one falls due."""
+        row = self._one(
+            "SELECT count(*) AS pending, "
+            "coalesce(sum(next_attempt_at <= ? OR coalesce(claim_expires >= ?, 0)), 0) AS busy, "
+            "min(CASE WHEN next_attempt_at > ? THEN next_attempt_at END) AS next_due "
+            "FROM callbacks WHERE status = 'pending'", (now, wall, now))
+        return dict(row)
 
     def _attempts(self, ids: list[int]) -> dict[int, list[dict]]:
         if not ids:
@@ -382,6 +451,7 @@ def _cancellation(row) -> Cancellation:
 def _callback(row, attempts: dict[int, list[dict]]) -> dict:
     callback = dict(row)
     callback["body"] = json.loads(callback["body"])
+    callback["warnings"] = json.loads(callback["warnings"])
     callback["attempts_made"] = callback.pop("attempts")
     callback["attempts"] = attempts.get(row["id"], [])
     return callback

@@ -184,9 +184,25 @@ class Api:
         return response.json()["token"]
 
     def pay(self, approve: dict | None = None, **overrides) -> dict:
-        """Request a payment and approve it as the payer; the return fields."""
+        """Request a payment and approve it as the payer; the return fields, once the
+        callback's first attempt has been made."""
         token = self.request_payment(**overrides)
-        return self.control(f"/payments/{token}/approve", approve or {})["fields"]
+        fields = self.control(f"/payments/{token}/approve", approve or {})["fields"]
+        self.flush()
+        return fields
+
+    def deposit(self, tid: str, **body) -> dict:
+        """The payer deposits into a virtual account; the payment, once the callback's first
+        attempt has been made."""
+        payment = self.control(f"/virtual-accounts/{tid}/deposit", body)
+        self.flush()
+        return payment
+
+    def flush(self) -> dict:
+        """Wait until every callback due has been attempted (no sleeping in tests)."""
+        answer = self.control("/callbacks/flush", {})
+        assert answer["idle"], answer
+        return answer
 
     def cancel(self, fields: dict, amount=None, partial: bool = False, **overrides) -> requests.Response:
         body = {"pgcode": fields["pgcode"], "client_id": "pay_test", "user_id": fields["user_id"],
@@ -257,6 +273,7 @@ def _clean(process: EmulatorProcess, receiver: CallbackReceiver):
     client.control("/reset")
     receiver.clear()
     yield client
+    client.flush()
     for callback in receiver.received:
         assert SCHEMAS.errors("payloads/callback", callback.json()) == [], callback.body
 

@@ -161,7 +161,7 @@ def test_virtual_account_cannot_be_cancelled(api):
     expected = {"code": 4004, "message": "virtualaccount payments cannot be cancelled"}
     # issued, awaiting the deposit
     assert refused(api.cancel(fields)) == expected
-    deposited = api.control(f"/virtual-accounts/{tid}/deposit", {})
+    deposited = api.deposit(tid)
     assert deposited["status"] == "approved"
     # paid
     assert refused(api.cancel(fields)) == expected

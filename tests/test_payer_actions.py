@@ -370,7 +370,7 @@ def test_deposit_fires_the_callback(api, schemas, callback_receiver):
     freeze_at(api)
     fields = api.pay(pgcode="virtualaccount", amount=15000, user_id="depositor")
     api.advance(days=1)
-    view = api.control(f"/virtual-accounts/{fields['tid']}/deposit", {"amount": 15000})
+    view = api.deposit(fields["tid"], amount=15000)
     assert view["status"] == "approved"
     assert view["tid"] == fields["tid"]
     assert len(callback_receiver.received) == 1
@@ -389,7 +389,7 @@ def test_deposit_fires_the_callback(api, schemas, callback_receiver):
 def test_deposit_without_amount_takes_the_payments(api, callback_receiver):
     freeze_at(api)
     fields = api.pay(pgcode="virtualaccount", amount=7000)
-    api.control(f"/virtual-accounts/{fields['tid']}/deposit", {})
+    api.deposit(fields["tid"])
     assert callback_receiver.received[0].json()["amount"] == 7000
 
 
@@ -416,7 +416,7 @@ def test_deposit_just_before_expiry(api, callback_receiver):
     freeze_at(api)
     fields = api.pay(pgcode="virtualaccount", amount=10000)
     api.set_clock("2026-12-06T23:58:59+09:00")
-    assert api.control(f"/virtual-accounts/{fields['tid']}/deposit", {})["status"] == "approved"
+    assert api.deposit(fields["tid"])["status"] == "approved"
     assert len(callback_receiver.received) == 1
 
 
@@ -430,7 +430,7 @@ def test_deposit_to_a_card_payment(api, callback_receiver):
 def test_deposit_twice(api, callback_receiver):
     freeze_at(api)
     fields = api.pay(pgcode="virtualaccount", amount=10000)
-    api.control(f"/virtual-accounts/{fields['tid']}/deposit", {})
+    api.deposit(fields["tid"])
     refused(raw(api, f"/virtual-accounts/{fields['tid']}/deposit", {}), 409, 4304)
     assert len(callback_receiver.received) == 1
 

@@ -239,7 +239,7 @@ def test_failed_and_pending_payments_never_appear(api):
 
     # Once the payer deposits, the virtual account is a payment of the day.
     at(api, "12:00:00")
-    api.control(f"/virtual-accounts/{account['tid']}/deposit", {})
+    api.deposit(account["tid"])
     rows = by_tid(rows_of(api, DAY_Q))
     assert set(rows) == {approved["tid"], account["tid"]}
     assert rows[account["tid"]]["status_code"] == 0
@@ -404,7 +404,7 @@ def test_cash_receipt_refused_for_a_virtual_account_awaiting_deposit(api):
     freeze_at(api, f"{DAY}T10:00:00+09:00")
     account = api.pay(pgcode="virtualaccount", amount=1000)
     refused(issue_cash_receipt(api, account["tid"]), 406, 4203)
-    api.control(f"/virtual-accounts/{account['tid']}/deposit", {})
+    api.deposit(account["tid"])
     assert ok(issue_cash_receipt(api, account["tid"]))["receipt_url"].startswith(
         f"{api.url}/PGSVC/Receipt/ReceiptForm.asp?id={account['tid']}&")
 

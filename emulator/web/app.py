@@ -14,6 +14,8 @@ from ..clock import Clock, iso
 from ..config import Settings
 from ..errors import GatewayError
 from ..resources import schemas_dir
+from ..dispatcher import DeliverySettings, Dispatcher
+from ..domain.delivery import Policy
 from ..service import Gateway
 from ..storage import Storage
 from ..validation import Schemas
@@ -32,6 +34,7 @@ class Emulator:
     settings: Settings
     gateway: Gateway
     schemas: Schemas
+    dispatcher: Dispatcher
 
 
 def create_app(settings: Settings | None = None, **overrides) -> Flask:
@@ -51,8 +54,14 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     storage = Storage(settings.db, journal_limit=settings.journal_limit)
     gateway = Gateway(storage, Clock(), settings, faker)
     gateway.sync_clock()
+    dispatcher = Dispatcher(storage, gateway.timestamp, DeliverySettings(
+        Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
+        settings.callback_concurrency, settings.callback_hosts))
+    gateway.on_callback_queued = dispatcher.wake
+    dispatcher.start()  # what a previous run left due goes out now, before any request
+    app.before_request(dispatcher.start)  # a worker forked after create_app starts its own
     schemas = Schemas(schemas_dir())
-    app.extensions["payletter"] = Emulator(settings, gateway, schemas)
+    app.extensions["payletter"] = Emulator(settings, gateway, schemas, dispatcher)
     app.register_blueprint(gateway_api.blueprint)
     app.register_blueprint(control_api.blueprint)
     document = openapi.build(schemas, __version__)

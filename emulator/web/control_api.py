@@ -5,9 +5,12 @@ import hmac
 
 from flask import Blueprint, jsonify, request
 
+from ..dispatcher import view as callback_view
 from ..errors import GatewayError
 from .operations import Operation, register
 from .plumbing import emulator, json_body
+
+CALLBACK_STATUSES = ("pending", "delivered", "failed")
 
 blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
@@ -50,6 +53,10 @@ def gateway():
     return emulator().gateway
 
 
+def dispatcher():
+    return emulator().dispatcher
+
+
 def _token(text: str) -> int:
     if not text.isdigit():
         raise GatewayError("token_unknown", token=text)
@@ -64,6 +71,7 @@ def health():
 @control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients")
 def reset():
     gateway().reset()
+    dispatcher().wait_in_flight()
     return jsonify(status="reset", clock=gateway().clock_view())
 
 
@@ -76,7 +84,9 @@ def clock():
 def set_clock(values):
     if len(values) != 1:
         raise GatewayError("clock_request_invalid", detail="give exactly one of advance_seconds, set, freeze")
-    return jsonify(gateway().set_clock(values))
+    view = gateway().set_clock(values)
+    dispatcher().wake()  # what the new time makes due goes out at once
+    return jsonify(view)
 
 
 @control("/payments/{token}/approve", "POST", "Finish the payment as the payer would", schema="approve")
@@ -115,10 +125,40 @@ def deposit(tid, values):
     return jsonify(gateway().deposit(tid, values.get("amount")))
 
 
-@control("/callbacks", "GET", "Notifications with their attempts (?tid=, ?status=)")
+@control("/callbacks", "GET", "Notifications with their attempts (?tid=, ?status=pending|delivered|failed)")
 def callbacks():
-    return jsonify(callbacks=gateway().storage.callbacks(tid=request.args.get("tid"),
-                                                         status=request.args.get("status")))
+    status = request.args.get("status")
+    if status not in (None, "", *CALLBACK_STATUSES):
+        raise GatewayError("control_request_invalid",
+                           detail=f"status {status!r} is not one of {', '.join(CALLBACK_STATUSES)}")
+    found = gateway().storage.callbacks(tid=request.args.get("tid"), status=status)
+    return jsonify(callbacks=[callback_view(c) for c in found])
+
+
+@control("/callbacks/{callback_id}", "GET", "One notification with its attempts")
+def callback(callback_id):
+    return jsonify(callback_view(_callback(callback_id)))
+
+
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
+def flush(values):
+    return jsonify(dispatcher().flush(values.get("max_seconds", 30)))
+
+
+@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status")
+def resend(callback_id):
+    _callback(callback_id)
+    attempt = dispatcher().resend(int(callback_id))
+    if attempt is None:
+        raise GatewayError("callback_busy", id=callback_id)
+    return jsonify(attempt=attempt, callback=callback_view(_callback(callback_id)))
+
+
+def _callback(callback_id: str) -> dict:
+    found = gateway().storage.callback(int(callback_id)) if callback_id.isdigit() else None
+    if found is None:
+        raise GatewayError("callback_unknown", id=callback_id)
+    return found
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=)")

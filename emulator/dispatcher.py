@@ -1,0 +1,166 @@
+"""Delivers the callback outbox: each due attempt once, on the emulator's clock, from any
+number of threads and processes sharing one database."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from . import callbacks
+from .clock import KST, iso
+from .domain.delivery import FIRST, RESEND, RETRY, Outcome, Policy, next_state
+from .storage import Storage
+
+log = logging.getLogger("payletter_emulator.dispatcher")
+POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
+LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    policy: Policy = Policy()
+    timeout: float = 5.0
+    concurrency: int = 8
+    allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def lease(self) -> float:
+        return self.timeout + LEASE_MARGIN
+
+
+class Dispatcher:
+    """`now` gives the emulator's time (epoch seconds) as every process sees it.
+
+    A background thread sends what falls due; `flush` sends everything due from the calling
+    thread and returns once nothing due is left or being sent; `resend` makes one extra
+    attempt now. All three claim a callback before sending it.
+    """
+
+    def __init__(self, storage: Storage, now: Callable[[], float], settings: DeliverySettings,
+                 send=callbacks.send, wall: Callable[[], float] = time.time):
+        self.storage = storage
+        self.now = now
+        self.settings = settings
+        self._send = send
+        self._wall = wall
+        self._wake = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._pid = None
+        self._pool = None
+        self._stopped = threading.Event()
+
+    # --- the background thread ---
+    def start(self) -> None:
+        """Start (again, in a forked worker) the pool and the background thread of this process."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="callback")
+        threading.Thread(target=self._run, name="callback-dispatcher", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something was queued or the clock moved: look again now."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                if self.run_due():
+                    continue
+                wait = self._seconds_to_next_due()
+            except Exception:  # a broken round must not stop delivery for good
+                log.exception("callback dispatcher round failed")
+                wait = POLL_SECONDS
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _seconds_to_next_due(self) -> float:
+        next_due = self.storage.callback_backlog(self.now(), self._wall())["next_due"]
+        return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, next_due - self.now()))
+
+    # --- delivering ---
+    def run_due(self) -> int:
+        """One round: claim what is due now and send it, in parallel; the number sent."""
+        self.start()
+        claimed = self.storage.claim_due_callbacks(self.now(), self._wall(), self.settings.lease,
+                                                   limit=self.settings.concurrency * 4)
+        if claimed:
+            list(self._pool.map(self._attempt_scheduled, claimed))
+        return len(claimed)
+
+    def _attempt_scheduled(self, callback: dict) -> None:
+        kind = FIRST if callback["attempts_made"] == 0 else RETRY
+        self._attempt(callback, kind, callback["attempts_made"] + 1)
+
+    def _attempt(self, callback: dict, kind: str, number: int) -> dict | None:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            scheduled = callback["next_attempt_at"]
+            at = iso(datetime.fromtimestamp(self.now(), KST))
+            wall_time = datetime.fromtimestamp(self._wall(), KST).isoformat(timespec="milliseconds")
+            outcome: Outcome = self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
+                                          allowed_hosts=self.settings.allowed_hosts)
+            status, made, due = next_state(self.settings.policy, kind, callback["status"],
+                                           callback["attempts_made"], scheduled, outcome)
+            attempt = {"number": number, "kind": kind, "at": at, "wall_time": wall_time,
+                       "scheduled_at": _moment(scheduled) if kind != RESEND else None,
+                       "http_status": outcome.http_status, "response_body": outcome.response_body,
+                       "error": outcome.error, "latency_ms": outcome.latency_ms}
+            recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due)
+            return attempt if recorded else None
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def flush(self, max_seconds: float = 30.0) -> dict:
+        """Send everything due, waiting for what other threads or processes are sending,
+        until nothing due is left or `max_seconds` have passed."""
+        deadline = time.monotonic() + max_seconds
+        while True:
+            sent = self.run_due()
+            backlog = self.storage.callback_backlog(self.now(), self._wall())
+            idle = backlog["busy"] == 0
+            if idle or time.monotonic() > deadline:
+                break
+            if not sent:  # what is left is being sent elsewhere: look again shortly
+                time.sleep(0.005)
+        return {"idle": idle, "pending": backlog["pending"],
+                "next_attempt_at": _moment(backlog["next_due"])}
+
+    def resend(self, callback_id: int) -> dict | None:
+        """One extra attempt now, whatever the notification's status; None while it is being sent."""
+        self.start()
+        callback = self.storage.claim_callback(callback_id, self._wall(), self.settings.lease)
+        if callback is None:
+            return None
+        number = len(self.storage.callback(callback_id)["attempts"]) + 1
+        return self._attempt(callback, RESEND, number)
+
+    def wait_in_flight(self) -> None:
+        """Until the attempts this process is making have finished (a reset waits for them, so
+        that nothing from before it reaches a merchant after it)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=self.settings.lease)
+
+
+def view(callback: dict) -> dict:
+    """A notification as tests see it: no claim bookkeeping, times as ISO 8601."""
+    shown = {k: v for k, v in callback.items() if k not in ("claimed_by", "claim_expires", "claim")}
+    shown["next_attempt_at"] = _moment(callback["next_attempt_at"]) if callback["status"] == "pending" else None
+    return shown
+
+
+def _moment(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso(datetime.fromtimestamp(timestamp, KST))

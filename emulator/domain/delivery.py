@@ -1,0 +1,108 @@
+"""The callback policy: what acknowledges a notification, when it is tried again, when it is
+given up, and where the real test environment would not reach. Plain values, no I/O."""
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from urllib.parse import urlsplit
+
+DELIVERED, PENDING, FAILED = "delivered", "pending", "failed"
+FIRST, RETRY, RESEND = "first", "retry", "resend"
+GATEWAY_PORTS = (80, 443)  # the test environment calls callback_url on these ports only
+
+
+def acknowledged(status: int | None, body: bytes) -> bool:
+    """Only HTTP 200 with a JSON body whose code is 0 (number or "0") acknowledges."""
+    if status != 200:
+        return False
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    code = answer.get("code") if isinstance(answer, dict) else None
+    return code == "0" or (type(code) is int and code == 0)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A first attempt, then `retries` more, each `interval` seconds after the one scheduled
+    before it (the gateway's: 20 retries, every 5 minutes)."""
+
+    interval: float = 300.0
+    retries: int = 20
+
+    @property
+    def attempts(self) -> int:
+        return 1 + self.retries
+
+    def after_failure(self, attempts_made: int, scheduled_at: float) -> float | None:
+        """When the next attempt is due, or None when the notification is given up."""
+        if attempts_made >= self.attempts:
+            return None
+        return scheduled_at + self.interval
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt saw."""
+
+    http_status: int | None
+    response_body: str
+    error: str
+    latency_ms: float
+    acknowledged: bool
+    blocked: bool = False  # never sent: the host is not allowed; retrying cannot help
+
+
+def next_state(policy: Policy, kind: str, status: str, attempts_made: int, scheduled_at: float | None,
+               outcome: Outcome) -> tuple[str, int, float | None]:
+    """(status, scheduled attempts made, next due) once an attempt of `kind` has `outcome`.
+
+    A resend is an extra attempt: it can deliver a notification, but it neither counts
+    against the policy nor moves its schedule.
+    """
+    if kind == RESEND:
+        return (DELIVERED if outcome.acknowledged or status == DELIVERED else status), attempts_made, scheduled_at
+    made = attempts_made + 1
+    if outcome.acknowledged:
+        return DELIVERED, made, None
+    due = None if outcome.blocked else policy.after_failure(made, scheduled_at)
+    return (FAILED, made, None) if due is None else (PENDING, made, due)
+
+
+def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    """An empty allow-list allows every host; otherwise the host must match one pattern
+    (`shop.example`, `*.example`)."""
+    if not allowed:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    return any(fnmatch(host, pattern.lower()) for pattern in allowed)
+
+
+def reachability_warnings(url: str) -> list[str]:
+    """Why the real test environment would not reach this URL, though the emulator does."""
+    parts = urlsplit(url)
+    warnings = []
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return [f"callback_url {url!r} has no valid port"]
+    if port not in GATEWAY_PORTS:
+        warnings.append(f"the gateway calls callback_url only on ports 80 and 443; it would not reach port {port}")
+    host = parts.hostname or ""
+    if _private(host):
+        warnings.append(f"the gateway calls from its own fixed IP addresses over the internet; "
+                        f"it would not reach the private host {host}")
+    return warnings
+
+
+def _private(host: str) -> bool:
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
