@@ -34,7 +34,8 @@ class DeliverySettings:
 
 
 class Dispatcher:
-    """`now` gives the emulator's time (epoch seconds) as every process sees it.
+    """`now` gives the emulator's time (epoch milliseconds) as every process sees it; due
+    times in the outbox are epoch milliseconds of emulator time, claims' expiries wall time.
 
     A background thread sends what falls due; `flush` sends everything due from the calling
     thread and returns once nothing due is left or being sent; `resend` makes one extra
@@ -86,7 +87,7 @@ class Dispatcher:
 
     def _seconds_to_next_due(self) -> float:
         next_due = self.storage.callback_backlog(self.now(), self._wall())["next_due"]
-        return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, next_due - self.now()))
+        return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, (next_due - self.now()) / 1000))
 
     # --- delivering ---
     def run_due(self) -> int:
@@ -107,7 +108,7 @@ class Dispatcher:
             self._in_flight += 1
         try:
             scheduled = callback["next_attempt_at"]
-            at = iso(datetime.fromtimestamp(self.now(), KST))
+            at = _moment(self.now())
             wall_time = datetime.fromtimestamp(self._wall(), KST).isoformat(timespec="milliseconds")
             outcome: Outcome = self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
                                           allowed_hosts=self.settings.allowed_hosts)
@@ -162,5 +163,5 @@ def view(callback: dict) -> dict:
     return shown
 
 
-def _moment(timestamp: float | None) -> str | None:
-    return None if timestamp is None else iso(datetime.fromtimestamp(timestamp, KST))
+def _moment(milliseconds: int | None) -> str | None:
+    return None if milliseconds is None else iso(datetime.fromtimestamp(milliseconds / 1000, KST))

@@ -48,10 +48,10 @@ class Gateway:
         state = self.storage.clock_state()
         self.clock.load(state or ClockState())
 
-    def timestamp(self) -> float:
-        """The emulator's time as every process sees it, in epoch seconds."""
+    def milliseconds(self) -> int:
+        """The emulator's time as every process sees it, in epoch milliseconds."""
         self.sync_clock()
-        return self.clock.timestamp()
+        return round(self.clock.timestamp() * 1000)
 
     def _token(self) -> int:
         return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_value("token"))
@@ -340,7 +340,7 @@ class Gateway:
         """Into the outbox, in the payment's transaction: the dispatcher sends it once committed."""
         body = fields.callback_body(payment, client.payment_key)
         url = payment.request["callback_url"]
-        return self.storage.enqueue_callback(payment.tid, url, body, iso(now), now.timestamp(),
+        return self.storage.enqueue_callback(payment.tid, url, body, iso(now), round(now.timestamp() * 1000),
                                              delivery.reachability_warnings(url))
 
     def _deliver(self, callback_id: int | None) -> None:

@@ -77,25 +77,52 @@ class Received:
         return json.loads(self.body)
 
 
+ACK = b'{"code": 0, "message": "success"}'
+
+
+@dataclass
+class Answer:
+    """How the receiver answers one POST: a status and body, after a delay; `drop` closes the
+    connection without a word."""
+
+    status: int = 200
+    body: bytes = ACK
+    delay: float = 0.0
+    drop: bool = False
+    headers: dict = field(default_factory=dict)
+
+
 @dataclass
 class CallbackReceiver:
-    """A merchant's callback endpoint: records every POST and answers as told."""
+    """A merchant's callback endpoint: records every POST and answers as told, first from
+    `script` (one Answer per request, in order), then with `status` and `answer`."""
 
     url: str = ""
     received: list[Received] = field(default_factory=list)
     status: int = 200
-    answer: bytes = b'{"code": 0, "message": "success"}'
+    answer: bytes = ACK
+    script: list[Answer] = field(default_factory=list)
     event: threading.Condition = field(default_factory=threading.Condition)
 
     def clear(self) -> None:
         with self.event:
             self.received.clear()
-        self.status, self.answer = 200, b'{"code": 0, "message": "success"}'
+            self.script.clear()
+        self.status, self.answer = 200, ACK
+
+    def next_answer(self) -> Answer:
+        with self.event:
+            return self.script.pop(0) if self.script else Answer(self.status, self.answer)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Until `count` POSTs have arrived (or the timeout passes); what arrived."""
+        with self.event:
+            self.event.wait_for(lambda: len(self.received) >= count, timeout)
+            return list(self.received)
 
 
-@pytest.fixture(scope="session")
-def callback_receiver():
-    receiver = CallbackReceiver()
+def serve_receiver(receiver: CallbackReceiver, port: int = 0) -> ThreadingHTTPServer:
+    """Run `receiver` on a loopback port in a thread; the server (shut it down when done)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -104,19 +131,35 @@ def callback_receiver():
             with receiver.event:
                 receiver.received.append(Received(self.path, dict(self.headers), body))
                 receiver.event.notify_all()
-            self.send_response(receiver.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(receiver.answer)))
+            answer = receiver.next_answer()
+            time.sleep(answer.delay)  # the merchant's endpoint is slow, on purpose
+            if answer.drop:
+                self.close_connection = True
+                return
+            self.send_response(answer.status)
+            for name, value in {"Content-Type": "application/json", **answer.headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
-            self.wfile.write(receiver.answer)
+            self.wfile.write(answer.body)
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128  # several dispatchers may connect at once
+
+    server = Server(("127.0.0.1", port), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_port}/callback"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def callback_receiver():
+    receiver = CallbackReceiver()
+    server = serve_receiver(receiver)
     yield receiver
     server.shutdown()
 

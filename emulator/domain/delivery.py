@@ -28,7 +28,8 @@ def acknowledged(status: int | None, body: bytes) -> bool:
 @dataclass(frozen=True)
 class Policy:
     """A first attempt, then `retries` more, each `interval` seconds after the one scheduled
-    before it (the gateway's: 20 retries, every 5 minutes)."""
+    before it (the gateway's: 20 retries, every 5 minutes). Schedules count whole
+    milliseconds, so twenty steps land exactly where one jump of the clock does."""
 
     interval: float = 300.0
     retries: int = 20
@@ -37,11 +38,11 @@ class Policy:
     def attempts(self) -> int:
         return 1 + self.retries
 
-    def after_failure(self, attempts_made: int, scheduled_at: float) -> float | None:
-        """When the next attempt is due, or None when the notification is given up."""
+    def after_failure(self, attempts_made: int, scheduled_at: int) -> int | None:
+        """When (epoch ms) the next attempt is due, or None when the notification is given up."""
         if attempts_made >= self.attempts:
             return None
-        return scheduled_at + self.interval
+        return scheduled_at + round(self.interval * 1000)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class Outcome:
     blocked: bool = False  # never sent: the host is not allowed; retrying cannot help
 
 
-def next_state(policy: Policy, kind: str, status: str, attempts_made: int, scheduled_at: float | None,
-               outcome: Outcome) -> tuple[str, int, float | None]:
+def next_state(policy: Policy, kind: str, status: str, attempts_made: int, scheduled_at: int | None,
+               outcome: Outcome) -> tuple[str, int, int | None]:
     """(status, scheduled attempts made, next due) once an attempt of `kind` has `outcome`.
 
     A resend is an extra attempt: it can deliver a notification, but it neither counts

@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     storage = Storage(settings.db, journal_limit=settings.journal_limit)
     gateway = Gateway(storage, Clock(), settings, faker)
     gateway.sync_clock()
-    dispatcher = Dispatcher(storage, gateway.timestamp, DeliverySettings(
+    dispatcher = Dispatcher(storage, gateway.milliseconds, DeliverySettings(
         Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
         settings.callback_concurrency, settings.callback_hosts))
     gateway.on_callback_queued = dispatcher.wake
