@@ -21,16 +21,30 @@ def test_every_error_kind_is_documented_with_its_code():
         assert f"| {kind.code} | `{kind.name}` |" in page
 
 
-def test_readme_example_runs_against_a_live_emulator(api, callback_receiver):
+def readme_example(api, callback_receiver, number: int) -> None:
+    """Run the README's `number`th Python example against the live emulator."""
     readme = (ROOT / "README.md").read_text("utf-8")
-    example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    example = re.findall(r"```python\n(.*?)```", readme, re.S)[number]
     example = example.replace("http://127.0.0.1:8080", api.url).replace(
         "https://merchant.example/callback", callback_receiver.url)
     exec(compile(example, "README.md", "exec"), {})
-    # The example's payment really happened: two cancellations, and its callback arrived.
+
+
+def test_readme_example_runs_against_a_live_emulator(api, callback_receiver):
+    readme_example(api, callback_receiver, 0)
+    # The example's payment really happened: two cancellations, and its callbacks arrived.
     payments = api.control("/payments", method="GET")["payments"]
     assert [c["amount"] for c in payments[0]["cancellations"]] == [300, 700]
+    api.flush()
     assert len(callback_receiver.received) == 2
+
+
+def test_readme_callback_example_runs_against_a_live_emulator(api, callback_receiver):
+    readme_example(api, callback_receiver, 1)
+    [notification] = api.control("/callbacks", method="GET")["callbacks"]
+    assert notification["url"] == "http://127.0.0.1:9/callback"
+    assert notification["status"] == "failed"
+    assert callback_receiver.received == []
 
 
 def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
