@@ -28,6 +28,8 @@ def main():
               help="Callback attempts in flight at once, per process [default: 8].")
 @click.option("--callback-host", "callback_hosts", multiple=True,
               help="Allow callbacks only to this host (`*.example` matches subdomains); repeatable [default: any].")
+@click.option("--scenario", multiple=True,
+              help="Scenario file, or the name of one in scenarios/; repeatable, merged in order.")
 @click.option("--seed", "faker_seed", type=int, help="Seed for generated data (card numbers, banks, ...).")
 @click.option("--control/--no-control", default=None,
               help="Serve the control API /_emulator/... (health always answers) [default: on].")
@@ -37,20 +39,26 @@ def serve(**options):
 
     Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
     _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
-    _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _FAKER_SEED, _CONTROL,
+    _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _SCENARIO (comma separated),
+    _FAKER_SEED, _CONTROL,
     _CONTROL_TOKEN, and _CLIENTS (id:payment_key:search_key, comma separated) for clients
     besides pay_test.
     """
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
+    options["scenario"] = tuple(options["scenario"]) or None
     from werkzeug.serving import make_server
 
+    from .scenario import ScenarioError
     from .web.app import create_app
 
     try:
         settings = Settings.from_env(**options)
     except ValueError as exc:
         raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ScenarioError as exc:
+        raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
     server = make_server(settings.host, settings.port, app, threaded=True)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     click.echo(f"payletter-emulator listening on http://{host}:{server.server_port} (db: {settings.db})")
@@ -61,6 +69,34 @@ def serve(**options):
         pass
     finally:
         server.server_close()
+
+
+@main.group()
+def scenario():
+    """Scenario files."""
+
+
+@scenario.command("check")
+@click.argument("files", nargs=-1, required=True)
+def scenario_check(files):
+    """Check scenario files (and that they merge, in the order given); exit 1 on any problem."""
+    from .scenario import ScenarioError, merge, read
+
+    documents, failed = [], False
+    for reference in files:
+        try:
+            documents.append(read(reference))
+            click.echo(f"ok: {reference}")
+        except ScenarioError as exc:
+            click.echo(str(exc), err=True)
+            failed = True
+    if not failed and len(documents) > 1:
+        try:
+            merge(documents)
+        except ScenarioError as exc:
+            click.echo(str(exc), err=True)
+            failed = True
+    sys.exit(1 if failed else 0)
 
 
 @main.command()

@@ -33,6 +33,7 @@ class Settings:
     callback_retries: int = 20  # retries after the first attempt
     callback_concurrency: int = 8  # attempts in flight at once, per process
     callback_hosts: tuple[str, ...] = ()  # allow-list of callback hosts (`*.example`); empty: any
+    scenario: tuple[str, ...] = ()  # scenario files (or names of shipped ones), merged in order
     journal_limit: int = 10_000
     faker_seed: int | None = None
     control: bool = True  # False: only /_emulator/health answers, for shared deployments
@@ -76,7 +77,7 @@ def _parse(name: str, raw: str):
         return int(raw)
     if name in ("callback_timeout", "callback_interval"):
         return float(raw)
-    if name == "callback_hosts":
+    if name in ("callback_hosts", "scenario"):
         return tuple(filter(None, (part.strip() for part in raw.split(","))))
     if name in ("strict", "control"):
         return raw.strip().lower() in ("1", "true", "yes", "on")

@@ -7,13 +7,13 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
 from . import callbacks
 from .clock import KST, iso
-from .domain.delivery import FIRST, RESEND, RETRY, Outcome, Policy, next_state
+from .domain.delivery import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
 from .storage import Storage
 
 log = logging.getLogger("payletter_emulator.dispatcher")
@@ -42,11 +42,13 @@ class Dispatcher:
     attempt now. All three claim a callback before sending it.
     """
 
-    def __init__(self, storage: Storage, now: Callable[[], float], settings: DeliverySettings,
-                 send=callbacks.send, wall: Callable[[], float] = time.time):
+    def __init__(self, storage: Storage, now: Callable[[], int], settings: DeliverySettings,
+                 send=callbacks.send, wall: Callable[[], float] = time.time,
+                 jobs: Callable[[int], int] = lambda now: 0):
         self.storage = storage
         self.now = now
         self.settings = settings
+        self.jobs = jobs  # runs the timed jobs due at a moment (a scenario's deposits); how many ran
         self._send = send
         self._wall = wall
         self._wake = threading.Event()
@@ -91,13 +93,15 @@ class Dispatcher:
 
     # --- delivering ---
     def run_due(self) -> int:
-        """One round: claim what is due now and send it, in parallel; the number sent."""
+        """One round: the timed jobs due now, then the callbacks due now, sent in parallel; how
+        many of both."""
         self.start()
+        ran = self.jobs(self.now())
         claimed = self.storage.claim_due_callbacks(self.now(), self._wall(), self.settings.lease,
                                                    limit=self.settings.concurrency * 4)
         if claimed:
             list(self._pool.map(self._attempt_scheduled, claimed))
-        return len(claimed)
+        return ran + len(claimed)
 
     def _attempt_scheduled(self, callback: dict) -> None:
         kind = FIRST if callback["attempts_made"] == 0 else RETRY
@@ -109,21 +113,41 @@ class Dispatcher:
         try:
             scheduled = callback["next_attempt_at"]
             at = _moment(self.now())
-            wall_time = datetime.fromtimestamp(self._wall(), KST).isoformat(timespec="milliseconds")
-            outcome: Outcome = self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
-                                          allowed_hosts=self.settings.allowed_hosts)
+            wall_time = _wall_moment(self._wall())
+            outcome = self._send_once(callback, kind, number)
             status, made, due = next_state(self.settings.policy, kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
-            attempt = {"number": number, "kind": kind, "at": at, "wall_time": wall_time,
-                       "scheduled_at": _moment(scheduled) if kind != RESEND else None,
-                       "http_status": outcome.http_status, "response_body": outcome.response_body,
-                       "error": outcome.error, "latency_ms": outcome.latency_ms}
+            attempt = self._record(outcome, number, kind, at, wall_time,
+                                   _moment(scheduled) if kind != RESEND else None)
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due)
+            if recorded and outcome.acknowledged and kind != RESEND:
+                self.storage.release_held(callback["id"], self.now())
+                if callback["fault"].get("duplicate"):
+                    again = self._send_once(callback, DUPLICATE, number + 1)
+                    self.storage.record_extra_attempt(callback["id"], self._record(
+                        again, number + 1, DUPLICATE, _moment(self.now()), _wall_moment(self._wall()), None))
             return attempt if recorded else None
         finally:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
+
+    def _send_once(self, callback: dict, kind: str, number: int) -> Outcome:
+        outcome: Outcome = self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
+                                      allowed_hosts=self.settings.allowed_hosts)
+        fault = callback["fault"]
+        if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
+            # The merchant answered well, but the scenario says the gateway never heard it.
+            return replace(outcome, acknowledged=False,
+                           error=f"scenario rule {fault['rule']!r}: attempt {number} of the first "
+                                 f"{fault['fail_first']} counts as failed")
+        return outcome
+
+    @staticmethod
+    def _record(outcome: Outcome, number: int, kind: str, at: str, wall_time: str, scheduled_at: str | None) -> dict:
+        return {"number": number, "kind": kind, "at": at, "wall_time": wall_time, "scheduled_at": scheduled_at,
+                "http_status": outcome.http_status, "response_body": outcome.response_body,
+                "error": outcome.error, "latency_ms": outcome.latency_ms}
 
     def flush(self, max_seconds: float = 30.0) -> dict:
         """Send everything due, waiting for what other threads or processes are sending,
@@ -132,7 +156,7 @@ class Dispatcher:
         while True:
             sent = self.run_due()
             backlog = self.storage.callback_backlog(self.now(), self._wall())
-            idle = backlog["busy"] == 0
+            idle = backlog["busy"] == 0 and self.storage.jobs_due(self.now()) == 0
             if idle or time.monotonic() > deadline:
                 break
             if not sent:  # what is left is being sent elsewhere: look again shortly
@@ -160,7 +184,12 @@ def view(callback: dict) -> dict:
     """A notification as tests see it: no claim bookkeeping, times as ISO 8601."""
     shown = {k: v for k, v in callback.items() if k not in ("claimed_by", "claim_expires", "claim")}
     shown["next_attempt_at"] = _moment(callback["next_attempt_at"]) if callback["status"] == "pending" else None
+    shown["held"] = callback["status"] == "pending" and callback["next_attempt_at"] is None
     return shown
+
+
+def _wall_moment(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, KST).isoformat(timespec="milliseconds")
 
 
 def _moment(milliseconds: int | None) -> str | None:

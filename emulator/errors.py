@@ -35,5 +35,12 @@ class GatewayError(Exception):
         self.message = entry.message.format(**details)
         super().__init__(self.message)
 
+    @classmethod
+    def answer(cls, status: int, code: int, message: str) -> "GatewayError":
+        """An answer a scenario dictates: any status, code and message."""
+        error = cls("scenario_answer", message=message)
+        error.status, error.code = status, code
+        return error
+
     def body(self) -> dict:
         return {"code": self.code, "message": self.message}

@@ -5,26 +5,31 @@ comes back; every refusal is a GatewayError.
 """
 from __future__ import annotations
 
+import hmac
 import math
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Callable
 from urllib.parse import quote, urlencode
 
+from . import checkout
 from .clock import KST, Clock, ClockState, iso, kst_date, kst_datetime, parse_kst_datetime
-from .config import Client, Settings
+from .config import PAY_TEST, Client, Settings
 from .domain import delivery, fields, identifiers, ledger, recurring, tax
 from .domain.details import DetailMaker, expiry_moment, virtual_account_expiry
 from .domain.methods import PaymentMethod, lookup
 from .domain.payhash import sha256_hex
-from .domain.payment import (ABANDONED, APPROVED, FAILED, ISSUED, PENDING, STATUS_CODES, VERIFIED,
-                             Payment)
+from .domain.rules import API, CALLBACK, PAYER, VIRTUAL_ACCOUNT, Rule
+from .domain.payment import (ABANDONED, APPROVED, CREATED, FAILED, ISSUED, PAGE, PENDING, STATUS_CODES,
+                             VERIFIED, Payment)
 from .errors import GatewayError
+from .scenario import EMPTY, Rulebook, Scenario
 from .storage import Storage
 from .validation import tolerate
 
 DECLINE_CODE = "6001"
 DECLINE_MESSAGE = "승인이 거절되었습니다. (declined)"
+REQUEST_HEADERS = "request_headers"  # a payment's request keeps its headers (X-Emulator-Scenario) here
 CASH_RECEIPT_FORM_TYPES = {"0": "1", "1": "1", "2": "2"}  # the reference's example: type 0 opens on 1
 # Tokens carry 13-digit epoch milliseconds (from late 2001) and tids YYYYMMDD: the clock stays
 # where both make sense.
@@ -41,17 +46,87 @@ class Gateway:
         self.clients = {c.client_id: c for c in settings.clients}
         self.details = DetailMaker(faker)
         self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up
+        self.rules = Rulebook(storage)
+        self.on_scenario: Callable[[Scenario], None] = lambda scenario: None  # settings a scenario brings
 
     # --- shared pieces ---
     def sync_clock(self) -> None:
-        """Take the clock another process (or a restart) may have moved."""
+        """Take the clock and the scenario another process (or a restart) may have changed."""
         state = self.storage.clock_state()
         self.clock.load(state or ClockState())
+        if self.rules.sync():
+            self.on_scenario(self.rules.scenario)
 
     def milliseconds(self) -> int:
         """The emulator's time as every process sees it, in epoch milliseconds."""
         self.sync_clock()
         return round(self.clock.timestamp() * 1000)
+
+    # --- scenarios ---
+    def install_scenario(self, document: dict | None) -> dict:
+        """Put a scenario in force from now on: its settings, clock and timeline; every rule's
+        count starts again."""
+        scenario = self.rules.install(document)
+        self.storage.drop_pending_jobs()
+        for index, (at, kind, params) in enumerate(scenario.events):
+            self.storage.add_job(round(at.timestamp() * 1000), kind, params, origin=f"timeline[{index}]")
+        clock = scenario.settings.get("clock", {})
+        if scenario.clock_start() is not None:
+            self.storage.save_clock_state(self.clock.set(scenario.clock_start()))
+        if "frozen" in clock:
+            self.storage.save_clock_state(self.clock.freeze(clock["frozen"]))
+        self.on_scenario(scenario)
+        self.on_callback_queued()  # timed jobs may be due at once
+        return self.rules.view()
+
+    def decide_api(self, endpoint: str, client: Client, data, headers: dict) -> Rule | None:
+        """The scenario rule, if any, that decides this API request before it is checked."""
+        context = {**(data if isinstance(data, dict) else {}), "endpoint": endpoint,
+                   "client_id": client.client_id, "headers": headers}
+        return self.rules.decide(API, context, self.clock.now())
+
+    def _decide(self, stage: str, payment: Payment, choices: dict | None = None) -> Rule | None:
+        context = {"endpoint": "payments/request", "client_id": payment.client_id, "pgcode": payment.pgcode,
+                   "amount": payment.amount, "user_id": payment.user_id, "order_no": payment.order_no,
+                   "product_name": payment.product_name, "custom_parameter": payment.custom_parameter,
+                   "headers": payment.request.get(REQUEST_HEADERS, {}),
+                   "card_number": (choices or {}).get("card_number")}
+        return self.rules.decide(stage, context, self.clock.now())
+
+    def run_jobs(self, now: int) -> int:
+        """Run every timed job due at `now` (epoch ms), each at its own moment; how many ran."""
+        ran = 0
+        while job := self.storage.take_due_job(now):
+            self.storage.finish_job(job["id"], self._run_job(job))
+            ran += 1
+        return ran
+
+    def _run_job(self, job: dict) -> str:
+        params, at = job["params"], datetime.fromtimestamp(job["due_at"] / 1000, KST)
+        try:
+            tid = params.get("tid") or self._tid_of_order(params)
+            if job["kind"] == "deposit":
+                self.deposit(tid, params.get("amount"), at=at)
+                return "deposited"
+            self.expire(tid, at)
+            return "expired"
+        except GatewayError as exc:
+            return f"refused: {exc.message}"
+
+    def _tid_of_order(self, params: dict) -> str:
+        client_id = params.get("client_id", PAY_TEST.client_id)
+        payment = self.storage.latest_payment_for_order(client_id, params["order_no"])
+        if payment is None or not payment.tid:
+            raise GatewayError("order_unknown", order_no=params["order_no"], client_id=client_id)
+        return payment.tid
+
+    def expire(self, tid: str, at: datetime) -> dict:
+        """The virtual account closes at `at`: a later deposit is refused."""
+        with self.storage.atomic():
+            payment = self._issued(tid)
+            payment.details["expire_date"], payment.details["expire_time"] = at.strftime("%Y%m%d"), at.strftime("%H%M")
+            self.storage.save_payment(payment)
+        return self.payment_view(payment)
 
     def _token(self) -> int:
         return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_value("token"))
@@ -88,8 +163,10 @@ class Gateway:
         return (*tax.split(amount, taxfree, values.get("tax_amount")), cup)
 
     # --- the gateway's API ---
-    def request_payment(self, client: Client, values: dict, base_url: str) -> dict:
+    def request_payment(self, client: Client, values: dict, base_url: str, headers: dict | None = None) -> dict:
         method = self._method(values["pgcode"])
+        if headers:  # kept for the scenario rules that match the payment's later moments
+            values = {**values, REQUEST_HEADERS: headers}
         autopay = values.get("autopay_flag") == "Y"
         verification = values["amount"] == 0
         if verification and not autopay:
@@ -265,14 +342,26 @@ class Gateway:
         return billkey
 
     def approve(self, token: int, choices: dict) -> dict:
-        """Finish a payment as the payer would: the return fields, the callback queued (and sent)."""
+        """Finish a payment as the payer would: the return fields, the callback queued (and sent).
+        A scenario rule may make the payer decline or abandon instead, or choose for them."""
+        rule = self._decide(PAYER, self._pending(token), choices)
+        if rule is not None and rule.outcome == "decline":
+            return {**self.decline(token, rule.params.get("code"), rule.params.get("message")), "rule": rule.name}
+        if rule is not None and rule.outcome == "abandon":
+            return {**self.abandon(token), "rule": rule.name}
+        if rule is not None:
+            choices = {**choices, **rule.params}
+        answer = self._approve(token, choices)
+        return {**answer, "rule": rule.name} if rule is not None else answer
+
+    def _approve(self, token: int, choices: dict) -> dict:
         callback_id = None
         with self.storage.atomic():
             payment = self._pending(token)
             method = self._method(payment.pgcode)
             option = _option(method, choices.get("option"))
             client = self.clients[payment.client_id]
-            now = self.clock.now()
+            now = self.clock.now() - timedelta(days=choices.get("backdate_days", 0))
             details = self.details.approval(method, payment.amount, card_number=choices.get("card_number"),
                                             install=choices.get("install_month"), bank_code=choices.get("bank_code"))
             if payment.kind == "verification":
@@ -288,6 +377,7 @@ class Gateway:
             if method.details == "account":
                 payment.details.update(self.details.virtual_account(payment.request, now, choices.get("bank_code")))
                 payment.status = ISSUED
+                self._plan_virtual_account(payment, now)
             else:
                 payment.status = APPROVED
                 callback_id = self._queue_callback(payment, client, now)
@@ -315,14 +405,27 @@ class Gateway:
         redirect = None if method.no_cancel_redirect else payment.request.get("cancel_url")
         return {"redirect_url": redirect}
 
-    def deposit(self, tid: str, amount: int | None) -> dict:
+    def _plan_virtual_account(self, payment: Payment, now: datetime) -> None:
+        """A scenario's deposit or expiry for a newly issued account, as a timed job."""
+        rule = self._decide(VIRTUAL_ACCOUNT, payment)
+        if rule is not None:
+            due = now + timedelta(seconds=rule.params["after_seconds"])
+            params = {"tid": payment.tid, **({"amount": rule.params["amount"]} if "amount" in rule.params else {})}
+            self.storage.add_job(round(due.timestamp() * 1000), rule.outcome, params, origin=f"rule {rule.name}")
+
+    def _issued(self, tid: str) -> Payment:
+        payment = self.storage.payment_by_tid(tid)
+        if payment is None:
+            raise GatewayError("payment_unknown", tid=tid)
+        if payment.status != ISSUED:
+            raise GatewayError("not_virtual_account", tid=tid, status=payment.status)
+        return payment
+
+    def deposit(self, tid: str, amount: int | None, at: datetime | None = None) -> dict:
+        """The payer deposits, now or at the moment a timed job was due."""
         with self.storage.atomic():
-            payment = self.storage.payment_by_tid(tid)
-            if payment is None:
-                raise GatewayError("payment_unknown", tid=tid)
-            if payment.status != ISSUED:
-                raise GatewayError("not_virtual_account", tid=tid, status=payment.status)
-            now = self.clock.now()
+            payment = self._issued(tid)
+            now = at or self.clock.now()
             expiry = expiry_moment(payment.details["expire_date"], payment.details["expire_time"])
             if now > expiry:
                 raise GatewayError("virtual_account_expired", tid=tid, expiry=kst_datetime(expiry))
@@ -337,11 +440,16 @@ class Gateway:
         return self.payment_view(payment)
 
     def _queue_callback(self, payment: Payment, client: Client, now: datetime) -> int:
-        """Into the outbox, in the payment's transaction: the dispatcher sends it once committed."""
+        """Into the outbox, in the payment's transaction: the dispatcher sends it once committed.
+        A scenario rule may tamper with it, delay it, hold it, or drop it."""
         body = fields.callback_body(payment, client.payment_key)
         url = payment.request["callback_url"]
-        return self.storage.enqueue_callback(payment.tid, url, body, iso(now), round(now.timestamp() * 1000),
-                                             delivery.reachability_warnings(url))
+        warnings = delivery.reachability_warnings(url)
+        rule = self._decide(CALLBACK, payment)
+        fault = {"rule": rule.name, **rule.params} if rule is not None else {}
+        body, due, status, note = delivery.apply_fault(body, fault, round(now.timestamp() * 1000),
+                                                       wrong_key=client.payment_key[::-1])
+        return self.storage.enqueue_callback(payment.tid, url, body, iso(now), due, warnings + note, fault, status)
 
     def _deliver(self, callback_id: int | None) -> None:
         if callback_id is not None:
@@ -357,8 +465,11 @@ class Gateway:
         return view
 
     def reset(self) -> None:
+        """Forget every payment; the scenario in force starts again (its clock and timeline too)."""
         self.storage.reset()
         self.clock.load(ClockState())
+        if self.rules.scenario is not EMPTY:
+            self.install_scenario(self.rules.scenario.document)
 
     def set_clock(self, change: dict) -> dict:
         if "freeze" in change:
@@ -394,6 +505,102 @@ class Gateway:
 
     def clock_view(self) -> dict:
         return {"now": iso(self.clock.now()), "frozen": self.clock.frozen}
+
+    # --- the payer's pages ---
+    def page_payment(self, token: int) -> Payment:
+        """The payment behind a payment page's token: still pending, the page not expired, and a
+        return address a browser can be sent to."""
+        payment = self._pending(token)
+        deadline = parse_kst_datetime(payment.created_at) + checkout.PAGE_LIFETIME
+        if self.clock.now() > deadline:
+            raise GatewayError("page_expired", token=token, deadline=kst_datetime(deadline))
+        target = checkout.return_target(payment)
+        if not checkout.browser_can_go(target, app=target != payment.request["return_url"]):
+            field = "return_url" if target == payment.request["return_url"] else "app_return_url"
+            raise GatewayError("page_url_unusable", field=field, url=target)
+        return payment
+
+    def open_page(self, token: int) -> Payment:
+        """The payer opens the payment page: payments/status says 2 (page entered) from now on."""
+        with self.storage.atomic():
+            payment = self.page_payment(token)
+            if payment.status == CREATED:
+                payment.status = PAGE
+                self.storage.save_payment(payment)
+        return payment
+
+    def pay_on_page(self, token: int, entry: checkout.Entry) -> dict:
+        """The page's pay button: the control API's decline or approve, so both make the same
+        fields, callback and state; the fields go to return_url (app_return_url in an app)."""
+        payment = self.page_payment(token)
+        if entry.failure is not None:
+            answer = self.decline(token, entry.failure.code, entry.failure.message)
+        else:
+            if entry.cash_receipt is not None:
+                self._ask_cash_receipt(token, entry.cash_receipt)
+            answer = self.approve(token, entry.choices)
+            if entry.cash_receipt is not None:
+                self._record_page_cash_receipt(answer["fields"]["tid"])
+        return {"target": checkout.return_target(payment), "fields": answer["fields"]}
+
+    def _ask_cash_receipt(self, token: int, asked: dict) -> None:
+        """Kept with the request, so the approval's return fields and callback carry it."""
+        with self.storage.atomic():
+            payment = self._pending(token)
+            payment.request[fields.PAYER_CASH_RECEIPT] = checkout.cash_receipt_result(
+                asked, cid=self.details.digits(9), deal_no=payment.order_no or str(token))
+            self.storage.save_payment(payment)
+
+    def _record_page_cash_receipt(self, tid: str) -> None:
+        """Listed with the payment's cash receipts, as one issued on the receipt form is."""
+        with self.storage.atomic():
+            payment = self.storage.payment_by_tid(tid)
+            token = self._token()
+            self.storage.insert_cash_receipt(token, tid, payment.client_id, "0", "N", payment.request["return_url"],
+                                             kst_datetime(self.clock.now()))
+            self.storage.complete_cash_receipt(token, fields.cash_receipt(payment))
+
+    def cancel_on_page(self, token: int) -> str | None:
+        """The page's cancel button: the control API's abandon; where the browser goes, if anywhere."""
+        payment = self.page_payment(token)
+        redirect_url = self.abandon(token)["redirect_url"]
+        target = checkout.cancel_target(payment, self._method(payment.pgcode), redirect_url)
+        return target if target and checkout.browser_can_go(target, app=True) else None
+
+    def receipt_view(self, receipt: str) -> dict:
+        """The transaction receipt behind a receipt/info receipt_url."""
+        payment = self.storage.payment_by_tid(checkout.receipt_tid(receipt) or "")
+        client = self.clients.get(payment.client_id) if payment else None
+        if client is None or not hmac.compare_digest(receipt_id(payment, client).encode(), receipt.encode()):
+            raise GatewayError("receipt_unknown", id=receipt)
+        return {"payment": payment, "method": self._method(payment.pgcode),
+                "cancellations": self.storage.cancellations_of(payment.tid), "cash_receipt": fields.cash_receipt(payment)}
+
+    def cash_receipt_request(self, token: int, tid: str) -> tuple[dict, Payment]:
+        """The cashreceipt/issue request behind a receipt form, if its receipt can still be issued."""
+        request = self.storage.cash_receipt(token)
+        if request is None or request["tid"] != tid:
+            raise GatewayError("cash_receipt_form_unknown", token=token, tid=tid)
+        if request["status"] != "requested":
+            raise GatewayError("cash_receipt_form_used", token=token)
+        payment = self.storage.payment_by_tid(tid)
+        if payment.remaining == 0:
+            raise GatewayError("cash_receipt_not_available", tid=tid, reason="it is fully cancelled")
+        if not checkout.browser_can_go(request["return_url"]):
+            raise GatewayError("page_url_unusable", field="return_url", url=request["return_url"])
+        return request, payment
+
+    def issue_cash_receipt_on_form(self, token: int, tid: str, asked: dict) -> dict:
+        """The receipt form is sent: the cash receipt is issued, later callbacks and return fields
+        carry it, and its fields go to the request's return_url."""
+        with self.storage.atomic():
+            request, payment = self.cash_receipt_request(token, tid)
+            receipt = checkout.cash_receipt_result(asked, cid=self.details.digits(9),
+                                                   deal_no=payment.order_no or payment.tid)
+            self.storage.complete_cash_receipt(token, receipt)
+            payment.details["cash_receipt"] = receipt
+            self.storage.save_payment(payment)
+        return {"target": request["return_url"], "fields": {"tid": tid, **fields.cash_receipt_fields(receipt)}}
 
 
 def payment_page_urls(base_url: str, token: int) -> dict:

@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS callbacks (
     created_at TEXT NOT NULL,
     warnings TEXT NOT NULL DEFAULT '[]',
     claimed_by TEXT,
-    claim_expires REAL
+    claim_expires REAL,
+    fault TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS callbacks_by_tid ON callbacks (tid);
@@ -114,15 +115,30 @@ CREATE TABLE IF NOT EXISTS journal (
     status INTEGER NOT NULL,
     response TEXT NOT NULL,
     warnings TEXT NOT NULL,
-    error TEXT NOT NULL
+    error TEXT NOT NULL,
+    rule TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS scenario (id INTEGER PRIMARY KEY CHECK (id = 1), document TEXT, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rule_hits (rule TEXT PRIMARY KEY, hits INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    due_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    result TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (done, due_at);
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), offset REAL NOT NULL, frozen_at REAL);
 """
 
 # Columns added after the first release, with their declarations as in SCHEMA.
 _ADDED_COLUMNS = {
-    "callbacks": {"warnings": "TEXT NOT NULL DEFAULT '[]'", "claimed_by": "TEXT", "claim_expires": "REAL"},
+    "callbacks": {"warnings": "TEXT NOT NULL DEFAULT '[]'", "claimed_by": "TEXT", "claim_expires": "REAL",
+                  "fault": "TEXT NOT NULL DEFAULT '{}'"},
+    "journal": {"rule": "TEXT"},
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
                           "scheduled_at": "TEXT"},
 }
@@ -131,7 +147,7 @@ _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 # Counters are not state: they keep counting across resets, so a merchant's database never
 # sees the same tid or token twice from one emulator.
 _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
-                 "callback_attempts", "journal", "clock")
+                 "callback_attempts", "journal", "clock", "rule_hits", "jobs")
 
 
 class Storage:
@@ -317,14 +333,34 @@ class Storage:
         rows = self._all("SELECT * FROM cash_receipts WHERE tid = ? ORDER BY token", (tid,))
         return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
 
+    def cash_receipt(self, token: int) -> dict | None:
+        row = self._one("SELECT * FROM cash_receipts WHERE token = ?", (token,))
+        return {**dict(row), "details": json.loads(row["details"])} if row else None
+
+    def complete_cash_receipt(self, token: int, receipt: dict) -> None:
+        """The requested cash receipt is issued: `receipt` is what callbacks and return fields carry."""
+        self._run("UPDATE cash_receipts SET status = 'issued', details = ? WHERE token = ?",
+                  (json.dumps(receipt, ensure_ascii=False), token))
+
     # --- callbacks ---
-    def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: float,
-                         warnings: list[str]) -> int:
-        cur = self._run("INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, warnings) "
-                        "VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
-                        (tid, url, json.dumps(body, ensure_ascii=False), due, created_at,
-                         json.dumps(warnings, ensure_ascii=False)))
+    def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
+                         warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
+        """`due` None holds the callback until `release_held`."""
+        cur = self._run("INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
+                        "warnings, fault) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                        (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
+                         json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False)))
         return cur.lastrowid
+
+    def release_held(self, before_id: int, due: int) -> None:
+        """Held callbacks queued before `before_id` fall due: they arrive after it."""
+        self._run("UPDATE callbacks SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at IS NULL "
+                  "AND id < ?", (due, before_id))
+
+    def record_extra_attempt(self, callback_id: int, attempt: dict) -> None:
+        """An attempt outside the schedule, made under a claim already released (a duplicate)."""
+        with self.atomic():
+            self._insert_attempt(callback_id, attempt)
 
     def callback(self, callback_id: int) -> dict | None:
         row = self._one("SELECT * FROM callbacks WHERE id = ?", (callback_id,))
@@ -372,13 +408,16 @@ class Storage:
                 (status, attempts_made, next_attempt_at, callback_id, claim))
             if cur.rowcount != 1:
                 return False
-            self._db.execute(
-                "INSERT INTO callback_attempts (callback_id, number, kind, scheduled_at, at, wall_time, "
-                "http_status, response_body, error, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (callback_id, attempt["number"], attempt["kind"], attempt["scheduled_at"], attempt["at"],
-                 attempt["wall_time"], attempt["http_status"], attempt["response_body"], attempt["error"],
-                 attempt["latency_ms"]))
+            self._insert_attempt(callback_id, attempt)
             return True
+
+    def _insert_attempt(self, callback_id: int, attempt: dict) -> None:
+        self._db.execute(
+            "INSERT INTO callback_attempts (callback_id, number, kind, scheduled_at, at, wall_time, "
+            "http_status, response_body, error, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (callback_id, attempt["number"], attempt["kind"], attempt["scheduled_at"], attempt["at"],
+             attempt["wall_time"], attempt["http_status"], attempt["response_body"], attempt["error"],
+             attempt["latency_ms"]))
 
     def callback_backlog(self, now: float, wall: float) -> dict:
         """Pending callbacks: how many are due or being sent, and when the next one falls due."""
@@ -399,16 +438,73 @@ class Storage:
             grouped[attempt.pop("callback_id")].append(attempt)
         return grouped
 
+    # --- the scenario, its rules' counts, its timed jobs ---
+    def scenario_version(self) -> int:
+        row = self._one("SELECT version FROM scenario WHERE id = 1")
+        return row["version"] if row else 0
+
+    def scenario_document(self) -> dict | None:
+        row = self._one("SELECT document FROM scenario WHERE id = 1")
+        return json.loads(row["document"]) if row and row["document"] else None
+
+    def save_scenario(self, document: dict | None) -> int:
+        """Install a scenario for every process: a new version, every rule's count at zero."""
+        with self.atomic():
+            row = self._db.execute(
+                "INSERT INTO scenario (id, document, version) VALUES (1, ?, 1) ON CONFLICT (id) DO UPDATE "
+                "SET document = excluded.document, version = version + 1 RETURNING version",
+                (json.dumps(document, ensure_ascii=False) if document else None,)).fetchone()
+            self._db.execute("DELETE FROM rule_hits")
+            return row[0]
+
+    def take_rule_hit(self, rule: str, limit: int | None) -> bool:
+        """Count one application of `rule`, unless it has had `limit` already."""
+        with self.atomic():
+            self._db.execute("INSERT INTO rule_hits (rule, hits) VALUES (?, 0) ON CONFLICT (rule) DO NOTHING", (rule,))
+            cur = self._db.execute("UPDATE rule_hits SET hits = hits + 1 WHERE rule = ? AND (? IS NULL OR hits < ?)",
+                                   (rule, limit, limit))
+            return cur.rowcount == 1
+
+    def rule_hits(self) -> dict[str, int]:
+        return {r["rule"]: r["hits"] for r in self._all("SELECT rule, hits FROM rule_hits")}
+
+    def add_job(self, due_at: int, kind: str, params: dict, origin: str) -> int:
+        return self._run("INSERT INTO jobs (due_at, kind, params, origin) VALUES (?, ?, ?, ?)",
+                         (due_at, kind, json.dumps(params, ensure_ascii=False), origin)).lastrowid
+
+    def take_due_job(self, now: int) -> dict | None:
+        """The earliest job due at `now`, taken by this caller alone."""
+        with self.atomic():
+            row = self._db.execute("SELECT * FROM jobs WHERE done = 0 AND due_at <= ? ORDER BY due_at, id LIMIT 1",
+                                   (now,)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("UPDATE jobs SET done = 1 WHERE id = ?", (row["id"],))
+            return {**dict(row), "params": json.loads(row["params"])}
+
+    def drop_pending_jobs(self) -> None:
+        self._run("DELETE FROM jobs WHERE done = 0")
+
+    def finish_job(self, job_id: int, result: str) -> None:
+        self._run("UPDATE jobs SET result = ? WHERE id = ?", (result, job_id))
+
+    def jobs(self) -> list[dict]:
+        return [{**dict(r), "params": json.loads(r["params"]), "done": bool(r["done"])}
+                for r in self._all("SELECT * FROM jobs ORDER BY due_at, id")]
+
+    def jobs_due(self, now: int) -> int:
+        return self._one("SELECT count(*) FROM jobs WHERE done = 0 AND due_at <= ?", (now,))[0]
+
     # --- the request journal ---
     def journal_append(self, entry: dict) -> None:
         with self.atomic():
             cur = self._db.execute(
-                "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
+                "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"],
                  json.dumps(entry["request"], ensure_ascii=False), entry["status"],
                  json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False),
-                 entry.get("error", "")))
+                 entry.get("error", ""), entry.get("rule")))
             # Bounded, so a long-running shared sandbox does not grow without end.
             if cur.lastrowid % 100 == 0:
                 self._db.execute("DELETE FROM journal WHERE id <= ?", (cur.lastrowid - self.journal_limit,))
@@ -452,6 +548,7 @@ def _callback(row, attempts: dict[int, list[dict]]) -> dict:
     callback = dict(row)
     callback["body"] = json.loads(callback["body"])
     callback["warnings"] = json.loads(callback["warnings"])
+    callback["fault"] = json.loads(callback["fault"])
     callback["attempts_made"] = callback.pop("attempts")
     callback["attempts"] = attempts.get(row["id"], [])
     return callback

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from urllib.parse import urlsplit
 
+from .payhash import payhash
+
 DELIVERED, PENDING, FAILED = "delivered", "pending", "failed"
-FIRST, RETRY, RESEND = "first", "retry", "resend"
+FIRST, RETRY, RESEND, DUPLICATE = "first", "retry", "resend", "duplicate"
 GATEWAY_PORTS = (80, 443)  # the test environment calls callback_url on these ports only
 
 
@@ -71,6 +73,24 @@ def next_state(policy: Policy, kind: str, status: str, attempts_made: int, sched
         return DELIVERED, made, None
     due = None if outcome.blocked else policy.after_failure(made, scheduled_at)
     return (FAILED, made, None) if due is None else (PENDING, made, due)
+
+
+def apply_fault(body: dict, fault: dict, now: int, *, wrong_key: str) -> tuple[dict, int | None, str, list[str]]:
+    """What a scenario's callback fault makes of a new notification: (the body sent, when its
+    first attempt is due or None while held, its status, notes for its warnings)."""
+    body, due, status, notes = dict(body), now, PENDING, []
+    if fault.get("wrong_payhash"):
+        body["payhash"] = payhash(body["user_id"], body["amount"], body["tid"], wrong_key)
+    if "tampered_amount" in fault:
+        body["amount"] = fault["tampered_amount"]  # payhash still covers the real amount
+    if "delay_seconds" in fault:
+        due = now + round(fault["delay_seconds"] * 1000)
+    if fault.get("out_of_order"):
+        due = None
+    if fault.get("never"):
+        due, status = None, FAILED
+        notes.append(f"scenario rule {fault['rule']!r}: never delivered")
+    return body, due, status, notes
 
 
 def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:

@@ -8,6 +8,9 @@ VIRTUAL_ACCOUNT_FIELDS = ("account_no", "account_name", "account_holder", "bank_
                           "issue_tid", "expire_date", "expire_time")
 APPROVED_MESSAGE = "결제가 완료되었습니다."
 VERIFIED_MESSAGE = "자동결제 인증이 완료되었습니다."
+# The cash receipt a payer asks for on the payment page (receipt_flag=Y) is kept with the payment's
+# request under this name until the approval builds the return fields and the callback from it.
+PAYER_CASH_RECEIPT = "payer_cash_receipt"
 
 
 def _identity(payment: Payment) -> dict:
@@ -43,7 +46,7 @@ def return_success(payment: Payment, payment_key: str) -> dict:
         fields.update({name: d[name] for name in VIRTUAL_ACCOUNT_FIELDS})
     else:
         fields["payhash"] = payment_payhash(payment, payment_key)
-    fields.update(cash_receipt_fields(d.get("cash_receipt")))
+    fields.update(cash_receipt_fields(cash_receipt(payment)))
     return _text(fields)
 
 
@@ -73,9 +76,15 @@ def callback_body(payment: Payment, payment_key: str) -> dict:
             "disposable_cup_deposit": payment.disposable_cup_deposit,
             "taxfree_amount": payment.taxfree_amount, "tax_amount": payment.tax_amount,
             "nonsettle_amount": 0, "discount_amount": 0}
-    if d.get("cash_receipt"):
-        body["cash_receipt"] = dict(d["cash_receipt"])
+    if receipt := cash_receipt(payment):
+        body["cash_receipt"] = dict(receipt)
     return body
+
+
+def cash_receipt(payment: Payment) -> dict | None:
+    """The payment's cash receipt: one issued later on the receipt form, else the one the payer
+    asked for on the payment page."""
+    return payment.details.get("cash_receipt") or payment.request.get(PAYER_CASH_RECEIPT)
 
 
 def cash_receipt_fields(receipt: dict | None) -> dict:

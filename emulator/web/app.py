@@ -16,10 +16,12 @@ from ..errors import GatewayError
 from ..resources import schemas_dir
 from ..dispatcher import DeliverySettings, Dispatcher
 from ..domain.delivery import Policy
+from .. import scenario as scenario_files
+from ..scenario import Scenario
 from ..service import Gateway
 from ..storage import Storage
 from ..validation import Schemas
-from . import control_api, gateway_api, openapi
+from . import control_api, gateway_api, openapi, pages
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
@@ -53,22 +55,48 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         faker.seed_instance(settings.faker_seed)
     storage = Storage(settings.db, journal_limit=settings.journal_limit)
     gateway = Gateway(storage, Clock(), settings, faker)
-    gateway.sync_clock()
-    dispatcher = Dispatcher(storage, gateway.milliseconds, DeliverySettings(
-        Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
-        settings.callback_concurrency, settings.callback_hosts))
+    dispatcher = Dispatcher(storage, gateway.milliseconds, _delivery(settings), jobs=gateway.run_jobs)
     gateway.on_callback_queued = dispatcher.wake
+    emulator = Emulator(settings, gateway, Schemas(schemas_dir()), dispatcher)
+    gateway.on_scenario = lambda scenario: _apply(emulator, settings, scenario, faker)
+    gateway.sync_clock()  # the clock and the scenario a previous run left in the database
+    if settings.scenario:
+        documents = [scenario_files.read(reference) for reference in settings.scenario]
+        document = documents[0] if len(documents) == 1 else scenario_files.merge(documents)
+        if storage.scenario_document() != document:
+            gateway.install_scenario(document)
     dispatcher.start()  # what a previous run left due goes out now, before any request
     app.before_request(dispatcher.start)  # a worker forked after create_app starts its own
-    schemas = Schemas(schemas_dir())
-    app.extensions["payletter"] = Emulator(settings, gateway, schemas, dispatcher)
+    app.extensions["payletter"] = emulator
+    schemas = emulator.schemas
     app.register_blueprint(gateway_api.blueprint)
     app.register_blueprint(control_api.blueprint)
+    app.register_blueprint(pages.blueprint)
     document = openapi.build(schemas, __version__)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)
     _install_journal(app, gateway)
     return app
+
+
+def _delivery(settings: Settings) -> DeliverySettings:
+    return DeliverySettings(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
+                            settings.callback_concurrency, settings.callback_hosts)
+
+
+def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> None:
+    """The settings a scenario brings, over those the emulator was started with."""
+    chosen, callbacks = scenario.settings, scenario.settings.get("callbacks", {})
+    clients = {c.client_id: c for c in (*base.clients, *scenario.clients)}
+    settings = replace(base, strict=chosen.get("strict", base.strict), clients=tuple(clients.values()),
+                       callback_interval=callbacks.get("interval", base.callback_interval),
+                       callback_retries=callbacks.get("retries", base.callback_retries),
+                       callback_timeout=callbacks.get("timeout", base.callback_timeout))
+    emulator.settings = emulator.gateway.settings = settings
+    emulator.gateway.clients = clients
+    emulator.dispatcher.settings = _delivery(settings)
+    if "faker_seed" in chosen:
+        faker.seed_instance(chosen["faker_seed"])
 
 
 def _install_error_handlers(app: Flask) -> None:
@@ -111,7 +139,7 @@ def _install_journal(app: Flask, gateway: Gateway) -> None:
                 "query": request.query_string.decode("latin-1"), "client_id": client_id,
                 "request": _request_record(), "status": response.status_code,
                 "response": response.get_json(silent=True), "warnings": g.get("warnings", []),
-                "error": g.get("exception", ""),
+                "error": g.get("exception", ""), "rule": g.get("rule"),
             })
         except Exception:  # the journal must never turn an answer into a failure
             log.exception("could not write the journal")

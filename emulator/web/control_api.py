@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import hmac
+import json
+
+import yaml
 
 from flask import Blueprint, jsonify, request
 
+from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..errors import GatewayError
 from .operations import Operation, register
@@ -159,6 +163,30 @@ def _callback(callback_id: str) -> dict:
     if found is None:
         raise GatewayError("callback_unknown", id=callback_id)
     return found
+
+
+@control("/scenario", "GET", "The scenario in force, how often each rule applied, its timed jobs")
+def scenario():
+    return jsonify({**gateway().rules.view(), "jobs": gateway().storage.jobs()})
+
+
+@control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml)")
+def put_scenario():
+    raw = request.get_data(cache=True).decode("utf-8", "replace")
+    try:
+        document = yaml.safe_load(raw) if "yaml" in (request.mimetype or "") else json.loads(raw or "null")
+        scenario_files.check(document, "the request body")
+    except (ValueError, yaml.YAMLError) as exc:
+        problems = exc.problems if isinstance(exc, scenario_files.ScenarioError) else [f"not valid JSON or YAML: {exc}"]
+        raise GatewayError("scenario_invalid", problems="; ".join(problems)) from None
+    gateway().install_scenario(document)
+    return scenario()
+
+
+@control("/scenario", "DELETE", "No scenario: the gateway's default behaviour")
+def delete_scenario():
+    gateway().install_scenario(None)
+    return scenario()
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=)")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import functools
+import socket
+import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..errors import GatewayError
 from .operations import Operation, register
@@ -17,6 +19,7 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
     """Route one gateway endpoint. The handler gets (client, values, **path_args) with values
     already checked against schemas/requests/<schema>.json."""
     name = path.lstrip("/")
+    rule_endpoint = name.removesuffix("/{tid}")
     register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,
                        request=f"requests/{schema}", response=f"responses/{response or schema}", query=query))
 
@@ -27,6 +30,7 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
             client = authenticate(key, name)
             strict = em.settings.strict
             data = request.args.to_dict() if query else json_body(strict=strict)
+            scenario_rule(rule_endpoint, client, data)
             checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
                                                endpoint=name, from_query=query)
             warnings().extend(checked.warnings)
@@ -45,10 +49,44 @@ def gateway():
     return emulator().gateway
 
 
+def scenario_rule(endpoint: str, client, data) -> None:
+    """What the scenario does to this request before the gateway looks at it: answer with an
+    error, answer late, or drop the connection. The journal records the rule."""
+    rule = gateway().decide_api(endpoint, client, data, request_headers())
+    if rule is None:
+        return
+    g.rule = rule.name
+    params = rule.params
+    if rule.outcome == "latency":
+        time.sleep(params["ms"] / 1000)
+    elif rule.outcome == "api_error":
+        raise GatewayError.answer(params["status"], params["code"],
+                                  params.get("message", f"scenario rule {rule.name!r}"))
+    elif rule.outcome == "billkey_refused":
+        refused = GatewayError("billkey_refused", billkey=data.get("billkey", "") if isinstance(data, dict) else "")
+        raise GatewayError.answer(refused.status, params.get("code", refused.code), params.get("message", refused.message))
+    elif rule.outcome == "drop_connection":
+        drop_connection()
+
+
+def request_headers() -> dict:
+    """The request's headers for scenario rules, lower-cased, without credentials."""
+    return {name.lower(): value[:200] for name, value in request.headers.items()
+            if name.lower() not in ("authorization", "cookie")}
+
+
+def drop_connection():
+    """Close the socket under the request: the client sees the connection reset, no answer."""
+    sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
+    abort(Response(status=500))
+
+
 @endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
           key="PAYMENT", schema="payments_request")
 def payments_request(client, values):
-    return gateway().request_payment(client, values, base_url())
+    return gateway().request_payment(client, values, base_url(), headers=request_headers())
 
 
 @endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",

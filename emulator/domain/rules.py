@@ -1,0 +1,98 @@
+"""Scenario rules as plain values: what a rule matches, which outcome it picks, and at which
+moment of a payment's life that outcome applies."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# The moment an outcome applies: each request of the gateway's API, the payer finishing on the
+# page (or through the control API), a callback being queued, a virtual account being issued.
+API, PAYER, CALLBACK, VIRTUAL_ACCOUNT = "api", "payer", "callback", "virtual_account"
+STAGES = {
+    "api_error": API, "latency": API, "drop_connection": API, "billkey_refused": API,
+    "approve": PAYER, "decline": PAYER, "abandon": PAYER,
+    "callback": CALLBACK,
+    "deposit": VIRTUAL_ACCOUNT, "expire": VIRTUAL_ACCOUNT,
+}
+TEXT_FIELDS = ("endpoint", "client_id", "pgcode", "user_id", "order_no", "product_name", "custom_parameter",
+               "card_number")
+ALWAYS = None
+
+
+class Matcher:
+    """One condition: equal to a value, any of a list, a regex, a range, or the last digits."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self._regex = re.compile(spec["regex"]) if isinstance(spec, dict) and "regex" in spec else None
+
+    def __call__(self, value) -> bool:
+        spec = self.spec
+        if value is None:
+            return False
+        if isinstance(spec, list):
+            return any(_same(value, item) for item in spec)
+        if not isinstance(spec, dict):
+            return _same(value, spec)
+        if self._regex is not None:
+            return self._regex.search(str(value)) is not None
+        if "ends_with" in spec:
+            return str(value).endswith(spec["ends_with"])
+        number = _number(value)
+        return number is not None and spec.get("min", number) <= number <= spec.get("max", number)
+
+
+def _same(value, expected) -> bool:
+    if isinstance(expected, int) and not isinstance(expected, bool):
+        return _number(value) == expected
+    return str(value) == str(expected)
+
+
+def _number(value) -> int | None:
+    """Amounts arrive as numbers or, from lenient clients, as strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+@dataclass
+class Rule:
+    name: str
+    outcome: str
+    params: dict
+    times: int | None = ALWAYS
+    conditions: dict[str, Matcher] = field(default_factory=dict)
+    headers: dict[str, Matcher] = field(default_factory=dict)
+    window: tuple[datetime | None, datetime | None] = (None, None)
+
+    @property
+    def stage(self) -> str:
+        return STAGES[self.outcome]
+
+    def matches(self, context: dict, now: datetime) -> bool:
+        """`context` holds the request's (or payment's) values, `headers` (lower-cased names)."""
+        start, end = self.window
+        if (start and now < start) or (end and now >= end):
+            return False
+        if not all(match(context.get(name)) for name, match in self.conditions.items()):
+            return False
+        headers = context.get("headers") or {}
+        return all(match(headers.get(name)) for name, match in self.headers.items())
+
+
+def compile_rule(spec: dict, parse_moment) -> Rule:
+    """A rule of a scenario document (already checked against schemas/scenario.json)."""
+    [(outcome, params)] = spec["then"].items()
+    when = spec.get("when", {})
+    times = spec.get("times", "always")
+    window = when.get("time", {})
+    return Rule(
+        name=spec["name"], outcome=outcome, params=params or {},
+        times=None if times == "always" else times,
+        conditions={name: Matcher(when[name]) for name in (*TEXT_FIELDS, "amount") if name in when},
+        headers={name.lower(): Matcher(m) for name, m in when.get("header", {}).items()},
+        window=tuple(parse_moment(window[k]) if k in window else None for k in ("from", "until")))

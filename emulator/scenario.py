@@ -1,0 +1,254 @@
+"""Scenario files: read (YAML or JSON), checked against schemas/scenario.json and a few rules
+of sense, merged in order, and consulted at each moment a rule may decide."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from .clock import KST
+from .config import Client
+from .domain.rules import API, STAGES, Rule, compile_rule
+from .resources import schemas_dir, scenarios_dir
+from .storage import Storage
+
+SUFFIXES = (".yaml", ".yml", ".json")
+OUTAGE_RULE = "timeline outage {index}"
+OUTAGE = {"status": 503, "code": 999, "message": "Internal server error (scenario: the gateway is down)"}
+ENDPOINTS = ("payments/request", "payments/autopay", "payments/cancel", "payments/cancel/partial",
+             "cashreceipt/issue", "payments/transaction/list", "receipt/info", "payments/status")
+
+
+class ScenarioError(ValueError):
+    """Every problem of a scenario, each as `source: path: what is wrong`."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def resolve(reference: str) -> Path:
+    """A file path, or the name of a scenario shipped in scenarios/ (`declined-cards`)."""
+    path = Path(reference)
+    if path.is_file():
+        return path
+    for suffix in ("", *SUFFIXES):
+        bundled = scenarios_dir() / f"{reference}{suffix}"
+        if bundled.is_file():
+            return bundled
+    shipped = ", ".join(sorted(p.stem for p in scenarios_dir().iterdir() if p.suffix in SUFFIXES))
+    raise ScenarioError([f"{reference}: no such file, and no scenario of that name (shipped: {shipped})"])
+
+
+def read(reference: str) -> dict:
+    """One scenario file, checked; ScenarioError names the file, the place in it and the rule."""
+    path = resolve(reference)
+    text = path.read_text("utf-8")
+    try:
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ScenarioError([f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"]) from None
+    check(document, str(path))
+    return document
+
+
+def check(document, source: str) -> None:
+    """Raise ScenarioError unless `document` is a valid scenario."""
+    # best_match descends into oneOf alternatives to the error that says most.
+    found = [best_match([e]) for e in _validator().iter_errors(document)]
+    problems = [f"{source}: {_where(e.absolute_path)}: {_message(e)}"
+                for e in sorted(found, key=lambda e: list(map(str, e.absolute_path)))]
+    if not problems:
+        problems = [f"{source}: {where}: {what}" for where, what in _sense(document)]
+    if problems:
+        raise ScenarioError(problems)
+
+
+def _message(error) -> str:
+    """The schema's message, with what the place expects when it has alternatives."""
+    expected = error.schema.get("description") if error.validator in ("oneOf", "anyOf", "minProperties",
+                                                                     "maxProperties") else None
+    if expected:
+        return f"{error.instance!r} is not allowed here; expected: {expected}"
+    return error.message
+
+
+def _validator() -> Draft202012Validator:
+    schema = json.loads((schemas_dir() / "scenario.json").read_text("utf-8"))
+    return Draft202012Validator(schema)
+
+
+def _where(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top)"
+
+
+def _sense(document: dict):
+    """What a schema cannot say: regexes that compile, moments that parse, names used once,
+    conditions that can apply at the rule's moment."""
+    names = set()
+    for index, rule in enumerate(document.get("rules", [])):
+        where = f"rules[{index}]"
+        if rule["name"] in names:
+            yield f"{where}.name", f"{rule['name']!r} is the name of an earlier rule; names must be unique"
+        names.add(rule["name"])
+        when = rule.get("when", {})
+        [outcome] = rule["then"]
+        for key, spec in when.items():
+            for inner, value in (spec.items() if key == "header" else [(None, spec)]):
+                if isinstance(value, dict) and "regex" in value:
+                    try:
+                        re.compile(value["regex"])
+                    except re.error as exc:
+                        path = f"{where}.when.{key}" + (f".{inner}" if inner else "")
+                        yield f"{path}.regex", f"{value['regex']!r} is not a regular expression: {exc}"
+        for bound in ("from", "until"):
+            if bound in when.get("time", {}):
+                yield from _moment_problem(when["time"][bound], f"{where}.when.time.{bound}")
+        if STAGES[outcome] != API and "endpoint" in when:
+            yield f"{where}.when.endpoint", f"{outcome} happens to a payment, not to an API request: drop endpoint"
+        if STAGES[outcome] == API and "card_number" in when:
+            yield f"{where}.when.card_number", "the payer types the card number after the API request: " \
+                                               "card_number can only choose approve, decline or abandon"
+        if "endpoint" in when:
+            yield from _endpoint_problems(when["endpoint"], f"{where}.when.endpoint")
+    for index, event in enumerate(document.get("timeline", [])):
+        yield from _moment_problem(event["at"], f"timeline[{index}].at")
+        if "outage" in event:
+            yield from _moment_problem(event["outage"]["until"], f"timeline[{index}].outage.until")
+            start, end = _moment(event["at"]), _moment(event["outage"]["until"])
+            if start and end and end <= start:
+                yield f"timeline[{index}].outage.until", "the outage must end after it starts"
+    start = document.get("settings", {}).get("clock", {}).get("start")
+    if start is not None:
+        yield from _moment_problem(start, "settings.clock.start")
+
+
+def _endpoint_problems(spec, where: str):
+    for value in spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else []:
+        if value not in ENDPOINTS:
+            yield where, f"{value!r} is not an endpoint; one of {', '.join(ENDPOINTS)}"
+
+
+def _moment_problem(text: str, where: str):
+    if _moment(text) is None:
+        yield where, f"{text!r} is not an ISO 8601 date and time (e.g. 2026-11-29T10:00:00+09:00)"
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=KST)
+
+
+def merge(documents: list[dict]) -> dict:
+    """Files in order: settings of later files win, clients (by client_id) too; rules and
+    timeline events are appended."""
+    merged: dict = {"version": 1, "name": " + ".join(d.get("name", "unnamed") for d in documents)[:100],
+                    "settings": {}, "clients": [], "rules": [], "timeline": []}
+    clients: dict[str, dict] = {}
+    for document in documents:
+        for key, value in document.get("settings", {}).items():
+            merged["settings"][key] = {**merged["settings"].get(key, {}), **value} if isinstance(value, dict) else value
+        clients.update({c["client_id"]: c for c in document.get("clients", [])})
+        merged["rules"] += document.get("rules", [])
+        merged["timeline"] += document.get("timeline", [])
+    merged["clients"] = list(clients.values())
+    if len(documents) == 1 and "description" in documents[0]:
+        merged["description"] = documents[0]["description"]
+    check(merged, "the merged scenario")
+    return merged
+
+
+@dataclass
+class Scenario:
+    """A checked document, compiled: rules by stage in file order, timed events, settings."""
+
+    document: dict
+    rules: list[Rule] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, document: dict) -> "Scenario":
+        rules = [compile_rule(_outage_rule(i, e), _moment) for i, e in enumerate(document.get("timeline", []))
+                 if "outage" in e]
+        rules += [compile_rule(spec, _moment) for spec in document.get("rules", [])]
+        return cls(document, rules)
+
+    @property
+    def settings(self) -> dict:
+        return self.document.get("settings", {})
+
+    @property
+    def clients(self) -> tuple[Client, ...]:
+        return tuple(Client(c["client_id"], c["payment_key"], c["search_key"])
+                     for c in self.document.get("clients", []))
+
+    @property
+    def events(self) -> list[tuple[datetime, str, dict]]:
+        """The timeline's deposits and expiries (outages are rules)."""
+        return [(_moment(e["at"]), kind, params) for e in self.document.get("timeline", [])
+                for kind, params in e.items() if kind not in ("at", "outage")]
+
+    def clock_start(self) -> datetime | None:
+        start = self.settings.get("clock", {}).get("start")
+        return _moment(start) if start else None
+
+
+def _outage_rule(index: int, event: dict) -> dict:
+    outage = {**OUTAGE, **{k: v for k, v in event["outage"].items() if k != "until"}}
+    return {"name": OUTAGE_RULE.format(index=index), "when": {"time": {"from": event["at"],
+                                                                       "until": event["outage"]["until"]}},
+            "then": {"api_error": outage}}
+
+
+EMPTY = Scenario({"version": 1, "name": "none"})
+
+
+class Rulebook:
+    """The scenario in force for every process on one database: the document and how often
+    each rule has applied live in storage, so `times` counts across processes."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.scenario = EMPTY
+        self.version = 0
+
+    def sync(self) -> bool:
+        """Take the scenario another process (or a restart) installed; True if it changed."""
+        version = self.storage.scenario_version()
+        if version == self.version:
+            return False
+        stored = self.storage.scenario_document()
+        self.scenario = Scenario.of(stored) if stored else EMPTY
+        self.version = version
+        return True
+
+    def install(self, document: dict | None) -> Scenario:
+        """Put `document` in force (None: no scenario), with every rule's count back at zero."""
+        self.version = self.storage.save_scenario(document)
+        self.scenario = Scenario.of(document) if document else EMPTY
+        return self.scenario
+
+    def decide(self, stage: str, context: dict, now: datetime) -> Rule | None:
+        """The first rule of `stage` that matches and has applications left; it is counted."""
+        for rule in self.scenario.rules:
+            if rule.stage == stage and rule.matches(context, now) and self.storage.take_rule_hit(rule.name, rule.times):
+                return rule
+        return None
+
+    def view(self) -> dict:
+        hits = self.storage.rule_hits()
+        return {"version": self.version, "scenario": self.scenario.document,
+                "rules": [{"name": r.name, "stage": r.stage, "outcome": r.outcome,
+                           "times": r.times if r.times is not None else "always", "applied": hits.get(r.name, 0)}
+                          for r in self.scenario.rules]}
