@@ -531,7 +531,9 @@ class Gateway:
 
     def pay_on_page(self, token: int, entry: checkout.Entry) -> dict:
         """The page's pay button: the control API's decline or approve, so both make the same
-        fields, callback and state; the fields go to return_url (app_return_url in an app)."""
+        fields, callback and state. {"target", "fields"}: the fields go to return_url
+        (app_return_url in an app); or {"cancel": url or None} when a scenario rule made the
+        payer abandon instead. A declining test input is decided here, before any scenario rule."""
         payment = self.page_payment(token)
         if entry.failure is not None:
             answer = self.decline(token, entry.failure.code, entry.failure.message)
@@ -539,8 +541,10 @@ class Gateway:
             if entry.cash_receipt is not None:
                 self._ask_cash_receipt(token, entry.cash_receipt)
             answer = self.approve(token, entry.choices)
-            if entry.cash_receipt is not None:
-                self._record_page_cash_receipt(answer["fields"]["tid"])
+        if "redirect_url" in answer:
+            return {"cancel": self._page_cancel_target(payment, answer["redirect_url"])}
+        if entry.cash_receipt is not None and answer["fields"]["code"] == "0":
+            self._record_page_cash_receipt(answer["fields"]["tid"])
         return {"target": checkout.return_target(payment), "fields": answer["fields"]}
 
     def _ask_cash_receipt(self, token: int, asked: dict) -> None:
@@ -563,7 +567,9 @@ class Gateway:
     def cancel_on_page(self, token: int) -> str | None:
         """The page's cancel button: the control API's abandon; where the browser goes, if anywhere."""
         payment = self.page_payment(token)
-        redirect_url = self.abandon(token)["redirect_url"]
+        return self._page_cancel_target(payment, self.abandon(token)["redirect_url"])
+
+    def _page_cancel_target(self, payment: Payment, redirect_url: str | None) -> str | None:
         target = checkout.cancel_target(payment, self._method(payment.pgcode), redirect_url)
         return target if target and checkout.browser_can_go(target, app=True) else None
 

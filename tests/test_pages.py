@@ -550,3 +550,37 @@ def test_the_cash_receipt_form_refuses_what_it_cannot_issue(api):
     api.cancel(fields)
     response = get(api, url)
     assert response.status_code == 406 and error_of(response) == "cash_receipt_not_available"
+
+
+# --- scenario rules reach the page's payer too ----------------------------------------------------
+
+@pytest.fixture
+def scenario(api):
+    """Put a scenario in force for one test (a reset keeps scenarios, so it is taken away after)."""
+    def install(*rules):
+        answer = api.http.put(api.url + "/_emulator/scenario", json={"version": 1, "name": "pages", "rules": list(rules)},
+                              timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    yield install
+    api.http.delete(api.url + "/_emulator/scenario", timeout=30)
+
+
+def test_a_scenarios_payer_rules_decide_on_the_page(api, scenario):
+    scenario({"name": "payer gives up", "when": {"pgcode": ["kakaopay"]}, "then": {"abandon": {}}},
+             {"name": "card refused", "when": {"card_number": "5361480000001236"},
+              "then": {"decline": {"code": "6099", "message": "scenario decline"}}},
+             {"name": "bank refused", "when": {"pgcode": ["banktransfer"]},
+              "then": {"decline": {"code": "6098", "message": "bank says no"}}})
+    payment = request(api, pgcode="kakaopay", cancel_url="https://merchant.example/cancel")
+    response = pay_on_page(api, payment["online_url"], {})
+    assert response.status_code == 303 and response.headers["Location"] == "https://merchant.example/cancel"
+    assert stored(api, payment["token"])["status"] == "abandoned"
+    payment = request(api)
+    _, fields = returned(pay_on_page(api, payment["online_url"], {**good_inputs("creditcard"),
+                                                                  "card_number": "5361480000001236"}))
+    assert (fields["code"], fields["message"]) == ("6099", "scenario decline")
+    payment = request(api, pgcode="banktransfer", receipt_flag="Y")
+    _, fields = returned(pay_on_page(api, payment["online_url"], {**good_inputs("banktransfer"),
+                                                                  "cash_receipt_type": "06"}))
+    assert fields["code"] == "6098" and stored(api, payment["token"])["cash_receipts"] == []

@@ -135,9 +135,7 @@ def payment_page():
     form = request.form.to_dict()
     if form.get("action") == "cancel":
         target = gateway().cancel_on_page(token)
-        if target:
-            return _Redirect(target)
-        return render("cancelled.html", where)
+        return _Redirect(target) if target else render("cancelled.html", where)
     payment = gateway().page_payment(token)
     reading = checkout.read_payment_form(lookup(payment.pgcode), payment, form, gateway().clock.now())
     if reading.errors:
@@ -145,6 +143,8 @@ def payment_page():
     if reading.app_step_due:
         return _payment_form(where, payment, reading, step="app")
     outcome = gateway().pay_on_page(token, reading.entry)
+    if "cancel" in outcome:  # a scenario rule made the payer abandon
+        return _Redirect(outcome["cancel"]) if outcome["cancel"] else render("cancelled.html", where)
     return render("return.html", where, target=outcome["target"], fields=outcome["fields"], outcome=_outcome(outcome))
 
 
