@@ -127,6 +127,7 @@ def _install_journal(app: Flask, gateway: Gateway) -> None:
     @app.before_request
     def sync_clock():
         gateway.sync_clock()
+        gateway.catch_up()  # a request sees every timed job its moment has made due
 
     @app.after_request
     def journal(response):
