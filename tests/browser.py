@@ -124,9 +124,9 @@ def wait_for_callback(receiver: CallbackReceiver, tid: str, timeout: float = WAI
 
 def chromium_path() -> str:
     found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("the hosted-page tests need Debian's chromium: apt-get install chromium "
-                    "(.ci/run does), or set CHROMIUM to a Chromium binary", pytrace=False)
+    if not found or not os.access(found, os.X_OK):
+        pytest.fail(f"the hosted-page tests need Debian's chromium ({found or 'not on PATH'}): "
+                    "apt-get install chromium (.ci/run does), or set CHROMIUM to a Chromium binary", pytrace=False)
     return found
 
 
@@ -144,30 +144,42 @@ def chromium():
 
 
 def _page(chromium, options: dict):
+    """A fresh browser profile; after the test, no script error and no console error (a blocked
+    asset, a Content-Security-Policy violation) may have happened on its pages."""
     context = chromium.new_context(locale="ko-KR", **options)
     context.set_default_timeout(WAIT * 1000)
     page = context.new_page()
-    return context, page
+    problems = []
+
+    def console(message):
+        # A page answered with its own status (409, 422, ...) is logged as a failed load: not a
+        # problem, unless it is one of the page's assets.
+        page_status = message.text.startswith("Failed to load resource") and \
+            "/static/" not in (message.location or {}).get("url", "")
+        if message.type == "error" and not page_status:
+            problems.append(f"console: {message.text} {message.location}")
+
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("console", console)
+    yield page
+    context.close()
+    assert problems == [], problems
 
 
 @pytest.fixture
 def desktop(chromium):
-    context, page = _page(chromium, DESKTOP)
-    yield page
-    context.close()
+    yield from _page(chromium, DESKTOP)
 
 
 @pytest.fixture
 def phone(chromium):
-    context, page = _page(chromium, PHONE)
-    yield page
-    context.close()
+    yield from _page(chromium, PHONE)
 
 
 def screenshot(page, name: str) -> Path:
     """A full-page PNG a person can look at, kept by the test run."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=True)
     return path
 

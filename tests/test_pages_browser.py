@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from emulator.domain.methods import lookup, table
+
 from .browser import chromium, desktop, merchant, payhash, phone, screenshot, shop, wait_for_callback  # noqa: F401
 from .conftest import SCHEMAS, stored
 
@@ -200,3 +202,29 @@ def test_receipt_pages_in_the_browser(api, desktop, shop):
     assert desktop.get_by_test_id("receipt-status").get_attribute("data-status") == "partial"
     assert "536148******1236" in desktop.get_by_test_id("receipt-card").inner_text()
     screenshot(desktop, "receipt-online")
+
+
+def test_every_methods_page_in_both_layouts(api, desktop, phone, shop):
+    """A screenshot of each pgcode's page, online and mobile; each renders without a script error."""
+    for pgcode in table():
+        payment = request(api, shop, pgcode=pgcode, amount=max(lookup(pgcode).minimum, 60000), receipt_flag="Y")
+        for page, location in ((desktop, "online"), (phone, "mobile")):
+            page.goto(payment[f"{location}_url"])
+            assert page.get_by_test_id("pay-button").is_visible()
+            assert page.get_by_test_id("payment-page").get_attribute("data-pgcode") == pgcode
+            screenshot(page, f"all/{pgcode}-{location}")
+
+
+def test_the_cash_receipt_form_in_the_browser(api, phone, shop):
+    fields = api.pay(pgcode="banktransfer", amount=7000)
+    url = api.post(f"/v1.0/cashreceipt/issue/{fields['tid']}",
+                   {"client_id": "pay_test", "type": "0", "tax_flag": "N",
+                    "return_url": f"{shop.url}/receipt-done"}).json()["receipt_url"]
+    phone.goto(url)
+    phone.get_by_test_id("cash-receipt-type-02").check()
+    phone.get_by_test_id("cash-receipt-id").fill("123-45-67890")
+    screenshot(phone, "cash-receipt-form-mobile")
+    phone.get_by_test_id("cash-receipt-submit").click()
+    sent = landed(phone, shop, "/receipt-done").form
+    assert (sent["tid"], sent["cash_receipt_type"], sent["cash_receipt_payer_sid"]) == (fields["tid"], "02",
+                                                                                      "1234567890")

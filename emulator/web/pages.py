@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from .. import checkout
-from ..domain.details import BANKS, INSTALLMENT_FROM
+from ..domain.details import BANKS
 from ..domain.methods import lookup
 from ..errors import GatewayError
 from .plumbing import emulator
@@ -99,6 +99,32 @@ def render(template: str, where: Where, http_status: int = 200, **context):
                            won=lambda amount: t["won"].format(amount=f"{amount:,}"), **context), http_status
 
 
+class _Redirect(Response):
+    """A 303 to the merchant's URL as given: werkzeug's own would lowercase the "host" of an app URL
+    (myshop://ISPCancel). Only what a header cannot carry (spaces, non-ASCII) is percent-encoded."""
+
+    def __init__(self, target: str):
+        super().__init__(status=303)
+        self.target = quote(target, safe="!#$%&'()*+,-./:;=?@[]~_")
+        self.headers["Location"] = self.target
+
+    def get_wsgi_headers(self, environ):
+        headers = super().get_wsgi_headers(environ)
+        headers["Location"] = self.target
+        return headers
+
+
+@blueprint.after_request
+def page_headers(response: Response) -> Response:
+    """Scripts and styles only from the emulator (the pages carry merchant values); a payment page
+    is never cached, so the back button does not show a form that was already used."""
+    response.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 @blueprint.errorhandler(GatewayError)
 def gateway_error(error: GatewayError):
     return _error_page(error.kind, error.status, error.message)
@@ -154,25 +180,10 @@ def _payment_form(where: Where, payment, reading: checkout.Reading | None = None
     return render("payment.html", where, http_status, payment=payment, method=method, step=step,
                   page_inputs=checkout.pages()[method.pgcode], values=reading.values if reading else {},
                   errors=reading.errors if reading else {}, banks=BANKS, carriers=checkout.CARRIERS,
-                  installments=checkout.INSTALLMENT_OFFER if payment.amount >= INSTALLMENT_FROM else (),
+                  installments=checkout.INSTALLMENT_OFFER if checkout.installments_offered(payment.amount) else (),
                   cash_receipt=checkout.asks_cash_receipt(method, payment),
                   declining=checkout.declining_inputs(method.pgcode),
                   action=request.full_path)
-
-
-class _Redirect(Response):
-    """A 303 to the merchant's URL as given: werkzeug's own would lowercase the "host" of an app URL
-    (myshop://ISPCancel). Only what a header cannot carry (spaces, non-ASCII) is percent-encoded."""
-
-    def __init__(self, target: str):
-        super().__init__(status=303)
-        self.target = quote(target, safe="!#$%&'()*+,-./:;=?@[]~_")
-        self.headers["Location"] = self.target
-
-    def get_wsgi_headers(self, environ):
-        headers = super().get_wsgi_headers(environ)
-        headers["Location"] = self.target
-        return headers
 
 
 def _outcome(outcome: dict) -> str:
