@@ -102,10 +102,14 @@ class Gateway:
     def run_jobs(self, now: int) -> int:
         """Run every timed job due at `now` (epoch ms), each at its own moment; how many ran."""
         ran = 0
-        while job := self.storage.take_due_job(now):
-            self.storage.finish_job(job["id"], self._run_job(job))
+        while True:
+            # Taken, run and marked in one transaction: whoever looks next sees it done, and its effect.
+            with self.storage.atomic():
+                job = self.storage.take_due_job(now)
+                if job is None:
+                    return ran
+                self.storage.finish_job(job["id"], self._run_job(job))
             ran += 1
-        return ran
 
     def _run_job(self, job: dict) -> str:
         params, at = job["params"], datetime.fromtimestamp(job["due_at"] / 1000, KST)
