@@ -156,9 +156,9 @@ def _install_month(text: str, ctx: Context):
     value = text.strip() or "00"
     if value == "00":
         return value, None
-    ok = (value.isascii() and value.isdigit() and int(value) in INSTALLMENT_MONTHS
+    ok = (value.isascii() and value.isdigit() and len(value) <= 2 and int(value) in INSTALLMENT_MONTHS
           and installments_offered(ctx.payment.amount))
-    return value, None if ok else "install_month"
+    return (f"{int(value):02d}", None) if ok else (value, "install_month")
 
 
 def _carrier(text: str, ctx: Context):

@@ -137,6 +137,9 @@ def test_installments_are_offered_from_fifty_thousand_krw(api):
     page = get(api, request(api, amount=50000)["online_url"])
     months = re.findall(r'<option value="([0-9]{2})"', page.text)
     assert months == ["00", *(f"{m:02d}" for m in range(2, 13))]
+    _, fields = returned(pay_on_page(api, request(api, amount=50000)["online_url"],
+                                     {**good_inputs("creditcard"), "install_month": "3"}))
+    assert fields["install_month"] == "03"
     # Asking for installments below 50,000 KRW anyway is refused on the page.
     url = request(api, amount=49999)["online_url"]
     refused = post(api, url, {**good_inputs("creditcard"), "install_month": "03", "action": "pay"})
@@ -295,6 +298,7 @@ def test_a_token_is_used_once(api):
 @pytest.mark.parametrize("query,status,kind", [
     ("location=online&token=100000000000000001", 404, "token_unknown"),
     ("location=online&token=12ab", 404, "token_unknown"),
+    ("location=online&token=" + "9" * 19, 404, "token_unknown"),
     ("location=online&token=" + "9" * 30, 404, "token_unknown"),
     ("location=online", 404, "token_unknown"),
     ("location=tablet&token=1", 400, "page_request_invalid"),
@@ -337,6 +341,18 @@ def test_page_paths_match_in_any_case(api):
     assert get(api, f"{api.url}/pgsvc/hub.asp?LOCATION=mobile&Token={token}").status_code == 200
 
 
+def test_pages_carry_a_content_security_policy_and_are_not_cached(api):
+    for response in (get(api, request(api)["online_url"]), get(api, f"{api.url}/pgsvc/hub.asp?token=1")):
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_body_too_large_gets_a_page(api):
+    response = api.http.post(request(api)["online_url"], data={"card_number": "1" * (1024 * 1024 + 10)}, timeout=30)
+    assert response.status_code == 413 and 'data-testid="page-error"' in response.text
+
+
 def test_other_methods_on_the_page_get_the_gateways_envelope(api):
     response = api.http.put(request(api)["online_url"], timeout=30)
     assert response.status_code == 405 and response.json()["code"] == 995
@@ -351,6 +367,8 @@ def test_any_form_or_query_gets_a_page_never_a_500(api, form, query):
     url = request(api, amount=60000)["online_url"]
     post(api, url, form)
     get(api, f"{api.url}/pgsvc/hub.asp", **query)
+    get(api, f"{api.url}/PGSVC/AllTheGate/Receipt_All.asp", **{"id": form.get("x", ""), **query})
+    post(api, f"{api.url}/PGSVC/Receipt/ReceiptForm.asp?id={form.get('x', '')}&token={query.get('token', '')}", form)
 
 
 # --- what the merchant sent is escaped --------------------------------------------------------------

@@ -29,7 +29,7 @@ PAYMENT_PAGE = "/pgsvc/hub.asp"
 RECEIPT_PAGE = "/PGSVC/AllTheGate/Receipt_All.asp"
 CASH_RECEIPT_PAGE = "/PGSVC/Receipt/ReceiptForm.asp"
 LANGUAGES = ("ko", "en")
-_TOKEN = re.compile(r"[0-9]{1,20}")
+_TOKEN = re.compile(r"[0-9]{1,18}")  # the gateway's tokens are 18 digits; longer ones do not fit SQLite
 
 
 class NoCase(BaseConverter):
