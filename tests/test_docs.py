@@ -53,3 +53,8 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
     commands = [line.split("#")[0].strip() for line in quick.splitlines() if line.strip()]
     assert commands == ["make run", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_scenario_example_runs_against_a_live_emulator(api, callback_receiver):
+    readme_example(api, callback_receiver, "decline-big-mobile-payments")
+    assert api.control("/scenario", method="GET")["rules"] == []
