@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY emulator ./emulator
 COPY schemas ./schemas
 COPY scenarios ./scenarios
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir '.[postgres]' \
     && useradd --system --uid 10001 --home-dir /data emulator \
     && mkdir -p /data && chown emulator /data
 

@@ -1,13 +1,13 @@
-"""All state in SQLite: every SQL statement and every transaction boundary of the emulator."""
+"""All state, in SQLite or PostgreSQL: every SQL statement and every transaction boundary of the emulator."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 
+from .backends import connect
 from .clock import ClockState
 from .domain.payment import Cancellation, Payment
 
@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS callbacks (
     body TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL,
-    next_attempt_at REAL,
+    next_attempt_at INTEGER,
     created_at TEXT NOT NULL,
     warnings TEXT NOT NULL DEFAULT '[]',
     claimed_by TEXT,
@@ -131,7 +131,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (done, due_at);
-CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), offset REAL NOT NULL, frozen_at REAL);
+CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), "offset" REAL NOT NULL, frozen_at REAL);
 """
 
 # Columns added after the first release, with their declarations as in SCHEMA.
@@ -151,39 +151,37 @@ _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "call
 
 
 class Storage:
-    """One SQLite connection per process, used under a lock; SQLite's own locking (a
-    write transaction is BEGIN IMMEDIATE) keeps several processes on one file consistent."""
+    """One connection per process, used under a lock. Write transactions exclude each other
+    across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
+    check-then-write below holds whatever the number of servers on one database."""
 
     def __init__(self, path: str = ":memory:", journal_limit: int = 10_000):
         self.path = path
         self.journal_limit = journal_limit
         self._lock = threading.RLock()
         self._depth = 0
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path)
+        self.backend = self._db.name
+        self._db.create(SCHEMA)
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
         """A database made by an earlier version gains the columns added since."""
         with self.atomic():
             for table, columns in _ADDED_COLUMNS.items():
-                present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                present = self._db.columns(table)
                 for name, declaration in columns.items():
                     if name not in present:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+                        self._db.execute(self._db.ddl(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}"))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
-    def atomic(self):
-        """A write transaction; nested uses join the outer one."""
+    def atomic(self, exclusive: bool = True):
+        """A write transaction; nested uses join the outer one. `exclusive=False` (claims) only
+        locks the rows it selects FOR UPDATE, where the database can (PostgreSQL)."""
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -192,7 +190,7 @@ class Storage:
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin(exclusive)
             self._depth = 1
             try:
                 yield
@@ -204,7 +202,7 @@ class Storage:
             finally:
                 self._depth = 0
 
-    def _all(self, sql: str, args=()) -> list[sqlite3.Row]:
+    def _all(self, sql: str, args=()) -> list:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -212,7 +210,7 @@ class Storage:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
 
-    def _run(self, sql: str, args=()) -> sqlite3.Cursor:
+    def _run(self, sql: str, args=()):
         with self.atomic():
             return self._db.execute(sql, args)
 
@@ -221,16 +219,16 @@ class Storage:
         with self.atomic():
             row = self._db.execute(
                 "INSERT INTO counters (name, value) VALUES (?, 1) "
-                "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value", (name,)).fetchone()
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
             return row[0]
 
     def clock_state(self) -> ClockState | None:
-        row = self._one("SELECT offset, frozen_at FROM clock WHERE id = 1")
+        row = self._one('SELECT "offset", frozen_at FROM clock WHERE id = 1')
         return ClockState(row["offset"], row["frozen_at"]) if row else None
 
     def save_clock_state(self, state: ClockState) -> None:
-        self._run("INSERT INTO clock (id, offset, frozen_at) VALUES (1, ?, ?) "
-                  "ON CONFLICT (id) DO UPDATE SET offset = excluded.offset, frozen_at = excluded.frozen_at",
+        self._run('INSERT INTO clock (id, "offset", frozen_at) VALUES (1, ?, ?) '
+                  'ON CONFLICT (id) DO UPDATE SET "offset" = excluded."offset", frozen_at = excluded.frozen_at',
                   (state.offset, state.frozen_at))
 
     def reset(self) -> None:
@@ -285,17 +283,17 @@ class Storage:
     def record_cancellation(self, cancellation: Cancellation) -> Cancellation:
         """Inside `atomic()`: write the cancellation and the payment's new totals together."""
         with self.atomic():
-            cur = self._db.execute(
+            row = self._db.execute(
                 "INSERT INTO cancellations (tid, amount, taxfree_amount, tax_amount, partial, cancel_date, ip_addr) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (cancellation.tid, cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount,
-                 int(cancellation.partial), cancellation.cancel_date, cancellation.ip_addr))
+                 int(cancellation.partial), cancellation.cancel_date, cancellation.ip_addr)).fetchone()
             self._db.execute(
                 "UPDATE payments SET cancelled_amount = cancelled_amount + ?, "
                 "cancelled_taxfree_amount = cancelled_taxfree_amount + ?, "
                 "cancelled_tax_amount = cancelled_tax_amount + ? WHERE tid = ?",
                 (cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount, cancellation.tid))
-            cancellation.id = cur.lastrowid
+            cancellation.id = row[0]
             return cancellation
 
     def cancellations_of(self, tid: str) -> list[Cancellation]:
@@ -346,11 +344,12 @@ class Storage:
     def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
                          warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
         """`due` None holds the callback until `release_held`."""
-        cur = self._run("INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
-                        "warnings, fault) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
-                        (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
-                         json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False)))
-        return cur.lastrowid
+        with self.atomic():
+            return self._db.execute(
+                "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
+                "warnings, fault) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
+                (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
+                 json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False))).fetchone()[0]
 
     def release_held(self, before_id: int, due: int) -> None:
         """Held callbacks queued before `before_id` fall due: they arrive after it."""
@@ -376,18 +375,18 @@ class Storage:
         """Take up to `limit` pending callbacks due at emulator time `now` that no live claim
         holds. Each gets a claim of its own, good until wall time `wall + lease`: whoever
         holds it makes the next attempt, so no attempt is made twice, by any process."""
-        with self.atomic():
+        with self.atomic(exclusive=False):
             rows = self._db.execute(
                 "SELECT * FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
-                "AND (claim_expires IS NULL OR claim_expires < ?) ORDER BY next_attempt_at, id LIMIT ?",
-                (now, wall, limit)).fetchall()
+                "AND (claim_expires IS NULL OR claim_expires < ?) ORDER BY next_attempt_at, id LIMIT ?"
+                + self._db.skip_locked, (now, wall, limit)).fetchall()
             return [self._claim(row, wall + lease) for row in rows]
 
     def claim_callback(self, callback_id: int, wall: float, lease: float) -> dict | None:
         """Claim one callback whatever its status (a resend); None while another claim holds it."""
-        with self.atomic():
+        with self.atomic(exclusive=False):
             row = self._db.execute("SELECT * FROM callbacks WHERE id = ? "
-                                   "AND (claim_expires IS NULL OR claim_expires < ?)",
+                                   "AND (claim_expires IS NULL OR claim_expires < ?)" + self._db.skip_locked,
                                    (callback_id, wall)).fetchone()
             return self._claim(row, wall + lease) if row else None
 
@@ -423,7 +422,8 @@ class Storage:
         """Pending callbacks: how many are due or being sent, and when the next one falls due."""
         row = self._one(
             "SELECT count(*) AS pending, "
-            "coalesce(sum(next_attempt_at <= ? OR coalesce(claim_expires >= ?, 0)), 0) AS busy, "
+            "CAST(coalesce(sum(CASE WHEN next_attempt_at <= ? OR claim_expires >= ? THEN 1 ELSE 0 END), 0) "
+            "AS INTEGER) AS busy, "
             "min(CASE WHEN next_attempt_at > ? THEN next_attempt_at END) AS next_due "
             "FROM callbacks WHERE status = 'pending'", (now, wall, now))
         return dict(row)
@@ -452,7 +452,7 @@ class Storage:
         with self.atomic():
             row = self._db.execute(
                 "INSERT INTO scenario (id, document, version) VALUES (1, ?, 1) ON CONFLICT (id) DO UPDATE "
-                "SET document = excluded.document, version = version + 1 RETURNING version",
+                "SET document = excluded.document, version = scenario.version + 1 RETURNING version",
                 (json.dumps(document, ensure_ascii=False) if document else None,)).fetchone()
             self._db.execute("DELETE FROM rule_hits")
             return row[0]
@@ -461,7 +461,8 @@ class Storage:
         """Count one application of `rule`, unless it has had `limit` already."""
         with self.atomic():
             self._db.execute("INSERT INTO rule_hits (rule, hits) VALUES (?, 0) ON CONFLICT (rule) DO NOTHING", (rule,))
-            cur = self._db.execute("UPDATE rule_hits SET hits = hits + 1 WHERE rule = ? AND (? IS NULL OR hits < ?)",
+            cur = self._db.execute("UPDATE rule_hits SET hits = hits + 1 WHERE rule = ? "
+                                   "AND (CAST(? AS INTEGER) IS NULL OR hits < ?)",
                                    (rule, limit, limit))
             return cur.rowcount == 1
 
@@ -469,8 +470,9 @@ class Storage:
         return {r["rule"]: r["hits"] for r in self._all("SELECT rule, hits FROM rule_hits")}
 
     def add_job(self, due_at: int, kind: str, params: dict, origin: str) -> int:
-        return self._run("INSERT INTO jobs (due_at, kind, params, origin) VALUES (?, ?, ?, ?)",
-                         (due_at, kind, json.dumps(params, ensure_ascii=False), origin)).lastrowid
+        with self.atomic():
+            return self._db.execute("INSERT INTO jobs (due_at, kind, params, origin) VALUES (?, ?, ?, ?) RETURNING id",
+                                    (due_at, kind, json.dumps(params, ensure_ascii=False), origin)).fetchone()[0]
 
     def take_due_job(self, now: int) -> dict | None:
         """The earliest job due at `now`, taken by this caller alone."""
@@ -498,19 +500,19 @@ class Storage:
     # --- the request journal ---
     def journal_append(self, entry: dict) -> None:
         with self.atomic():
-            cur = self._db.execute(
+            journal_id = self._db.execute(
                 "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
-                "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"],
                  json.dumps(entry["request"], ensure_ascii=False), entry["status"],
                  json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False),
-                 entry.get("error", ""), entry.get("rule")))
+                 entry.get("error", ""), entry.get("rule"))).fetchone()[0]
             # Bounded, so a long-running shared sandbox does not grow without end.
-            if cur.lastrowid % 100 == 0:
-                self._db.execute("DELETE FROM journal WHERE id <= ?", (cur.lastrowid - self.journal_limit,))
+            if journal_id % 100 == 0:
+                self._db.execute("DELETE FROM journal WHERE id <= ?", (journal_id - self.journal_limit,))
 
     def journal(self, limit: int = 1000) -> list[dict]:
-        rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
+        rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) AS latest ORDER BY id", (limit,))
         return [{**dict(r), **{k: json.loads(r[k]) for k in ("request", "response", "warnings")}} for r in rows]
 
 

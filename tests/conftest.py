@@ -331,3 +331,22 @@ def api(emulator_process, callback_receiver):
 @pytest.fixture
 def strict_api(strict_process, callback_receiver):
     yield from _clean(strict_process, callback_receiver)
+
+
+# --- databases: every test that takes `database` runs on SQLite and on PostgreSQL --------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from .databases import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """A fresh database for one test: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.db")
+    return request.getfixturevalue("postgres_server").new_database()

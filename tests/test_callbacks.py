@@ -16,9 +16,13 @@ T0 = "2026-11-29T10:00:00+09:00"
 TIMEOUT = 1.0  # the emulator's per-attempt timeout in this module
 
 
-@pytest.fixture(scope="module")
-def fast_process(tmp_path_factory):
-    process = EmulatorProcess(tmp_path_factory.mktemp("callbacks"), "--callback-timeout", str(TIMEOUT))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fast_process(request, tmp_path_factory):
+    """The module's tests run against a server on SQLite, then on PostgreSQL."""
+    workdir = tmp_path_factory.mktemp("callbacks")
+    db = str(workdir / "emulator.db") if request.param == "sqlite" else \
+        request.getfixturevalue("postgres_server").new_database()
+    process = EmulatorProcess(workdir, "--callback-timeout", str(TIMEOUT), db=db)
     yield process
     process.stop()
 

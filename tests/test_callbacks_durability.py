@@ -1,5 +1,6 @@
 """Nothing due is lost and nothing acknowledged is sent again: a server killed with SIGKILL
-and started on the same database, and two servers sharing one database."""
+and started on the same database, and two servers sharing one database; on SQLite and on
+PostgreSQL."""
 from __future__ import annotations
 
 import threading
@@ -21,11 +22,11 @@ def receiver(callback_receiver):
 
 
 @contextmanager
-def serving(tmp_path, name: str, receiver):
+def serving(tmp_path, name: str, receiver, database: str):
     """A server on the test's shared database, and a client for it; stopped at the end."""
     workdir = tmp_path / name
     workdir.mkdir()
-    process = EmulatorProcess(workdir, "--callback-timeout", "1", db=str(tmp_path / "shared.db"))
+    process = EmulatorProcess(workdir, "--callback-timeout", "1", db=database)
     try:
         yield process, Api(process.url, receiver.url)
     finally:
@@ -42,8 +43,8 @@ def notification(api: Api, tid: str) -> dict:
     return found
 
 
-def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, receiver):
-    with serving(tmp_path, "first", receiver) as (first, api):
+def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, database, receiver):
+    with serving(tmp_path, "first", receiver, database) as (first, api):
         freeze_at(api, T0)
         acknowledged = api.pay(order_no="acknowledged")["tid"]
         receiver.status = 500
@@ -51,7 +52,7 @@ def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, receiver):
         kill(first)
 
     receiver.status = 200
-    with serving(tmp_path, "second", receiver) as (_, api):
+    with serving(tmp_path, "second", receiver, database) as (_, api):
         assert api.control("/clock", method="GET") == {"now": T0, "frozen": True}
         api.advance(seconds=300)
         api.flush()
@@ -64,8 +65,8 @@ def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, receiver):
         assert sent == {"acknowledged": 1, "retried": 2}
 
 
-def test_an_attempt_cut_by_a_crash_is_made_again_after_the_lease(tmp_path, receiver):
-    with serving(tmp_path, "first", receiver) as (first, api):
+def test_an_attempt_cut_by_a_crash_is_made_again_after_the_lease(tmp_path, database, receiver):
+    with serving(tmp_path, "first", receiver, database) as (first, api):
         freeze_at(api, T0)
         receiver.script.append(Answer(delay=3))  # the server dies while the merchant thinks
         token = api.request_payment()
@@ -73,7 +74,7 @@ def test_an_attempt_cut_by_a_crash_is_made_again_after_the_lease(tmp_path, recei
         assert len(receiver.wait_for(1)) == 1
         kill(first)
 
-    with serving(tmp_path, "second", receiver) as (_, api):
+    with serving(tmp_path, "second", receiver, database) as (_, api):
         api.flush()  # waits for the dead server's claim to lapse, then makes the attempt
         found = notification(api, tid)
         assert found["status"] == "delivered"
@@ -81,8 +82,8 @@ def test_an_attempt_cut_by_a_crash_is_made_again_after_the_lease(tmp_path, recei
         assert len(receiver.received) == 2  # at least once: the cut attempt may have arrived
 
 
-def test_two_servers_on_one_database_never_send_an_attempt_twice(tmp_path, receiver):
-    with serving(tmp_path, "one", receiver) as (_, one), serving(tmp_path, "two", receiver) as (_, two):
+def test_two_servers_on_one_database_never_send_an_attempt_twice(tmp_path, database, receiver):
+    with serving(tmp_path, "one", receiver, database) as (_, one), serving(tmp_path, "two", receiver, database) as (_, two):
         freeze_at(one, T0)
         receiver.status = 500
         tids = [one.pay(order_no=f"order-{i}")["tid"] for i in range(6)]

@@ -1,4 +1,5 @@
-"""The storage module on a real SQLite file: transactions, bounds, and two processes on one file."""
+"""The storage module on a real SQLite file and a real PostgreSQL database: transactions, bounds,
+and two processes on one database."""
 from __future__ import annotations
 
 import threading
@@ -17,8 +18,8 @@ def entry(i: int) -> dict:
             "query": "", "client_id": "pay_test", "request": {"i": i}, "status": 200, "response": {}, "warnings": []}
 
 
-def test_journal_is_bounded(tmp_path):
-    storage = Storage(str(tmp_path / "j.db"), journal_limit=100)
+def test_journal_is_bounded(database):
+    storage = Storage(database, journal_limit=100)
     for i in range(1, 451):
         storage.journal_append(entry(i))
     kept = storage.journal(limit=10_000)
@@ -26,8 +27,8 @@ def test_journal_is_bounded(tmp_path):
     assert kept[-1]["request"] == {"i": 450}
 
 
-def test_a_refused_change_leaves_nothing_behind(tmp_path):
-    storage = Storage(str(tmp_path / "t.db"))
+def test_a_refused_change_leaves_nothing_behind(database):
+    storage = Storage(database)
     with pytest.raises(GatewayError):
         with storage.atomic():
             storage.next_value("token")
@@ -35,17 +36,17 @@ def test_a_refused_change_leaves_nothing_behind(tmp_path):
     assert storage.next_value("token") == 1
 
 
-def test_counters_are_shared_by_connections_to_one_file(tmp_path):
-    first, second = Storage(str(tmp_path / "c.db")), Storage(str(tmp_path / "c.db"))
+def test_counters_are_shared_by_connections_to_one_database(database):
+    first, second = Storage(database), Storage(database)
     values = [first.next_value("tid"), second.next_value("tid"), first.next_value("tid")]
     assert values == [1, 2, 3]
 
 
-def test_two_processes_on_one_database_never_cancel_past_the_amount(tmp_path, callback_receiver):
-    a = EmulatorProcess(tmp_path, db=str(tmp_path / "shared.db"))
+def test_two_processes_on_one_database_never_cancel_past_the_amount(tmp_path, database, callback_receiver):
+    a = EmulatorProcess(tmp_path, db=database)
     b_dir = tmp_path / "b"
     b_dir.mkdir()
-    b = EmulatorProcess(b_dir, db=str(tmp_path / "shared.db"))
+    b = EmulatorProcess(b_dir, db=database)
     try:
         headers = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
         token = requests.post(a.url + "/v1.0/payments/request", headers=headers, json={
@@ -76,3 +77,26 @@ def test_two_processes_on_one_database_never_cancel_past_the_amount(tmp_path, ca
     finally:
         a.stop()
         b.stop()
+
+
+def test_claims_split_due_callbacks_between_connections(database):
+    """Two connections claiming at once never take the same callback (SKIP LOCKED on PostgreSQL,
+    one writer at a time on SQLite)."""
+    first, second = Storage(database), Storage(database)
+    ids = [first.enqueue_callback(f"t{i}", "http://127.0.0.1:9/cb", {"i": i}, "2026-11-29T10:00:00+09:00",
+                                  1_000, []) for i in range(40)]
+    taken: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def claim(storage, into):
+        start.wait()
+        while batch := storage.claim_due_callbacks(2_000, 0.0, 60.0, limit=3):
+            into.extend(c["id"] for c in batch)
+
+    threads = [threading.Thread(target=claim, args=(s, t)) for s, t in zip((first, second), taken)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken[0] + taken[1]) == ids
+    assert set(taken[0]).isdisjoint(taken[1])
