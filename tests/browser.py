@@ -82,7 +82,7 @@ def merchant():
             with site.changed:
                 site.arrivals.append(arrival)
                 site.changed.notify_all()
-            page = (f"<!doctype html><meta charset=utf-8><title>Merchant</title>"
+            page = (f"<!doctype html><meta charset=utf-8><link rel=icon href='data:,'><title>Merchant</title>"
                     f"<h1 data-testid=merchant-landed>{self.command} {split.path}</h1>").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -145,6 +145,8 @@ def test_the_payer_cancels_and_lands_on_cancel_url(api, phone, shop, callback_re
     arrival = landed(phone, shop, "/cancel")
     assert arrival.method == "GET" and arrival.query == {"order": "ORD-2026-0001"}
     assert stored(api, payment["token"])["status"] == "abandoned"
+    assert [a for a in shop.arrivals if a.path == "/result"] == []  # nothing went to return_url
+    assert api.control("/callbacks", method="GET")["callbacks"] == []  # and no callback
     # The page was used: going back to it shows why it cannot be paid any more.
     phone.goto(payment["mobile_url"])
     assert phone.get_by_test_id("page-error").get_attribute("data-error") == "payment_not_pending"

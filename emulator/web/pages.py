@@ -84,6 +84,12 @@ class Where:
         return cls(lang if lang in LANGUAGES else "ko", location if location in checkout.LOCATIONS else "online",
                    args)
 
+    def check_location(self) -> None:
+        """The payment page's `location` must be the gateway's; other pages lay out as online."""
+        given = self.args.get("location", "online").lower()
+        if given not in checkout.LOCATIONS:
+            raise GatewayError("page_request_invalid", detail=f"location {given!r} is not online or mobile")
+
     def token(self, name: str = "token") -> int:
         text = self.args.get(name, "")
         if not _TOKEN.fullmatch(text):
@@ -94,7 +100,8 @@ class Where:
 def render(template: str, where: Where, http_status: int = 200, **context):
     t = texts()[where.lang]
     other = LANGUAGES[1 - LANGUAGES.index(where.lang)]
-    switch = request.path + "?" + urlencode({**request.args.to_dict(), "lang": other})
+    query = {name: value for name, value in request.args.items() if name.lower() != "lang"}
+    switch = request.path + "?" + urlencode({**query, "lang": other})
     return render_template(template, t=t, lang=where.lang, location=where.location, switch_url=switch,
                            won=lambda amount: t["won"].format(amount=f"{amount:,}"), **context), http_status
 
@@ -152,9 +159,7 @@ def _error_page(kind: str, status: int, detail: str):
 @page(PAYMENT_PAGE, ["GET", "POST"])
 def payment_page():
     where = Where.read()
-    location = where.args.get("location", "online").lower()
-    if location not in checkout.LOCATIONS:
-        raise GatewayError("page_request_invalid", detail=f"location {location!r} is not online or mobile")
+    where.check_location()
     token = where.token()
     if request.method == "GET":
         return _payment_form(where, gateway().open_page(token))
