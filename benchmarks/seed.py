@@ -1,0 +1,95 @@
+"""Fills an emulator's SQLite file before its server starts, through the emulator's own
+service (the Gateway, as the API calls it, without HTTP), many payments per transaction."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+
+from faker import Faker
+
+from emulator.clock import KST, Clock, ClockState
+from emulator.config import Settings
+from emulator.service import Gateway
+from emulator.storage import Storage
+
+BATCH = 2000  # payments per write transaction
+BASE_URL = "http://127.0.0.1"
+
+
+def request_body(callback_url: str, **overrides) -> dict:
+    """A payments/request body as a merchant sends it (the tests' usual one)."""
+    return {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_user_id",
+            "user_name": "tester", "service_name": "payletter", "order_no": "1234567890",
+            "amount": 1000, "product_name": "test product", "custom_parameter": "this is custom parameter",
+            "return_url": "https://merchant.example/result", "callback_url": callback_url,
+            "cancel_url": "https://merchant.example/cancel", **overrides}
+
+
+class Seeder:
+    """`with Seeder(path) as seed: seed.approved(10_000, url)`; the clock is left at real time
+    unless `hold_clock` says otherwise."""
+
+    def __init__(self, path: str):
+        self.path = path
+        settings = Settings(db=path, faker_seed=7)
+        faker = Faker("ko_KR")
+        faker.seed_instance(settings.faker_seed)
+        self.storage = Storage(path)
+        self.gateway = Gateway(self.storage, Clock(), settings, faker)  # no dispatcher: nothing is sent
+        self.client = self.gateway.clients["pay_test"]
+
+    def __enter__(self) -> "Seeder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.storage.close()
+
+    def _freeze_at(self, moment: datetime) -> None:
+        self.gateway.set_clock({"freeze": True})
+        self.gateway.set_clock({"set": moment.isoformat()})
+
+    def pending(self, count: int, callback_url: str) -> list[int]:
+        """Payments requested and not yet paid: their tokens."""
+        self.gateway.set_clock({"freeze": False})
+        tokens = []
+        for start in range(0, count, BATCH):
+            with self.storage.atomic():
+                for _ in range(start, min(count, start + BATCH)):
+                    answer = self.gateway.request_payment(self.client, request_body(callback_url), BASE_URL)
+                    tokens.append(answer["token"])
+        return tokens
+
+    def approved(self, count: int, callback_url: str, *, first: datetime | None = None,
+                 step_seconds: float = 1.0) -> list[str]:
+        """Paid card payments, one every `step_seconds` of emulator time from `first` (default:
+        `count` steps before now), each with its callback in the outbox: their tids."""
+        step = timedelta(seconds=step_seconds)
+        moment = first or datetime.now(KST) - step * count
+        tids = []
+        for start in range(0, count, BATCH):
+            with self.storage.atomic():
+                for _ in range(start, min(count, start + BATCH)):
+                    self._freeze_at(moment)
+                    token = self.gateway.request_payment(self.client, request_body(callback_url), BASE_URL)["token"]
+                    tids.append(self.gateway.approve(token, {})["fields"]["tid"])
+                    moment += step
+        self.real_time()
+        return tids
+
+    def real_time(self) -> None:
+        self.storage.save_clock_state(ClockState())
+
+    def hold_clock_before_due(self, seconds: float) -> str:
+        """Freeze the clock `seconds` before the earliest pending callback is due, so that
+        nothing is sent until a test moves the clock; the frozen moment (ISO 8601)."""
+        first_due = self.storage.callback_backlog(0, 0)["next_due"]
+        moment = datetime.fromtimestamp(first_due / 1000 - seconds, KST)
+        self._freeze_at(moment)
+        return moment.isoformat()
+
+
+def empty_outbox(path: str) -> None:
+    """Mark every queued callback delivered (seeded history, not work for the server to do).
+    A benchmark fixture: the emulator itself never does this."""
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL")

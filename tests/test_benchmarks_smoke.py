@@ -1,0 +1,50 @@
+"""The benchmark suite runs end to end (`benchmarks/run.py --quick`) and produces every figure.
+Nothing here is timed: the figures are checked for presence, not for speed."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASE_FIGURES = ("req_s", "p50_ms", "p99_ms", "cpu_us_per_request")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (Debian: apt-get install wrk)")
+def test_quick_benchmark_produces_every_figure(tmp_path):
+    out = tmp_path / "figures.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+
+    cases = results["cases"]
+    assert set(cases) == {"baseline: payments/request", "payments/request", "payments/request, 2,000 stored",
+                          "approve + callback", "cancel", "transaction/list, 300 on the day"}
+    for name, case in cases.items():
+        assert all(case[figure] > 0 for figure in CASE_FIGURES), (name, case)
+        assert case["errors"] == 0 and not case["ran_out"], (name, case)
+        if name != "baseline: payments/request":
+            assert set(results["ratios"][name]) == {"req_s", "p50", "p99", "cpu_per_request"}
+    approve = cases["approve + callback"]
+    assert approve["flush_idle"] and approve["callbacks_delivered"] >= approve["approvals"]
+
+    for name in ("baseline", "emulator", "baseline (fresh starts)", "emulator (fresh starts)"):
+        server = results["servers"][name]
+        assert server["startup_s"] > 0 and server["idle_rss"]["sum_mb"] > server["idle_rss"]["largest_mb"] > 0
+    assert results["servers"]["emulator"]["peak_rss"]["sum_mb"] > 0
+
+    deliveries = results["callbacks"]["deliveries"]
+    assert deliveries["delivered"] == deliveries["callbacks"] and deliveries["deliveries_s"] > 0
+    policy = results["callbacks"]["retry policy"]
+    assert policy["attempts"] == policy["attempts_expected"] == policy["received"] and policy["all_failed"]
+
+    assert len(results["targets"]) == 6
+    assert all(isinstance(target["met"], bool) for target in results["targets"].values())
+    for line in ("targets:", "callback deliveries:", "retry policy", "startup s"):
+        assert line in run.stdout
