@@ -22,4 +22,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/_emulator/health', timeout=2)"]
 # gunicorn binds 0.0.0.0:$PORT when no --bind is given; one worker with threads keeps one
 # SQLite connection per process.
-CMD ["gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "8", "--access-logfile", "-", "emulator.wsgi:app"]
+CMD ["gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "8", "--no-control-socket", "--keep-alive", "75", "--access-logfile", "-", "emulator.wsgi:app"]

@@ -34,15 +34,17 @@ def main():
 @click.option("--control/--no-control", default=None,
               help="Serve the control API /_emulator/... (health always answers) [default: on].")
 @click.option("--control-token", help="Require `X-Emulator-Token: <token>` on the control API.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Serve with gunicorn and this many worker processes sharing the database "
+                   "[default: the built-in server, one process].")
 def serve(**options):
     """Serve the gateway's API and the control API.
 
     Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
     _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
     _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _SCENARIO (comma separated),
-    _FAKER_SEED, _CONTROL,
-    _CONTROL_TOKEN, and _CLIENTS (id:payment_key:search_key, comma separated) for clients
-    besides pay_test.
+    _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, and _CLIENTS (id:payment_key:search_key,
+    comma separated) for clients besides pay_test.
     """
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
     options["scenario"] = tuple(options["scenario"]) or None
@@ -55,20 +57,46 @@ def serve(**options):
         settings = Settings.from_env(**options)
     except ValueError as exc:
         raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
+    if settings.workers:
+        _serve_with_workers(settings)
+        return
     try:
         app = create_app(settings)
     except ScenarioError as exc:
         raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
     server = make_server(settings.host, settings.port, app, threaded=True)
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    click.echo(f"payletter-emulator listening on http://{host}:{server.server_port} (db: {settings.db})")
-    sys.stdout.flush()
+    _announce(settings, server.server_port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def _announce(settings: Settings, port: int) -> None:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    workers = f", {settings.workers} workers" if settings.workers else ""
+    click.echo(f"payletter-emulator listening on http://{host}:{port} (db: {settings.db}{workers})")
+    sys.stdout.flush()
+
+
+def _serve_with_workers(settings: Settings) -> None:
+    """gunicorn on a socket bound here, so that `--port 0` can say which port it got."""
+    import socket
+
+    from .scenario import ScenarioError, load
+    from .serving import serve
+
+    if settings.db == ":memory:":
+        raise click.UsageError("--workers needs a database the workers can share: a file or postgresql://...")
+    try:
+        load(settings.scenario)  # a broken scenario stops here, not in every worker
+    except ScenarioError as exc:
+        raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
+    listener = socket.create_server((settings.host, settings.port), reuse_port=False, backlog=2048)
+    _announce(settings, listener.getsockname()[1])
+    serve(settings, listener)
 
 
 @main.group()

@@ -34,6 +34,7 @@ class Settings:
     callback_concurrency: int = 8  # attempts in flight at once, per process
     callback_hosts: tuple[str, ...] = ()  # allow-list of callback hosts (`*.example`); empty: any
     scenario: tuple[str, ...] = ()  # scenario files (or names of shipped ones), merged in order
+    workers: int | None = None  # serve with gunicorn and this many processes; None: the built-in server
     journal_limit: int = 10_000
     faker_seed: int | None = None
     control: bool = True  # False: only /_emulator/health answers, for shared deployments
@@ -73,7 +74,7 @@ def parse_clients(text: str) -> tuple[Client, ...]:
 
 
 def _parse(name: str, raw: str):
-    if name in ("port", "journal_limit", "faker_seed", "callback_retries", "callback_concurrency"):
+    if name in ("port", "journal_limit", "faker_seed", "callback_retries", "callback_concurrency", "workers"):
         return int(raw)
     if name in ("callback_timeout", "callback_interval"):
         return float(raw)

@@ -58,6 +58,14 @@ def read(reference: str) -> dict:
     return document
 
 
+def load(references) -> dict | None:
+    """The scenario of several files (or names), merged in order; None for no file."""
+    documents = [read(reference) for reference in references]
+    if not documents:
+        return None
+    return documents[0] if len(documents) == 1 else merge(documents)
+
+
 def check(document, source: str) -> None:
     """Raise ScenarioError unless `document` is a valid scenario."""
     # best_match descends into oneOf alternatives to the error that says most.

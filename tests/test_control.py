@@ -124,3 +124,11 @@ def test_an_internal_fault_is_999_without_a_traceback_and_journaled():
     assert response.get_json() == {"code": 999, "message": "Internal server error"}
     entry = client.get("/_emulator/requests").get_json()["requests"][-1]
     assert entry["status"] == 500 and entry["error"] == "RuntimeError: disk on fire"
+
+
+def test_a_token_longer_than_any_token_is_unknown_not_a_crash(api):
+    for path in ("/_emulator/payments/12345678901234567890123/approve",):
+        response = api.http.post(api.url + path, json={})
+        assert response.status_code == 404 and response.json()["code"] == 4301
+    response = api.http.get(api.url + "/_emulator/payments/12345678901234567890123")
+    assert response.status_code == 404 and response.json()["code"] == 4309

@@ -61,8 +61,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     gateway.on_scenario = lambda scenario: _apply(emulator, settings, scenario, faker)
     gateway.sync_clock()  # the clock and the scenario a previous run left in the database
     if settings.scenario:
-        documents = [scenario_files.read(reference) for reference in settings.scenario]
-        document = documents[0] if len(documents) == 1 else scenario_files.merge(documents)
+        document = scenario_files.load(settings.scenario)
         if storage.scenario_document() != document:
             gateway.install_scenario(document)
     dispatcher.start()  # what a previous run left due goes out now, before any request

@@ -61,8 +61,11 @@ def dispatcher():
     return emulator().dispatcher
 
 
+TOKEN_DIGITS = 18  # 13-digit epoch milliseconds and a 5-digit serial
+
+
 def _token(text: str) -> int:
-    if not text.isdigit():
+    if not text.isdigit() or len(text) > TOKEN_DIGITS:
         raise GatewayError("token_unknown", token=text)
     return int(text)
 
@@ -118,7 +121,8 @@ def payments():
 @control("/payments/{ref}", "GET", "One payment, by tid or token")
 def payment(ref):
     storage = gateway().storage
-    found = storage.payment_by_token(int(ref)) if ref.isdigit() else storage.payment_by_tid(ref)
+    is_token = ref.isdigit() and len(ref) <= TOKEN_DIGITS
+    found = storage.payment_by_token(int(ref)) if is_token else storage.payment_by_tid(ref)
     if found is None:
         raise GatewayError("payment_unknown", tid=ref)
     return jsonify(gateway().payment_view(found))

@@ -1,0 +1,103 @@
+"""`payletter-emulator serve --workers N`: gunicorn worker processes sharing one database, with
+the same guarantees as one process (no over-cancel, every callback attempt made once)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .conftest import Api, EmulatorProcess, freeze_at
+
+T0 = "2026-11-29T10:00:00+09:00"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def workers(tmp_path, database, callback_receiver):
+    process = EmulatorProcess(tmp_path, "--workers", "3", "--callback-timeout", "1", db=database)
+    callback_receiver.clear()
+    yield process, Api(process.url, callback_receiver.url)
+    process.stop()
+    callback_receiver.clear()
+
+
+def test_three_workers_serve_one_database(workers):
+    process, api = workers
+    deadline = time.monotonic() + 30  # gunicorn boots its workers one after another
+    while len(children(process.process.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(children(process.process.pid)) == 3
+    tokens = {api.request_payment(order_no=f"w-{i}") for i in range(30)}
+    assert len(tokens) == 30
+    listed = api.control("/payments", method="GET")["payments"]
+    assert {p["token"] for p in listed} == tokens
+
+
+def test_workers_never_cancel_past_the_amount(workers):
+    _, api = workers
+    fields = api.pay(amount=1000)
+    start = threading.Barrier(16)
+    answers = []
+
+    def cancel():
+        start.wait()
+        answers.append(api.cancel(fields, amount=100, partial=True).status_code)
+
+    threads = [threading.Thread(target=cancel) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Counter(answers) == {200: 9, 406: 7}
+    payment = api.control(f"/payments/{fields['tid']}", method="GET")
+    assert payment["cancelled_amount"] == 900
+
+
+def test_workers_make_every_callback_attempt_once(workers, callback_receiver):
+    _, api = workers
+    freeze_at(api, T0)
+    callback_receiver.status = 500
+    orders = [api.pay(order_no=f"cb-{i}")["order_no"] for i in range(8)]
+    api.advance(seconds=6000)
+    flushes = [threading.Thread(target=api.flush) for _ in range(4)]
+    for thread in flushes:
+        thread.start()
+    for thread in flushes:
+        thread.join()
+    api.flush()
+    assert Counter(r.json()["order_no"] for r in callback_receiver.received) == {o: 21 for o in orders}
+    for found in api.control("/callbacks", method="GET")["callbacks"]:
+        assert [a["number"] for a in found["attempts"]] == list(range(1, 22))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emulator", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_workers_need_a_database_they_can_share():
+    result = run_cli("--workers", "2", "--db", ":memory:")
+    assert result.returncode == 2 and "--workers needs a database the workers can share" in result.stderr
+
+
+def test_a_broken_scenario_stops_before_the_workers_start(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nrules: [{name: a, then: {}}]\n")
+    result = run_cli("--workers", "2", "--db", str(tmp_path / "w.db"), "--scenario", str(broken))
+    assert result.returncode == 1 and f"{broken}: rules[0].then" in result.stderr
