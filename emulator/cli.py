@@ -34,6 +34,9 @@ def main():
 @click.option("--control/--no-control", default=None,
               help="Serve the control API /_emulator/... (health always answers) [default: on].")
 @click.option("--control-token", help="Require `X-Emulator-Token: <token>` on the control API.")
+@click.option("--journal-limit", type=click.IntRange(min=100), help="API requests kept in the journal [default: 10000].")
+@click.option("--callback-limit", type=click.IntRange(min=100),
+              help="Finished notifications kept with their attempts; pending ones always stay [default: 10000].")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Serve with gunicorn and this many worker processes sharing the database "
                    "[default: the built-in server, one process].")
@@ -43,7 +46,7 @@ def serve(**options):
     Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
     _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
     _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _SCENARIO (comma separated),
-    _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, and _CLIENTS (id:payment_key:search_key,
+    _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, _JOURNAL_LIMIT, _CALLBACK_LIMIT, and _CLIENTS (id:payment_key:search_key,
     comma separated) for clients besides pay_test.
     """
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
@@ -79,6 +82,20 @@ def _announce(settings: Settings, port: int) -> None:
     workers = f", {settings.workers} workers" if settings.workers else ""
     click.echo(f"payletter-emulator listening on http://{host}:{port} (db: {settings.db}{workers})")
     sys.stdout.flush()
+    if settings.control and settings.control_token is None and not _loopback(settings.host):
+        click.echo(f"warning: the control API (/_emulator/...) is open to anyone who reaches {settings.host}; "
+                   f"use --control-token or --no-control on a shared network", err=True)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _serve_with_workers(settings: Settings) -> None:

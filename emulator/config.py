@@ -35,7 +35,8 @@ class Settings:
     callback_hosts: tuple[str, ...] = ()  # allow-list of callback hosts (`*.example`); empty: any
     scenario: tuple[str, ...] = ()  # scenario files (or names of shipped ones), merged in order
     workers: int | None = None  # serve with gunicorn and this many processes; None: the built-in server
-    journal_limit: int = 10_000
+    journal_limit: int = 10_000  # API requests kept in the journal
+    callback_limit: int = 10_000  # finished notifications kept, with their attempts; pending ones always stay
     faker_seed: int | None = None
     control: bool = True  # False: only /_emulator/health answers, for shared deployments
     control_token: str | None = None  # when set, the control API needs `X-Emulator-Token: <token>`
@@ -43,7 +44,7 @@ class Settings:
 
     def __post_init__(self):
         for name, low in (("callback_timeout", 0.1), ("callback_interval", 0), ("callback_retries", 0),
-                          ("callback_concurrency", 1)):
+                          ("callback_concurrency", 1), ("journal_limit", 100), ("callback_limit", 100)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be at least {low}, not {getattr(self, name)}")
 
@@ -74,7 +75,8 @@ def parse_clients(text: str) -> tuple[Client, ...]:
 
 
 def _parse(name: str, raw: str):
-    if name in ("port", "journal_limit", "faker_seed", "callback_retries", "callback_concurrency", "workers"):
+    if name in ("port", "journal_limit", "callback_limit", "faker_seed", "callback_retries", "callback_concurrency",
+                "workers"):
         return int(raw)
     if name in ("callback_timeout", "callback_interval"):
         return float(raw)

@@ -155,9 +155,10 @@ class Storage:
     across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
     check-then-write below holds whatever the number of servers on one database."""
 
-    def __init__(self, path: str = ":memory:", journal_limit: int = 10_000):
+    def __init__(self, path: str = ":memory:", journal_limit: int = 10_000, callback_limit: int = 10_000):
         self.path = path
         self.journal_limit = journal_limit
+        self.callback_limit = callback_limit
         self._lock = threading.RLock()
         self._depth = 0
         self._db = connect(path)
@@ -345,11 +346,21 @@ class Storage:
                          warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
         """`due` None holds the callback until `release_held`."""
         with self.atomic():
-            return self._db.execute(
+            callback_id = self._db.execute(
                 "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
                 "warnings, fault) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
                 (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
                  json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False))).fetchone()[0]
+            if callback_id % 100 == 0:
+                self._prune_callbacks(callback_id - self.callback_limit)
+            return callback_id
+
+    def _prune_callbacks(self, up_to_id: int) -> None:
+        """Bounded like the journal: finished notifications older than the last `callback_limit`
+        go, with their attempts; pending ones stay, however old."""
+        self._db.execute("DELETE FROM callback_attempts WHERE callback_id IN "
+                         "(SELECT id FROM callbacks WHERE id <= ? AND status <> 'pending')", (up_to_id,))
+        self._db.execute("DELETE FROM callbacks WHERE id <= ? AND status <> 'pending'", (up_to_id,))
 
     def release_held(self, before_id: int, due: int) -> None:
         """Held callbacks queued before `before_id` fall due: they arrive after it."""

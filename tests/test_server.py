@@ -89,3 +89,15 @@ def test_control_api_switched_off(tmp_path):
         assert off.status_code == 404 and off.json()["code"] == 994
     finally:
         process.stop()
+
+
+def test_an_open_control_api_beyond_loopback_is_warned_about(tmp_path):
+    exposed = EmulatorProcess(tmp_path, "--host", "0.0.0.0", db=":memory:")
+    exposed.stop()
+    log = (tmp_path / "emulator.log").read_text()
+    assert "warning: the control API (/_emulator/...) is open to anyone who reaches 0.0.0.0" in log
+    (tmp_path / "token").mkdir()
+    guarded = EmulatorProcess(tmp_path / "token", "--host", "0.0.0.0", "--control-token", "s3cret", db=":memory:")
+    guarded.stop()
+    local = (tmp_path / "token" / "emulator.log").read_text()
+    assert "listening on" not in local and "warning" not in local

@@ -100,3 +100,19 @@ def test_claims_split_due_callbacks_between_connections(database):
         thread.join()
     assert sorted(taken[0] + taken[1]) == ids
     assert set(taken[0]).isdisjoint(taken[1])
+
+
+def test_finished_notifications_are_bounded_but_pending_ones_stay(database):
+    storage = Storage(database, callback_limit=100)
+    pending = storage.enqueue_callback("t-pending", "http://127.0.0.1:9/cb", {}, "2026-11-29T10:00:00+09:00", 1, [])
+    for i in range(450):
+        callback_id = storage.enqueue_callback(f"t{i}", "http://127.0.0.1:9/cb", {}, "2026-11-29T10:00:00+09:00",
+                                               1, [], status="delivered")
+        storage.record_extra_attempt(callback_id, {"number": 1, "kind": "first", "scheduled_at": None, "at": "a",
+                                                   "wall_time": "w", "http_status": 200, "response_body": "",
+                                                   "error": "", "latency_ms": 1.0})
+    kept = storage.callbacks()
+    assert 100 <= len(kept) < 200
+    assert kept[0]["id"] == pending and kept[-1]["tid"] == "t449"
+    stored_attempts = storage._one("SELECT count(*) FROM callback_attempts")[0]
+    assert stored_attempts == len(kept) - 1  # the pruned notifications took their attempts with them

@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     faker = Faker("ko_KR")
     if settings.faker_seed is not None:
         faker.seed_instance(settings.faker_seed)
-    storage = Storage(settings.db, journal_limit=settings.journal_limit)
+    storage = Storage(settings.db, journal_limit=settings.journal_limit, callback_limit=settings.callback_limit)
     gateway = Gateway(storage, Clock(), settings, faker)
     dispatcher = Dispatcher(storage, gateway.milliseconds, _delivery(settings), jobs=gateway.run_jobs)
     gateway.on_callback_queued = dispatcher.wake
