@@ -1,0 +1,309 @@
+"""The pytest plugin (entry point `pytest11`): the emulator as fixtures, a clean sandbox per test,
+the gateway's view of a failing test in its report, and what the run exercised at the end.
+
+Fixtures: `payletter_server` (session: an emulator process on a free port, or the one at
+`--payletter-url`), `payletter` (an EmulatorClient with a clean state for each test) and
+`payletter_app` (the same client on an in-process app, no server). Options: `--payletter-url`,
+`--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
+`--payletter-token`, `--payletter-no-coverage`. Marker: `@pytest.mark.payletter_scenario(name, ...)`.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .client import EmulatorClient, EmulatorError
+
+READY_TIMEOUT = 30.0  # seconds for a spawned emulator to answer /_emulator/health
+SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
+BODY_CHARS = 240  # characters of a body shown per journal line or attempt
+COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
+ISOLATIONS = ("sandbox", "reset")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("payletter", "Payletter emulator (payletter-emulator)")
+    group.addoption("--payletter-url", metavar="URL", default=None,
+                    help="Use the emulator already running at URL (e.g. in Docker) instead of starting one.")
+    group.addoption("--payletter-scenario", metavar="NAME", action="append", default=[],
+                    help="Scenario in force for every test: a shipped name or a file; repeatable, merged in order.")
+    group.addoption("--payletter-isolation", choices=ISOLATIONS, default="sandbox",
+                    help="How each test gets a clean emulator: a fresh sandbox (default; safe in parallel), "
+                         "or a reset of the whole emulator (one test at a time).")
+    group.addoption("--payletter-token", metavar="TOKEN", default=None,
+                    help="The control token of an emulator started with --control-token.")
+    group.addoption("--payletter-no-coverage", action="store_true", default=False,
+                    help="Do not print the emulator's coverage summary at the end of the run.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "payletter_scenario(*names): the scenario (shipped names, files or dicts) in force for this "
+                   "test's `payletter` or `payletter_app`, instead of --payletter-scenario")
+    config.stash[COVERAGE_KEY] = {}
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+@dataclass
+class PayletterServer:
+    """One emulator for the session: `url`, a root `client`, and how tests are isolated on it."""
+
+    url: str
+    client: EmulatorClient
+    isolation: str
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def client_for(self, scenarios: list[Any]) -> EmulatorClient:
+        """A client with a clean state: a new sandbox, or (isolation `reset`, or an emulator
+        without sandboxes) the root, reset, with `scenarios` in force."""
+        if self.isolation == "sandbox":
+            try:
+                return self.client.new_sandbox(scenarios or None)
+            except EmulatorError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                self.isolation = "reset"  # an emulator without sandboxes: one test at a time
+        self.client.reset()
+        # Always: a test may have put its own scenario in force, and a reset keeps it.
+        self.client.use_scenario(*scenarios) if scenarios else self.client.clear_scenario()
+        return self.client
+
+    def release(self, client: EmulatorClient) -> None:
+        if client.sandbox:
+            try:
+                client.delete_sandbox(client.sandbox)
+            except EmulatorError as exc:
+                if exc.status != 404:  # already gone (idle) is fine
+                    raise
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_emulator(workdir: Path, *args: str, token: str | None = None) -> tuple[subprocess.Popen, str, Path]:
+    """`python -m emulator serve --port 0` in `workdir`: the process, its URL (from the
+    "listening on" line) and its log, once /_emulator/health answers."""
+    log_path = workdir / "emulator.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0",
+                                    "--db", str(workdir / "emulator.db"), *args],
+                                   stdout=subprocess.PIPE, stderr=log, cwd=workdir)
+    line = process.stdout.readline().decode("utf-8", "replace")
+    process.stdout.close()  # nothing else is printed there; the log has stderr
+    if "listening on " not in line:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the emulator did not start: {line.strip()!r}\n{log_path.read_text('utf-8', 'replace')}")
+    url = line.split("listening on ")[1].split()[0]
+    wait_ready(EmulatorClient(url, control_token=token), process)
+    return process, url, log_path
+
+
+def wait_ready(client: EmulatorClient, process: subprocess.Popen | None = None) -> None:
+    """Until /_emulator/health answers (the one poll the plugin makes)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            client.health()
+            return
+        except (EmulatorError, OSError) as exc:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the emulator exited with {process.returncode}") from exc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator at {client.base_url} never became healthy: {exc}") from exc
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The emulator of this session: started on a free port (stopped at the end), or the one
+    at `--payletter-url`."""
+    config = request.config
+    scenarios = list(config.getoption("payletter_scenario"))
+    token = config.getoption("payletter_token")
+    url = config.getoption("payletter_url")
+    if url:
+        client = EmulatorClient(url, control_token=token)
+        wait_ready(client)
+        server = PayletterServer(url.rstrip("/"), client, config.getoption("payletter_isolation"))
+    else:
+        flags = [arg for name in scenarios for arg in ("--scenario", name)]
+        if token:
+            flags += ["--control-token", token]
+        process, url, log_path = start_emulator(tmp_path_factory.mktemp("payletter"), *flags, token=token)
+        server = PayletterServer(url, EmulatorClient(url, control_token=token), config.getoption("payletter_isolation"),
+                                 process, log_path)
+    try:
+        yield server
+    finally:
+        try:
+            if not config.getoption("payletter_no_coverage"):
+                _keep_coverage(config, server)
+        finally:
+            server.stop()
+
+
+def _scenarios(request: pytest.FixtureRequest) -> list[Any]:
+    marker = request.node.get_closest_marker("payletter_scenario")
+    if marker is not None:
+        return list(marker.args)
+    return list(request.config.getoption("payletter_scenario"))
+
+
+@pytest.fixture
+def payletter(payletter_server: PayletterServer, request: pytest.FixtureRequest):
+    """An EmulatorClient for this test alone: by default a fresh sandbox (its own keys,
+    payments, clock, scenario, callbacks and journal), deleted afterwards. Give merchant code
+    `payletter.url`, `.client_id`, `.payment_key` and `.search_key`."""
+    scenarios = _scenarios(request)
+    client = payletter_server.client_for(scenarios)
+    yield client
+    payletter_server.release(client)
+
+
+@pytest.fixture
+def payletter_app(request: pytest.FixtureRequest):
+    """An EmulatorClient on an in-process app (`emulator.create_app(db=":memory:")`) through
+    Flask's test client: no server, no port. Call the gateway with `payletter_app.gateway.post(...)`;
+    the app is `payletter_app.app`."""
+    from . import create_app
+
+    app = create_app(db=":memory:")
+    client = EmulatorClient.for_app(app)
+    scenarios = _scenarios(request)
+    if scenarios:
+        client.use_scenario(*scenarios)
+    yield client
+    app.extensions["payletter"].dispatcher.stop()
+
+
+# --- a failing test's report --------------------------------------------------------------------
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for name in ("payletter", "payletter_app"):
+            client = getattr(item, "funcargs", {}).get(name)
+            if isinstance(client, EmulatorClient):
+                for title, text in describe(client):
+                    report.sections.append((f"{title} ({name})", text))
+    return report
+
+
+def describe(client: EmulatorClient) -> list[tuple[str, str]]:
+    """The journal and the callback ledger of `client`, a line or a few each, for a report."""
+    try:
+        clock = client.clock.state()
+        journal = client.requests()
+        callbacks = client.callbacks.list()
+    except Exception as exc:  # the report must still be written when the emulator is gone
+        return [("payletter", f"could not read the emulator at {client.url}: {exc}")]
+    head = f"{client.url}, clock {clock['now']}{' (frozen)' if clock['frozen'] else ''}"
+    lines = [head, *(_journal_line(entry) for entry in journal[-SHOWN_REQUESTS:])]
+    if len(journal) > SHOWN_REQUESTS:
+        lines.insert(1, f"... {len(journal) - SHOWN_REQUESTS} earlier requests")
+    if not journal:
+        lines.append("(no gateway API request)")
+    ledger = [line for callback in callbacks for line in _callback_lines(callback)] or ["(no callback)"]
+    return [("payletter journal", "\n".join(lines)), ("payletter callbacks", "\n".join(ledger))]
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= BODY_CHARS else text[:BODY_CHARS] + "..."
+
+
+def _time(moment: str | None) -> str:
+    return (moment or "")[11:19]
+
+
+def _journal_line(entry: dict) -> str:
+    query = f"?{entry['query']}" if entry.get("query") else ""
+    line = f"{_time(entry['at'])} {entry['method']} {entry['path']}{query} -> {entry['status']}"
+    if entry.get("request") is not None:
+        line += f"\n    sent     {_short(entry['request'])}"
+    if entry.get("response") is not None:
+        line += f"\n    answered {_short(entry['response'])}"
+    notes = ([f"rule: {entry['rule']}"] if entry.get("rule") else []) + \
+            [f"warning: {w}" for w in entry.get("warnings") or []] + \
+            ([f"error: {entry['error']}"] if entry.get("error") else [])
+    return line + "".join(f"\n    {note}" for note in notes)
+
+
+def _callback_lines(callback: dict) -> list[str]:
+    nxt = f", next attempt {callback['next_attempt_at']}" if callback.get("next_attempt_at") else ""
+    lines = [f"#{callback['id']} {callback['tid']} -> {callback['url']}: {callback['status']}, "
+             f"{callback['attempts_made']} attempt(s){nxt}",
+             f"    body {_short(callback['body'])}"]
+    for attempt in callback["attempts"]:
+        if attempt.get("error"):
+            outcome = _short(attempt["error"])
+        else:
+            outcome = f"HTTP {attempt.get('http_status')} {_short(attempt.get('response_body') or '')}"
+        lines.append(f"    {attempt['number']}. {attempt['kind']} at {_time(attempt['at'])}: {outcome}")
+    return lines
+
+
+# --- the run's coverage ---------------------------------------------------------------------------
+
+def _keep_coverage(config: pytest.Config, server: PayletterServer) -> None:
+    try:
+        coverage = server.client.coverage()
+    except EmulatorError:  # an emulator without the coverage endpoint: nothing to say
+        return
+    config.stash[COVERAGE_KEY][server.url] = coverage
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: hand it to the controller
+        config.workeroutput["payletter_coverage"] = json.dumps({server.url: coverage})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist: a worker's coverage reaches the controller's summary."""
+    sent = getattr(node, "workeroutput", {}).get("payletter_coverage")
+    if sent:
+        node.config.stash[COVERAGE_KEY].update(json.loads(sent))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    found = config.stash.get(COVERAGE_KEY, {})
+    if not found or config.getoption("payletter_no_coverage"):
+        return
+    for url, coverage in found.items():
+        terminalreporter.write_sep("-", f"payletter coverage ({url})")
+        for line in coverage_lines(coverage):
+            terminalreporter.write_line(line)
+
+
+def coverage_lines(coverage: dict) -> list[str]:
+    """A few lines: what was exercised how often, and what never was."""
+    def counts(name: str) -> str:
+        items = sorted((coverage.get(name) or {}).items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{key} {count}" for key, count in items) or "none"
+
+    never = coverage.get("never") or {}
+    callbacks = coverage.get("callbacks") or {}
+    lines = [f"endpoints: {counts('endpoints')}", f"pgcodes: {counts('pgcodes')}",
+             f"error codes: {counts('error_codes')}", f"scenario rules: {counts('rules')}",
+             "callbacks: " + (", ".join(f"{key.replace('_', ' ')} {value}" for key, value in callbacks.items())
+                              or "none")]
+    for name, missing in never.items():
+        if missing:
+            lines.append(f"never exercised ({name}): {', '.join(missing)}")
+    return lines
