@@ -14,8 +14,9 @@ _WRITER_LOCK = 7_420_611_001
 _SCHEMA_LOCK = 7_420_611_002
 
 
-def connect(target: str):
-    return Postgres(target) if target.startswith(POSTGRES_SCHEMES) else SQLite(target)
+def connect(target: str, schema: str | None = None):
+    """`schema` (PostgreSQL only) keeps a sandbox's tables apart in the same database."""
+    return Postgres(target, schema) if target.startswith(POSTGRES_SCHEMES) else SQLite(target)
 
 
 class SQLite:
@@ -69,14 +70,20 @@ class Postgres:
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, schema: str | None = None):
         try:
             import psycopg
         except ImportError:
             raise RuntimeError("a postgresql:// database needs psycopg: pip install 'payletter-emulator[postgres]'") \
                 from None
         self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
+        if schema is not None:
+            self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            self.connection.execute(f'SET search_path TO "{schema}"')
         self._sql: dict[str, str] = {}
+
+    def drop_schema(self, schema: str) -> None:
+        self.connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
     def execute(self, sql: str, args=()):
         translated = self._sql.get(sql)

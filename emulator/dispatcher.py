@@ -70,6 +70,8 @@ class Dispatcher:
     def stop(self) -> None:
         self._stopped.set()
         self._wake.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         """Something was queued or the clock moved: look again now."""
@@ -121,11 +123,11 @@ class Dispatcher:
                                    _moment(scheduled) if kind != RESEND else None)
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due)
             if recorded and outcome.acknowledged and kind != RESEND:
-                self.storage.release_held(callback["id"], self.now())
                 if callback["fault"].get("duplicate"):
                     again = self._send_once(callback, DUPLICATE, number + 1)
                     self.storage.record_extra_attempt(callback["id"], self._record(
                         again, number + 1, DUPLICATE, _moment(self.now()), _wall_moment(self._wall()), None))
+                self.storage.release_held(callback["id"], self.now())  # held ones arrive after all of this one
             return attempt if recorded else None
         finally:
             with self._idle:

@@ -374,6 +374,7 @@ class Gateway:
             now = self.clock.now() - timedelta(days=choices.get("backdate_days", 0))
             details = self.details.approval(method, payment.amount, card_number=choices.get("card_number"),
                                             install=choices.get("install_month"), bank_code=choices.get("bank_code"))
+            self.storage.count("pgcode", option or method.pgcode)
             if payment.kind == "verification":
                 payment.paid_pgcode, payment.details = method.pgcode, details
                 payment.billkey = self._new_billkey(payment, now)

@@ -119,6 +119,17 @@ CREATE TABLE IF NOT EXISTS journal (
     rule TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS coverage (kind TEXT NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL,
+                                     PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY,
+    payment_key TEXT NOT NULL,
+    search_key TEXT NOT NULL,
+    key_hashes TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used REAL NOT NULL,
+    idle_seconds REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS scenario (id INTEGER PRIMARY KEY CHECK (id = 1), document TEXT, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rule_hits (rule TEXT PRIMARY KEY, hits INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -145,7 +156,7 @@ _ADDED_COLUMNS = {
 _PAYMENT_JSON = ("request", "details")
 _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 # Counters are not state: they keep counting across resets, so a merchant's database never
-# sees the same tid or token twice from one emulator.
+# sees the same tid or token twice from one emulator. Coverage and sandboxes outlive resets too.
 _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
                  "callback_attempts", "journal", "clock", "rule_hits", "jobs")
 
@@ -155,13 +166,14 @@ class Storage:
     across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
     check-then-write below holds whatever the number of servers on one database."""
 
-    def __init__(self, path: str = ":memory:", journal_limit: int = 10_000, callback_limit: int = 10_000):
+    def __init__(self, path: str = ":memory:", journal_limit: int = 10_000, callback_limit: int = 10_000,
+                 schema: str | None = None):
         self.path = path
         self.journal_limit = journal_limit
         self.callback_limit = callback_limit
         self._lock = threading.RLock()
         self._depth = 0
-        self._db = connect(path)
+        self._db = connect(path, schema)
         self.backend = self._db.name
         self._db.create(SCHEMA)
         self._add_missing_columns()
@@ -178,6 +190,52 @@ class Storage:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def drop_schema(self, schema: str) -> None:
+        """PostgreSQL: a sandbox's tables go."""
+        with self._lock:
+            self._db.drop_schema(schema)
+
+    # --- coverage: what a run exercised, kept across resets ---
+    def count(self, kind: str, name: str, times: int = 1) -> None:
+        with self.atomic():
+            self._db.execute("INSERT INTO coverage (kind, name, count) VALUES (?, ?, ?) ON CONFLICT (kind, name) "
+                             "DO UPDATE SET count = coverage.count + excluded.count", (kind, name, times))
+
+    def coverage(self) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        for row in self._all("SELECT kind, name, count FROM coverage ORDER BY kind, name"):
+            found.setdefault(row["kind"], {})[row["name"]] = row["count"]
+        return found
+
+    def clear_coverage(self) -> None:
+        self._run("DELETE FROM coverage")
+
+    # --- the sandboxes of this server (kept in the root database) ---
+    def insert_sandbox(self, row: dict) -> None:
+        self._run("INSERT INTO sandboxes (id, payment_key, search_key, key_hashes, created_at, last_used, idle_seconds) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (row["id"], row["payment_key"], row["search_key"], row["key_hashes"],
+                                                  row["created_at"], row["last_used"], row["idle_seconds"]))
+
+    def sandbox(self, sandbox_id: str) -> dict | None:
+        row = self._one("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
+        return dict(row) if row else None
+
+    def sandbox_with_key(self, key_hash: str) -> str | None:
+        row = self._one("SELECT id FROM sandboxes WHERE key_hashes LIKE ?", (f"%{key_hash}%",))
+        return row["id"] if row else None
+
+    def sandboxes(self) -> list[dict]:
+        return [dict(r) for r in self._all("SELECT * FROM sandboxes ORDER BY created_at")]
+
+    def touch_sandbox(self, sandbox_id: str, now: float) -> None:
+        self._run("UPDATE sandboxes SET last_used = ? WHERE id = ?", (now, sandbox_id))
+
+    def delete_sandbox(self, sandbox_id: str) -> bool:
+        return self._run("DELETE FROM sandboxes WHERE id = ?", (sandbox_id,)).rowcount == 1
+
+    def idle_sandboxes(self, now: float) -> list[str]:
+        return [r["id"] for r in self._all("SELECT id FROM sandboxes WHERE last_used + idle_seconds < ?", (now,))]
 
     @contextmanager
     def atomic(self, exclusive: bool = True):
@@ -419,6 +477,9 @@ class Storage:
             if cur.rowcount != 1:
                 return False
             self._insert_attempt(callback_id, attempt)
+            if attempt["kind"] in ("first", "retry") and status != "pending":
+                self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
+                    status, "exhausted"))
             return True
 
     def _insert_attempt(self, callback_id: int, attempt: dict) -> None:
@@ -475,6 +536,8 @@ class Storage:
             cur = self._db.execute("UPDATE rule_hits SET hits = hits + 1 WHERE rule = ? "
                                    "AND (CAST(? AS INTEGER) IS NULL OR hits < ?)",
                                    (rule, limit, limit))
+            if cur.rowcount == 1:
+                self.count("rule", rule)
             return cur.rowcount == 1
 
     def rule_hits(self) -> dict[str, int]:
@@ -518,6 +581,8 @@ class Storage:
                  json.dumps(entry["request"], ensure_ascii=False), entry["status"],
                  json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False),
                  entry.get("error", ""), entry.get("rule"))).fetchone()[0]
+            for kind, name in entry.get("coverage", ()):
+                self.count(kind, name)
             # Bounded, so a long-running shared sandbox does not grow without end.
             if journal_id % 100 == 0:
                 self._db.execute("DELETE FROM journal WHERE id <= ?", (journal_id - self.journal_limit,))

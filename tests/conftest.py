@@ -52,7 +52,7 @@ class EmulatorProcess:
             try:
                 if requests.get(self.url + "/_emulator/health", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or no worker booted yet
                 pass
             time.sleep(0.02)
         raise RuntimeError("emulator never became healthy")

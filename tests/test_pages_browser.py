@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from emulator.domain.methods import lookup, table
 
 from .browser import chromium, desktop, merchant, payhash, phone, screenshot, shop, wait_for_callback  # noqa: F401
@@ -26,7 +28,7 @@ def landed(page, shop, path: str = "/result"):
     """The browser is on the merchant's page and the merchant got the request."""
     arrival = shop.wait_for(path)
     page.wait_for_url(f"{shop.url}{path}*")
-    assert page.get_by_test_id("merchant-landed").is_visible()
+    expect(page.get_by_test_id("merchant-landed")).to_be_visible()
     return arrival
 
 
@@ -70,7 +72,7 @@ def test_a_mobile_payment_on_the_mobile_page(api, phone, shop, callback_receiver
     phone.get_by_test_id("carrier-kt").check()
     phone.get_by_test_id("phone").fill("010-1234-5678")
     phone.get_by_test_id("send-code").click()
-    assert phone.get_by_test_id("code-sent").is_visible()
+    expect(phone.get_by_test_id("code-sent")).to_be_visible()
     phone.get_by_test_id("auth-code").fill("123456")
     screenshot(phone, "mobile-mobile")
     phone.get_by_test_id("pay-button").click()
@@ -87,7 +89,7 @@ def test_a_naver_pay_point_payment_approved_in_the_app(api, desktop, shop, callb
     desktop.get_by_test_id("option-naverpoint").check()
     screenshot(desktop, "naverpay-online")
     desktop.get_by_test_id("pay-button").click()
-    assert desktop.get_by_test_id("app-step").is_visible()
+    expect(desktop.get_by_test_id("app-step")).to_be_visible()
     screenshot(desktop, "naverpay-app-step-online")
     desktop.get_by_test_id("app-approve").click()
     fields = landed(desktop, shop).form
@@ -158,7 +160,7 @@ def test_naver_pay_cancel_stays_on_a_cancelled_page(api, desktop, shop):
     desktop.goto(payment["online_url"])
     desktop.get_by_test_id("pay-button").click()
     desktop.get_by_test_id("cancel-button").click()
-    assert desktop.get_by_test_id("page-cancelled").is_visible()
+    expect(desktop.get_by_test_id("page-cancelled")).to_be_visible()
     assert shop.arrivals == []
     screenshot(desktop, "naverpay-cancelled-online")
 
@@ -168,7 +170,7 @@ def test_wrong_inputs_are_shown_next_to_the_field_then_fixed(api, phone, shop, c
     phone.goto(payment["mobile_url"])
     phone.get_by_test_id("pin").fill("1234")
     phone.get_by_test_id("pay-button").click()
-    assert phone.get_by_test_id("error-pin").is_visible()
+    expect(phone.get_by_test_id("error-pin")).to_be_visible()
     screenshot(phone, "culture-error-mobile")
     phone.get_by_test_id("pin").fill("1234-5678-9012-3456")
     phone.get_by_test_id("pay-button").click()
@@ -212,7 +214,7 @@ def test_every_methods_page_in_both_layouts(api, desktop, phone, shop):
         payment = request(api, shop, pgcode=pgcode, amount=max(lookup(pgcode).minimum, 60000), receipt_flag="Y")
         for page, location in ((desktop, "online"), (phone, "mobile")):
             page.goto(payment[f"{location}_url"])
-            assert page.get_by_test_id("pay-button").is_visible()
+            expect(page.get_by_test_id("pay-button")).to_be_visible()
             assert page.get_by_test_id("payment-page").get_attribute("data-pgcode") == pgcode
             screenshot(page, f"all/{pgcode}-{location}")
 

@@ -30,7 +30,10 @@ def expected_payhash(user_id: str, amount, tid: str, key: str = PAYMENT_KEY) -> 
 
 
 def approve(api, token: int, body: dict | None = None) -> dict:
-    return api.control(f"/payments/{token}/approve", body or {})
+    """The payer approves; the answer, once the callback's first attempt has been made."""
+    answer = api.control(f"/payments/{token}/approve", body or {})
+    api.flush()
+    return answer
 
 
 def callbacks(api, **filters) -> list[dict]:

@@ -1,42 +1,26 @@
 """create_app: one Flask app serving the gateway's API, the control API and /openapi.json."""
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from faker import Faker
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
-from ..clock import Clock, iso
+from ..clock import iso
 from ..config import Settings
 from ..errors import GatewayError
-from ..resources import schemas_dir
-from ..dispatcher import DeliverySettings, Dispatcher
-from ..domain.delivery import Policy
-from .. import scenario as scenario_files
-from ..scenario import Scenario
-from ..service import Gateway
-from ..storage import Storage
-from ..validation import Schemas
+from ..instance import Emulator, build
+from ..sandboxes import Sandboxes
 from . import control_api, gateway_api, openapi, pages
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
 JOURNALED = "/v1.0/"
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-
-
-@dataclass
-class Emulator:
-    """What a request handler reaches through `current_app.extensions["payletter"]`."""
-
-    settings: Settings
-    gateway: Gateway
-    schemas: Schemas
-    dispatcher: Dispatcher
 
 
 def create_app(settings: Settings | None = None, **overrides) -> Flask:
@@ -50,52 +34,37 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
-    faker = Faker("ko_KR")
-    if settings.faker_seed is not None:
-        faker.seed_instance(settings.faker_seed)
-    storage = Storage(settings.db, journal_limit=settings.journal_limit, callback_limit=settings.callback_limit)
-    gateway = Gateway(storage, Clock(), settings, faker)
-    dispatcher = Dispatcher(storage, gateway.milliseconds, _delivery(settings), jobs=gateway.run_jobs)
-    gateway.on_callback_queued = dispatcher.wake
-    emulator = Emulator(settings, gateway, Schemas(schemas_dir()), dispatcher)
-    gateway.on_scenario = lambda scenario: _apply(emulator, settings, scenario, faker)
-    gateway.sync_clock()  # the clock and the scenario a previous run left in the database
-    if settings.scenario:
-        document = scenario_files.load(settings.scenario)
-        if storage.scenario_document() != document:
-            gateway.install_scenario(document)
-    dispatcher.start()  # what a previous run left due goes out now, before any request
-    app.before_request(dispatcher.start)  # a worker forked after create_app starts its own
-    app.extensions["payletter"] = emulator
-    schemas = emulator.schemas
+    root = build(settings)
+    sandboxes = Sandboxes(root, settings)
+    app.extensions["payletter"] = root
+    app.extensions["payletter_sandboxes"] = sandboxes
+    app.wsgi_app = SandboxPrefix(app.wsgi_app)
     app.register_blueprint(gateway_api.blueprint)
     app.register_blueprint(control_api.blueprint)
     app.register_blueprint(pages.blueprint)
-    document = openapi.build(schemas, __version__)
+    document = openapi.build(root.schemas, __version__)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)
-    _install_journal(app, gateway)
+    _install_instances(app, root, sandboxes)
     return app
 
 
-def _delivery(settings: Settings) -> DeliverySettings:
-    return DeliverySettings(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
-                            settings.callback_concurrency, settings.callback_hosts)
+class SandboxPrefix:
+    """`/_sandbox/<id>/...` reaches sandbox <id>: its gateway API, pages and control API."""
 
+    PREFIX = "/_sandbox/"
 
-def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> None:
-    """The settings a scenario brings, over those the emulator was started with."""
-    chosen, callbacks = scenario.settings, scenario.settings.get("callbacks", {})
-    clients = {c.client_id: c for c in (*base.clients, *scenario.clients)}
-    settings = replace(base, strict=chosen.get("strict", base.strict), clients=tuple(clients.values()),
-                       callback_interval=callbacks.get("interval", base.callback_interval),
-                       callback_retries=callbacks.get("retries", base.callback_retries),
-                       callback_timeout=callbacks.get("timeout", base.callback_timeout))
-    emulator.settings = emulator.gateway.settings = settings
-    emulator.gateway.clients = clients
-    emulator.dispatcher.settings = _delivery(settings)
-    if "faker_seed" in chosen:
-        faker.seed_instance(chosen["faker_seed"])
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self.PREFIX):
+            sandbox_id, _, rest = path[len(self.PREFIX):].partition("/")
+            environ["payletter.sandbox"] = sandbox_id
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.PREFIX + sandbox_id
+            environ["PATH_INFO"] = "/" + rest
+        return self.wsgi_app(environ, start_response)
 
 
 def _install_error_handlers(app: Flask) -> None:
@@ -122,28 +91,59 @@ def _install_error_handlers(app: Flask) -> None:
         return envelope(GatewayError("internal"))
 
 
-def _install_journal(app: Flask, gateway: Gateway) -> None:
+def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None:
     @app.before_request
-    def sync_clock():
-        gateway.sync_clock()
-        gateway.catch_up()  # a request sees every timed job its moment has made due
+    def select_instance():
+        """The emulator this request talks to: a sandbox by its path prefix, its header or its
+        key, else the root. Its clock and scenario are brought up to date, and the timed jobs
+        its moment has made due have run."""
+        sandboxes.start()
+        sandbox_id = request.environ.get("payletter.sandbox") or request.headers.get("X-Emulator-Sandbox")
+        if sandbox_id:
+            instance = sandboxes.get(sandbox_id)
+            if instance is None:
+                raise GatewayError("sandbox_unknown", id=sandbox_id)
+        elif request.path.startswith(JOURNALED) and (key := _foreign_key(root)):
+            instance = sandboxes.with_key(key) or root
+        else:
+            instance = root
+        g.instance = instance
+        instance.dispatcher.start()  # a worker forked after create_app starts its own
+        instance.gateway.sync_clock()
+        instance.gateway.catch_up()
 
     @app.after_request
     def journal(response):
-        if not request.path.startswith(JOURNALED):
+        instance = g.get("instance")
+        if instance is None or not request.path.startswith(JOURNALED):
             return response
-        client_id = g.get("client_id", "")
+        body = response.get_json(silent=True)
+        coverage = [("endpoint", g.endpoint)] if g.get("endpoint") else []
+        if response.status_code != 200 and isinstance(body, dict) and "code" in body:
+            coverage.append(("error_code", str(body["code"])))
         try:
-            gateway.storage.journal_append({
-                "at": iso(gateway.clock.now()), "method": request.method, "path": request.path,
-                "query": request.query_string.decode("latin-1"), "client_id": client_id,
-                "request": _request_record(), "status": response.status_code,
-                "response": response.get_json(silent=True), "warnings": g.get("warnings", []),
-                "error": g.get("exception", ""), "rule": g.get("rule"),
+            instance.storage.journal_append({
+                "at": iso(instance.gateway.clock.now()), "method": request.method, "path": request.path,
+                "query": request.query_string.decode("latin-1"), "client_id": g.get("client_id", ""),
+                "request": _request_record(), "status": response.status_code, "response": body,
+                "warnings": g.get("warnings", []), "error": g.get("exception", ""), "rule": g.get("rule"),
+                "coverage": coverage,
             })
         except Exception:  # the journal must never turn an answer into a failure
             log.exception("could not write the journal")
         return response
+
+
+def _foreign_key(root: Emulator) -> str | None:
+    """The request's PLKEY when it is none of the root's clients' keys (then it may be a
+    sandbox's); root keys never cost a database lookup."""
+    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
+    key = key.strip()
+    if scheme.upper() != "PLKEY" or not key:
+        return None
+    known = any(hmac.compare_digest(key.encode(), k.encode())
+                for c in root.settings.clients for k in (c.payment_key, c.search_key))
+    return None if known else key
 
 
 def _request_record():

@@ -12,7 +12,9 @@ from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..errors import GatewayError
 from .operations import Operation, register
-from .plumbing import emulator, json_body
+from ..domain.methods import table as method_table
+from .operations import OPERATIONS
+from .plumbing import base_url, emulator, json_body, sandboxes
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 
@@ -191,6 +193,68 @@ def put_scenario():
 def delete_scenario():
     gateway().install_scenario(None)
     return scenario()
+
+
+@control("/sandboxes", "POST", "A new sandbox: its own client and keys, state, clock and scenario", schema="sandbox")
+def create_sandbox(values):
+    scenario = values.get("scenario")
+    if isinstance(scenario, str):
+        scenario = _scenario_document(lambda: scenario_files.read(scenario), "scenario")
+    elif scenario is not None:
+        _scenario_document(lambda: scenario_files.check(scenario, "scenario") or scenario, "scenario")
+    created = sandboxes().create(scenario, values.get("idle_seconds"))
+    return jsonify(_with_base_url(created)), 201
+
+
+@control("/sandboxes", "GET", "The sandboxes of this server")
+def list_sandboxes():
+    return jsonify(sandboxes=[_with_base_url(s) for s in sandboxes().list()])
+
+
+@control("/sandboxes/{sandbox_id}", "DELETE", "Delete a sandbox and everything in it")
+def delete_sandbox(sandbox_id):
+    if not sandboxes().delete(sandbox_id):
+        raise GatewayError("sandbox_unknown", id=sandbox_id)
+    return jsonify(deleted=sandbox_id)
+
+
+def _with_base_url(view: dict) -> dict:
+    root = (emulator().settings.public_url or request.host_url).rstrip("/")
+    return {**view, "base_url": root + view["path"]}
+
+
+def _scenario_document(read, source: str) -> dict:
+    try:
+        return read()
+    except scenario_files.ScenarioError as exc:
+        raise GatewayError("scenario_invalid", problems="; ".join(exc.problems)) from None
+
+
+@control("/coverage", "GET", "What the run exercised: endpoints, pgcodes, error codes, rules, callback outcomes")
+def coverage():
+    """The root's coverage with every live sandbox's (deleted ones were folded into the root's)."""
+    instance = emulator()
+    parts = [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]
+    found: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for kind, names in part.storage.coverage().items():
+            for name, count in names.items():
+                found.setdefault(kind, {})[name] = found.get(kind, {}).get(name, 0) + count
+    endpoints = sorted({op.path.removeprefix("/v1.0/").removesuffix("/{tid}") for op in OPERATIONS if op.key})
+    callbacks = found.get("callback", {})
+    return jsonify(endpoints=found.get("endpoint", {}), error_codes=found.get("error_code", {}),
+                   pgcodes=found.get("pgcode", {}), rules=found.get("rule", {}),
+                   callbacks={k: callbacks.get(k, 0) for k in ("first_try", "retried", "exhausted")},
+                   never={"endpoints": [e for e in endpoints if e not in found.get("endpoint", {})],
+                          "pgcodes": [p for p in method_table() if p not in found.get("pgcode", {})]})
+
+
+@control("/coverage", "DELETE", "Start counting coverage again")
+def clear_coverage():
+    instance = emulator()
+    for part in [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]:
+        part.storage.clear_coverage()
+    return jsonify(cleared=True)
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=)")

@@ -27,6 +27,7 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
         @functools.wraps(handler)
         def view(**path_args):
             em = emulator()
+            g.endpoint = rule_endpoint
             client = authenticate(key, name)
             strict = em.settings.strict
             data = request.args.to_dict() if query else json_body(strict=strict)

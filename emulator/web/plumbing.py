@@ -14,7 +14,12 @@ JSON_TYPES = ("application/json",)
 
 
 def emulator():
-    return current_app.extensions["payletter"]
+    """The emulator this request talks to: a sandbox, or the root."""
+    return g.get("instance") or current_app.extensions["payletter"]
+
+
+def sandboxes():
+    return current_app.extensions["payletter_sandboxes"]
 
 
 def warnings() -> list[str]:
@@ -66,5 +71,7 @@ def json_body(*, strict: bool):
 
 
 def base_url() -> str:
-    public = emulator().settings.public_url
-    return (public or request.host_url).rstrip("/")
+    """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
+    instance = emulator()
+    root = (instance.settings.public_url or request.host_url).rstrip("/")
+    return f"{root}/_sandbox/{instance.sandbox}" if instance.sandbox else root

@@ -1,0 +1,90 @@
+"""One emulated gateway, wired: its storage, clock, gateway service, scenario and callback
+dispatcher. The server runs one for the root and one per sandbox."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from faker import Faker
+
+from . import scenario as scenario_files
+from .clock import Clock
+from .config import Settings
+from .dispatcher import DeliverySettings, Dispatcher
+from .domain.delivery import Policy
+from .resources import schemas_dir
+from .scenario import Scenario
+from .service import Gateway
+from .storage import Storage
+from .validation import Schemas
+
+_SCHEMAS: Schemas | None = None
+
+
+def schemas() -> Schemas:
+    """The JSON Schemas, read once per process and shared by every instance."""
+    global _SCHEMAS
+    if _SCHEMAS is None:
+        _SCHEMAS = Schemas(schemas_dir())
+    return _SCHEMAS
+
+
+@dataclass
+class Emulator:
+    """What a request handler reaches: the settings in force (the scenario's over the
+    server's), the gateway service, the schemas and the callback dispatcher."""
+
+    settings: Settings
+    gateway: Gateway
+    schemas: Schemas
+    dispatcher: Dispatcher
+    sandbox: str | None = None  # None: the root emulator
+
+    @property
+    def storage(self) -> Storage:
+        return self.gateway.storage
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        self.storage.close()
+
+
+def build(settings: Settings, *, sandbox: str | None = None, schema: str | None = None,
+          scenario: dict | None = None) -> Emulator:
+    """An emulator on `settings.db` (in PostgreSQL, in `schema`). The scenario files of the
+    settings, or `scenario`, are put in force unless the database already runs the same one."""
+    faker = Faker("ko_KR")
+    if settings.faker_seed is not None:
+        faker.seed_instance(settings.faker_seed)
+    storage = Storage(settings.db, journal_limit=settings.journal_limit, callback_limit=settings.callback_limit,
+                      schema=schema)
+    gateway = Gateway(storage, Clock(), settings, faker)
+    dispatcher = Dispatcher(storage, gateway.milliseconds, delivery(settings), jobs=gateway.run_jobs)
+    gateway.on_callback_queued = dispatcher.wake
+    emulator = Emulator(settings, gateway, schemas(), dispatcher, sandbox)
+    gateway.on_scenario = lambda chosen: _apply(emulator, settings, chosen, faker)
+    gateway.sync_clock()  # the clock and the scenario a previous run left in the database
+    document = scenario if scenario is not None else scenario_files.load(settings.scenario)
+    if document is not None and storage.scenario_document() != document:
+        gateway.install_scenario(document)
+    dispatcher.start()  # what a previous run left due goes out now, before any request
+    return emulator
+
+
+def delivery(settings: Settings) -> DeliverySettings:
+    return DeliverySettings(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
+                            settings.callback_concurrency, settings.callback_hosts)
+
+
+def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> None:
+    """The settings a scenario brings, over those the emulator was started with."""
+    chosen, callbacks = scenario.settings, scenario.settings.get("callbacks", {})
+    clients = {c.client_id: c for c in (*base.clients, *scenario.clients)}
+    settings = replace(base, strict=chosen.get("strict", base.strict), clients=tuple(clients.values()),
+                       callback_interval=callbacks.get("interval", base.callback_interval),
+                       callback_retries=callbacks.get("retries", base.callback_retries),
+                       callback_timeout=callbacks.get("timeout", base.callback_timeout))
+    emulator.settings = emulator.gateway.settings = settings
+    emulator.gateway.clients = clients
+    emulator.dispatcher.settings = delivery(settings)
+    if "faker_seed" in chosen:
+        faker.seed_instance(chosen["faker_seed"])

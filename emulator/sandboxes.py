@@ -1,0 +1,152 @@
+"""Sandboxes: isolated emulators inside one server, each with its own client and keys, state,
+clock, scenario and callbacks, so that parallel test runs can share a server without seeing
+each other. The registry lives in the root database, so every worker process knows them."""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .backends import POSTGRES_SCHEMES
+from .config import Client
+from .instance import Emulator, build
+
+IDLE_SECONDS = 3600.0  # a sandbox nobody used for an hour is deleted
+TOUCH_EVERY = 10.0  # seconds between two writes of a sandbox's last use, per process
+SWEEP_EVERY = 30.0
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Sandboxes:
+    def __init__(self, root: Emulator, base_settings, wall=time.time):
+        self.root = root
+        self.base = base_settings  # the server's own settings, before any scenario
+        self._wall = wall
+        self._open: dict[str, Emulator] = {}
+        self._touched: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._pid = None
+
+    # --- life ---
+    def create(self, scenario: dict | None = None, idle_seconds: float | None = None) -> dict:
+        with self._lock:
+            sandbox_id = self._new_id()
+            client = Client(sandbox_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+            instance = self._build(sandbox_id, client, scenario)
+            now = self._wall()
+            self.root.storage.insert_sandbox({
+                "id": sandbox_id, "payment_key": client.payment_key, "search_key": client.search_key,
+                "key_hashes": f"{key_hash(client.payment_key)} {key_hash(client.search_key)}",
+                "created_at": now, "last_used": now, "idle_seconds": idle_seconds or IDLE_SECONDS})
+            self._open[sandbox_id] = instance
+            return self.view(self.root.storage.sandbox(sandbox_id))
+
+    def get(self, sandbox_id: str) -> Emulator | None:
+        """The sandbox's emulator, opened in this process on first use; None once deleted."""
+        with self._lock:
+            row = self.root.storage.sandbox(sandbox_id)
+            if row is None:
+                self._forget(sandbox_id)
+                return None
+            instance = self._open.get(sandbox_id)
+            if instance is None:
+                client = Client(row["id"], row["payment_key"], row["search_key"])
+                instance = self._open[sandbox_id] = self._build(sandbox_id, client, None)
+            self._touch(sandbox_id)
+            return instance
+
+    def with_key(self, key: str) -> Emulator | None:
+        sandbox_id = self.root.storage.sandbox_with_key(key_hash(key))
+        return self.get(sandbox_id) if sandbox_id else None
+
+    def delete(self, sandbox_id: str) -> bool:
+        """Gone for every process; what it exercised stays in the root's coverage."""
+        with self._lock:
+            instance = self.get(sandbox_id)
+            if instance is None or not self.root.storage.delete_sandbox(sandbox_id):
+                return False
+            for kind, names in instance.storage.coverage().items():
+                for name, count in names.items():
+                    self.root.storage.count(kind, name, count)
+            self._forget(sandbox_id)
+            self._drop_data(sandbox_id)
+            return True
+
+    def list(self) -> list[dict]:
+        return [self.view(row) for row in self.root.storage.sandboxes()]
+
+    def open_instances(self) -> list[Emulator]:
+        return [instance for sandbox_id in [row["id"] for row in self.root.storage.sandboxes()]
+                if (instance := self.get(sandbox_id)) is not None]
+
+    def sweep(self) -> list[str]:
+        """Delete the sandboxes idle for longer than their idle time."""
+        return [sandbox_id for sandbox_id in self.root.storage.idle_sandboxes(self._wall())
+                if self.delete(sandbox_id)]
+
+    def start(self) -> None:
+        """The sweeper of this process (again, in a forked worker)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        threading.Thread(target=self._sweep_forever, name="sandbox-sweeper", daemon=True).start()
+
+    def _sweep_forever(self) -> None:
+        while True:
+            time.sleep(SWEEP_EVERY)
+            try:
+                self.sweep()
+            except Exception:  # the sweeper must outlive a failed round
+                pass
+
+    @staticmethod
+    def view(row: dict) -> dict:
+        return {"id": row["id"], "client_id": row["id"], "payment_key": row["payment_key"],
+                "search_key": row["search_key"], "path": f"/_sandbox/{row['id']}",
+                "idle_seconds": row["idle_seconds"]}
+
+    # --- where a sandbox's data lives ---
+    def _new_id(self) -> str:
+        while True:
+            sandbox_id = "sb" + secrets.token_hex(4)  # client_id holds 10 characters at most
+            if self.root.storage.sandbox(sandbox_id) is None:
+                return sandbox_id
+
+    def _build(self, sandbox_id: str, client: Client, scenario: dict | None) -> Emulator:
+        db = self.base.db
+        schema = None
+        if db.startswith(POSTGRES_SCHEMES):
+            schema = sandbox_id
+        elif db != ":memory:":
+            folder = Path(f"{db}.sandboxes")
+            folder.mkdir(exist_ok=True)
+            db = str(folder / f"{sandbox_id}.db")
+        settings = replace(self.base, db=db, clients=(client,), scenario=())
+        return build(settings, sandbox=sandbox_id, schema=schema, scenario=scenario)
+
+    def _touch(self, sandbox_id: str) -> None:
+        now = self._wall()
+        if now - self._touched.get(sandbox_id, 0.0) >= TOUCH_EVERY:
+            self._touched[sandbox_id] = now
+            self.root.storage.touch_sandbox(sandbox_id, now)
+
+    def _forget(self, sandbox_id: str) -> None:
+        instance = self._open.pop(sandbox_id, None)
+        self._touched.pop(sandbox_id, None)
+        if instance is not None:
+            instance.close()
+
+    def _drop_data(self, sandbox_id: str) -> None:
+        db = self.base.db
+        if db.startswith(POSTGRES_SCHEMES):
+            self.root.storage.drop_schema(sandbox_id)
+        elif db != ":memory:":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}.sandboxes/{sandbox_id}.db{suffix}").unlink(missing_ok=True)
