@@ -58,3 +58,8 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
 def test_readme_scenario_example_runs_against_a_live_emulator(api, callback_receiver):
     readme_example(api, callback_receiver, "decline-big-mobile-payments")
     assert api.control("/scenario", method="GET")["rules"] == []
+
+
+def test_readme_sandbox_example_runs_against_a_live_emulator(api, callback_receiver):
+    readme_example(api, callback_receiver, "this sandbox's scenario declined it")
+    assert api.control("/sandboxes", method="GET")["sandboxes"] == []
