@@ -144,8 +144,7 @@ class EmulatorClient:
                 control_token: str | None = None) -> "EmulatorClient":
         """A client of an in-process app (`emulator.create_app(db=":memory:")`), through
         Flask's test client: no server, no port; `.app` and `.test_client` are at hand."""
-        client = cls("http://localhost", sandbox=sandbox, control_token=control_token, _transport=_InProcess(app))
-        return client
+        return cls("http://localhost", sandbox=sandbox, control_token=control_token, _transport=_InProcess(app))
 
     def __repr__(self) -> str:
         return f"EmulatorClient({self.url!r})"

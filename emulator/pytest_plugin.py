@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,14 +106,22 @@ def start_emulator(workdir: Path, *args: str, token: str | None = None) -> tuple
                                     "--db", str(workdir / "emulator.db"), *args],
                                    stdout=subprocess.PIPE, stderr=log, cwd=workdir)
     line = process.stdout.readline().decode("utf-8", "replace")
-    process.stdout.close()  # nothing else is printed there; the log has stderr
     if "listening on " not in line:
         process.kill()
         process.wait()
         raise RuntimeError(f"the emulator did not start: {line.strip()!r}\n{log_path.read_text('utf-8', 'replace')}")
+    threading.Thread(target=_drain, args=(process.stdout, log_path), daemon=True).start()
     url = line.split("listening on ")[1].split()[0]
     wait_ready(EmulatorClient(url, control_token=token), process)
     return process, url, log_path
+
+
+def _drain(stream, log_path: Path) -> None:
+    """Whatever else the server prints goes to its log (an unread pipe would fill and block it)."""
+    with stream, open(log_path, "ab") as log:
+        for line in stream:
+            log.write(line)
+            log.flush()
 
 
 def wait_ready(client: EmulatorClient, process: subprocess.Popen | None = None) -> None:

@@ -1,0 +1,212 @@
+"""The pytest plugin, as a merchant's suite meets it: generated test files run by pytest in a
+subprocess (so the plugin comes in through its entry point, as after `pip install`)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What a merchant's code does: request a payment with its keys, at the URL it is configured with.
+PRELUDE = '''
+import pytest
+import requests
+
+
+def request_payment(payletter, **overrides):
+    body = {"pgcode": "creditcard", "client_id": payletter.client_id, "user_id": "u1", "amount": 1000,
+            "product_name": "p", "order_no": "A-1", "return_url": "https://merchant.example/result",
+            "callback_url": "http://127.0.0.1:9/callback", **overrides}
+    answer = requests.post(payletter.url + "/v1.0/payments/request", json=body,
+                           headers={"Authorization": "PLKEY " + payletter.payment_key})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
+'''
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_a_suite_using_the_fixtures_passes_and_ends_with_a_coverage_summary(pytester):
+    pytester.makepyfile(PRELUDE + '''
+def test_a_payment_with_its_callback(payletter):
+    token = request_payment(payletter)
+    fields = payletter.approve(token)["fields"]
+    assert fields["code"] == "0"
+    assert payletter.payment(fields["tid"])["status"] == "approved"
+    first = payletter.callbacks.wait(tid=fields["tid"], status="pending")  # nobody listens on port 9
+    assert first["attempts_made"] == 1
+    payletter.clock.advance(minutes=100)
+    assert payletter.callbacks.wait(tid=fields["tid"], status="failed")["attempts_made"] == 21
+
+
+def test_the_clock_and_a_decline(payletter):
+    before = payletter.clock.freeze()
+    assert payletter.clock.advance(days=2) - before == __import__("datetime").timedelta(days=2)
+    fields = payletter.decline(request_payment(payletter), code="6002")["fields"]
+    assert fields["code"] == "6002"
+
+
+def test_in_process(payletter_app):
+    answer = payletter_app.gateway.post("/v1.0/payments/request", {
+        "pgcode": "creditcard", "client_id": "pay_test", "user_id": "u1", "amount": 1000, "product_name": "p",
+        "return_url": "https://merchant.example/result", "callback_url": "http://127.0.0.1:9/callback"})
+    assert answer.status_code == 200
+    assert payletter_app.approve(answer.json()["token"])["fields"]["code"] == "0"
+    assert [p["status"] for p in payletter_app.payments()] == ["approved"]
+''')
+    result = run(pytester)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*payletter coverage (http://127.0.0.1:*)*",
+        "endpoints: payments/request 2",
+        "pgcodes: creditcard *",
+        "callbacks: *exhausted 1*",
+        "never exercised (endpoints): *payments/cancel*",
+    ])
+
+
+def test_a_failing_test_shows_what_the_gateway_saw_and_sent(pytester):
+    pytester.makepyfile(PRELUDE + '''
+def test_fails(payletter):
+    fields = payletter.approve(request_payment(payletter, order_no="ORDER-77"))["fields"]
+    payletter.callbacks.flush()
+    assert fields["amount"] == "999"
+''')
+    # A control token too: the plugin starts the emulator with it and sends it.
+    result = run(pytester, "--payletter-no-coverage", "--payletter-token", "s3cret")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*payletter journal (payletter)*",
+        "http://127.0.0.1:*/_sandbox/*, clock *",
+        "*POST /v1.0/payments/request -> 200",
+        '*sent *"order_no":"ORDER-77"*',
+        "*answered *token*",
+        "*payletter callbacks (payletter)*",
+        "#1 t* -> http://127.0.0.1:9/callback: pending, 1 attempt(s), next attempt *",
+        "*1. first at *: ConnectionError*",
+    ])
+    assert "payletter coverage" not in result.stdout.str()
+
+
+def test_a_passing_test_prints_nothing_of_the_emulator(pytester, emulator_process):
+    pytester.makepyfile(PRELUDE + '''
+def test_passes(payletter):
+    request_payment(payletter)
+''')
+    result = run(pytester, "--payletter-url", emulator_process.url, "--payletter-no-coverage")
+    result.assert_outcomes(passed=1)
+    assert not re.search(r"payletter (journal|callbacks|coverage)", result.stdout.str())
+
+
+TWO_TESTS = PRELUDE + '''
+def test_one(payletter):
+    payletter.clock.freeze()
+    payletter.clock.advance(days=10)
+    token = request_payment(payletter, order_no="ONE")
+    assert [p["order_no"] for p in payletter.payments()] == ["ONE"]
+    payletter.approve(token)
+
+
+def test_two(payletter):
+    assert payletter.payments() == [] and payletter.callbacks.list() == [] and payletter.requests() == []
+    assert payletter.clock.state()["frozen"] is False
+    request_payment(payletter, order_no="TWO")
+    assert [p["order_no"] for p in payletter.payments()] == ["TWO"]
+'''
+
+
+@pytest.mark.parametrize("isolation", ["sandbox", "reset"])
+def test_two_tests_in_one_run_do_not_see_each_other(pytester, isolation):
+    pytester.makepyfile(TWO_TESTS)
+    result = run(pytester, f"--payletter-isolation={isolation}", "--payletter-no-coverage")
+    result.assert_outcomes(passed=2)
+
+
+def test_each_test_gets_its_own_sandbox_with_its_own_keys(pytester, emulator_process):
+    pytester.makepyfile('''
+seen = []
+
+def test_one(payletter):
+    seen.append((payletter.url, payletter.client_id, payletter.payment_key, payletter.search_key))
+
+def test_two(payletter):
+    seen.append((payletter.url, payletter.client_id, payletter.payment_key, payletter.search_key))
+    (url1, *keys1), (url2, *keys2) = seen
+    assert "/_sandbox/" in url1 and url1 != url2
+    assert not set(keys1) & set(keys2)
+''')
+    result = run(pytester, "--payletter-url", emulator_process.url, "--payletter-no-coverage")
+    result.assert_outcomes(passed=2)
+
+
+def test_two_runs_at_once_on_one_emulator_do_not_see_each_other(pytester, emulator_process):
+    """What parallel CI jobs (or xdist workers) do: two pytest processes share one emulator."""
+    many = PRELUDE + '''
+import os
+
+@pytest.mark.parametrize("n", range(10))
+def test_mine_only(payletter, n):
+    mine = os.environ["RUN"]
+    for i in range(3):
+        request_payment(payletter, order_no=f"{mine}-{n}-{i}")
+    assert sorted(p["order_no"] for p in payletter.payments()) == [f"{mine}-{n}-{i}" for i in range(3)]
+    assert len(payletter.requests()) == 3
+'''
+    pytester.makepyfile(test_many=many)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--payletter-no-coverage",
+               "--payletter-url", emulator_process.url, "test_many.py"]
+    runs = [subprocess.Popen(command, cwd=pytester.path, env={**os.environ, "RUN": name},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for name in ("first", "second")]
+    outputs = [run_.communicate(timeout=120)[0].decode() for run_ in runs]
+    for run_, output in zip(runs, outputs):
+        assert run_.returncode == 0, output
+        assert "10 passed" in output, output
+
+
+def test_scenarios_from_the_command_line_and_from_a_marker(pytester):
+    pytester.makepyfile(PRELUDE + '''
+def test_the_run_scenario(payletter):
+    assert payletter.scenario()["scenario"]["name"] == "flaky-callbacks"
+
+
+@pytest.mark.payletter_scenario("declined-cards")
+def test_a_scenario_of_its_own(payletter):
+    assert payletter.scenario()["scenario"]["name"] == "declined-cards"
+    fields = payletter.approve(request_payment(payletter, amount=1013))["fields"]
+    assert fields["code"] != "0"
+
+
+@pytest.mark.payletter_scenario({"version": 1, "name": "inline", "rules": []})
+def test_a_document(payletter_app):
+    assert payletter_app.scenario()["scenario"]["name"] == "inline"
+
+
+@pytest.mark.payletter_scenario("no-such-scenario")
+def test_an_unknown_one(payletter):
+    pass
+''')
+    for isolation in ("sandbox", "reset"):
+        result = run(pytester, "--payletter-scenario", "flaky-callbacks", f"--payletter-isolation={isolation}",
+                     "--payletter-no-coverage")
+        result.assert_outcomes(passed=3, errors=1)
+        result.stdout.fnmatch_lines(["*no-such-scenario: no such file, and no scenario of that name (shipped: *"])
+
+
+def test_the_readme_example_runs(pytester):
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = re.search(r"\n## Testing with pytest\n(.*?)\n## ", readme, re.S).group(1)
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "def test_" in block]
+    pytester.makepyfile(test_readme=example)
+    result = run(pytester)
+    result.assert_outcomes(passed=example.count("\ndef test_"))
+    result.stdout.fnmatch_lines(["*payletter coverage*", "endpoints: payments/request 2"])
