@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
-from . import control_api, gateway_api, openapi, pages
+from . import control_api, dashboard, gateway_api, openapi, pages
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.register_blueprint(gateway_api.blueprint)
     app.register_blueprint(control_api.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(dashboard.blueprint)
     document = openapi.build(root.schemas, __version__)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)

@@ -1,0 +1,615 @@
+// The dashboard: reads and drives the emulator through its control API, with URLs relative to
+// this page (so /_sandbox/<id>/_emulator/ shows that sandbox), and refreshes every few seconds.
+// Every value from the emulator goes into the page as text (text nodes, attributes set one by
+// one): merchants' values are never parsed as HTML, and no link is made from them.
+"use strict";
+
+(function () {
+  var REFRESH_MS = 3000;
+  var ROWS = 200;                   // the newest rows each table shows
+  var KST_OFFSET = 9 * 3600 * 1000; // the emulator speaks Korean time
+
+  var W = JSON.parse(document.getElementById("dashboard-words").textContent);
+  var token = document.querySelector("meta[name=emulator-control-token]").content;
+  var sandbox = new URLSearchParams(location.search).get("sandbox") || "";
+  var base = location.pathname.replace(/\/?$/, "/");
+  var sandboxInPath = (base.match(/\/_sandbox\/([^/]+)\/_emulator\/$/) || [])[1];
+
+  var state = {clock: null, clockAt: 0, payments: [], callbacks: [], scenario: null, journal: []};
+  var rendered = {};          // what each table last showed, so an unchanged table is left alone
+  var expanded = new Set();   // detail rows the user opened, kept open across refreshes
+  var filter = "";
+  var timer = null, inFlight = null, queued = null;
+
+  // --- words and numbers --------------------------------------------------------------------
+
+  function say(key, values) {
+    var text = Object.prototype.hasOwnProperty.call(W, key) ? W[key] : key;
+    return String(text).replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : whole;
+    });
+  }
+
+  function word(table, key) {
+    var found = W[table] && Object.prototype.hasOwnProperty.call(W[table], key) ? W[table][key] : null;
+    return found === null ? String(key) : found;
+  }
+
+  function won(amount) {
+    if (amount === null || amount === undefined || amount === "") { return W.none; }
+    return say("won", {amount: Number(amount).toLocaleString("ko-KR")});
+  }
+
+  // Epoch milliseconds of a number, an ISO 8601 moment, or the gateway's "YYYY-MM-DD HH:MM:SS" (KST).
+  function moment(value) {
+    if (typeof value === "number") { return value; }
+    if (!value) { return NaN; }
+    var text = String(value);
+    if (/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?$/.test(text)) { text = text.replace(" ", "T") + "+09:00"; }
+    return Date.parse(text);
+  }
+
+  function kst(value) {
+    var t = moment(value);
+    if (isNaN(t)) { return value ? String(value) : W.none; }
+    return new Date(t + KST_OFFSET).toISOString().slice(0, 19).replace("T", " ");
+  }
+
+  function span(milliseconds) {
+    var s = Math.round(Math.abs(milliseconds) / 1000);
+    if (s < 60) { return say("seconds", {n: s}); }
+    var m = Math.floor(s / 60);
+    if (m < 60) { return say("minutes", {n: m}); }
+    var hours = Math.floor(m / 60);
+    if (hours < 24) { return say("hours", {n: hours}) + (m % 60 ? " " + say("minutes", {n: m % 60}) : ""); }
+    var days = Math.floor(hours / 24);
+    return say("days", {n: days}) + (hours % 24 ? " " + say("hours", {n: hours % 24}) : "");
+  }
+
+  function emulatorNow() {
+    if (!state.clock) { return NaN; }
+    var t = moment(state.clock.now);
+    return state.clock.frozen ? t : t + (performance.now() - state.clockAt);
+  }
+
+  // "in 5 min", "3 h ago", or "due now", on the emulator's clock.
+  function relative(value) {
+    var delta = moment(value) - emulatorNow();
+    if (isNaN(delta)) { return ""; }
+    if (delta <= 0 && delta > -1000) { return W.due_now; }
+    return delta > 0 ? say("in", {span: span(delta)}) : say("ago", {span: span(delta)});
+  }
+
+  // --- building the page: elements and text nodes only ------------------------------------------
+
+  function h(tag, props) {
+    var node = document.createElement(tag);
+    Object.keys(props || {}).forEach(function (name) {
+      var value = props[name];
+      if (value === null || value === undefined || value === false) { return; }
+      if (name === "class") { node.className = value; } else if (name === "testid") {
+        node.setAttribute("data-testid", value);
+      } else { node.setAttribute(name, value === true ? "" : String(value)); }
+    });
+    for (var i = 2; i < arguments.length; i++) { add(node, arguments[i]); }
+    return node;
+  }
+
+  function add(node, child) {
+    if (child === null || child === undefined || child === false) { return; }
+    if (Array.isArray(child)) { child.forEach(function (c) { add(node, c); }); return; }
+    node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+
+  function one(selector) { return document.querySelector(selector); }
+
+  function setText(node, text) { if (node.textContent !== text) { node.textContent = text; } }
+
+  var TONES = {created: "neutral", page_entered: "info", awaiting_deposit: "warn", approved: "ok", verified: "ok",
+               failed: "bad", abandoned: "muted", cancelled: "muted", partly_cancelled: "warn", pending: "warn",
+               delivered: "ok", requested: "info", issued: "ok"};
+
+  function badge(status, testid) {
+    return h("span", {class: "badge tone-" + (TONES[status] || "neutral"), "data-status": status, testid: testid},
+             word("statuses", status));
+  }
+
+  function badges() {
+    return h("td", null, h("div", {class: "badges"}, Array.prototype.slice.call(arguments)));
+  }
+
+  function code(text, extra) { return h("code", {class: extra || null}, text); }
+
+  function json(value) { return h("pre", {class: "json"}, JSON.stringify(value, null, 2)); }
+
+  function toggle(key) {
+    var open = expanded.has(key);
+    return h("button", {type: "button", class: "link", "data-action": "toggle", "data-key": key,
+                        "aria-expanded": open ? "true" : "false", testid: "details"}, open ? W.hide : W.details);
+  }
+
+  function detailRow(columns, content) {
+    return h("tr", {class: "detail"}, h("td", {colspan: columns}, h("div", {class: "detail-body"}, content)));
+  }
+
+  function facts(pairs) {
+    var shown = pairs.filter(function (p) { return p[1] !== null && p[1] !== undefined && p[1] !== ""; });
+    if (!shown.length) { return null; }
+    return h("dl", {class: "facts"}, shown.map(function (p) {
+      return h("div", null, h("dt", null, p[0]), h("dd", null, p[1]));
+    }));
+  }
+
+  function block(title, content) {
+    return content ? h("div", {class: "block"}, h("h4", null, title), content) : null;
+  }
+
+  function miniTable(headers, rows) {
+    return h("table", {class: "mini"},
+      h("thead", null, h("tr", null, headers.map(function (x) {
+        return h("th", {class: x.charAt(0) === "#" ? "num" : null}, x.replace(/^#/, ""));
+      }))),
+      h("tbody", null, rows));
+  }
+
+  // A table's rows, its count, and the line under it (empty, nothing matches, only the newest).
+  function fill(name, rows, total, matched, shown, emptyKey) {
+    one("[data-body=" + name + "]").replaceChildren.apply(one("[data-body=" + name + "]"), rows);
+    var count = one("[data-count=" + name + "]");
+    if (count) { setText(count, String(total)); }
+    var note = one("[data-empty=" + name + "]");
+    var text = total === 0 ? say(emptyKey) : matched === 0 ? say("no_match")
+      : shown < matched ? say("showing", {shown: shown, total: matched}) : "";
+    note.hidden = text === "";
+    setText(note, text);
+  }
+
+  function matches(values) {
+    if (!filter) { return true; }
+    return values.some(function (v) {
+      return v !== null && v !== undefined && String(v).toLowerCase().indexOf(filter) >= 0;
+    });
+  }
+
+  function changed(name, data) {
+    var key = JSON.stringify([data, filter, Array.from(expanded).sort()]);
+    if (rendered[name] === key) { return false; }
+    rendered[name] = key;
+    return true;
+  }
+
+  // --- the sections -----------------------------------------------------------------------------
+
+  function paymentMatches(p) {
+    return matches([p.tid, p.token, p.order_no, p.user_id, p.user_name, p.product_name, p.pgcode, p.paid_pgcode,
+                    p.status, p.client_id]);
+  }
+
+  function methodCell(p) {
+    var pgcode = p.paid_pgcode || p.pgcode;
+    return [h("span", {class: "primary-text"}, word("methods", pgcode)), code(pgcode, "secondary-text")];
+  }
+
+  function cancelStatus(p) {
+    if (!p.cancelled_amount) { return null; }
+    return p.remaining === 0 ? "cancelled" : "partly_cancelled";
+  }
+
+  function paymentDetail(p) {
+    var d = p.details || {};
+    var request = p.request || {};
+    var install = d.install_month && d.install_month !== "00" ? d.install_month : null;
+    var cancellations = (p.cancellations || []).map(function (c) {
+      return h("tr", {testid: "cancellation"}, h("td", null, kst(c.cancel_date)), h("td", null, c.partial ? W.partial : W.full),
+               h("td", {class: "num"}, won(c.amount)), h("td", {class: "num"}, won(c.tax_amount)),
+               h("td", {class: "num"}, won(c.taxfree_amount)), h("td", null, c.ip_addr || W.none));
+    });
+    var receipts = (p.cash_receipts || []).map(function (r) {
+      var issued = r.details || {};
+      var usage = issued.type || r.type;
+      return h("tr", {testid: "cash-receipt"}, h("td", null, badge(r.status)),
+               h("td", null, W.cash_receipt_types && W.cash_receipt_types[usage] ? W.cash_receipt_types[usage] : usage),
+               h("td", null, issued.payer_sid ? code(issued.payer_sid) : W.none),
+               h("td", null, issued.cid ? code(issued.cid) : W.none), h("td", null, kst(r.created_at)));
+    });
+    return [
+      block(W.payment_details, facts([
+        [W.transaction_date, p.tid ? kst(p.transaction_date) : null], ["cid", p.cid ? code(p.cid) : null],
+        [W.pay_info, d.pay_info], [W.card_info, d.card_info ? code(d.card_info) : null],
+        [W.install_month, install], [W.bank, d.bank_name ? d.bank_name + " " + (d.account_no || "") : null],
+        [W.issue_tid, d.issue_tid], [W.billkey, p.billkey ? code(p.billkey) : null],
+        [W.callback_url, request.callback_url], [W.return_url, request.return_url],
+        [W.custom_parameter, p.custom_parameter]])),
+      cancellations.length ? block(W.cancellations, miniTable(
+        [W.col_date, W.col_kind_cancel, "#" + W.col_amount, "#" + W.col_tax, "#" + W.col_taxfree, W.col_ip], cancellations)) : null,
+      receipts.length ? block(W.cash_receipts, miniTable(
+        [W.col_status, W.col_usage, W.col_payer_sid, W.col_cid, W.col_created], receipts)) : null,
+    ];
+  }
+
+  function renderPayments() {
+    var all = state.payments.slice().reverse();
+    var matched = all.filter(paymentMatches);
+    var shown = matched.slice(0, ROWS);
+    var rows = [];
+    shown.forEach(function (p) {
+      var key = "p" + (p.tid || p.token);
+      var open = expanded.has(key);
+      var cancel = cancelStatus(p);
+      rows.push(h("tr", {class: open ? "open" : null, testid: "payment-row", "data-tid": p.tid || "",
+                         "data-token": p.token, "data-status": p.status},
+        h("td", {class: "time"}, kst(p.created_at)),
+        h("td", null, p.tid ? code(p.tid, "primary-text") : null, h("span", {class: "secondary-text mono"}, String(p.token))),
+        h("td", {class: "mono", testid: "order-no"}, p.order_no || W.none),
+        h("td", null, methodCell(p)),
+        h("td", {class: "wrap"}, h("span", {class: "primary-text", testid: "product-name"}, p.product_name),
+          h("span", {class: "secondary-text", testid: "buyer"}, p.user_id + (p.user_name ? " · " + p.user_name : ""))),
+        h("td", {class: "num", testid: "amount"}, won(p.amount)),
+        h("td", {class: "num", testid: "cancelled"}, p.cancelled_amount ? won(p.cancelled_amount) : W.none),
+        h("td", {class: "num", testid: "remaining"}, p.remaining === null ? W.none : won(p.remaining)),
+        badges(badge(p.status, "status"), cancel ? badge(cancel, "cancel-status") : null,
+          (p.cash_receipts || []).length ? h("span", {class: "badge tone-info"}, W.cash_receipts) : null),
+        h("td", {class: "actions"}, toggle(key))));
+      if (open) { rows.push(detailRow(10, paymentDetail(p))); }
+    });
+    fill("payments", rows, all.length, matched.length, shown.length, "no_payments");
+  }
+
+  function expiry(d) {
+    var date = String(d.expire_date || ""), time = String(d.expire_time || "");
+    if (date.length !== 8) { return NaN; }
+    return moment(date.slice(0, 4) + "-" + date.slice(4, 6) + "-" + date.slice(6) + " " +
+                  (time.slice(0, 2) || "23") + ":" + (time.slice(2, 4) || "59") + ":59");
+  }
+
+  function renderAccounts() {
+    var all = state.payments.filter(function (p) { return p.status === "awaiting_deposit"; }).reverse();
+    var matched = all.filter(paymentMatches);
+    var shown = matched.slice(0, ROWS);
+    var rows = shown.map(function (p) {
+      var d = p.details || {};
+      var ends = expiry(d);
+      var over = ends < emulatorNow();
+      return h("tr", {testid: "account-row", "data-tid": p.tid},
+        h("td", null, code(p.tid, "primary-text"), h("span", {class: "secondary-text mono"}, p.order_no || "")),
+        h("td", null, h("span", {class: "primary-text"}, (d.bank_name || "") + " ", code(d.account_no || "")),
+          h("span", {class: "secondary-text"}, d.account_holder || "")),
+        h("td", {class: "num", testid: "amount"}, won(p.amount)),
+        h("td", {class: "time"}, isNaN(ends) ? W.none : kst(ends).slice(0, 16),
+          h("span", {class: "secondary-text" + (over ? " bad-text" : "")}, over ? W.expired : relative(ends))),
+        h("td", {class: "actions"}, h("button", {type: "button", class: "primary", "data-action": "deposit",
+                                                 "data-tid": p.tid, testid: "deposit"}, W.deposit)));
+    });
+    fill("accounts", rows, all.length, matched.length, shown.length, "no_accounts");
+  }
+
+  function attemptResult(a) {
+    if (!a) { return W.none; }
+    var text = a.http_status !== null && a.http_status !== undefined ? "HTTP " + a.http_status : "";
+    if (a.error) { text = text ? text + " · " + a.error : a.error; }
+    return text || "HTTP";
+  }
+
+  function callbackDetail(c) {
+    var attempts = (c.attempts || []).map(function (a) {
+      return h("tr", {testid: "attempt", "data-kind": a.kind},
+        h("td", {class: "num"}, a.number), h("td", null, word("attempt_kinds", a.kind)),
+        h("td", {class: "time"}, kst(a.scheduled_at)), h("td", {class: "time"}, kst(a.at)),
+        h("td", {class: a.error ? "bad-text" : "ok-text"}, a.http_status === null ? W.none : a.http_status),
+        h("td", {class: "num"}, a.latency_ms === null || a.latency_ms === undefined ? W.none : say("ms", {n: a.latency_ms})),
+        h("td", {class: "wrap"}, a.error ? h("span", {class: "bad-text"}, a.error) : null,
+          a.response_body ? code(a.response_body, "answer") : null));
+    });
+    var warnings = (c.warnings || []).map(function (w) { return h("li", {testid: "callback-warning"}, w); });
+    var fault = c.fault && Object.keys(c.fault).length ? c.fault : null;
+    return [
+      block(W.attempts, miniTable([W.col_number, W.col_kind, W.col_scheduled, W.col_sent, W.col_http,
+                                   "#" + W.col_latency, W.col_response], attempts)),
+      warnings.length ? block(W.warnings, h("ul", {class: "warnings"}, warnings)) : null,
+      fault ? block(W.fault, json(fault)) : null,
+      block(W.body, json(c.body)),
+    ];
+  }
+
+  function renderCallbacks() {
+    var all = state.callbacks.slice().reverse();
+    var matched = all.filter(function (c) { return matches([c.id, c.tid, c.url, c.status]); });
+    var shown = matched.slice(0, ROWS);
+    var rows = [];
+    shown.forEach(function (c) {
+      var key = "c" + c.id;
+      var open = expanded.has(key);
+      var attempts = c.attempts || [];
+      var last = attempts[attempts.length - 1];
+      var extra = attempts.length - c.attempts_made;
+      rows.push(h("tr", {class: open ? "open" : null, testid: "callback-row", "data-id": c.id, "data-tid": c.tid,
+                         "data-status": c.status},
+        h("td", {class: "mono"}, c.id),
+        h("td", null, code(c.tid, "primary-text")),
+        h("td", {class: "wrap url"}, code(c.url),
+          (c.warnings || []).length ? h("span", {class: "secondary-text warn-text", title: c.warnings.join("\n")},
+                                         "⚠ " + c.warnings.length + " " + W.warnings) : null),
+        badges(badge(c.status, "status"), c.held ? h("span", {class: "badge tone-muted"}, W.held) : null),
+        h("td", {class: "num", testid: "attempts"}, String(c.attempts_made) + (extra > 0 ? " + " + extra : "")),
+        h("td", {class: "wrap result " + (last && last.error ? "bad-text" : "ok-text"), testid: "last-result",
+                 title: last ? attemptResult(last) : null}, h("span", {class: "clamp"}, attemptResult(last))),
+        h("td", {class: "time"}, c.next_attempt_at ? [kst(c.next_attempt_at),
+          h("span", {class: "secondary-text"}, relative(c.next_attempt_at))] : W.none),
+        h("td", {class: "actions"}, h("button", {type: "button", class: "secondary small", "data-action": "resend",
+                                                 "data-id": c.id, testid: "resend"}, W.resend), toggle(key))));
+      if (open) { rows.push(detailRow(8, callbackDetail(c))); }
+    });
+    fill("callbacks", rows, all.length, matched.length, shown.length, "no_callbacks");
+  }
+
+  function scenarioLoaded(s) {
+    var doc = s && s.scenario;
+    return !!doc && !(doc.name === "none" && !(s.rules || []).length && !(s.jobs || []).length && !doc.timeline);
+  }
+
+  function renderScenario() {
+    var s = state.scenario || {rules: [], jobs: []};
+    var loaded = scenarioLoaded(s);
+    setText(one("[data-testid=scenario-name]"), loaded ? (s.scenario.name || "") : "");
+    setText(one("[data-testid=scenario-description]"),
+            loaded ? (s.scenario.description || W.scenario_note) : W.no_scenario);
+    var rules = (s.rules || []).map(function (r) {
+      return h("tr", {testid: "rule-row", "data-rule": r.name},
+        h("td", {class: "primary-text"}, r.name), h("td", null, code(r.stage)), h("td", null, code(r.outcome)),
+        h("td", {class: "num"}, r.times === "always" ? W.always : r.times),
+        h("td", {class: "num strong", testid: "applied"}, r.applied));
+    });
+    fill("rules", rules, rules.length, rules.length, rules.length, "no_rules");
+    var jobs = (s.jobs || []).map(function (j) {
+      return h("tr", {testid: "job-row", "data-kind": j.kind, "data-done": j.done ? "true" : "false"},
+        h("td", {class: "time"}, kst(j.due_at), j.done ? null : h("span", {class: "secondary-text"}, relative(j.due_at))),
+        h("td", null, code(j.kind)), h("td", {class: "wrap"}, code(JSON.stringify(j.params))),
+        h("td", {class: "wrap"}, j.origin),
+        h("td", {class: "wrap"}, j.done ? [h("span", {class: "badge tone-ok"}, W.done), " ", j.result || ""]
+                                         : h("span", {class: "badge tone-warn"}, W.waiting)));
+    });
+    fill("jobs", jobs, jobs.length, jobs.length, jobs.length, "no_jobs");
+  }
+
+  function statusTone(status) { return status < 300 ? "ok" : status < 500 ? "warn" : "bad"; }
+
+  function renderJournal() {
+    var all = state.journal.slice().reverse();
+    var matched = all.filter(function (e) {
+      return matches([e.path, e.query, e.method, e.client_id, e.rule, JSON.stringify(e.request)]);
+    });
+    var shown = matched.slice(0, ROWS);
+    var rows = [];
+    shown.forEach(function (e) {
+      var key = "j" + e.id;
+      var open = expanded.has(key);
+      var answer = e.response || {};
+      var gatewayCode = typeof answer === "object" && answer !== null && "code" in answer && String(answer.code) !== "0"
+        ? answer.code : null;
+      rows.push(h("tr", {class: open ? "open" : null, testid: "journal-row", "data-id": e.id, "data-path": e.path},
+        h("td", {class: "time"}, kst(e.at)),
+        h("td", {class: "wrap"}, h("span", {class: "method"}, e.method), " ", code(e.path + (e.query ? "?" + e.query : ""))),
+        h("td", {class: "mono"}, e.client_id || W.none),
+        badges(h("span", {class: "badge tone-" + statusTone(e.status), testid: "http-status"}, e.status),
+          gatewayCode !== null ? h("span", {class: "secondary-text mono", testid: "code"}, String(gatewayCode)) : null),
+        h("td", null, e.rule ? h("span", {class: "rule", testid: "rule"}, e.rule) : W.none),
+        h("td", {class: "wrap"}, (e.warnings || []).length
+          ? h("ul", {class: "warnings"}, e.warnings.map(function (w) { return h("li", {testid: "warning"}, w); }))
+          : W.none),
+        h("td", {class: "actions"}, toggle(key))));
+      if (open) {
+        rows.push(detailRow(7, [
+          block(W.request_body, e.request === null || e.request === undefined ? null : json(e.request)),
+          block(W.response_body, json(e.response)),
+          e.error ? block("error", h("pre", {class: "json bad-text"}, e.error)) : null]));
+      }
+    });
+    fill("journal", rows, all.length, matched.length, shown.length, "no_requests");
+  }
+
+  function renderStats() {
+    var p = state.payments, c = state.callbacks, s = state.scenario || {};
+    var count = function (list, test) { return list.filter(test).length; };
+    var waiting = p.filter(function (x) { return x.status === "awaiting_deposit"; });
+    setText(one("[data-stat=payments]"), String(p.length));
+    setText(one("[data-stat=payments-sub]"), say("stat_payments_sub", {
+      approved: count(p, function (x) { return x.status === "approved" || x.status === "verified"; }),
+      cancelled: count(p, function (x) { return x.cancelled_amount > 0; })}));
+    setText(one("[data-stat=callbacks]"), String(c.length));
+    setText(one("[data-stat=callbacks-sub]"), say("stat_callbacks_sub", {
+      pending: count(c, function (x) { return x.status === "pending"; }),
+      failed: count(c, function (x) { return x.status === "failed"; })}));
+    setText(one("[data-stat=accounts]"), String(waiting.length));
+    setText(one("[data-stat=accounts-sub]"), say("stat_accounts_sub", {
+      amount: won(waiting.reduce(function (sum, x) { return sum + x.amount; }, 0))}));
+    var loaded = scenarioLoaded(s);
+    setText(one("[data-stat=scenario]"), loaded ? String(s.scenario.name || "") : W.none);
+    setText(one("[data-stat=scenario-sub]"), loaded ? say("stat_scenario_sub", {
+      rules: (s.rules || []).length, jobs: count(s.jobs || [], function (j) { return !j.done; })}) : W.no_scenario);
+  }
+
+  function renderClock() {
+    if (!state.clock) { return; }
+    var frozen = state.clock.frozen;
+    setText(one("[data-testid=clock-now]"), kst(emulatorNow()) + " KST");
+    var pill = one("[data-testid=clock-state]");
+    setText(pill, frozen ? W.frozen : W.running);
+    pill.className = "pill " + (frozen ? "pill-frozen" : "pill-running");
+    pill.setAttribute("data-frozen", frozen ? "true" : "false");
+    setText(one("[data-freeze]"), frozen ? W.unfreeze : W.freeze);
+  }
+
+  function render() {
+    renderClock();
+    renderStats();
+    var now = state.clock ? state.clock.now : null;
+    if (changed("payments", state.payments)) { renderPayments(); }
+    if (changed("accounts", [state.payments, now])) { renderAccounts(); }
+    if (changed("callbacks", [state.callbacks, now])) { renderCallbacks(); }
+    if (changed("scenario", [state.scenario, now])) { renderScenario(); }
+    if (changed("journal", state.journal)) { renderJournal(); }
+  }
+
+  // --- talking to the control API -------------------------------------------------------------
+
+  // Tokens are 18 digits, beyond a JavaScript number's precision: such integers are kept as the
+  // text they were sent as.
+  function exact(key, value, context) {
+    if (typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)) {
+      return context.source;
+    }
+    return value;
+  }
+
+  function api(method, path, body) {
+    var headers = {"Accept": "application/json"};
+    if (token) { headers["X-Emulator-Token"] = token; }
+    if (sandbox) { headers["X-Emulator-Sandbox"] = sandbox; }
+    var init = {method: method, headers: headers, cache: "no-store", credentials: "same-origin"};
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(base + path, init).then(function (response) {
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text, exact) : null; } catch (ignored) { data = null; }
+        if (!response.ok) {
+          var message = data && data.message ? data.message : (text.slice(0, 200) || response.statusText);
+          throw new Error(say("refused", {status: response.status, message: message}));
+        }
+        return data;
+      });
+    }, function (error) {
+      throw new Error(say("unreachable", {message: error.message}));
+    });
+  }
+
+  function banner(text) {
+    var node = one("[data-testid=error-banner]");
+    setText(node, text);
+    node.hidden = !text;
+  }
+
+  function flash(text) {
+    var node = one("[data-testid=flash]");
+    setText(node, text);
+    node.hidden = !text;
+  }
+
+  function stamp() {
+    setText(one("[data-testid=updated]"), say("updated", {time: new Date().toTimeString().slice(0, 8)}));
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    if (one("[data-testid=auto-refresh]").checked && !document.hidden) { timer = setTimeout(refresh, REFRESH_MS); }
+  }
+
+  // One refresh at a time; asked for during one, another follows it (so an action's effect shows).
+  function refresh() {
+    if (inFlight) {
+      queued = queued || inFlight.then(function () { queued = null; return refresh(); });
+      return queued;
+    }
+    clearTimeout(timer);
+    inFlight = Promise.all([api("GET", "clock"), api("GET", "payments"), api("GET", "callbacks"),
+                            api("GET", "scenario"), api("GET", "requests?limit=" + ROWS)])
+      .then(function (answers) {
+        state.clock = answers[0];
+        state.clockAt = performance.now();
+        state.payments = answers[1].payments;
+        state.callbacks = answers[2].callbacks;
+        state.scenario = answers[3];
+        state.journal = answers[4].requests;
+        banner("");
+        render();
+        stamp();
+      }, function (error) { banner(error.message); })
+      .then(function () { inFlight = null; schedule(); });
+    return inFlight;
+  }
+
+  function act(button, work) {
+    button.disabled = true;
+    return work().then(function (message) { banner(""); flash(message); },
+                       function (error) { banner(error.message); })
+      .then(function () { button.disabled = false; return refresh(); });
+  }
+
+  function setClock(change, message) {
+    return api("POST", "clock", change).then(function (clock) {
+      state.clock = clock;
+      state.clockAt = performance.now();
+      renderClock();
+      return say(message, {time: kst(clock.now)});
+    });
+  }
+
+  var ACTIONS = {
+    toggle: function (button) {
+      var key = button.getAttribute("data-key");
+      if (expanded.has(key)) { expanded.delete(key); } else { expanded.add(key); }
+      render();
+    },
+    resend: function (button) {
+      var id = button.getAttribute("data-id");
+      act(button, function () {
+        return api("POST", "callbacks/" + encodeURIComponent(id) + "/resend").then(function (answer) {
+          return say("resent", {id: id, result: attemptResult(answer.attempt) + " · " +
+                                word("statuses", answer.callback.status)});
+        });
+      });
+    },
+    deposit: function (button) {
+      var tid = button.getAttribute("data-tid");
+      act(button, function () {
+        return api("POST", "virtual-accounts/" + encodeURIComponent(tid) + "/deposit", {}).then(function (payment) {
+          return say("deposited", {tid: tid, amount: won(payment.amount)});
+        });
+      });
+    },
+  };
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button");
+    if (!button || button.disabled) { return; }
+    if (button.hasAttribute("data-advance")) {
+      act(button, function () { return setClock({advance_seconds: Number(button.getAttribute("data-advance"))}, "moved"); });
+    } else if (button.hasAttribute("data-freeze")) {
+      var freeze = !(state.clock && state.clock.frozen);
+      act(button, function () { return setClock({freeze: freeze}, freeze ? "froze" : "unfroze"); });
+    } else if (button.hasAttribute("data-flush")) {
+      act(button, function () {
+        return api("POST", "callbacks/flush", {max_seconds: 10}).then(function (answer) {
+          return say("flushed", {pending: answer.pending});
+        });
+      });
+    } else if (button.getAttribute("data-testid") === "refresh") {
+      refresh();
+    } else if (ACTIONS[button.getAttribute("data-action")]) {
+      ACTIONS[button.getAttribute("data-action")](button);
+    }
+  });
+
+  one("[data-testid=filter]").addEventListener("input", function (event) {
+    filter = event.target.value.trim().toLowerCase();
+    render();
+  });
+
+  one("[data-testid=auto-refresh]").addEventListener("change", function (event) {
+    if (event.target.checked) { refresh(); } else { clearTimeout(timer); }
+  });
+
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) { refresh(); } });
+
+  // A running clock ticks between refreshes.
+  setInterval(function () { if (state.clock && !state.clock.frozen) { renderClock(); } }, 1000);
+
+  var where = sandbox || sandboxInPath;
+  if (where) {
+    setText(one("[data-testid=where]"), say("sandbox", {id: where}));
+    one("[data-testid=where]").classList.add("where-sandbox");
+  }
+  refresh();
+}());

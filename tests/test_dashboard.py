@@ -1,0 +1,406 @@
+"""The dashboard at /_emulator/: served by the emulator behind the control API's guard, and in a
+real browser (headless chromium) it shows payments, callbacks, virtual accounts, the scenario and
+the journal, and drives the emulator (resend, clock, deposit) through the control API. The
+screenshot goes to test-artifacts/dashboard.png."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect
+
+from .browser import ARTIFACTS, CHROMIUM_ARGS, WAIT, chromium_path, desktop  # noqa: F401
+from .conftest import Api, CallbackReceiver, EmulatorProcess, serve_receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ARTIFACTS.parent / "dashboard.png"
+TOKEN = "s3cret"
+# Values a merchant may send that would be markup if a page parsed them (product_name may not
+# hold < or >; these fields may).
+HOSTILE_NAME = '<img src=x>"&amp;'
+HOSTILE_ORDER = "<b>A-1</b>&lt;"
+HOSTILE_CUSTOM = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+TOUR = """
+version: 1
+name: dashboard-tour
+description: A frozen clock, a deposit three days late and a refused status query.
+settings:
+  clock: {start: "2026-11-29T10:00:00+09:00", frozen: true}
+rules:
+  - name: status refused once
+    when: {endpoint: payments/status}
+    then: {api_error: {status: 503, code: 999, message: "maintenance"}}
+    times: 1
+  - name: deposit after three days
+    when: {pgcode: virtualaccount}
+    then: {deposit: {after_seconds: 259200}}
+"""
+
+
+# --- the browser and the processes -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chromium():
+    """This module's chromium (browser.py's `desktop` takes it), closed when the module is done:
+    Playwright's sync API drives one instance at a time, and other modules start their own."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def tour_process(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dashboard")
+    (workdir / "tour.yaml").write_text(TOUR)
+    process = EmulatorProcess(workdir, "--scenario", str(workdir / "tour.yaml"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    found = CallbackReceiver()
+    server = serve_receiver(found)
+    yield found
+    server.shutdown()
+
+
+@pytest.fixture
+def tour(tour_process, receiver):
+    """The tour's emulator, reset (its scenario starts again: clock at 10:00, frozen)."""
+    api = Api(tour_process.url, receiver.url)
+    api.control("/reset")
+    receiver.clear()
+    return api
+
+
+@pytest.fixture(scope="module")
+def closed_process(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("closed"), "--no-control")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def token_process(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("token"), "--control-token", TOKEN)
+    yield process
+    process.stop()
+
+
+def arrivals(receiver: CallbackReceiver, tid: str, count: int) -> list[dict]:
+    """The callbacks of `tid` once `count` of them have reached the receiver."""
+    def of_tid():
+        return [r.json() for r in receiver.received if r.json().get("tid") == tid]
+
+    with receiver.event:
+        found = receiver.event.wait_for(lambda: len(of_tid()) >= count, WAIT)
+    assert found, f"{count} callbacks of {tid} expected, got {of_tid()}"
+    return of_tid()
+
+
+def scene(api: Api, receiver: CallbackReceiver) -> dict:
+    """A bank transfer with a cash receipt, a card payment partly cancelled whose callback failed
+    (the merchant answered 500), two virtual accounts awaiting their deposit, a request the
+    scenario refused, one with a leniency warning."""
+    transfer = api.pay(pgcode="banktransfer", amount=22000, order_no="BT-1")
+    form = api.post(f"/v1.0/cashreceipt/issue/{transfer['tid']}", {
+        "client_id": "pay_test", "type": "2", "tax_flag": "N", "return_url": "https://merchant.example/receipt"})
+    issued = requests.post(form.json()["receipt_url"], data={"cash_receipt_type": "02", "cash_receipt_id": "1234567890"},
+                           timeout=10)
+    assert issued.status_code == 200, issued.text
+    receiver.status = 500
+    card = api.pay(amount=55000, user_name=HOSTILE_NAME, order_no=HOSTILE_ORDER, custom_parameter=HOSTILE_CUSTOM)
+    assert api.cancel(card, amount=5000, partial=True).status_code == 200
+    accounts = [api.control(f"/payments/{api.request_payment(pgcode='virtualaccount', amount=amount, order_no=order)}"
+                            "/approve", {})["fields"] for amount, order in ((25000, "VA-1"), (18000, "VA-2"))]
+    refused = api.post("/v1.0/payments/status", {"client_id": "pay_test", "order_no": "VA-1"})
+    assert refused.status_code == 503, refused.text
+    lenient = api.post("/v1.0/payments/request", api.request_body(amount="1000", order_no="lenient"))
+    assert lenient.status_code == 200, lenient.text
+    return {"transfer": transfer["tid"], "card": card["tid"], "account": accounts[0]["tid"]}
+
+
+# --- served by the emulator, guarded like the control API ---------------------------------------
+
+def test_the_page_is_a_shell_with_its_own_script_under_a_strict_policy(api):
+    page = requests.get(api.url + "/_emulator/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert (page.headers["Cache-Control"], page.headers["X-Content-Type-Options"]) == ("no-store", "nosniff")
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert '<script src="/static/dashboard.js" defer></script>' in page.text
+    assert "<script>" not in page.text  # nothing inline: the policy would block it
+    for asset, kind in (("dashboard.js", "javascript"), ("dashboard.css", "text/css")):
+        served = requests.get(f"{api.url}/static/{asset}", timeout=10)
+        assert served.status_code == 200 and kind in served.headers["Content-Type"], asset
+
+
+def test_without_the_trailing_slash_the_page_moves_to_it(api):
+    """The script's URLs are relative to the page, so the page lives at .../_emulator/."""
+    moved = requests.get(api.url + "/_emulator?lang=ko", allow_redirects=False, timeout=10)
+    assert moved.status_code == 308
+    assert moved.headers["Location"] == "_emulator/?lang=ko"
+
+
+def test_in_korean_on_request(api):
+    page = requests.get(api.url + "/_emulator/", params={"lang": "ko"}, timeout=10)
+    assert '<html lang="ko">' in page.text and "+1시간" in page.text and "입금 대기 중인 가상계좌" in page.text
+    assert 'href="?lang=en"' in page.text
+
+
+def test_no_merchant_value_is_rendered_by_the_server(api):
+    """Merchants' values reach the page only through the script, as text; the query is not
+    reflected as markup either."""
+    api.pay(user_name=HOSTILE_NAME, order_no=HOSTILE_ORDER, custom_parameter=HOSTILE_CUSTOM)
+    page = requests.get(api.url + "/_emulator/", params={"sandbox": "<script>x</script>", "lang": '"><b>'},
+                        timeout=10)
+    assert page.status_code == 200
+    for value in (HOSTILE_NAME, HOSTILE_ORDER, HOSTILE_CUSTOM, "<img", "<script>x", '"><b>'):
+        assert value not in page.text, value
+
+
+def test_switched_off_with_the_control_api(closed_process):
+    for path in ("/_emulator/", "/_emulator/?token=anything"):
+        answer = requests.get(closed_process.url + path, timeout=10)
+        assert answer.status_code == 404
+        assert answer.json() == {"code": 994, "message": answer.json()["message"]}
+    assert requests.get(closed_process.url + "/_emulator/health", timeout=10).status_code == 200
+
+
+def test_behind_the_control_token(token_process):
+    url = token_process.url + "/_emulator/"
+    for attempt in (requests.get(url, timeout=10), requests.get(url, params={"token": "guess"}, timeout=10),
+                    requests.get(url, headers={"X-Emulator-Token": "guess"}, timeout=10)):
+        assert attempt.status_code == 401
+        assert attempt.json()["code"] == 4312
+    assert requests.get(url, headers={"X-Emulator-Token": TOKEN}, timeout=10).status_code == 200
+
+
+def test_the_token_is_taken_once_then_kept_in_a_cookie_for_the_page_only(token_process):
+    browser = requests.Session()
+    first = browser.get(token_process.url + "/_emulator/", params={"token": TOKEN, "lang": "ko"},
+                        allow_redirects=False, timeout=10)
+    assert first.status_code == 303
+    assert first.headers["Location"] == "./?lang=ko"  # the token leaves the address bar
+    cookie = first.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    page = browser.get(token_process.url + "/_emulator/?lang=ko", timeout=10)
+    assert page.status_code == 200
+    # The page hands the token to its script, which sends the control API's header.
+    assert f'<meta name="emulator-control-token" content="{TOKEN}">' in page.text
+    # The cookie opens the page, not the control API: another site cannot drive it through it.
+    assert browser.get(token_process.url + "/_emulator/clock", timeout=10).status_code == 401
+
+
+def test_a_sandbox_has_the_same_page_under_its_path(tour):
+    sandbox = requests.post(tour.url + "/_emulator/sandboxes", json={}, timeout=10).json()
+    try:
+        page = requests.get(sandbox["base_url"] + "/_emulator/", timeout=10)
+        assert page.status_code == 200
+        script = re.search(r'<script src="([^"]+)"', page.text).group(1)
+        assert script == f"/_sandbox/{sandbox['id']}/static/dashboard.js"
+        assert requests.get(tour.url + script, timeout=10).status_code == 200
+        moved = requests.get(sandbox["base_url"] + "/_emulator", allow_redirects=False, timeout=10)
+        assert (moved.status_code, moved.headers["Location"]) == (308, "_emulator/")
+    finally:
+        requests.delete(f"{tour.url}/_emulator/sandboxes/{sandbox['id']}", timeout=10)
+    gone = requests.get(sandbox["base_url"] + "/_emulator/", timeout=10)
+    assert gone.status_code == 404 and gone.json()["code"] == 4601
+
+
+def test_the_text_tables_are_in_step():
+    text = tomllib.loads((ROOT / "emulator" / "web" / "dashboard_text.toml").read_text("utf-8"))
+
+    def keys(table, prefix=""):
+        return {f"{prefix}{k}" for k, v in table.items()} | {
+            key for k, v in table.items() if isinstance(v, dict) for key in keys(v, f"{prefix}{k}.")}
+
+    assert keys(text["en"]) == keys(text["ko"])
+
+
+def test_every_word_the_script_asks_for_is_in_the_table():
+    script = (ROOT / "emulator" / "web" / "static" / "dashboard.js").read_text("utf-8")
+    text = tomllib.loads((ROOT / "emulator" / "web" / "dashboard_text.toml").read_text("utf-8"))["en"]
+    asked = set(re.findall(r"\bW\.(\w+)", script)) | set(re.findall(r'\bsay\("(\w+)"', script))
+    assert asked - set(text) - {"methods"} == set()
+
+
+# --- in a browser ---------------------------------------------------------------------------------
+
+def test_the_dashboard_shows_the_emulator_and_drives_it(tour, receiver, desktop):
+    made = scene(tour, receiver)
+    desktop.goto(tour.url + "/_emulator/")
+
+    # The clock of the scenario: frozen at its start.
+    expect(desktop.get_by_test_id("clock-now")).to_have_text("2026-11-29 10:00:00 KST")
+    expect(desktop.get_by_test_id("clock-state")).to_have_attribute("data-frozen", "true")
+
+    # Payments, with the cancellation; merchants' values as text, never as markup.
+    card = desktop.locator(f'[data-testid=payment-row][data-tid="{made["card"]}"]')
+    expect(card.get_by_test_id("amount")).to_have_text("₩55,000")
+    expect(card.get_by_test_id("cancelled")).to_have_text("₩5,000")
+    expect(card.get_by_test_id("remaining")).to_have_text("₩50,000")
+    expect(card.get_by_test_id("status")).to_have_attribute("data-status", "approved")
+    expect(card.get_by_test_id("cancel-status")).to_have_attribute("data-status", "partly_cancelled")
+    expect(card.get_by_test_id("order-no")).to_have_text(HOSTILE_ORDER)
+    expect(card.get_by_test_id("buyer")).to_have_text(f"test_user_id · {HOSTILE_NAME}")
+    card.get_by_test_id("details").click()
+    details = desktop.locator("tr.detail").first
+    expect(details).to_contain_text(HOSTILE_CUSTOM)
+    expect(details.get_by_test_id("cancellation")).to_contain_text("₩5,000")
+    assert desktop.locator("main img, main b, main script").count() == 0
+    assert desktop.evaluate("window.pwned") is None
+
+    # The cash receipt of the bank transfer.
+    transfer = desktop.locator(f'[data-testid=payment-row][data-tid="{made["transfer"]}"]')
+    transfer.get_by_test_id("details").click()
+    receipt = desktop.get_by_test_id("cash-receipt")
+    expect(receipt).to_contain_text("Issued")
+    expect(receipt).to_contain_text("Proof of expense")
+    expect(receipt).to_contain_text("1234567890")
+    transfer.get_by_test_id("details").click()
+
+    # The virtual accounts waiting for their deposit.
+    expect(desktop.get_by_test_id("account-row")).to_have_count(2)
+    account = desktop.locator(f'[data-testid=account-row][data-tid="{made["account"]}"]')
+    expect(account.get_by_test_id("amount")).to_have_text("₩25,000")
+
+    # The failed callback: the merchant answered 500.
+    failed = desktop.locator(f'[data-testid=callback-row][data-tid="{made["card"]}"]')
+    expect(failed).to_have_attribute("data-status", "pending")
+    expect(failed.get_by_test_id("last-result")).to_contain_text("HTTP 500")
+
+    # The scenario: its rules and how often each applied, its timed job.
+    expect(desktop.get_by_test_id("scenario-name")).to_have_text("dashboard-tour")
+    expect(desktop.locator('[data-rule="status refused once"]').get_by_test_id("applied")).to_have_text("1")
+    expect(desktop.locator('[data-rule="deposit after three days"]').get_by_test_id("applied")).to_have_text("2")
+    expect(desktop.locator('[data-testid=job-row][data-kind="deposit"][data-done="false"]')).to_have_count(2)
+
+    # The journal: the rule that decided a request, a leniency warning.
+    journal = desktop.get_by_test_id("journal")
+    expect(journal.get_by_test_id("rule")).to_have_text(["status refused once"])
+    expect(journal.get_by_test_id("warning").first).to_contain_text("amount")
+
+    # Resend: the merchant now acknowledges, and gets the notification again.
+    receiver.status = 200
+    failed.get_by_test_id("resend").click()
+    assert arrivals(receiver, made["card"], 2)[-1]["amount"] == 55000
+    expect(failed).to_have_attribute("data-status", "delivered")
+    expect(desktop.get_by_test_id("flash")).to_contain_text("one extra attempt made")
+
+    # The clock moves by the buttons.
+    desktop.get_by_test_id("advance-3600").click()
+    expect(desktop.get_by_test_id("clock-now")).to_have_text("2026-11-29 11:00:00 KST")
+    desktop.get_by_test_id("advance-300").click()
+    expect(desktop.get_by_test_id("clock-now")).to_have_text("2026-11-29 11:05:00 KST")
+    assert tour.control("/clock", method="GET")["now"] == "2026-11-29T11:05:00+09:00"
+
+    # Deposit: the account is paid and its callback arrives.
+    account.get_by_test_id("deposit").click()
+    deposited = arrivals(receiver, made["account"], 1)[0]
+    assert (deposited["amount"], deposited["transaction_date"]) == (25000, "2026-11-29 11:05:00")
+    expect(account).to_have_count(0)
+    expect(desktop.get_by_test_id("account-row")).to_have_count(1)
+    paid = desktop.locator(f'[data-testid=payment-row][data-tid="{made["account"]}"]')
+    expect(paid.get_by_test_id("status")).to_have_attribute("data-status", "approved")
+    expect(desktop.locator(f'[data-testid=callback-row][data-tid="{made["account"]}"]')).to_have_attribute(
+        "data-status", "delivered")
+
+    card.get_by_test_id("details").click()  # closed, for the picture
+    failed.get_by_test_id("details").click()
+    expect(desktop.locator("tr.detail").get_by_test_id("attempt")).to_have_count(2)
+    desktop.evaluate("window.scrollTo(0, 0)")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    desktop.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # Freeze and unfreeze.
+    desktop.get_by_test_id("freeze-toggle").click()
+    expect(desktop.get_by_test_id("clock-state")).to_have_attribute("data-frozen", "false")
+    desktop.get_by_test_id("freeze-toggle").click()
+    expect(desktop.get_by_test_id("clock-state")).to_have_attribute("data-frozen", "true")
+
+
+def test_refreshes_by_itself_and_on_demand_and_filters(tour, receiver, desktop):
+    first = tour.pay(order_no="first")
+    desktop.goto(tour.url + "/_emulator/")
+    rows = desktop.get_by_test_id("payment-row")
+    expect(rows).to_have_count(1)
+    desktop.get_by_test_id("auto-refresh").uncheck()
+    second = tour.pay(order_no="second")
+    desktop.get_by_test_id("refresh").click()
+    expect(rows).to_have_count(2)
+    desktop.get_by_test_id("auto-refresh").check()
+    tour.pay(order_no="third")
+    expect(rows).to_have_count(3)  # the next automatic refresh brings it
+    desktop.get_by_test_id("filter").fill(second["tid"])
+    expect(rows).to_have_count(1)
+    expect(rows).to_have_attribute("data-tid", second["tid"])
+    desktop.get_by_test_id("filter").fill("no such payment")
+    expect(rows).to_have_count(0)
+    expect(desktop.locator("[data-empty=payments]")).to_have_text("Nothing matches the filter.")
+    desktop.get_by_test_id("filter").fill("")
+    expect(rows.first).to_have_attribute("data-tid", re.compile(".+"))
+    expect(rows.last).to_have_attribute("data-tid", first["tid"])  # newest first
+
+
+def test_a_sandboxs_dashboard_shows_and_moves_that_sandbox(tour, receiver, desktop):
+    tour.pay(order_no="root-order")
+    sandbox = requests.post(tour.url + "/_emulator/sandboxes", json={}, timeout=10).json()
+    try:
+        inside = Api(sandbox["base_url"], receiver.url)
+        inside.control("/clock", {"freeze": True})
+        inside.set_clock("2027-01-01T00:00:00")
+        keys = {"Authorization": f"PLKEY {sandbox['payment_key']}"}
+        body = inside.request_body(client_id=sandbox["client_id"], order_no="sandbox-order", amount=7700)
+        token = requests.post(tour.url + "/v1.0/payments/request", headers=keys, json=body, timeout=10).json()["token"]
+        inside.control(f"/payments/{token}/approve", {})
+        # By its path, and by the header the script sends for ?sandbox=.
+        for address in (sandbox["base_url"] + "/_emulator/", f"{tour.url}/_emulator/?sandbox={sandbox['id']}"):
+            desktop.goto(address)
+            expect(desktop.get_by_test_id("where")).to_have_text(f"Sandbox {sandbox['id']}")
+            rows = desktop.get_by_test_id("payment-row")
+            expect(rows.get_by_test_id("order-no")).to_have_text(["sandbox-order"])
+            expect(rows.get_by_test_id("amount")).to_have_text(["₩7,700"])
+            expect(desktop.get_by_test_id("clock-now")).to_have_text("2027-01-01 00:00:00 KST")
+        desktop.get_by_test_id("advance-86400").click()
+        expect(desktop.get_by_test_id("clock-now")).to_have_text("2027-01-02 00:00:00 KST")
+        assert inside.control("/clock", method="GET")["now"] == "2027-01-02T00:00:00+09:00"
+        assert tour.control("/clock", method="GET")["now"] == "2026-11-29T10:00:00+09:00"  # the root's stayed
+    finally:
+        requests.delete(f"{tour.url}/_emulator/sandboxes/{sandbox['id']}", timeout=10)
+
+
+def test_in_korean_with_amounts_in_won(tour, receiver, desktop):
+    tour.pay(amount=1234500)
+    desktop.goto(tour.url + "/_emulator/?lang=ko")
+    expect(desktop.get_by_test_id("payment-row").get_by_test_id("amount")).to_have_text("1,234,500원")
+    expect(desktop.get_by_test_id("clock-state")).to_have_text("멈춤")
+    expect(desktop.get_by_test_id("advance-86400")).to_have_text("+1일")
+    expect(desktop.get_by_test_id("callback-row").get_by_test_id("status")).to_have_text("전달됨")
+
+
+def test_with_a_control_token_the_address_with_the_token_opens_it(token_process, desktop):
+    response = desktop.goto(token_process.url + f"/_emulator/?token={TOKEN}")
+    assert response.status == 200
+    assert desktop.url == token_process.url + "/_emulator/"
+    expect(desktop.get_by_test_id("clock-now")).to_contain_text("KST")
+    expect(desktop.get_by_test_id("error-banner")).to_be_hidden()
+    desktop.get_by_test_id("advance-300").click()  # actions carry the token too
+    expect(desktop.get_by_test_id("flash")).to_contain_text("Clock moved")
+    expect(desktop.get_by_test_id("error-banner")).to_be_hidden()
+    assert desktop.reload().status == 200
+
+
+def test_without_the_token_the_page_is_refused(token_process, desktop):
+    response = desktop.goto(token_process.url + "/_emulator/")
+    assert response.status == 401
+    assert response.json()["code"] == 4312
