@@ -179,6 +179,12 @@ class EmulatorClient:
         return info.client_id, info.payment_key, info.search_key
 
     @property
+    def ca_file(self) -> str | None:
+        """The CA certificate this client trusts an HTTPS emulator with (give it to merchant code
+        under test as its `verify=`); None when it uses the system's."""
+        return self.verify if isinstance(self.verify, str) else None
+
+    @property
     def app(self):
         """The Flask app of an in-process client (`for_app`)."""
         return getattr(self._transport, "app", None)

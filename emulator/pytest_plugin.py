@@ -5,7 +5,7 @@ Fixtures: `payletter_server` (session: an emulator process on a free port, or th
 `--payletter-url`), `payletter` (an EmulatorClient with a clean state for each test) and
 `payletter_app` (the same client on an in-process app, no server). Options: `--payletter-url`,
 `--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
-`--payletter-token`, `--payletter-no-coverage`. Marker: `@pytest.mark.payletter_scenario(name, ...)`.
+`--payletter-token`, `--payletter-tls`, `--payletter-ca`, `--payletter-no-coverage`. Marker: `@pytest.mark.payletter_scenario(name, ...)`.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
 BODY_CHARS = 240  # characters of a body shown per journal line or attempt
 COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
 ISOLATIONS = ("sandbox", "reset")
+_UNKNOWN = object()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +41,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "or a reset of the whole emulator (one test at a time).")
     group.addoption("--payletter-token", metavar="TOKEN", default=None,
                     help="The control token of an emulator started with --control-token.")
+    group.addoption("--payletter-tls", action="store_true", default=False,
+                    help="Start the emulator with --tls (HTTPS, TLS 1.2+); tests get its CA as payletter.ca_file.")
+    group.addoption("--payletter-ca", metavar="FILE", default=None,
+                    help="The CA certificate to trust for an emulator at an https:// --payletter-url.")
     group.addoption("--payletter-no-coverage", action="store_true", default=False,
                     help="Do not print the emulator's coverage summary at the end of the run.")
 
@@ -62,10 +67,17 @@ class PayletterServer:
     isolation: str
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    root_scenario: Any = field(default=_UNKNOWN, init=False)  # the root's, when the session began
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA certificate an HTTPS emulator is trusted with (None over HTTP)."""
+        return self.client.ca_file
 
     def client_for(self, scenarios: list[Any]) -> EmulatorClient:
-        """A client with a clean state: a new sandbox, or (isolation `reset`, or an emulator
-        without sandboxes) the root, reset, with `scenarios` in force."""
+        """A client with a clean state: a new sandbox with `scenarios` in force (none if empty),
+        or (isolation `reset`, or an emulator without sandboxes) the root, reset, with
+        `scenarios` in force, else the scenario it had when the session began."""
         if self.isolation == "sandbox":
             try:
                 return self.client.new_sandbox(scenarios or None)
@@ -73,9 +85,15 @@ class PayletterServer:
                 if exc.status not in (404, 405):
                     raise
                 self.isolation = "reset"  # an emulator without sandboxes: one test at a time
+        if self.root_scenario is _UNKNOWN:
+            self.root_scenario = self.client.scenario().get("scenario")
         self.client.reset()
-        # Always: a test may have put its own scenario in force, and a reset keeps it.
-        self.client.use_scenario(*scenarios) if scenarios else self.client.clear_scenario()
+        # Every time: a test may have put a scenario of its own in force, and a reset keeps it.
+        wanted = scenarios or ([self.root_scenario] if self.root_scenario else [])
+        if wanted:
+            self.client.use_scenario(*wanted)
+        else:
+            self.client.clear_scenario()
         return self.client
 
     def release(self, client: EmulatorClient) -> None:
@@ -97,13 +115,14 @@ class PayletterServer:
             self.process.wait()
 
 
-def start_emulator(workdir: Path, *args: str, token: str | None = None) -> tuple[subprocess.Popen, str, Path]:
-    """`python -m emulator serve --port 0` in `workdir`: the process, its URL (from the
-    "listening on" line) and its log, once /_emulator/health answers."""
-    log_path = workdir / "emulator.log"
+def start_emulator(workdir: Path, *args: str, token: str | None = None,
+                   tls: bool = False) -> tuple[subprocess.Popen, EmulatorClient, Path]:
+    """`python -m emulator serve --port 0` in `workdir` (with `--tls`, HTTPS): the process, a
+    client of it (trusting its CA) and its log, once /_emulator/health answers."""
+    log_path, db = workdir / "emulator.log", str(workdir / "emulator.db")
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0",
-                                    "--db", str(workdir / "emulator.db"), *args],
+        process = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", db,
+                                    *(["--tls"] if tls else []), *args],
                                    stdout=subprocess.PIPE, stderr=log, cwd=workdir)
     line = process.stdout.readline().decode("utf-8", "replace")
     if "listening on " not in line:
@@ -112,8 +131,14 @@ def start_emulator(workdir: Path, *args: str, token: str | None = None) -> tuple
         raise RuntimeError(f"the emulator did not start: {line.strip()!r}\n{log_path.read_text('utf-8', 'replace')}")
     threading.Thread(target=_drain, args=(process.stdout, log_path), daemon=True).start()
     url = line.split("listening on ")[1].split()[0]
-    wait_ready(EmulatorClient(url, control_token=token), process)
-    return process, url, log_path
+    verify: bool | str = True
+    if tls:
+        from .tls import ca_path  # made by the server's first --tls start, beside its database
+
+        verify = str(ca_path(db))
+    client = EmulatorClient(url, control_token=token, verify=verify)
+    wait_ready(client, process)
+    return process, client, log_path
 
 
 def _drain(stream, log_path: Path) -> None:
@@ -147,17 +172,18 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     scenarios = list(config.getoption("payletter_scenario"))
     token = config.getoption("payletter_token")
     url = config.getoption("payletter_url")
+    isolation = config.getoption("payletter_isolation")
     if url:
-        client = EmulatorClient(url, control_token=token)
+        client = EmulatorClient(url, control_token=token, verify=config.getoption("payletter_ca") or True)
         wait_ready(client)
-        server = PayletterServer(url.rstrip("/"), client, config.getoption("payletter_isolation"))
+        server = PayletterServer(client.base_url, client, isolation)
     else:
         flags = [arg for name in scenarios for arg in ("--scenario", name)]
         if token:
             flags += ["--control-token", token]
-        process, url, log_path = start_emulator(tmp_path_factory.mktemp("payletter"), *flags, token=token)
-        server = PayletterServer(url, EmulatorClient(url, control_token=token), config.getoption("payletter_isolation"),
-                                 process, log_path)
+        process, client, log_path = start_emulator(tmp_path_factory.mktemp("payletter"), *flags, token=token,
+                                                   tls=config.getoption("payletter_tls"))
+        server = PayletterServer(client.base_url, client, isolation, process, log_path)
     try:
         yield server
     finally:

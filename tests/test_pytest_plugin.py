@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from emulator.pytest_plugin import start_emulator
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,6 +203,27 @@ def test_an_unknown_one(payletter):
         result.assert_outcomes(passed=3, errors=1)
         result.stdout.fnmatch_lines(["*no-such-scenario: no such file, and no scenario of that name (shipped: *"])
 
+
+
+def test_reset_isolation_keeps_the_scenario_a_shared_emulator_was_started_with(pytester, tmp_path):
+    pytester.makepyfile('''
+import pytest
+
+@pytest.mark.payletter_scenario("declined-cards")
+def test_one(payletter):
+    assert payletter.scenario()["scenario"]["name"] == "declined-cards"
+
+def test_two(payletter):
+    assert payletter.scenario()["scenario"]["name"] == "flaky-callbacks"
+''')
+    process, client, _ = start_emulator(tmp_path, "--scenario", "flaky-callbacks")
+    try:
+        result = run(pytester, "--payletter-url", client.base_url, "--payletter-isolation=reset",
+                     "--payletter-no-coverage")
+        result.assert_outcomes(passed=2)
+    finally:
+        process.terminate()
+        process.wait()
 
 def test_the_readme_example_runs(pytester):
     readme = (ROOT / "README.md").read_text("utf-8")
