@@ -289,6 +289,12 @@ def test_the_dashboard_shows_the_emulator_and_drives_it(tour, receiver, desktop)
     journal = desktop.get_by_test_id("journal")
     expect(journal.get_by_test_id("rule")).to_have_text(["status refused once"])
     expect(journal.get_by_test_id("warning").first).to_contain_text("amount")
+    refusal = journal.locator('[data-testid=journal-row][data-path="/v1.0/payments/status"]')
+    expect(refusal.get_by_test_id("http-status")).to_have_text("503")
+    expect(refusal.get_by_test_id("code")).to_have_text("999")
+    refusal.get_by_test_id("details").click()
+    expect(journal.locator("tr.detail")).to_contain_text('"message": "maintenance"')
+    refusal.get_by_test_id("details").click()
 
     # Resend: the merchant now acknowledges, and gets the notification again.
     receiver.status = 200

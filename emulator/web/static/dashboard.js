@@ -120,7 +120,15 @@
 
   function code(text, extra) { return h("code", {class: extra || null}, text); }
 
-  function json(value) { return h("pre", {class: "json"}, JSON.stringify(value, null, 2)); }
+  // A body as JSON, indented; text that is not JSON (a form, a cut body) as it came.
+  function json(value) {
+    var shown = typeof value === "string" ? parsed(value) : value;
+    return h("pre", {class: "json"}, typeof shown === "string" ? shown : JSON.stringify(shown, null, 2));
+  }
+
+  function parsed(text) {
+    try { return JSON.parse(text, exact); } catch (ignored) { return text; }
+  }
 
   function toggle(key) {
     var open = expanded.has(key);
@@ -376,14 +384,15 @@
   function renderJournal() {
     var all = state.journal.slice().reverse();
     var matched = all.filter(function (e) {
-      return matches([e.path, e.query, e.method, e.client_id, e.rule, JSON.stringify(e.request)]);
+      return matches([e.path, e.query, e.method, e.client_id, e.rule,
+                      typeof e.request === "string" ? e.request : JSON.stringify(e.request)]);
     });
     var shown = matched.slice(0, ROWS);
     var rows = [];
     shown.forEach(function (e) {
       var key = "j" + e.id;
       var open = expanded.has(key);
-      var answer = e.response || {};
+      var answer = (typeof e.response === "string" ? parsed(e.response) : e.response) || {};
       var gatewayCode = typeof answer === "object" && answer !== null && "code" in answer && String(answer.code) !== "0"
         ? answer.code : null;
       rows.push(h("tr", {class: open ? "open" : null, testid: "journal-row", "data-id": e.id, "data-path": e.path},
@@ -399,7 +408,7 @@
         h("td", {class: "actions"}, toggle(key))));
       if (open) {
         rows.push(detailRow(7, [
-          block(W.request_body, e.request === null || e.request === undefined ? null : json(e.request)),
+          block(W.request_body, e.request === null || e.request === undefined || e.request === "" ? null : json(e.request)),
           block(W.response_body, json(e.response)),
           e.error ? block("error", h("pre", {class: "json bad-text"}, e.error)) : null]));
       }
