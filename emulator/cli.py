@@ -40,14 +40,21 @@ def main():
 @click.option("--workers", type=click.IntRange(min=1),
               help="Serve with gunicorn and this many worker processes sharing the database "
                    "[default: the built-in server, one process].")
+@click.option("--tls/--no-tls", default=None,
+              help="Serve HTTPS (TLS 1.2 or newer) with a certificate for this host, signed by a CA kept "
+                   "beside the database [default: HTTP].")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
+              help="Serve HTTPS with this certificate (PEM, chain first) instead; implies --tls.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
+              help="The private key of --tls-cert [default: in the --tls-cert file].")
 def serve(**options):
     """Serve the gateway's API and the control API.
 
     Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
     _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
     _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _SCENARIO (comma separated),
-    _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, _JOURNAL_LIMIT, _CALLBACK_LIMIT, and _CLIENTS (id:payment_key:search_key,
-    comma separated) for clients besides pay_test.
+    _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, _JOURNAL_LIMIT, _CALLBACK_LIMIT, _TLS, _TLS_CERT, _TLS_KEY,
+    and _CLIENTS (id:payment_key:search_key, comma separated) for clients besides pay_test.
     """
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
     options["scenario"] = tuple(options["scenario"]) or None
@@ -60,15 +67,24 @@ def serve(**options):
         settings = Settings.from_env(**options)
     except ValueError as exc:
         raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
+    certificates = _certificates(settings)
     if settings.workers:
-        _serve_with_workers(settings)
+        _serve_with_workers(settings, certificates)
         return
     try:
         app = create_app(settings)
     except ScenarioError as exc:
         raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
-    server = make_server(settings.host, settings.port, app, threaded=True)
-    _announce(settings, server.server_port)
+    context = None
+    if certificates:
+        from . import tls
+
+        tls.install(app, certificates)
+        context = tls.server_context(certificates)
+    server = make_server(settings.host, settings.port, app, threaded=True, ssl_context=context)
+    if context:  # the handshake happens in the connection's thread: a silent client holds up nobody
+        server.socket.do_handshake_on_connect = False
+    _announce(settings, server.server_port, certificates)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -77,10 +93,27 @@ def serve(**options):
         server.server_close()
 
 
-def _announce(settings: Settings, port: int) -> None:
+def _certificates(settings: Settings):
+    """The files of `--tls`/`--tls-cert`, made or found before any request; None for HTTP."""
+    from . import tls
+
+    if not tls.enabled(settings):
+        return None
+    try:
+        certificates = tls.prepare(settings)
+        tls.server_context(certificates)  # a wrong key or a broken file stops here, not in a worker
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"TLS: {exc}") from None
+    return certificates
+
+
+def _announce(settings: Settings, port: int, certificates=None) -> None:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     workers = f", {settings.workers} workers" if settings.workers else ""
-    click.echo(f"payletter-emulator listening on http://{host}:{port} (db: {settings.db}{workers})")
+    scheme = "https" if certificates else "http"
+    click.echo(f"payletter-emulator listening on {scheme}://{host}:{port} (db: {settings.db}{workers})")
+    if certificates and certificates.ca_file:
+        click.echo(f"CA certificate: {certificates.ca_file}")
     sys.stdout.flush()
     if settings.control and settings.control_token is None and not _loopback(settings.host):
         click.echo(f"warning: the control API (/_emulator/...) is open to anyone who reaches {settings.host}; "
@@ -98,7 +131,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _serve_with_workers(settings: Settings) -> None:
+def _serve_with_workers(settings: Settings, certificates=None) -> None:
     """gunicorn on a socket bound here, so that `--port 0` can say which port it got."""
     import socket
 
@@ -112,8 +145,8 @@ def _serve_with_workers(settings: Settings) -> None:
     except ScenarioError as exc:
         raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
     listener = socket.create_server((settings.host, settings.port), reuse_port=False, backlog=2048)
-    _announce(settings, listener.getsockname()[1])
-    serve(settings, listener)
+    _announce(settings, listener.getsockname()[1], certificates)
+    serve(settings, listener, certificates)
 
 
 @main.group()

@@ -40,6 +40,9 @@ class Settings:
     faker_seed: int | None = None
     control: bool = True  # False: only /_emulator/health answers, for shared deployments
     control_token: str | None = None  # when set, the control API needs `X-Emulator-Token: <token>`
+    tls: bool = False  # serve HTTPS with a certificate signed by a CA kept beside the database
+    tls_cert: str | None = None  # one's own certificate (chain) instead; implies tls
+    tls_key: str | None = None  # its private key; default: in tls_cert's file
     clients: tuple[Client, ...] = field(default=(PAY_TEST,))
 
     def __post_init__(self):
@@ -47,6 +50,8 @@ class Settings:
                           ("callback_concurrency", 1), ("journal_limit", 100), ("callback_limit", 100)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be at least {low}, not {getattr(self, name)}")
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key needs tls_cert")
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":
@@ -82,6 +87,6 @@ def _parse(name: str, raw: str):
         return float(raw)
     if name in ("callback_hosts", "scenario"):
         return tuple(filter(None, (part.strip() for part in raw.split(","))))
-    if name in ("strict", "control"):
+    if name in ("strict", "control", "tls"):
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

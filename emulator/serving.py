@@ -13,9 +13,10 @@ KEEPALIVE = 75  # seconds an idle client connection stays open
 
 
 class Gunicorn(BaseApplication):
-    def __init__(self, settings: Settings, listener: socket.socket):
+    def __init__(self, settings: Settings, listener: socket.socket, certificates=None):
         self.settings = settings
         self.listener = listener
+        self.certificates = certificates  # emulator.tls.Certificates for HTTPS, else None
         super().__init__()
 
     def load_config(self) -> None:
@@ -30,14 +31,25 @@ class Gunicorn(BaseApplication):
         self.cfg.set("proc_name", "payletter-emulator")
         if "control_socket_disable" in self.cfg.settings:  # gunicorn 25+: no runtime control socket
             self.cfg.set("control_socket_disable", True)
+        if self.certificates:
+            from .tls import gunicorn_context
+
+            self.cfg.set("certfile", str(self.certificates.cert_file))
+            self.cfg.set("keyfile", str(self.certificates.key_file))
+            self.cfg.set("ssl_context", gunicorn_context)
 
     def load(self):
         # Called in each worker after the fork: its own database connection, threads and clock.
         from .web.app import create_app
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        if self.certificates:
+            from .tls import install
+
+            install(app, self.certificates)
+        return app
 
 
-def serve(settings: Settings, listener: socket.socket) -> None:
+def serve(settings: Settings, listener: socket.socket, certificates=None) -> None:
     listener.set_inheritable(True)
-    Gunicorn(settings, listener).run()
+    Gunicorn(settings, listener, certificates).run()
