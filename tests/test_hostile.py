@@ -1,0 +1,437 @@
+"""Hostile input against a live emulator, what a fuzzer does not send: wrong content types,
+invalid UTF-8, oversize and chunked bodies, CR/LF in the merchant's URLs, HTML in every page,
+keys that must never be written down, and a control API that is locked or switched off. The
+raw-HTTP tests run on the built-in server and on gunicorn (`--workers`), which parse differently.
+
+What other files already prove is not repeated here: random JSON bodies and bytes
+(test_fuzz.py), the 413 of a large JSON body and malformed JSON (test_payments_request.py),
+text/plain read as JSON (test_leniency.py), merchant values escaped on the payment and return
+pages (test_pages.py), the callback allow-list (test_callbacks.py)."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, urlsplit
+
+import pytest
+import requests
+
+from emulator.errors import catalog
+from emulator.web.app import create_app
+
+from .browser import read_html
+from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY, Api, EmulatorProcess
+from .test_reliability import Server
+
+KEYS = (PAYMENT_KEY, SEARCH_KEY, *OTHER_CLIENT[1:])
+AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
+REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_user_id", "amount": 1000,
+           "product_name": "p", "return_url": "https://merchant.example/result",
+           "callback_url": "http://127.0.0.1:9/callback", "cancel_url": "https://merchant.example/cancel"}
+
+
+def code(kind: str) -> int:
+    return catalog()[kind].code
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=["builtin", "workers"])
+def server(request, tmp_path_factory):
+    """The built-in server and gunicorn; callbacks only to loopback."""
+    folder = tmp_path_factory.mktemp(request.param)
+    args = ("--callback-host", "127.0.0.1", "--callback-timeout", "1")
+    if request.param == "workers":
+        process = Server(folder, str(folder / "emulator.db"), *args)
+    else:
+        process = EmulatorProcess(folder, *args)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(server):
+    client = Api(server.url, "http://127.0.0.1:9/callback")
+    client.control("/reset")
+    yield client
+    client.http.delete(server.url + "/_emulator/scenario", timeout=30)
+
+
+def raw(url: str, head: bytes, body: bytes = b"") -> tuple[int, dict, bytes]:
+    """Send bytes as they are (no client library tidies them); status, headers, body."""
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as connection:
+        connection.sendall(head.replace(b"\n", b"\r\n") + b"Host: x\r\nConnection: close\r\n\r\n" + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := connection.recv(65536)):
+            answer += chunk
+        header_block, _, content = answer.partition(b"\r\n\r\n")
+        lines = header_block.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
+        # Read what the answer says it has: a server that did not read the whole request may
+        # keep the connection open after answering.
+        length = int(headers.get("content-length", -1))
+        while (length < 0 or len(content) < length) and (chunk := connection.recv(65536)):
+            content += chunk
+    return int(lines[0].split()[1]), headers, content
+
+
+def envelope(status: int, body: bytes) -> dict:
+    """The gateway's error envelope, never a 500."""
+    assert 400 <= status < 500, (status, body[:300])
+    answer = json.loads(body)
+    assert set(answer) == {"code", "message"} and isinstance(answer["code"], int), answer
+    return answer
+
+
+# --- the document the control operations are read from ----------------------------------------
+
+DOCUMENT = create_app(db=":memory:").test_client().get("/openapi.json").get_json()
+
+
+CONTROL_IDS = [("GET", "/_emulator/payments/{}"), ("POST", "/_emulator/payments/{}/approve"),
+               ("POST", "/_emulator/payments/{}/decline"), ("POST", "/_emulator/payments/{}/abandon"),
+               ("GET", "/_emulator/callbacks/{}"), ("POST", "/_emulator/callbacks/{}/resend")]
+
+
+# --- content types and encodings ---------------------------------------------------------------
+
+FORM = "&".join(f"{k}={quote(str(v))}" for k, v in REQUEST.items())
+MULTIPART = (b"--x\r\nContent-Disposition: form-data; name=\"pgcode\"\r\n\r\ncreditcard\r\n--x--\r\n")
+
+
+@pytest.mark.parametrize("content_type,body,status,kind", [
+    ("application/json; charset=utf-8", json.dumps(REQUEST).encode(), 200, None),
+    ("application/json", b"\xef\xbb\xbf" + json.dumps(REQUEST).encode(), 200, None),  # a UTF-8 BOM
+    ("application/json", json.dumps(REQUEST).encode("utf-16"), 406, "malformed_json"),
+    ("application/x-www-form-urlencoded", FORM.encode(), 406, "malformed_json"),
+    ("multipart/form-data; boundary=x", MULTIPART, 406, "malformed_json"),
+    ("application/xml", b"<request><pgcode>creditcard</pgcode></request>", 406, "malformed_json"),
+    ("application/x-www-form-urlencoded", json.dumps(REQUEST).encode(), 200, None),  # JSON all the same
+    (None, json.dumps(REQUEST).encode(), 200, None),
+])
+def test_content_types_of_a_gateway_request(api, content_type, body, status, kind):
+    head = b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\nContent-Length: %d\n" % (
+        PAYMENT_KEY.encode(), len(body))
+    if content_type:
+        head += b"Content-Type: %s\n" % content_type.encode()
+    got, _, answer = raw(api.url, head, body)
+    if status == 200:
+        assert got == 200 and "token" in json.loads(answer), answer
+    else:
+        assert (got, envelope(got, answer)["code"]) == (status, code(kind))
+
+
+@pytest.mark.parametrize("content_type,body", [
+    ("application/x-www-form-urlencoded", b"advance_seconds=60"),
+    ("multipart/form-data; boundary=x", MULTIPART),
+    ("application/json", b"\xff\xfe\x00{"),
+    ("text/html", b"<p>60</p>"),
+])
+def test_content_types_of_a_control_request(api, content_type, body):
+    response = api.http.post(api.url + "/_emulator/clock", data=body, headers={"Content-Type": content_type},
+                             timeout=30)
+    assert envelope(response.status_code, response.content)["code"] == code("malformed_json")
+
+
+BAD_UTF8 = [b"\xff", b"\xc0\xaf", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"]
+
+
+@pytest.mark.parametrize("bad", BAD_UTF8, ids=lambda b: b.hex())
+def test_invalid_utf8_anywhere_in_a_gateway_request(api, bad):
+    """In the body, the query, the path and the key: an answer in the envelope (or, for bytes the
+    HTTP server itself refuses in the request line, its 400), never a 500."""
+    body = json.dumps(REQUEST).encode().replace(b'"p"', b'"' + bad + b'"')
+    status, _, answer = raw(api.url, b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\n"
+                            b"Content-Type: application/json\nContent-Length: %d\n" % (PAYMENT_KEY.encode(), len(body)),
+                            body)
+    assert envelope(status, answer)["code"] == code("malformed_json")
+    percent = "".join(f"%{byte:02X}" for byte in bad).encode()
+    for target in (b"/v1.0/payments/transaction/list?client_id=pay_test&date=2026" + percent + b"&date_type=settle",
+                   b"/v1.0/payments/transaction/list?client_id=" + percent + b"&date=20261129&date_type=settle",
+                   b"/v1.0/receipt/info/t" + percent + b"?client_id=pay_test&amount=1&transaction_date=20261129"):
+        status, _, answer = raw(api.url, b"GET " + target + b" HTTP/1.1\nAuthorization: PLKEY %s\n" % SEARCH_KEY.encode())
+        envelope(status, answer)
+    status, _, answer = raw(api.url, b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY " + bad + b"\n"
+                            b"Content-Type: application/json\nContent-Length: 2\n", b"{}")
+    assert envelope(status, answer)["code"] == code("auth_missing")
+    status, _, answer = raw(api.url, b"GET /v1.0/receipt/info/t" + bad + b"?client_id=pay_test HTTP/1.1\n"
+                            b"Authorization: PLKEY %s\n" % SEARCH_KEY.encode())
+    assert 400 <= status < 500, (status, answer[:300])
+
+
+@pytest.mark.parametrize("bad", BAD_UTF8, ids=lambda b: b.hex())
+def test_invalid_utf8_in_control_paths_and_pages(api, bad):
+    percent = "".join(f"%{byte:02X}" for byte in bad).encode()
+    for method, path in CONTROL_IDS:
+        status, _, answer = raw(api.url, method.encode() + b" " + path.format("{}").encode().replace(b"{}", percent)
+                                + b" HTTP/1.1\nContent-Type: application/json\nContent-Length: 2\n", b"{}")
+        envelope(status, answer)
+    for query in (b"token=" + percent, b"token=1&location=" + percent, b"token=1&lang=" + percent,
+                  b"token=" + percent + b"&" + percent + b"=" + percent):
+        status, headers, answer = raw(api.url, b"GET /pgsvc/hub.asp?" + query + b" HTTP/1.1\n")
+        assert 400 <= status < 500 and headers["content-type"].startswith("text/html"), (status, answer[:300])
+    token = api.request_payment()
+    form = b"action=pay&card_number=" + percent + b"&card_expiry=" + bad
+    status, headers, answer = raw(api.url, b"POST /pgsvc/hub.asp?location=online&token=%d HTTP/1.1\n"
+                                  b"Content-Type: application/x-www-form-urlencoded\nContent-Length: %d\n"
+                                  % (token, len(form)), form)
+    assert status == 422 and headers["content-type"].startswith("text/html"), (status, answer[:300])
+
+
+# --- sizes ----------------------------------------------------------------------------------
+
+def chunked(body: bytes) -> bytes:
+    pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(api):
+    status, _, answer = raw(api.url, b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\n"
+                            b"Content-Type: application/json\nTransfer-Encoding: chunked\n" % PAYMENT_KEY.encode(),
+                            chunked(json.dumps(REQUEST).encode()))
+    assert status == 200 and "token" in json.loads(answer)
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/_emulator/clock"), ("PUT", "/_emulator/scenario"),
+                                         ("POST", "/v1.0/payments/status"), ("POST", "/_emulator/callbacks/flush")])
+def test_oversize_bodies_everywhere_are_413_in_the_envelope(api, method, path):
+    # A connection of its own: the server closes it, the body being unread.
+    response = requests.request(method, api.url + path, data=b"{" + b" " * (1024 * 1024 + 1) + b"}",
+                                headers={**AUTH, "Content-Type": "application/json"}, timeout=30)
+    assert (response.status_code, envelope(413, response.content)["code"]) == (413, code("body_too_large"))
+
+
+def test_a_declared_length_beyond_the_limit_is_refused_before_reading(api):
+    status, _, answer = raw(api.url, b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\n"
+                            b"Content-Type: application/json\nContent-Length: 99999999999\n" % PAYMENT_KEY.encode(), b"{}")
+    assert (status, envelope(status, answer)["code"]) == (413, code("body_too_large"))
+
+
+# --- CR/LF in the merchant's URLs -------------------------------------------------------------
+
+INJECTED = "\r\nX-Injected: yes\r\n\r\n<html>"
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A merchant endpoint that keeps the raw request line and headers of every POST."""
+
+    seen: list = []
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Recorder.seen.append((self.requestline, dict(self.headers)))
+        self.send_response(200)
+        self.send_header("Content-Length", "14")
+        self.end_headers()
+        self.wfile.write(b'{"code": "0"}\n')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorder():
+    Recorder.seen = []
+    listener = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.server_port}"
+    listener.shutdown()
+    listener.server_close()
+
+
+@pytest.mark.parametrize("where", ["path", "query", "host"])
+def test_cr_lf_in_callback_url_never_reaches_the_merchant_as_a_header(api, recorder, where):
+    host, port = urlsplit(recorder).netloc.split(":")
+    url = {"path": f"{recorder}/cb{INJECTED}", "query": f"{recorder}/cb?x=1{INJECTED}",
+           "host": f"http://{host}{INJECTED}:{port}/cb"}[where]
+    response = api.post("/v1.0/payments/request", {**REQUEST, "callback_url": url})
+    if response.status_code != 200:  # refusing such a URL is as good as sending it safely
+        envelope(response.status_code, response.content)
+        return
+    tid = api.control(f"/payments/{response.json()['token']}/approve", {})["fields"]["tid"]
+    api.flush()
+    [notification] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+    assert [a["number"] for a in notification["attempts"]] == [1]
+    for line, headers in Recorder.seen:
+        assert "\r" not in line and "\n" not in line and "X-Injected" not in headers, (line, headers)
+    # The dispatcher goes on with the next one.
+    fields = api.pay(callback_url=recorder + "/after")
+    assert api.control(f"/callbacks?tid={fields['tid']}", method="GET")["callbacks"][0]["status"] == "delivered"
+
+
+@pytest.mark.parametrize("field,extra", [("cancel_url", {}),
+                                         ("app_cancel_url", {"inapp_flag": "Y", "app_return_url": "myapp://r"})])
+def test_cr_lf_in_a_cancel_address_stays_inside_location(api, field, extra):
+    response = api.post("/v1.0/payments/request", {**REQUEST, **extra, field: "https://merchant.example/c" + INJECTED})
+    assert response.status_code == 200, response.text
+    status, headers, _ = raw(api.url, b"POST /pgsvc/hub.asp?location=online&token=%d HTTP/1.1\n"
+                             b"Content-Type: application/x-www-form-urlencoded\nContent-Length: 13\n"
+                             % response.json()["token"], b"action=cancel")
+    assert "x-injected" not in headers, headers
+    if status == 303:
+        assert "\r" not in headers["location"] and "\n" not in headers["location"]
+        assert headers["location"].startswith("https://merchant.example/c%0D%0AX-Injected")
+    else:
+        assert status == 200  # the cancelled page, when the address is not one a browser may go to
+
+
+def test_cr_lf_in_a_cash_receipt_return_url_stays_in_the_query(api):
+    tid = api.pay(pgcode="banktransfer", amount=5000)["tid"]
+    response = api.post(f"/v1.0/cashreceipt/issue/{tid}",
+                        {"client_id": "pay_test", "return_url": "https://merchant.example/r" + INJECTED})
+    if response.status_code != 200:
+        envelope(response.status_code, response.content)
+        return
+    url = response.json()["receipt_url"]
+    assert "\r" not in url and "\n" not in url and " " not in url
+    page = api.http.get(url, timeout=30)
+    assert page.headers["Content-Type"].startswith("text/html") and "X-Injected" not in page.headers
+    assert "<html>" not in page.text.split("<body", 1)[1]
+
+
+# --- HTML in every page ---------------------------------------------------------------------------
+
+MARK = "\"'><script>alert(1)</script><svg onload=alert(2)>"
+RAW = ("<script>alert(1)", "<svg onload")
+
+
+def html_of(response: requests.Response) -> str:
+    assert response.status_code < 500 and response.headers["Content-Type"].startswith("text/html"), response.text[:300]
+    for raw_mark in RAW:
+        assert raw_mark not in response.text, response.url
+    return response.text
+
+
+def test_no_page_renders_what_it_was_sent(api):
+    """Every page, with the mark in whatever it reads: the query (known and unknown names), the
+    form, the payer's inputs, the merchant's values, and a scenario's failure message."""
+    page = f"{api.url}/pgsvc/hub.asp"
+    merchant = {"user_name": MARK[:20], "order_no": MARK[:40], "custom_parameter": MARK, "service_name": MARK[:20]}
+    token = api.request_payment(**merchant)
+    get = lambda url, **params: html_of(api.http.get(url, params=params, timeout=30, allow_redirects=False))  # noqa: E731
+    post = lambda url, data: html_of(api.http.post(url, data=data, timeout=30, allow_redirects=False))  # noqa: E731
+    # Error pages echo what they could not use.
+    get(page, token=MARK)
+    get(page, token=token, location=MARK)
+    get(page, token="1", lang=MARK)
+    get(f"{api.url}/PGSVC/AllTheGate/Receipt_All.asp", id=MARK)
+    get(f"{api.url}/PGSVC/Receipt/ReceiptForm.asp", id=MARK, token="1", returnurl=MARK, type=MARK)
+    # The payment page carries its own query into the language switch and the form's action.
+    text = get(page, token=token, location="online", x=MARK, **{MARK: "1"})
+    assert "lang=en" in text
+    # The payer's inputs come back in the form when they are wrong, and in the app step.
+    post(f"{page}?location=online&token={token}", {"action": "pay", "card_number": MARK, "card_expiry": MARK,
+                                                     "install_month": MARK, MARK: MARK})
+    bank = api.request_payment(pgcode="banktransfer", **merchant)
+    text = post(f"{page}?location=mobile&token={bank}", {"action": "pay", "bank_code": "004", MARK: MARK})
+    assert 'data-testid="app-step"' in text
+    # The cancelled page.
+    naver = api.request_payment(pgcode="naverpay", **merchant)
+    post(f"{page}?location=online&token={naver}&x={quote(MARK)}", {"action": "cancel"})
+    # A scenario's failure message on the result page.
+    scenario = {"version": 1, "name": "marked", "rules": [{"name": "say it", "when": {"pgcode": ["creditcard"]},
+                                                          "then": {"decline": {"code": "6099", "message": MARK}}}]}
+    assert api.http.put(api.url + "/_emulator/scenario", json=scenario, timeout=30).status_code == 200
+    card = api.request_payment(**merchant)
+    text = post(f"{page}?location=online&token={card}", {"action": "pay", "card_number": "4579730000001235",
+                                                          "card_expiry": "12/39", "install_month": "00"})
+    assert 'data-testid="failure-message"' in text
+    api.http.delete(api.url + "/_emulator/scenario", timeout=30)
+    # The receipt and the cash-receipt form of a paid payment with the merchant's values.
+    fields = api.pay(pgcode="banktransfer", amount=5000, **merchant)
+    day = fields["transaction_date"][:10].replace("-", "")
+    receipt = api.get(f"/v1.0/receipt/info/{fields['tid']}",
+                      {"client_id": "pay_test", "amount": 5000, "transaction_date": day}).json()["receipt_url"]
+    get(receipt, x=MARK)
+    form = api.post(f"/v1.0/cashreceipt/issue/{fields['tid']}",
+                    {"client_id": "pay_test", "return_url": "https://merchant.example/r?x=" + quote(MARK)}).json()
+    get(form["receipt_url"], x=MARK)
+    text = post(form["receipt_url"], {"cash_receipt_type": MARK, "cash_receipt_id": MARK})
+    text = post(form["receipt_url"], {"cash_receipt_type": "02", "cash_receipt_id": "1234567890"})
+    action = next(f for f in read_html(text).forms if f["testid"] == "return-form")["action"]
+    assert action == "https://merchant.example/r?x=" + quote(MARK)
+
+
+# --- keys are never written down -------------------------------------------------------------
+
+def test_keys_are_never_logged_journaled_or_shown(api, server, recorder):
+    other_payment, other_search = OTHER_CLIENT[1:]
+    api.callback_url = recorder + "/callback"
+    api.pay()  # a callback, its attempt and payhash
+    api.post("/v1.0/payments/request", {**REQUEST, "client_id": "shop_b"})  # 403: another client's id
+    api.post("/v1.0/payments/request", {**REQUEST, "amount": "x"})  # 406
+    api.post("/v1.0/payments/request", REQUEST, key=SEARCH_KEY)  # 403: wrong kind of key
+    api.post("/v1.0/payments/request", REQUEST, key=PAYMENT_KEY[:-2] + "==")  # 401: a near miss
+    api.post("/v1.0/payments/request", REQUEST, key=other_payment)  # 403: a key of shop_b
+    api.get("/v1.0/payments/transaction/list", {"client_id": "pay_test", "date": "20261129",
+                                                 "date_type": "settle"}, key=other_search)
+    api.http.post(api.url + "/v1.0/payments/request", json=REQUEST, timeout=30,
+                  headers={"Authorization": f"Bearer {PAYMENT_KEY}"})  # 401: another scheme
+    api.http.get(api.url + "/v1.0/payments/request", headers=AUTH, timeout=30)  # 405
+    api.http.post(api.url + "/v1.0/nowhere", headers=AUTH, timeout=30)  # 404
+    api.http.post(api.url + "/v1.0/payments/request", data=b"\xff", headers=AUTH, timeout=30)  # 406, not JSON
+    api.flush()
+    shown = [api.http.get(api.url + path, timeout=30).text
+             for path in ("/_emulator/requests", "/_emulator/payments", "/_emulator/callbacks", "/_emulator/scenario")]
+    assert len(json.loads(shown[0])["requests"]) >= 10  # the journal did record them
+    log = (server.workdir / "emulator.log").read_bytes().decode("utf-8", "replace")
+    for key in KEYS:
+        for text in (*shown, log):
+            assert key not in text and quote(key, safe="") not in text
+
+
+# --- the control API locked or switched off ---------------------------------------------------
+
+CONTROL = sorted((method.upper(), path) for path, item in DOCUMENT["paths"].items() for method in item
+                 if "control" in item[method].get("tags", []) and path != "/_emulator/health")
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("locked"), "--control-token", "s3cret-token")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def switched_off(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("off"), "--no-control")
+    yield process
+    process.stop()
+
+
+def fill(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+@pytest.mark.parametrize("method,path", CONTROL)
+def test_every_control_operation_needs_the_token(locked, method, path):
+    url = locked.url + fill(path)
+    for token in (None, "", "s3cret-toke", "s3cret-token ", "S3CRET-TOKEN", "s3cret-tokën"):
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["X-Emulator-Token"] = token.encode("utf-8")
+        response = requests.request(method, url, data=b"{}", headers=headers, timeout=30)
+        assert (response.status_code, envelope(401, response.content)["code"]) == (401, code("control_token_missing"))
+    opened = requests.request(method, url, data=b"{}", timeout=30,
+                              headers={"X-Emulator-Token": "s3cret-token", "Content-Type": "application/json"})
+    assert opened.status_code != 401
+
+
+@pytest.mark.parametrize("method,path", CONTROL)
+def test_every_control_operation_is_gone_when_switched_off(switched_off, method, path):
+    response = requests.request(method, switched_off.url + fill(path), data=b"{}", timeout=30,
+                                headers={"Content-Type": "application/json"})
+    assert (response.status_code, envelope(404, response.content)["code"]) == (404, code("not_found"))
+
+
+def test_switched_off_still_serves_the_gateway_and_its_pages(switched_off):
+    answer = requests.post(switched_off.url + "/v1.0/payments/request", json=REQUEST, headers=AUTH, timeout=30)
+    assert answer.status_code == 200
+    page = requests.get(answer.json()["online_url"], timeout=30)
+    assert page.status_code == 200 and 'data-testid="pay-button"' in page.text
+    assert requests.get(switched_off.url + "/_emulator/health", timeout=30).status_code == 200
