@@ -233,3 +233,35 @@ def test_the_readme_example_runs(pytester):
     result = run(pytester)
     result.assert_outcomes(passed=example.count("\ndef test_"))
     result.stdout.fnmatch_lines(["*payletter coverage*", "endpoints: payments/request 2"])
+
+
+HTTPS_TESTS = '''
+import pytest
+import requests
+
+
+def test_https(payletter):
+    assert payletter.url.startswith("https://") and payletter.ca_file.endswith(".pem")
+    answer = requests.post(payletter.url + "/v1.0/payments/request", verify=payletter.ca_file, json={
+        "pgcode": "creditcard", "client_id": payletter.client_id, "user_id": "u1", "amount": 1000,
+        "product_name": "p", "return_url": "https://merchant.example/result",
+        "callback_url": "https://merchant.example/callback"},
+        headers={"Authorization": "PLKEY " + payletter.payment_key})
+    assert answer.json()["online_url"].startswith(payletter.url + "/pgsvc/")
+    assert payletter.approve(answer.json()["token"])["fields"]["code"] == "0"
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(payletter.url + "/_emulator/health")  # without the CA, not trusted
+'''
+
+
+def test_https_the_plugin_starts_or_is_pointed_at(pytester, tmp_path):
+    pytester.makepyfile(test_https=HTTPS_TESTS)
+    run(pytester, "--payletter-tls").assert_outcomes(passed=1)
+
+    process, client, _ = start_emulator(tmp_path, tls=True)  # an HTTPS emulator started elsewhere
+    try:
+        result = run(pytester, "--payletter-url", client.base_url, "--payletter-ca", client.ca_file)
+        result.assert_outcomes(passed=1)
+    finally:
+        process.terminate()
+        process.wait()
