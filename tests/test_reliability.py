@@ -56,7 +56,11 @@ class Server(EmulatorProcess):
             self.kill()
             raise RuntimeError(f"emulator did not start: {line!r}; see {workdir / 'emulator.log'}")
         self.url = line.split("listening on ")[1].split()[0]
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()  # never leave a server behind a failed start
+            raise
 
     def wait_ready(self) -> None:
         """Until a worker answers /_emulator/health. The socket is bound before gunicorn boots its
