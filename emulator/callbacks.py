@@ -4,9 +4,6 @@ from __future__ import annotations
 import threading
 import time
 
-import requests
-from urllib3.util import Timeout
-
 from .domain.delivery import Outcome, acknowledged, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
@@ -18,6 +15,9 @@ _sessions = threading.local()
 def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = ()) -> Outcome:
     """POST `body` as JSON to `url`: no redirects followed, the whole attempt bounded by
     `timeout`, at most RESPONSE_LIMIT bytes of the answer read."""
+    import requests  # on first use: a server that sends no callback never pays for the import
+    from urllib3.util import Timeout
+
     started = time.monotonic()
     if not host_allowed(url, allowed_hosts):
         return Outcome(None, "", "blocked: the host of callback_url is not in the callback allow-list",
@@ -39,7 +39,7 @@ def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...]
     return Outcome(status, answer.decode("utf-8", "replace"), error, latency, acknowledged=ok)
 
 
-def _read_bounded(response: requests.Response, deadline: float) -> bytes:
+def _read_bounded(response, deadline: float) -> bytes:
     answer = b""
     for chunk in response.iter_content(1024):
         answer += chunk
@@ -50,8 +50,10 @@ def _read_bounded(response: requests.Response, deadline: float) -> bytes:
     return answer
 
 
-def _session() -> requests.Session:
+def _session():
     """One keep-alive session per sending thread."""
+    import requests
+
     session = getattr(_sessions, "session", None)
     if session is None:
         session = _sessions.session = requests.Session()

@@ -117,16 +117,18 @@ class Dispatcher:
             at = _moment(self.now())
             wall_time = _wall_moment(self._wall())
             outcome = self._send_once(callback, kind, number)
+            duplicate = None
+            if outcome.acknowledged and kind != RESEND and callback["fault"].get("duplicate"):
+                # Sent again while the claim still holds: nobody (a flush) sees this one idle before.
+                duplicate = self._record(self._send_once(callback, DUPLICATE, number + 1), number + 1, DUPLICATE,
+                                         _moment(self.now()), _wall_moment(self._wall()), None)
             status, made, due = next_state(self.settings.policy, kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
             attempt = self._record(outcome, number, kind, at, wall_time,
                                    _moment(scheduled) if kind != RESEND else None)
-            recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due)
+            recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
+                                                   extra=duplicate)
             if recorded and outcome.acknowledged and kind != RESEND:
-                if callback["fault"].get("duplicate"):
-                    again = self._send_once(callback, DUPLICATE, number + 1)
-                    self.storage.record_extra_attempt(callback["id"], self._record(
-                        again, number + 1, DUPLICATE, _moment(self.now()), _wall_moment(self._wall()), None))
                 self.storage.release_held(callback["id"], self.now())  # held ones arrive after all of this one
             return attempt if recorded else None
         finally:

@@ -47,14 +47,15 @@ class Gateway:
         self.details = DetailMaker(faker)
         self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up
         self.rules = Rulebook(storage)
+        self._next_job: int | None = None
         self.on_scenario: Callable[[Scenario], None] = lambda scenario: None  # settings a scenario brings
 
     # --- shared pieces ---
     def sync_clock(self) -> None:
         """Take the clock and the scenario another process (or a restart) may have changed."""
-        state = self.storage.clock_state()
+        state, version, self._next_job = self.storage.shared_state()
         self.clock.load(state or ClockState())
-        if self.rules.sync():
+        if self.rules.sync(version):
             self.on_scenario(self.rules.scenario)
 
     def milliseconds(self) -> int:
@@ -94,9 +95,9 @@ class Gateway:
         return self.rules.decide(stage, context, self.clock.now())
 
     def catch_up(self) -> None:
-        """Run the timed jobs that are due now, if any (one read when there are none)."""
+        """Run the timed jobs that are due now, if any (known from the last sync_clock)."""
         now = round(self.clock.timestamp() * 1000)
-        if self.storage.jobs_due(now):
+        if self._next_job is not None and self._next_job <= now:
             self.run_jobs(now)
 
     def run_jobs(self, now: int) -> int:
@@ -190,9 +191,10 @@ class Gateway:
         now = self.clock.now()
         if method.details == "account":
             self._check_expiry(values, now)
-        payment = self._new_payment(client, method, values, now, amounts,
-                                    kind="verification" if verification else "payment")
-        self.storage.insert_payment(payment)
+        with self.storage.atomic():  # the token's counter and the payment: one transaction
+            payment = self._new_payment(client, method, values, now, amounts,
+                                        kind="verification" if verification else "payment")
+            self.storage.insert_payment(payment)
         return {"token": payment.token, **payment_page_urls(base_url, payment.token)}
 
     def _new_payment(self, client: Client, method: PaymentMethod, values: dict, now: datetime,

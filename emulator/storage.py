@@ -5,7 +5,7 @@ import json
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import fields
 
 from .backends import connect
 from .clock import ClockState
@@ -155,6 +155,7 @@ _ADDED_COLUMNS = {
 }
 _PAYMENT_JSON = ("request", "details")
 _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
+_LISTED_COLUMNS = ", ".join(name for name in _PAYMENT_COLUMNS if name not in _PAYMENT_JSON)
 # Counters are not state: they keep counting across resets, so a merchant's database never
 # sees the same tid or token twice from one emulator. Coverage and sandboxes outlive resets too.
 _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
@@ -260,6 +261,7 @@ class Storage:
                 self._db.execute("COMMIT")
             finally:
                 self._depth = 0
+                self._db.end()
 
     def _all(self, sql: str, args=()) -> list:
         with self._lock:
@@ -280,6 +282,16 @@ class Storage:
                 "INSERT INTO counters (name, value) VALUES (?, 1) "
                 "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
             return row[0]
+
+    def shared_state(self) -> tuple[ClockState | None, int, int | None]:
+        """In one read: the clock, the scenario's version, and when the next timed job is due
+        (what every request brings up to date before it is handled)."""
+        row = self._one('SELECT (SELECT "offset" FROM clock WHERE id = 1) AS clock_offset, '
+                        '(SELECT frozen_at FROM clock WHERE id = 1) AS frozen_at, '
+                        '(SELECT version FROM scenario WHERE id = 1) AS version, '
+                        '(SELECT min(due_at) FROM jobs WHERE done = 0) AS next_job')
+        clock = None if row["clock_offset"] is None else ClockState(row["clock_offset"], row["frozen_at"])
+        return clock, row["version"] or 0, row["next_job"]
 
     def clock_state(self) -> ClockState | None:
         row = self._one('SELECT "offset", frozen_at FROM clock WHERE id = 1')
@@ -326,12 +338,13 @@ class Storage:
         return [_payment(r) for r in rows]
 
     def payments_made_on(self, client_id: str, day: str, statuses: tuple[str, ...]) -> list[Payment]:
-        """Payments of `client_id` whose transaction_date falls on `day` (YYYY-MM-DD)."""
+        """Payments of `client_id` whose transaction_date falls on `day` (YYYY-MM-DD), for listing:
+        their `request` and `details` are left out (empty), as search rows show neither."""
         marks = ", ".join("?" for _ in statuses)
         rows = self._all(
-            f"SELECT * FROM payments WHERE client_id = ? AND substr(transaction_date, 1, 10) = ? "
+            f"SELECT {_LISTED_COLUMNS} FROM payments WHERE client_id = ? AND substr(transaction_date, 1, 10) = ? "
             f"AND status IN ({marks}) ORDER BY transaction_date, token", (client_id, day, *statuses))
-        return [_payment(r) for r in rows]
+        return [Payment(**row, request={}, details={}) for row in map(dict, rows)]
 
     def payments_with_billkey(self, billkey: str) -> list[Payment]:
         rows = self._all("SELECT * FROM payments WHERE billkey = ? AND tid IS NOT NULL "
@@ -425,11 +438,6 @@ class Storage:
         self._run("UPDATE callbacks SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at IS NULL "
                   "AND id < ?", (due, before_id))
 
-    def record_extra_attempt(self, callback_id: int, attempt: dict) -> None:
-        """An attempt outside the schedule, made under a claim already released (a duplicate)."""
-        with self.atomic():
-            self._insert_attempt(callback_id, attempt)
-
     def callback(self, callback_id: int) -> dict | None:
         row = self._one("SELECT * FROM callbacks WHERE id = ?", (callback_id,))
         return _callback(row, self._attempts([callback_id])) if row else None
@@ -466,9 +474,10 @@ class Storage:
         return {**_callback(row, {}), "claim": claim}
 
     def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
-                       next_attempt_at: float | None) -> bool:
-        """Record an attempt and the callback's new state, if the claim still holds (a reset or
-        an expired lease voids it: then nothing is recorded, and False comes back)."""
+                       next_attempt_at: float | None, extra: dict | None = None) -> bool:
+        """Record an attempt (and an `extra` one made under the same claim, a duplicate) and the
+        callback's new state, if the claim still holds (a reset or an expired lease voids it:
+        then nothing is recorded, and False comes back)."""
         with self.atomic():
             cur = self._db.execute(
                 "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
@@ -477,6 +486,8 @@ class Storage:
             if cur.rowcount != 1:
                 return False
             self._insert_attempt(callback_id, attempt)
+            if extra is not None:
+                self._insert_attempt(callback_id, extra)
             if attempt["kind"] in ("first", "retry") and status != "pending":
                 self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
                     status, "exhausted"))
@@ -578,8 +589,8 @@ class Storage:
                 "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
                 "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"],
-                 json.dumps(entry["request"], ensure_ascii=False), entry["status"],
-                 json.dumps(entry["response"], ensure_ascii=False), json.dumps(entry["warnings"], ensure_ascii=False),
+                 entry["request"], entry["status"], entry["response"],
+                 json.dumps(entry["warnings"], ensure_ascii=False),
                  entry.get("error", ""), entry.get("rule"))).fetchone()[0]
             for kind, name in entry.get("coverage", ()):
                 self.count(kind, name)
@@ -588,8 +599,19 @@ class Storage:
                 self._db.execute("DELETE FROM journal WHERE id <= ?", (journal_id - self.journal_limit,))
 
     def journal(self, limit: int = 1000) -> list[dict]:
+        """Bodies are kept as the text that crossed the wire, and read back as JSON when they are."""
         rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) AS latest ORDER BY id", (limit,))
-        return [{**dict(r), **{k: json.loads(r[k]) for k in ("request", "response", "warnings")}} for r in rows]
+        return [{**dict(r), "request": _body(r["request"]), "response": _body(r["response"]),
+                 "warnings": json.loads(r["warnings"])} for r in rows]
+
+
+def _body(text: str):
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _where(**equal) -> tuple[str, tuple]:
@@ -601,7 +623,8 @@ def _where(**equal) -> tuple[str, tuple]:
 
 
 def _payment_row(payment: Payment) -> dict:
-    row = asdict(payment)
+    # Not dataclasses.asdict: it deep-copies request and details only for them to be dumped.
+    row = {name: getattr(payment, name) for name in _PAYMENT_COLUMNS}
     for name in _PAYMENT_JSON:
         row[name] = json.dumps(row[name], ensure_ascii=False)
     return row

@@ -50,6 +50,7 @@ class Schemas:
             name: Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER)
             for name, doc in self.documents.items()
         }
+        self._surely_valid = {name: _fast_check(doc) for name, doc in self.documents.items()}
 
     def errors(self, name: str, instance) -> list[str]:
         """Plain messages for what the emulator itself sends (tests check payloads with it)."""
@@ -64,6 +65,9 @@ class Schemas:
         repair = _Repair(schema, strict=strict, endpoint=endpoint)
         values = repair.query_names(data) if from_query else dict(data)
         values = repair.fields(values, from_query=from_query)
+        fast = self._surely_valid[name]
+        if fast is not None and fast(values):
+            return Checked(values, repair.warnings)
         error = _first_error(self._validators[name], values, schema)
         if error is not None:
             raise _to_gateway_error(error, schema, endpoint)
@@ -120,6 +124,53 @@ class _Repair:
             self.deviate(key, f"sent as a number ({value}), expected a string")
             return str(value)
         return value
+
+
+_ANNOTATIONS = {"description", "title", "examples", "default", "$schema", "$id"}
+_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
+_FAST_KEYWORDS = {"type", "maxLength", "minLength", "enum", "pattern", "minimum", "maximum"}
+
+
+def _fast_check(schema: dict):
+    """A quick yes for a flat object schema's valid bodies (most requests), or None when the
+    schema uses anything else. It only ever says "surely valid": on a no, jsonschema looks, so
+    every error message is still jsonschema's reading of the schema."""
+    keys = {k for k in schema if k not in _ANNOTATIONS and not k.startswith("x-")}
+    if keys - {"type", "required", "properties", "additionalProperties"} or schema.get("type") != "object" \
+            or schema.get("additionalProperties", True) is not False:
+        return None
+    checks = {}
+    for name, spec in schema.get("properties", {}).items():
+        rules = {k: v for k, v in spec.items() if k not in _ANNOTATIONS and not k.startswith("x-")}
+        if set(rules) - _FAST_KEYWORDS or not isinstance(rules.get("type"), str) or rules["type"] not in _TYPES:
+            return None
+        if "pattern" in rules:
+            rules["pattern"] = re.compile(rules["pattern"])
+        checks[name] = rules
+    required = tuple(schema.get("required", ()))
+
+    def surely_valid(values: dict) -> bool:
+        if any(name not in values for name in required):
+            return False
+        for name, value in values.items():
+            rules = checks.get(name)
+            if rules is None or not _fits(value, rules):
+                return False
+        return True
+
+    return surely_valid
+
+
+def _fits(value, rules: dict) -> bool:
+    kind = rules["type"]
+    if isinstance(value, bool) != (kind == "boolean") or not isinstance(value, _TYPES[kind]):
+        return False
+    if "enum" in rules and value not in rules["enum"]:
+        return False
+    if kind == "string":
+        return (len(value) <= rules.get("maxLength", len(value)) and len(value) >= rules.get("minLength", 0)
+                and ("pattern" not in rules or rules["pattern"].search(value) is not None))
+    return rules.get("minimum", value) <= value <= rules.get("maximum", value)
 
 
 def _first_error(validator: Draft202012Validator, values: dict, schema: dict) -> ValidationError | None:

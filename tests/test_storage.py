@@ -15,7 +15,8 @@ from .conftest import PAYMENT_KEY, EmulatorProcess
 
 def entry(i: int) -> dict:
     return {"at": "2026-11-29T12:00:00+09:00", "method": "POST", "path": "/v1.0/payments/request",
-            "query": "", "client_id": "pay_test", "request": {"i": i}, "status": 200, "response": {}, "warnings": []}
+            "query": "", "client_id": "pay_test", "request": f'{{"i": {i}}}', "status": 200, "response": "{}",
+            "warnings": []}
 
 
 def test_journal_is_bounded(database):
@@ -106,11 +107,11 @@ def test_finished_notifications_are_bounded_but_pending_ones_stay(database):
     storage = Storage(database, callback_limit=100)
     pending = storage.enqueue_callback("t-pending", "http://127.0.0.1:9/cb", {}, "2026-11-29T10:00:00+09:00", 1, [])
     for i in range(450):
-        callback_id = storage.enqueue_callback(f"t{i}", "http://127.0.0.1:9/cb", {}, "2026-11-29T10:00:00+09:00",
-                                               1, [], status="delivered")
-        storage.record_extra_attempt(callback_id, {"number": 1, "kind": "first", "scheduled_at": None, "at": "a",
-                                                   "wall_time": "w", "http_status": 200, "response_body": "",
-                                                   "error": "", "latency_ms": 1.0})
+        storage.enqueue_callback(f"t{i}", "http://127.0.0.1:9/cb", {}, "2026-11-29T10:00:00+09:00", 1, [])
+        [claimed] = [c for c in storage.claim_due_callbacks(10, 0.0, 60.0, limit=500) if c["tid"] == f"t{i}"]
+        assert storage.finish_attempt(claimed["id"], claimed["claim"], {
+            "number": 1, "kind": "first", "scheduled_at": None, "at": "a", "wall_time": "w", "http_status": 200,
+            "response_body": "", "error": "", "latency_ms": 1.0}, "delivered", 1, None)
     kept = storage.callbacks()
     assert 100 <= len(kept) < 200
     assert kept[0]["id"] == pending and kept[-1]["tid"] == "t449"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from dataclasses import replace
 
@@ -20,6 +19,7 @@ from . import control_api, dashboard, gateway_api, openapi, pages
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
 JOURNALED = "/v1.0/"
+JOURNAL_BODY = 16 * 1024
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -118,15 +118,17 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         instance = g.get("instance")
         if instance is None or not request.path.startswith(JOURNALED):
             return response
-        body = response.get_json(silent=True)
         coverage = [("endpoint", g.endpoint)] if g.get("endpoint") else []
-        if response.status_code != 200 and isinstance(body, dict) and "code" in body:
-            coverage.append(("error_code", str(body["code"])))
+        if response.status_code != 200:
+            body = response.get_json(silent=True)
+            if isinstance(body, dict) and "code" in body:
+                coverage.append(("error_code", str(body["code"])))
         try:
             instance.storage.journal_append({
                 "at": iso(instance.gateway.clock.now()), "method": request.method, "path": request.path,
                 "query": request.query_string.decode("latin-1"), "client_id": g.get("client_id", ""),
-                "request": _request_record(), "status": response.status_code, "response": body,
+                "request": _kept(request.get_data(cache=True)), "status": response.status_code,
+                "response": _kept(response.get_data()),
                 "warnings": g.get("warnings", []), "error": g.get("exception", ""), "rule": g.get("rule"),
                 "coverage": coverage,
             })
@@ -147,12 +149,10 @@ def _foreign_key(root: Emulator) -> str | None:
     return None if known else key
 
 
-def _request_record():
-    """The body as JSON when it is JSON, else as text; the Authorization header is never kept."""
-    raw = request.get_data(cache=True)
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return raw[:4096].decode("utf-8", "replace")
+def _kept(raw: bytes) -> str:
+    """A body as the journal keeps it: the text as it crossed the wire, at most JOURNAL_BODY
+    bytes of it (a search of 10,000 rows must not fill the disk); the Authorization header
+    is never kept."""
+    if len(raw) <= JOURNAL_BODY:
+        return raw.decode("utf-8", "replace")
+    return raw[:JOURNAL_BODY].decode("utf-8", "ignore") + f"... (cut: {len(raw)} bytes in all)"
