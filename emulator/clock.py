@@ -27,14 +27,18 @@ class Clock:
         self._wall = wall
         self._lock = threading.Lock()
         self._state = state or ClockState()
+        self._version = 0
 
     @property
     def state(self) -> ClockState:
         return self._state
 
-    def load(self, state: ClockState) -> None:
+    def load(self, state: ClockState, version: int = 0) -> None:
+        """Take a stored state; one older than the last taken (`version`, counted by the store)
+        is ignored, so a thread that read the store before a change cannot undo it."""
         with self._lock:
-            self._state = state
+            if version >= self._version:
+                self._state, self._version = state, version
 
     def timestamp(self) -> float:
         state = self._state

@@ -46,6 +46,8 @@ class Settings:
     clients: tuple[Client, ...] = field(default=(PAY_TEST,))
 
     def __post_init__(self):
+        if self.control_token == "":  # an empty token guards nothing: read as none, so the server warns
+            object.__setattr__(self, "control_token", None)
         for name, low in (("callback_timeout", 0.1), ("callback_interval", 0), ("callback_retries", 0),
                           ("callback_concurrency", 1), ("journal_limit", 100), ("callback_limit", 100)):
             if getattr(self, name) < low:

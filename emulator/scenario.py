@@ -66,16 +66,40 @@ def load(references) -> dict | None:
     return documents[0] if len(documents) == 1 else merge(documents)
 
 
+VALUE_BUDGET = 100_000  # values a scenario may expand to (YAML aliases can make a few bytes huge)
+MESSAGE_LIMIT = 500
+
+
 def check(document, source: str) -> None:
     """Raise ScenarioError unless `document` is a valid scenario."""
+    if not _within_budget(document, VALUE_BUDGET):
+        raise ScenarioError([f"{source}: (top): expands to more than {VALUE_BUDGET:,} values "
+                             f"(YAML aliases repeated inside one another?)"])
     # best_match descends into oneOf alternatives to the error that says most.
     found = [best_match([e]) for e in _validator().iter_errors(document)]
-    problems = [f"{source}: {_where(e.absolute_path)}: {_message(e)}"
+    problems = [f"{source}: {_where(e.absolute_path)}: {_message(e)}"[:MESSAGE_LIMIT]
                 for e in sorted(found, key=lambda e: list(map(str, e.absolute_path)))]
     if not problems:
         problems = [f"{source}: {where}: {what}" for where, what in _sense(document)]
     if problems:
         raise ScenarioError(problems)
+
+
+def _within_budget(document, budget: int) -> bool:
+    """Count the values as a reader of the document would see them (an alias counts each time
+    it is used), giving up as soon as there are more than `budget`."""
+    seen, stack = 0, [document]
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > budget:
+            return False
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
 
 
 def _message(error) -> str:

@@ -53,8 +53,8 @@ class Gateway:
     # --- shared pieces ---
     def sync_clock(self) -> None:
         """Take the clock and the scenario another process (or a restart) may have changed."""
-        state, version, self._next_job = self.storage.shared_state()
-        self.clock.load(state or ClockState())
+        state, clock_version, version, self._next_job = self.storage.shared_state()
+        self.clock.load(state or ClockState(), clock_version)
         if self.rules.sync(version):
             self.on_scenario(self.rules.scenario)
 
@@ -73,9 +73,9 @@ class Gateway:
             self.storage.add_job(round(at.timestamp() * 1000), kind, params, origin=f"timeline[{index}]")
         clock = scenario.settings.get("clock", {})
         if scenario.clock_start() is not None:
-            self.storage.save_clock_state(self.clock.set(scenario.clock_start()))
+            self._save_clock(self.clock.set(scenario.clock_start()))
         if "frozen" in clock:
-            self.storage.save_clock_state(self.clock.freeze(clock["frozen"]))
+            self._save_clock(self.clock.freeze(clock["frozen"]))
         self.on_scenario(scenario)
         self.on_callback_queued()  # timed jobs may be due at once
         return self.rules.view()
@@ -480,7 +480,7 @@ class Gateway:
     def reset(self) -> None:
         """Forget every payment; the scenario in force starts again (its clock and timeline too)."""
         self.storage.reset()
-        self.clock.load(ClockState())
+        self._save_clock(ClockState())
         if self.rules.scenario is not EMPTY:
             self.install_scenario(self.rules.scenario.document)
 
@@ -493,8 +493,12 @@ class Gateway:
                 state = self.clock.set(target)
             else:
                 state = self.clock.advance(change["advance_seconds"])
-        self.storage.save_clock_state(state)
+        self._save_clock(state)
         return self.clock_view()
+
+    def _save_clock(self, state: ClockState) -> None:
+        """Stored for every process, then taken here under the version it was stored with."""
+        self.clock.load(state, self.storage.save_clock_state(state))
 
     def _clock_target(self, change: dict) -> datetime:
         """The moment a change moves the clock to, if it stays within CLOCK_RANGE."""

@@ -142,7 +142,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (done, due_at);
-CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), "offset" REAL NOT NULL, frozen_at REAL);
+CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), "offset" REAL NOT NULL, frozen_at REAL,
+                                  version INTEGER NOT NULL DEFAULT 0);
 """
 
 # Columns added after the first release, with their declarations as in SCHEMA.
@@ -150,6 +151,7 @@ _ADDED_COLUMNS = {
     "callbacks": {"warnings": "TEXT NOT NULL DEFAULT '[]'", "claimed_by": "TEXT", "claim_expires": "REAL",
                   "fault": "TEXT NOT NULL DEFAULT '{}'"},
     "journal": {"rule": "TEXT"},
+    "clock": {"version": "INTEGER NOT NULL DEFAULT 0"},
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
                           "scheduled_at": "TEXT"},
 }
@@ -283,24 +285,26 @@ class Storage:
                 "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
             return row[0]
 
-    def shared_state(self) -> tuple[ClockState | None, int, int | None]:
-        """In one read: the clock, the scenario's version, and when the next timed job is due
-        (what every request brings up to date before it is handled)."""
+    def shared_state(self) -> tuple[ClockState | None, int, int, int | None]:
+        """In one read: the clock and its version, the scenario's version, and when the next
+        timed job is due (what every request brings up to date before it is handled)."""
         row = self._one('SELECT (SELECT "offset" FROM clock WHERE id = 1) AS clock_offset, '
                         '(SELECT frozen_at FROM clock WHERE id = 1) AS frozen_at, '
+                        '(SELECT version FROM clock WHERE id = 1) AS clock_version, '
                         '(SELECT version FROM scenario WHERE id = 1) AS version, '
                         '(SELECT min(due_at) FROM jobs WHERE done = 0) AS next_job')
         clock = None if row["clock_offset"] is None else ClockState(row["clock_offset"], row["frozen_at"])
-        return clock, row["version"] or 0, row["next_job"]
+        return clock, row["clock_version"] or 0, row["version"] or 0, row["next_job"]
 
-    def clock_state(self) -> ClockState | None:
-        row = self._one('SELECT "offset", frozen_at FROM clock WHERE id = 1')
-        return ClockState(row["offset"], row["frozen_at"]) if row else None
-
-    def save_clock_state(self, state: ClockState) -> None:
-        self._run('INSERT INTO clock (id, "offset", frozen_at) VALUES (1, ?, ?) '
-                  'ON CONFLICT (id) DO UPDATE SET "offset" = excluded."offset", frozen_at = excluded.frozen_at',
-                  (state.offset, state.frozen_at))
+    def save_clock_state(self, state: ClockState) -> int:
+        """Store the clock for every process; its version (counted across resets too)."""
+        with self.atomic():
+            version = self.next_value("clock")
+            self._db.execute('INSERT INTO clock (id, "offset", frozen_at, version) VALUES (1, ?, ?, ?) '
+                             'ON CONFLICT (id) DO UPDATE SET "offset" = excluded."offset", '
+                             'frozen_at = excluded.frozen_at, version = excluded.version',
+                             (state.offset, state.frozen_at, version))
+            return version
 
     def reset(self) -> None:
         with self.atomic():
@@ -609,8 +613,11 @@ def _body(text: str):
     if not text:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(text)
+        if "\\u" in text:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape stays text
+        return value
+    except (ValueError, RecursionError):  # not JSON, cut, too deep, or not text once read
         return text
 
 

@@ -207,7 +207,8 @@ def _to_gateway_error(error: ValidationError, schema: dict, endpoint: str) -> Ga
     if rule == "required" or (rule == "minLength" and error.instance == ""):
         return GatewayError("field_missing", field=name)
     if rule == "type":
-        return GatewayError("field_type", field=name, expected=_EXPECTED.get(error.validator_value, error.validator_value),
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return GatewayError("field_type", field=name, expected=" or ".join(_EXPECTED.get(k, k) for k in kinds),
                             got=_show(error.instance))
     if rule == "maxLength":
         return GatewayError("field_too_long", field=name, limit=error.validator_value)

@@ -55,6 +55,7 @@ class EmulatorProcess:
             except (requests.ConnectionError, requests.Timeout):  # not listening, or no worker booted yet
                 pass
             time.sleep(0.02)
+        self.stop()  # with its workers: nothing left running behind a failed start
         raise RuntimeError("emulator never became healthy")
 
     def stop(self) -> None:

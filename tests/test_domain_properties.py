@@ -126,3 +126,12 @@ def test_clock_advance_moves_frozen_and_running_time_alike(seconds):
     wall[0] += 5
     assert abs(clock.timestamp() - (1_800_000_005.0 + seconds)) < 1e-6
     assert Clock(ClockState(0, 42.0)).now() == datetime.fromtimestamp(42.0, KST)
+
+
+def test_a_clock_ignores_a_state_older_than_the_one_it_took():
+    clock = Clock(wall=lambda: 1_000.0)
+    clock.load(ClockState(0.0, 5_000.0), version=7)
+    clock.load(ClockState(0.0, 2_000.0), version=6)  # read from the store before version 7 was written
+    assert clock.timestamp() == 5_000.0
+    clock.load(ClockState(0.0, 9_000.0), version=8)
+    assert clock.timestamp() == 9_000.0

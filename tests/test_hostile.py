@@ -1,4 +1,5 @@
-"""Hostile input against a live emulator, what a fuzzer does not send: wrong content types,
+"""Hostile input against a live emulator: schemathesis from its own /openapi.json (the gateway's
+API and the control API), then what a fuzzer does not send: deep nesting, wrong content types,
 invalid UTF-8, oversize and chunked bodies, CR/LF in the merchant's URLs, HTML in every page,
 keys that must never be written down, and a control API that is locked or switched off. The
 raw-HTTP tests run on the built-in server and on gunicorn (`--workers`), which parse differently.
@@ -18,6 +19,12 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
 
 from emulator.errors import catalog
 from emulator.web.app import create_app
@@ -27,7 +34,9 @@ from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY, Api, EmulatorProces
 from .test_reliability import Server
 
 KEYS = (PAYMENT_KEY, SEARCH_KEY, *OTHER_CLIENT[1:])
+ALLOWED_HOST = "callbacks.invalid"  # the schemathesis server's allow-list: no callback leaves it
 AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
+SEARCH = {"Authorization": f"PLKEY {SEARCH_KEY}"}
 REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_user_id", "amount": 1000,
            "product_name": "p", "return_url": "https://merchant.example/result",
            "callback_url": "http://127.0.0.1:9/callback", "cancel_url": "https://merchant.example/cancel"}
@@ -38,6 +47,16 @@ def code(kind: str) -> int:
 
 
 # --- servers ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """The server schemathesis talks to: callbacks may go only to a host nothing names, so each is
+    blocked before it is sent (no connection, no name lookup)."""
+    process = EmulatorProcess(tmp_path_factory.mktemp("schemathesis"), "--callback-host", ALLOWED_HOST,
+                              "--callback-timeout", "1")
+    yield process
+    process.stop()
+
 
 @pytest.fixture(scope="module", params=["builtin", "workers"])
 def server(request, tmp_path_factory):
@@ -87,14 +106,177 @@ def envelope(status: int, body: bytes) -> dict:
     return answer
 
 
-# --- the document the control operations are read from ----------------------------------------
+# --- schemathesis -----------------------------------------------------------------------------
 
-DOCUMENT = create_app(db=":memory:").test_client().get("/openapi.json").get_json()
+# Bounded for CI: a dozen fuzzed examples per operation beside the coverage phase's boundary
+# cases, a fixed seed (a failure comes back the same way), no example database.
+CONFIG = {"seed": 20261129, "generation": {"max-examples": 12, "database": "none"},
+          "phases": {"stateful": {"enabled": False}}}
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+FRESH = "fresh"  # a path parameter replaced, at call time, by a real one made for the case
 
+
+def served_document() -> dict:
+    """/openapi.json as an emulator serves it; schemathesis needs it when tests are collected, so
+    it comes from an app in this process, and the next test checks the live server serves the same."""
+    return create_app(db=":memory:").test_client().get("/openapi.json").get_json()
+
+
+DOCUMENT = served_document()
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=SchemathesisConfig.from_dict(CONFIG))
+
+
+def test_the_live_document_is_the_one_fuzzed(hostile):
+    assert requests.get(hostile.url + "/openapi.json", timeout=30).json() == DOCUMENT
+
+
+@schema.hook
+def flatmap_path_parameters(context, path_parameters):
+    # Half the time a real token, tid or callback id, so the generated bodies reach the rules.
+    if not path_parameters:
+        return st.just(path_parameters)
+    return st.sampled_from([path_parameters, {name: FRESH for name in path_parameters}])
+
+
+@schema.hook
+def map_body(context, body):
+    if isinstance(body, dict) and "client_id" in body:  # the key's own client, or it stops at 403
+        return {**body, "client_id": "pay_test"}
+    return body
+
+
+@schema.hook
+def map_query(context, query):
+    if isinstance(query, dict) and "client_id" in query:
+        return {**query, "client_id": "pay_test"}
+    return query
+
+
+def real(api: Api, path: str, name: str) -> str:
+    """A real value for the path parameter `name` of `path`, made for one case."""
+    if name == "token":
+        return str(api.request_payment(pgcode="creditcard", amount=60_000))
+    if name == "callback_id":
+        api.pay()
+        return str(api.control("/callbacks", method="GET")["callbacks"][-1]["id"])
+    if "virtual-accounts" in path:
+        token = api.request_payment(pgcode="virtualaccount", amount=5_000)
+        return api.control(f"/payments/{token}/approve", {})["fields"]["tid"]
+    if "cashreceipt" in path:
+        return api.pay(pgcode="banktransfer", amount=5_000)["tid"]
+    if name == "tid" or name == "ref":
+        return api.pay(amount=5_000)["tid"]
+    return FRESH
+
+
+@schema.parametrize()
+def test_generated_requests_never_get_a_500_or_an_answer_outside_the_schema(case, hostile):
+    api = Api(hostile.url, "http://127.0.0.1:9/callback")  # blocked by the allow-list
+    for name, value in (case.path_parameters or {}).items():
+        if value == FRESH:
+            case.path_parameters[name] = real(api, case.path, name)
+    headers = {}
+    if case.path.startswith("/v1.0/"):
+        headers = SEARCH if case.method == "GET" else AUTH
+    case.call_and_validate(base_url=hostile.url, headers=headers, checks=CHECKS, timeout=60)
+
+
+# --- identifiers in the control API's paths ---------------------------------------------------
 
 CONTROL_IDS = [("GET", "/_emulator/payments/{}"), ("POST", "/_emulator/payments/{}/approve"),
                ("POST", "/_emulator/payments/{}/decline"), ("POST", "/_emulator/payments/{}/abandon"),
                ("GET", "/_emulator/callbacks/{}"), ("POST", "/_emulator/callbacks/{}/resend")]
+
+
+ODD_IDS = {"superscript-two": "²", "arabic-indic-digits": "٩٨٧٦٥٤٣٢١", "beyond-64-bits": "9" * 30,
+           "negative": "-1", "hex": "0x1f", "leading-space": " 1"}
+
+
+@pytest.mark.parametrize("text", list(ODD_IDS.values()), ids=list(ODD_IDS))
+@pytest.mark.parametrize("method,path", CONTROL_IDS)
+def test_an_id_that_is_not_plain_digits_is_unknown_like_any_other(api, method, path, text):
+    """Python's isdigit() is true for "²" and for Arabic-Indic digits; int() reads only some of
+    them, and SQLite holds 64 bits: every such id is an unknown one, never a 500."""
+    odd = api.http.request(method, api.url + path.format(quote(text)), json={}, timeout=30)
+    plain = api.http.request(method, api.url + path.format("987654321"), json={}, timeout=30)
+    assert plain.status_code == 404
+    assert (odd.status_code, envelope(odd.status_code, odd.content)["code"]) == (404, plain.json()["code"])
+
+
+@pytest.mark.parametrize("limit", ["²", "9" * 30, "-5", "abc", ""],
+                         ids=["superscript-two", "beyond-64-bits", "negative", "letters", "empty"])
+def test_a_journal_limit_that_is_no_count_still_answers(api, limit):
+    api.post("/v1.0/payments/request", REQUEST)
+    response = api.http.get(api.url + "/_emulator/requests", params={"limit": limit}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert isinstance(response.json()["requests"], list)
+
+
+@pytest.mark.parametrize("amount", ["²", "١٠٠٠", "1e3", " 1000 ", "-", "+1000"])
+def test_a_scenario_rule_on_amounts_reads_any_amount_text(api, amount):
+    """Rules are matched before validation, on what the merchant sent: any text where an amount
+    belongs is answered in the envelope (by the rule, or by validation)."""
+    scenario = {"version": 1, "name": "amounts", "rules": [
+        {"name": "large", "when": {"amount": {"min": 1000}}, "then": {"api_error": {"status": 406, "code": 9999}}},
+        {"name": "exact", "when": {"amount": [5, 7]}, "then": {"api_error": {"status": 406, "code": 9998}}}]}
+    assert api.http.put(api.url + "/_emulator/scenario", json=scenario, timeout=30).status_code == 200
+    response = api.post("/v1.0/payments/request", {**REQUEST, "amount": amount})
+    envelope(response.status_code, response.content)
+
+
+# --- deep nesting ----------------------------------------------------------------------------
+
+def nested(depth: int, shape: str) -> str:
+    return "[" * depth + "]" * depth if shape == "array" else '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+@pytest.mark.parametrize("shape", ["array", "object"])
+@pytest.mark.parametrize("where", ["gateway body", "gateway field", "approve", "clock", "scenario json",
+                                   "scenario yaml"])
+def test_deep_nesting_is_refused_in_the_envelope(api, where, shape, depth):
+    value = nested(depth, shape)
+    if where == "gateway body":
+        status, _, body = raw(api.url, b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\n"
+                              b"Content-Type: application/json\nContent-Length: %d\n" % (PAYMENT_KEY.encode(), len(value)),
+                              value.encode())
+    elif where == "gateway field":
+        text = json.dumps(REQUEST)[:-1] + ', "custom_parameter": ' + value + "}"
+        response = api.http.post(api.url + "/v1.0/payments/request", data=text, timeout=30,
+                                 headers={**AUTH, "Content-Type": "application/json"})
+        status, body = response.status_code, response.content
+    elif where in ("approve", "clock"):
+        token = api.request_payment() if where == "approve" else None
+        path = f"/_emulator/payments/{token}/approve" if token else "/_emulator/clock"
+        response = api.http.post(api.url + path, data='{"option": ' + value + "}", timeout=30,
+                                 headers={"Content-Type": "application/json"})
+        status, body = response.status_code, response.content
+    else:
+        kind = "application/yaml" if where == "scenario yaml" else "application/json"
+        response = api.http.put(api.url + "/_emulator/scenario", data=value, headers={"Content-Type": kind}, timeout=60)
+        status, body = response.status_code, response.content
+    assert status == 406, (status, body[:300])
+    envelope(status, body)
+    assert api.http.get(api.url + "/_emulator/requests", timeout=30).status_code == 200
+
+
+def test_yaml_aliases_cannot_blow_a_small_scenario_up(tmp_path):
+    """Nine levels of nine aliases: 600 bytes that stand for 387 million strings. Refused at once;
+    on a server of its own, since a server that expands them is busy for a very long time."""
+    levels = ["[" + ", ".join(["lol"] * 9) + "]"]
+    levels += ["[" + ", ".join([f"*a{i}"] * 9) + "]" for i in range(8)]
+    anchors = "\n".join(f"        h{i}: &a{i} {level}" for i, level in enumerate(levels))
+    document = f"version: 1\nname: laughs\nrules:\n  - name: r\n    when:\n      header:\n{anchors}\n    then: {{abandon: {{}}}}\n"
+    assert len(document) < 1000
+    process = EmulatorProcess(tmp_path)
+    try:
+        response = requests.put(process.url + "/_emulator/scenario", data=document, timeout=60,
+                                headers={"Content-Type": "application/yaml"})
+        answer = envelope(response.status_code, response.content)
+        assert answer["code"] == code("scenario_invalid") and len(response.content) < 10_000
+    finally:
+        process.process.kill()
+        process.stop()
 
 
 # --- content types and encodings ---------------------------------------------------------------
@@ -135,6 +317,31 @@ def test_content_types_of_a_control_request(api, content_type, body):
     response = api.http.post(api.url + "/_emulator/clock", data=body, headers={"Content-Type": content_type},
                              timeout=30)
     assert envelope(response.status_code, response.content)["code"] == code("malformed_json")
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '"a\\udc00\\ud800b"'], ids=["high-half", "halves-reversed"])
+@pytest.mark.parametrize("where", ["gateway", "decline", "scenario"])
+def test_a_lone_surrogate_escape_is_refused_like_any_text_that_is_not_utf8(api, where, text):
+    """JSON may spell a UTF-16 half (\\ud800) that no UTF-8 text can hold: refused as malformed,
+    and the refusal is journaled like any other."""
+    if where == "gateway":
+        body = json.dumps(REQUEST)[:-1] + ', "product_name": ' + text + "}"
+        response = api.http.post(api.url + "/v1.0/payments/request", data=body, timeout=30,
+                                 headers={**AUTH, "Content-Type": "application/json"})
+    elif where == "decline":
+        token = api.request_payment()
+        response = api.http.post(f"{api.url}/_emulator/payments/{token}/decline", data='{"message": ' + text + "}",
+                                 headers={"Content-Type": "application/json"}, timeout=30)
+        assert api.control(f"/payments/{token}", method="GET")["status"] == "created"
+    else:
+        response = api.http.put(api.url + "/_emulator/scenario", data='{"version": 1, "name": ' + text + "}",
+                                headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 406, response.text
+    envelope(response.status_code, response.content)
+    if where == "gateway":
+        assert api.control("/payments", method="GET")["payments"] == []
+        [entry] = api.control("/requests", method="GET")["requests"]
+        assert entry["status"] == 406 and entry["path"] == "/v1.0/payments/request"
 
 
 BAD_UTF8 = [b"\xff", b"\xc0\xaf", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"]
@@ -187,6 +394,16 @@ def test_invalid_utf8_in_control_paths_and_pages(api, bad):
 def chunked(body: bytes) -> bytes:
     pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
     return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_and_read(api):
+    """Without Content-Length the server reads the chunks as they come; past 1 MiB the answer is
+    the same 413 as for a declared length, not the first MiB read as if it were the whole body."""
+    body = json.dumps({**REQUEST, "custom_parameter": "x" * (2 * 1024 * 1024)}).encode()
+    status, _, answer = raw(api.url, b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\n"
+                            b"Content-Type: application/json\nTransfer-Encoding: chunked\n" % PAYMENT_KEY.encode(),
+                            chunked(body))
+    assert (status, envelope(status, answer)["code"]) == (413, code("body_too_large"))
 
 
 def test_a_chunked_body_within_the_limit_is_read_whole(api):

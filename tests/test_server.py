@@ -101,3 +101,9 @@ def test_an_open_control_api_beyond_loopback_is_warned_about(tmp_path):
     guarded.stop()
     local = (tmp_path / "token" / "emulator.log").read_text()
     assert "listening on" not in local and "warning" not in local
+
+
+def test_an_empty_control_token_is_no_token(tmp_path):
+    exposed = EmulatorProcess(tmp_path, "--host", "0.0.0.0", env={"PAYLETTER_EMULATOR_CONTROL_TOKEN": ""}, db=":memory:")
+    exposed.stop()
+    assert "warning: the control API (/_emulator/...) is open" in (tmp_path / "emulator.log").read_text()

@@ -56,7 +56,7 @@ def _number(value) -> int | None:
     if isinstance(value, int):
         return value
     text = str(value).strip()
-    return int(text) if text.lstrip("-").isdigit() else None
+    return int(text) if re.fullmatch(r"-?[0-9]+", text) else None
 
 
 @dataclass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 
 import yaml
 
@@ -14,17 +15,17 @@ from ..errors import GatewayError
 from .operations import Operation, register
 from ..domain.methods import table as method_table
 from .operations import OPERATIONS
-from .plumbing import base_url, emulator, json_body, sandboxes
+from .plumbing import base_url, body_bytes, emulator, json_body, sandboxes
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 
 blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
 
-def control(path: str, method: str, summary: str, *, schema: str | None = None):
+def control(path: str, method: str, summary: str, *, schema: str | None = None, status: str = "200"):
     """Route one control operation; a body, when it has a schema, is checked strictly."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
-                       request=f"control/{schema}" if schema else None))
+                       request=f"control/{schema}" if schema else None, status=status))
 
     def wrap(handler):
         def view(**path_args):
@@ -67,9 +68,14 @@ TOKEN_DIGITS = 18  # 13-digit epoch milliseconds and a 5-digit serial
 
 
 def _token(text: str) -> int:
-    if not text.isdigit() or len(text) > TOKEN_DIGITS:
+    if not _digits(text, TOKEN_DIGITS):
         raise GatewayError("token_unknown", token=text)
     return int(text)
+
+
+def _digits(text: str, most: int) -> bool:
+    """Plain ASCII digits, at most `most` of them (str.isdigit also passes '²', which int() cannot read)."""
+    return re.fullmatch(rf"[0-9]{{1,{most}}}", text) is not None
 
 
 @control("/health", "GET", "200 once ready")
@@ -123,7 +129,7 @@ def payments():
 @control("/payments/{ref}", "GET", "One payment, by tid or token")
 def payment(ref):
     storage = gateway().storage
-    is_token = ref.isdigit() and len(ref) <= TOKEN_DIGITS
+    is_token = _digits(ref, TOKEN_DIGITS)
     found = storage.payment_by_token(int(ref)) if is_token else storage.payment_by_tid(ref)
     if found is None:
         raise GatewayError("payment_unknown", tid=ref)
@@ -165,7 +171,7 @@ def resend(callback_id):
 
 
 def _callback(callback_id: str) -> dict:
-    found = gateway().storage.callback(int(callback_id)) if callback_id.isdigit() else None
+    found = gateway().storage.callback(int(callback_id)) if _digits(callback_id, 18) else None
     if found is None:
         raise GatewayError("callback_unknown", id=callback_id)
     return found
@@ -178,13 +184,16 @@ def scenario():
 
 @control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml)")
 def put_scenario():
-    raw = request.get_data(cache=True).decode("utf-8", "replace")
     try:
+        raw = body_bytes().decode("utf-8")
         document = yaml.safe_load(raw) if "yaml" in (request.mimetype or "") else json.loads(raw or "null")
-        scenario_files.check(document, "the request body")
-    except (ValueError, yaml.YAMLError) as exc:
-        problems = exc.problems if isinstance(exc, scenario_files.ScenarioError) else [f"not valid JSON or YAML: {exc}"]
-        raise GatewayError("scenario_invalid", problems="; ".join(problems)) from None
+        scenario_files.check(document, "the request body")  # first: it bounds what an alias can expand to
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # no lone surrogate escapes
+    except scenario_files.ScenarioError as exc:
+        raise GatewayError("scenario_invalid", problems="; ".join(exc.problems)) from None
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:  # UnicodeError is a ValueError
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:300]
+        raise GatewayError("scenario_invalid", problems=f"not valid JSON or YAML: {reason}") from None
     gateway().install_scenario(document)
     return scenario()
 
@@ -195,7 +204,8 @@ def delete_scenario():
     return scenario()
 
 
-@control("/sandboxes", "POST", "A new sandbox: its own client and keys, state, clock and scenario", schema="sandbox")
+@control("/sandboxes", "POST", "A new sandbox: its own client and keys, state, clock and scenario", schema="sandbox",
+         status="201")
 def create_sandbox(values):
     scenario = values.get("scenario")
     if isinstance(scenario, str):
@@ -260,4 +270,4 @@ def clear_coverage():
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=)")
 def requests_journal():
     limit = request.args.get("limit", "1000")
-    return jsonify(requests=gateway().storage.journal(int(limit) if limit.isdigit() else 1000))
+    return jsonify(requests=gateway().storage.journal(int(limit) if _digits(limit, 9) else 1000))

@@ -55,7 +55,7 @@ def build(schemas, version: str) -> dict:
             ok["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{_component(op.response)}"}}}
         else:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}
-        responses = {"200": ok}
+        responses = {op.status: ok}
         if op.key:
             item["security"] = SECURITY[op.key]
             item["tags"] = ["gateway"]

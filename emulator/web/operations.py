@@ -13,6 +13,7 @@ class Operation:
     request: str | None = None  # schema name under schemas/
     response: str | None = None
     query: bool = False  # the request schema describes query parameters
+    status: str = "200"  # the answer's status when it succeeds
 
 
 OPERATIONS: list[Operation] = []

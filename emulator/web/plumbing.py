@@ -49,9 +49,17 @@ def authenticate(key_type: str, endpoint: str) -> Client:
     return client
 
 
+def body_bytes() -> bytes:
+    """The request's body; one sent in chunks past the size limit is refused (413), not cut."""
+    raw = request.get_data(cache=True)
+    if request.content_length is None:
+        request.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
+    return raw
+
+
 def json_body(*, strict: bool):
     """The parsed body; an empty body reads as {} so the missing fields get named."""
-    raw = request.get_data(cache=True)
+    raw = body_bytes()
     if not raw.strip():
         return {}
     mimetype = request.mimetype or "(none)"
@@ -63,11 +71,23 @@ def json_body(*, strict: bool):
     except UnicodeDecodeError as exc:
         raise GatewayError("malformed_json", detail=f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GatewayError("malformed_json", detail=str(exc)) from None
     except RecursionError:
         raise GatewayError("malformed_json", detail="nested too deeply") from None
+    if "\\u" in text and not _is_text(value):
+        raise GatewayError("malformed_json", detail="a \\u escape of a lone surrogate is not text")
+    return value
+
+
+def _is_text(value) -> bool:
+    """JSON may escape half of a surrogate pair (\\ud800), which no UTF-8 text can hold."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def base_url() -> str:
