@@ -80,10 +80,12 @@ class Gateway:
         self.on_callback_queued()  # timed jobs may be due at once
         return self.rules.view()
 
-    def decide_api(self, endpoint: str, client: Client, data, headers: dict) -> Rule | None:
+    def decide_api(self, endpoint: str, client: Client, data, headers: Callable[[], dict]) -> Rule | None:
         """The scenario rule, if any, that decides this API request before it is checked."""
+        if not self.rules.scenario.rules:
+            return None
         context = {**(data if isinstance(data, dict) else {}), "endpoint": endpoint,
-                   "client_id": client.client_id, "headers": headers}
+                   "client_id": client.client_id, "headers": headers()}
         return self.rules.decide(API, context, self.clock.now())
 
     def _decide(self, stage: str, payment: Payment, choices: dict | None = None) -> Rule | None:

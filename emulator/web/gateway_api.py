@@ -53,7 +53,7 @@ def gateway():
 def scenario_rule(endpoint: str, client, data) -> None:
     """What the scenario does to this request before the gateway looks at it: answer with an
     error, answer late, or drop the connection. The journal records the rule."""
-    rule = gateway().decide_api(endpoint, client, data, request_headers())
+    rule = gateway().decide_api(endpoint, client, data, request_headers)
     if rule is None:
         return
     g.rule = rule.name
@@ -71,9 +71,11 @@ def scenario_rule(endpoint: str, client, data) -> None:
 
 
 def request_headers() -> dict:
-    """The request's headers for scenario rules, lower-cased, without credentials."""
-    return {name.lower(): value[:200] for name, value in request.headers.items()
-            if name.lower() not in ("authorization", "cookie")}
+    """The request's headers for scenario rules, lower-cased, without credentials (made once)."""
+    if "headers" not in g:
+        g.headers = {name.lower(): value[:200] for name, value in request.headers.items()
+                     if name.lower() not in ("authorization", "cookie")}
+    return g.headers
 
 
 def drop_connection():

@@ -93,5 +93,5 @@ def _is_text(value) -> bool:
 def base_url() -> str:
     """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
     instance = emulator()
-    root = (instance.settings.public_url or request.host_url).rstrip("/")
+    root = (instance.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
     return f"{root}/_sandbox/{instance.sandbox}" if instance.sandbox else root
