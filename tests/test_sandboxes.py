@@ -8,7 +8,7 @@ import pytest
 
 from emulator import create_app
 
-from .conftest import PAYMENT_KEY, Api, EmulatorProcess, ok, refused
+from .conftest import Api, EmulatorProcess, ok, refused
 
 T0 = "2026-11-29T10:00:00+09:00"
 

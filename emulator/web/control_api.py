@@ -15,7 +15,7 @@ from ..errors import GatewayError
 from .operations import Operation, register
 from ..domain.methods import table as method_table
 from .operations import OPERATIONS
-from .plumbing import base_url, body_bytes, emulator, json_body, sandboxes
+from .plumbing import body_bytes, emulator, json_body, sandboxes
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 
@@ -47,13 +47,17 @@ def guard():
     """Shared deployments switch the control API off, or put it behind a token; health stays open."""
     if request.endpoint == "control_api.health":
         return
+    check_access(request.headers.get("X-Emulator-Token", ""))
+
+
+def check_access(given_token: str) -> None:
+    """404 when the control API is off; 401 unless `given_token` is the control token (if any)."""
     settings = emulator().settings
     if not settings.control:
         raise GatewayError("not_found", path=request.path)
-    if settings.control_token is not None:
-        given = request.headers.get("X-Emulator-Token", "")
-        if not hmac.compare_digest(given.encode(), settings.control_token.encode()):
-            raise GatewayError("control_token_missing")
+    expected = settings.control_token
+    if expected is not None and not hmac.compare_digest(given_token.encode(), expected.encode()):
+        raise GatewayError("control_token_missing")
 
 
 def gateway():

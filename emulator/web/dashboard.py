@@ -5,7 +5,6 @@ served under the sandbox's path. No merchant value is rendered here: the script 
 the page as text."""
 from __future__ import annotations
 
-import hmac
 import tomllib
 from functools import cache
 from importlib import resources
@@ -13,8 +12,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, make_response, redirect, render_template, request
 
-from ..errors import GatewayError
-from . import pages
+from . import control_api, pages
 from .plumbing import emulator
 
 blueprint = Blueprint("dashboard", __name__)
@@ -41,12 +39,7 @@ def _given_token() -> str:
 @blueprint.before_request
 def guard():
     """The control API's guard: off with --no-control, behind --control-token when given."""
-    settings = emulator().settings
-    if not settings.control:
-        raise GatewayError("not_found", path=request.path)
-    expected = settings.control_token
-    if expected is not None and not hmac.compare_digest(_given_token().encode(), expected.encode()):
-        raise GatewayError("control_token_missing")
+    control_api.check_access(_given_token())
 
 
 @blueprint.after_request
