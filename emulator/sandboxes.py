@@ -3,7 +3,6 @@ clock, scenario and callbacks, so that parallel test runs can share a server wit
 each other. The registry lives in the root database, so every worker process knows them."""
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import threading
@@ -18,10 +17,6 @@ from .instance import Emulator, build
 IDLE_SECONDS = 3600.0  # a sandbox nobody used for an hour is deleted
 TOUCH_EVERY = 10.0  # seconds between two writes of a sandbox's last use, per process
 SWEEP_EVERY = 30.0
-
-
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class Sandboxes:
@@ -43,7 +38,6 @@ class Sandboxes:
             now = self._wall()
             self.root.storage.insert_sandbox({
                 "id": sandbox_id, "payment_key": client.payment_key, "search_key": client.search_key,
-                "key_hashes": f"{key_hash(client.payment_key)} {key_hash(client.search_key)}",
                 "created_at": now, "last_used": now, "idle_seconds": idle_seconds or IDLE_SECONDS})
             self._open[sandbox_id] = instance
             return self.view(self.root.storage.sandbox(sandbox_id))
@@ -63,7 +57,7 @@ class Sandboxes:
             return instance
 
     def with_key(self, key: str) -> Emulator | None:
-        sandbox_id = self.root.storage.sandbox_with_key(key_hash(key))
+        sandbox_id = self.root.storage.sandbox_with_key(key)
         return self.get(sandbox_id) if sandbox_id else None
 
     def delete(self, sandbox_id: str) -> bool:

@@ -255,10 +255,9 @@ class Rulebook:
         self.scenario = EMPTY
         self.version = 0
 
-    def sync(self, version: int | None = None) -> bool:
-        """Take the scenario another process (or a restart) installed; True if it changed.
-        `version`: the stored version, when the caller has just read it."""
-        version = self.storage.scenario_version() if version is None else version
+    def sync(self, version: int) -> bool:
+        """Take the scenario another process (or a restart) installed, given the stored
+        version the caller has just read; True if it changed."""
         if version == self.version:
             return False
         stored = self.storage.scenario_document()

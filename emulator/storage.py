@@ -123,9 +123,8 @@ CREATE TABLE IF NOT EXISTS coverage (kind TEXT NOT NULL, name TEXT NOT NULL, cou
                                      PRIMARY KEY (kind, name));
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY,
-    payment_key TEXT NOT NULL,
-    search_key TEXT NOT NULL,
-    key_hashes TEXT NOT NULL,
+    payment_key TEXT NOT NULL UNIQUE,
+    search_key TEXT NOT NULL UNIQUE,
     created_at REAL NOT NULL,
     last_used REAL NOT NULL,
     idle_seconds REAL NOT NULL
@@ -216,16 +215,16 @@ class Storage:
 
     # --- the sandboxes of this server (kept in the root database) ---
     def insert_sandbox(self, row: dict) -> None:
-        self._run("INSERT INTO sandboxes (id, payment_key, search_key, key_hashes, created_at, last_used, idle_seconds) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (row["id"], row["payment_key"], row["search_key"], row["key_hashes"],
-                                                  row["created_at"], row["last_used"], row["idle_seconds"]))
+        self._run("INSERT INTO sandboxes (id, payment_key, search_key, created_at, last_used, idle_seconds) "
+                  "VALUES (?, ?, ?, ?, ?, ?)", (row["id"], row["payment_key"], row["search_key"],
+                                               row["created_at"], row["last_used"], row["idle_seconds"]))
 
     def sandbox(self, sandbox_id: str) -> dict | None:
         row = self._one("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
         return dict(row) if row else None
 
-    def sandbox_with_key(self, key_hash: str) -> str | None:
-        row = self._one("SELECT id FROM sandboxes WHERE key_hashes LIKE ?", (f"%{key_hash}%",))
+    def sandbox_with_key(self, key: str) -> str | None:
+        row = self._one("SELECT id FROM sandboxes WHERE payment_key = ? OR search_key = ?", (key, key))
         return row["id"] if row else None
 
     def sandboxes(self) -> list[dict]:
@@ -526,10 +525,6 @@ class Storage:
         return grouped
 
     # --- the scenario, its rules' counts, its timed jobs ---
-    def scenario_version(self) -> int:
-        row = self._one("SELECT version FROM scenario WHERE id = 1")
-        return row["version"] if row else 0
-
     def scenario_document(self) -> dict | None:
         row = self._one("SELECT document FROM scenario WHERE id = 1")
         return json.loads(row["document"]) if row and row["document"] else None

@@ -247,10 +247,8 @@ def _scenario_document(read, source: str) -> dict:
 @control("/coverage", "GET", "What the run exercised: endpoints, pgcodes, error codes, rules, callback outcomes")
 def coverage():
     """The root's coverage with every live sandbox's (deleted ones were folded into the root's)."""
-    instance = emulator()
-    parts = [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]
     found: dict[str, dict[str, int]] = {}
-    for part in parts:
+    for part in _coverage_parts():
         for kind, names in part.storage.coverage().items():
             for name, count in names.items():
                 found.setdefault(kind, {})[name] = found.get(kind, {}).get(name, 0) + count
@@ -265,10 +263,15 @@ def coverage():
 
 @control("/coverage", "DELETE", "Start counting coverage again")
 def clear_coverage():
-    instance = emulator()
-    for part in [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]:
+    for part in _coverage_parts():
         part.storage.clear_coverage()
     return jsonify(cleared=True)
+
+
+def _coverage_parts() -> list:
+    """A sandbox counts for itself; the root counts for the whole server."""
+    instance = emulator()
+    return [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=)")
