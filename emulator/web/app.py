@@ -15,6 +15,7 @@ from ..errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from . import control_api, dashboard, gateway_api, openapi, pages
+from .plumbing import plkey
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
@@ -140,9 +141,8 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
 def _foreign_key(root: Emulator) -> str | None:
     """The request's PLKEY when it is none of the root's clients' keys (then it may be a
     sandbox's); root keys never cost a database lookup."""
-    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
-    key = key.strip()
-    if scheme.upper() != "PLKEY" or not key:
+    key = plkey()
+    if key is None:
         return None
     known = any(hmac.compare_digest(key.encode(), k.encode())
                 for c in root.settings.clients for k in (c.payment_key, c.search_key))

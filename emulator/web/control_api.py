@@ -15,7 +15,7 @@ from ..errors import GatewayError
 from .operations import Operation, register
 from ..domain.methods import table as method_table
 from .operations import OPERATIONS
-from .plumbing import body_bytes, emulator, json_body, sandboxes
+from .plumbing import body_bytes, emulator, json_body, root_url, sandboxes
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 
@@ -233,8 +233,7 @@ def delete_sandbox(sandbox_id):
 
 
 def _with_base_url(view: dict) -> dict:
-    root = (emulator().settings.public_url or request.host_url).rstrip("/")
-    return {**view, "base_url": root + view["path"]}
+    return {**view, "base_url": root_url() + view["path"]}
 
 
 def _scenario_document(read, source: str) -> dict:

@@ -27,13 +27,17 @@ def warnings() -> list[str]:
     return g.setdefault("warnings", [])
 
 
+def plkey() -> str | None:
+    """The key of `Authorization: PLKEY <key>`, or None."""
+    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
+    return (key.strip() or None) if scheme.upper() == "PLKEY" else None
+
+
 def authenticate(key_type: str, endpoint: str) -> Client:
     """The client behind `Authorization: PLKEY <key>`; 401 or 403 otherwise."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.strip().partition(" ")
-    if scheme.upper() != "PLKEY" or not key.strip():
+    key = plkey()
+    if key is None:
         raise GatewayError("auth_missing")
-    key = key.strip()
     found = None
     for client in emulator().settings.clients:
         # Compare every key, in constant time, so timing tells nothing about near misses.
@@ -90,8 +94,12 @@ def _is_text(value) -> bool:
     return True
 
 
+def root_url() -> str:
+    """The server's own address: --public-url, else the one the request came to."""
+    return (emulator().settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
+
+
 def base_url() -> str:
     """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
-    instance = emulator()
-    root = (instance.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
-    return f"{root}/_sandbox/{instance.sandbox}" if instance.sandbox else root
+    sandbox = emulator().sandbox
+    return f"{root_url()}/_sandbox/{sandbox}" if sandbox else root_url()
