@@ -468,8 +468,10 @@ class Gateway:
         return self.storage.enqueue_callback(payment.tid, url, body, iso(now), due, warnings + note, fault, status)
 
     def _deliver(self, callback_id: int | None) -> None:
+        """Wake the dispatcher once the queued callback is committed (it reads on a connection
+        of its own, which would not see it before)."""
         if callback_id is not None:
-            self.on_callback_queued()
+            self.storage.after_commit(self.on_callback_queued)
 
     # --- what tests look at ---
     def payment_view(self, payment: Payment) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import fields
 
@@ -175,6 +176,7 @@ class Storage:
         self.callback_limit = callback_limit
         self._lock = threading.RLock()
         self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
         self._db = connect(path, schema)
         self.backend = self._db.name
         self._db.create(SCHEMA)
@@ -253,6 +255,7 @@ class Storage:
                 return
             self._db.begin(exclusive)
             self._depth = 1
+            committed = False
             try:
                 yield
             except BaseException:
@@ -260,9 +263,23 @@ class Storage:
                 raise
             else:
                 self._db.execute("COMMIT")
+                committed = True
             finally:
                 self._depth = 0
                 self._db.end()
+                hooks, self._after_commit = self._after_commit, []
+            if committed:
+                for hook in hooks:
+                    hook()
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Call `hook` once what is being written is visible to every process: at the end of
+        the transaction under way, or now when there is none (a rolled-back one drops it)."""
+        with self._lock:
+            if self._depth:
+                self._after_commit.append(hook)
+                return
+        hook()
 
     def _all(self, sql: str, args=()) -> list:
         with self._lock:

@@ -37,6 +37,28 @@ def test_a_refused_change_leaves_nothing_behind(database):
     assert storage.next_value("token") == 1
 
 
+def test_after_commit_hooks_wait_for_the_outermost_commit_and_a_rollback_drops_them(database):
+    storage, other = Storage(database), Storage(database)
+    seen = []
+
+    def hook():  # what the dispatcher does when woken: read on a connection of its own
+        seen.append(other.coverage())
+
+    with storage.atomic():
+        storage.count("endpoint", "payments/request")
+        with storage.atomic():
+            storage.after_commit(hook)
+        assert seen == []
+    assert seen == [{"endpoint": {"payments/request": 1}}]
+    with pytest.raises(GatewayError):
+        with storage.atomic():
+            storage.after_commit(hook)
+            raise GatewayError("already_cancelled", tid="t")
+    assert len(seen) == 1
+    storage.after_commit(hook)  # no transaction: at once
+    assert len(seen) == 2
+
+
 def test_counters_are_shared_by_connections_to_one_database(database):
     first, second = Storage(database), Storage(database)
     values = [first.next_value("tid"), second.next_value("tid"), first.next_value("tid")]

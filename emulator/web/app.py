@@ -9,18 +9,16 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
-from ..clock import iso
 from ..config import Settings
 from ..errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
-from . import control_api, dashboard, gateway_api, openapi, pages
+from . import control_api, dashboard, gateway_api, journal, openapi, pages
+from .journal import JOURNALED
 from .plumbing import plkey
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
-JOURNALED = "/v1.0/"
-JOURNAL_BODY = 16 * 1024
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -48,6 +46,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)
     _install_instances(app, root, sandboxes)
+    journal.install(app)
     return app
 
 
@@ -114,29 +113,6 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         instance.gateway.sync_clock()
         instance.gateway.catch_up()
 
-    @app.after_request
-    def journal(response):
-        instance = g.get("instance")
-        if instance is None or not request.path.startswith(JOURNALED):
-            return response
-        coverage = [("endpoint", g.endpoint)] if g.get("endpoint") else []
-        if response.status_code != 200:
-            body = response.get_json(silent=True)
-            if isinstance(body, dict) and "code" in body:
-                coverage.append(("error_code", str(body["code"])))
-        try:
-            instance.storage.journal_append({
-                "at": iso(instance.gateway.clock.now()), "method": request.method, "path": request.path,
-                "query": request.query_string.decode("latin-1"), "client_id": g.get("client_id", ""),
-                "request": _kept(request.get_data(cache=True)), "status": response.status_code,
-                "response": _kept(response.get_data()),
-                "warnings": g.get("warnings", []), "error": g.get("exception", ""), "rule": g.get("rule"),
-                "coverage": coverage,
-            })
-        except Exception:  # the journal must never turn an answer into a failure
-            log.exception("could not write the journal")
-        return response
-
 
 def _foreign_key(root: Emulator) -> str | None:
     """The request's PLKEY when it is none of the root's clients' keys (then it may be a
@@ -147,12 +123,3 @@ def _foreign_key(root: Emulator) -> str | None:
     known = any(hmac.compare_digest(key.encode(), k.encode())
                 for c in root.settings.clients for k in (c.payment_key, c.search_key))
     return None if known else key
-
-
-def _kept(raw: bytes) -> str:
-    """A body as the journal keeps it: the text as it crossed the wire, at most JOURNAL_BODY
-    bytes of it (a search of 10,000 rows must not fill the disk); the Authorization header
-    is never kept."""
-    if len(raw) <= JOURNAL_BODY:
-        return raw.decode("utf-8", "replace")
-    return raw[:JOURNAL_BODY].decode("utf-8", "ignore") + f"... (cut: {len(raw)} bytes in all)"

@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..errors import GatewayError
+from . import journal
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, emulator, json_body, warnings
 
@@ -15,9 +16,12 @@ blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
 
 
 def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False,
-             response: str | None = None):
+             response: str | None = None, writes: bool = False):
     """Route one gateway endpoint. The handler gets (client, values, **path_args) with values
-    already checked against schemas/requests/<schema>.json."""
+    already checked against schemas/requests/<schema>.json.
+
+    The handler of an endpoint that `writes` runs in one transaction with the journal entry of
+    its answer: both are kept, or on an error neither (the error's entry is written after)."""
     name = path.lstrip("/")
     rule_endpoint = name.removesuffix("/{tid}")
     register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,
@@ -37,7 +41,12 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
             warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
-            return jsonify(handler(client, checked.values, **path_args))
+            if not writes:
+                return jsonify(handler(client, checked.values, **path_args))
+            with em.storage.atomic():
+                answer = jsonify(handler(client, checked.values, **path_args))
+                journal.record(answer)
+            return answer
 
         flask_path = path.replace("{tid}", "<tid>")
         blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
@@ -87,31 +96,31 @@ def drop_connection():
 
 
 @endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
-          key="PAYMENT", schema="payments_request")
+          key="PAYMENT", schema="payments_request", writes=True)
 def payments_request(client, values):
     return gateway().request_payment(client, values, base_url(), headers=request_headers())
 
 
 @endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",
-          key="PAYMENT", schema="payments_autopay")
+          key="PAYMENT", schema="payments_autopay", writes=True)
 def payments_autopay(client, values):
     return gateway().autopay(client, values)
 
 
 @endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
-          key="PAYMENT", schema="payments_cancel")
+          key="PAYMENT", schema="payments_cancel", writes=True)
 def payments_cancel(client, values):
     return gateway().cancel(client, values, warnings(), partial=False)
 
 
 @endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
-          key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel")
+          key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel", writes=True)
 def payments_cancel_partial(client, values):
     return gateway().cancel(client, values, warnings(), partial=True)
 
 
 @endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",
-          key="PAYMENT", schema="cashreceipt_issue")
+          key="PAYMENT", schema="cashreceipt_issue", writes=True)
 def cashreceipt_issue(client, values, tid):
     return gateway().issue_cash_receipt(client, tid, values, base_url())
 

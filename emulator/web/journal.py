@@ -1,0 +1,56 @@
+"""The request journal: every gateway API request and its answer, as `GET /_emulator/requests`
+shows them. A request that changes state writes its entry in the same transaction as the change
+(gateway_api); every other answer, errors included, is written after it is made."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+
+from ..clock import iso
+
+log = logging.getLogger("payletter_emulator")
+JOURNALED = "/v1.0/"
+JOURNAL_BODY = 16 * 1024
+
+
+def install(app: Flask) -> None:
+    @app.after_request
+    def journal(response: Response) -> Response:
+        if not g.get("journaled") and g.get("instance") is not None and request.path.startswith(JOURNALED):
+            record(response)
+        return response
+
+
+def record(response: Response) -> None:
+    """Append the request and `response` to the journal of the request's emulator. The journal
+    never turns an answer into a failure: a problem writing it is logged."""
+    g.journaled = True
+    instance = g.instance
+    endpoint = g.get("endpoint")
+    coverage = [("endpoint", endpoint)] if endpoint else []
+    status = response.status_code
+    if status != 200:
+        body = response.get_json(silent=True)
+        if isinstance(body, dict) and "code" in body:
+            coverage.append(("error_code", str(body["code"])))
+    try:
+        instance.storage.journal_append({
+            "at": iso(instance.gateway.clock.now()), "method": request.method, "path": request.path,
+            "query": request.query_string.decode("latin-1"), "client_id": g.get("client_id", ""),
+            "request": _kept(request.get_data(cache=True)), "status": status,
+            "response": _kept(response.get_data()),
+            "warnings": g.get("warnings", []), "error": g.get("exception", ""), "rule": g.get("rule"),
+            "coverage": coverage,
+        })
+    except Exception:
+        log.exception("could not write the journal")
+
+
+def _kept(raw: bytes) -> str:
+    """A body as the journal keeps it: the text as it crossed the wire, at most JOURNAL_BODY
+    bytes of it (a search of 10,000 rows must not fill the disk); the Authorization header
+    is never kept."""
+    if len(raw) <= JOURNAL_BODY:
+        return raw.decode("utf-8", "replace")
+    return raw[:JOURNAL_BODY].decode("utf-8", "ignore") + f"... (cut: {len(raw)} bytes in all)"
