@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS payments (
     disposable_cup_deposit INTEGER NOT NULL,
     request TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    tid TEXT UNIQUE,
+    tid TEXT,
     cid TEXT NOT NULL,
     paid_pgcode TEXT NOT NULL,
     transaction_date TEXT NOT NULL,
@@ -41,9 +41,10 @@ CREATE TABLE IF NOT EXISTS payments (
     cancelled_taxfree_amount INTEGER NOT NULL,
     cancelled_tax_amount INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS payments_by_day ON payments (client_id, substr(transaction_date, 1, 10));
+CREATE UNIQUE INDEX IF NOT EXISTS payments_by_tid ON payments (tid) WHERE tid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS payments_by_day ON payments (client_id, substr(transaction_date, 1, 10)) WHERE tid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS payments_by_order ON payments (client_id, order_no);
-CREATE INDEX IF NOT EXISTS payments_by_billkey ON payments (billkey);
+CREATE INDEX IF NOT EXISTS payments_by_billkey ON payments (billkey) WHERE tid IS NOT NULL;
 CREATE TABLE IF NOT EXISTS cancellations (
     id INTEGER PRIMARY KEY,
     tid TEXT NOT NULL,
@@ -363,7 +364,7 @@ class Storage:
         marks = ", ".join("?" for _ in statuses)
         rows = self._all(
             f"SELECT {_LISTED_COLUMNS} FROM payments WHERE client_id = ? AND substr(transaction_date, 1, 10) = ? "
-            f"AND status IN ({marks}) ORDER BY transaction_date, token", (client_id, day, *statuses))
+            f"AND tid IS NOT NULL AND status IN ({marks}) ORDER BY transaction_date, token", (client_id, day, *statuses))
         return [Payment(**row, request={}, details={}) for row in map(dict, rows)]
 
     def payments_with_billkey(self, billkey: str) -> list[Payment]:
