@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Callable
@@ -35,6 +36,7 @@ CASH_RECEIPT_FORM_TYPES = {"0": "1", "1": "1", "2": "2"}  # the reference's exam
 # where both make sense.
 CLOCK_RANGE = (datetime(2002, 1, 1, tzinfo=KST), datetime(2200, 1, 1, tzinfo=KST))
 CLOCK_SPAN = 200 * 366 * 86400
+RESYNC_SECONDS = 1.0  # the shared state is read at least this often, in case a process died mid-change
 
 
 class Gateway:
@@ -48,12 +50,20 @@ class Gateway:
         self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up
         self.rules = Rulebook(storage)
         self._next_job: int | None = None
+        self._synced: int | None = None  # the shared generation last read
+        self._resync_at = 0.0
         self.on_scenario: Callable[[Scenario], None] = lambda scenario: None  # settings a scenario brings
 
     # --- shared pieces ---
     def sync_clock(self) -> None:
-        """Take the clock and the scenario another process (or a restart) may have changed."""
+        """Take the clock and the scenario another process (or a restart) may have changed.
+        They are read again when the storage's shared generation says they changed, and at
+        least every RESYNC_SECONDS whatever it says."""
+        generation = self.storage.shared_generation()
+        if generation is not None and generation == self._synced and time.monotonic() < self._resync_at:
+            return
         state, clock_version, version, self._next_job = self.storage.shared_state()
+        self._synced, self._resync_at = generation, time.monotonic() + RESYNC_SECONDS
         self.clock.load(state or ClockState(), clock_version)
         if self.rules.sync(version):
             self.on_scenario(self.rules.scenario)

@@ -302,6 +302,13 @@ class Storage:
                 "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
             return row[0]
 
+    def shared_generation(self) -> int | None:
+        """Changes whenever the shared state below does (None: unknown, read it)."""
+        return self._db.shared_generation()
+
+    def _shared_state_changed(self) -> None:
+        self.after_commit(self._db.bump_shared_generation)
+
     def shared_state(self) -> tuple[ClockState | None, int, int, int | None]:
         """In one read: the clock and its version, the scenario's version, and when the next
         timed job is due (what every request brings up to date before it is handled)."""
@@ -317,6 +324,7 @@ class Storage:
         """Store the clock for every process; its version (counted across resets too)."""
         with self.atomic():
             version = self.next_value("clock")
+            self._shared_state_changed()
             self._db.execute('INSERT INTO clock (id, "offset", frozen_at, version) VALUES (1, ?, ?, ?) '
                              'ON CONFLICT (id) DO UPDATE SET "offset" = excluded."offset", '
                              'frozen_at = excluded.frozen_at, version = excluded.version',
@@ -325,6 +333,7 @@ class Storage:
 
     def reset(self) -> None:
         with self.atomic():
+            self._shared_state_changed()
             for table in _STATE_TABLES:
                 self._db.execute(f"DELETE FROM {table}")
 
@@ -555,6 +564,7 @@ class Storage:
                 "SET document = excluded.document, version = scenario.version + 1 RETURNING version",
                 (json.dumps(document, ensure_ascii=False) if document else None,)).fetchone()
             self._db.execute("DELETE FROM rule_hits")
+            self._shared_state_changed()
             return row[0]
 
     def take_rule_hit(self, rule: str, limit: int | None) -> bool:
@@ -573,6 +583,7 @@ class Storage:
 
     def add_job(self, due_at: int, kind: str, params: dict, origin: str) -> int:
         with self.atomic():
+            self._shared_state_changed()
             return self._db.execute("INSERT INTO jobs (due_at, kind, params, origin) VALUES (?, ?, ?, ?) RETURNING id",
                                     (due_at, kind, json.dumps(params, ensure_ascii=False), origin)).fetchone()[0]
 
@@ -584,10 +595,13 @@ class Storage:
             if row is None:
                 return None
             self._db.execute("UPDATE jobs SET done = 1 WHERE id = ?", (row["id"],))
+            self._shared_state_changed()
             return {**dict(row), "params": json.loads(row["params"])}
 
     def drop_pending_jobs(self) -> None:
-        self._run("DELETE FROM jobs WHERE done = 0")
+        with self.atomic():
+            self._db.execute("DELETE FROM jobs WHERE done = 0")
+            self._shared_state_changed()
 
     def finish_job(self, job_id: int, result: str) -> None:
         self._run("UPDATE jobs SET result = ? WHERE id = ?", (result, job_id))

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from emulator.errors import GatewayError
+from emulator.clock import ClockState
 from emulator.storage import Storage
 
 from .conftest import PAYMENT_KEY, EmulatorProcess
@@ -57,6 +58,35 @@ def test_after_commit_hooks_wait_for_the_outermost_commit_and_a_rollback_drops_t
     assert len(seen) == 1
     storage.after_commit(hook)  # no transaction: at once
     assert len(seen) == 2
+
+
+def test_every_connection_sees_the_shared_generation_change_once_a_change_is_committed(tmp_path):
+    path = str(tmp_path / "shared.db")
+    writer, reader = Storage(path), Storage(path)
+    seen = reader.shared_generation()
+    with writer.atomic():
+        writer.save_clock_state(ClockState(offset=3600.0))
+        assert reader.shared_generation() == seen  # not before the commit
+    assert reader.shared_generation() != seen
+    seen = reader.shared_generation()
+    with pytest.raises(GatewayError):
+        with writer.atomic():
+            writer.add_job(1, "deposit", {}, origin="test")
+            raise GatewayError("already_cancelled", tid="t")
+    assert reader.shared_generation() == seen  # a rolled-back change is no news
+    for change in (lambda: writer.add_job(1, "deposit", {}, origin="test"), lambda: writer.take_due_job(2),
+                   writer.drop_pending_jobs, lambda: writer.save_scenario(None), writer.reset):
+        change()
+        assert reader.shared_generation() != seen
+        seen = reader.shared_generation()
+
+
+def test_a_database_shared_by_other_hosts_has_no_generation_to_read(database):
+    storage = Storage(database)
+    if storage.backend == "postgresql":
+        assert storage.shared_generation() is None
+    else:
+        assert isinstance(storage.shared_generation(), int)
 
 
 def test_counters_are_shared_by_connections_to_one_database(database):
