@@ -8,6 +8,7 @@ names the field and the rule.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,12 +63,12 @@ class Schemas:
         schema = self.documents[name]
         if not isinstance(data, dict):
             raise GatewayError("body_not_object", got=_json_type(data))
+        fast = self._surely_valid[name]
+        if fast is not None and fast(data):  # nothing to repair, nothing wrong
+            return Checked(dict(data))
         repair = _Repair(schema, strict=strict, endpoint=endpoint)
         values = repair.query_names(data) if from_query else dict(data)
         values = repair.fields(values, from_query=from_query)
-        fast = self._surely_valid[name]
-        if fast is not None and fast(values):
-            return Checked(values, repair.warnings)
         error = _first_error(self._validators[name], values, schema)
         if error is not None:
             raise _to_gateway_error(error, schema, endpoint)
@@ -127,14 +128,15 @@ class _Repair:
 
 
 _ANNOTATIONS = {"description", "title", "examples", "default", "$schema", "$id"}
-_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
+_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}  # exact types
 _FAST_KEYWORDS = {"type", "maxLength", "minLength", "enum", "pattern", "minimum", "maximum"}
 
 
 def _fast_check(schema: dict):
-    """A quick yes for a flat object schema's valid bodies (most requests), or None when the
-    schema uses anything else. It only ever says "surely valid": on a no, jsonschema looks, so
-    every error message is still jsonschema's reading of the schema."""
+    """A quick yes for a flat object schema's bodies that are valid as sent, with nothing for
+    leniency to repair (most requests), or None when the schema uses anything else. It only
+    ever says "surely valid": on a no, the body is repaired and jsonschema looks, so every
+    error message is still jsonschema's reading of the schema."""
     keys = {k for k in schema if k not in _ANNOTATIONS and not k.startswith("x-")}
     if keys - {"type", "required", "properties", "additionalProperties"} or schema.get("type") != "object" \
             or schema.get("additionalProperties", True) is not False:
@@ -144,33 +146,34 @@ def _fast_check(schema: dict):
         rules = {k: v for k, v in spec.items() if k not in _ANNOTATIONS and not k.startswith("x-")}
         if set(rules) - _FAST_KEYWORDS or not isinstance(rules.get("type"), str) or rules["type"] not in _TYPES:
             return None
-        if "pattern" in rules:
-            rules["pattern"] = re.compile(rules["pattern"])
-        checks[name] = rules
+        checks[name] = _value_check(rules)
     required = tuple(schema.get("required", ()))
 
     def surely_valid(values: dict) -> bool:
-        if any(name not in values for name in required):
-            return False
+        for name in required:
+            if name not in values:
+                return False
         for name, value in values.items():
-            rules = checks.get(name)
-            if rules is None or not _fits(value, rules):
+            check = checks.get(name)
+            if check is None or not check(value):
                 return False
         return True
 
     return surely_valid
 
 
-def _fits(value, rules: dict) -> bool:
-    kind = rules["type"]
-    if isinstance(value, bool) != (kind == "boolean") or not isinstance(value, _TYPES[kind]):
-        return False
-    if "enum" in rules and value not in rules["enum"]:
-        return False
-    if kind == "string":
-        return (len(value) <= rules.get("maxLength", len(value)) and len(value) >= rules.get("minLength", 0)
-                and ("pattern" not in rules or rules["pattern"].search(value) is not None))
-    return rules.get("minimum", value) <= value <= rules.get("maximum", value)
+def _value_check(rules: dict):
+    """One property's check, made once: the exact type (a bool is no integer, 1.0 and "1" are
+    left to repair), its bounds, and never an empty string (repair treats it as absent)."""
+    kind = _TYPES[rules["type"]]
+    enum = rules.get("enum")
+    if rules["type"] == "string":
+        shortest, longest = max(1, rules.get("minLength", 0)), rules.get("maxLength", math.inf)
+        search = re.compile(rules["pattern"]).search if "pattern" in rules else None
+        return lambda value: (type(value) is str and shortest <= len(value) <= longest
+                              and (enum is None or value in enum) and (search is None or search(value) is not None))
+    least, most = rules.get("minimum", -math.inf), rules.get("maximum", math.inf)
+    return lambda value: type(value) in kind and least <= value <= most and (enum is None or value in enum)
 
 
 def _first_error(validator: Draft202012Validator, values: dict, schema: dict) -> ValidationError | None:

@@ -80,11 +80,22 @@ def scenario_rule(endpoint: str, client, data) -> None:
 
 
 def request_headers() -> dict:
-    """The request's headers for scenario rules, lower-cased, without credentials (made once)."""
-    if "headers" not in g:
-        g.headers = {name.lower(): value[:200] for name, value in request.headers.items()
-                     if name.lower() not in ("authorization", "cookie")}
-    return g.headers
+    """The request's headers for scenario rules, lower-cased, without credentials (made once,
+    from the WSGI environ as werkzeug's Headers read it: HTTP_* and the two CONTENT_ ones)."""
+    headers = g.get("headers")
+    if headers is None:
+        environ = request.environ
+        headers = {key[5:].replace("_", "-").lower(): value[:200] for key, value in environ.items()
+                   if key.startswith("HTTP_") and key not in _UNSEEN_HEADERS}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = environ[key][:200]
+        g.headers = headers
+    return headers
+
+
+# Credentials are never kept; werkzeug reads HTTP_CONTENT_* from CONTENT_* instead.
+_UNSEEN_HEADERS = {"HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"}
 
 
 def drop_connection():

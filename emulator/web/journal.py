@@ -25,9 +25,10 @@ def install(app: Flask) -> None:
 def record(response: Response) -> None:
     """Append the request and `response` to the journal of the request's emulator. The journal
     never turns an answer into a failure: a problem writing it is logged."""
-    g.journaled = True
-    instance = g.instance
-    endpoint = g.get("endpoint")
+    notes, sent = g._get_current_object(), request._get_current_object()  # read once, not per field
+    notes.journaled = True
+    instance = notes.instance
+    endpoint = notes.get("endpoint")
     coverage = [("endpoint", endpoint)] if endpoint else []
     status = response.status_code
     if status != 200:
@@ -36,11 +37,11 @@ def record(response: Response) -> None:
             coverage.append(("error_code", str(body["code"])))
     try:
         instance.storage.journal_append({
-            "at": iso(instance.gateway.clock.now()), "method": request.method, "path": request.path,
-            "query": request.query_string.decode("latin-1"), "client_id": g.get("client_id", ""),
-            "request": _kept(request.get_data(cache=True)), "status": status,
+            "at": iso(instance.gateway.clock.now()), "method": sent.method, "path": sent.path,
+            "query": sent.query_string.decode("latin-1"), "client_id": notes.get("client_id", ""),
+            "request": _kept(sent.get_data(cache=True)), "status": status,
             "response": _kept(response.get_data()),
-            "warnings": g.get("warnings", []), "error": g.get("exception", ""), "rule": g.get("rule"),
+            "warnings": notes.get("warnings", []), "error": notes.get("exception", ""), "rule": notes.get("rule"),
             "coverage": coverage,
         })
     except Exception:
