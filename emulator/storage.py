@@ -5,7 +5,6 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import fields
 
 from .backends import connect
@@ -165,6 +164,53 @@ _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "call
                  "callback_attempts", "journal", "clock", "rule_hits", "jobs")
 
 
+class _Transaction:
+    """Storage.atomic's context: the outermost use begins and ends the transaction, inner uses
+    join it; hooks wait for the commit (a plain class: it runs several times per request)."""
+
+    __slots__ = ("storage", "exclusive")
+
+    def __init__(self, storage: Storage, exclusive: bool):
+        self.storage = storage
+        self.exclusive = exclusive
+
+    def __enter__(self) -> None:
+        storage = self.storage
+        storage._lock.acquire()
+        if storage._depth:
+            storage._depth += 1
+            return
+        try:
+            storage._db.begin(self.exclusive)
+        except BaseException:
+            storage._lock.release()
+            raise
+        storage._depth = 1
+
+    def __exit__(self, kind, error, trace) -> bool:
+        storage = self.storage
+        if storage._depth > 1:
+            storage._depth -= 1
+            storage._lock.release()
+            return False
+        committed = False
+        try:
+            if kind is None:
+                storage._db.execute("COMMIT")
+                committed = True
+            else:
+                storage._db.execute("ROLLBACK")
+        finally:
+            storage._depth = 0
+            storage._db.end()
+            hooks, storage._after_commit = storage._after_commit, []
+            storage._lock.release()
+        if committed:
+            for hook in hooks:
+                hook()
+        return False
+
+
 class Storage:
     """One connection per process, used under a lock. Write transactions exclude each other
     across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
@@ -242,36 +288,10 @@ class Storage:
     def idle_sandboxes(self, now: float) -> list[str]:
         return [r["id"] for r in self._all("SELECT id FROM sandboxes WHERE last_used + idle_seconds < ?", (now,))]
 
-    @contextmanager
-    def atomic(self, exclusive: bool = True):
+    def atomic(self, exclusive: bool = True) -> _Transaction:
         """A write transaction; nested uses join the outer one. `exclusive=False` (claims) only
         locks the rows it selects FOR UPDATE, where the database can (PostgreSQL)."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._db.begin(exclusive)
-            self._depth = 1
-            committed = False
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-                committed = True
-            finally:
-                self._depth = 0
-                self._db.end()
-                hooks, self._after_commit = self._after_commit, []
-            if committed:
-                for hook in hooks:
-                    hook()
+        return _Transaction(self, exclusive)
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Call `hook` once what is being written is visible to every process: at the end of

@@ -99,7 +99,8 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         key, else the root. Its clock and scenario are brought up to date, and the timed jobs
         its moment has made due have run."""
         sandboxes.start()
-        sandbox_id = request.environ.get("payletter.sandbox") or request.headers.get("X-Emulator-Sandbox")
+        environ = request.environ
+        sandbox_id = environ.get("payletter.sandbox") or environ.get("HTTP_X_EMULATOR_SANDBOX")
         if sandbox_id:
             instance = sandboxes.get(sandbox_id)
             if instance is None:

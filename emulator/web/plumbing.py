@@ -28,9 +28,12 @@ def warnings() -> list[str]:
 
 
 def plkey() -> str | None:
-    """The key of `Authorization: PLKEY <key>`, or None."""
-    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
-    return (key.strip() or None) if scheme.upper() == "PLKEY" else None
+    """The key of `Authorization: PLKEY <key>`, or None (read once per request)."""
+    environ = request.environ
+    if "payletter.plkey" not in environ:
+        scheme, _, key = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+        environ["payletter.plkey"] = (key.strip() or None) if scheme.upper() == "PLKEY" else None
+    return environ["payletter.plkey"]
 
 
 def authenticate(key_type: str, endpoint: str) -> Client:
