@@ -153,7 +153,7 @@ class Gateway:
         return self.payment_view(payment)
 
     def _token(self) -> int:
-        return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_value("token"))
+        return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_token())
 
     def _method(self, pgcode: str) -> PaymentMethod:
         method = lookup(pgcode)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import fields
 
@@ -164,6 +167,19 @@ _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "call
                  "callback_attempts", "journal", "clock", "rule_hits", "jobs")
 
 
+TOKEN_BLOCK = 100
+_STORAGES: weakref.WeakSet[Storage] = weakref.WeakSet()
+
+
+def _forget_blocks_in_child() -> None:
+    """A forked process must not hand out its parent's block of tokens a second time."""
+    for storage in _STORAGES:
+        storage._tokens.clear()
+
+
+os.register_at_fork(after_in_child=_forget_blocks_in_child)
+
+
 class _Transaction:
     """Storage.atomic's context: the outermost use begins and ends the transaction, inner uses
     join it; hooks wait for the commit (a plain class: it runs several times per request)."""
@@ -199,6 +215,7 @@ class _Transaction:
                 storage._db.execute("COMMIT")
                 committed = True
             else:
+                storage._tokens.clear()  # a block taken in this transaction is no longer reserved
                 storage._db.execute("ROLLBACK")
         finally:
             storage._depth = 0
@@ -224,6 +241,8 @@ class Storage:
         self._lock = threading.RLock()
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
+        self._tokens: deque[int] = deque()  # this process's block of token serials
+        _STORAGES.add(self)
         self._db = connect(path, schema)
         self.backend = self._db.name
         self._db.create(SCHEMA)
@@ -321,6 +340,19 @@ class Storage:
                 "INSERT INTO counters (name, value) VALUES (?, 1) "
                 "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
             return row[0]
+
+    def next_token(self) -> int:
+        """The next serial for a token (payment or cash receipt). Taken from the shared counter
+        in blocks of TOKEN_BLOCK, so most payment requests write no counter: each process hands
+        out its own block, so tokens stay unique, and ascend within a process."""
+        with self.atomic():
+            if not self._tokens:
+                last = self._db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('token', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
+                    (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
+                self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
+            return self._tokens.popleft()
 
     def shared_generation(self) -> int | None:
         """Changes whenever the shared state below does (None: unknown, read it)."""

@@ -2,6 +2,7 @@
 and two processes on one database."""
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -87,6 +88,43 @@ def test_a_database_shared_by_other_hosts_has_no_generation_to_read(database):
         assert storage.shared_generation() is None
     else:
         assert isinstance(storage.shared_generation(), int)
+
+
+def test_token_serials_are_unique_across_connections_and_ascend_within_each(database):
+    first, second = Storage(database), Storage(database)
+    a = [first.next_token() for _ in range(150)]
+    b = [second.next_token() for _ in range(150)]
+    a += [first.next_token() for _ in range(60)]
+    assert len(set(a) | set(b)) == 360
+    assert a == sorted(a) and b == sorted(b)
+    assert max(a + b) == 410  # blocks of 100: first 1-200, second 201-400, first again from 401
+
+
+def test_a_block_taken_in_a_rolled_back_transaction_is_not_handed_out(database):
+    first, second = Storage(database), Storage(database)
+    with pytest.raises(GatewayError):
+        with first.atomic():
+            taken = first.next_token()
+            raise GatewayError("already_cancelled", tid="t")
+    after = [second.next_token() for _ in range(3)]  # the counter was rolled back: the same block
+    assert taken in after
+    assert first.next_token() not in after
+
+
+def test_a_forked_process_takes_a_block_of_its_own(tmp_path):
+    storage = Storage(str(tmp_path / "fork.db"))
+    parent = [storage.next_token()]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a connection of its own, as a gunicorn worker opens one
+        child = Storage(str(tmp_path / "fork.db"))
+        os.write(write, f"{child.next_token()},{len(storage._tokens)}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    token, inherited = os.read(read, 100).decode().split(",")
+    parent.append(storage.next_token())
+    assert int(token) not in parent
+    assert inherited == "0"  # the parent's block was forgotten in the child
 
 
 def test_counters_are_shared_by_connections_to_one_database(database):
