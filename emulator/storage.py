@@ -161,6 +161,7 @@ _ADDED_COLUMNS = {
 _PAYMENT_JSON = ("request", "details")
 _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 _LISTED_COLUMNS = ", ".join(name for name in _PAYMENT_COLUMNS if name not in _PAYMENT_JSON)
+_INSERT_PAYMENT = f"INSERT INTO payments ({', '.join(_PAYMENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _PAYMENT_COLUMNS)})"
 # Counters are not state: they keep counting across resets, so a merchant's database never
 # sees the same tid or token twice from one emulator. Coverage and sandboxes outlive resets too.
 _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
@@ -391,10 +392,7 @@ class Storage:
 
     # --- payments ---
     def insert_payment(self, payment: Payment) -> None:
-        row = _payment_row(payment)
-        names = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self._run(f"INSERT INTO payments ({names}) VALUES ({marks})", tuple(row.values()))
+        self._run(_INSERT_PAYMENT, tuple(_payment_row(payment).values()))
 
     def save_payment(self, payment: Payment) -> None:
         row = _payment_row(payment)

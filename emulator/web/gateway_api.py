@@ -32,13 +32,14 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
         def view(**path_args):
             em = emulator()
             g.endpoint = rule_endpoint
-            client = authenticate(key, name)
+            client = authenticate(key, name, em)
             strict = em.settings.strict
             data = request.args.to_dict() if query else json_body(strict=strict)
             scenario_rule(rule_endpoint, client, data)
             checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
                                                endpoint=name, from_query=query)
-            warnings().extend(checked.warnings)
+            if checked.warnings:
+                warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
             if not writes:

@@ -36,13 +36,13 @@ def plkey() -> str | None:
     return environ["payletter.plkey"]
 
 
-def authenticate(key_type: str, endpoint: str) -> Client:
+def authenticate(key_type: str, endpoint: str, em=None) -> Client:
     """The client behind `Authorization: PLKEY <key>`; 401 or 403 otherwise."""
     key = plkey()
     if key is None:
         raise GatewayError("auth_missing")
     found = None
-    for client in emulator().settings.clients:
+    for client in (em or emulator()).settings.clients:
         # Compare every key, in constant time, so timing tells nothing about near misses.
         for kind, known in (("PAYMENT", client.payment_key), ("SEARCH", client.search_key)):
             if hmac.compare_digest(known.encode(), key.encode()):
@@ -58,9 +58,10 @@ def authenticate(key_type: str, endpoint: str) -> Client:
 
 def body_bytes() -> bytes:
     """The request's body; one sent in chunks past the size limit is refused (413), not cut."""
-    raw = request.get_data(cache=True)
-    if request.content_length is None:
-        request.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
+    sent = request._get_current_object()
+    raw = sent.get_data(cache=True)
+    if sent.content_length is None:
+        sent.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
     return raw
 
 
@@ -97,12 +98,12 @@ def _is_text(value) -> bool:
     return True
 
 
-def root_url() -> str:
+def root_url(em=None) -> str:
     """The server's own address: --public-url, else the one the request came to."""
-    return (emulator().settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
+    return ((em or emulator()).settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
 
 
 def base_url() -> str:
     """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
-    sandbox = emulator().sandbox
-    return f"{root_url()}/_sandbox/{sandbox}" if sandbox else root_url()
+    em = emulator()
+    return f"{root_url(em)}/_sandbox/{em.sandbox}" if em.sandbox else root_url(em)
