@@ -8,9 +8,9 @@ import fcntl
 import mmap
 import os
 import re
-import secrets
 import sqlite3
-import struct
+
+from .board import SIZE, Board
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # Every write transaction takes this lock, so writers take turns as in SQLite; claims of
@@ -33,7 +33,7 @@ class SQLite:
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
         self._queue = None
-        self._generation = bytearray(8)  # one process's own database (memory): a counter of its own
+        self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
         if path != ":memory:":
             self.connection.execute("PRAGMA journal_mode = WAL")
             # No fsync: what the emulator promises survives a killed process (the data is with
@@ -42,13 +42,16 @@ class SQLite:
             # Writers of all processes queue on this lock, and the next one wakes the moment the
             # last commits (SQLite's own busy handler sleeps 1-10 ms between tries).
             self._queue = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
-            # The same file's first 8 bytes, mapped by every process: the shared generation.
-            if os.fstat(self._queue).st_size < 8:
-                os.ftruncate(self._queue, 8)
-            self._generation = mmap.mmap(self._queue, 8)
+            # The same file's first page, mapped by every process (emulator/board.py).
+            if os.fstat(self._queue).st_size < SIZE:
+                os.ftruncate(self._queue, SIZE)
+            self.board = Board(mmap.mmap(self._queue, SIZE))
 
     def execute(self, sql: str, args=()):
         return self.connection.execute(sql, args)
+
+    def executemany(self, sql: str, rows: list) -> None:
+        self.connection.executemany(sql, rows)
 
     def create(self, schema: str) -> None:
         self.connection.executescript(schema)
@@ -75,20 +78,10 @@ class SQLite:
         if self._queue is not None:
             fcntl.flock(self._queue, fcntl.LOCK_UN)
 
-    def shared_generation(self) -> int | None:
-        """A number every process sees change when one has changed the shared state (clock,
-        scenario, timed jobs): read from memory, where reading the tables takes a transaction."""
-        return struct.unpack_from("<Q", self._generation)[0]
-
-    def bump_shared_generation(self) -> None:
-        """After a change to the shared state is committed. A fresh random value, not an
-        increment: two processes bumping together can lose neither's news."""
-        struct.pack_into("<Q", self._generation, 0, secrets.randbits(64))
-
     def close(self) -> None:
         self.connection.close()
-        if isinstance(self._generation, mmap.mmap):
-            self._generation.close()
+        if isinstance(self.board.memory, mmap.mmap):
+            self.board.memory.close()
         if self._queue is not None:
             os.close(self._queue)
             self._queue = None
@@ -111,6 +104,7 @@ def _rows(cursor):
 class Postgres:
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    board = None  # processes on other hosts share nothing but the database
 
     def __init__(self, url: str, schema: str | None = None):
         try:
@@ -132,6 +126,10 @@ class Postgres:
         if translated is None:
             translated = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
         return self.connection.execute(translated, tuple(args))
+
+    def executemany(self, sql: str, rows: list) -> None:
+        for row in rows:
+            self.execute(sql, row)
 
     @staticmethod
     def ddl(text: str) -> str:
@@ -162,12 +160,6 @@ class Postgres:
     def end(self) -> None:
         """The advisory lock ends with the transaction."""
 
-    @staticmethod
-    def shared_generation() -> None:
-        """Unknown: processes on other hosts share nothing but the database, which is read."""
-
-    def bump_shared_generation(self) -> None:
-        pass
 
     def close(self) -> None:
         self.connection.close()

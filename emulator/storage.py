@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 import uuid
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import fields
 
@@ -169,16 +171,57 @@ _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "call
 
 
 TOKEN_BLOCK = 100
+JOURNAL_BATCH = 64  # journal entries held back at most, per process
+JOURNAL_HOLD = 0.05  # seconds an entry is held back at most
+JOURNAL_WAIT = 2.0  # seconds a reader of the journal waits at most for the other processes
+JOURNAL_PRUNE_EVERY = 50  # entries written between two trims of the journal to its limit
 _STORAGES: weakref.WeakSet[Storage] = weakref.WeakSet()
+log = logging.getLogger("payletter_emulator")
 
 
-def _forget_blocks_in_child() -> None:
-    """A forked process must not hand out its parent's block of tokens a second time."""
+def _forget_parent_in_child() -> None:
+    """A forked process must not hand out its parent's block of tokens a second time, nor
+    write its parent's journal entries, nor speak in its parent's slot."""
     for storage in _STORAGES:
         storage._tokens.clear()
+        storage._held.clear()
+        storage._slot = None
+        storage._taken = storage._written = 0
 
 
-os.register_at_fork(after_in_child=_forget_blocks_in_child)
+os.register_at_fork(after_in_child=_forget_parent_in_child)
+
+
+class _JournalWriter:
+    """One thread per process: writes each storage's held-back journal entries once they are
+    JOURNAL_HOLD old, or at once when another process asks (a reader of the journal)."""
+
+    POLL = 0.02
+
+    def __init__(self):
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def nudge(self) -> None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="journal-writer", daemon=True).start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while any(storage._held for storage in list(_STORAGES)):
+                time.sleep(self.POLL)
+                for storage in list(_STORAGES):
+                    try:
+                        storage.write_held(only_if_due=True)
+                    except Exception:  # a closed or broken database: its entries stay held
+                        log.exception("could not write held journal entries")
+
+
+_JOURNAL_WRITER = _JournalWriter()
 
 
 class _Transaction:
@@ -222,6 +265,10 @@ class _Transaction:
             storage._depth = 0
             storage._db.end()
             hooks, storage._after_commit = storage._after_commit, []
+            undo, storage._on_rollback = storage._on_rollback, []
+            if not committed:
+                for hook in undo:
+                    hook()
             storage._lock.release()
         if committed:
             for hook in hooks:
@@ -243,8 +290,17 @@ class Storage:
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
         self._tokens: deque[int] = deque()  # this process's block of token serials
+        self._on_rollback: list[Callable[[], None]] = []
+        # Journal entries held back (journal_append), and this process's slot on the board.
+        self._held: list[tuple] = []
+        self._held_since = 0.0
+        self._slot: int | None = None
+        self._taken = self._written = 0
+        self._asked_seen = 0
+        self._since_prune = 0
         _STORAGES.add(self)
         self._db = connect(path, schema)
+        self._board = self._db.board
         self.backend = self._db.name
         self._db.create(SCHEMA)
         self._add_missing_columns()
@@ -260,6 +316,10 @@ class Storage:
 
     def close(self) -> None:
         with self._lock:
+            self.write_held()
+            if self._slot is not None:
+                self._release_slot()
+                self._slot = None
             self._db.close()
 
     def drop_schema(self, schema: str) -> None:
@@ -274,12 +334,14 @@ class Storage:
                              "DO UPDATE SET count = coverage.count + excluded.count", (kind, name, times))
 
     def coverage(self) -> dict[str, dict[str, int]]:
+        self.settle_journal()  # coverage of API requests is counted as their entries are written
         found: dict[str, dict[str, int]] = {}
         for row in self._all("SELECT kind, name, count FROM coverage ORDER BY kind, name"):
             found.setdefault(row["kind"], {})[row["name"]] = row["count"]
         return found
 
     def clear_coverage(self) -> None:
+        self.settle_journal()
         self._run("DELETE FROM coverage")
 
     # --- the sandboxes of this server (kept in the root database) ---
@@ -357,10 +419,11 @@ class Storage:
 
     def shared_generation(self) -> int | None:
         """Changes whenever the shared state below does (None: unknown, read it)."""
-        return self._db.shared_generation()
+        return None if self._board is None else self._board.generation()
 
     def _shared_state_changed(self) -> None:
-        self.after_commit(self._db.bump_shared_generation)
+        if self._board is not None:
+            self.after_commit(self._board.bump_generation)
 
     def shared_state(self) -> tuple[ClockState | None, int, int, int | None]:
         """In one read: the clock and its version, the scenario's version, and when the next
@@ -385,6 +448,7 @@ class Storage:
             return version
 
     def reset(self) -> None:
+        self.settle_journal()  # what was answered before the reset goes with it
         with self.atomic():
             self._shared_state_changed()
             for table in _STATE_TABLES:
@@ -665,25 +729,90 @@ class Storage:
 
     # --- the request journal ---
     def journal_append(self, entry: dict) -> None:
-        with self.atomic():
-            journal_id = self._db.execute(
-                "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
-                "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"],
-                 entry["request"], entry["status"], entry["response"],
-                 json.dumps(entry["warnings"], ensure_ascii=False),
-                 entry.get("error", ""), entry.get("rule"))).fetchone()[0]
-            for kind, name in entry.get("coverage", ()):
-                self.count(kind, name)
-            # Bounded, so a long-running shared sandbox does not grow without end.
-            if journal_id % 100 == 0:
-                self._db.execute("DELETE FROM journal WHERE id <= ?", (journal_id - self.journal_limit,))
+        """Keep an entry. Where processes share a board (SQLite), entries are held back and
+        written JOURNAL_BATCH at a time with a request's own transaction, or by this process's
+        journal writer within JOURNAL_HOLD seconds, or as soon as any process reads the journal
+        (settle_journal); PostgreSQL writes each at once."""
+        item = (_journal_row(entry), entry.get("coverage", ()))
+        if self._board is None:
+            with self.atomic():
+                self._write_journal([item])
+            return
+        with self._lock:
+            if self._slot is None:
+                with self.atomic():  # claims are made under the writers' lock
+                    self._slot = self._board.claim()
+                self._release_slot = weakref.finalize(self, self._board.release, self._slot)
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.append(item)
+            self._taken += 1
+            self._board.progress(self._slot, self._taken, self._written)
+            if len(self._held) >= JOURNAL_BATCH:
+                self.write_held()
+            elif len(self._held) == 1:
+                _JOURNAL_WRITER.nudge()
+
+    def write_held(self, only_if_due: bool = False) -> None:
+        """Write the entries held back: in one transaction, or in the one under way. They are
+        counted as written once it commits; if it rolls back they are held again."""
+        with self._lock:
+            if not self._held:
+                return
+            if only_if_due:
+                asked = self._board.asked()
+                if time.monotonic() - self._held_since < JOURNAL_HOLD and asked == self._asked_seen:
+                    return
+                self._asked_seen = asked
+            batch, self._held = self._held, []
+            taken = self._taken
+            with self.atomic():
+                self._write_journal(batch)
+                self.after_commit(lambda: self._mark_written(taken))
+                self._on_rollback.append(lambda: self._hold_again(batch))
+
+    def _mark_written(self, taken: int) -> None:
+        with self._lock:
+            self._written = max(self._written, taken)
+            if self._slot is not None:
+                self._board.progress(self._slot, self._taken, self._written)
+
+    def _hold_again(self, batch: list) -> None:
+        self._held[:0] = batch
+        self._held_since = time.monotonic()
+        _JOURNAL_WRITER.nudge()
+
+    def settle_journal(self) -> None:
+        """Before the journal is read: this process's entries written, and every other
+        process's written as far as it had taken them (processes that are gone excepted)."""
+        self.write_held()
+        if self._board is not None and not self._board.wait_for_others(self._slot, JOURNAL_WAIT):
+            log.warning("another process did not write its journal entries within %s s", JOURNAL_WAIT)
+
+    def _write_journal(self, batch: list) -> None:
+        self._db.executemany(
+            "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
+            "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, _ in batch])
+        for (kind, name), times in Counter(pair for _, coverage in batch for pair in coverage).items():
+            self.count(kind, name, times)
+        # Bounded, so a long-running shared sandbox does not grow without end.
+        self._since_prune += len(batch)
+        if self._since_prune >= JOURNAL_PRUNE_EVERY:
+            self._since_prune = 0
+            self._db.execute("DELETE FROM journal WHERE id <= (SELECT max(id) FROM journal) - ?", (self.journal_limit,))
 
     def journal(self, limit: int = 1000) -> list[dict]:
         """Bodies are kept as the text that crossed the wire, and read back as JSON when they are."""
+        self.settle_journal()
         rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) AS latest ORDER BY id", (limit,))
         return [{**dict(r), "request": _body(r["request"]), "response": _body(r["response"]),
                  "warnings": json.loads(r["warnings"])} for r in rows]
+
+
+def _journal_row(entry: dict) -> tuple:
+    return (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"], entry["request"],
+            entry["status"], entry["response"], "[]" if not entry["warnings"] else
+            json.dumps(entry["warnings"], ensure_ascii=False), entry.get("error", ""), entry.get("rule"))
 
 
 def _body(text: str):

@@ -20,8 +20,9 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
     """Route one gateway endpoint. The handler gets (client, values, **path_args) with values
     already checked against schemas/requests/<schema>.json.
 
-    The handler of an endpoint that `writes` runs in one transaction with the journal entry of
-    its answer: both are kept, or on an error neither (the error's entry is written after)."""
+    The handler of an endpoint that `writes` runs in one transaction, its answer's journal
+    entry taken inside it: the change is kept whole, or on an error not at all (the error's
+    entry is taken after)."""
     name = path.lstrip("/")
     rule_endpoint = name.removesuffix("/{tid}")
     register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,

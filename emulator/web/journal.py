@@ -1,6 +1,7 @@
 """The request journal: every gateway API request and its answer, as `GET /_emulator/requests`
-shows them. A request that changes state writes its entry in the same transaction as the change
-(gateway_api); every other answer, errors included, is written after it is made."""
+shows them. A request that changes state takes its entry inside its transaction (gateway_api);
+every other answer, errors included, after it is made. Storage decides when entries are written
+(in batches) and makes every read see all of them."""
 from __future__ import annotations
 
 import logging
