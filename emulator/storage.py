@@ -176,6 +176,7 @@ JOURNAL_HOLD = 0.05  # seconds an entry is held back at most
 JOURNAL_WAIT = 2.0  # seconds a reader of the journal waits at most for the other processes
 JOURNAL_PRUNE_EVERY = 50  # entries written between two trims of the journal to its limit
 _STORAGES: weakref.WeakSet[Storage] = weakref.WeakSet()
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps, without making an encoder per call
 log = logging.getLogger("payletter_emulator")
 
 
@@ -811,8 +812,8 @@ class Storage:
 
 def _journal_row(entry: dict) -> tuple:
     return (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"], entry["request"],
-            entry["status"], entry["response"], "[]" if not entry["warnings"] else
-            json.dumps(entry["warnings"], ensure_ascii=False), entry.get("error", ""), entry.get("rule"))
+            entry["status"], entry["response"], "[]" if not entry["warnings"] else _json(entry["warnings"]),
+            entry.get("error", ""), entry.get("rule"))
 
 
 def _body(text: str):
@@ -839,7 +840,7 @@ def _payment_row(payment: Payment) -> dict:
     # Not dataclasses.asdict: it deep-copies request and details only for them to be dumped.
     row = {name: getattr(payment, name) for name in _PAYMENT_COLUMNS}
     for name in _PAYMENT_JSON:
-        row[name] = json.dumps(row[name], ensure_ascii=False)
+        row[name] = _json(row[name])
     return row
 
 
