@@ -3,10 +3,10 @@
 
 - The shared generation: a number that changes whenever one process has changed the clock,
   the scenario or the timed jobs, so the others know to read them again.
-- The journal board: each process that keeps journal entries back (to write them in
-  batches) has a slot with how many it has taken and how many it has written. A reader of
-  the journal asks every process to write what it holds, and waits until each has written
-  what it held when the reader asked.
+- The journal board: each process that holds journal entries back (to write them in
+  batches, within a fraction of a second) has a slot with how many it has taken and how many
+  it has written. A reader of the journal waits until each has written what it had taken
+  when the reader looked.
 
 A database of one process (memory) gets the same page in its own memory."""
 from __future__ import annotations
@@ -18,7 +18,6 @@ import time
 
 SIZE = 4096
 _GENERATION = 0  # u64
-_ASKED = 8  # u64: a reader's request to write what is held back, a fresh random value each time
 _SLOTS = 64  # from here: SLOT_COUNT slots of (pid, taken, written), u64 each
 _SLOT = struct.Struct("<QQQ")
 SLOT_COUNT = (SIZE - _SLOTS) // _SLOT.size
@@ -51,18 +50,14 @@ class Board:
         if not getattr(self.memory, "closed", False) and self._slot(index)[0] == os.getpid():
             _SLOT.pack_into(self.memory, _offset(index), 0, 0, 0)
 
-    def progress(self, index: int, taken: int, written: int) -> None:
+    def progress(self, index: int, pid: int, taken: int, written: int) -> None:
         """Only the slot's own process writes it."""
-        _SLOT.pack_into(self.memory, _offset(index), os.getpid(), taken, written)
-
-    def asked(self) -> int:
-        return struct.unpack_from("<Q", self.memory, _ASKED)[0]
+        _SLOT.pack_into(self.memory, _offset(index), pid, taken, written)
 
     def wait_for_others(self, mine: int | None, timeout: float) -> bool:
-        """Ask every other slot's process to write the journal entries it holds, and wait until
-        each has written as many as it had taken when asked (a process that is gone is not
-        waited for). False if `timeout` seconds passed first."""
-        struct.pack_into("<Q", self.memory, _ASKED, secrets.randbits(64))
+        """Wait until every other slot's process has written as many journal entries as it had
+        taken when this was called (a process that is gone is not waited for). False if
+        `timeout` seconds passed first."""
         waiting = {index: (pid, taken) for index in range(SLOT_COUNT) if index != mine
                    for pid, taken, written in [self._slot(index)] if pid != 0 and written < taken}
         deadline = time.monotonic() + timeout

@@ -172,7 +172,7 @@ _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "call
 
 TOKEN_BLOCK = 100
 JOURNAL_BATCH = 64  # journal entries held back at most, per process
-JOURNAL_HOLD = 0.05  # seconds an entry is held back at most
+JOURNAL_HOLD = 0.03  # seconds an entry is held back at most (what a reader may wait for another process)
 JOURNAL_WAIT = 2.0  # seconds a reader of the journal waits at most for the other processes
 JOURNAL_PRUNE_EVERY = 50  # entries written between two trims of the journal to its limit
 _STORAGES: weakref.WeakSet[Storage] = weakref.WeakSet()
@@ -194,10 +194,9 @@ os.register_at_fork(after_in_child=_forget_parent_in_child)
 
 
 class _JournalWriter:
-    """One thread per process: writes each storage's held-back journal entries once they are
-    JOURNAL_HOLD old, or at once when another process asks (a reader of the journal)."""
-
-    POLL = 0.02
+    """One thread per process: writes each storage's held-back journal entries once the oldest
+    is JOURNAL_HOLD old. It sleeps until then, not in short naps: under load a request writes
+    the batch first, and a thread that woke often would take the interpreter from requests."""
 
     def __init__(self):
         self._wake = threading.Event()
@@ -213,9 +212,15 @@ class _JournalWriter:
         while True:
             self._wake.wait()
             self._wake.clear()
-            while any(storage._held for storage in list(_STORAGES)):
-                time.sleep(self.POLL)
-                for storage in list(_STORAGES):
+            while True:
+                holding = [storage for storage in list(_STORAGES) if storage._held]
+                if not holding:
+                    break
+                wait = min(storage._held_since for storage in holding) + JOURNAL_HOLD - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                    continue
+                for storage in holding:
                     try:
                         storage.write_held(only_if_due=True)
                     except Exception:  # a closed or broken database: its entries stay held
@@ -297,7 +302,7 @@ class Storage:
         self._held_since = 0.0
         self._slot: int | None = None
         self._taken = self._written = 0
-        self._asked_seen = 0
+        self._pid = 0  # the process that claimed the slot
         self._since_prune = 0
         _STORAGES.add(self)
         self._db = connect(path, schema)
@@ -732,8 +737,8 @@ class Storage:
     def journal_append(self, entry: dict) -> None:
         """Keep an entry. Where processes share a board (SQLite), entries are held back and
         written JOURNAL_BATCH at a time with a request's own transaction, or by this process's
-        journal writer within JOURNAL_HOLD seconds, or as soon as any process reads the journal
-        (settle_journal); PostgreSQL writes each at once."""
+        journal writer within JOURNAL_HOLD seconds; a reader waits for them (settle_journal).
+        PostgreSQL writes each at once."""
         item = (_journal_row(entry), entry.get("coverage", ()))
         if self._board is None:
             with self.atomic():
@@ -743,12 +748,13 @@ class Storage:
             if self._slot is None:
                 with self.atomic():  # claims are made under the writers' lock
                     self._slot = self._board.claim()
+                self._pid = os.getpid()
                 self._release_slot = weakref.finalize(self, self._board.release, self._slot)
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append(item)
             self._taken += 1
-            self._board.progress(self._slot, self._taken, self._written)
+            self._board.progress(self._slot, self._pid, self._taken, self._written)
             if len(self._held) >= JOURNAL_BATCH:
                 self.write_held()
             elif len(self._held) == 1:
@@ -760,11 +766,8 @@ class Storage:
         with self._lock:
             if not self._held:
                 return
-            if only_if_due:
-                asked = self._board.asked()
-                if time.monotonic() - self._held_since < JOURNAL_HOLD and asked == self._asked_seen:
-                    return
-                self._asked_seen = asked
+            if only_if_due and time.monotonic() - self._held_since < JOURNAL_HOLD:
+                return
             batch, self._held = self._held, []
             taken = self._taken
             with self.atomic():
@@ -776,7 +779,7 @@ class Storage:
         with self._lock:
             self._written = max(self._written, taken)
             if self._slot is not None:
-                self._board.progress(self._slot, self._taken, self._written)
+                self._board.progress(self._slot, self._pid, self._taken, self._written)
 
     def _hold_again(self, batch: list) -> None:
         self._held[:0] = batch
@@ -785,7 +788,8 @@ class Storage:
 
     def settle_journal(self) -> None:
         """Before the journal is read: this process's entries written, and every other
-        process's written as far as it had taken them (processes that are gone excepted)."""
+        process's written as far as it had taken them (within JOURNAL_HOLD; processes that are
+        gone are not waited for)."""
         self.write_held()
         if self._board is not None and not self._board.wait_for_others(self._slot, JOURNAL_WAIT):
             log.warning("another process did not write its journal entries within %s s", JOURNAL_WAIT)
