@@ -171,8 +171,8 @@ _STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "call
 
 
 TOKEN_BLOCK = 100
-JOURNAL_BATCH = 64  # journal entries held back at most, per process
-JOURNAL_HOLD = 0.03  # seconds an entry is held back at most (what a reader may wait for another process)
+JOURNAL_BATCH = 32  # journal entries held back at most, per process
+JOURNAL_HOLD = 0.05  # seconds an entry is held back at most (what a reader may wait for another process)
 JOURNAL_WAIT = 2.0  # seconds a reader of the journal waits at most for the other processes
 JOURNAL_PRUNE_EVERY = 50  # entries written between two trims of the journal to its limit
 _STORAGES: weakref.WeakSet[Storage] = weakref.WeakSet()
