@@ -417,49 +417,49 @@ class Bench:
         self.results["cases"][f"transaction/list, {self.plan.day_payments:,} on the day"] = case
         self.stop(server)
 
-    def callback_throughput(self, receiver: Receiver) -> None:
-        """Callbacks queued and held; one clock move makes them all due; flush sends them."""
-        db = self.db("deliveries")
-        count = self.plan.deliveries
+    def _flush_after_jump(self, db_name: str, server_name: str, receiver: Receiver, count: int,
+                          *moves: dict) -> tuple[Gunicorn, dict]:
+        """`count` approved payments whose callbacks wait HOLD_SECONDS, a server on them, the
+        clock moved by `moves`, then one flush: the server (still running) and what it took."""
+        db = self.db(db_name)
         with Seeder(db) as seed:
             seed.approved(count, receiver.url, step_seconds=0)
             seed.hold_clock_before_due(HOLD_SECONDS)
-        server = self.emulator("emulator callbacks", db)
+        server = self.emulator(server_name, db)
         before, ticks = receiver.count(), cpu_ticks(server.pids)
         started = time.perf_counter()
-        call(server.port, "POST", "/_emulator/clock", {"advance_seconds": HOLD_SECONDS})
+        for move in moves:
+            call(server.port, "POST", "/_emulator/clock", move)
         status, flushed = call(server.port, "POST", "/_emulator/callbacks/flush", {"max_seconds": 600}, timeout=700)
-        elapsed = time.perf_counter() - started
-        delivered = receiver.count() - before
+        return server, {"seconds": time.perf_counter() - started, "received": receiver.count() - before,
+                        "cpu_seconds": (cpu_ticks(server.pids) - ticks) / CLOCK_TICK,
+                        "idle": status == 200 and flushed["idle"]}
+
+    def callback_throughput(self, receiver: Receiver) -> None:
+        """Callbacks queued and held; one clock move makes them all due; flush sends them."""
+        count = self.plan.deliveries
+        server, took = self._flush_after_jump("deliveries", "emulator callbacks", receiver, count,
+                                              {"advance_seconds": HOLD_SECONDS})
+        delivered, elapsed = took["received"], took["seconds"]
         self.results["callbacks"]["deliveries"] = {
             "callbacks": count, "delivered": delivered, "seconds": round(elapsed, 3),
-            "deliveries_s": round(delivered / elapsed, 1), "idle": status == 200 and flushed["idle"],
-            "cpu_us_per_delivery": round((cpu_ticks(server.pids) - ticks) / CLOCK_TICK * 1e6 / max(1, delivered), 1)}
+            "deliveries_s": round(delivered / elapsed, 1), "idle": took["idle"],
+            "cpu_us_per_delivery": round(took["cpu_seconds"] * 1e6 / max(1, delivered), 1)}
         self.stop(server)
 
     def retry_policy(self, failing: Receiver) -> None:
         """Every attempt of the policy (1 + 20 retries) for each payment, after one clock jump,
         to a merchant answering 500."""
-        db = self.db("policy")
         count = self.plan.policy_payments
-        with Seeder(db) as seed:
-            seed.approved(count, failing.url, step_seconds=0)
-            seed.hold_clock_before_due(HOLD_SECONDS)
-        server = self.emulator("emulator policy", db)
-        before, ticks = failing.count(), cpu_ticks(server.pids)
-        started = time.perf_counter()
-        call(server.port, "POST", "/_emulator/clock", {"freeze": True})
-        call(server.port, "POST", "/_emulator/clock", {"advance_seconds": POLICY_SECONDS + HOLD_SECONDS})
-        status, flushed = call(server.port, "POST", "/_emulator/callbacks/flush", {"max_seconds": 600}, timeout=700)
-        elapsed = time.perf_counter() - started
-        cpu = (cpu_ticks(server.pids) - ticks) / CLOCK_TICK
+        server, took = self._flush_after_jump("policy", "emulator policy", failing, count, {"freeze": True},
+                                              {"advance_seconds": POLICY_SECONDS + HOLD_SECONDS})
         listed = call(server.port, "GET", "/_emulator/callbacks", timeout=120)[1]["callbacks"]
         attempts = sum(len(c["attempts"]) for c in listed)
         self.results["callbacks"]["retry policy"] = {
-            "payments": count, "attempts": attempts, "attempts_expected": count * 21,
-            "received": failing.count() - before, "all_failed": all(c["status"] == "failed" for c in listed),
-            "seconds": round(elapsed, 3), "attempts_s": round(attempts / elapsed, 1),
-            "cpu_us_per_attempt": round(cpu * 1e6 / max(1, attempts), 1), "idle": status == 200 and flushed["idle"]}
+            "payments": count, "attempts": attempts, "attempts_expected": count * 21, "received": took["received"],
+            "all_failed": all(c["status"] == "failed" for c in listed), "seconds": round(took["seconds"], 3),
+            "attempts_s": round(attempts / took["seconds"], 1),
+            "cpu_us_per_attempt": round(took["cpu_seconds"] * 1e6 / max(1, attempts), 1), "idle": took["idle"]}
         self.stop(server)
 
     def run(self) -> dict:

@@ -24,6 +24,15 @@ def request(api, shop, **overrides) -> dict:
     return response.json()
 
 
+def pay_by_card(page, shop, payment: dict, number: str, expiry: str) -> dict:
+    """The payer types a card on the online page and pays; the fields the merchant received."""
+    page.goto(payment["online_url"])
+    page.get_by_test_id("card-number").fill(number)
+    page.get_by_test_id("card-expiry").fill(expiry)
+    page.get_by_test_id("pay-button").click()
+    return landed(page, shop).form
+
+
 def landed(page, shop, path: str = "/result"):
     """The browser is on the merchant's page and the merchant got the request."""
     arrival = shop.wait_for(path)
@@ -126,11 +135,7 @@ def test_a_virtual_account_with_a_cash_receipt_then_the_deposit(api, phone, shop
 
 def test_a_declining_test_card_fails_the_payment(api, desktop, shop, callback_receiver):
     payment = request(api, shop, pgcode="creditcard", amount=8000)
-    desktop.goto(payment["online_url"])
-    desktop.get_by_test_id("card-number").fill("4000 0000 0000 9995")
-    desktop.get_by_test_id("card-expiry").fill("0130")
-    desktop.get_by_test_id("pay-button").click()
-    fields = landed(desktop, shop).form
+    fields = pay_by_card(desktop, shop, payment, "4000 0000 0000 9995", "0130")
     assert SCHEMAS.errors("payloads/return_failure", fields) == [], fields
     assert fields == {"code": "6002", "message": "잔액이 부족합니다. (insufficient funds)", "user_id": "test_user_id",
                       "order_no": "ORD-2026-0001", "service_name": "커피상점", "product_name": "원두 1kg & 드리퍼",
@@ -192,11 +197,7 @@ def test_the_page_in_english(api, desktop, shop):
 
 def test_receipt_pages_in_the_browser(api, desktop, shop):
     payment = request(api, shop, pgcode="creditcard", amount=30000)
-    desktop.goto(payment["online_url"])
-    desktop.get_by_test_id("card-number").fill("5361480000001236")
-    desktop.get_by_test_id("card-expiry").fill("07/31")
-    desktop.get_by_test_id("pay-button").click()
-    fields = landed(desktop, shop).form
+    fields = pay_by_card(desktop, shop, payment, "5361480000001236", "07/31")
     api.cancel(fields, 10000, partial=True)
     day = fields["transaction_date"][:10].replace("-", "")
     receipt_url = api.get(f"/v1.0/receipt/info/{fields['tid']}",
