@@ -1,11 +1,12 @@
 """create_app: one Flask app serving the gateway's API, the control API and /openapi.json."""
 from __future__ import annotations
 
-import hmac
+import json
 import logging
 from dataclasses import replace
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
@@ -15,7 +16,7 @@ from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from . import control_api, dashboard, gateway_api, journal, openapi, pages
 from .journal import JOURNALED
-from .plumbing import plkey
+from .plumbing import find_client, plkey
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024
@@ -28,10 +29,8 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     `create_app(db=":memory:", strict=True)` is shorthand for `create_app(Settings(...))`.
     """
     settings = replace(settings or Settings(), **overrides)
-    app = Flask(__name__)
+    app = _App(__name__)
     app.config["MAX_CONTENT_LENGTH"] = BODY_LIMIT
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
     app.url_map.strict_slashes = False
     root = build(settings)
     sandboxes = Sandboxes(root, settings)
@@ -48,6 +47,40 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     _install_instances(app, root, sandboxes)
     journal.install(app)
     return app
+
+
+class GatewayJSON(DefaultJSONProvider):
+    """JSON as the gateway writes it: Korean as it is, keys in the order they were made. An
+    answer is encoded by an encoder made once, not one made for each answer."""
+
+    ensure_ascii = False
+    sort_keys = False
+
+    def __init__(self, app: Flask):
+        super().__init__(app)
+        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self.default).encode
+
+    def response(self, *args, **kwargs) -> Response:
+        if self.compact is False or (self.compact is None and self._app.debug):
+            return super().response(*args, **kwargs)
+        body = self._encode(self._prepare_response_obj(args, kwargs))
+        return self._app.response_class(f"{body}\n", mimetype=self.mimetype)
+
+
+class _App(Flask):
+    json_provider_class = GatewayJSON
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync: dict = {}
+
+    def ensure_sync(self, func):
+        """Flask asks, at every call of every hook, whether it is a coroutine function; the
+        answer is kept instead."""
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = self._sync[func] = super().ensure_sync(func)
+        return sync
 
 
 class SandboxPrefix:
@@ -99,13 +132,14 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         key, else the root. Its clock and scenario are brought up to date, and the timed jobs
         its moment has made due have run."""
         sandboxes.start()
-        environ = request.environ
+        sent = request._get_current_object()
+        environ = sent.environ
         sandbox_id = environ.get("payletter.sandbox") or environ.get("HTTP_X_EMULATOR_SANDBOX")
         if sandbox_id:
             instance = sandboxes.get(sandbox_id)
             if instance is None:
                 raise GatewayError("sandbox_unknown", id=sandbox_id)
-        elif request.path.startswith(JOURNALED) and (key := _foreign_key(root)):
+        elif sent.path.startswith(JOURNALED) and (key := _foreign_key(root, environ)):
             instance = sandboxes.with_key(key) or root
         else:
             instance = root
@@ -115,12 +149,10 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         instance.gateway.catch_up()
 
 
-def _foreign_key(root: Emulator) -> str | None:
+def _foreign_key(root: Emulator, environ: dict) -> str | None:
     """The request's PLKEY when it is none of the root's clients' keys (then it may be a
     sandbox's); root keys never cost a database lookup."""
-    key = plkey()
-    if key is None:
+    key = plkey(environ)
+    if key is None or find_client(root, environ) is not None:
         return None
-    known = any(hmac.compare_digest(key.encode(), k.encode())
-                for c in root.settings.clients for k in (c.payment_key, c.search_key))
-    return None if known else key
+    return key

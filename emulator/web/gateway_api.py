@@ -10,15 +10,15 @@ from flask import Blueprint, Response, abort, g, jsonify, request
 from ..errors import GatewayError
 from . import journal
 from .operations import Operation, register
-from .plumbing import authenticate, base_url, emulator, json_body, warnings
+from .plumbing import authenticate, base_url, json_body, warnings
 
 blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
 
 
 def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False,
              response: str | None = None, writes: bool = False):
-    """Route one gateway endpoint. The handler gets (client, values, **path_args) with values
-    already checked against schemas/requests/<schema>.json.
+    """Route one gateway endpoint. The handler gets (emulator, client, values, **path_args),
+    values already checked against schemas/requests/<schema>.json.
 
     The handler of an endpoint that `writes` runs in one transaction, its answer's journal
     entry taken inside it: the change is kept whole, or on an error not at all (the error's
@@ -31,12 +31,12 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
     def wrap(handler):
         @functools.wraps(handler)
         def view(**path_args):
-            em = emulator()
-            g.endpoint = rule_endpoint
-            client = authenticate(key, name, em)
+            em, notes, sent = g.instance, g._get_current_object(), request._get_current_object()
+            notes.endpoint = rule_endpoint
+            client = authenticate(key, name, em, sent, notes)
             strict = em.settings.strict
-            data = request.args.to_dict() if query else json_body(strict=strict)
-            scenario_rule(rule_endpoint, client, data)
+            data = sent.args.to_dict() if query else json_body(strict=strict, sent=sent)
+            scenario_rule(em, rule_endpoint, client, data)
             checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
                                                endpoint=name, from_query=query)
             if checked.warnings:
@@ -44,10 +44,10 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
             if not writes:
-                return jsonify(handler(client, checked.values, **path_args))
+                return jsonify(handler(em, client, checked.values, **path_args))
             with em.storage.atomic():
-                answer = jsonify(handler(client, checked.values, **path_args))
-                journal.record(answer)
+                answer = jsonify(handler(em, client, checked.values, **path_args))
+                journal.record(answer, notes, sent)
             return answer
 
         flask_path = path.replace("{tid}", "<tid>")
@@ -57,14 +57,10 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
     return wrap
 
 
-def gateway():
-    return emulator().gateway
-
-
-def scenario_rule(endpoint: str, client, data) -> None:
+def scenario_rule(em, endpoint: str, client, data) -> None:
     """What the scenario does to this request before the gateway looks at it: answer with an
     error, answer late, or drop the connection. The journal records the rule."""
-    rule = gateway().decide_api(endpoint, client, data, request_headers)
+    rule = em.gateway.decide_api(endpoint, client, data, request_headers)
     if rule is None:
         return
     g.rule = rule.name
@@ -84,16 +80,22 @@ def scenario_rule(endpoint: str, client, data) -> None:
 def request_headers() -> dict:
     """The request's headers for scenario rules, lower-cased, without credentials (made once,
     from the WSGI environ as werkzeug's Headers read it: HTTP_* and the two CONTENT_ ones)."""
-    headers = g.get("headers")
+    environ = request.environ
+    headers = environ.get("payletter.headers")
     if headers is None:
-        environ = request.environ
-        headers = {key[5:].replace("_", "-").lower(): value[:200] for key, value in environ.items()
-                   if key.startswith("HTTP_") and key not in _UNSEEN_HEADERS}
+        headers = {_header_name(key): value[:200] for key, value in environ.items()
+                   if key[:5] == "HTTP_" and key not in _UNSEEN_HEADERS}
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(key):
-                headers[key.replace("_", "-").lower()] = environ[key][:200]
-        g.headers = headers
+                headers[_header_name(key)] = environ[key][:200]
+        environ["payletter.headers"] = headers
     return headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_name(key: str) -> str:
+    """HTTP_X_EMULATOR_SCENARIO -> x-emulator-scenario; CONTENT_TYPE -> content-type."""
+    return key.removeprefix("HTTP_").replace("_", "-").lower()
 
 
 # Credentials are never kept; werkzeug reads HTTP_CONTENT_* from CONTENT_* instead.
@@ -110,47 +112,47 @@ def drop_connection():
 
 @endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
           key="PAYMENT", schema="payments_request", writes=True)
-def payments_request(client, values):
-    return gateway().request_payment(client, values, base_url(), headers=request_headers())
+def payments_request(em, client, values):
+    return em.gateway.request_payment(client, values, base_url(em), headers=request_headers())
 
 
 @endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",
           key="PAYMENT", schema="payments_autopay", writes=True)
-def payments_autopay(client, values):
-    return gateway().autopay(client, values)
+def payments_autopay(em, client, values):
+    return em.gateway.autopay(client, values)
 
 
 @endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
           key="PAYMENT", schema="payments_cancel", writes=True)
-def payments_cancel(client, values):
-    return gateway().cancel(client, values, warnings(), partial=False)
+def payments_cancel(em, client, values):
+    return em.gateway.cancel(client, values, warnings(), partial=False)
 
 
 @endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
           key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel", writes=True)
-def payments_cancel_partial(client, values):
-    return gateway().cancel(client, values, warnings(), partial=True)
+def payments_cancel_partial(em, client, values):
+    return em.gateway.cancel(client, values, warnings(), partial=True)
 
 
 @endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",
           key="PAYMENT", schema="cashreceipt_issue", writes=True)
-def cashreceipt_issue(client, values, tid):
-    return gateway().issue_cash_receipt(client, tid, values, base_url())
+def cashreceipt_issue(em, client, values, tid):
+    return em.gateway.issue_cash_receipt(client, tid, values, base_url(em))
 
 
 @endpoint("/payments/transaction/list", "GET", "Search payment history of a day",
           key="SEARCH", schema="transaction_list", query=True)
-def transaction_list(client, values):
-    return gateway().transaction_list(client, values)
+def transaction_list(em, client, values):
+    return em.gateway.transaction_list(client, values)
 
 
 @endpoint("/receipt/info/{tid}", "GET", "Transaction history confirmation: the receipt page's URL",
           key="SEARCH", schema="receipt_info", query=True)
-def receipt_info(client, values, tid):
-    return gateway().receipt_info(client, tid, values, base_url())
+def receipt_info(em, client, values, tid):
+    return em.gateway.receipt_info(client, tid, values, base_url(em))
 
 
 @endpoint("/payments/status", "POST", "Where a payment request stands, by order_no (either key)",
           key="ANY", schema="payments_status")
-def payments_status(client, values):
-    return gateway().payment_status(client, values)
+def payments_status(em, client, values):
+    return em.gateway.payment_status(client, values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from ..clock import iso
 
@@ -18,15 +18,18 @@ JOURNAL_BODY = 16 * 1024
 def install(app: Flask) -> None:
     @app.after_request
     def journal(response: Response) -> Response:
-        if not g.get("journaled") and g.get("instance") is not None and request.path.startswith(JOURNALED):
-            record(response)
+        notes = g._get_current_object()
+        if not notes.get("journaled") and notes.get("instance") is not None:
+            sent = request._get_current_object()
+            if sent.path.startswith(JOURNALED):
+                record(response, notes, sent)
         return response
 
 
-def record(response: Response) -> None:
-    """Append the request and `response` to the journal of the request's emulator. The journal
-    never turns an answer into a failure: a problem writing it is logged."""
-    notes, sent = g._get_current_object(), request._get_current_object()  # read once, not per field
+def record(response: Response, notes, sent: Request) -> None:
+    """Append the request and `response` to the journal of the request's emulator (`notes` is
+    the request's `g`, `sent` the request). The journal never turns an answer into a failure:
+    a problem writing it is logged."""
     notes.journaled = True
     instance = notes.instance
     endpoint = notes.get("endpoint")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hmac
 import json
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 
 from ..config import Client
 from ..errors import GatewayError
@@ -27,50 +27,66 @@ def warnings() -> list[str]:
     return g.setdefault("warnings", [])
 
 
-def plkey() -> str | None:
+def plkey(environ: dict | None = None) -> str | None:
     """The key of `Authorization: PLKEY <key>`, or None (read once per request)."""
-    environ = request.environ
+    if environ is None:
+        environ = request.environ
     if "payletter.plkey" not in environ:
         scheme, _, key = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
         environ["payletter.plkey"] = (key.strip() or None) if scheme.upper() == "PLKEY" else None
     return environ["payletter.plkey"]
 
 
-def authenticate(key_type: str, endpoint: str, em=None) -> Client:
-    """The client behind `Authorization: PLKEY <key>`; 401 or 403 otherwise."""
-    key = plkey()
-    if key is None:
-        raise GatewayError("auth_missing")
-    found = None
-    for client in (em or emulator()).settings.clients:
-        # Compare every key, in constant time, so timing tells nothing about near misses.
-        for kind, known in (("PAYMENT", client.payment_key), ("SEARCH", client.search_key)):
-            if hmac.compare_digest(known.encode(), key.encode()):
-                found = (client, kind)
+def find_client(em, environ: dict) -> tuple[Client, str] | None:
+    """The client of `em` whose key the request carries, and the key's kind (PAYMENT or
+    SEARCH); None if no key matches. Every key is compared, in constant time, so timing tells
+    nothing about near misses; once per request and emulator."""
+    found = environ.get("payletter.client")
+    if found is not None and found[0] is em:
+        return found[1]
+    key = plkey(environ)
+    match = None
+    if key is not None:
+        sent = key.encode()
+        for client in em.settings.clients:
+            for kind, known in (("PAYMENT", client.payment_key), ("SEARCH", client.search_key)):
+                if hmac.compare_digest(known.encode(), sent):
+                    match = (client, kind)
+    environ["payletter.client"] = (em, match)
+    return match
+
+
+def authenticate(key_type: str, endpoint: str, em=None, sent: Request | None = None, notes=None) -> Client:
+    """The client behind `Authorization: PLKEY <key>`; 401 or 403 otherwise. (`sent` and
+    `notes`: the request and its `g`, when the caller has them at hand.)"""
+    found = find_client(em or emulator(), (sent or request).environ)
     if found is None:
         raise GatewayError("auth_missing")
     client, kind = found
-    g.client_id = client.client_id
+    (notes or g).client_id = client.client_id
     if key_type != "ANY" and kind != key_type:
         raise GatewayError("key_type_forbidden", endpoint=endpoint, needed=key_type, given=kind)
     return client
 
 
-def body_bytes() -> bytes:
+def body_bytes(sent: Request | None = None) -> bytes:
     """The request's body; one sent in chunks past the size limit is refused (413), not cut."""
-    sent = request._get_current_object()
+    if sent is None:
+        sent = request._get_current_object()
     raw = sent.get_data(cache=True)
     if sent.content_length is None:
         sent.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
     return raw
 
 
-def json_body(*, strict: bool):
+def json_body(*, strict: bool, sent: Request | None = None):
     """The parsed body; an empty body reads as {} so the missing fields get named."""
-    raw = body_bytes()
+    if sent is None:
+        sent = request._get_current_object()
+    raw = body_bytes(sent)
     if not raw.strip():
         return {}
-    mimetype = request.mimetype or "(none)"
+    mimetype = sent.mimetype or "(none)"
     if mimetype not in JSON_TYPES:
         tolerate("Content-Type", f"Content-Type is {mimetype}, expected application/json",
                  strict=strict, warnings=warnings())
@@ -100,10 +116,14 @@ def _is_text(value) -> bool:
 
 def root_url(em=None) -> str:
     """The server's own address: --public-url, else the one the request came to."""
-    return ((em or emulator()).settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
+    public = (em or emulator()).settings.public_url
+    if public:
+        return public.rstrip("/")
+    sent = request._get_current_object()
+    return f"{sent.scheme}://{sent.host}".rstrip("/")
 
 
-def base_url() -> str:
+def base_url(em=None) -> str:
     """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
-    em = emulator()
+    em = em or emulator()
     return f"{root_url(em)}/_sandbox/{em.sandbox}" if em.sandbox else root_url(em)
