@@ -204,10 +204,9 @@ class Gateway:
         now = self.clock.now()
         if method.details == "account":
             self._check_expiry(values, now)
-        with self.storage.atomic():  # the token's counter and the payment: one transaction
-            payment = self._new_payment(client, method, values, now, amounts,
-                                        kind="verification" if verification else "payment")
-            self.storage.insert_payment(payment)
+        payment = self._new_payment(client, method, values, now, amounts,
+                                    kind="verification" if verification else "payment")
+        self.storage.insert_payment(payment)  # one statement: the transaction holds the writers' lock no longer
         return {"token": payment.token, **payment_page_urls(base_url, payment.token)}
 
     def _new_payment(self, client: Client, method: PaymentMethod, values: dict, now: datetime,
@@ -285,22 +284,23 @@ class Gateway:
                 "cancel_date": cancellation.cancel_date}
 
     def issue_cash_receipt(self, client: Client, tid: str, values: dict, base_url: str) -> dict:
-        payment = self._client_payment(client, tid)
-        method = self._method(payment.pgcode)
-        reason = None
-        if not method.cash_receipt:
-            reason = f"{method.pgcode} is not a cash-type method"
-        elif payment.status != APPROVED:
-            reason = "it is not paid yet" if payment.status == ISSUED else f"it is {payment.status}"
-        elif payment.remaining == 0:
-            reason = "it is fully cancelled"
-        if reason:
-            raise GatewayError("cash_receipt_not_available", tid=tid, reason=reason)
-        token = self._token()
-        kind = values.get("type", "0")
-        tax_flag = values.get("tax_flag", "N")
-        self.storage.insert_cash_receipt(token, tid, client.client_id, kind, tax_flag, values["return_url"],
-                                         kst_datetime(self.clock.now()))
+        with self.storage.atomic():  # the payment is checked and the receipt kept in one transaction
+            payment = self._client_payment(client, tid)
+            method = self._method(payment.pgcode)
+            reason = None
+            if not method.cash_receipt:
+                reason = f"{method.pgcode} is not a cash-type method"
+            elif payment.status != APPROVED:
+                reason = "it is not paid yet" if payment.status == ISSUED else f"it is {payment.status}"
+            elif payment.remaining == 0:
+                reason = "it is fully cancelled"
+            if reason:
+                raise GatewayError("cash_receipt_not_available", tid=tid, reason=reason)
+            token = self._token()
+            kind = values.get("type", "0")
+            tax_flag = values.get("tax_flag", "N")
+            self.storage.insert_cash_receipt(token, tid, client.client_id, kind, tax_flag, values["return_url"],
+                                             kst_datetime(self.clock.now()))
         query = urlencode({"id": tid, "type": CASH_RECEIPT_FORM_TYPES[kind], "taxflag": tax_flag,
                            "returnurl": values["return_url"], "token": token}, safe=":/", quote_via=quote)
         return {"receipt_url": f"{base_url}/PGSVC/Receipt/ReceiptForm.asp?{query}"}

@@ -8,7 +8,6 @@ import time
 from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..errors import GatewayError
-from . import journal
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, json_body, warnings
 
@@ -16,13 +15,10 @@ blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
 
 
 def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False,
-             response: str | None = None, writes: bool = False):
+             response: str | None = None):
     """Route one gateway endpoint. The handler gets (emulator, client, values, **path_args),
-    values already checked against schemas/requests/<schema>.json.
-
-    The handler of an endpoint that `writes` runs in one transaction, its answer's journal
-    entry taken inside it: the change is kept whole, or on an error not at all (the error's
-    entry is taken after)."""
+    values already checked against schemas/requests/<schema>.json; the journal takes the
+    answer (journal.install)."""
     name = path.lstrip("/")
     rule_endpoint = name.removesuffix("/{tid}")
     register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,
@@ -43,12 +39,7 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
                 warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
-            if not writes:
-                return jsonify(handler(em, client, checked.values, **path_args))
-            with em.storage.atomic():
-                answer = jsonify(handler(em, client, checked.values, **path_args))
-                journal.record(answer, notes, sent)
-            return answer
+            return jsonify(handler(em, client, checked.values, **path_args))
 
         flask_path = path.replace("{tid}", "<tid>")
         blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
@@ -111,31 +102,31 @@ def drop_connection():
 
 
 @endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
-          key="PAYMENT", schema="payments_request", writes=True)
+          key="PAYMENT", schema="payments_request")
 def payments_request(em, client, values):
     return em.gateway.request_payment(client, values, base_url(em), headers=request_headers())
 
 
 @endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",
-          key="PAYMENT", schema="payments_autopay", writes=True)
+          key="PAYMENT", schema="payments_autopay")
 def payments_autopay(em, client, values):
     return em.gateway.autopay(client, values)
 
 
 @endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
-          key="PAYMENT", schema="payments_cancel", writes=True)
+          key="PAYMENT", schema="payments_cancel")
 def payments_cancel(em, client, values):
     return em.gateway.cancel(client, values, warnings(), partial=False)
 
 
 @endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
-          key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel", writes=True)
+          key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel")
 def payments_cancel_partial(em, client, values):
     return em.gateway.cancel(client, values, warnings(), partial=True)
 
 
 @endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",
-          key="PAYMENT", schema="cashreceipt_issue", writes=True)
+          key="PAYMENT", schema="cashreceipt_issue")
 def cashreceipt_issue(em, client, values, tid):
     return em.gateway.issue_cash_receipt(client, tid, values, base_url(em))
 

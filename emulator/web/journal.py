@@ -1,7 +1,7 @@
 """The request journal: every gateway API request and its answer, as `GET /_emulator/requests`
-shows them. A request that changes state takes its entry inside its transaction (gateway_api);
-every other answer, errors included, after it is made. Storage decides when entries are written
-(in batches) and makes every read see all of them."""
+shows them. Each answer, errors included, is taken once it is made (after the transaction of a
+request that changes state has committed), before it is sent. Storage decides when entries are
+written (in batches) and makes every read see all of them."""
 from __future__ import annotations
 
 import logging
@@ -19,18 +19,17 @@ def install(app: Flask) -> None:
     @app.after_request
     def journal(response: Response) -> Response:
         notes = g._get_current_object()
-        if not notes.get("journaled") and notes.get("instance") is not None:
+        if notes.get("instance") is not None:
             sent = request._get_current_object()
             if sent.path.startswith(JOURNALED):
-                record(response, notes, sent)
+                _record(response, notes, sent)
         return response
 
 
-def record(response: Response, notes, sent: Request) -> None:
+def _record(response: Response, notes, sent: Request) -> None:
     """Append the request and `response` to the journal of the request's emulator (`notes` is
     the request's `g`, `sent` the request). The journal never turns an answer into a failure:
     a problem writing it is logged."""
-    notes.journaled = True
     instance = notes.instance
     endpoint = notes.get("endpoint")
     coverage = [("endpoint", endpoint)] if endpoint else []
