@@ -414,13 +414,14 @@ class Storage:
         """The next serial for a token (payment or cash receipt). Taken from the shared counter
         in blocks of TOKEN_BLOCK, so most payment requests write no counter: each process hands
         out its own block, so tokens stay unique, and ascend within a process."""
-        with self.atomic():
+        with self._lock:
             if not self._tokens:
-                last = self._db.execute(
-                    "INSERT INTO counters (name, value) VALUES ('token', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
-                    (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
-                self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
+                with self.atomic():
+                    last = self._db.execute(
+                        "INSERT INTO counters (name, value) VALUES ('token', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
+                        (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
+                    self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
             return self._tokens.popleft()
 
     def shared_generation(self) -> int | None:

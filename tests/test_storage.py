@@ -3,6 +3,7 @@ and two processes on one database."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 
 import pytest
@@ -109,6 +110,20 @@ def test_a_block_taken_in_a_rolled_back_transaction_is_not_handed_out(database):
     after = [second.next_token() for _ in range(3)]  # the counter was rolled back: the same block
     assert taken in after
     assert first.next_token() not in after
+
+
+def test_a_token_from_the_block_in_hand_waits_for_no_writer(tmp_path):
+    path = str(tmp_path / "tokens.db")
+    storage = Storage(path)
+    first = storage.next_token()  # the block is taken now
+    storage._db.connection.execute("PRAGMA busy_timeout = 200")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing, for longer than this one would wait
+    try:
+        assert [storage.next_token() for _ in range(5)] == list(range(first + 1, first + 6))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
 
 
 def test_a_forked_process_takes_a_block_of_its_own(tmp_path):
