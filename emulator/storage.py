@@ -737,8 +737,8 @@ class Storage:
     # --- the request journal ---
     def journal_append(self, entry: dict) -> None:
         """Keep an entry. Where processes share a board (SQLite), entries are held back and
-        written JOURNAL_BATCH at a time with a request's own transaction, or by this process's
-        journal writer within JOURNAL_HOLD seconds; a reader waits for them (settle_journal).
+        written JOURNAL_BATCH at a time (within the transaction under way, if any), or by this
+        process's journal writer within JOURNAL_HOLD seconds; a reader waits for them (settle_journal).
         PostgreSQL writes each at once."""
         item = (_journal_row(entry), entry.get("coverage", ()))
         if self._board is None:
