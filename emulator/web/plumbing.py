@@ -27,10 +27,8 @@ def warnings() -> list[str]:
     return g.setdefault("warnings", [])
 
 
-def plkey(environ: dict | None = None) -> str | None:
+def plkey(environ: dict) -> str | None:
     """The key of `Authorization: PLKEY <key>`, or None (read once per request)."""
-    if environ is None:
-        environ = request.environ
     if "payletter.plkey" not in environ:
         scheme, _, key = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
         environ["payletter.plkey"] = (key.strip() or None) if scheme.upper() == "PLKEY" else None
@@ -56,14 +54,14 @@ def find_client(em, environ: dict) -> tuple[Client, str] | None:
     return match
 
 
-def authenticate(key_type: str, endpoint: str, em=None, sent: Request | None = None, notes=None) -> Client:
-    """The client behind `Authorization: PLKEY <key>`; 401 or 403 otherwise. (`sent` and
-    `notes`: the request and its `g`, when the caller has them at hand.)"""
-    found = find_client(em or emulator(), (sent or request).environ)
+def authenticate(key_type: str, endpoint: str, em, sent: Request, notes) -> Client:
+    """The client of `em` behind `Authorization: PLKEY <key>`; 401 or 403 otherwise. `sent` is
+    the request, `notes` its `g` (the journal records the client)."""
+    found = find_client(em, sent.environ)
     if found is None:
         raise GatewayError("auth_missing")
     client, kind = found
-    (notes or g).client_id = client.client_id
+    notes.client_id = client.client_id
     if key_type != "ANY" and kind != key_type:
         raise GatewayError("key_type_forbidden", endpoint=endpoint, needed=key_type, given=kind)
     return client
