@@ -160,6 +160,5 @@ class Postgres:
     def end(self) -> None:
         """The advisory lock ends with the transaction."""
 
-
     def close(self) -> None:
         self.connection.close()

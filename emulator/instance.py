@@ -3,6 +3,7 @@ dispatcher. The server runs one for the root and one per sandbox."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache, partial
 
 from . import scenario as scenario_files
 from .clock import Clock
@@ -15,15 +16,10 @@ from .service import Gateway
 from .storage import Storage
 from .validation import Schemas
 
-_SCHEMAS: Schemas | None = None
-
-
+@cache
 def schemas() -> Schemas:
     """The JSON Schemas, read once per process and shared by every instance."""
-    global _SCHEMAS
-    if _SCHEMAS is None:
-        _SCHEMAS = Schemas(schemas_dir())
-    return _SCHEMAS
+    return Schemas(schemas_dir())
 
 
 @dataclass
@@ -76,13 +72,13 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
     """An emulator on `settings.db` (in PostgreSQL, in `schema`). The scenario files of the
     settings, or `scenario`, are put in force unless the database already runs the same one."""
     faker = LazyFaker(settings.faker_seed)
-    storage = Storage(settings.db, journal_limit=settings.journal_limit, callback_limit=settings.callback_limit,
-                      schema=schema)
+    connect = partial(Storage, settings.db, journal_limit=settings.journal_limit,
+                      callback_limit=settings.callback_limit, schema=schema)
+    storage = connect()
     gateway = Gateway(storage, Clock(), settings, faker)
     # The senders record their claims and attempts on a connection of their own, so that a request
     # waits only for the database's writer lock, not behind every statement of theirs.
-    outbox = storage if settings.db == ":memory:" else Storage(
-        settings.db, journal_limit=settings.journal_limit, callback_limit=settings.callback_limit, schema=schema)
+    outbox = storage if settings.db == ":memory:" else connect()
     dispatcher = Dispatcher(outbox, gateway.milliseconds, delivery(settings), jobs=gateway.run_jobs)
     gateway.on_callback_queued = dispatcher.wake
     emulator = Emulator(settings, gateway, schemas(), dispatcher, sandbox)

@@ -36,11 +36,11 @@ class Sandboxes:
             client = Client(sandbox_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
             instance = self._build(sandbox_id, client, scenario)
             now = self._wall()
-            self.root.storage.insert_sandbox({
-                "id": sandbox_id, "payment_key": client.payment_key, "search_key": client.search_key,
-                "created_at": now, "last_used": now, "idle_seconds": idle_seconds or IDLE_SECONDS})
+            row = {"id": sandbox_id, "payment_key": client.payment_key, "search_key": client.search_key,
+                   "created_at": now, "last_used": now, "idle_seconds": idle_seconds or IDLE_SECONDS}
+            self.root.storage.insert_sandbox(row)
             self._open[sandbox_id] = instance
-            return self.view(self.root.storage.sandbox(sandbox_id))
+            return self.view(row)
 
     def get(self, sandbox_id: str) -> Emulator | None:
         """The sandbox's emulator, opened in this process on first use; None once deleted."""
@@ -49,16 +49,12 @@ class Sandboxes:
             if row is None:
                 self._forget(sandbox_id)
                 return None
-            instance = self._open.get(sandbox_id)
-            if instance is None:
-                client = Client(row["id"], row["payment_key"], row["search_key"])
-                instance = self._open[sandbox_id] = self._build(sandbox_id, client, None)
-            self._touch(sandbox_id)
-            return instance
+            return self._opened(row)
 
     def with_key(self, key: str) -> Emulator | None:
-        sandbox_id = self.root.storage.sandbox_with_key(key)
-        return self.get(sandbox_id) if sandbox_id else None
+        with self._lock:
+            row = self.root.storage.sandbox_with_key(key)
+            return self._opened(row) if row else None
 
     def delete(self, sandbox_id: str) -> bool:
         """Gone for every process; what it exercised stays in the root's coverage."""
@@ -77,8 +73,8 @@ class Sandboxes:
         return [self.view(row) for row in self.root.storage.sandboxes()]
 
     def open_instances(self) -> list[Emulator]:
-        return [instance for sandbox_id in [row["id"] for row in self.root.storage.sandboxes()]
-                if (instance := self.get(sandbox_id)) is not None]
+        with self._lock:
+            return [self._opened(row) for row in self.root.storage.sandboxes()]
 
     def sweep(self) -> list[str]:
         """Delete the sandboxes idle for longer than their idle time."""
@@ -113,15 +109,31 @@ class Sandboxes:
             if self.root.storage.sandbox(sandbox_id) is None:
                 return sandbox_id
 
-    def _build(self, sandbox_id: str, client: Client, scenario: dict | None) -> Emulator:
+    def _opened(self, row: dict) -> Emulator:
+        """The emulator of a sandbox's stored row, opened in this process on first use (the
+        caller holds the lock)."""
+        sandbox_id = row["id"]
+        instance = self._open.get(sandbox_id)
+        if instance is None:
+            client = Client(sandbox_id, row["payment_key"], row["search_key"])
+            instance = self._open[sandbox_id] = self._build(sandbox_id, client, None)
+        self._touch(sandbox_id)
+        return instance
+
+    def _location(self, sandbox_id: str) -> tuple[str, str | None]:
+        """Where a sandbox's data lives: (database, PostgreSQL schema). A schema of the root's
+        PostgreSQL database; a file in `<db>.sandboxes/` beside the root's SQLite file; memory."""
         db = self.base.db
-        schema = None
         if db.startswith(POSTGRES_SCHEMES):
-            schema = sandbox_id
-        elif db != ":memory:":
-            folder = Path(f"{db}.sandboxes")
-            folder.mkdir(exist_ok=True)
-            db = str(folder / f"{sandbox_id}.db")
+            return db, sandbox_id
+        if db == ":memory:":
+            return db, None
+        return f"{db}.sandboxes/{sandbox_id}.db", None
+
+    def _build(self, sandbox_id: str, client: Client, scenario: dict | None) -> Emulator:
+        db, schema = self._location(sandbox_id)
+        if schema is None and db != ":memory:":
+            Path(db).parent.mkdir(exist_ok=True)
         settings = replace(self.base, db=db, clients=(client,), scenario=())
         return build(settings, sandbox=sandbox_id, schema=schema, scenario=scenario)
 
@@ -138,9 +150,9 @@ class Sandboxes:
             instance.close()
 
     def _drop_data(self, sandbox_id: str) -> None:
-        db = self.base.db
-        if db.startswith(POSTGRES_SCHEMES):
-            self.root.storage.drop_schema(sandbox_id)
+        db, schema = self._location(sandbox_id)
+        if schema is not None:
+            self.root.storage.drop_schema(schema)
         elif db != ":memory:":
             for suffix in ("", "-wal", "-shm"):
-                Path(f"{db}.sandboxes/{sandbox_id}.db{suffix}").unlink(missing_ok=True)
+                Path(f"{db}{suffix}").unlink(missing_ok=True)

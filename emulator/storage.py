@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from .backends import connect
 from .clock import ClockState
+from .domain.text import is_text
 from .domain.payment import Cancellation, Payment
 
 SCHEMA = """
@@ -265,7 +266,6 @@ class _Transaction:
                 storage._db.execute("COMMIT")
                 committed = True
             else:
-                storage._tokens.clear()  # a block taken in this transaction is no longer reserved
                 storage._db.execute("ROLLBACK")
         finally:
             storage._depth = 0
@@ -360,9 +360,9 @@ class Storage:
         row = self._one("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
         return dict(row) if row else None
 
-    def sandbox_with_key(self, key: str) -> str | None:
-        row = self._one("SELECT id FROM sandboxes WHERE payment_key = ? OR search_key = ?", (key, key))
-        return row["id"] if row else None
+    def sandbox_with_key(self, key: str) -> dict | None:
+        row = self._one("SELECT * FROM sandboxes WHERE payment_key = ? OR search_key = ?", (key, key))
+        return dict(row) if row else None
 
     def sandboxes(self) -> list[dict]:
         return [dict(r) for r in self._all("SELECT * FROM sandboxes ORDER BY created_at")]
@@ -422,6 +422,7 @@ class Storage:
                         "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
                         (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
                     self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
+                    self._on_rollback.append(self._tokens.clear)  # rolled back: the block is no longer reserved
             return self._tokens.popleft()
 
     def shared_generation(self) -> int | None:
@@ -826,11 +827,9 @@ def _body(text: str):
         return None
     try:
         value = json.loads(text)
-        if "\\u" in text:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape stays text
-        return value
-    except (ValueError, RecursionError):  # not JSON, cut, too deep, or not text once read
+    except (ValueError, RecursionError):  # not JSON, cut, or too deep
         return text
+    return value if "\\u" not in text or is_text(value) else text  # a lone surrogate escape stays text
 
 
 def _where(**equal) -> tuple[str, tuple]:

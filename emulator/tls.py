@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .backends import POSTGRES_SCHEMES
 from .config import Settings
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # the gateway's own floor
@@ -44,7 +45,7 @@ def scheme(settings: Settings) -> str:
 
 def data_folder(db: str) -> Path:
     """Where the CA lives: beside a SQLite file; the working folder for `:memory:` and PostgreSQL."""
-    if db == ":memory:" or "://" in db:
+    if db == ":memory:" or db.startswith(POSTGRES_SCHEMES):
         return Path.cwd()
     return Path(db).expanduser().resolve().parent
 
@@ -73,20 +74,15 @@ def prepare(settings: Settings) -> Certificates:
     a certificate for `hosts(settings)` signed by the data folder's CA, both made if missing."""
     if settings.tls_cert:
         return Certificates(Path(settings.tls_cert), Path(settings.tls_key or settings.tls_cert))
-    import trustme  # only a TLS server pays for the import
-
     folder = data_folder(settings.db)
     folder.mkdir(parents=True, exist_ok=True)
-    key_pem, cert_pem = _split(_create_once(folder / CA_KEY_FILE, lambda: _new_ca(trustme)))
-    ca = trustme.CA.from_pem(cert_pem, key_pem)
-    ca_cert = ca.cert_pem.bytes()
+    key_pem, ca_cert = _split(_create_once(folder / CA_KEY_FILE, _new_ca))
     _write_if_changed(folder / CA_FILE, ca_cert)
     names = hosts(settings)
     digest = hashlib.sha256(ca_cert + "\n".join(names).encode()).hexdigest()[:12]
     # Named after the CA and the hosts: a new CA or another --host gets its own file.
     server = folder / f"payletter-emulator-tls-{digest}.pem"
-    _create_once(server, lambda: ca.issue_cert(*names, common_name=names[0], organization_name="payletter-emulator")
-                 .private_key_and_cert_chain_pem.bytes())
+    _create_once(server, lambda: _issue(key_pem, ca_cert, names))
     return Certificates(server, server, folder / CA_FILE)
 
 
@@ -118,9 +114,20 @@ def install(app, certificates: Certificates) -> None:
     app.add_url_rule(CA_PATH, "tls_ca_pem", ca_pem, methods=["GET"])
 
 
-def _new_ca(trustme) -> bytes:
+def _new_ca() -> bytes:
+    import trustme  # only a server that makes a certificate pays for the import
+
     ca = trustme.CA(organization_name="payletter-emulator", organization_unit_name="local CA")
     return ca.private_key_pem.bytes() + ca.cert_pem.bytes()
+
+
+def _issue(key_pem: bytes, cert_pem: bytes, names: list[str]) -> bytes:
+    """A certificate for `names` signed by the CA, with its key."""
+    import trustme
+
+    ca = trustme.CA.from_pem(cert_pem, key_pem)
+    return ca.issue_cert(*names, common_name=names[0], organization_name="payletter-emulator") \
+        .private_key_and_cert_chain_pem.bytes()
 
 
 def _split(pem: bytes) -> tuple[bytes, bytes]:

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from emulator import create_app
 from emulator.client import CallbackWaitError, EmulatorClient, EmulatorError, Sandbox
 from emulator.scenario import ScenarioError
 
@@ -136,20 +135,16 @@ def test_health_coverage_and_reset_at_the_root(emulator_process):
     assert (root.url, root.client_id) == (emulator_process.url, "pay_test")
 
 
-def test_in_process(tmp_path):
-    app = create_app(db=":memory:")
-    client = EmulatorClient.for_app(app)
-    try:
-        assert client.app is app and client.test_client is not None
-        token = request_payment(client, "http://127.0.0.1:9/cb")
-        fields = client.approve(token)["fields"]
-        assert client.payment(token)["tid"] == fields["tid"]
-        assert client.gateway.get("/v1.0/payments/transaction/list", {
-            "client_id": "pay_test", "date": fields["transaction_date"][:10].replace("-", ""),
-            "date_type": "transaction"}).json()["total_count"] == 1
-        assert client.reset()["status"] == "reset" and client.payments() == []
-    finally:
-        app.extensions["payletter"].dispatcher.stop()
+def test_in_process(payletter_app):
+    client = payletter_app
+    assert client.app is not None and client.test_client is not None
+    token = request_payment(client, "http://127.0.0.1:9/cb")
+    fields = client.approve(token)["fields"]
+    assert client.payment(token)["tid"] == fields["tid"]
+    assert client.gateway.get("/v1.0/payments/transaction/list", {
+        "client_id": "pay_test", "date": fields["transaction_date"][:10].replace("-", ""),
+        "date_type": "transaction"}).json()["total_count"] == 1
+    assert client.reset()["status"] == "reset" and client.payments() == []
 
 
 def test_a_control_token_is_sent(tmp_path):

@@ -13,7 +13,7 @@ import requests
 from playwright.sync_api import expect
 
 from .browser import ARTIFACTS, CHROMIUM_ARGS, WAIT, chromium_path, desktop  # noqa: F401
-from .conftest import Api, CallbackReceiver, EmulatorProcess, serve_receiver
+from .conftest import Api, CallbackReceiver, EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ARTIFACTS.parent / "dashboard.png"
@@ -64,12 +64,9 @@ def tour_process(tmp_path_factory):
     process.stop()
 
 
-@pytest.fixture(scope="module")
-def receiver():
-    found = CallbackReceiver()
-    server = serve_receiver(found)
-    yield found
-    server.shutdown()
+@pytest.fixture
+def receiver(callback_receiver):
+    return callback_receiver
 
 
 @pytest.fixture
@@ -335,7 +332,7 @@ def test_the_dashboard_shows_the_emulator_and_drives_it(tour, receiver, desktop)
     expect(desktop.get_by_test_id("clock-state")).to_have_attribute("data-frozen", "true")
 
 
-def test_refreshes_by_itself_and_on_demand_and_filters(tour, receiver, desktop):
+def test_refreshes_by_itself_and_on_demand_and_filters(tour, desktop):
     first = tour.pay(order_no="first")
     desktop.goto(tour.url + "/_emulator/")
     rows = desktop.get_by_test_id("payment-row")
@@ -385,7 +382,7 @@ def test_a_sandboxs_dashboard_shows_and_moves_that_sandbox(tour, receiver, deskt
         requests.delete(f"{tour.url}/_emulator/sandboxes/{sandbox['id']}", timeout=10)
 
 
-def test_in_korean_with_amounts_in_won(tour, receiver, desktop):
+def test_in_korean_with_amounts_in_won(tour, desktop):
     tour.pay(amount=1234500)
     desktop.goto(tour.url + "/_emulator/?lang=ko")
     expect(desktop.get_by_test_id("payment-row").get_by_test_id("amount")).to_have_text("1,234,500원")

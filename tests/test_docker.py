@@ -21,7 +21,9 @@ import requests
 import yaml
 
 from emulator import tls
+from emulator.client import EmulatorClient
 from emulator.config import ENV_PREFIX, Settings
+from emulator.pytest_plugin import wait_ready
 
 from .conftest import OTHER_CLIENT, PAYMENT_KEY, READY_TIMEOUT
 
@@ -84,16 +86,7 @@ class Container:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            assert self.process.poll() is None, "the image's CMD exited"
-            try:
-                if requests.get(self.url + "/_emulator/health", verify=self.verify, timeout=5).ok:
-                    return
-            except (requests.ConnectionError, requests.Timeout, OSError):
-                pass
-            assert time.monotonic() < deadline, "the image's CMD never answered"
-            time.sleep(0.02)
+        wait_ready(EmulatorClient(self.url, verify=self.verify, timeout=5), self.process)
 
     def healthcheck(self) -> int:
         """The exit status of the image's HEALTHCHECK command, run in the container's environment."""

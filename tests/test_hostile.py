@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -433,35 +431,14 @@ def test_a_declared_length_beyond_the_limit_is_refused_before_reading(api):
 INJECTED = "\r\nX-Injected: yes\r\n\r\n<html>"
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """A merchant endpoint that keeps the raw request line and headers of every POST."""
-
-    seen: list = []
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        Recorder.seen.append((self.requestline, dict(self.headers)))
-        self.send_response(200)
-        self.send_header("Content-Length", "14")
-        self.end_headers()
-        self.wfile.write(b'{"code": "0"}\n')
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def recorder():
-    Recorder.seen = []
-    listener = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=listener.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.server_port}"
-    listener.shutdown()
-    listener.server_close()
+def recorder(callback_receiver):
+    """A merchant endpoint's address: the callback receiver keeps the path and headers of every POST."""
+    return callback_receiver.url.removesuffix("/callback")
 
 
 @pytest.mark.parametrize("where", ["path", "query", "host"])
-def test_cr_lf_in_callback_url_never_reaches_the_merchant_as_a_header(api, recorder, where):
+def test_cr_lf_in_callback_url_never_reaches_the_merchant_as_a_header(api, callback_receiver, recorder, where):
     host, port = urlsplit(recorder).netloc.split(":")
     url = {"path": f"{recorder}/cb{INJECTED}", "query": f"{recorder}/cb?x=1{INJECTED}",
            "host": f"http://{host}{INJECTED}:{port}/cb"}[where]
@@ -473,8 +450,8 @@ def test_cr_lf_in_callback_url_never_reaches_the_merchant_as_a_header(api, recor
     api.flush()
     [notification] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
     assert [a["number"] for a in notification["attempts"]] == [1]
-    for line, headers in Recorder.seen:
-        assert "\r" not in line and "\n" not in line and "X-Injected" not in headers, (line, headers)
+    for seen in callback_receiver.received:
+        assert "\r" not in seen.path and "\n" not in seen.path and "X-Injected" not in seen.headers, seen
     # The dispatcher goes on with the next one.
     fields = api.pay(callback_url=recorder + "/after")
     assert api.control(f"/callbacks?tid={fields['tid']}", method="GET")["callbacks"][0]["status"] == "delivered"

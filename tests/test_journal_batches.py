@@ -14,15 +14,15 @@ import requests
 from emulator.errors import GatewayError
 from emulator.storage import JOURNAL_BATCH, Storage
 
+from . import test_storage
 from .conftest import PAYMENT_KEY, EmulatorProcess
 
 HEADERS = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
 
 
-def entry(i: int, path: str = "/v1.0/payments/request") -> dict:
-    return {"at": "2026-11-29T12:00:00+09:00", "method": "POST", "path": path, "query": "",
-            "client_id": "pay_test", "request": f'{{"i": {i}}}', "status": 200, "response": "{}",
-            "warnings": [], "coverage": [("endpoint", "payments/request")]}
+def entry(i: int) -> dict:
+    """test_storage's entry, with the coverage an API request's entry carries."""
+    return {**test_storage.entry(i), "coverage": [("endpoint", "payments/request")]}
 
 
 def rows(storage: Storage) -> int:

@@ -52,17 +52,12 @@ class SandboxApi(Api):
         return super().request_body(**{"client_id": self.sandbox["client_id"], **overrides})
 
 
-def merchant(url: str, callback_url: str, sandbox: dict) -> SandboxApi:
-    """Like a merchant's code: the root URL and the sandbox's keys."""
-    return SandboxApi(url, callback_url, sandbox)
-
-
 def test_a_sandbox_keeps_its_payments_to_itself(server, callback_receiver):
     root = Api(server.url, callback_receiver.url)
     sandbox = new_sandbox(server.url)
     assert sandbox["client_id"] == sandbox["id"] and len(sandbox["id"]) <= 10
     assert sandbox["base_url"] == f"{server.url}/_sandbox/{sandbox['id']}"
-    api = merchant(server.url, callback_receiver.url, sandbox)
+    api = SandboxApi(server.url, callback_receiver.url, sandbox)
     fields = api.pay(amount=5000)
     assert fields["code"] == "0"
     assert [p["tid"] for p in api.control("/payments", method="GET")["payments"]] == [fields["tid"]]
@@ -78,7 +73,7 @@ def test_a_sandbox_keeps_its_payments_to_itself(server, callback_receiver):
 
 def test_handed_out_urls_lead_back_into_the_sandbox(server, callback_receiver):
     sandbox = new_sandbox(server.url)
-    api = merchant(server.url, callback_receiver.url, sandbox)
+    api = SandboxApi(server.url, callback_receiver.url, sandbox)
     answer = ok(api.post("/v1.0/payments/request", api.request_body()))
     assert answer["online_url"].startswith(sandbox["base_url"] + "/pgsvc/hub.asp?")
     page = requests.get(answer["online_url"], timeout=10)
@@ -89,8 +84,8 @@ def test_handed_out_urls_lead_back_into_the_sandbox(server, callback_receiver):
 
 def test_each_sandbox_has_its_own_clock_and_scenario(server, callback_receiver):
     root = Api(server.url, callback_receiver.url)
-    first = merchant(server.url, callback_receiver.url, new_sandbox(server.url, scenario="declined-cards"))
-    second = merchant(server.url, callback_receiver.url, new_sandbox(server.url))
+    first = SandboxApi(server.url, callback_receiver.url, new_sandbox(server.url, scenario="declined-cards"))
+    second = SandboxApi(server.url, callback_receiver.url, new_sandbox(server.url))
     first.control("/clock", {"freeze": True})
     first.set_clock(T0)
     assert first.control("/clock", method="GET")["now"] == T0
@@ -105,7 +100,7 @@ def test_each_sandbox_has_its_own_clock_and_scenario(server, callback_receiver):
 
 def test_a_deleted_sandbox_is_gone_for_every_worker(server, callback_receiver):
     sandbox = new_sandbox(server.url)
-    api = merchant(server.url, callback_receiver.url, sandbox)
+    api = SandboxApi(server.url, callback_receiver.url, sandbox)
     api.pay()
     listed = requests.get(server.url + "/_emulator/sandboxes", timeout=10).json()["sandboxes"]
     assert [s["id"] for s in listed] == [sandbox["id"]]
@@ -147,7 +142,7 @@ def test_coverage_counts_what_the_run_exercised(server, callback_receiver):
     root.pay(pgcode="mobile")
     refused(root.post("/v1.0/payments/request", root.request_body(amount=-1)))
     sandbox = new_sandbox(server.url, scenario="declined-cards")
-    api = merchant(server.url, callback_receiver.url, sandbox)
+    api = SandboxApi(server.url, callback_receiver.url, sandbox)
     api.pay(amount=1013, pgcode="creditcard")
     callback_receiver.status = 500
     api.control("/clock", {"freeze": True})

@@ -7,7 +7,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,9 +17,11 @@ import trustme
 from cryptography import x509
 
 from emulator import tls
+from emulator.client import EmulatorClient
 from emulator.config import Settings
+from emulator.pytest_plugin import wait_ready
 
-from .conftest import PAYMENT_KEY, READY_TIMEOUT, EmulatorProcess
+from .conftest import PAYMENT_KEY, EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
@@ -42,14 +43,7 @@ class HttpsEmulator(EmulatorProcess):
             line = self.process.stdout.readline().decode()
             assert line.startswith("CA certificate: "), line
             self.ca = line.removeprefix("CA certificate: ").strip()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                requests.get(self.url + "/_emulator/health", verify=self.ca, timeout=5).raise_for_status()
-                return
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "the emulator never answered over HTTPS"
-                time.sleep(0.02)
+        wait_ready(EmulatorClient(self.url, verify=self.ca, timeout=5), self.process)
 
     @property
     def port(self) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.resources import schemas_dir
-from emulator.validation import Schemas, _Repair
+from emulator.validation import _Repair
 
-SCHEMAS = Schemas(schemas_dir())
+from .conftest import SCHEMAS
+
 VALID = {
     "requests/payments_request": {
         "pgcode": "creditcard", "client_id": "pay_test", "user_id": "u1", "user_name": "tester", "amount": 1000,

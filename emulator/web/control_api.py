@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify, request
 
 from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
+from ..domain.text import is_text
 from ..errors import GatewayError
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -192,7 +193,8 @@ def put_scenario():
         raw = body_bytes().decode("utf-8")
         document = yaml.safe_load(raw) if "yaml" in (request.mimetype or "") else json.loads(raw or "null")
         scenario_files.check(document, "the request body")  # first: it bounds what an alias can expand to
-        json.dumps(document, ensure_ascii=False).encode("utf-8")  # no lone surrogate escapes
+        if not is_text(document):
+            raise ValueError("a \\u escape of a lone surrogate is not text")
     except scenario_files.ScenarioError as exc:
         raise GatewayError("scenario_invalid", problems="; ".join(exc.problems)) from None
     except (ValueError, yaml.YAMLError, RecursionError) as exc:  # UnicodeError is a ValueError

@@ -5,9 +5,6 @@ served under the sandbox's path. No merchant value is rendered here: the script 
 the page as text."""
 from __future__ import annotations
 
-import tomllib
-from functools import cache
-from importlib import resources
 from urllib.parse import urlencode
 
 from flask import Blueprint, make_response, redirect, render_template, request
@@ -22,11 +19,6 @@ TOKEN_COOKIE = "payletter_emulator_control_token"
 TOKEN_HEADER = "X-Emulator-Token"
 POLICY = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
           "frame-ancestors 'none'; form-action 'none'")
-
-
-@cache
-def texts() -> dict:
-    return tomllib.loads(resources.files(__package__).joinpath("dashboard_text.toml").read_text("utf-8"))
 
 
 def _given_token() -> str:
@@ -75,7 +67,7 @@ def dashboard():
     lang = args.get("lang", LANGUAGES[0]).lower()
     lang = lang if lang in LANGUAGES else LANGUAGES[0]
     other = LANGUAGES[1 - LANGUAGES.index(lang)]
-    t = texts()[lang]
+    t = pages.texts("dashboard_text.toml")[lang]
     words = {**t, "methods": pages.texts()[lang]["methods"]}
     token = emulator().settings.control_token or ""
     html = render_template("dashboard.html", t=t, lang=lang, words=words, token=token,

@@ -64,8 +64,9 @@ def gateway():
 # --- what every page shares ---------------------------------------------------------------------
 
 @cache
-def texts() -> dict:
-    return tomllib.loads(resources.files(__package__).joinpath("page_text.toml").read_text("utf-8"))
+def texts(name: str = "page_text.toml") -> dict:
+    """The words of a page by language, from a TOML file beside this module (read once)."""
+    return tomllib.loads(resources.files(__package__).joinpath(name).read_text("utf-8"))
 
 
 @dataclass(frozen=True)

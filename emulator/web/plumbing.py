@@ -7,6 +7,7 @@ import json
 from flask import Request, current_app, g, request
 
 from ..config import Client
+from ..domain.text import is_text
 from ..errors import GatewayError
 from ..validation import tolerate
 
@@ -98,18 +99,9 @@ def json_body(*, strict: bool, sent: Request | None = None):
         raise GatewayError("malformed_json", detail=str(exc)) from None
     except RecursionError:
         raise GatewayError("malformed_json", detail="nested too deeply") from None
-    if "\\u" in text and not _is_text(value):
+    if "\\u" in text and not is_text(value):
         raise GatewayError("malformed_json", detail="a \\u escape of a lone surrogate is not text")
     return value
-
-
-def _is_text(value) -> bool:
-    """JSON may escape half of a surrogate pair (\\ud800), which no UTF-8 text can hold."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def root_url(em=None) -> str:

@@ -122,8 +122,13 @@
 
   // A body as JSON, indented; text that is not JSON (a form, a cut body) as it came.
   function json(value) {
-    var shown = typeof value === "string" ? parsed(value) : value;
+    var shown = asData(value);
     return h("pre", {class: "json"}, typeof shown === "string" ? shown : JSON.stringify(shown, null, 2));
+  }
+
+  // What the journal kept as text, read as JSON when it is.
+  function asData(value) {
+    return typeof value === "string" ? parsed(value) : value;
   }
 
   function parsed(text) {
@@ -216,7 +221,7 @@
       var issued = r.details || {};
       var usage = issued.type || r.type;
       return h("tr", {testid: "cash-receipt"}, h("td", null, badge(r.status)),
-               h("td", null, W.cash_receipt_types && W.cash_receipt_types[usage] ? W.cash_receipt_types[usage] : usage),
+               h("td", null, word("cash_receipt_types", usage)),
                h("td", null, issued.payer_sid ? code(issued.payer_sid) : W.none),
                h("td", null, issued.cid ? code(issued.cid) : W.none), h("td", null, kst(r.created_at)));
     });
@@ -343,7 +348,7 @@
                  title: last ? attemptResult(last) : null}, h("span", {class: "clamp"}, attemptResult(last))),
         h("td", {class: "time"}, c.next_attempt_at ? [kst(c.next_attempt_at),
           h("span", {class: "secondary-text"}, relative(c.next_attempt_at))] : W.none),
-        h("td", {class: "actions"}, h("button", {type: "button", class: "secondary small", "data-action": "resend",
+        h("td", {class: "actions"}, h("button", {type: "button", class: "secondary", "data-action": "resend",
                                                  "data-id": c.id, testid: "resend"}, W.resend), toggle(key))));
       if (open) { rows.push(detailRow(8, callbackDetail(c))); }
     });
@@ -392,7 +397,7 @@
     shown.forEach(function (e) {
       var key = "j" + e.id;
       var open = expanded.has(key);
-      var answer = (typeof e.response === "string" ? parsed(e.response) : e.response) || {};
+      var answer = asData(e.response) || {};
       var gatewayCode = typeof answer === "object" && answer !== null && "code" in answer && String(answer.code) !== "0"
         ? answer.code : null;
       rows.push(h("tr", {class: open ? "open" : null, testid: "journal-row", "data-id": e.id, "data-path": e.path},
@@ -494,14 +499,13 @@
     });
   }
 
-  function banner(text) {
-    var node = one("[data-testid=error-banner]");
-    setText(node, text);
-    node.hidden = !text;
-  }
+  function banner(text) { notice("error-banner", text); }
 
-  function flash(text) {
-    var node = one("[data-testid=flash]");
+  function flash(text) { notice("flash", text); }
+
+  // A line of news above the panels, hidden while it has nothing to say.
+  function notice(testid, text) {
+    var node = one("[data-testid=" + testid + "]");
     setText(node, text);
     node.hidden = !text;
   }
