@@ -154,5 +154,5 @@ class Sandboxes:
         if schema is not None:
             self.root.storage.drop_schema(schema)
         elif db != ":memory:":
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", "-lock"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)

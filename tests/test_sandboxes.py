@@ -132,6 +132,7 @@ def test_idle_sandboxes_are_swept(tmp_path):
     assert sandboxes.sweep() == [idle["id"]]
     assert [s["id"] for s in sandboxes.list()] == [kept["id"]]
     assert not (tmp_path / "root.db.sandboxes" / f"{idle['id']}.db").exists()
+    assert list((tmp_path / "root.db.sandboxes").glob(f"{idle['id']}.db*")) == []  # its WAL and lock files too
     client = app.test_client()
     assert client.get(f"/_sandbox/{idle['id']}/_emulator/clock").json["code"] == 4601
 
