@@ -139,14 +139,19 @@ class Gunicorn:
     def _wait_healthy(self, started: float, timeout: float = 60.0) -> float:
         while time.perf_counter() - started < timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start; see {self.log.name}")
+                raise RuntimeError(f"{self.name} exited at start:\n{self._log_tail()}")
             try:
                 if call(self.port, "GET", "/_emulator/health", timeout=2)[0] == 200:
                     return time.perf_counter() - started
             except OSError:
                 pass
             time.sleep(0.002)
-        raise RuntimeError(f"{self.name} never became healthy; see {self.log.name}")
+        raise RuntimeError(f"{self.name} never became healthy:\n{self._log_tail()}")
+
+    def _log_tail(self, size: int = 3000) -> str:
+        """The end of the server's log (the run's folder, and the log with it, is gone after)."""
+        self.log.flush()
+        return Path(self.log.name).read_bytes()[-size:].decode("utf-8", "replace")
 
     @property
     def pids(self) -> list[int]:
@@ -157,6 +162,9 @@ class Gunicorn:
         deadline = time.monotonic() + longest
         last = None
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # a worker that failed to boot stops gunicorn
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode} after its first "
+                                   f"answer:\n{self._log_tail()}")
             pids = self.pids
             now = [memory_kb(p, "VmRSS") for p in pids]
             if len(pids) == self.workers + 1 and last == now:
