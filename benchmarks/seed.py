@@ -1,5 +1,5 @@
 """Fills an emulator's SQLite file before its server starts, through the emulator's own
-service (the Gateway, as the API calls it, without HTTP), many payments per transaction."""
+service (its rooms, as the API calls them, without HTTP), many payments per transaction."""
 from __future__ import annotations
 
 import sqlite3
@@ -9,7 +9,7 @@ from faker import Faker
 
 from emulator.clock import KST, Clock, ClockState
 from emulator.config import Settings
-from emulator.service import Gateway
+from emulator.service import Service
 from emulator.storage import Storage
 
 BATCH = 2000  # payments per write transaction
@@ -35,8 +35,8 @@ class Seeder:
         faker = Faker("ko_KR")
         faker.seed_instance(settings.faker_seed)
         self.storage = Storage(path)
-        self.gateway = Gateway(self.storage, Clock(), settings, faker)  # no dispatcher: nothing is sent
-        self.client = self.gateway.clients["pay_test"]
+        self.service = Service(self.storage, Clock(), settings, faker)  # no dispatcher: nothing is sent
+        self.client = self.service.context.clients["pay_test"]
 
     def __enter__(self) -> "Seeder":
         return self
@@ -45,18 +45,21 @@ class Seeder:
         self.storage.close()
 
     def _freeze_at(self, moment: datetime) -> None:
-        self.gateway.set_clock({"freeze": True})
-        self.gateway.set_clock({"set": moment.isoformat()})
+        self.service.clock_jobs.set_clock({"freeze": True})
+        self.service.clock_jobs.set_clock({"set": moment.isoformat()})
+
+    def _request(self, callback_url: str) -> int:
+        """A payments/request as the API makes it: its token."""
+        return self.service.merchant_api.request_payment(self.client, request_body(callback_url), BASE_URL)["token"]
 
     def pending(self, count: int, callback_url: str) -> list[int]:
         """Payments requested and not yet paid: their tokens."""
-        self.gateway.set_clock({"freeze": False})
+        self.service.clock_jobs.set_clock({"freeze": False})
         tokens = []
         for start in range(0, count, BATCH):
             with self.storage.atomic():
                 for _ in range(start, min(count, start + BATCH)):
-                    answer = self.gateway.request_payment(self.client, request_body(callback_url), BASE_URL)
-                    tokens.append(answer["token"])
+                    tokens.append(self._request(callback_url))
         return tokens
 
     def approved(self, count: int, callback_url: str, *, first: datetime | None = None,
@@ -70,8 +73,7 @@ class Seeder:
             with self.storage.atomic():
                 for _ in range(start, min(count, start + BATCH)):
                     self._freeze_at(moment)
-                    token = self.gateway.request_payment(self.client, request_body(callback_url), BASE_URL)["token"]
-                    tids.append(self.gateway.approve(token, {})["fields"]["tid"])
+                    tids.append(self.service.payer.approve(self._request(callback_url), {})["fields"]["tid"])
                     moment += step
         self.real_time()
         return tids

@@ -1,8 +1,9 @@
 """The payer's side of the hosted pages: what each method's page asks for, what the payer typed
 read into an approval (or the failure a test input stands for), and where the browser goes next.
 
-Plain Python, no Flask: the pages blueprint hands in the form as a dict, the gateway acts on the
-Entry that comes back. The tables are data: domain/payer_inputs.toml, domain/test_inputs.toml.
+Plain Python, no Flask: the pages blueprint hands in the form as a dict, the service's payer
+(service/payer.py) acts on the Entry that comes back. The tables are data:
+domain/payer_inputs.toml, domain/test_inputs.toml.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def test_inputs() -> TestInputs:
 
 @dataclass
 class Entry:
-    """The payer's inputs, checked: the choices for Gateway.approve, or the failure they stand for,
+    """The payer's inputs, checked: the choices for Payer.approve, or the failure they stand for,
     and the cash receipt asked for on the page ({"type", "payer_sid"})."""
 
     choices: dict = field(default_factory=dict)
@@ -197,7 +198,7 @@ def _member_phone(text: str, ctx: Context):
 INPUT_RULES = {"card_number": _card_number, "card_expiry": _card_expiry, "install_month": _install_month,
                "carrier": _carrier, "phone": _phone, "auth_code": _auth_code, "bank_code": _bank_code,
                "pin": _pin, "option": _option, "member_phone": _member_phone}
-# The inputs Gateway.approve takes as the payer's choices; the others are only checked.
+# The inputs Payer.approve takes as the payer's choices; the others are only checked.
 CHOICES = ("card_number", "install_month", "bank_code", "option")
 
 

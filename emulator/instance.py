@@ -1,4 +1,4 @@
-"""One emulated gateway, wired: its storage, clock, gateway service, scenario and callback
+"""One emulated gateway, wired: its storage, clock, service (its rooms), scenario and callback
 dispatcher. The server runs one for the root and one per sandbox."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .dispatcher import DeliverySettings, Dispatcher
 from .domain.delivery import Policy
 from .resources import schemas_dir
 from .scenario import Scenario
-from .service import Gateway
+from .service import Service
 from .storage import Storage
 from .validation import Schemas
 
@@ -25,17 +25,17 @@ def schemas() -> Schemas:
 @dataclass
 class Emulator:
     """What a request handler reaches: the settings in force (the scenario's over the
-    server's), the gateway service, the schemas and the callback dispatcher."""
+    server's), the service's rooms, the schemas and the callback dispatcher."""
 
     settings: Settings
-    gateway: Gateway
+    service: Service
     schemas: Schemas
     dispatcher: Dispatcher
     sandbox: str | None = None  # None: the root emulator
 
     @property
     def storage(self) -> Storage:
-        return self.gateway.storage
+        return self.service.context.storage
 
     def close(self) -> None:
         self.dispatcher.stop()
@@ -75,18 +75,19 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
     connect = partial(Storage, settings.db, journal_limit=settings.journal_limit,
                       callback_limit=settings.callback_limit, schema=schema)
     storage = connect()
-    gateway = Gateway(storage, Clock(), settings, faker)
+    service = Service(storage, Clock(), settings, faker)
+    clock_jobs = service.clock_jobs
     # The senders record their claims and attempts on a connection of their own, so that a request
     # waits only for the database's writer lock, not behind every statement of theirs.
     outbox = storage if settings.db == ":memory:" else connect()
-    dispatcher = Dispatcher(outbox, gateway.milliseconds, delivery(settings), jobs=gateway.run_jobs)
-    gateway.on_callback_queued = dispatcher.wake
-    emulator = Emulator(settings, gateway, schemas(), dispatcher, sandbox)
-    gateway.on_scenario = lambda chosen: _apply(emulator, settings, chosen, faker)
-    gateway.sync_clock()  # the clock and the scenario a previous run left in the database
+    dispatcher = Dispatcher(outbox, clock_jobs.milliseconds, delivery(settings), jobs=clock_jobs.run_jobs)
+    service.context.on_callback_queued = dispatcher.wake
+    emulator = Emulator(settings, service, schemas(), dispatcher, sandbox)
+    service.context.on_scenario = lambda chosen: _apply(emulator, settings, chosen, faker)
+    clock_jobs.sync_clock()  # the clock and the scenario a previous run left in the database
     document = scenario if scenario is not None else scenario_files.load(settings.scenario)
     if document is not None and storage.scenario_document() != document:
-        gateway.install_scenario(document)
+        clock_jobs.install_scenario(document)
     dispatcher.start()  # what a previous run left due goes out now, before any request
     return emulator
 
@@ -104,8 +105,9 @@ def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> Non
                        callback_interval=callbacks.get("interval", base.callback_interval),
                        callback_retries=callbacks.get("retries", base.callback_retries),
                        callback_timeout=callbacks.get("timeout", base.callback_timeout))
-    emulator.settings = emulator.gateway.settings = settings
-    emulator.gateway.clients = clients
+    context = emulator.service.context
+    emulator.settings = context.settings = settings
+    context.clients = clients
     emulator.dispatcher.settings = delivery(settings)
     if "faker_seed" in chosen:
         faker.seed_instance(chosen["faker_seed"])

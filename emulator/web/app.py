@@ -145,8 +145,9 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
             instance = root
         g.instance = instance
         instance.dispatcher.start()  # a worker forked after create_app starts its own
-        instance.gateway.sync_clock()
-        instance.gateway.catch_up()
+        clock_jobs = instance.service.clock_jobs
+        clock_jobs.sync_clock()
+        clock_jobs.catch_up()
 
 
 def _foreign_key(root: Emulator, environ: dict) -> str | None:

@@ -61,8 +61,8 @@ def check_access(given_token: str) -> None:
         raise GatewayError("control_token_missing")
 
 
-def gateway():
-    return emulator().gateway
+def service():
+    return emulator().service
 
 
 def dispatcher():
@@ -90,60 +90,60 @@ def health():
 
 @control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients")
 def reset():
-    gateway().reset()
+    service().clock_jobs.reset()
     dispatcher().wait_in_flight()
-    return jsonify(status="reset", clock=gateway().clock_view())
+    return jsonify(status="reset", clock=service().clock_jobs.clock_view())
 
 
 @control("/clock", "GET", "The emulator's time")
 def clock():
-    return jsonify(gateway().clock_view())
+    return jsonify(service().clock_jobs.clock_view())
 
 
 @control("/clock", "POST", "Advance, set or freeze the clock", schema="clock")
 def set_clock(values):
     if len(values) != 1:
         raise GatewayError("clock_request_invalid", detail="give exactly one of advance_seconds, set, freeze")
-    view = gateway().set_clock(values)
+    view = service().clock_jobs.set_clock(values)
     dispatcher().wake()  # what the new time makes due goes out at once
     return jsonify(view)
 
 
 @control("/payments/{token}/approve", "POST", "Finish the payment as the payer would", schema="approve")
 def approve(token, values):
-    return jsonify(gateway().approve(_token(token), values))
+    return jsonify(service().payer.approve(_token(token), values))
 
 
 @control("/payments/{token}/decline", "POST", "The payer's payment fails", schema="decline")
 def decline(token, values):
-    return jsonify(gateway().decline(_token(token), values.get("code"), values.get("message")))
+    return jsonify(service().payer.decline(_token(token), values.get("code"), values.get("message")))
 
 
 @control("/payments/{token}/abandon", "POST", "The payer presses cancel")
 def abandon(token):
-    return jsonify(gateway().abandon(_token(token)))
+    return jsonify(service().payer.abandon(_token(token)))
 
 
 @control("/payments", "GET", "Payments with their cancellations (?client_id=, ?status=)")
 def payments():
-    found = gateway().storage.payments(client_id=request.args.get("client_id"),
-                                       status=request.args.get("status"))
-    return jsonify(payments=[gateway().payment_view(p) for p in found])
+    found = emulator().storage.payments(client_id=request.args.get("client_id"),
+                                        status=request.args.get("status"))
+    return jsonify(payments=[service().context.payment_view(p) for p in found])
 
 
 @control("/payments/{ref}", "GET", "One payment, by tid or token")
 def payment(ref):
-    storage = gateway().storage
+    storage = emulator().storage
     is_token = _digits(ref, TOKEN_DIGITS)
     found = storage.payment_by_token(int(ref)) if is_token else storage.payment_by_tid(ref)
     if found is None:
         raise GatewayError("payment_unknown", tid=ref)
-    return jsonify(gateway().payment_view(found))
+    return jsonify(service().context.payment_view(found))
 
 
 @control("/virtual-accounts/{tid}/deposit", "POST", "The payer deposits; fires the callback", schema="deposit")
 def deposit(tid, values):
-    return jsonify(gateway().deposit(tid, values.get("amount")))
+    return jsonify(service().virtual_accounts.deposit(tid, values.get("amount")))
 
 
 @control("/callbacks", "GET", "Notifications with their attempts (?tid=, ?status=pending|delivered|failed)")
@@ -152,7 +152,7 @@ def callbacks():
     if status not in (None, "", *CALLBACK_STATUSES):
         raise GatewayError("control_request_invalid",
                            detail=f"status {status!r} is not one of {', '.join(CALLBACK_STATUSES)}")
-    found = gateway().storage.callbacks(tid=request.args.get("tid"), status=status)
+    found = emulator().storage.callbacks(tid=request.args.get("tid"), status=status)
     return jsonify(callbacks=[callback_view(c) for c in found])
 
 
@@ -176,7 +176,7 @@ def resend(callback_id):
 
 
 def _callback(callback_id: str) -> dict:
-    found = gateway().storage.callback(int(callback_id)) if _digits(callback_id, 18) else None
+    found = emulator().storage.callback(int(callback_id)) if _digits(callback_id, 18) else None
     if found is None:
         raise GatewayError("callback_unknown", id=callback_id)
     return found
@@ -184,7 +184,7 @@ def _callback(callback_id: str) -> dict:
 
 @control("/scenario", "GET", "The scenario in force, how often each rule applied, its timed jobs")
 def scenario():
-    return jsonify({**gateway().rules.view(), "jobs": gateway().storage.jobs()})
+    return jsonify({**service().context.rules.view(), "jobs": emulator().storage.jobs()})
 
 
 @control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml)")
@@ -200,13 +200,13 @@ def put_scenario():
     except (ValueError, yaml.YAMLError, RecursionError) as exc:  # UnicodeError is a ValueError
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:300]
         raise GatewayError("scenario_invalid", problems=f"not valid JSON or YAML: {reason}") from None
-    gateway().install_scenario(document)
+    service().clock_jobs.install_scenario(document)
     return scenario()
 
 
 @control("/scenario", "DELETE", "No scenario: the gateway's default behaviour")
 def delete_scenario():
-    gateway().install_scenario(None)
+    service().clock_jobs.install_scenario(None)
     return scenario()
 
 
@@ -278,4 +278,4 @@ def _coverage_parts() -> list:
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=)")
 def requests_journal():
     limit = request.args.get("limit", "1000")
-    return jsonify(requests=gateway().storage.journal(int(limit) if _digits(limit, 9) else 1000))
+    return jsonify(requests=emulator().storage.journal(int(limit) if _digits(limit, 9) else 1000))

@@ -51,7 +51,7 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
 def scenario_rule(em, endpoint: str, client, data) -> None:
     """What the scenario does to this request before the gateway looks at it: answer with an
     error, answer late, or drop the connection. The journal records the rule."""
-    rule = em.gateway.decide_api(endpoint, client, data, request_headers)
+    rule = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
     if rule is None:
         return
     g.rule = rule.name
@@ -104,46 +104,46 @@ def drop_connection():
 @endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
           key="PAYMENT", schema="payments_request")
 def payments_request(em, client, values):
-    return em.gateway.request_payment(client, values, base_url(em), headers=request_headers())
+    return em.service.merchant_api.request_payment(client, values, base_url(em), headers=request_headers())
 
 
 @endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",
           key="PAYMENT", schema="payments_autopay")
 def payments_autopay(em, client, values):
-    return em.gateway.autopay(client, values)
+    return em.service.merchant_api.autopay(client, values)
 
 
 @endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
           key="PAYMENT", schema="payments_cancel")
 def payments_cancel(em, client, values):
-    return em.gateway.cancel(client, values, warnings(), partial=False)
+    return em.service.merchant_api.cancel(client, values, warnings(), partial=False)
 
 
 @endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
           key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel")
 def payments_cancel_partial(em, client, values):
-    return em.gateway.cancel(client, values, warnings(), partial=True)
+    return em.service.merchant_api.cancel(client, values, warnings(), partial=True)
 
 
 @endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",
           key="PAYMENT", schema="cashreceipt_issue")
 def cashreceipt_issue(em, client, values, tid):
-    return em.gateway.issue_cash_receipt(client, tid, values, base_url(em))
+    return em.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(em))
 
 
 @endpoint("/payments/transaction/list", "GET", "Search payment history of a day",
           key="SEARCH", schema="transaction_list", query=True)
 def transaction_list(em, client, values):
-    return em.gateway.transaction_list(client, values)
+    return em.service.merchant_api.transaction_list(client, values)
 
 
 @endpoint("/receipt/info/{tid}", "GET", "Transaction history confirmation: the receipt page's URL",
           key="SEARCH", schema="receipt_info", query=True)
 def receipt_info(em, client, values, tid):
-    return em.gateway.receipt_info(client, tid, values, base_url(em))
+    return em.service.merchant_api.receipt_info(client, tid, values, base_url(em))
 
 
 @endpoint("/payments/status", "POST", "Where a payment request stands, by order_no (either key)",
           key="ANY", schema="payments_status")
 def payments_status(em, client, values):
-    return em.gateway.payment_status(client, values)
+    return em.service.merchant_api.payment_status(client, values)

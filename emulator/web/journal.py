@@ -40,7 +40,7 @@ def _record(response: Response, notes, sent: Request) -> None:
             coverage.append(("error_code", str(body["code"])))
     try:
         instance.storage.journal_append({
-            "at": iso(instance.gateway.clock.now()), "method": sent.method, "path": sent.path,
+            "at": iso(instance.service.context.clock.now()), "method": sent.method, "path": sent.path,
             "query": sent.query_string.decode("latin-1"), "client_id": notes.get("client_id", ""),
             "request": _kept(sent.get_data(cache=True)), "status": status,
             "response": _kept(response.get_data()),

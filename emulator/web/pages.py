@@ -57,8 +57,8 @@ def page(path: str, methods: list[str]):
     return wrap
 
 
-def gateway():
-    return emulator().gateway
+def payer():
+    return emulator().service.payer
 
 
 # --- what every page shares ---------------------------------------------------------------------
@@ -163,18 +163,18 @@ def payment_page():
     where.check_location()
     token = where.token()
     if request.method == "GET":
-        return _payment_form(where, gateway().open_page(token))
+        return _payment_form(where, payer().open_page(token))
     form = request.form.to_dict()
     if form.get("action") == "cancel":
-        target = gateway().cancel_on_page(token)
+        target = payer().cancel_on_page(token)
         return _Redirect(target) if target else render("cancelled.html", where)
-    payment = gateway().page_payment(token)
-    reading = checkout.read_payment_form(lookup(payment.pgcode), payment, form, gateway().clock.now())
+    payment = payer().page_payment(token)
+    reading = checkout.read_payment_form(lookup(payment.pgcode), payment, form, payer().clock.now())
     if reading.errors:
         return _payment_form(where, payment, reading, 422)
     if reading.app_step_due:
         return _payment_form(where, payment, reading, step="app")
-    outcome = gateway().pay_on_page(token, reading.entry)
+    outcome = payer().pay_on_page(token, reading.entry)
     if "cancel" in outcome:  # a scenario rule made the payer abandon
         return _Redirect(outcome["cancel"]) if outcome["cancel"] else render("cancelled.html", where)
     return render("return.html", where, target=outcome["target"], fields=outcome["fields"], outcome=_outcome(outcome))
@@ -206,14 +206,14 @@ def _outcome(outcome: dict) -> str:
 @page(RECEIPT_PAGE, ["GET"])
 def receipt_page():
     where = Where.read()
-    return render("receipt.html", where, **gateway().receipt_view(where.args.get("id", "")))
+    return render("receipt.html", where, **payer().receipt_view(where.args.get("id", "")))
 
 
 @page(CASH_RECEIPT_PAGE, ["GET", "POST"])
 def cash_receipt_page():
     where = Where.read()
     token, tid = where.token(), where.args.get("id", "")
-    cash_request, payment = gateway().cash_receipt_request(token, tid)
+    cash_request, payment = payer().cash_receipt_request(token, tid)
     usages = checkout.cash_receipt_form_usages(cash_request["type"])
     if request.method == "GET":
         return _cash_receipt_form(where, cash_request, payment, usages, {}, {})
@@ -221,7 +221,7 @@ def cash_receipt_page():
     if errors:
         return _cash_receipt_form(where, cash_request, payment, usages, values, errors, 422)
     asked = {"type": values["cash_receipt_type"], "payer_sid": values["cash_receipt_id"]}
-    outcome = gateway().issue_cash_receipt_on_form(token, tid, asked)
+    outcome = payer().issue_cash_receipt_on_form(token, tid, asked)
     return render("return.html", where, target=outcome["target"], fields=outcome["fields"], outcome="cash_receipt")
 
 
