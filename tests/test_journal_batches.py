@@ -105,8 +105,8 @@ def test_every_answer_of_two_processes_is_in_the_journal_either_reads(tmp_path):
 
 def test_a_reader_does_not_wait_for_a_process_that_was_killed_holding_entries(tmp_path):
     db = str(tmp_path / "j.db")
-    script = ("import sys, time; from emulator import storage; storage.JOURNAL_HOLD = 3600;"
-              "s = storage.Storage(sys.argv[1]);"
+    script = ("import sys, time; from emulator import storage; from emulator.storage import journal;"
+              "journal.JOURNAL_HOLD = 3600; s = storage.Storage(sys.argv[1]);"
               "s.journal_append({'at': '', 'method': 'POST', 'path': '/v1.0/x', 'query': '', 'client_id': '',"
               " 'request': '', 'status': 200, 'response': '', 'warnings': []});"
               "print('held', flush=True); time.sleep(60)")

@@ -1,0 +1,42 @@
+"""All state, in SQLite or PostgreSQL: every SQL statement and every transaction boundary of the
+emulator. `Storage` is one object made of a table family per module (payments, billkeys_receipts,
+callbacks, clock_jobs, journal, sandboxes), all speaking through one connection (connection.py),
+which alone begins and ends transactions; every table is declared in schema.py."""
+from __future__ import annotations
+
+from .billkeys_receipts import BillkeyAndReceiptTables
+from .callbacks import CallbackTables
+from .clock_jobs import ClockAndJobTables
+from .connection import TOKEN_BLOCK, Connection
+from .journal import JOURNAL_BATCH, JournalTables
+from .payments import PaymentTables
+from .sandboxes import SandboxTables
+from .schema import SCHEMA, STATE_TABLES
+
+__all__ = ["JOURNAL_BATCH", "SCHEMA", "TOKEN_BLOCK", "Storage"]
+
+
+class Storage(PaymentTables, BillkeyAndReceiptTables, CallbackTables, ClockAndJobTables, JournalTables,
+              SandboxTables, Connection):
+    """One connection per process, used under a lock. Write transactions exclude each other
+    across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
+    check-then-write holds whatever the number of servers on one database."""
+
+    def __init__(self, path: str = ":memory:", journal_limit: int = 10_000, callback_limit: int = 10_000,
+                 schema: str | None = None):
+        self.callback_limit = callback_limit
+        self._hold_journal(journal_limit)
+        self._open(path, schema)
+
+    def close(self) -> None:
+        with self._lock:
+            self._leave_board()
+            self._db.close()
+
+    def reset(self) -> None:
+        """Every table of state emptied at once (counters, coverage and sandboxes stay)."""
+        self.settle_journal()  # what was answered before the reset goes with it
+        with self.atomic():
+            self._shared_state_changed()
+            for table in STATE_TABLES:
+                self._db.execute(f"DELETE FROM {table}")

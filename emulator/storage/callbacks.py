@@ -1,0 +1,128 @@
+"""The callback outbox and its attempts: queued with a payment, claimed by one sender at a time
+(in any process), recorded attempt by attempt, bounded to the last `callback_limit`."""
+from __future__ import annotations
+
+import json
+import uuid
+
+from .connection import _where
+
+
+class CallbackTables:
+    def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
+                         warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
+        """`due` None holds the callback until `release_held`."""
+        with self.atomic():
+            callback_id = self._db.execute(
+                "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
+                "warnings, fault) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
+                (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
+                 json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False))).fetchone()[0]
+            if callback_id % 100 == 0:
+                self._prune_callbacks(callback_id - self.callback_limit)
+            return callback_id
+
+    def _prune_callbacks(self, up_to_id: int) -> None:
+        """Bounded like the journal: finished notifications older than the last `callback_limit`
+        go, with their attempts; pending ones stay, however old."""
+        self._db.execute("DELETE FROM callback_attempts WHERE callback_id IN "
+                         "(SELECT id FROM callbacks WHERE id <= ? AND status <> 'pending')", (up_to_id,))
+        self._db.execute("DELETE FROM callbacks WHERE id <= ? AND status <> 'pending'", (up_to_id,))
+
+    def release_held(self, before_id: int, due: int) -> None:
+        """Held callbacks queued before `before_id` fall due: they arrive after it."""
+        self._run("UPDATE callbacks SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at IS NULL "
+                  "AND id < ?", (due, before_id))
+
+    def callback(self, callback_id: int) -> dict | None:
+        row = self._one("SELECT * FROM callbacks WHERE id = ?", (callback_id,))
+        return _callback(row, self._attempts([callback_id])) if row else None
+
+    def callbacks(self, *, tid: str | None = None, status: str | None = None) -> list[dict]:
+        where, args = _where(tid=tid, status=status)
+        rows = self._all(f"SELECT * FROM callbacks {where} ORDER BY id", args)
+        attempts = self._attempts([r["id"] for r in rows])
+        return [_callback(r, attempts) for r in rows]
+
+    def claim_due_callbacks(self, now: float, wall: float, lease: float, limit: int) -> list[dict]:
+        """Take up to `limit` pending callbacks due at emulator time `now` that no live claim
+        holds. Each gets a claim of its own, good until wall time `wall + lease`: whoever
+        holds it makes the next attempt, so no attempt is made twice, by any process."""
+        with self.atomic(exclusive=False):
+            rows = self._db.execute(
+                "SELECT * FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
+                "AND (claim_expires IS NULL OR claim_expires < ?) ORDER BY next_attempt_at, id LIMIT ?"
+                + self._db.skip_locked, (now, wall, limit)).fetchall()
+            return [self._claim(row, wall + lease) for row in rows]
+
+    def claim_callback(self, callback_id: int, wall: float, lease: float) -> dict | None:
+        """Claim one callback whatever its status (a resend); None while another claim holds it."""
+        with self.atomic(exclusive=False):
+            row = self._db.execute("SELECT * FROM callbacks WHERE id = ? "
+                                   "AND (claim_expires IS NULL OR claim_expires < ?)" + self._db.skip_locked,
+                                   (callback_id, wall)).fetchone()
+            return self._claim(row, wall + lease) if row else None
+
+    def _claim(self, row, expires: float) -> dict:
+        claim = uuid.uuid4().hex
+        self._db.execute("UPDATE callbacks SET claimed_by = ?, claim_expires = ? WHERE id = ?",
+                         (claim, expires, row["id"]))
+        return {**_callback(row, {}), "claim": claim}
+
+    def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
+                       next_attempt_at: float | None, extra: dict | None = None) -> bool:
+        """Record an attempt (and an `extra` one made under the same claim, a duplicate) and the
+        callback's new state, if the claim still holds (a reset or an expired lease voids it:
+        then nothing is recorded, and False comes back)."""
+        with self.atomic():
+            cur = self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                "claim_expires = NULL WHERE id = ? AND claimed_by = ?",
+                (status, attempts_made, next_attempt_at, callback_id, claim))
+            if cur.rowcount != 1:
+                return False
+            self._insert_attempt(callback_id, attempt)
+            if extra is not None:
+                self._insert_attempt(callback_id, extra)
+            if attempt["kind"] in ("first", "retry") and status != "pending":
+                self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
+                    status, "exhausted"))
+            return True
+
+    def _insert_attempt(self, callback_id: int, attempt: dict) -> None:
+        self._db.execute(
+            "INSERT INTO callback_attempts (callback_id, number, kind, scheduled_at, at, wall_time, "
+            "http_status, response_body, error, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (callback_id, attempt["number"], attempt["kind"], attempt["scheduled_at"], attempt["at"],
+             attempt["wall_time"], attempt["http_status"], attempt["response_body"], attempt["error"],
+             attempt["latency_ms"]))
+
+    def callback_backlog(self, now: float, wall: float) -> dict:
+        """Pending callbacks: how many are due or being sent, and when the next one falls due."""
+        row = self._one(
+            "SELECT count(*) AS pending, "
+            "CAST(coalesce(sum(CASE WHEN next_attempt_at <= ? OR claim_expires >= ? THEN 1 ELSE 0 END), 0) "
+            "AS INTEGER) AS busy, "
+            "min(CASE WHEN next_attempt_at > ? THEN next_attempt_at END) AS next_due "
+            "FROM callbacks WHERE status = 'pending'", (now, wall, now))
+        return dict(row)
+
+    def _attempts(self, ids: list[int]) -> dict[int, list[dict]]:
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        grouped: dict[int, list[dict]] = {i: [] for i in ids}
+        for row in self._all(f"SELECT * FROM callback_attempts WHERE callback_id IN ({marks}) ORDER BY id", ids):
+            attempt = dict(row)
+            grouped[attempt.pop("callback_id")].append(attempt)
+        return grouped
+
+
+def _callback(row, attempts: dict[int, list[dict]]) -> dict:
+    callback = dict(row)
+    callback["body"] = json.loads(callback["body"])
+    callback["warnings"] = json.loads(callback["warnings"])
+    callback["fault"] = json.loads(callback["fault"])
+    callback["attempts_made"] = callback.pop("attempts")
+    callback["attempts"] = attempts.get(row["id"], [])
+    return callback

@@ -1,0 +1,169 @@
+"""The connection every table family of the storage speaks through: one per process, used under
+a lock, with every transaction boundary (atomic, after_commit, what a rollback undoes) and the
+block of token serials this process hands out."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+
+from ..backends import connect
+from .schema import ADDED_COLUMNS, SCHEMA
+
+TOKEN_BLOCK = 100
+_STORAGES: weakref.WeakSet[Connection] = weakref.WeakSet()  # every storage of this process
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps, without making an encoder per call
+
+
+def _forget_tokens_in_child() -> None:
+    """A forked process must not hand out its parent's block of tokens a second time."""
+    for storage in _STORAGES:
+        storage._tokens.clear()
+
+
+os.register_at_fork(after_in_child=_forget_tokens_in_child)
+
+
+class _Transaction:
+    """Storage.atomic's context: the outermost use begins and ends the transaction, inner uses
+    join it; hooks wait for the commit (a plain class: it runs several times per request)."""
+
+    __slots__ = ("storage", "exclusive")
+
+    def __init__(self, storage: Connection, exclusive: bool):
+        self.storage = storage
+        self.exclusive = exclusive
+
+    def __enter__(self) -> None:
+        storage = self.storage
+        storage._lock.acquire()
+        if storage._depth:
+            storage._depth += 1
+            return
+        try:
+            storage._db.begin(self.exclusive)
+        except BaseException:
+            storage._lock.release()
+            raise
+        storage._depth = 1
+
+    def __exit__(self, kind, error, trace) -> bool:
+        storage = self.storage
+        if storage._depth > 1:
+            storage._depth -= 1
+            storage._lock.release()
+            return False
+        committed = False
+        try:
+            if kind is None:
+                storage._db.execute("COMMIT")
+                committed = True
+            else:
+                storage._db.execute("ROLLBACK")
+        finally:
+            storage._depth = 0
+            storage._db.end()
+            hooks, storage._after_commit = storage._after_commit, []
+            undo, storage._on_rollback = storage._on_rollback, []
+            if not committed:
+                for hook in undo:
+                    hook()
+            storage._lock.release()
+        if committed:
+            for hook in hooks:
+                hook()
+        return False
+
+
+
+class Connection:
+    """One connection per process, used under a lock. Write transactions exclude each other
+    across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
+    check-then-write of the table families holds whatever the number of servers on one database."""
+
+    def _open(self, path: str, schema: str | None) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+        self._tokens: deque[int] = deque()  # this process's block of token serials
+        _STORAGES.add(self)
+        self._db = connect(path, schema)
+        self._board = self._db.board
+        self.backend = self._db.name
+        self._db.create(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an earlier version gains the columns added since."""
+        with self.atomic():
+            for table, columns in ADDED_COLUMNS.items():
+                present = self._db.columns(table)
+                for name, declaration in columns.items():
+                    if name not in present:
+                        self._db.execute(self._db.ddl(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}"))
+
+    def drop_schema(self, schema: str) -> None:
+        """PostgreSQL: a sandbox's tables go."""
+        with self._lock:
+            self._db.drop_schema(schema)
+
+    def atomic(self, exclusive: bool = True) -> _Transaction:
+        """A write transaction; nested uses join the outer one. `exclusive=False` (claims) only
+        locks the rows it selects FOR UPDATE, where the database can (PostgreSQL)."""
+        return _Transaction(self, exclusive)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Call `hook` once what is being written is visible to every process: at the end of
+        the transaction under way, or now when there is none (a rolled-back one drops it)."""
+        with self._lock:
+            if self._depth:
+                self._after_commit.append(hook)
+                return
+        hook()
+
+    def _all(self, sql: str, args=()) -> list:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args=()):
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _run(self, sql: str, args=()):
+        with self.atomic():
+            return self._db.execute(sql, args)
+
+    def next_value(self, name: str) -> int:
+        with self.atomic():
+            row = self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
+            return row[0]
+
+    def next_token(self) -> int:
+        """The next serial for a token (payment or cash receipt). Taken from the shared counter
+        in blocks of TOKEN_BLOCK, so most payment requests write no counter: each process hands
+        out its own block, so tokens stay unique, and ascend within a process."""
+        with self._lock:
+            if not self._tokens:
+                with self.atomic():
+                    last = self._db.execute(
+                        "INSERT INTO counters (name, value) VALUES ('token', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
+                        (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
+                    self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
+                    self._on_rollback.append(self._tokens.clear)  # rolled back: the block is no longer reserved
+            return self._tokens.popleft()
+
+
+def _where(**equal) -> tuple[str, tuple]:
+    """A WHERE clause of `column = ?` for each filter that is set."""
+    used = {column: value for column, value in equal.items() if value}
+    if not used:
+        return "", ()
+    return "WHERE " + " AND ".join(f"{column} = ?" for column in used), tuple(used.values())

@@ -1,0 +1,110 @@
+"""The payments table and its cancellations: a payment as the service holds it (a Payment), kept
+as one row with its request and details as JSON."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+from ..domain.payment import Cancellation, Payment
+from .connection import _json, _where
+
+_PAYMENT_JSON = ("request", "details")
+_PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
+_LISTED_COLUMNS = ", ".join(name for name in _PAYMENT_COLUMNS if name not in _PAYMENT_JSON)
+_INSERT_PAYMENT = f"INSERT INTO payments ({', '.join(_PAYMENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _PAYMENT_COLUMNS)})"
+
+
+class PaymentTables:
+    def insert_payment(self, payment: Payment) -> None:
+        self._run(_INSERT_PAYMENT, tuple(_payment_row(payment).values()))
+
+    def save_payment(self, payment: Payment) -> None:
+        row = _payment_row(payment)
+        token = row.pop("token")
+        assignments = ", ".join(f"{name} = ?" for name in row)
+        self._run(f"UPDATE payments SET {assignments} WHERE token = ?", (*row.values(), token))
+
+    def payment_by_token(self, token: int) -> Payment | None:
+        return _payment(self._one("SELECT * FROM payments WHERE token = ?", (token,)))
+
+    def payment_by_tid(self, tid: str) -> Payment | None:
+        return _payment(self._one("SELECT * FROM payments WHERE tid = ?", (tid,)))
+
+    def latest_payment_for_order(self, client_id: str, order_no: str) -> Payment | None:
+        return _payment(self._one(
+            "SELECT * FROM payments WHERE client_id = ? AND order_no = ? ORDER BY token DESC LIMIT 1",
+            (client_id, order_no)))
+
+    def payments(self, *, client_id: str | None = None, status: str | None = None,
+                 limit: int = 1000) -> list[Payment]:
+        where, args = _where(client_id=client_id, status=status)
+        rows = self._all(f"SELECT * FROM payments {where} ORDER BY token LIMIT ?", (*args, limit))
+        return [_payment(r) for r in rows]
+
+    def payments_made_on(self, client_id: str, day: str, statuses: tuple[str, ...]) -> list[Payment]:
+        """Payments of `client_id` whose transaction_date falls on `day` (YYYY-MM-DD), for listing:
+        their `request` and `details` are left out (empty), as search rows show neither."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._all(
+            f"SELECT {_LISTED_COLUMNS} FROM payments WHERE client_id = ? AND substr(transaction_date, 1, 10) = ? "
+            f"AND tid IS NOT NULL AND status IN ({marks}) ORDER BY transaction_date, token", (client_id, day, *statuses))
+        return [Payment(**row, request={}, details={}) for row in map(dict, rows)]
+
+    def payments_with_billkey(self, billkey: str) -> list[Payment]:
+        rows = self._all("SELECT * FROM payments WHERE billkey = ? AND tid IS NOT NULL "
+                         "ORDER BY transaction_date", (billkey,))
+        return [_payment(r) for r in rows]
+
+    def record_cancellation(self, cancellation: Cancellation) -> Cancellation:
+        """Inside `atomic()`: write the cancellation and the payment's new totals together."""
+        with self.atomic():
+            row = self._db.execute(
+                "INSERT INTO cancellations (tid, amount, taxfree_amount, tax_amount, partial, cancel_date, ip_addr) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (cancellation.tid, cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount,
+                 int(cancellation.partial), cancellation.cancel_date, cancellation.ip_addr)).fetchone()
+            self._db.execute(
+                "UPDATE payments SET cancelled_amount = cancelled_amount + ?, "
+                "cancelled_taxfree_amount = cancelled_taxfree_amount + ?, "
+                "cancelled_tax_amount = cancelled_tax_amount + ? WHERE tid = ?",
+                (cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount, cancellation.tid))
+            cancellation.id = row[0]
+            return cancellation
+
+    def cancellations_of(self, tid: str) -> list[Cancellation]:
+        rows = self._all("SELECT * FROM cancellations WHERE tid = ? ORDER BY id", (tid,))
+        return [_cancellation(r) for r in rows]
+
+    def cancellations_on(self, client_id: str, day: str) -> list[tuple[Cancellation, Payment]]:
+        rows = self._all(
+            "SELECT c.id AS c_id, c.amount AS c_amount, c.taxfree_amount AS c_taxfree, c.tax_amount AS c_tax, "
+            "c.partial AS c_partial, c.cancel_date AS c_date, c.ip_addr AS c_ip, p.* "
+            "FROM cancellations c JOIN payments p ON p.tid = c.tid "
+            "WHERE p.client_id = ? AND substr(c.cancel_date, 1, 10) = ? ORDER BY c.cancel_date, c.id",
+            (client_id, day))
+        return [(Cancellation(tid=r["tid"], amount=r["c_amount"], taxfree_amount=r["c_taxfree"],
+                              tax_amount=r["c_tax"], partial=bool(r["c_partial"]), cancel_date=r["c_date"],
+                              ip_addr=r["c_ip"], id=r["c_id"]), _payment(r)) for r in rows]
+
+
+def _payment_row(payment: Payment) -> dict:
+    # Not dataclasses.asdict: it deep-copies request and details only for them to be dumped.
+    row = {name: getattr(payment, name) for name in _PAYMENT_COLUMNS}
+    for name in _PAYMENT_JSON:
+        row[name] = _json(row[name])
+    return row
+
+
+def _payment(row) -> Payment | None:
+    if row is None:
+        return None
+    values = {name: row[name] for name in _PAYMENT_COLUMNS}
+    for name in _PAYMENT_JSON:
+        values[name] = json.loads(values[name])
+    return Payment(**values)
+
+
+def _cancellation(row) -> Cancellation:
+    return Cancellation(tid=row["tid"], amount=row["amount"], taxfree_amount=row["taxfree_amount"],
+                        tax_amount=row["tax_amount"], partial=bool(row["partial"]),
+                        cancel_date=row["cancel_date"], ip_addr=row["ip_addr"], id=row["id"])
