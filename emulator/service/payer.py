@@ -207,7 +207,6 @@ class Payer(Room):
         return {"target": request["return_url"], "fields": {"tid": tid, **fields.cash_receipt_fields(receipt)}}
 
 
-
 def _option(method: PaymentMethod, picked: str | None) -> str | None:
     if picked is None:
         option = method.option(None)

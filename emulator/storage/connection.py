@@ -78,11 +78,9 @@ class _Transaction:
         return False
 
 
-
 class Connection:
-    """One connection per process, used under a lock. Write transactions exclude each other
-    across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
-    check-then-write of the table families holds whatever the number of servers on one database."""
+    """What every table family speaks through (`self._db` under `self._lock`): the only place a
+    transaction begins or ends."""
 
     def _open(self, path: str, schema: str | None) -> None:
         self.path = path
