@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from . import drive
 from .config import ENV_PREFIX, Settings
 
 
@@ -188,6 +189,9 @@ def docs(folder):
     for path in write(Path(folder)):
         click.echo(f"wrote {path}")
 
+
+# The commands that drive a running emulator from a shell (emulator/drive.py).
+drive.register(main)
 
 if __name__ == "__main__":
     main()
