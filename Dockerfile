@@ -1,6 +1,9 @@
 # payletter-emulator: `payletter-emulator serve` under gunicorn, as a non-root user, its state in
 # the /data volume. Every setting comes from PAYLETTER_EMULATOR_* (README, "Configuration").
-FROM python:3.11-slim
+# The base is pinned by tag and by digest (the multi-platform index), so a rebuild gets the same
+# Python and Debian. To update: pick the newest python:3.11.X-slim-bookworm tag, read its digest with
+# `docker buildx imagetools inspect python:3.11.X-slim-bookworm` (the "Digest:" line), and change both.
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -24,9 +27,10 @@ USER 10001:10001
 WORKDIR /data
 VOLUME /data
 EXPOSE 8080
-# The probe asks the server this container runs, over HTTPS when PAYLETTER_EMULATOR_TLS is on
-# (without checking the certificate: it asks whether the server answers, not who it is).
+# `payletter-emulator health` asks the server this container runs (its port, and HTTPS when
+# PAYLETTER_EMULATOR_TLS is on) and exits 0 once it answers; --insecure: the probe asks whether the
+# server answers, not who it is (a certificate of one's own may not name 127.0.0.1).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --start-interval=1s --retries=3 \
-    CMD ["python", "-c", "import ssl, urllib.request; from emulator import tls; from emulator.config import Settings; s = Settings.from_env(); urllib.request.urlopen(f'{tls.scheme(s)}://127.0.0.1:{s.port}/_emulator/health', timeout=2, context=ssl._create_unverified_context())"]
+    CMD ["payletter-emulator", "health", "--insecure", "--timeout", "2"]
 # One gunicorn worker (PAYLETTER_EMULATOR_WORKERS) with threads; more workers share the database.
 CMD ["payletter-emulator", "serve"]
