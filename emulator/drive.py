@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import Any, Callable
 
 import click
@@ -134,11 +135,20 @@ def register(main: click.Group) -> None:
 # --- health and reset --------------------------------------------------------------------------
 
 @click.command()
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=0.0,
+              help="Ask again until it answers, for up to this many seconds (a server starting) [default: ask once].")
 @_connection(sandbox=False)
-def health(client: EmulatorClient):
+def health(client: EmulatorClient, wait_seconds: float):
     """Exit 0 once the emulator answers /_emulator/health; 1 (with why, as JSON) otherwise.
     The Docker image's HEALTHCHECK."""
-    return {**client.health(), "url": client.base_url}
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return {**client.health(), "url": client.base_url}
+        except (EmulatorError, OSError, json.JSONDecodeError):
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
 
 
 @click.command()

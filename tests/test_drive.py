@@ -285,3 +285,21 @@ def test_the_default_url_and_ca():
     assert default_verify("https://x", {ENV_PREFIX + "CA_FILE": "ca.pem"}) == "ca.pem"
     with pytest.raises(click.UsageError, match="eighty"):
         default_url({ENV_PREFIX + "PORT": "eighty"})
+
+
+def test_health_waits_for_a_server_that_is_starting(tmp_path):
+    server = EmulatorProcess(tmp_path)
+    port = urlparse(server.url).port
+    server.stop()
+    # Nothing answers: one question fails at once; --wait asks again until its time is up.
+    waiting = subprocess.Popen([str(CLI), "health", "--url", server.url, "--wait", "60"], stdout=subprocess.PIPE,
+                               env={k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)})
+    assert run("health", "--url", server.url).status == 1
+    assert waiting.poll() is None  # asked as well, and asks again
+    (tmp_path / "again").mkdir()
+    again = EmulatorProcess(tmp_path / "again", "--port", str(port))  # the last --port wins
+    try:
+        assert waiting.wait(60) == 0
+        assert json.loads(waiting.stdout.read())["status"] == "ok"
+    finally:
+        again.stop()
