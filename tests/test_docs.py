@@ -1,10 +1,21 @@
 """The docs cannot rot: generated pages match the tables, the README's example runs."""
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import socket
+import subprocess
+import sys
+import tomllib
+from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
 
 from emulator import docgen
+from emulator.config import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +74,138 @@ def test_readme_scenario_example_runs_against_a_live_emulator(api, callback_rece
 def test_readme_sandbox_example_runs_against_a_live_emulator(api, callback_receiver):
     readme_example(api, callback_receiver, "this sandbox's scenario declined it")
     assert api.control("/sandboxes", method="GET")["sandboxes"] == []
+
+
+# --- the command line and CI snippets ---------------------------------------------------------------
+
+BIN = Path(sys.executable).parent
+CLI_SECTION = "## CI in any language: the command line"
+
+
+def readme_section(title: str) -> str:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    start = readme.index(title + "\n")
+    return readme[start:readme.index("\n## ", start + 1)]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    """This machine's environment, with the package's commands first on PATH and none of the
+    caller's PAYLETTER_EMULATOR_* settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
+
+
+def test_the_readme_cli_session_runs_against_a_live_emulator(api, callback_receiver):
+    [session] = blocks(readme_section(CLI_SECTION), "sh")
+    script = session.replace("http://127.0.0.1:8080", api.url).replace(
+        "https://merchant.example/callback", callback_receiver.url)
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=shell_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "Traceback" not in done.stderr
+    payments = api.control("/payments", method="GET")["payments"]
+    assert sorted(p["status"] for p in payments) == ["abandoned", "approved", "approved", "failed"]
+    # The card's callback twice (delivered, then resent), the deposit's once; none for the others.
+    approved = {p["pgcode"]: p["tid"] for p in payments if p["status"] == "approved"}
+    received = Counter(c.json()["tid"] for c in callback_receiver.received)
+    assert received == {approved["creditcard"]: 2, approved["virtualaccount"]: 1}
+    assert api.control("/scenario", method="GET")["rules"] == []
+    assert api.control("/sandboxes", method="GET")["sandboxes"] == []
+
+
+def test_the_readme_cli_session_shows_every_command():
+    from emulator.cli import main
+
+    [session] = blocks(readme_section(CLI_SECTION), "sh")
+    shown = set()
+    for name, sub in re.findall(r"payletter-emulator ([a-z]+)(?: ([a-z]+))?", session):
+        shown |= {name, f"{name} {sub}"}
+    expected = set()
+    for name, command in main.commands.items():
+        if name not in ("serve", "docs"):  # the server and the docs writer are described elsewhere
+            subcommands = set(getattr(command, "commands", {})) - ({"check"} if name == "scenario" else set())
+            expected |= {f"{name} {sub}" for sub in subcommands} or {name}
+    assert expected - shown == set()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _steps(job: dict) -> list[dict]:
+    return [step for step in job["steps"] if "run" in step]
+
+
+def test_the_readme_github_actions_job_runs_here(tmp_path):
+    """The job's shell steps, run in order as the runner would (each its own bash, background
+    processes living on), in a checkout whose examples/ is the repository's; `pip install` is the
+    one step not run: this package is what it installs."""
+    [pip_job, _] = [yaml.safe_load(block) for block in blocks(readme_section(CLI_SECTION), "yaml")]
+    job = pip_job["jobs"]["payments"]
+    actions = {step["uses"].split("@")[0]: step.get("with", {}) for step in job["steps"] if "uses" in step}
+    assert actions["actions/setup-python"]["python-version"] == "3.11"
+    node_major = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    assert node_major.split(".")[0] == "v" + actions["actions/setup-node"]["node-version"]
+    steps = _steps(job)
+    assert steps[0]["run"] == "pip install payletter-emulator"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == "payletter-emulator"
+
+    checkout = tmp_path / "checkout"
+    (checkout / "examples").mkdir(parents=True)
+    (checkout / "examples" / "node-shop").symlink_to(ROOT / "examples" / "node-shop")
+    port = free_port()  # the job serves on 8080; here, a port of the test's, through the same variable
+    # One shell for the whole job, so that the server started in the background outlives its step.
+    script = ["trap 'kill $(jobs -p) 2>/dev/null' EXIT", "set -eo pipefail"]
+    for step in steps[1:]:  # the failure step too: it must work when it is needed
+        script += [f"cd {shlex.quote(str(checkout / step.get('working-directory', '.')))}", step["run"]]
+    body = "\n".join(script)
+    done = subprocess.run(["bash", "-c", body], env=shell_env(**{ENV_PREFIX + "PORT": str(port)}), cwd=checkout,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"^# pass 5$", done.stdout, re.M) and re.search(r"^# fail 0$", done.stdout, re.M), done.stdout
+    assert f"listening on http://127.0.0.1:{port}" in (checkout / "emulator.log").read_text()
+
+
+def test_the_readme_service_container_job_matches_the_image_and_the_release():
+    """Not run here (no Docker engine): read, and held to the image, the release and the job above."""
+    [pip_job, service_job] = [yaml.safe_load(block) for block in blocks(readme_section(CLI_SECTION), "yaml")]
+    job = service_job["jobs"]["payments"]
+    [service] = job["services"].values()
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    images = [step["with"]["images"] for step in release["jobs"]["image"]["steps"]
+              if step.get("uses", "").startswith("docker/metadata-action")]
+    assert images == [service["image"].replace("OWNER", "${{ github.repository_owner }}").split(":latest")[0]]
+    exposed = re.search(r"^EXPOSE (\d+)$", (ROOT / "Dockerfile").read_text(), re.M).group(1)
+    assert service["ports"] == [f"{exposed}:{exposed}"]
+    assert "HEALTHCHECK" in (ROOT / "Dockerfile").read_text()  # the runner waits for it
+    assert Settings.from_env(service["env"])  # names and values the server reads
+    assert job["env"][ENV_PREFIX + "CONTROL_TOKEN"] == service["env"][ENV_PREFIX + "CONTROL_TOKEN"]
+    assert urlparse(job["env"][ENV_PREFIX + "URL"]).port == int(exposed)
+    # Callbacks reach the runner by a name the container knows, which the Node suite reads.
+    assert "--add-host=host.docker.internal:host-gateway" in service["options"]
+    assert job["env"]["SHOP_CALLBACK_HOST"] == "host.docker.internal"
+    assert "SHOP_CALLBACK_HOST" in (ROOT / "examples" / "node-shop" / "test" / "shop.test.js").read_text()
+    # The same commands as the job that runs here: install, wait for health, the suite.
+    pip_steps = _steps(pip_job["jobs"]["payments"])
+    steps = _steps(job)
+    assert steps[0] == pip_steps[0] and steps[-1] == pip_steps[-2]
+    assert steps[1]["run"] == "payletter-emulator health --wait 30"
+
+
+def test_the_readme_testcontainers_snippet_is_node_that_waits_for_the_health_check(tmp_path):
+    section = readme_section(CLI_SECTION)
+    [snippet] = blocks(section, "js")
+    script = tmp_path / "emulator.js"
+    script.write_text(snippet)
+    checked = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    [_, service_job] = [yaml.safe_load(block) for block in blocks(section, "yaml")]
+    [service] = service_job["jobs"]["payments"]["services"].values()
+    assert f"GenericContainer('{service['image']}')" in snippet
+    assert ".withExposedPorts(8080)" in snippet and ".withWaitStrategy(Wait.forHealthCheck())" in snippet

@@ -41,7 +41,8 @@ function createShop(options = {}) {
   const paymentKey = options.paymentKey ?? process.env.PAYLETTER_PAYMENT_KEY ?? TEST_CLIENT.paymentKey;
   const orders = new Map(); // order_no -> { order_no, amount, user_id, token, status, tid, pgcode }
   let serial = 0;
-  let publicUrl = options.publicUrl; // known once listening, unless given
+  // Where the gateway calls the shop back: given, or this host's address once listening.
+  let publicUrl = options.publicUrl;
 
   async function gateway(path, body) {
     const answer = await fetch(gatewayUrl + path, {
@@ -113,7 +114,7 @@ function createShop(options = {}) {
     response.end(JSON.stringify(answer));
   });
   server.on('listening', () => {
-    publicUrl ??= `http://127.0.0.1:${server.address().port}`;
+    publicUrl ??= `http://${options.publicHost ?? '127.0.0.1'}:${server.address().port}`;
   });
   server.orders = orders;
   return server;

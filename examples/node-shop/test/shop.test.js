@@ -1,6 +1,7 @@
 // The shop's suite, against a running payletter-emulator: the shop speaks HTTP to it, and the test
 // plays the payer and moves the emulator with its command line, as any language's suite could.
-// PAYLETTER_EMULATOR_URL says where it runs (default http://127.0.0.1:8080).
+// PAYLETTER_EMULATOR_URL says where it runs (default http://127.0.0.1:8080); SHOP_CALLBACK_HOST is
+// the name the emulator reaches this machine by, when it runs elsewhere (in a container).
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -12,6 +13,7 @@ const { promisify } = require('node:util');
 const { createShop } = require('../shop');
 
 const CLI = process.env.PAYLETTER_EMULATOR_CLI ?? 'payletter-emulator';
+const CALLBACK_HOST = process.env.SHOP_CALLBACK_HOST ?? '127.0.0.1';
 
 // One command of the emulator's CLI: its JSON answer, or a failure carrying its JSON refusal.
 async function emulator(...args) {
@@ -37,8 +39,9 @@ async function call(method, path, body) {
 
 before(async () => {
   sandbox = await emulator('sandbox', 'create');
-  shop = createShop({ gatewayUrl: sandbox.base_url, clientId: sandbox.client_id, paymentKey: sandbox.payment_key });
-  shop.listen(0, '127.0.0.1');
+  shop = createShop({ gatewayUrl: sandbox.base_url, clientId: sandbox.client_id, paymentKey: sandbox.payment_key,
+    publicHost: CALLBACK_HOST });
+  shop.listen(0, CALLBACK_HOST === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0');
   await once(shop, 'listening');
   shopUrl = `http://127.0.0.1:${shop.address().port}`;
 });
