@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
+import requests
 import yaml
 
 from emulator import docgen
@@ -138,6 +139,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_shop_checkout(tmp_path: Path) -> Path:
+    """A checkout for a job's steps: examples/node-shop is the repository's; what a step writes
+    (emulator.log) stays in the test's folder."""
+    checkout = tmp_path / "checkout"
+    (checkout / "examples").mkdir(parents=True)
+    (checkout / "examples" / "node-shop").symlink_to(ROOT / "examples" / "node-shop")
+    return checkout
+
+
 def _steps(job: dict) -> list[dict]:
     return [step for step in job["steps"] if "run" in step]
 
@@ -156,9 +166,7 @@ def test_the_readme_github_actions_job_runs_here(tmp_path):
     assert steps[0]["run"] == "pip install payletter-emulator"
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == "payletter-emulator"
 
-    checkout = tmp_path / "checkout"
-    (checkout / "examples").mkdir(parents=True)
-    (checkout / "examples" / "node-shop").symlink_to(ROOT / "examples" / "node-shop")
+    checkout = node_shop_checkout(tmp_path)
     port = free_port()  # the job serves on 8080; here, a port of the test's, through the same variable
     # One shell for the whole job, so that the server started in the background outlives its step.
     script = ["trap 'kill $(jobs -p) 2>/dev/null' EXIT", "set -eo pipefail"]
@@ -172,30 +180,49 @@ def test_the_readme_github_actions_job_runs_here(tmp_path):
     assert f"listening on http://127.0.0.1:{port}" in (checkout / "emulator.log").read_text()
 
 
-def test_the_readme_service_container_job_matches_the_image_and_the_release():
-    """Not run here (no Docker engine): read, and held to the image, the release and the job above."""
+def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path):
+    """No Docker engine here: the job is held to the image and the release by reading, and its steps
+    run against the image's CMD run as a process with the service's environment (as
+    tests/test_docker.py does), with what only Docker gives replaced: the mapped port, and the name
+    host.docker.internal."""
+    from .test_docker import Container
+
     [pip_job, service_job] = [yaml.safe_load(block) for block in blocks(readme_section(CLI_SECTION), "yaml")]
     job = service_job["jobs"]["payments"]
     [service] = job["services"].values()
     release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
     images = [step["with"]["images"] for step in release["jobs"]["image"]["steps"]
               if step.get("uses", "").startswith("docker/metadata-action")]
-    assert images == [service["image"].replace("OWNER", "${{ github.repository_owner }}").split(":latest")[0]]
+    assert images == [service["image"].replace("OWNER", "${{ github.repository_owner }}").removesuffix(":latest")]
     exposed = re.search(r"^EXPOSE (\d+)$", (ROOT / "Dockerfile").read_text(), re.M).group(1)
     assert service["ports"] == [f"{exposed}:{exposed}"]
     assert "HEALTHCHECK" in (ROOT / "Dockerfile").read_text()  # the runner waits for it
-    assert Settings.from_env(service["env"])  # names and values the server reads
+    assert job["env"][ENV_PREFIX + "URL"] == service["env"][ENV_PREFIX + "PUBLIC_URL"] == f"http://127.0.0.1:{exposed}"
     assert job["env"][ENV_PREFIX + "CONTROL_TOKEN"] == service["env"][ENV_PREFIX + "CONTROL_TOKEN"]
-    assert urlparse(job["env"][ENV_PREFIX + "URL"]).port == int(exposed)
     # Callbacks reach the runner by a name the container knows, which the Node suite reads.
     assert "--add-host=host.docker.internal:host-gateway" in service["options"]
     assert job["env"]["SHOP_CALLBACK_HOST"] == "host.docker.internal"
-    assert "SHOP_CALLBACK_HOST" in (ROOT / "examples" / "node-shop" / "test" / "shop.test.js").read_text()
-    # The same commands as the job that runs here: install, wait for health, the suite.
-    pip_steps = _steps(pip_job["jobs"]["payments"])
-    steps = _steps(job)
+    # The same commands as the job above: install, wait for health, the suite.
+    steps, pip_steps = _steps(job), _steps(pip_job["jobs"]["payments"])
     assert steps[0] == pip_steps[0] and steps[-1] == pip_steps[-2]
-    assert steps[1]["run"] == "payletter-emulator health --wait 30"
+
+    data = tmp_path / "data"
+    data.mkdir()
+    # The public URL is the address the request came to, the mapped port here.
+    container = Container(data, {k: v for k, v in service["env"].items() if k != ENV_PREFIX + "PUBLIC_URL"})
+    try:
+        checkout = node_shop_checkout(tmp_path)
+        env = {**job["env"], ENV_PREFIX + "URL": container.url, "SHOP_CALLBACK_HOST": "127.0.0.1"}
+        for step in steps[1:]:
+            done = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], env=shell_env(**env),
+                                  cwd=checkout / step.get("working-directory", "."), capture_output=True, text=True,
+                                  timeout=300)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert re.search(r"^# pass 5$", done.stdout, re.M) and re.search(r"^# fail 0$", done.stdout, re.M), done.stdout
+        # Without the token, the control API refuses: the job's token is what let the suite in.
+        assert requests.get(container.url + "/_emulator/sandboxes", timeout=10).status_code == 401
+    finally:
+        container.stop()
 
 
 def test_the_readme_testcontainers_snippet_is_node_that_waits_for_the_health_check(tmp_path):
