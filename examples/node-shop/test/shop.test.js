@@ -18,10 +18,15 @@ const CALLBACK_HOST = process.env.SHOP_CALLBACK_HOST ?? '127.0.0.1';
 // One command of the emulator's CLI: its JSON answer, or a failure carrying its JSON refusal.
 async function emulator(...args) {
   try {
-    const { stdout } = await promisify(execFile)(CLI, args, { env: { ...process.env, PAYLETTER_EMULATOR_SANDBOX: sandbox?.id ?? '' } });
+    const env = { ...process.env, PAYLETTER_EMULATOR_SANDBOX: sandbox?.id ?? '' };
+    const { stdout } = await promisify(execFile)(CLI, args, { env });
     return JSON.parse(stdout);
   } catch (error) {
-    error.refusal = error.stderr ? JSON.parse(error.stderr) : undefined;
+    try {
+      error.refusal = JSON.parse(error.stderr); // the emulator's refusal; a usage error is plain text
+    } catch {
+      error.refusal = undefined;
+    }
     throw error;
   }
 }
