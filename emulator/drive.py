@@ -3,125 +3,15 @@
 prints its answer as one JSON document; a refusal is a JSON document on stderr and exit status 1."""
 from __future__ import annotations
 
-import functools
 import json
-import os
-import re
 import sys
 import time
 from typing import Any, Callable
 
 import click
 
-from .client import CallbackWaitError, EmulatorClient, EmulatorError
-from .config import ENV_PREFIX, Settings
-
-URL_VARIABLE = ENV_PREFIX + "URL"  # where the commands find the emulator
-CA_VARIABLE = ENV_PREFIX + "CA_FILE"  # the CA they trust it with, over HTTPS
-TOKEN_VARIABLE = ENV_PREFIX + "CONTROL_TOKEN"  # the server's own variable: one secret for both sides
-SANDBOX_VARIABLE = ENV_PREFIX + "SANDBOX"
-FAILED = 1  # the emulator refused, or could not be reached; click's usage errors exit with 2
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms]?)")
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
-
-
-def default_url(environ=os.environ) -> str:
-    """PAYLETTER_EMULATOR_URL, else the server this environment's PAYLETTER_EMULATOR_* settings
-    describe (its port, HTTPS when TLS is on): http://127.0.0.1:8080 when none is set."""
-    if environ.get(URL_VARIABLE):
-        return environ[URL_VARIABLE]
-    from . import tls
-
-    settings = _settings(environ)
-    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
-    return f"{tls.scheme(settings)}://{f'[{host}]' if ':' in host else host}:{settings.port}"
-
-
-def default_verify(url: str, environ=os.environ) -> bool | str:
-    """Over HTTPS, the CA of PAYLETTER_EMULATOR_CA_FILE, else the one a `--tls` server with this
-    environment's database made (when it is there), else the system's."""
-    if environ.get(CA_VARIABLE):
-        return environ[CA_VARIABLE]
-    if url.startswith("https://"):
-        from . import tls
-
-        own = tls.ca_path(_settings(environ).db)
-        if own.is_file():
-            return str(own)
-    return True
-
-
-def _settings(environ) -> Settings:
-    try:
-        return Settings.from_env(environ)
-    except ValueError as exc:
-        raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from `300`, `90s`, `5m`, `1h30m`, `3d`, `1.5h`."""
-    if not re.fullmatch(rf"(?:{_DURATION.pattern})+", text):
-        raise click.BadParameter(f"{text!r} is not a duration (seconds, or like 90s, 5m, 1h30m, 3d)")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION.findall(text))
-
-
-def fail(document: dict[str, Any]) -> None:
-    click.echo(json.dumps(document, ensure_ascii=False), err=True)
-    sys.exit(FAILED)
-
-
-def _connection(sandbox: bool):
-    """The options every command shares (`--sandbox` where the control API has one), turned into
-    an EmulatorClient; the command's answer printed as JSON, a refusal as JSON on stderr."""
-
-    def decorate(command: Callable[..., Any]):
-        @functools.wraps(command)
-        def run(url, control_token, ca_file, insecure, timeout, bound_sandbox=None, **arguments):
-            url = (url or default_url()).rstrip("/")
-            verify = False if insecure else (ca_file or default_verify(url))
-            if insecure:  # asked for: no warning on stderr, which holds only a refusal
-                import urllib3
-
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            client = EmulatorClient(url, sandbox=bound_sandbox or None, control_token=control_token or None,
-                                    verify=verify, timeout=timeout)
-            try:
-                answer = command(client, **arguments)
-            except EmulatorError as exc:
-                fail({"status": exc.status, "code": exc.code, "message": exc.message,
-                      "request": f"{exc.method} {exc.path}", "url": client.url})
-            except CallbackWaitError as exc:
-                fail({"status": None, "code": None, "message": str(exc), "url": client.url})
-            except OSError as exc:  # requests' connection, timeout and TLS errors
-                fail({"status": None, "code": None, "message": f"cannot reach the emulator: {exc}", "url": url})
-            except json.JSONDecodeError as exc:  # something else answers at that address
-                fail({"status": None, "code": None, "message": f"the answer is not JSON: {exc}", "url": url})
-            finally:
-                client.close()
-            click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
-
-        options = [
-            click.option("--url", envvar=URL_VARIABLE, show_envvar=True,
-                         help="The emulator [default: http://127.0.0.1:8080, or the server the "
-                              "PAYLETTER_EMULATOR_* settings describe]."),
-            click.option("--token", "control_token", envvar=TOKEN_VARIABLE, show_envvar=True,
-                         help="The control token (`serve --control-token`), sent as X-Emulator-Token."),
-            click.option("--ca-file", envvar=CA_VARIABLE, show_envvar=True, type=click.Path(dir_okay=False),
-                         help="Trust an HTTPS emulator with this CA [default: the one a `--tls` server "
-                              "made beside PAYLETTER_EMULATOR_DB, if there; else the system's]."),
-            click.option("--insecure", "-k", is_flag=True, help="Over HTTPS, do not check the certificate."),
-            click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-                         help="Seconds to wait for the answer."),
-        ]
-        if sandbox:
-            options.append(click.option("--sandbox", "bound_sandbox", envvar=SANDBOX_VARIABLE, show_envvar=True,
-                                        help="Drive this sandbox (`sandbox create`) instead of the root."))
-        for option in reversed(options):
-            run = option(run)
-        return run
-
-    return decorate
+from .client import EmulatorClient, EmulatorError
+from .drive_options import connection, fail, parse_duration
 
 
 def register(main: click.Group) -> None:
@@ -137,7 +27,7 @@ def register(main: click.Group) -> None:
 @click.command()
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=0.0,
               help="Ask again until it answers, for up to this many seconds (a server starting) [default: ask once].")
-@_connection(sandbox=False)
+@connection(sandbox=False)
 def health(client: EmulatorClient, wait_seconds: float):
     """Exit 0 once the emulator answers /_emulator/health; 1 (with why, as JSON) otherwise.
     The Docker image's HEALTHCHECK."""
@@ -152,7 +42,7 @@ def health(client: EmulatorClient, wait_seconds: float):
 
 
 @click.command()
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def reset(client: EmulatorClient):
     """Forget payments, callbacks and the journal; the clock returns to real time."""
     return client.reset()
@@ -166,7 +56,7 @@ def reset(client: EmulatorClient):
 @click.option("--card-number", help="A test card number (a declining one declines, as on the page).")
 @click.option("--install-month", help="Installment months.")
 @click.option("--bank-code", help="The bank of a transfer or virtual account.")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def approve(client: EmulatorClient, token: str, **choices):
     """Pay TOKEN as the payer would: {"return_url", "fields"}, what the browser POSTs to return_url.
     The callback's first attempt follows (`callbacks flush` waits for it)."""
@@ -177,7 +67,7 @@ def approve(client: EmulatorClient, token: str, **choices):
 @click.argument("token")
 @click.option("--code", help="The failure's code [default: 6001].")
 @click.option("--message", help="The failure's message.")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def decline(client: EmulatorClient, token: str, code: str | None, message: str | None):
     """The payer's payment of TOKEN fails: {"return_url", "fields"} with the failure's code."""
     return client.decline(token, code, message)
@@ -185,7 +75,7 @@ def decline(client: EmulatorClient, token: str, code: str | None, message: str |
 
 @click.command()
 @click.argument("token")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def abandon(client: EmulatorClient, token: str):
     """The payer presses cancel on TOKEN's page: {"redirect_url"}."""
     return client.abandon(token)
@@ -194,7 +84,7 @@ def abandon(client: EmulatorClient, token: str):
 @click.command()
 @click.argument("tid")
 @click.option("--amount", type=int, help="The amount deposited [default: the amount due].")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def deposit(client: EmulatorClient, tid: str, amount: int | None):
     """The payer deposits into TID's virtual account: the payment. The callback follows."""
     return client.deposit(tid, amount)
@@ -210,7 +100,7 @@ def payments():
 @payments.command("list")
 @click.option("--status", help="created, page_entered, awaiting_deposit, approved, verified, failed or abandoned.")
 @click.option("--client-id", help="Only this client's.")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def payments_list(client: EmulatorClient, status: str | None, client_id: str | None):
     """Every payment with its cancellations and cash receipts: {"payments": [...]}."""
     return {"payments": client.payments(client_id=client_id, status=status)}
@@ -218,7 +108,7 @@ def payments_list(client: EmulatorClient, status: str | None, client_id: str | N
 
 @payments.command("get")
 @click.argument("ref")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def payments_get(client: EmulatorClient, ref: str):
     """One payment, by tid or token."""
     return client.payment(ref)
@@ -230,7 +120,7 @@ def clock():
 
 
 @clock.command("get")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def clock_get(client: EmulatorClient):
     """{"now", "frozen"}."""
     return client.clock.state()
@@ -238,7 +128,7 @@ def clock_get(client: EmulatorClient):
 
 @clock.command("advance")
 @click.argument("duration")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def clock_advance(client: EmulatorClient, duration: str):
     """Move the clock forward by DURATION (seconds, or 90s, 5m, 1h30m, 3d); what the new time
     makes due (callback retries, expiries) happens at once. {"now", "frozen"}."""
@@ -247,21 +137,21 @@ def clock_advance(client: EmulatorClient, duration: str):
 
 @clock.command("set")
 @click.argument("moment")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def clock_set(client: EmulatorClient, moment: str):
     """Jump to MOMENT (ISO 8601; without an offset it is read as KST). {"now", "frozen"}."""
     return client.control("POST", "/clock", {"set": moment})
 
 
 @clock.command("freeze")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def clock_freeze(client: EmulatorClient):
     """Time stands still until moved or unfrozen (a reset unfreezes it). {"now", "frozen"}."""
     return client.control("POST", "/clock", {"freeze": True})
 
 
 @clock.command("unfreeze")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def clock_unfreeze(client: EmulatorClient):
     """Time runs again from where it stood. {"now", "frozen"}."""
     return client.control("POST", "/clock", {"freeze": False})
@@ -275,7 +165,7 @@ def callbacks():
 @callbacks.command("list")
 @click.option("--tid", help="Only this payment's.")
 @click.option("--status", type=click.Choice(["pending", "delivered", "failed"]))
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def callbacks_list(client: EmulatorClient, tid: str | None, status: str | None):
     """Notifications, oldest first: {"callbacks": [...]}."""
     return {"callbacks": client.callbacks.list(tid=tid, status=status)}
@@ -284,7 +174,7 @@ def callbacks_list(client: EmulatorClient, tid: str | None, status: str | None):
 @callbacks.command("flush")
 @click.option("--max-seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Give up waiting after this long.")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def callbacks_flush(client: EmulatorClient, max_seconds: float):
     """Send every attempt due now; answer once none is left: {"idle", "pending", "next_attempt_at"}."""
     return client.callbacks.flush(max_seconds)
@@ -296,7 +186,7 @@ def callbacks_flush(client: EmulatorClient, max_seconds: float):
               show_default=True)
 @click.option("--wait-seconds", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Flush for at most this long.")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def callbacks_wait(client: EmulatorClient, tid: str | None, status: str, wait_seconds: float):
     """Flush, then the first notification (of --tid) in --status; exit 1, saying what each
     notification went through, when none is once nothing is due."""
@@ -305,7 +195,7 @@ def callbacks_wait(client: EmulatorClient, tid: str | None, status: str, wait_se
 
 @callbacks.command("resend")
 @click.argument("callback_id", type=int)
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def callbacks_resend(client: EmulatorClient, callback_id: int):
     """One extra attempt of notification CALLBACK_ID now, whatever its status: {"attempt", "callback"}."""
     return client.callbacks.resend(callback_id)
@@ -322,7 +212,7 @@ def sandbox():
 @click.option("--scenario", "scenarios", multiple=True,
               help="A shipped scenario's name or a file (read here); repeatable, merged in order.")
 @click.option("--idle-seconds", type=click.FloatRange(min=1), help="Deleted after this long without requests [default: 3600].")
-@_connection(sandbox=False)
+@connection(sandbox=False)
 def sandbox_create(client: EmulatorClient, scenarios: tuple[str, ...], idle_seconds: float | None):
     """A new sandbox: {"id", "client_id", "payment_key", "search_key", "base_url", ...}."""
     from .client import scenario_document
@@ -336,7 +226,7 @@ def sandbox_create(client: EmulatorClient, scenarios: tuple[str, ...], idle_seco
 
 
 @sandbox.command("list")
-@_connection(sandbox=False)
+@connection(sandbox=False)
 def sandbox_list(client: EmulatorClient):
     """The sandboxes of this server: {"sandboxes": [...]}."""
     return client.control("GET", "/sandboxes", root=True)
@@ -344,7 +234,7 @@ def sandbox_list(client: EmulatorClient):
 
 @sandbox.command("delete")
 @click.argument("sandbox_id")
-@_connection(sandbox=False)
+@connection(sandbox=False)
 def sandbox_delete(client: EmulatorClient, sandbox_id: str):
     """Delete sandbox SANDBOX_ID and everything in it: {"deleted": id}."""
     return client.control("DELETE", f"/sandboxes/{sandbox_id}", root=True)
@@ -352,7 +242,7 @@ def sandbox_delete(client: EmulatorClient, sandbox_id: str):
 
 @click.command("put")
 @click.argument("scenarios", nargs=-1, required=True)
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def scenario_put(client: EmulatorClient, scenarios: tuple[str, ...]):
     """Put SCENARIOS in force: shipped names, files (checked here first) or `-` for YAML or JSON on
     standard input; several are merged in order. The scenario's view."""
@@ -362,14 +252,14 @@ def scenario_put(client: EmulatorClient, scenarios: tuple[str, ...]):
 
 
 @click.command("get")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def scenario_get(client: EmulatorClient):
     """The scenario in force, how often each rule applied, its timed jobs."""
     return client.scenario()
 
 
 @click.command("clear")
-@_connection(sandbox=True)
+@connection(sandbox=True)
 def scenario_clear(client: EmulatorClient):
     """Back to the gateway's default behaviour."""
     return client.clear_scenario()

@@ -193,7 +193,7 @@ def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path):
     release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
     images = [step["with"]["images"] for step in release["jobs"]["image"]["steps"]
               if step.get("uses", "").startswith("docker/metadata-action")]
-    assert images == [service["image"].replace("OWNER", "${{ github.repository_owner }}").removesuffix(":latest")]
+    assert images == [service["image"].replace("REGISTRY", "${{ vars.IMAGE_REGISTRY }}").replace("OWNER", "${{ github.repository_owner }}").removesuffix(":latest")]
     exposed = re.search(r"^EXPOSE (\d+)$", (ROOT / "Dockerfile").read_text(), re.M).group(1)
     assert service["ports"] == [f"{exposed}:{exposed}"]
     assert "HEALTHCHECK" in (ROOT / "Dockerfile").read_text()  # the runner waits for it

@@ -18,7 +18,7 @@ import click
 import pytest
 
 from emulator.config import ENV_PREFIX
-from emulator.drive import default_url, default_verify, parse_duration
+from emulator.drive_options import default_url, default_verify, parse_duration
 
 from .conftest import EmulatorProcess, freeze_at
 from .test_tls import HttpsEmulator

@@ -1,5 +1,5 @@
 """The GitHub workflows, read as data (no GitHub here): CI runs .ci/run; a tag `v*` tests, builds
-the wheel and the sdist, pushes the image to the owner's GitHub registry and publishes to PyPI."""
+the wheel and the sdist, pushes the image to the registry the repository names and publishes to PyPI."""
 from __future__ import annotations
 
 import subprocess
@@ -46,12 +46,12 @@ def test_a_version_tag_tests_builds_pushes_the_image_and_publishes():
     assert any("pyproject.toml" in command and "GITHUB_REF_NAME" in command for command in runs(jobs["build"]))
     assert uses(jobs["build"], "actions/upload-artifact")["with"]["path"] == "dist/"
 
-    # The image, from the Dockerfile at the root, to ghcr.io/<owner>/payletter-emulator.
+    # The image, from the Dockerfile at the root, to <registry>/<owner>/payletter-emulator.
     image = jobs["image"]
     assert image["needs"] == "test" and image["permissions"]["packages"] == "write"
-    assert uses(image, "docker/login-action")["with"]["registry"] == "ghcr.io"
+    assert uses(image, "docker/login-action")["with"]["registry"] == "${{ vars.IMAGE_REGISTRY }}"
     assert uses(image, "docker/metadata-action")["with"]["images"] == \
-        "ghcr.io/${{ github.repository_owner }}/payletter-emulator"
+        "${{ vars.IMAGE_REGISTRY }}/${{ github.repository_owner }}/payletter-emulator"
     pushed = uses(image, "docker/build-push-action")["with"]
     assert pushed["push"] is True and pushed["context"] == "." and "steps.meta.outputs.tags" in pushed["tags"]
     assert (ROOT / pushed["context"] / "Dockerfile").is_file()
