@@ -69,6 +69,10 @@ def test_missing_necessary_field(api, missing):
     assert refused(api, **{missing: None}) == {"code": 2001, "message": f"{missing} is required"}
 
 
+FORBIDDEN = ("product_name must not contain <, > or a control character "
+             "(U+0000 to U+001F, U+007F to U+009F: CR, LF, tab, ...)")
+
+
 @pytest.mark.parametrize("field,value,code,message", [
     ("amount", "12a", 2002, "amount must be a whole number of KRW, got \"12a\""),
     ("amount", 1000.5, 2002, "amount must be a whole number of KRW, got 1000.5"),
@@ -77,14 +81,25 @@ def test_missing_necessary_field(api, missing):
     ("taxfree_amount", "100000000000", 2011, "taxfree_amount must be at most 99999999999, got 100000000000"),
     ("product_name", "x" * 101, 2003, "product_name is longer than 100 characters"),
     ("user_id", "u" * 51, 2003, "user_id is longer than 50 characters"),
-    ("product_name", "a <b>", 2008, "product_name must not contain <, >, CR or LF"),
-    ("product_name", "line\nbreak", 2008, "product_name must not contain <, >, CR or LF"),
+    ("product_name", "a <b>", 2008, FORBIDDEN),
+    ("product_name", "line\nbreak", 2008, FORBIDDEN),
     ("email_flag", "yes", 2004, "email_flag must be one of 'Y', 'N'"),
     ("pgcode", "visa", 3001, "pgcode 'visa' is not a payment method code of the appendix"),
     ("user_id", ["a"], 2002, "user_id must be a string, got [\"a\"]"),
 ])
 def test_field_rules(api, field, value, code, message):
     assert refused(api, **{field: value}) == {"code": code, "message": message}
+
+
+@pytest.mark.parametrize("control", ["\t", "\x00", "\x1b", "\x7f", "\x85", "\x9f", "\r"])
+def test_every_control_character_is_refused_in_product_name(api, control):
+    """The reference: "Not allowed to use control character such as <, >, carriage return"."""
+    assert refused(api, product_name=f"cup{control}cake") == {"code": 2008, "message": FORBIDDEN}
+
+
+def test_product_name_keeps_what_is_not_a_control_character(api):
+    name = "한글 café ™ \u00a0 \u2028 !\"#$%&'()*+,-./:;=?@[\\]^_`{|}~"
+    assert api.post("/v1.0/payments/request", api.request_body(product_name=name)).status_code == 200
 
 
 def test_sizes_count_characters_not_bytes(api):
@@ -145,7 +160,7 @@ def test_malformed_bodies(api):
     headers = {"Authorization": f"PLKEY {PAYMENT_KEY}", "Content-Type": "application/json"}
     cases = [b'{"pgcode": ', b"\xff\xfe{}", b"[1, 2]", b"[" * 100_000]
     codes = [api.http.post(url, data=raw, headers=headers).json()["code"] for raw in cases]
-    assert codes == [2000, 2000, 2009, 2000]
+    assert codes == [2000, 997, 2009, 2000]
 
 
 def test_oversized_body_is_413_in_the_envelope(api):

@@ -6,6 +6,7 @@ import json
 
 from flask import Request, current_app, g, request
 
+from .. import lenient_json
 from ..config import Client
 from ..domain.text import is_text
 from ..errors import GatewayError
@@ -92,13 +93,17 @@ def json_body(*, strict: bool, sent: Request | None = None):
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise GatewayError("malformed_json", detail=f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        # The real gateway's answer, its .NET decoder's words: the first bad byte and its offset.
+        raise GatewayError("body_not_utf8", index=exc.start, byte=f"{exc.object[exc.start]:02X}") from None
     try:
-        value = json.loads(text)
+        reading = lenient_json.loads(text)
     except json.JSONDecodeError as exc:
         raise GatewayError("malformed_json", detail=str(exc)) from None
     except RecursionError:
         raise GatewayError("malformed_json", detail="nested too deeply") from None
+    for deviation in reading.deviations:
+        tolerate("body", deviation, strict=strict, warnings=warnings())
+    value = reading.value
     if "\\u" in text and not is_text(value):
         raise GatewayError("malformed_json", detail="a \\u escape of a lone surrogate is not text")
     return value
