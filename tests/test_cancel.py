@@ -289,6 +289,42 @@ def test_partial_taxfree_larger_than_the_cancelled_amount(api):
     assert stored(api, fields["tid"])["cancellations"] == []
 
 
+def test_partial_tax_amount_is_checked_as_on_payments_request(api):
+    fields = api.pay(amount=1000)
+    assert refused(api.cancel(fields, 500, partial=True, taxfree_amount=100, tax_amount=450)) == {
+        "code": 3009, "message": "tax_amount 450 exceeds the taxable amount 400 (amount - taxfree_amount)"}
+
+
+def test_partial_tax_amount_is_bounded_by_the_vat_left(api):
+    fields = api.pay(amount=1000)  # VAT ceil(1000 / 11) = 91
+    tid = fields["tid"]
+    assert refused(api.cancel(fields, 500, partial=True, tax_amount=92)) == {
+        "code": 4014, "message": f"tax_amount 92 exceeds the VAT left on {tid}: 91 of its 91"}
+    ok(api.cancel(fields, 500, partial=True, tax_amount=80))
+    assert refused(api.cancel(fields, 100, partial=True, tax_amount=12))["message"] == \
+        f"tax_amount 12 exceeds the VAT left on {tid}: 11 of its 91"
+    ok(api.cancel(fields, 100, partial=True))  # ceil(100 / 11) = 10: within what is left
+    ok(api.cancel(fields, 100, partial=True))  # 10 more than the 1 left: the computed VAT stops at 1
+    assert [c["tax_amount"] for c in stored(api, tid)["cancellations"]] == [80, 10, 1]
+    ok(api.cancel(fields, 300))
+    payment = stored(api, tid)
+    assert payment["cancellations"][-1]["tax_amount"] == 0 and payment["cancelled_tax_amount"] == 91
+
+
+def test_a_payment_without_vat_gives_none_back(api):
+    fields = api.pay(amount=1000, tax_amount=0)
+    ok(api.cancel(fields, 500, partial=True))
+    assert stored(api, fields["tid"])["cancellations"][0]["tax_amount"] == 0
+
+
+def test_partial_taxfree_amount_is_bounded_by_the_taxfree_left(api):
+    fields = api.pay(amount=1000, taxfree_amount=300)
+    ok(api.cancel(fields, 400, partial=True, taxfree_amount=200))
+    assert refused(api.cancel(fields, 400, partial=True, taxfree_amount=101)) == {
+        "code": 4015,
+        "message": f"taxfree_amount 101 exceeds the tax-free amount left on {fields['tid']}: 100 of its 300"}
+
+
 # --- windows on the emulator's clock ---------------------------------------------------
 def test_d_plus_180_counts_calendar_days_inclusive(api):
     freeze_at(api, START)

@@ -34,9 +34,14 @@ def rows_of(api, date: str = DAY_Q, date_type: str = "transaction", **extra) -> 
     return body["list"]
 
 
-def expected_row(fields: dict, *, status_code: int, amount: int, cancel_date: str) -> dict:
+def expected_row(fields: dict, *, status_code: int, amount: int, cancel_date: str, taxfree_amount: int = 0,
+                 tax_amount: int | None = None) -> dict:
+    """A row as the Korean documentation shows it; its tax split is that of `amount` (by default
+    all taxable, VAT ceil(amount / 11))."""
+    vat = -(-(amount - taxfree_amount) // 11) if tax_amount is None else tax_amount
     return {"pgcode": fields["pgcode"], "user_id": fields["user_id"], "user_name": fields["user_name"],
-            "tid": fields["tid"], "cid": fields["cid"], "amount": amount, "order_no": fields["order_no"],
+            "tid": fields["tid"], "cid": fields["cid"], "amount": amount, "taxfree_amount": taxfree_amount,
+            "tax_amount": vat, "order_no": fields["order_no"],
             "product_name": fields["product_name"], "status_code": status_code,
             "transaction_date": fields["transaction_date"], "cancel_date": cancel_date}
 
@@ -108,6 +113,24 @@ def test_transaction_lists_by_payment_date_only(api):
     assert today == [expected_row(paid, status_code=2, amount=1000, cancel_date="2026-11-30 15:00:00")]
     assert rows_of(api, NEXT_DAY_Q) == []
     assert rows_of(api, "20261128") == []
+
+
+def test_rows_carry_the_tax_split_of_their_amount(api):
+    """VAT reconciliation reads taxfree_amount and tax_amount of each row: the payment's for an
+    approval, what was cancelled for a cancelled one, each cancellation's on its settle row."""
+    freeze_at(api, f"{DAY}T10:00:00+09:00")
+    paid = api.pay(order_no="VAT-1", amount=10000, taxfree_amount=1000)  # VAT ceil(9000 / 11) = 819
+    assert rows_of(api) == [expected_row(paid, status_code=0, amount=10000, taxfree_amount=1000, tax_amount=819,
+                                         cancel_date="")]
+    at(api, "10:30:00")
+    cancel_ok(api, paid, 1001, partial=True)  # all taxable: VAT ceil(1001 / 11) = 91
+    at(api, "10:40:00")
+    ok(api.cancel(paid, 2000, partial=True, taxfree_amount=500, tax_amount=100))
+    assert rows_of(api) == [expected_row(paid, status_code=2, amount=3001, taxfree_amount=0 + 500,
+                                         tax_amount=91 + 100, cancel_date=f"{DAY} 10:40:00")]
+    settle = rows_of(api, date_type="settle")
+    assert [(r["amount"], r["taxfree_amount"], r["tax_amount"]) for r in settle] == [
+        (10000, 1000, 819), (1001, 0, 91), (2000, 500, 100)]
 
 
 def test_empty_day_matches_the_schema(api, schemas):

@@ -97,26 +97,37 @@ def cash_receipt_fields(receipt: dict | None) -> dict:
             "cash_receipt_deal_no": receipt["deal_no"]}
 
 
-def list_row(payment: Payment, *, status_code: int, amount: int, cancel_date: str) -> dict:
+def list_row(payment: Payment, *, status_code: int, amount: int, taxfree_amount: int, tax_amount: int,
+             cancel_date: str) -> dict:
+    """One row of transaction/list. Its tax split is that of its `amount`: the payment's, or what
+    was cancelled (the Korean documentation's rows carry both, after `amount`)."""
     return {"pgcode": payment.paid_pgcode, "user_id": payment.user_id, "user_name": payment.user_name,
-            "tid": payment.tid, "cid": payment.cid, "amount": amount, "order_no": payment.order_no,
+            "tid": payment.tid, "cid": payment.cid, "amount": amount, "taxfree_amount": taxfree_amount,
+            "tax_amount": tax_amount, "order_no": payment.order_no,
             "product_name": payment.product_name, "status_code": status_code,
             "transaction_date": payment.transaction_date, "cancel_date": cancel_date}
 
 
+def _approval_row(payment: Payment) -> dict:
+    return list_row(payment, status_code=0, amount=payment.amount, taxfree_amount=payment.taxfree_amount,
+                    tax_amount=payment.tax_amount, cancel_date="")
+
+
 def transaction_row(payment: Payment, cancellations: list[Cancellation]) -> dict:
     """date_type=transaction: the payment with its present status; a cancelled one shows
-    the amount cancelled and the last cancellation's date."""
+    the amount cancelled (and its tax split) and the last cancellation's date."""
     status = payment.list_status
     if status == 0:
-        return list_row(payment, status_code=0, amount=payment.amount, cancel_date="")
+        return _approval_row(payment)
     return list_row(payment, status_code=status, amount=payment.cancelled_amount,
+                    taxfree_amount=payment.cancelled_taxfree_amount, tax_amount=payment.cancelled_tax_amount,
                     cancel_date=cancellations[-1].cancel_date if cancellations else "")
 
 
 def settle_rows(approvals: list[Payment], cancellations: list[tuple[Cancellation, Payment]]) -> list[dict]:
     """date_type=settle: approvals on their date, each cancellation on its own date."""
-    rows = [list_row(p, status_code=0, amount=p.amount, cancel_date="") for p in approvals]
-    rows += [list_row(p, status_code=c.list_status, amount=c.amount, cancel_date=c.cancel_date)
+    rows = [_approval_row(p) for p in approvals]
+    rows += [list_row(p, status_code=c.list_status, amount=c.amount, taxfree_amount=c.taxfree_amount,
+                      tax_amount=c.tax_amount, cancel_date=c.cancel_date)
              for c, p in cancellations]
     return sorted(rows, key=lambda r: r["cancel_date"] or r["transaction_date"])

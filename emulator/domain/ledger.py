@@ -36,14 +36,32 @@ def plan_cancellation(payment: Payment, method: PaymentMethod, *, amount: int, p
     if not partial and amount != payment.remaining:
         raise GatewayError("cancel_amount_mismatch", tid=tid, remaining=payment.remaining, amount=amount)
     if partial:
-        if (taxfree_amount or 0) > amount:
-            raise GatewayError("taxfree_exceeds_cancel", taxfree_amount=taxfree_amount, amount=amount)
-        taxfree, vat = tax.split(amount, taxfree_amount, tax_amount)
+        taxfree, vat = _partial_parts(payment, amount, taxfree_amount, tax_amount)
     else:
         # A full cancel gives back what is left of each part.
         taxfree, vat = _left_of_parts(payment)
     return Cancellation(tid=tid, amount=amount, taxfree_amount=taxfree, tax_amount=vat,
                         partial=partial, cancel_date=kst_datetime(at), ip_addr=ip_addr)
+
+
+def _partial_parts(payment: Payment, amount: int, taxfree_amount: int | None,
+                   tax_amount: int | None) -> tuple[int, int]:
+    """(taxfree, VAT) of a partial cancel: the checks of payments/request on its own amount, and
+    never more of a part than the payment has left of it. A VAT left out is computed as on
+    payments/request, but never above the VAT left."""
+    if (taxfree_amount or 0) > amount:
+        raise GatewayError("taxfree_exceeds_cancel", taxfree_amount=taxfree_amount, amount=amount)
+    if tax_amount is not None and tax_amount > amount - (taxfree_amount or 0):
+        raise GatewayError("tax_exceeds_taxable", tax_amount=tax_amount, taxable=amount - (taxfree_amount or 0))
+    taxfree_left, vat_left = _left_of_parts(payment)
+    if tax_amount is not None and tax_amount > vat_left:
+        raise GatewayError("cancel_tax_exceeds_left", tax_amount=tax_amount, tid=payment.tid, left=vat_left,
+                           vat=payment.tax_amount)
+    if (taxfree_amount or 0) > taxfree_left:
+        raise GatewayError("cancel_taxfree_exceeds_left", taxfree_amount=taxfree_amount, tid=payment.tid,
+                           left=taxfree_left, taxfree=payment.taxfree_amount)
+    taxfree, vat = tax.split(amount, taxfree_amount, tax_amount)
+    return taxfree, min(vat, vat_left)
 
 
 def _check_window(payment: Payment, method: PaymentMethod, at: datetime) -> None:
