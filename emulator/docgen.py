@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .domain import windows
-from .domain.methods import table
+from .domain.methods import table, verification_methods
 from .errors import catalog
 
 
@@ -48,7 +48,10 @@ def payment_methods() -> str:
               "", "Re-payment with a billkey (`payments/autopay`) of "
               + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.monthly_repayment)
               + " follows the reference's mobile rules: not before 30 days after the billkey, the same amount "
-              "as the last payment with it, and a payment with it in the previous calendar month."]
+              "as the last payment with it, and a payment with it in the previous calendar month.",
+              "", "Verification only (`amount: 0` with `autopay_flag=Y`: a billkey, no payment) is offered for "
+              + ", ".join(f"`{code}`" for code in verification_methods())
+              + ", the pgcodes of the reference's verification result; other methods are refused (3011)."]
     return "\n".join(lines) + "\n"
 
 

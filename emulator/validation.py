@@ -51,6 +51,11 @@ class Schemas:
             name: Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER)
             for name, doc in self.documents.items()
         }
+        # Lenient mode takes the lengths real traffic shows accepted (`x-accepted-maxLength`).
+        self._lenient_validators = {
+            name: Draft202012Validator(_accepted_lengths(doc), format_checker=Draft202012Validator.FORMAT_CHECKER)
+            for name, doc in self.documents.items()
+        }
         self._surely_valid = {name: _fast_check(doc) for name, doc in self.documents.items()}
 
     def errors(self, name: str, instance) -> list[str]:
@@ -69,7 +74,8 @@ class Schemas:
         repair = _Repair(schema, strict=strict, endpoint=endpoint)
         values = repair.query_names(data) if from_query else dict(data)
         values = repair.fields(values, from_query=from_query)
-        error = _first_error(self._validators[name], values, schema)
+        validators = self._validators if strict else self._lenient_validators
+        error = _first_error(validators[name], values, schema)
         if error is not None:
             raise _to_gateway_error(error, schema, endpoint)
         return Checked(values, repair.warnings)
@@ -124,7 +130,28 @@ class _Repair:
         if kind == "string" and isinstance(value, int) and not isinstance(value, bool):
             self.deviate(key, f"sent as a number ({value}), expected a string")
             return str(value)
+        if kind == "string" and isinstance(value, str) and not self.strict:
+            self.length(key, value)
         return value
+
+    def length(self, key: str, value: str) -> None:
+        """Longer than the reference's size, as long as the real gateway was seen to accept: a
+        warning (under --strict the reference's size stands, and the schema refuses it)."""
+        spec = self.properties[key]
+        size, accepted = spec.get("maxLength"), spec.get("x-accepted-maxLength")
+        if accepted is not None and size < len(value) <= accepted:
+            self.warnings.append(f"{key}: {len(value)} characters, longer than the reference's {size}; "
+                                 f"the real test gateway accepted {accepted}")
+
+
+def _accepted_lengths(schema: dict) -> dict:
+    """`schema` with each property's maxLength raised to its `x-accepted-maxLength`, if any."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict) or not any("x-accepted-maxLength" in p for p in properties.values()):
+        return schema
+    return {**schema, "properties": {
+        name: {**spec, "maxLength": spec["x-accepted-maxLength"]} if "x-accepted-maxLength" in spec else spec
+        for name, spec in properties.items()}}
 
 
 _ANNOTATIONS = {"description", "title", "examples", "default", "$schema", "$id"}

@@ -73,11 +73,21 @@ def test_billkey_shape(client_id, at, serial):
     assert billkey[2 + len(client_id):][:14] == at.strftime("%Y%m%d%H%M%S")
 
 
-@given(moments, st.text(alphabet="0123456789", min_size=7, max_size=7))
-def test_cid_shapes(at, digits):
-    assert re.fullmatch(r"\d{7}", identifiers.cid("digits7", at, digits))
-    mobile = identifiers.cid("datetime20", at, digits)
+@given(moments, st.text(alphabet="0123456789", min_size=7, max_size=7), st.integers(min_value=0, max_value=10**9))
+def test_cid_shapes(at, digits, serial):
+    tid = identifiers.tid("pay_test", at, serial)
+    assert re.fullmatch(r"\d{7}", identifiers.cid("digits7", at, digits, tid))
+    mobile = identifiers.cid("datetime20", at, digits, tid)
     assert re.fullmatch(r"\d{20}", mobile) and mobile.startswith(at.strftime("%Y%m%d%H%M%S"))
+    card = identifiers.cid("tid_serial", at, digits, tid)
+    assert re.fullmatch(r"\d{7}", card) and (int(card) + 1) % 10**7 == int(tid[-7:])
+
+
+def test_a_card_cid_is_the_tid_serial_less_one_as_captured():
+    """Captured test approvals: tpay_test-202003058157772 / 8157771, ...-202002288149418 / 8149417."""
+    for tid, cid in [("tpay_test-202003058157772", "8157771"), ("tpay_test-202002288149418", "8149417"),
+                     ("tpay_test-202611290000000", "9999999")]:
+        assert identifiers.cid("tid_serial", datetime(2020, 3, 5, tzinfo=KST), "1234567", tid) == cid
 
 
 @given(moments, st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=800))

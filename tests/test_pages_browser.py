@@ -87,7 +87,7 @@ def test_a_mobile_payment_on_the_mobile_page(api, phone, shop, callback_receiver
     phone.get_by_test_id("pay-button").click()
     fields = landed(phone, shop).form
     callback = wait_for_callback(callback_receiver, fields["tid"])
-    assert_paid(fields, callback, pgcode="mobile", amount="3300", card_info="", install_month="00")
+    assert_paid(fields, callback, pgcode="mobile", amount="3300", card_info="", install_month="")
     assert re.fullmatch(r"[0-9]{20}", fields["cid"])
     assert re.fullmatch(r"010[0-9]{8}", fields["pay_info"])
 

@@ -144,6 +144,19 @@ def test_verification_only_needs_autopay_and_a_recurring_method(api):
     assert api.post("/v1.0/payments/request", api.request_body(amount=0, autopay_flag="Y")).status_code == 200
 
 
+@pytest.mark.parametrize("pgcode", sorted(code for code, method in table().items() if method.recurring))
+def test_verification_only_where_the_reference_lists_it(api, pgcode):
+    """The reference's verification result: "pgcode | Payment method Code (creditcard, mobile)"."""
+    response = api.post("/v1.0/payments/request", api.request_body(pgcode=pgcode, amount=0, autopay_flag="Y"))
+    if pgcode in ("creditcard", "mobile"):
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 406 and response.json() == {"code": 3011, "message": (
+            f"amount 0 is a verification-only request, which {pgcode} does not offer (only creditcard, mobile)")}
+    # a payment with a billkey stays possible for every recurring method
+    assert api.post("/v1.0/payments/request", api.request_body(pgcode=pgcode, autopay_flag="Y")).status_code == 200
+
+
 def test_virtual_account_expiry(api):
     api.set_clock("2026-11-29T12:00:00+09:00")
     assert refused(api, pgcode="virtualaccount", expire_date="20261128")["code"] == 3010

@@ -7,7 +7,7 @@ from ..clock import KST
 from ..errors import GatewayError
 from .methods import PaymentMethod
 
-CARD_ISSUERS = ("신한카드", "삼성카드", "현대카드", "KB국민카드", "롯데카드", "하나카드", "우리카드", "BC카드", "NH농협카드")
+TEST_CARD = "테스트카드"  # a card's pay_info on the real test gateway, in every captured approval
 BANKS = {
     "003": "IBK기업은행", "004": "KB국민은행", "011": "NH농협은행", "020": "우리은행",
     "023": "SC제일은행", "031": "iM뱅크", "032": "부산은행", "081": "하나은행",
@@ -55,20 +55,22 @@ class DetailMaker:
 
     def approval(self, method: PaymentMethod, amount: int, *, card_number: str | None = None,
                  install: str | None = None, bank_code: str | None = None) -> dict:
-        """pay_info, card_info, domestic_flag and install_month for an approved payment."""
+        """pay_info, card_info, domestic_flag and install_month for an approved payment. A
+        virtual account's pay_info is its account number, set when the account is made;
+        install_month is "" where installments do not apply, as in real callbacks."""
         kind = method.details
-        details = {"pay_info": "", "card_info": "", "domestic_flag": "", "install_month": "00"}
+        details = {"pay_info": "", "card_info": "", "domestic_flag": "", "install_month": ""}
         if kind == "card":
             number = card_number or DEFAULT_CARD_BIN + self.digits(10)
-            details.update(pay_info=self.faker.random_element(CARD_ISSUERS), card_info=mask_card(number),
+            details.update(pay_info=TEST_CARD, card_info=mask_card(number),
                            domestic_flag="N", install_month=install_month(method, amount, install))
         elif kind == "phone":
             details["pay_info"] = self.phone()
-        elif kind in ("bank", "account"):
+        elif kind == "bank":
             details["pay_info"] = BANKS[self.bank_code(bank_code)]
         elif kind == "voucher":
             details["pay_info"] = f"{self.digits(4)}-****-****-{self.digits(4)}"
-        else:
+        elif kind == "wallet":
             details["pay_info"] = method.name
         if install not in (None, "00") and kind != "card":
             install_month(method, amount, install)  # raises with the reason
@@ -85,8 +87,10 @@ class DetailMaker:
     def virtual_account(self, request: dict, issued: datetime, bank_code: str | None) -> dict:
         code = self.bank_code(bank_code)
         expiry = virtual_account_expiry(request, issued)
+        account_no = self.digits(14)
         return {
-            "account_no": self.digits(14),
+            "pay_info": account_no,  # as in real virtual-account callbacks: the account, not a bank
+            "account_no": account_no,
             "account_name": request.get("user_name") or request["user_id"],
             "account_holder": ACCOUNT_HOLDER,
             "bank_code": code,

@@ -6,8 +6,15 @@ from .payment import Cancellation, Payment
 
 VIRTUAL_ACCOUNT_FIELDS = ("account_no", "account_name", "account_holder", "bank_code", "bank_name",
                           "issue_tid", "expire_date", "expire_time")
-APPROVED_MESSAGE = "결제가 완료되었습니다."
-VERIFIED_MESSAGE = "자동결제 인증이 완료되었습니다."
+# The real test gateway's successful return carries an empty message (docs/fidelity.md).
+APPROVED_MESSAGE = ""
+VERIFIED_MESSAGE = ""
+# Keys of newer real callbacks and returns; no public capture shows other values.
+NEWER_KEYS = {"method_info": "", "coupon_amount": 0, "receipt_possible_amount": 0}
+# A virtual account's callback carries a cash receipt even when none was asked: "no need to
+# issue" (06), as in a captured callback of the real test gateway.
+NO_CASH_RECEIPT = {"cid": "", "code": "0", "deal_no": "", "issue_type": "1", "message": "", "payer_sid": "",
+                   "type": "06"}
 # The cash receipt a payer asks for on the payment page (receipt_flag=Y) is kept with the payment's
 # request under this name until the approval builds the return fields and the callback from it.
 PAYER_CASH_RECEIPT = "payer_cash_receipt"
@@ -25,6 +32,16 @@ def _amounts(payment: Payment) -> dict:
             "disposable_cup_deposit": payment.disposable_cup_deposit}
 
 
+def _paid(payment: Payment) -> dict:
+    """What the approval made: identifiers and the method's details (install_month is "" where
+    installments do not apply)."""
+    d = payment.details
+    return {"tid": payment.tid, "cid": payment.cid, "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode,
+            "billkey": payment.billkey, "domestic_flag": d["domestic_flag"],
+            "transaction_date": payment.transaction_date, "install_month": d["install_month"],
+            "card_info": d["card_info"]}
+
+
 def _text(values: dict) -> dict:
     """The return POST is form-encoded: every value is text."""
     return {k: str(v) for k, v in values.items()}
@@ -36,17 +53,14 @@ def payment_payhash(payment: Payment, payment_key: str) -> str:
 
 def return_success(payment: Payment, payment_key: str) -> dict:
     d = payment.details
-    fields = {"code": "0", "message": APPROVED_MESSAGE, **_identity(payment),
-              "tid": payment.tid, "cid": payment.cid, **_amounts(payment),
-              "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode, "billkey": payment.billkey,
-              "domestic_flag": d["domestic_flag"], "transaction_date": payment.transaction_date,
-              "install_month": d["install_month"], "card_info": d["card_info"]}
+    fields = {"code": "0", "message": APPROVED_MESSAGE, **_identity(payment), **_paid(payment),
+              **_amounts(payment), **NEWER_KEYS}
     if "account_no" in d:
         # A virtual account is issued, not paid: no payhash until the deposit's callback.
         fields.update({name: d[name] for name in VIRTUAL_ACCOUNT_FIELDS})
     else:
         fields["payhash"] = payment_payhash(payment, payment_key)
-    fields.update(cash_receipt_fields(cash_receipt(payment)))
+    fields.update(cash_receipt_fields(sent_cash_receipt(payment)))
     return _text(fields)
 
 
@@ -65,26 +79,27 @@ def return_failure(payment: Payment, code: str, message: str) -> dict:
 
 
 def callback_body(payment: Payment, payment_key: str) -> dict:
-    d = payment.details
-    body = {"user_id": payment.user_id, "user_name": payment.user_name, "amount": payment.amount,
-            "tid": payment.tid, "cid": payment.cid, "order_no": payment.order_no,
-            "service_name": payment.service_name, "product_name": payment.product_name,
-            "custom_parameter": payment.custom_parameter, "transaction_date": payment.transaction_date,
-            "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode, "domestic_flag": d["domestic_flag"],
-            "billkey": payment.billkey, "card_info": d["card_info"],
-            "payhash": payment_payhash(payment, payment_key),
-            "disposable_cup_deposit": payment.disposable_cup_deposit,
-            "taxfree_amount": payment.taxfree_amount, "tax_amount": payment.tax_amount,
-            "nonsettle_amount": 0, "discount_amount": 0}
-    if receipt := cash_receipt(payment):
+    """The callback's JSON, its keys in alphabetical order as in real callbacks."""
+    body = {**_identity(payment), **_paid(payment), **_amounts(payment), **NEWER_KEYS,
+            "payhash": payment_payhash(payment, payment_key)}
+    if receipt := sent_cash_receipt(payment):
         body["cash_receipt"] = dict(receipt)
-    return body
+    return dict(sorted(body.items()))
 
 
 def cash_receipt(payment: Payment) -> dict | None:
     """The payment's cash receipt: one issued later on the receipt form, else the one the payer
     asked for on the payment page."""
     return payment.details.get("cash_receipt") or payment.request.get(PAYER_CASH_RECEIPT)
+
+
+def sent_cash_receipt(payment: Payment) -> dict | None:
+    """The cash receipt the return fields and the callback carry: the payment's, or for a virtual
+    account with none, "no need to issue"."""
+    receipt = cash_receipt(payment)
+    if receipt is None and "account_no" in payment.details:
+        return NO_CASH_RECEIPT
+    return receipt
 
 
 def cash_receipt_fields(receipt: dict | None) -> dict:

@@ -21,8 +21,12 @@ def tid(client_id: str, at: datetime, serial: int) -> str:
     return f"t{client_id}-{day}{serial % 10**TID_SERIAL_DIGITS:07d}"
 
 
-def cid(style: str, at: datetime, digits: str) -> str:
-    """Approval number: 7 digits (card and most methods), or YYYYMMDDHHMMSS + 6 digits (mobile)."""
+def cid(style: str, at: datetime, digits: str, tid: str) -> str:
+    """Approval number: 7 digits (most methods); the tid's serial less one (a card on the test
+    gateway: `tpay_test-202003058157772` has cid `8157771` in every capture); or
+    YYYYMMDDHHMMSS + 6 digits (mobile)."""
+    if style == "tid_serial":
+        return f"{(int(tid[-TID_SERIAL_DIGITS:]) - 1) % 10**TID_SERIAL_DIGITS:07d}"
     if style == "datetime20":
         return at.astimezone(KST).strftime("%Y%m%d%H%M%S") + digits[:6].rjust(6, "0")
     return digits[:7].rjust(7, "0")

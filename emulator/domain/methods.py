@@ -9,7 +9,7 @@ from importlib import resources
 from .windows import validate_window
 
 DETAIL_KINDS = {"card", "phone", "bank", "account", "wallet", "voucher"}
-CID_FORMATS = {"digits7", "datetime20"}
+CID_FORMATS = {"digits7", "datetime20", "tid_serial"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class PaymentMethod:
     minimum: int
     window: str
     recurring: bool = False
+    verification: bool = False
     cancel: bool = True
     partial_cancel: bool = False
     service_name_required: bool = False
@@ -78,3 +79,8 @@ def table() -> dict[str, PaymentMethod]:
 
 def lookup(pgcode: str) -> PaymentMethod | None:
     return table().get(pgcode)
+
+
+def verification_methods() -> list[str]:
+    """The pgcodes that offer verification only (amount 0 with autopay_flag=Y)."""
+    return [code for code, method in table().items() if method.verification]

@@ -52,7 +52,7 @@ class Context:
                        now: datetime, details: dict) -> None:
         """What an approval gives a payment, whoever approves it (the payer, or an autopay)."""
         payment.tid = identifiers.tid(payment.client_id, now, self.storage.next_value("tid"))
-        payment.cid = identifiers.cid(method.cid, now, self.details.digits(7))
+        payment.cid = identifiers.cid(method.cid, now, self.details.digits(7), payment.tid)
         payment.transaction_date = kst_datetime(now)
         payment.paid_pgcode = option or method.pgcode
         payment.details = details

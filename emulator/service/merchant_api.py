@@ -13,7 +13,7 @@ from ..clock import kst_date, kst_datetime, parse_kst_datetime
 from ..config import Client
 from ..domain import fields, ledger, recurring, tax
 from ..domain.details import virtual_account_expiry
-from ..domain.methods import PaymentMethod
+from ..domain.methods import PaymentMethod, verification_methods
 from ..domain.payhash import sha256_hex
 from ..domain.payment import APPROVED, ISSUED, STATUS_CODES, Payment
 from ..errors import GatewayError
@@ -34,6 +34,9 @@ class MerchantApi(Room):
             raise GatewayError("verification_requires_autopay")
         if autopay and not method.recurring:
             raise GatewayError("recurring_not_supported", pgcode=method.pgcode)
+        if verification and not method.verification:
+            raise GatewayError("verification_not_supported", pgcode=method.pgcode,
+                               offered=", ".join(verification_methods()))
         amounts = self._amounts(method, values, endpoint="payments/request", cup_allowed=method.cup_deposit,
                                 verification=verification)
         if method.service_name_required and not values.get("service_name"):
