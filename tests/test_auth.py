@@ -64,7 +64,7 @@ def test_wrong_http_method_is_405(api, method, path):
 def test_unknown_path_is_404_in_the_envelope(api):
     response = api.post("/v1.0/payments/refund", {})
     assert response.status_code == 404
-    assert response.json() == {"code": 994, "message": "Not found: there is no endpoint at /v1.0/payments/refund"}
+    assert response.json() == {"code": 996, "message": "Cannot find resource. Please check resource: there is no endpoint at /v1.0/payments/refund"}
 
 
 @pytest.mark.parametrize("path", ["/v1.0/payments/request", "/v1.0/payments/request/"])

@@ -169,7 +169,7 @@ def test_switched_off_with_the_control_api(closed_process):
     for path in ("/_emulator/", "/_emulator/?token=anything"):
         answer = requests.get(closed_process.url + path, timeout=10)
         assert answer.status_code == 404
-        assert answer.json() == {"code": 994, "message": answer.json()["message"]}
+        assert answer.json() == {"code": 996, "message": answer.json()["message"]}
     assert requests.get(closed_process.url + "/_emulator/health", timeout=10).status_code == 200
 
 

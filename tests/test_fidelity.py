@@ -110,7 +110,7 @@ def test_a_body_in_euc_kr_gets_the_real_code_997(api):
     body = php_shop_body(callback_url="http://dmp9.test/Payments/paycallback", amount="100000",
                          product_name="테스트 상품").encode("euc-kr")
     response = api.http.post(api.url + REQUEST, data=body, headers=HEADERS, timeout=30)
-    assert refused(response, 406, 997) == {
+    assert refused(response, 400, 997) == {
         "code": 997, "message": "지정한 코드 페이지의 367 인덱스에서 바이트 [C5]을(를) 유니코드로 변환할 수 없습니다."}
     assert api.control("/payments", method="GET")["payments"] == []
 
@@ -137,11 +137,13 @@ class CashReceipt:
 @dataclass(frozen=True)
 class RealCallback:
     """Every key real callbacks carry, typed as they are: the keys of a captured virtual-account
-    callback of the real test gateway, and those typed clients of 2025 require (`method_info`,
-    `coupon_amount`, `receipt_possible_amount`, `disposable_cup_deposit`)."""
+    callback of the real test gateway, those typed clients of 2025 require (`method_info`,
+    `coupon_amount`, `receipt_possible_amount`, `disposable_cup_deposit`), and those a PHP
+    handler reads without isset (`card_code`, `pointuse_flag`)."""
 
     amount: int
     billkey: str
+    card_code: str
     card_info: str
     cid: str
     coupon_amount: int
@@ -156,6 +158,7 @@ class RealCallback:
     pay_info: str
     payhash: str
     pgcode: str
+    pointuse_flag: str
     product_name: str
     receipt_possible_amount: int
     service_name: str
@@ -258,6 +261,64 @@ def test_a_real_go_client_reads_a_success_body_by_its_missing_code(api):
     body = ok(api.cancel(fields, 400, partial=True))
     assert "code" not in body
     assert all(isinstance(body[name], str) for name in ("tid", "cid", "cancel_date"))
+
+
+def test_a_real_go_librarys_cancel_and_autopay_bodies_are_accepted(api):
+    """whitecubeinc/payletter sends payments/cancel as {pgcode, user_id (a number), tid} and
+    payments/autopay without client_id or ip_addr: the PLKEY names the client, the connection
+    its address, and the whole amount is cancelled."""
+    fields = api.pay(user_id="42", autopay_flag="Y", amount=1000)
+    paid = ok(api.post("/v1.0/payments/autopay", {
+        "pgcode": "creditcard", "service_name": "shop", "user_id": 42, "user_name": "kim", "order_no": "A-2",
+        "amount": 1000, "product_name": "monthly", "billkey": fields["billkey"]}))
+    assert journal(api)["warnings"] == [
+        "client_id: omitted, taken from the PLKEY's client ('pay_test')",
+        "ip_addr: omitted, taken from the request's address ('127.0.0.1')",
+        "user_id: sent as a number (42), expected a string"]
+    cancelled = ok(api.post("/v1.0/payments/cancel", {"pgcode": "creditcard", "user_id": 42, "tid": paid["tid"]}))
+    assert (cancelled["tid"], cancelled["amount"]) == (paid["tid"], 1000)
+    assert stored(api, paid["tid"])["cancellations"][0]["ip_addr"] == "127.0.0.1"
+
+
+def test_strict_mode_wants_client_id_and_ip_addr_written(strict_api):
+    fields = strict_api.pay(amount=1000)
+    response = strict_api.post("/v1.0/payments/cancel", {"pgcode": "creditcard", "client_id": "pay_test",
+                                                         "user_id": fields["user_id"], "tid": fields["tid"],
+                                                         "amount": 1000})
+    assert refused(response, 406, 2007)["message"].startswith("ip_addr: omitted, taken from the request's address")
+
+
+def test_the_docs_sample_request_as_real_clients_copy_it(api):
+    """Seobe22/payletter-test sends the documentation's sample, taxfree 100 and VAT 20 included."""
+    body = {"pgcode": "creditcard", "user_id": "test_user_id", "user_name": "테스터", "service_name": "페이레터",
+            "client_id": "pay_test", "order_no": "1234567890", "amount": 1000, "taxfree_amount": 100,
+            "tax_amount": 20, "product_name": "테스트상품", "email_flag": "Y", "email_addr": "payletter@payletter.com",
+            "autopay_flag": "N", "receipt_flag": "Y", "custom_parameter": "this is custom parameter",
+            "return_url": "https://testpg.payletter.com/result", "callback_url": api.callback_url,
+            "cancel_url": "https://testpg.payletter.com/cancel"}
+    token = ok(api.post(REQUEST, body))["token"]
+    assert journal(api)["warnings"] == []
+    payment = stored(api, token)
+    assert (payment["taxfree_amount"], payment["tax_amount"]) == (100, 20)
+
+
+def test_captured_payhashes_are_what_the_emulator_computes():
+    """Two payhashes of the real test gateway: a card return and a virtual account's callback."""
+    assert payhash("13", 1000, "tpay_test-202003058157772", PAYMENT_KEY) == \
+        "935534134B6BE06BFAF36DEFCB2EB69BEC47085DE0638945CD9E6EB1FE3E7160"
+    assert payhash("test_user_id", 1000, "pay_test-202003238171666", PAYMENT_KEY) == \
+        "2ACDD8ECBA39BB3C4718AF01329C0BF6280B078D1C2E4BA82D2FF1E7AC3B82AD"
+
+
+def test_captured_vat_defaults(api):
+    """Captured returns: amount 1000 gives tax_amount 91, 3000 gives 273 (no tax_amount sent)."""
+    assert [api.pay(amount=amount)["tax_amount"] for amount in (1000, 3000)] == ["91", "273"]
+
+
+def test_success_bodies_are_compact_json_without_code(api):
+    """A C# shop cuts online_url out of the answer by offsets (`IndexOf("online_url") + 13`)."""
+    raw = api.post(REQUEST, api.request_body()).text
+    assert '"online_url":"http' in raw and '"code"' not in raw
 
 
 def test_the_status_answer_has_the_captured_shape(api):

@@ -286,7 +286,7 @@ MULTIPART = (b"--x\r\nContent-Disposition: form-data; name=\"pgcode\"\r\n\r\ncre
 @pytest.mark.parametrize("content_type,body,status,kind", [
     ("application/json; charset=utf-8", json.dumps(REQUEST).encode(), 200, None),
     ("application/json", b"\xef\xbb\xbf" + json.dumps(REQUEST).encode(), 200, None),  # a UTF-8 BOM
-    ("application/json", json.dumps(REQUEST).encode("utf-16"), 406, "body_not_utf8"),
+    ("application/json", json.dumps(REQUEST).encode("utf-16"), 400, "body_not_utf8"),
     ("application/x-www-form-urlencoded", FORM.encode(), 406, "malformed_json"),
     ("multipart/form-data; boundary=x", MULTIPART, 406, "malformed_json"),
     ("application/xml", b"<request><pgcode>creditcard</pgcode></request>", 406, "malformed_json"),

@@ -63,10 +63,18 @@ def refused(api, **overrides):
     return response.json()
 
 
-@pytest.mark.parametrize("missing", ["pgcode", "client_id", "user_id", "amount", "product_name",
-                                     "return_url", "callback_url"])
+@pytest.mark.parametrize("missing", ["pgcode", "user_id", "amount", "product_name", "return_url", "callback_url"])
 def test_missing_necessary_field(api, missing):
     assert refused(api, **{missing: None}) == {"code": 2001, "message": f"{missing} is required"}
+
+
+def test_missing_client_id_is_the_keys_client(api, strict_api):
+    """Lenient: the PLKEY says whose request it is (tests/test_fidelity.py); --strict: refused."""
+    assert api.post("/v1.0/payments/request", api.request_body(client_id=None)).status_code == 200
+    response = strict_api.post("/v1.0/payments/request", strict_api.request_body(client_id=None))
+    assert response.status_code == 406 and response.json() == {"code": 2007, "message": (
+        "client_id: omitted, taken from the PLKEY's client ('pay_test'); "
+        "the real gateway tolerates this, --strict does not")}
 
 
 FORBIDDEN = ("product_name must not contain <, > or a control character "

@@ -86,7 +86,7 @@ def test_control_api_switched_off(tmp_path):
     try:
         assert requests.get(process.url + "/_emulator/health").status_code == 200
         off = requests.get(process.url + "/_emulator/payments")
-        assert off.status_code == 404 and off.json()["code"] == 994
+        assert off.status_code == 404 and off.json()["code"] == 996
     finally:
         process.stop()
 

@@ -9,8 +9,10 @@ VIRTUAL_ACCOUNT_FIELDS = ("account_no", "account_name", "account_holder", "bank_
 # The real test gateway's successful return carries an empty message (docs/fidelity.md).
 APPROVED_MESSAGE = ""
 VERIFIED_MESSAGE = ""
-# Keys of newer real callbacks and returns; no public capture shows other values.
-NEWER_KEYS = {"method_info": "", "coupon_amount": 0, "receipt_possible_amount": 0}
+# Keys of newer real callbacks and returns, which real handlers read; no public capture shows
+# their values, so they say "nothing": no coupon, no point, no card code (docs/fidelity.md).
+NEWER_KEYS = {"card_code": "", "coupon_amount": 0, "method_info": "", "pointuse_flag": "",
+              "receipt_possible_amount": 0}
 # A virtual account's callback carries a cash receipt even when none was asked: "no need to
 # issue" (06), as in a captured callback of the real test gateway.
 NO_CASH_RECEIPT = {"cid": "", "code": "0", "deal_no": "", "issue_type": "1", "message": "", "payer_sid": "",
