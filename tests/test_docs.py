@@ -33,6 +33,20 @@ def test_every_error_kind_is_documented_with_its_code():
         assert f"| {kind.code} | `{kind.name}` |" in page
 
 
+def test_fidelity_lists_observed_behaviours_each_with_evidence_and_a_verdict():
+    page = (ROOT / "docs" / "fidelity.md").read_text("utf-8")
+    entries = re.split(r"\n### ", page)[1:]
+    assert len(entries) >= 15
+    for entry in entries:
+        assert "- **Evidence:**" in entry and "- **Observed:**" in entry, entry[:80]
+        verdict = re.search(r"- \*\*Emulator: ([^*]+)\*\*", entry)
+        assert verdict and re.match(r"(matches|decided)", verdict.group(1)), entry[:80]
+        # a commit is named as 40 hex digits, or the evidence is an issue thread
+        assert re.search(r"`[0-9a-f]{40}`", entry) or "issue #" in entry, entry[:80]
+    for page_name in ("README.md", "docs/decisions.md"):
+        assert "fidelity.md" in (ROOT / page_name).read_text("utf-8"), page_name
+
+
 def readme_example(api, callback_receiver, marker: str) -> None:
     """Run the README's Python example that contains `marker` against the live emulator."""
     readme = (ROOT / "README.md").read_text("utf-8")

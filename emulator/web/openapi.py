@@ -6,7 +6,7 @@ import copy
 from .operations import OPERATIONS
 
 SECURITY = {"PAYMENT": [{"PLKEY": []}], "SEARCH": [{"PLKEY": []}], "ANY": [{"PLKEY": []}]}
-ERROR_STATUSES = {"401": "missing or unknown key (998)", "403": "wrong key type or client (993)",
+ERROR_STATUSES = {"400": "a body that is not UTF-8 (997)", "401": "missing or unknown key (998)", "403": "wrong key type or client (993)",
                   "405": "wrong HTTP method (995)", "406": "rule or validation failure (2000-5000)",
                   "500": "internal error (999)"}
 
