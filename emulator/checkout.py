@@ -245,7 +245,7 @@ def read_payment_form(method: PaymentMethod, payment: Payment, form: dict, now: 
     if errors:
         return Reading(values, errors)
     choices = {name: values[name] for name in CHOICES if name in values}
-    failure = _test_failure(values)
+    failure = declining_input(method.pgcode, values)
     if failure is None and page.app_step:
         app_result = form.get("app_result")
         if app_result not in ("approve", "decline"):
@@ -265,10 +265,12 @@ def declining_inputs(pgcode: str) -> list[tuple[str, Failure]]:
     return found
 
 
-def _test_failure(values: dict) -> Failure | None:
-    tests = test_inputs()
+def declining_input(pgcode: str, values: dict) -> Failure | None:
+    """The failure a test input stands for, if the payer gave one this method's page asks for.
+    The one decision for both paths: the page's pay button and the control API's approve."""
+    tests, inputs = test_inputs(), pages()[pgcode].inputs
     for name, group in (("card_number", tests.cards), ("auth_code", tests.auth_codes), ("pin", tests.pins)):
-        if values.get(name) in group:
+        if name in inputs and values.get(name) in group:
             return group[values[name]]
     return None
 

@@ -602,3 +602,31 @@ def test_a_scenarios_payer_rules_decide_on_the_page(api, scenario):
     _, fields = returned(pay_on_page(api, payment["online_url"], {**good_inputs("banktransfer"),
                                                                   "cash_receipt_type": "06"}))
     assert fields["code"] == "6098" and stored(api, payment["token"])["cash_receipts"] == []
+
+
+def parity_cases() -> list[tuple[str, str, str]]:
+    """Every typed test input of domain/test_inputs.toml (read here, not through checkout), with
+    each method whose page asks for that input."""
+    raw = tomllib.loads((ROOT / "emulator" / "domain" / "test_inputs.toml").read_text("utf-8"))
+    names = {"cards": "card_number", "auth_codes": "auth_code", "pins": "pin"}
+    assert set(raw) - set(names) == {"app_decline"}  # a new group of typed inputs needs a row here
+    return [(pgcode, names[group], value) for group, values in raw.items() if group in names for value in values
+            for pgcode in PGCODES if names[group] in checkout.pages()[pgcode].inputs]
+
+
+@pytest.mark.parametrize("pgcode,name,value", parity_cases())
+def test_a_declining_test_input_declines_the_same_way_on_the_page_and_through_the_api(api, pgcode, name, value):
+    amount = max(lookup(pgcode).minimum, 1000)
+    page_payment, api_payment = request(api, pgcode=pgcode, amount=amount), request(api, pgcode=pgcode, amount=amount)
+    _, page_fields = returned(pay_on_page(api, page_payment["online_url"], {**good_inputs(pgcode), name: value}))
+    api_fields = api.control(f"/payments/{api_payment['token']}/approve", {name: value})["fields"]
+    assert page_fields["code"] != "0"
+    assert page_fields == api_fields
+    assert stored(api, page_payment["token"])["status"] == stored(api, api_payment["token"])["status"] == "failed"
+    assert api.control("/callbacks", method="GET")["callbacks"] == []
+
+
+def test_a_test_input_of_another_method_is_not_a_decline_through_the_api(api):
+    payment = request(api, pgcode="culture", amount=1000)
+    fields = api.control(f"/payments/{payment['token']}/approve", {"card_number": "4000000000009995"})["fields"]
+    assert fields["code"] == "0"

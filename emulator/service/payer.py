@@ -45,7 +45,10 @@ class Payer(Room):
     def approve(self, token: int, choices: dict) -> dict:
         """Finish a payment as the payer would: the return fields, the callback queued (and sent).
         A scenario rule may make the payer decline or abandon instead, or choose for them."""
-        rule = self.context.decide(PAYER, self._pending(token), choices)
+        payment = self._pending(token)
+        if (failure := checkout.declining_input(payment.pgcode, choices)) is not None:  # first, as on the page
+            return self.decline(token, failure.code, failure.message)
+        rule = self.context.decide(PAYER, payment, choices)
         if rule is not None and rule.outcome == "decline":
             return {**self.decline(token, rule.params.get("code"), rule.params.get("message")), "rule": rule.name}
         if rule is not None and rule.outcome == "abandon":
