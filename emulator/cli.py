@@ -19,6 +19,8 @@ def main():
 @click.option("--host", help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on; 0 picks a free one [default: 8080].")
 @click.option("--db", help="SQLite file, or :memory: for a throwaway run [default: payletter-emulator.db].")
+@click.option("--fresh", is_flag=True, default=False, envvar="PAYLETTER_EMULATOR_FRESH",
+              help="Start with an empty database: delete what the SQLite file (and its sandboxes) held.")
 @click.option("--public-url", help="Base of every URL handed out (online_url, receipt_url) [default: the request's host].")
 @click.option("--strict/--lenient", default=None, help="Reject what the real gateway tolerates [default: lenient].")
 @click.option("--callback-timeout", type=click.FloatRange(min=0.1), help="Seconds a callback attempt may take [default: 5].")
@@ -57,6 +59,7 @@ def serve(**options):
     _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, _JOURNAL_LIMIT, _CALLBACK_LIMIT, _TLS, _TLS_CERT, _TLS_KEY,
     and _CLIENTS (id:payment_key:search_key, comma separated) for clients besides pay_test.
     """
+    fresh = options.pop("fresh")
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
     options["scenario"] = tuple(options["scenario"]) or None
     from werkzeug.serving import make_server
@@ -67,7 +70,14 @@ def serve(**options):
     try:
         settings = Settings.from_env(**options)
     except ValueError as exc:
-        raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
+        raise click.UsageError(str(exc) if str(exc).startswith(ENV_PREFIX) else f"{ENV_PREFIX}*: {exc}") from None
+    if fresh:
+        from .startup import empty_database
+
+        try:
+            empty_database(settings.db)
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from None
     certificates = _certificates(settings)
     if settings.workers:
         _serve_with_workers(settings, certificates)
@@ -109,10 +119,11 @@ def _certificates(settings: Settings):
 
 
 def _announce(settings: Settings, port: int, certificates=None) -> None:
+    from .startup import lines
+
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    workers = f", {settings.workers} workers" if settings.workers else ""
     scheme = "https" if certificates else "http"
-    click.echo(f"payletter-emulator listening on {scheme}://{host}:{port} (db: {settings.db}{workers})")
+    click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=settings.workers)))
     if certificates and certificates.ca_file:
         click.echo(f"CA certificate: {certificates.ca_file}")
     sys.stdout.flush()

@@ -63,9 +63,15 @@ class Settings:
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is None or f.name == "clients":
                 continue
-            values[f.name] = _parse(f.name, raw)
+            try:
+                values[f.name] = _parse(f.name, raw)
+            except ValueError as exc:  # the variable, its value and what it expects
+                raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} {exc}") from None
         if clients := environ.get(ENV_PREFIX + "CLIENTS"):
-            values["clients"] = (PAY_TEST, *parse_clients(clients))
+            try:
+                values["clients"] = (PAY_TEST, *parse_clients(clients))
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}CLIENTS: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
 
@@ -81,14 +87,27 @@ def parse_clients(text: str) -> tuple[Client, ...]:
     return tuple(clients)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def _parse(name: str, raw: str):
+    """A variable's text as its field's type; a ValueError says what was expected."""
     if name in ("port", "journal_limit", "callback_limit", "faker_seed", "callback_retries", "callback_concurrency",
                 "workers"):
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("is not an integer") from None
     if name in ("callback_timeout", "callback_interval"):
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("is not a number (seconds)") from None
     if name in ("callback_hosts", "scenario"):
         return tuple(filter(None, (part.strip() for part in raw.split(","))))
     if name in ("strict", "control", "tls"):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ValueError(f"is not a boolean ({'/'.join(_TRUE)} or {'/'.join(_FALSE[:-1])})")
+        return word in _TRUE
     return raw

@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.register_blueprint(control_api.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(dashboard.front)
     document = openapi.build(root.schemas, __version__)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)

@@ -9,10 +9,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, make_response, redirect, render_template, request
 
+from ..errors import GatewayError
 from . import control_api, pages
 from .plumbing import emulator
 
 blueprint = Blueprint("dashboard", __name__)
+front = Blueprint("front", __name__)  # `/`, outside the dashboard's guard: the guard runs where it leads
 
 LANGUAGES = ("en", "ko")
 TOKEN_COOKIE = "payletter_emulator_control_token"
@@ -73,3 +75,13 @@ def dashboard():
     html = render_template("dashboard.html", t=t, lang=lang, words=words, token=token,
                            switch_url="?" + urlencode({**args, "lang": other}))
     return make_response(html)
+
+
+@front.get("/")
+def front_door():
+    """`/` (a sandbox's too) leads to the dashboard, the query (a `?token=`) kept; with the
+    control API off there is nothing to lead to: the gateway's 404."""
+    if not emulator().settings.control:
+        raise GatewayError("not_found", path=request.path)
+    query = request.query_string.decode("latin-1")
+    return redirect(f"{request.script_root}/_emulator/" + (f"?{query}" if query else ""), 302)

@@ -1,0 +1,173 @@
+"""A newcomer's first run: what `make run` and `make test` install and check, the lines `serve`
+starts with (each URL they name answers), `/` leading to the dashboard, `--fresh`, and a bad
+environment variable named in the error."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from emulator.config import PAY_TEST
+
+from .conftest import PAYMENT_KEY, EmulatorProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
+           "product_name": "p", "return_url": "https://m.example/r", "callback_url": "http://127.0.0.1:9/cb"}
+AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
+STARTUP_LINES = 7  # listening, dashboard, API spec, data, test client, its two keys
+
+
+def make_dry_run(target: str) -> list[str]:
+    """The commands `make <target>` runs on a fresh clone (-B: as if nothing were installed)."""
+    done = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def test_make_run_installs_what_serving_needs_and_make_test_the_test_extra():
+    run = make_dry_run("run")
+    assert any(line.endswith("pip install --quiet -e .") for line in run), run
+    assert not any("[test]" in line for line in run), run
+    assert run[-1].strip() == ".venv/bin/payletter-emulator serve"
+    test = make_dry_run("test")
+    assert test[0] == "./scripts/check-test-system"  # before the install and before pytest
+    assert any(line.endswith("pip install --quiet -e '.[test]'") for line in test), test
+    assert test[-1] == ".venv/bin/python -m pytest"
+
+
+def test_the_system_check_names_each_missing_package(tmp_path):
+    script = ROOT / "scripts" / "check-test-system"
+    assert subprocess.run([script], capture_output=True, text=True).returncode == 0  # this machine has all four
+    # A PATH without chromium and wrk (the fonts and PostgreSQL are found at their Debian paths).
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("ls", "grep", "fc-list"):
+        if found := subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip():
+            (bare / tool).symlink_to(found)
+    env = {key: value for key, value in os.environ.items() if key != "CHROMIUM"}
+    done = subprocess.run(["/bin/sh", script], capture_output=True, text=True, env={**env, "PATH": str(bare)})
+    assert done.returncode == 1
+    assert "missing: chromium" in done.stderr and "missing: wrk" in done.stderr
+    assert "missing: postgresql" not in done.stderr and "missing: fonts-noto-cjk" not in done.stderr
+    assert "apt-get install --no-install-recommends chromium wrk" in done.stderr
+
+
+class Serve:
+    """`payletter-emulator serve`, its startup lines read."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict | None = None):
+        self.process = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0", *args],
+                                        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, **(env or {})})
+        self.lines = [self.process.stdout.readline().rstrip("\n") for _ in range(STARTUP_LINES)]
+        self.url = self.lines[0].split("listening on ")[1].split()[0]
+
+    def line(self, label: str) -> str:
+        return next(line.split(":", 1)[1].strip() for line in self.lines if line.strip().startswith(label))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+def test_serve_says_where_the_dashboard_the_keys_the_api_description_and_the_data_are(tmp_path):
+    server = Serve(tmp_path)  # the defaults, as `make run`
+    try:
+        assert server.line("dashboard") == f"{server.url}/_emulator/"
+        assert server.line("API spec") == f"{server.url}/openapi.json"
+        assert server.line("data") == f"{tmp_path / 'payletter-emulator.db'} (kept between runs; --fresh starts empty)"
+        assert "pay_test (built in" in server.line("test client")
+        shown = [line.strip() for line in server.lines]
+        assert f"PAYMENT key {PAY_TEST.payment_key}" in shown and f"SEARCH key  {PAY_TEST.search_key}" in shown
+        assert requests.get(server.line("dashboard"), timeout=10).headers["Content-Type"].startswith("text/html")
+        assert requests.get(server.line("API spec"), timeout=10).json()["openapi"].startswith("3.1")
+        paid = requests.post(server.url + "/v1.0/payments/request", json=REQUEST, timeout=10,
+                             headers={"Authorization": f"PLKEY {PAY_TEST.payment_key}"})
+        assert paid.status_code == 200  # the key as printed works
+    finally:
+        server.stop()
+
+
+def test_serve_in_memory_and_behind_a_token_say_so(tmp_path):
+    server = Serve(tmp_path, "--db", ":memory:", "--control-token", "s3cret")
+    try:
+        assert server.line("data") == "in memory (gone when the server stops)"
+        assert server.line("dashboard") == f"{server.url}/_emulator/?token=<the control token>"
+    finally:
+        server.stop()
+
+
+def test_the_front_page_leads_to_the_dashboard(api, emulator_process):
+    answer = api.http.get(api.url + "/", allow_redirects=False, timeout=10)
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/_emulator/")
+    followed = api.http.get(api.url + "/", timeout=10)
+    assert followed.url == api.url + "/_emulator/" and "data-testid" in followed.text
+    sandbox = api.http.post(api.url + "/_emulator/sandboxes", json={}, timeout=10).json()["id"]
+    inside = api.http.get(f"{api.url}/_sandbox/{sandbox}/?lang=ko", allow_redirects=False, timeout=10)
+    api.http.delete(f"{api.url}/_emulator/sandboxes/{sandbox}", timeout=10)
+    assert inside.headers["Location"].endswith(f"/_sandbox/{sandbox}/_emulator/?lang=ko")
+
+
+def test_the_front_page_is_not_found_without_the_control_api(tmp_path):
+    process = EmulatorProcess(tmp_path, "--no-control")
+    try:
+        answer = requests.get(process.url + "/", allow_redirects=False, timeout=10)
+        assert answer.status_code == 404 and answer.json()["code"] == 994
+    finally:
+        process.stop()
+
+
+def payments(url: str) -> list[str]:
+    return [p["order_no"] for p in requests.get(url + "/_emulator/payments", timeout=10).json()["payments"]]
+
+
+def test_fresh_starts_with_an_empty_database(tmp_path):
+    db = str(tmp_path / "shop.db")
+    first = EmulatorProcess(tmp_path, db=db)
+    try:
+        requests.post(first.url + "/v1.0/payments/request", json={**REQUEST, "order_no": "KEPT"}, headers=AUTH,
+                      timeout=10)
+        sandbox = requests.post(first.url + "/_emulator/sandboxes", json={}, timeout=10).json()["id"]
+    finally:
+        first.stop()
+    assert (tmp_path / "shop.db.sandboxes" / f"{sandbox}.db").exists()
+    again = EmulatorProcess(tmp_path, db=db)
+    try:
+        assert payments(again.url) == ["KEPT"]  # without the flag the data stays
+    finally:
+        again.stop()
+    fresh = EmulatorProcess(tmp_path, "--fresh", db=db)
+    try:
+        assert payments(fresh.url) == []
+        assert requests.get(fresh.url + "/_emulator/sandboxes", timeout=10).json()["sandboxes"] == []
+    finally:
+        fresh.stop()
+    assert not (tmp_path / "shop.db.sandboxes").exists()
+
+
+def test_fresh_refuses_a_postgresql_database(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "emulator", "serve", "--fresh", "--db", "postgresql://u:pw@h/db"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--fresh empties a SQLite file; for PostgreSQL, drop and create the database" in done.stderr
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("PORT", "abc", "PAYLETTER_EMULATOR_PORT='abc' is not an integer"),
+    ("CALLBACK_TIMEOUT", "soon", "PAYLETTER_EMULATOR_CALLBACK_TIMEOUT='soon' is not a number (seconds)"),
+    ("TLS", "maybe", "PAYLETTER_EMULATOR_TLS='maybe' is not a boolean (1/true/yes/on or 0/false/no/off)"),
+    ("CLIENTS", "shop:only-one-key", "PAYLETTER_EMULATOR_CLIENTS: client 'shop:only-one-key' is not"),
+])
+def test_a_bad_environment_variable_is_named_with_what_it_expects(tmp_path, name, value, expected):
+    done = subprocess.run([sys.executable, "-m", "emulator", "serve", "--db", ":memory:"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, f"PAYLETTER_EMULATOR_{name}": value})
+    assert done.returncode == 2
+    assert f"Error: {expected}" in done.stderr
+    assert "Traceback" not in done.stderr
