@@ -2,6 +2,7 @@
 of sense, merged in order, and consulted at each moment a rule may decide."""
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from jsonschema.exceptions import best_match
 
 from .clock import KST
 from .config import Client
+from .domain.methods import table as method_table
 from .domain.rules import API, STAGES, Rule, compile_rule
 from .resources import schemas_dir, scenarios_dir
 from .storage import Storage
@@ -103,12 +105,30 @@ def _within_budget(document, budget: int) -> bool:
 
 
 def _message(error) -> str:
-    """The schema's message, with what the place expects when it has alternatives."""
+    """The schema's message, with what the place expects when it has alternatives, and what a
+    misspelt name or a YAML boolean was probably meant to be."""
     expected = error.schema.get("description") if error.validator in ("oneOf", "anyOf", "minProperties",
                                                                      "maxProperties") else None
     if expected:
-        return f"{error.instance!r} is not allowed here; expected: {expected}"
+        return f"{error.instance!r} is not allowed here; expected: {expected}{_did_you_mean(error)}"
+    if error.validator == "additionalProperties":
+        return error.message + _did_you_mean(error)
     return error.message
+
+
+def _did_you_mean(error) -> str:
+    """`; did you mean ...?` for names the place does not know, or a value YAML read as a boolean."""
+    instance = error.instance
+    if isinstance(instance, bool):
+        return ("; did you mean a text? YAML reads an unquoted true/false/yes/no/on/off as a boolean: "
+                "quote it (\"yes\")")
+    if not isinstance(instance, dict):
+        return ""
+    alternatives = [error.schema, *error.schema.get("oneOf", []), *error.schema.get("anyOf", [])]
+    known = [name for schema in alternatives for name in schema.get("properties", {})]
+    hints = [f"{name!r}: did you mean {close[0]!r}?" for name in instance if name not in known
+             if (close := difflib.get_close_matches(str(name), known, n=1, cutoff=0.6))]
+    return f"; {' '.join(hints)}" if hints else ""
 
 
 def _validator() -> Draft202012Validator:
@@ -152,6 +172,8 @@ def _sense(document: dict):
                                                "card_number can only choose approve, decline or abandon"
         if "endpoint" in when:
             yield from _endpoint_problems(when["endpoint"], f"{where}.when.endpoint")
+        if "pgcode" in when:
+            yield from _pgcode_problems(when["pgcode"], f"{where}.when.pgcode")
     for index, event in enumerate(document.get("timeline", [])):
         yield from _moment_problem(event["at"], f"timeline[{index}].at")
         if "outage" in event:
@@ -168,6 +190,17 @@ def _endpoint_problems(spec, where: str):
     for value in spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else []:
         if value not in ENDPOINTS:
             yield where, f"{value!r} is not an endpoint; one of {', '.join(ENDPOINTS)}"
+
+
+def _pgcode_problems(spec, where: str):
+    """A pgcode a rule waits for must be one the gateway knows (a method's, or an option's such as
+    naverpoint), or the rule could never apply."""
+    known = [code for method in method_table().values() for code in (method.pgcode, *(o.pgcode for o in method.options))]
+    for value in spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else []:
+        if str(value) not in known:
+            close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else " (docs/payment-methods.md lists them)"
+            yield where, f"{value!r} is not a pgcode{hint}"
 
 
 def _moment_problem(text: str, where: str):

@@ -406,6 +406,23 @@ BROKEN = {
                "timeline[0].at: 'tomorrow' is not an ISO 8601 date and time"),
     "stage": ("version: 1\nrules:\n  - {name: a, when: {card_number: '4000'}, then: {latency: {ms: 1}}}\n",
               "rules[0].when.card_number: the payer types the card number after the API request"),
+    # Errors that teach: a near miss is named with what was probably meant.
+    "pgcode": ("version: 1\nrules:\n  - {name: a, when: {pgcode: [mobile, creditcrad]}, then: {abandon: {}}}\n",
+               "rules[0].when.pgcode: 'creditcrad' is not a pgcode; did you mean 'creditcard'?"),
+    "no such pgcode": ("version: 1\nrules:\n  - {name: a, when: {pgcode: bitcoin}, then: {abandon: {}}}\n",
+                       "rules[0].when.pgcode: 'bitcoin' is not a pgcode (docs/payment-methods.md lists them)"),
+    "header value type": ("version: 1\nrules:\n  - {name: a, when: {header: {X-Test: {regx: 'a.*'}}}, "
+                          "then: {abandon: {}}}\n",
+                          "rules[0].when.header.X-Test: {'regx': 'a.*'} is not allowed here; expected: A value, "
+                          "a list of values (any of them), or {regex: ...}; 'regx': did you mean 'regex'?"),
+    "header boolean": ("version: 1\nrules:\n  - {name: a, when: {header: {X-Test: yes}}, then: {abandon: {}}}\n",
+                       "rules[0].when.header.X-Test: True is not allowed here; expected: A value, a list of values "
+                       "(any of them), or {regex: ...}; did you mean a text? YAML reads an unquoted "
+                       "true/false/yes/no/on/off as a boolean: quote it"),
+    "misspelt condition": ("version: 1\nrules:\n  - {name: a, when: {pgcod: mobile}, then: {abandon: {}}}\n",
+                           "('pgcod' was unexpected); 'pgcod': did you mean 'pgcode'?"),
+    "misspelt outcome": ("version: 1\nrules:\n  - {name: a, then: {declne: {}}}\n",
+                         "('declne' was unexpected); 'declne': did you mean 'decline'?"),
 }
 
 
