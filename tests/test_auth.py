@@ -8,13 +8,24 @@ from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY
 AUTH_ERROR = {"code": 998, "message": "Authentication token is missing or incorrect"}
 
 
-@pytest.mark.parametrize("header", [None, "", "PLKEY", "PLKEY ", "Bearer " + PAYMENT_KEY,
-                                    PAYMENT_KEY, "PLKEY " + PAYMENT_KEY[:-2], "PLKEY nope"])
-def test_missing_malformed_or_unknown_key_is_401(api, header):
+NO_HEADER = "998: no Authorization header"
+NOT_PLKEY = "998: the Authorization header is not `PLKEY <key>` (it starts with {!r})"
+NO_KEY = "998: the Authorization header is `PLKEY` without a key"
+UNKNOWN_KEY = "998: the key of `PLKEY <key>` is not a key of this emulator (nor of a sandbox)"
+
+
+@pytest.mark.parametrize("header,why", [
+    (None, NO_HEADER), ("", NO_HEADER), ("PLKEY", NO_KEY), ("PLKEY ", NO_KEY),
+    ("Bearer " + PAYMENT_KEY, NOT_PLKEY.format("Bearer")), 
+    (PAYMENT_KEY, "998: the Authorization header is not `PLKEY <key>` (the value has no `PLKEY ` before it)"),
+    ("PLKEY " + PAYMENT_KEY[:-2], UNKNOWN_KEY), ("PLKEY nope", UNKNOWN_KEY)])
+def test_missing_malformed_or_unknown_key_is_401_and_the_journal_says_which(api, header, why):
     headers = {} if header is None else {"Authorization": header}
     response = api.http.post(api.url + "/v1.0/payments/request", json=api.request_body(), headers=headers)
     assert response.status_code == 401
-    assert response.json() == AUTH_ERROR
+    assert response.json() == AUTH_ERROR  # the gateway's words to the client
+    [entry] = api.control("/requests", method="GET")["requests"]
+    assert (entry["status"], entry["error"]) == (401, why)
 
 
 def test_scheme_is_read_in_any_case(api):

@@ -41,6 +41,30 @@ def test_other_content_type_is_read_as_json(api):
     assert last_journal(api)["warnings"] == ["Content-Type: Content-Type is text/plain, expected application/json"]
 
 
+def test_json_sent_as_a_form_is_read_as_json(api):
+    """`curl -d '{...}'` sends JSON with a form's Content-Type: it parses, so it is tolerated."""
+    import json
+    response = api.http.post(api.url + "/v1.0/payments/request", data=json.dumps(api.request_body()),
+                             headers={"Authorization": f"PLKEY {PAYMENT_KEY}",
+                                      "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+
+
+FORM_MESSAGE = ("The body is a form ({}); the gateway expects JSON: send the fields as a JSON object with "
+                "Content-Type: application/json")
+
+
+@pytest.mark.parametrize("sent", ["data", "files"])
+def test_a_form_body_is_told_that_json_is_expected(api, sent):
+    body = {key: str(value) for key, value in api.request_body().items()}
+    form = {"data": body} if sent == "data" else {"files": {k: (None, v) for k, v in body.items()}}
+    response = api.http.post(api.url + "/v1.0/payments/request", headers={"Authorization": f"PLKEY {PAYMENT_KEY}"},
+                             **form)
+    mimetype = "application/x-www-form-urlencoded" if sent == "data" else "multipart/form-data"
+    assert response.status_code == 406
+    assert response.json() == {"code": 2000, "message": FORM_MESSAGE.format(mimetype)}
+
+
 @pytest.mark.parametrize("overrides,message", [
     ({"amount": "1000"}, "amount: sent as a string ('1000'), expected a number; "
                          "the real gateway tolerates this, --strict does not"),

@@ -13,6 +13,7 @@ from ..errors import GatewayError
 from ..validation import tolerate
 
 JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def emulator():
@@ -56,11 +57,27 @@ def find_client(em, environ: dict) -> tuple[Client, str] | None:
     return match
 
 
+def why_no_client(environ: dict) -> str:
+    """Which of the 998's three cases this is, for the journal (never the key itself)."""
+    header = environ.get("HTTP_AUTHORIZATION", "").strip()
+    if not header:
+        return "998: no Authorization header"
+    if plkey(environ) is None:
+        scheme = header.partition(" ")[0]
+        if scheme.upper() == "PLKEY":
+            return "998: the Authorization header is `PLKEY` without a key"
+        if scheme == header:  # one word: likely the key alone, which the journal does not keep
+            return "998: the Authorization header is not `PLKEY <key>` (the value has no `PLKEY ` before it)"
+        return f"998: the Authorization header is not `PLKEY <key>` (it starts with {scheme[:20]!r})"
+    return "998: the key of `PLKEY <key>` is not a key of this emulator (nor of a sandbox)"
+
+
 def authenticate(key_type: str, endpoint: str, em, sent: Request, notes) -> Client:
     """The client of `em` behind `Authorization: PLKEY <key>`; 401 or 403 otherwise. `sent` is
     the request, `notes` its `g` (the journal records the client)."""
     found = find_client(em, sent.environ)
     if found is None:
+        notes.exception = why_no_client(sent.environ)  # the journal says why; the client sees the gateway's 998
         raise GatewayError("auth_missing")
     client, kind = found
     notes.client_id = client.client_id
@@ -93,11 +110,13 @@ def json_body(*, strict: bool, sent: Request | None = None):
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        _not_a_form(mimetype)
         # The real gateway's answer, its .NET decoder's words: the first bad byte and its offset.
         raise GatewayError("body_not_utf8", index=exc.start, byte=f"{exc.object[exc.start]:02X}") from None
     try:
         reading = lenient_json.loads(text)
     except json.JSONDecodeError as exc:
+        _not_a_form(mimetype)
         raise GatewayError("malformed_json", detail=str(exc)) from None
     except RecursionError:
         raise GatewayError("malformed_json", detail="nested too deeply") from None
@@ -107,6 +126,13 @@ def json_body(*, strict: bool, sent: Request | None = None):
     if "\\u" in text and not is_text(value):
         raise GatewayError("malformed_json", detail="a \\u escape of a lone surrogate is not text")
     return value
+
+
+def _not_a_form(mimetype: str) -> None:
+    """A form (what an HTML form or `curl -d a=b` sends) is not what the gateway reads: say so,
+    rather than quote the JSON parser. JSON sent with a form's Content-Type still parses above."""
+    if mimetype in FORM_TYPES:
+        raise GatewayError("form_body", mimetype=mimetype)
 
 
 def root_url(em=None) -> str:
