@@ -92,7 +92,8 @@ def serve(**options):
 
         tls.install(app, certificates)
         context = tls.server_context(certificates)
-    server = make_server(settings.host, settings.port, app, threaded=True, ssl_context=context)
+    server = make_server(settings.host, settings.port, app, threaded=True, ssl_context=context,
+                         request_handler=tls.request_handler() if context else None)
     if context:  # the handshake happens in the connection's thread: a silent client holds up nobody
         server.socket.do_handshake_on_connect = False
     _announce(settings, server.server_port, certificates)
@@ -123,9 +124,8 @@ def _announce(settings: Settings, port: int, certificates=None) -> None:
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     scheme = "https" if certificates else "http"
-    click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=settings.workers)))
-    if certificates and certificates.ca_file:
-        click.echo(f"CA certificate: {certificates.ca_file}")
+    click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=settings.workers,
+                               ca_file=certificates.ca_file if certificates else None)))
     sys.stdout.flush()
     if settings.control and settings.control_token is None and not _loopback(settings.host):
         click.echo(f"warning: the control API (/_emulator/...) is open to anyone who reaches {settings.host}; "

@@ -17,6 +17,8 @@ class Gunicorn(BaseApplication):
         self.settings = settings
         self.listener = listener
         self.certificates = certificates  # emulator.tls.Certificates for HTTPS, else None
+        host, port = listener.getsockname()[:2]  # read here: a worker has the listener as gunicorn's
+        self.address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
         super().__init__()
 
     def load_config(self) -> None:
@@ -44,9 +46,10 @@ class Gunicorn(BaseApplication):
 
         app = create_app(self.settings)
         if self.certificates:
-            from .tls import install
+            from .tls import hint_gunicorn_log, install
 
             install(app, self.certificates)
+            hint_gunicorn_log(self.address)
         return app
 
 

@@ -51,10 +51,13 @@ def hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def lines(settings: Settings, base_url: str, *, workers: int | None = None) -> list[str]:
-    """The startup lines; the first says where the server listens (tools read its URL from it)."""
+def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_file=None) -> list[str]:
+    """The startup lines; the first says where the server listens (tools read its URL from it),
+    the second, over HTTPS with the emulator's CA, the CA's file (tools read it too)."""
     extra = f", {workers} workers" if workers else ""
     shown = [f"payletter-emulator listening on {base_url} (db: {hide_password(settings.db)}{extra})"]
+    if ca_file:
+        shown.append(f"CA certificate: {ca_file}")
     if not settings.control:
         shown.append("  dashboard:   off (--no-control)")
     elif settings.control_token is not None:

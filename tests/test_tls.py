@@ -232,3 +232,25 @@ def test_the_readme_example_runs_against_an_https_server(https_server):
     example = example.replace("https://127.0.0.1:8080", https_server.url).replace(
         '"payletter-emulator-ca.pem"', repr(https_server.ca))
     exec(compile(example, "README.md", "exec"), {})
+
+
+def test_plain_http_on_the_https_port_is_told_to_use_https(https_server):
+    answer = requests.get(f"http://127.0.0.1:{https_server.port}/_emulator/health?x=1", timeout=10)
+    hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{https_server.port}/_emulator/health?x=1"
+    assert (answer.status_code, answer.text) == (400, hint + "\n")
+    assert hint in (https_server.workdir / "emulator.log").read_text()
+    # HTTPS on the same server still works, and the hint has not eaten a request.
+    assert requests.get(https_server.url + "/_emulator/health", verify=https_server.ca, timeout=10).ok
+
+
+def test_plain_http_to_https_workers_is_logged_with_the_hint(tmp_path):
+    server = HttpsEmulator(tmp_path, "--workers", "1", "--tls")
+    try:
+        with pytest.raises(requests.exceptions.ConnectionError):  # gunicorn closes without an answer
+            requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
+        server.stop()
+        log = (tmp_path / "emulator.log").read_text()
+        assert f"plain HTTP on the HTTPS port: use https://127.0.0.1:{server.port}/ (" in log
+        assert "[SSL: HTTP_REQUEST]" in log
+    finally:
+        server.stop()
