@@ -382,6 +382,30 @@ def test_a_sandboxs_dashboard_shows_and_moves_that_sandbox(tour, receiver, deskt
         requests.delete(f"{tour.url}/_emulator/sandboxes/{sandbox['id']}", timeout=10)
 
 
+def test_the_sandbox_picker_opens_a_sandboxs_dashboard_and_comes_back(tour, receiver, desktop):
+    """What a kept sandbox of a failed test (--payletter-keep-failed) is opened with."""
+    tour.pay(order_no="root-order")
+    sandbox = requests.post(tour.url + "/_emulator/sandboxes", json={}, timeout=10).json()
+    try:
+        keys = {"Authorization": f"PLKEY {sandbox['payment_key']}"}
+        body = tour.request_body(client_id=sandbox["client_id"], order_no="kept-order")
+        assert requests.post(tour.url + "/v1.0/payments/request", headers=keys, json=body, timeout=10).ok
+        desktop.goto(tour.url + "/_emulator/?lang=ko")
+        picker = desktop.get_by_test_id("sandbox-picker")
+        expect(picker.locator("option")).to_have_text(["기본 에뮬레이터", f"샌드박스 {sandbox['id']}"])
+        expect(picker).to_have_value("")
+        picker.select_option(sandbox["id"])
+        desktop.wait_for_url(f"{tour.url}/_sandbox/{sandbox['id']}/_emulator/?lang=ko")
+        expect(desktop.get_by_test_id("where")).to_have_text(f"샌드박스 {sandbox['id']}")
+        expect(desktop.get_by_test_id("payment-row").get_by_test_id("order-no")).to_have_text(["kept-order"])
+        expect(desktop.get_by_test_id("sandbox-picker")).to_have_value(sandbox["id"])
+        desktop.get_by_test_id("sandbox-picker").select_option("")
+        desktop.wait_for_url(f"{tour.url}/_emulator/?lang=ko")
+        expect(desktop.get_by_test_id("payment-row").get_by_test_id("order-no")).to_have_text(["root-order"])
+    finally:
+        requests.delete(f"{tour.url}/_emulator/sandboxes/{sandbox['id']}", timeout=10)
+
+
 def test_in_korean_with_amounts_in_won(tour, desktop):
     tour.pay(amount=1234500)
     desktop.goto(tour.url + "/_emulator/?lang=ko")

@@ -14,8 +14,10 @@
   var sandbox = new URLSearchParams(location.search).get("sandbox") || "";
   var base = location.pathname.replace(/\/?$/, "/");
   var sandboxInPath = (base.match(/\/_sandbox\/([^/]+)\/_emulator\/$/) || [])[1];
+  // The root's dashboard, from which every sandbox's is /_sandbox/<id>/_emulator/ (the picker's way).
+  var rootBase = base.replace(/_sandbox\/[^/]+\/_emulator\/$/, "_emulator/");
 
-  var state = {clock: null, clockAt: 0, payments: [], callbacks: [], scenario: null, journal: []};
+  var state = {clock: null, clockAt: 0, payments: [], callbacks: [], scenario: null, journal: [], sandboxes: []};
   var rendered = {};          // what each table last showed, so an unchanged table is left alone
   var expanded = new Set();   // detail rows the user opened, kept open across refreshes
   var filter = "";
@@ -527,7 +529,7 @@
     }
     clearTimeout(timer);
     inFlight = Promise.all([api("GET", "clock"), api("GET", "payments"), api("GET", "callbacks"),
-                            api("GET", "scenario"), api("GET", "requests?limit=" + ROWS)])
+                            api("GET", "scenario"), api("GET", "requests?limit=" + ROWS), api("GET", "sandboxes")])
       .then(function (answers) {
         state.clock = answers[0];
         state.clockAt = performance.now();
@@ -535,12 +537,38 @@
         state.callbacks = answers[2].callbacks;
         state.scenario = answers[3];
         state.journal = answers[4].requests;
+        state.sandboxes = answers[5].sandboxes;
         banner("");
         render();
+        renderPicker();
         stamp();
       }, function (error) { banner(error.message); })
       .then(function () { inFlight = null; schedule(); });
     return inFlight;
+  }
+
+  // The sandbox picker: the root and every sandbox of the server (a kept one from a failed test,
+  // say); picking one opens its dashboard, in the same language.
+  function renderPicker() {
+    var select = one("[data-testid=sandbox-picker]");
+    var ids = state.sandboxes.map(function (s) { return s.id; });
+    var current = sandbox || sandboxInPath || "";
+    if (current && ids.indexOf(current) < 0) { ids.unshift(current); }
+    if (!changed("picker", ids)) { return; }
+    while (select.options.length > 1) { select.remove(1); }
+    ids.forEach(function (id) {
+      var option = document.createElement("option");
+      option.value = id;
+      option.textContent = say("sandbox_option", {id: id});
+      select.appendChild(option);
+    });
+    select.value = current;
+  }
+
+  function dashboardOf(id) {
+    var path = id ? rootBase.replace(/_emulator\/$/, "_sandbox/" + encodeURIComponent(id) + "/_emulator/") : rootBase;
+    var lang = new URLSearchParams(location.search).get("lang");
+    return path + (lang ? "?lang=" + encodeURIComponent(lang) : "");
   }
 
   function act(button, work) {
@@ -603,6 +631,10 @@
     } else if (ACTIONS[button.getAttribute("data-action")]) {
       ACTIONS[button.getAttribute("data-action")](button);
     }
+  });
+
+  one("[data-testid=sandbox-picker]").addEventListener("change", function (event) {
+    location.assign(dashboardOf(event.target.value));
   });
 
   one("[data-testid=filter]").addEventListener("input", function (event) {
