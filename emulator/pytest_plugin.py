@@ -2,21 +2,26 @@
 the gateway's view of a failing test in its report, and what the run exercised at the end.
 
 Fixtures: `payletter_server` (session: an emulator process on a free port, or the one at
-`--payletter-url`), `payletter` (an EmulatorClient with a clean state for each test) and
-`payletter_app` (the same client on an in-process app, no server). Options: `--payletter-url`,
-`--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
-`--payletter-token`, `--payletter-tls`, `--payletter-ca`, `--payletter-no-coverage`. Marker: `@pytest.mark.payletter_scenario(name, ...)`.
+`--payletter-url`), `payletter` (an EmulatorClient with a clean state for each test),
+`payletter_app` (the same client on an in-process app, no server) and `payletter_serve_app`
+(serves the merchant's own WSGI or ASGI app on a free port, so callbacks reach it). Options:
+`--payletter-url`, `--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
+`--payletter-token`, `--payletter-tls`, `--payletter-ca`, `--payletter-no-coverage`,
+`--payletter-keep-failed`. Marker: `@pytest.mark.payletter_scenario(name, ...)`. Under
+pytest-xdist the workers' coverage is merged into one summary.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -26,6 +31,9 @@ READY_TIMEOUT = 30.0  # seconds for a spawned emulator to answer /_emulator/heal
 SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
 BODY_CHARS = 240  # characters of a body shown per journal line or attempt
 COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
+OUTCOME_KEY = pytest.StashKey[dict]()  # a test's reports by phase, for the fixtures' teardown
+SERVER_KEY = pytest.StashKey[Any]()  # this process's PayletterServer, once started
+KEPT_TITLE = "payletter sandbox kept (payletter)"
 ISOLATIONS = ("sandbox", "reset")
 _UNKNOWN = object()
 
@@ -47,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="The CA certificate to trust for an emulator at an https:// --payletter-url.")
     group.addoption("--payletter-no-coverage", action="store_true", default=False,
                     help="Do not print the emulator's coverage summary at the end of the run.")
+    group.addoption("--payletter-keep-failed", action="store_true", default=False,
+                    help="Keep a failed test's sandbox (not deleted after the test) and name it in the failure "
+                         "report, to open on the dashboard's sandbox picker.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +65,29 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "payletter_scenario(*names): the scenario (shipped names, files or dicts) in force for this "
                    "test's `payletter` or `payletter_app`, instead of --payletter-scenario")
     config.stash[COVERAGE_KEY] = {}
+    _refuse_what_cannot_work(config)
+
+
+def parallel(config: pytest.Config) -> bool:
+    """Whether pytest-xdist runs this session's tests in several processes (its controller or a worker)."""
+    if hasattr(config, "workerinput"):
+        return True
+    return getattr(config.option, "numprocesses", None) not in (None, 0) or \
+        getattr(config.option, "dist", "no") not in ("no", None)
+
+
+def _refuse_what_cannot_work(config: pytest.Config) -> None:
+    """Usage errors at start, not failures in the middle of the run."""
+    isolation = config.getoption("payletter_isolation", "sandbox")
+    if isolation == "reset" and parallel(config) and config.getoption("payletter_url", None):
+        raise pytest.UsageError(
+            "--payletter-isolation=reset cannot work in parallel (pytest-xdist's -n) on one emulator "
+            "(--payletter-url): each test's reset would empty the emulator under the other workers' tests. "
+            "Use --payletter-isolation=sandbox (the default: every test its own sandbox), or leave out "
+            "--payletter-url so that each worker starts its own emulator, or run without -n.")
+    if config.getoption("payletter_keep_failed", False) and isolation == "reset":
+        raise pytest.UsageError("--payletter-keep-failed keeps a failed test's sandbox: it needs "
+                                "--payletter-isolation=sandbox (the default), not reset")
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -67,6 +101,7 @@ class PayletterServer:
     isolation: str
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    shared_in_parallel: bool = False  # pytest-xdist workers on one emulator (--payletter-url)
     root_scenario: Any = field(default=_UNKNOWN, init=False)  # the root's, when the session began
 
     @property
@@ -84,6 +119,10 @@ class PayletterServer:
             except EmulatorError as exc:
                 if exc.status not in (404, 405):
                     raise
+                if self.shared_in_parallel:
+                    raise RuntimeError(f"the emulator at {self.url} has no sandboxes, and resetting it instead "
+                                       f"cannot work with pytest-xdist workers sharing it: run without -n, or "
+                                       f"without --payletter-url (each worker starts its own)") from exc
                 self.isolation = "reset"  # an emulator without sandboxes: one test at a time
         if self.root_scenario is _UNKNOWN:
             self.root_scenario = self.client.scenario().get("scenario")
@@ -176,7 +215,7 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     if url:
         client = EmulatorClient(url, control_token=token, verify=config.getoption("payletter_ca") or True)
         wait_ready(client)
-        server = PayletterServer(client.base_url, client, isolation)
+        server = PayletterServer(client.base_url, client, isolation, shared_in_parallel=parallel(config))
     else:
         flags = [arg for name in scenarios for arg in ("--scenario", name)]
         if token:
@@ -184,6 +223,7 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         process, client, log_path = start_emulator(tmp_path_factory.mktemp("payletter"), *flags, token=token,
                                                    tls=config.getoption("payletter_tls"))
         server = PayletterServer(client.base_url, client, isolation, process, log_path)
+    config.stash[SERVER_KEY] = server
     try:
         yield server
     finally:
@@ -209,7 +249,13 @@ def payletter(payletter_server: PayletterServer, request: pytest.FixtureRequest)
     scenarios = _scenarios(request)
     client = payletter_server.client_for(scenarios)
     yield client
+    if client.sandbox and request.config.getoption("payletter_keep_failed") and _failed(request.node):
+        return  # kept: the failure report names it (pytest_runtest_makereport)
     payletter_server.release(client)
+
+
+def _failed(item: pytest.Item) -> bool:
+    return any(report.failed for report in item.stash.get(OUTCOME_KEY, {}).values())
 
 
 @pytest.fixture
@@ -228,18 +274,110 @@ def payletter_app(request: pytest.FixtureRequest):
     app.extensions["payletter"].dispatcher.stop()
 
 
+# --- the merchant's own app, served so that callbacks reach it ---------------------------------------
+
+def is_asgi(app) -> bool:
+    """An ASGI app is a coroutine function (or an object whose __call__ is one): FastAPI,
+    Starlette, Quart's asgi_app; anything else is called as WSGI (Flask, Django's WSGI handler)."""
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
+
+
+def serve_app(app, *, host: str = "127.0.0.1", asgi: bool | None = None) -> tuple[str, Callable[[], None]]:
+    """Serve `app` on a free port of `host` in a thread: its base URL, and the function that
+    stops it. WSGI with werkzeug's threaded server (Flask's own); ASGI with uvicorn, which must
+    be installed (`pip install uvicorn`: the plugin does not depend on it)."""
+    if not (is_asgi(app) if asgi is None else asgi):
+        from werkzeug.serving import make_server
+
+        server = make_server(host, 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="payletter-serve-app", daemon=True)
+        thread.start()
+
+        def stop_wsgi() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(READY_TIMEOUT)
+
+        return f"http://{host}:{server.server_port}", stop_wsgi
+    try:
+        import uvicorn
+    except ImportError:
+        raise RuntimeError("payletter_serve_app: an ASGI app is served with uvicorn, which is not installed: "
+                           "pip install uvicorn (a WSGI app needs nothing more)") from None
+    listener = socket.create_server((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="payletter-serve-app",
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not server.started:  # the readiness uvicorn reports, not a guess
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            listener.close()
+            raise RuntimeError("payletter_serve_app: uvicorn did not start the app (its log says why)")
+        time.sleep(0.01)
+
+    def stop_asgi() -> None:
+        server.should_exit = True
+        thread.join(READY_TIMEOUT)
+        listener.close()
+
+    return f"http://{host}:{listener.getsockname()[1]}", stop_asgi
+
+
+@pytest.fixture
+def payletter_serve_app():
+    """`payletter_serve_app(app)` serves the merchant's own WSGI or ASGI app on a free port for
+    this test and returns its base URL (`http://127.0.0.1:<port>`): give the emulator
+    `callback_url=<url>/your/callback/path` and the callback reaches the app. `asgi=True/False`
+    overrides the guess; ASGI needs uvicorn installed. Stopped after the test."""
+    stops: list[Callable[[], None]] = []
+
+    def serve(app, *, asgi: bool | None = None) -> str:
+        url, stop = serve_app(app, asgi=asgi)
+        stops.append(stop)
+        return url
+
+    yield serve
+    for stop in reversed(stops):
+        stop()
+
+
 # --- a failing test's report --------------------------------------------------------------------
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    item.stash.setdefault(OUTCOME_KEY, {})[report.when] = report
     if report.failed and report.when in ("setup", "call"):
         for name in ("payletter", "payletter_app"):
             client = getattr(item, "funcargs", {}).get(name)
             if isinstance(client, EmulatorClient):
                 for title, text in describe(client):
                     report.sections.append((f"{title} ({name})", text))
+        client = getattr(item, "funcargs", {}).get("payletter")
+        if isinstance(client, EmulatorClient) and client.sandbox and item.config.getoption("payletter_keep_failed"):
+            report.sections.append((KEPT_TITLE, kept_sandbox_text(item.config, client)))
     return report
+
+
+def kept_sandbox_text(config: pytest.Config, client: EmulatorClient) -> str:
+    """Where a failed test's kept sandbox is, and how to open it."""
+    lines = [f"sandbox {client.sandbox}: {client.url}/_emulator/"]
+    server = _session_server(config)
+    if server is not None and server.process is not None:
+        db = server.log_path.parent / "emulator.db"
+        lines.append(f"the emulator this run started stops with the run; its data stays in {db}: "
+                     f"`payletter-emulator serve --db {db}`, then open /_sandbox/{client.sandbox}/_emulator/ "
+                     f"or pick {client.sandbox} on the dashboard")
+    else:
+        lines.append(f"open it, or pick {client.sandbox} on the dashboard's sandbox picker; it is deleted "
+                     f"after its idle time, or by DELETE /_emulator/sandboxes/{client.sandbox}")
+    return "\n".join(lines)
+
+
+def _session_server(config: pytest.Config) -> PayletterServer | None:
+    return config.stash.get(SERVER_KEY, None)
 
 
 def describe(client: EmulatorClient) -> list[tuple[str, str]]:
@@ -310,20 +448,48 @@ def _keep_coverage(config: pytest.Config, server: PayletterServer) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
-    """pytest-xdist: a worker's coverage reaches the controller's summary."""
+    """pytest-xdist: a worker's coverage reaches the controller's summary. Workers sharing one
+    emulator (--payletter-url) each read all of it, at different moments: the fullest is kept."""
     sent = getattr(node, "workeroutput", {}).get("payletter_coverage")
     if sent:
-        node.config.stash[COVERAGE_KEY].update(json.loads(sent))
+        found = node.config.stash[COVERAGE_KEY]
+        for url, coverage in json.loads(sent).items():
+            found[url] = merge_coverage([found[url], coverage], combine=max) if url in found else coverage
+
+
+def merge_coverage(parts: list[dict], combine=sum) -> dict:
+    """Several emulators' coverage as one: counts added (`combine=sum`; `max` for readings of one
+    emulator), and never exercised only what none of them exercised."""
+    merged: dict = {}
+    for name in ("endpoints", "pgcodes", "error_codes", "rules", "callbacks"):
+        keys = dict.fromkeys(key for part in parts for key in (part.get(name) or {}))
+        merged[name] = {key: combine((part.get(name) or {}).get(key, 0) for part in parts) for key in keys}
+    nevers = [part.get("never") or {} for part in parts]
+    merged["never"] = {name: [item for item in nevers[0].get(name, []) if all(item in n.get(name, []) for n in nevers)]
+                       for name in nevers[0]}
+    return merged
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        kept = [(report.nodeid, text.splitlines()[0]) for report in terminalreporter.stats.get("failed", [])
+                for title, text in report.sections if title == KEPT_TITLE]
+        if kept:
+            terminalreporter.write_sep("-", "payletter sandboxes kept (--payletter-keep-failed)")
+            for nodeid, where in kept:
+                terminalreporter.write_line(f"{nodeid}: {where}")
     found = config.stash.get(COVERAGE_KEY, {})
     if not found or config.getoption("payletter_no_coverage"):
         return
-    for url, coverage in found.items():
-        terminalreporter.write_sep("-", f"payletter coverage ({url})")
-        for line in coverage_lines(coverage):
-            terminalreporter.write_line(line)
+    if len(found) == 1:
+        [(url, coverage)] = found.items()
+        title = f"payletter coverage ({url})"
+    else:  # pytest-xdist workers, each with the emulator it started
+        coverage = merge_coverage(list(found.values()))
+        title = f"payletter coverage ({len(found)} emulators, one per pytest-xdist worker, merged)"
+    terminalreporter.write_sep("-", title)
+    for line in coverage_lines(coverage):
+        terminalreporter.write_line(line)
 
 
 def coverage_lines(coverage: dict) -> list[str]:

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
-from emulator.pytest_plugin import start_emulator
+from emulator.client import EmulatorClient
+from emulator.pytest_plugin import start_emulator, wait_ready
 
 pytest_plugins = ["pytester"]
 
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # What a merchant's code does: request a payment with its keys, at the URL it is configured with.
 PRELUDE = '''
 import pytest
+import requests
 import requests
 
 
@@ -208,6 +211,7 @@ def test_an_unknown_one(payletter):
 def test_reset_isolation_keeps_the_scenario_a_shared_emulator_was_started_with(pytester, tmp_path):
     pytester.makepyfile('''
 import pytest
+import requests
 
 @pytest.mark.payletter_scenario("declined-cards")
 def test_one(payletter):
@@ -228,7 +232,8 @@ def test_two(payletter):
 def test_the_readme_example_runs(pytester):
     readme = (ROOT / "README.md").read_text("utf-8")
     section = re.search(r"\n## Testing with pytest\n(.*?)\n## ", readme, re.S).group(1)
-    [example] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "def test_" in block]
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S)
+                 if "def test_" in block and "payletter_serve_app" not in block]
     pytester.makepyfile(test_readme=example)
     result = run(pytester)
     result.assert_outcomes(passed=example.count("\ndef test_"))
@@ -237,6 +242,7 @@ def test_the_readme_example_runs(pytester):
 
 HTTPS_TESTS = '''
 import pytest
+import requests
 import requests
 
 
@@ -265,3 +271,219 @@ def test_https_the_plugin_starts_or_is_pointed_at(pytester, tmp_path):
     finally:
         process.terminate()
         process.wait()
+
+
+# --- the merchant's own app, served so that callbacks reach it ----------------------------------------
+
+SHOPS = PRELUDE + '''
+import json
+
+from flask import Flask, request
+
+
+def wsgi_shop():
+    app = Flask("shop")
+    received = []
+
+    @app.post("/payletter/callback")
+    def callback():
+        received.append(request.get_json())
+        return {"code": 0}
+
+    return app, received
+
+
+def asgi_shop():
+    """A bare ASGI app (what FastAPI and Starlette are), lifespan included."""
+    received = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append(json.loads(body))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"code":0}'})
+
+    return app, received
+
+
+@pytest.mark.parametrize("make", [wsgi_shop, asgi_shop])
+def test_the_callback_reaches_the_shop(payletter, payletter_serve_app, make):
+    app, received = make()
+    url = payletter_serve_app(app)
+    assert url.startswith("http://127.0.0.1:")
+    fields = payletter.approve(request_payment(payletter, callback_url=url + "/payletter/callback"))["fields"]
+    payletter.callbacks.wait(tid=fields["tid"], status="delivered")
+    assert [(body["tid"], body["amount"]) for body in received] == [(fields["tid"], 1000)]
+'''
+
+
+def test_the_merchants_own_wsgi_and_asgi_apps_are_served_and_get_the_callbacks(pytester):
+    pytester.makepyfile(test_shops=SHOPS)
+    result = run(pytester, "--payletter-no-coverage")
+    result.assert_outcomes(passed=2)
+
+
+def test_an_asgi_app_without_uvicorn_is_told_what_to_install(pytester):
+    pytester.makepyfile(test_asgi='''
+import sys
+
+def test_asgi(payletter_serve_app, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+
+    async def app(scope, receive, send):
+        pass
+
+    payletter_serve_app(app)
+''')
+    result = run(pytester, "--payletter-no-coverage")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*RuntimeError: payletter_serve_app: an ASGI app is served with uvicorn, which is "
+                                 "not installed: pip install uvicorn (a WSGI app needs nothing more)"])
+
+
+# --- pytest-xdist ----------------------------------------------------------------------------------
+
+PARALLEL = PRELUDE + '''
+@pytest.mark.parametrize("n", range(6))
+def test_card(payletter, n):
+    payletter.approve(request_payment(payletter))
+
+
+@pytest.mark.parametrize("n", range(2))
+def test_mobile(payletter, n):
+    payletter.approve(request_payment(payletter, pgcode="mobile"))
+'''
+
+
+def test_under_xdist_the_workers_coverage_is_one_merged_summary(pytester):
+    pytester.makepyfile(test_parallel=PARALLEL)
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=8)
+    output = result.stdout.str()
+    assert output.count("payletter coverage (") == 1, output
+    result.stdout.fnmatch_lines([
+        "*payletter coverage (2 emulators, one per pytest-xdist worker, merged)*",
+        "endpoints: payments/request 8",
+        "pgcodes: creditcard 6, mobile 2",
+        "never exercised (endpoints): *payments/cancel*",
+    ])
+    never = re.search(r"never exercised \(pgcodes\): (.*)", output).group(1).split(", ")
+    assert "mobile" not in never and "creditcard" not in never and "phonebill" in never  # what no worker did
+
+
+def test_under_xdist_on_one_emulator_the_coverage_is_counted_once(pytester, tmp_path):
+    pytester.makepyfile(test_parallel=PARALLEL)
+    process, client, _ = start_emulator(tmp_path)
+    try:
+        result = run(pytester, "-n", "2", "--payletter-url", client.base_url)
+        result.assert_outcomes(passed=8)
+        result.stdout.fnmatch_lines([f"*payletter coverage ({client.base_url})*", "endpoints: payments/request 8"])
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def test_reset_isolation_on_one_emulator_under_xdist_is_refused_at_start(pytester, emulator_process):
+    pytester.makepyfile(test_parallel=PARALLEL)
+    result = run(pytester, "-n", "2", "--payletter-url", emulator_process.url, "--payletter-isolation=reset")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--payletter-isolation=reset cannot work in parallel (pytest-xdist's -n) on one "
+                                 "emulator (--payletter-url)*"])
+    assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+
+def test_reset_isolation_under_xdist_with_an_emulator_per_worker_works(pytester):
+    pytester.makepyfile(test_two=TWO_TESTS)
+    result = run(pytester, "-n", "2", "--payletter-isolation=reset", "--payletter-no-coverage")
+    result.assert_outcomes(passed=2)
+
+
+# --- keeping a failed test's sandbox ---------------------------------------------------------------
+
+KEPT = PRELUDE + '''
+def test_fails(payletter):
+    request_payment(payletter, order_no="KEEP-ME")
+    assert False, "the merchant's code went wrong"
+
+
+def test_passes(payletter):
+    request_payment(payletter, order_no="GONE")
+'''
+
+
+def test_a_failed_tests_sandbox_is_kept_and_named(pytester, emulator_process):
+    pytester.makepyfile(test_kept=KEPT)
+    result = run(pytester, "--payletter-url", emulator_process.url, "--payletter-keep-failed",
+                 "--payletter-no-coverage")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*payletter sandbox kept (payletter)*",
+        f"sandbox sb*: {emulator_process.url}/_sandbox/sb*/_emulator/",
+        "*pick sb* on the dashboard's sandbox picker*",
+        "*payletter sandboxes kept (--payletter-keep-failed)*",
+        f"test_kept.py::test_fails: sandbox sb*: {emulator_process.url}/_sandbox/sb*/_emulator/",
+    ])
+    [kept] = requests.get(emulator_process.url + "/_emulator/sandboxes", timeout=10).json()["sandboxes"]
+    try:
+        assert result.stdout.str().count(f"sandbox {kept['id']}: {kept['base_url']}/_emulator/") == 2
+        payments = requests.get(kept["base_url"] + "/_emulator/payments", timeout=10).json()["payments"]
+        assert [p["order_no"] for p in payments] == ["KEEP-ME"]
+        assert requests.get(kept["base_url"] + "/_emulator/", timeout=10).status_code == 200
+    finally:
+        requests.delete(f"{emulator_process.url}/_emulator/sandboxes/{kept['id']}", timeout=10)
+
+
+def test_without_the_option_a_failed_tests_sandbox_goes(pytester, emulator_process):
+    pytester.makepyfile(test_kept=KEPT)
+    result = run(pytester, "--payletter-url", emulator_process.url, "--payletter-no-coverage")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "sandbox kept" not in result.stdout.str()
+    assert requests.get(emulator_process.url + "/_emulator/sandboxes", timeout=10).json()["sandboxes"] == []
+
+
+def test_a_kept_sandbox_of_an_emulator_the_run_started_opens_from_its_database(pytester, tmp_path):
+    pytester.makepyfile(test_kept=KEPT)
+    result = run(pytester, "--payletter-keep-failed", "--payletter-no-coverage")
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    db = re.search(r"its data stays in (\S+emulator\.db)", output).group(1)
+    sandbox = re.search(r"then open /_sandbox/(sb[0-9a-f]+)/_emulator/", output).group(1)
+    # The run's emulator has stopped; a server started on its database has the sandbox.
+    again = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", db],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
+    try:
+        url = again.stdout.readline().split("listening on ")[1].split()[0]
+        wait_ready(EmulatorClient(url), again)
+        payments = requests.get(f"{url}/_sandbox/{sandbox}/_emulator/payments", timeout=10).json()["payments"]
+        assert [p["order_no"] for p in payments] == ["KEEP-ME"]
+    finally:
+        again.terminate()
+        again.wait()
+        again.stdout.close()
+
+
+def test_keep_failed_with_reset_isolation_is_refused_at_start(pytester):
+    pytester.makepyfile(test_kept=KEPT)
+    result = run(pytester, "--payletter-keep-failed", "--payletter-isolation=reset")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--payletter-keep-failed keeps a failed test's sandbox: it needs "
+                                 "--payletter-isolation=sandbox*"])
+
+
+def test_the_readme_app_example_runs(pytester):
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = re.search(r"\n## Testing with pytest\n(.*?)\n## ", readme, re.S).group(1)
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "payletter_serve_app" in block]
+    pytester.makepyfile(test_readme_app=example)
+    run(pytester, "--payletter-no-coverage").assert_outcomes(passed=1)
