@@ -12,9 +12,7 @@ pytest-xdist the workers' coverage is merged into one summary.
 """
 from __future__ import annotations
 
-import inspect
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,11 +23,11 @@ from typing import Any, Callable
 
 import pytest
 
+from .app_server import serve_app
 from .client import EmulatorClient, EmulatorError
+from .plugin_report import coverage_lines, describe, merge_coverage
 
 READY_TIMEOUT = 30.0  # seconds for a spawned emulator to answer /_emulator/health
-SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
-BODY_CHARS = 240  # characters of a body shown per journal line or attempt
 COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
 OUTCOME_KEY = pytest.StashKey[dict]()  # a test's reports by phase, for the fixtures' teardown
 SERVER_KEY = pytest.StashKey[Any]()  # this process's PayletterServer, once started
@@ -276,55 +274,6 @@ def payletter_app(request: pytest.FixtureRequest):
 
 # --- the merchant's own app, served so that callbacks reach it ---------------------------------------
 
-def is_asgi(app) -> bool:
-    """An ASGI app is a coroutine function (or an object whose __call__ is one): FastAPI,
-    Starlette, Quart's asgi_app; anything else is called as WSGI (Flask, Django's WSGI handler)."""
-    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
-
-
-def serve_app(app, *, host: str = "127.0.0.1", asgi: bool | None = None) -> tuple[str, Callable[[], None]]:
-    """Serve `app` on a free port of `host` in a thread: its base URL, and the function that
-    stops it. WSGI with werkzeug's threaded server (Flask's own); ASGI with uvicorn, which must
-    be installed (`pip install uvicorn`: the plugin does not depend on it)."""
-    if not (is_asgi(app) if asgi is None else asgi):
-        from werkzeug.serving import make_server
-
-        server = make_server(host, 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="payletter-serve-app", daemon=True)
-        thread.start()
-
-        def stop_wsgi() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(READY_TIMEOUT)
-
-        return f"http://{host}:{server.server_port}", stop_wsgi
-    try:
-        import uvicorn
-    except ImportError:
-        raise RuntimeError("payletter_serve_app: an ASGI app is served with uvicorn, which is not installed: "
-                           "pip install uvicorn (a WSGI app needs nothing more)") from None
-    listener = socket.create_server((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="payletter-serve-app",
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not server.started:  # the readiness uvicorn reports, not a guess
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            listener.close()
-            raise RuntimeError("payletter_serve_app: uvicorn did not start the app (its log says why)")
-        time.sleep(0.01)
-
-    def stop_asgi() -> None:
-        server.should_exit = True
-        thread.join(READY_TIMEOUT)
-        listener.close()
-
-    return f"http://{host}:{listener.getsockname()[1]}", stop_asgi
-
-
 @pytest.fixture
 def payletter_serve_app():
     """`payletter_serve_app(app)` serves the merchant's own WSGI or ASGI app on a free port for
@@ -380,60 +329,6 @@ def _session_server(config: pytest.Config) -> PayletterServer | None:
     return config.stash.get(SERVER_KEY, None)
 
 
-def describe(client: EmulatorClient) -> list[tuple[str, str]]:
-    """The journal and the callback ledger of `client`, a line or a few each, for a report."""
-    try:
-        clock = client.clock.state()
-        journal = client.requests()
-        callbacks = client.callbacks.list()
-    except Exception as exc:  # the report must still be written when the emulator is gone
-        return [("payletter", f"could not read the emulator at {client.url}: {exc}")]
-    head = f"{client.url}, clock {clock['now']}{' (frozen)' if clock['frozen'] else ''}"
-    lines = [head, *(_journal_line(entry) for entry in journal[-SHOWN_REQUESTS:])]
-    if len(journal) > SHOWN_REQUESTS:
-        lines.insert(1, f"... {len(journal) - SHOWN_REQUESTS} earlier requests")
-    if not journal:
-        lines.append("(no gateway API request)")
-    ledger = [line for callback in callbacks for line in _callback_lines(callback)] or ["(no callback)"]
-    return [("payletter journal", "\n".join(lines)), ("payletter callbacks", "\n".join(ledger))]
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text if len(text) <= BODY_CHARS else text[:BODY_CHARS] + "..."
-
-
-def _time(moment: str | None) -> str:
-    return (moment or "")[11:19]
-
-
-def _journal_line(entry: dict) -> str:
-    query = f"?{entry['query']}" if entry.get("query") else ""
-    line = f"{_time(entry['at'])} {entry['method']} {entry['path']}{query} -> {entry['status']}"
-    if entry.get("request") is not None:
-        line += f"\n    sent     {_short(entry['request'])}"
-    if entry.get("response") is not None:
-        line += f"\n    answered {_short(entry['response'])}"
-    notes = ([f"rule: {entry['rule']}"] if entry.get("rule") else []) + \
-            [f"warning: {w}" for w in entry.get("warnings") or []] + \
-            ([f"error: {entry['error']}"] if entry.get("error") else [])
-    return line + "".join(f"\n    {note}" for note in notes)
-
-
-def _callback_lines(callback: dict) -> list[str]:
-    nxt = f", next attempt {callback['next_attempt_at']}" if callback.get("next_attempt_at") else ""
-    lines = [f"#{callback['id']} {callback['tid']} -> {callback['url']}: {callback['status']}, "
-             f"{callback['attempts_made']} attempt(s){nxt}",
-             f"    body {_short(callback['body'])}"]
-    for attempt in callback["attempts"]:
-        if attempt.get("error"):
-            outcome = _short(attempt["error"])
-        else:
-            outcome = f"HTTP {attempt.get('http_status')} {_short(attempt.get('response_body') or '')}"
-        lines.append(f"    {attempt['number']}. {attempt['kind']} at {_time(attempt['at'])}: {outcome}")
-    return lines
-
-
 # --- the run's coverage ---------------------------------------------------------------------------
 
 def _keep_coverage(config: pytest.Config, server: PayletterServer) -> None:
@@ -457,19 +352,6 @@ def pytest_testnodedown(node, error) -> None:
             found[url] = merge_coverage([found[url], coverage], combine=max) if url in found else coverage
 
 
-def merge_coverage(parts: list[dict], combine=sum) -> dict:
-    """Several emulators' coverage as one: counts added (`combine=sum`; `max` for readings of one
-    emulator), and never exercised only what none of them exercised."""
-    merged: dict = {}
-    for name in ("endpoints", "pgcodes", "error_codes", "rules", "callbacks"):
-        keys = dict.fromkeys(key for part in parts for key in (part.get(name) or {}))
-        merged[name] = {key: combine((part.get(name) or {}).get(key, 0) for part in parts) for key in keys}
-    nevers = [part.get("never") or {} for part in parts]
-    merged["never"] = {name: [item for item in nevers[0].get(name, []) if all(item in n.get(name, []) for n in nevers)]
-                       for name in nevers[0]}
-    return merged
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         kept = [(report.nodeid, text.splitlines()[0]) for report in terminalreporter.stats.get("failed", [])
@@ -490,21 +372,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("-", title)
     for line in coverage_lines(coverage):
         terminalreporter.write_line(line)
-
-
-def coverage_lines(coverage: dict) -> list[str]:
-    """A few lines: what was exercised how often, and what never was."""
-    def counts(name: str) -> str:
-        items = sorted((coverage.get(name) or {}).items(), key=lambda item: (-item[1], item[0]))
-        return ", ".join(f"{key} {count}" for key, count in items) or "none"
-
-    never = coverage.get("never") or {}
-    callbacks = coverage.get("callbacks") or {}
-    lines = [f"endpoints: {counts('endpoints')}", f"pgcodes: {counts('pgcodes')}",
-             f"error codes: {counts('error_codes')}", f"scenario rules: {counts('rules')}",
-             "callbacks: " + (", ".join(f"{key.replace('_', ' ')} {value}" for key, value in callbacks.items())
-                              or "none")]
-    for name, missing in never.items():
-        if missing:
-            lines.append(f"never exercised ({name}): {', '.join(missing)}")
-    return lines

@@ -1,0 +1,96 @@
+"""What the pytest plugin prints: a failing test's journal and callbacks, and the run's coverage
+(several emulators' merged, under pytest-xdist)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .client import EmulatorClient
+
+SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
+BODY_CHARS = 240  # characters of a body shown per journal line or attempt
+
+
+def describe(client: EmulatorClient) -> list[tuple[str, str]]:
+    """The journal and the callback ledger of `client`, a line or a few each, for a report."""
+    try:
+        clock = client.clock.state()
+        journal = client.requests()
+        callbacks = client.callbacks.list()
+    except Exception as exc:  # the report must still be written when the emulator is gone
+        return [("payletter", f"could not read the emulator at {client.url}: {exc}")]
+    head = f"{client.url}, clock {clock['now']}{' (frozen)' if clock['frozen'] else ''}"
+    lines = [head, *(_journal_line(entry) for entry in journal[-SHOWN_REQUESTS:])]
+    if len(journal) > SHOWN_REQUESTS:
+        lines.insert(1, f"... {len(journal) - SHOWN_REQUESTS} earlier requests")
+    if not journal:
+        lines.append("(no gateway API request)")
+    ledger = [line for callback in callbacks for line in _callback_lines(callback)] or ["(no callback)"]
+    return [("payletter journal", "\n".join(lines)), ("payletter callbacks", "\n".join(ledger))]
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= BODY_CHARS else text[:BODY_CHARS] + "..."
+
+
+def _time(moment: str | None) -> str:
+    return (moment or "")[11:19]
+
+
+def _journal_line(entry: dict) -> str:
+    query = f"?{entry['query']}" if entry.get("query") else ""
+    line = f"{_time(entry['at'])} {entry['method']} {entry['path']}{query} -> {entry['status']}"
+    if entry.get("request") is not None:
+        line += f"\n    sent     {_short(entry['request'])}"
+    if entry.get("response") is not None:
+        line += f"\n    answered {_short(entry['response'])}"
+    notes = ([f"rule: {entry['rule']}"] if entry.get("rule") else []) + \
+            [f"warning: {w}" for w in entry.get("warnings") or []] + \
+            ([f"error: {entry['error']}"] if entry.get("error") else [])
+    return line + "".join(f"\n    {note}" for note in notes)
+
+
+def _callback_lines(callback: dict) -> list[str]:
+    nxt = f", next attempt {callback['next_attempt_at']}" if callback.get("next_attempt_at") else ""
+    lines = [f"#{callback['id']} {callback['tid']} -> {callback['url']}: {callback['status']}, "
+             f"{callback['attempts_made']} attempt(s){nxt}",
+             f"    body {_short(callback['body'])}"]
+    for attempt in callback["attempts"]:
+        if attempt.get("error"):
+            outcome = _short(attempt["error"])
+        else:
+            outcome = f"HTTP {attempt.get('http_status')} {_short(attempt.get('response_body') or '')}"
+        lines.append(f"    {attempt['number']}. {attempt['kind']} at {_time(attempt['at'])}: {outcome}")
+    return lines
+
+
+def merge_coverage(parts: list[dict], combine=sum) -> dict:
+    """Several emulators' coverage as one: counts added (`combine=sum`; `max` for readings of one
+    emulator), and never exercised only what none of them exercised."""
+    merged: dict = {}
+    for name in ("endpoints", "pgcodes", "error_codes", "rules", "callbacks"):
+        keys = dict.fromkeys(key for part in parts for key in (part.get(name) or {}))
+        merged[name] = {key: combine((part.get(name) or {}).get(key, 0) for part in parts) for key in keys}
+    nevers = [part.get("never") or {} for part in parts]
+    merged["never"] = {name: [item for item in nevers[0].get(name, []) if all(item in n.get(name, []) for n in nevers)]
+                       for name in nevers[0]}
+    return merged
+
+
+def coverage_lines(coverage: dict) -> list[str]:
+    """A few lines: what was exercised how often, and what never was."""
+    def counts(name: str) -> str:
+        items = sorted((coverage.get(name) or {}).items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{key} {count}" for key, count in items) or "none"
+
+    never = coverage.get("never") or {}
+    callbacks = coverage.get("callbacks") or {}
+    lines = [f"endpoints: {counts('endpoints')}", f"pgcodes: {counts('pgcodes')}",
+             f"error codes: {counts('error_codes')}", f"scenario rules: {counts('rules')}",
+             "callbacks: " + (", ".join(f"{key.replace('_', ' ')} {value}" for key, value in callbacks.items())
+                              or "none")]
+    for name, missing in never.items():
+        if missing:
+            lines.append(f"never exercised ({name}): {', '.join(missing)}")
+    return lines
