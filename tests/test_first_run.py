@@ -118,7 +118,7 @@ def test_the_front_page_is_not_found_without_the_control_api(tmp_path):
     process = EmulatorProcess(tmp_path, "--no-control")
     try:
         answer = requests.get(process.url + "/", allow_redirects=False, timeout=10)
-        assert answer.status_code == 404 and answer.json()["code"] == 994
+        assert answer.status_code == 404 and answer.json()["code"] == 996
     finally:
         process.stop()
 
