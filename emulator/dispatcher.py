@@ -110,48 +110,55 @@ class Dispatcher:
         self._attempt(callback, kind, callback["attempts_made"] + 1)
 
     def _attempt(self, callback: dict, kind: str, number: int) -> dict | None:
+        """Make one attempt (`number` counts the policy's attempts) and record it; the attempt
+        as recorded, or None if a reset took the notification back meanwhile."""
         with self._idle:
             self._in_flight += 1
         try:
             scheduled = callback["next_attempt_at"]
-            at = _moment(self.now())
-            wall_time = _wall_moment(self._wall())
-            outcome = self._send_once(callback, kind, number)
+            attempt, outcome = self._send_once(callback, kind, number, _moment(scheduled) if kind != RESEND else None)
+            if not outcome.sent:
+                return None
             duplicate = None
             if outcome.acknowledged and kind != RESEND and callback["fault"].get("duplicate"):
                 # Sent again while the claim still holds: nobody (a flush) sees this one idle before.
-                duplicate = self._record(self._send_once(callback, DUPLICATE, number + 1), number + 1, DUPLICATE,
-                                         _moment(self.now()), _wall_moment(self._wall()), None)
+                duplicate, _ = self._send_once(callback, DUPLICATE, number + 1, None)
             status, made, due = next_state(self.settings.policy, kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
-            attempt = self._record(outcome, number, kind, at, wall_time,
-                                   _moment(scheduled) if kind != RESEND else None)
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
                                                    extra=duplicate)
             if recorded and outcome.acknowledged and kind != RESEND:
                 self.storage.release_held(callback["id"], self.now())  # held ones arrive after all of this one
-            return attempt if recorded else None
+            return _shown(recorded) if recorded else None
         finally:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
-    def _send_once(self, callback: dict, kind: str, number: int) -> Outcome:
+    def _send_once(self, callback: dict, kind: str, number: int, scheduled_at: str | None) -> tuple[dict, Outcome]:
+        """One POST; the attempt (on the ledger, as "sending", from the moment the connection
+        is open and before the request leaves) and what it saw."""
+        attempt = {"kind": kind, "at": _moment(self.now()), "wall_time": _wall_moment(self._wall()),
+                   "scheduled_at": scheduled_at, "number": number}
+
+        def on_connected() -> bool:
+            started = self.storage.start_attempt(callback["id"], callback["claim"], attempt, self._wall(),
+                                                 self.settings.lease)
+            if started is not None:
+                attempt.update(started)
+            return started is not None
+
         outcome: Outcome = self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
-                                      allowed_hosts=self.settings.allowed_hosts)
+                                      allowed_hosts=self.settings.allowed_hosts, on_connected=on_connected)
         fault = callback["fault"]
         if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
             # The merchant answered well, but the scenario says the gateway never heard it.
-            return replace(outcome, acknowledged=False,
-                           error=f"scenario rule {fault['rule']!r}: attempt {number} of the first "
-                                 f"{fault['fail_first']} counts as failed")
-        return outcome
-
-    @staticmethod
-    def _record(outcome: Outcome, number: int, kind: str, at: str, wall_time: str, scheduled_at: str | None) -> dict:
-        return {"number": number, "kind": kind, "at": at, "wall_time": wall_time, "scheduled_at": scheduled_at,
-                "http_status": outcome.http_status, "response_body": outcome.response_body,
-                "error": outcome.error, "latency_ms": outcome.latency_ms}
+            outcome = replace(outcome, acknowledged=False,
+                              error=f"scenario rule {fault['rule']!r}: attempt {number} of the first "
+                                    f"{fault['fail_first']} counts as failed")
+        attempt.update(http_status=outcome.http_status, response_body=outcome.response_body,
+                       error=outcome.error, latency_ms=outcome.latency_ms)
+        return attempt, outcome
 
     def flush(self, max_seconds: float = 30.0) -> dict:
         """Send everything due, waiting for what other threads or processes are sending,
@@ -174,8 +181,7 @@ class Dispatcher:
         callback = self.storage.claim_callback(callback_id, self._wall(), self.settings.lease)
         if callback is None:
             return None
-        number = len(self.storage.callback(callback_id)["attempts"]) + 1
-        return self._attempt(callback, RESEND, number)
+        return self._attempt(callback, RESEND, 0)
 
     def wait_in_flight(self) -> None:
         """Until the attempts this process is making have finished (a reset waits for them, so
@@ -190,6 +196,10 @@ def view(callback: dict) -> dict:
     shown["next_attempt_at"] = _moment(callback["next_attempt_at"]) if callback["status"] == "pending" else None
     shown["held"] = callback["status"] == "pending" and callback["next_attempt_at"] is None
     return shown
+
+
+def _shown(attempt: dict) -> dict:
+    return {k: v for k, v in attempt.items() if k != "callback_id"}
 
 
 def _wall_moment(seconds: float) -> str:

@@ -4,6 +4,8 @@ emulator's clock, never by sleeping."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -269,6 +271,64 @@ def test_redirects_are_not_followed(api, callback_receiver):
     [attempt] = notification(api, tid)["attempts"]
     assert attempt["http_status"] == 302
     assert [r.path for r in callback_receiver.received] == ["/callback"]
+
+
+class Dribbler:
+    """A merchant on a raw socket that answers well, one byte every 50 ms: its whole answer
+    (about 13 s) takes longer than the attempt's timeout and the claim's lease together."""
+
+    ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"." * 200 +
+              b"\r\nContent-Length: 12\r\n\r\n{\"code\": 0}\n")
+
+    def __init__(self):
+        self.posts = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += connection.recv(4096)
+            self.posts += 1
+            try:
+                for byte in self.ANSWER:
+                    time.sleep(0.05)
+                    connection.sendall(bytes([byte]))
+            except OSError:  # the emulator hung up at its timeout
+                pass
+
+
+def test_a_dribbling_merchant_gets_each_attempt_once_and_the_attempt_ends_at_the_timeout(api):
+    merchant = Dribbler()
+    try:
+        freeze_at(api, T0)
+        tid = approved(api, callback_url=merchant.url)  # returns once the attempt is over
+        [first] = notification(api, tid)["attempts"]
+        assert first["error"].startswith("Timeout") and first["state"] == "done"
+        assert TIMEOUT * 1000 <= first["latency_ms"] < (TIMEOUT + 5) * 1000  # over before the lease
+        assert merchant.posts == 1
+        minutes(api, 5)
+        found = notification(api, tid)
+        assert [(a["number"], a["kind"]) for a in found["attempts"]] == [(1, "first"), (2, "retry")]
+        assert found["attempts"][1]["error"].startswith("Timeout")
+        assert merchant.posts == 2 and found["status"] == "pending"
+    finally:
+        merchant.listener.close()
 
 
 def test_the_answer_kept_is_bounded(api, callback_receiver):

@@ -65,7 +65,7 @@ def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, database, rec
         assert sent == {"acknowledged": 1, "retried": 2}
 
 
-def test_an_attempt_cut_by_a_crash_is_made_again_after_the_lease(tmp_path, database, receiver):
+def test_an_attempt_cut_by_a_crash_is_on_the_ledger_and_made_again(tmp_path, database, receiver):
     with serving(tmp_path, "first", receiver, database) as (first, api):
         freeze_at(api, T0)
         receiver.script.append(Answer(delay=3))  # the server dies while the merchant thinks
@@ -75,11 +75,15 @@ def test_an_attempt_cut_by_a_crash_is_made_again_after_the_lease(tmp_path, datab
         kill(first)
 
     with serving(tmp_path, "second", receiver, database) as (_, api):
-        api.flush()  # waits for the dead server's claim to lapse, then makes the attempt
+        cut = notification(api, tid)["attempts"]
+        assert [(a["number"], a["state"]) for a in cut] == [(1, "sending")]  # recorded before it left
+        api.flush()  # waits for the dead server's claim to lapse, then makes the attempt again
         found = notification(api, tid)
-        assert found["status"] == "delivered"
-        assert [(a["number"], a["kind"]) for a in found["attempts"]] == [(1, "first")]
-        assert len(receiver.received) == 2  # at least once: the cut attempt may have arrived
+        assert found["status"] == "delivered" and found["attempts_made"] == 1
+        assert [(a["number"], a["kind"], a["state"]) for a in found["attempts"]] == [
+            (1, "first", "interrupted"), (2, "first", "done")]
+        assert found["attempts"][0]["error"].startswith("interrupted")
+        assert len(receiver.received) == len(found["attempts"]) == 2  # every POST is on the ledger
 
 
 def test_two_servers_on_one_database_never_send_an_attempt_twice(tmp_path, database, receiver):

@@ -7,6 +7,8 @@ import uuid
 
 from .connection import _where
 
+INTERRUPTED = "interrupted: the process making this attempt stopped; the request may have reached the merchant"
+
 
 class CallbackTables:
     def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
@@ -67,35 +69,66 @@ class CallbackTables:
         claim = uuid.uuid4().hex
         self._db.execute("UPDATE callbacks SET claimed_by = ?, claim_expires = ? WHERE id = ?",
                          (claim, expires, row["id"]))
+        if row["claimed_by"] is not None:  # its claim lapsed unfinished: whoever held it stopped
+            self._db.execute("UPDATE callback_attempts SET state = 'interrupted', error = ? "
+                             "WHERE callback_id = ? AND state = 'sending'", (INTERRUPTED, row["id"]))
         return {**_callback(row, {}), "claim": claim}
 
-    def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
-                       next_attempt_at: float | None, extra: dict | None = None) -> bool:
-        """Record an attempt (and an `extra` one made under the same claim, a duplicate) and the
-        callback's new state, if the claim still holds (a reset or an expired lease voids it:
-        then nothing is recorded, and False comes back)."""
+    def start_attempt(self, callback_id: int, claim: str, attempt: dict, wall: float, lease: float) -> dict | None:
+        """The request is about to leave: the attempt goes on the ledger first (state
+        "sending", numbered after the ones before it) and the claim is good for `lease` more
+        seconds. None, and nothing recorded, if the claim no longer holds."""
         with self.atomic():
+            cur = self._db.execute("UPDATE callbacks SET claim_expires = ? WHERE id = ? AND claimed_by = ?",
+                                   (wall + lease, callback_id, claim))
+            if cur.rowcount != 1:
+                return None
+            return self._insert_attempt(callback_id, {**attempt, "http_status": None, "response_body": "",
+                                                      "error": "", "latency_ms": 0.0}, "sending")
+
+    def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
+                       next_attempt_at: float | None, extra: dict | None = None) -> dict | None:
+        """Record an attempt's outcome (and an `extra` one made under the same claim, a
+        duplicate) and the callback's new state, if the claim still holds (a reset or an
+        expired lease voids it: then the callback is left alone and None comes back). An
+        attempt already on the ledger (started) gets its outcome whatever the claim: it left."""
+        with self.atomic():
+            for made in (attempt, extra):
+                if made is not None and "id" in made:
+                    self._complete_attempt(made)
             cur = self._db.execute(
                 "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
                 "claim_expires = NULL WHERE id = ? AND claimed_by = ?",
                 (status, attempts_made, next_attempt_at, callback_id, claim))
             if cur.rowcount != 1:
-                return False
-            self._insert_attempt(callback_id, attempt)
-            if extra is not None:
+                return None
+            if "id" not in attempt:
+                attempt = self._insert_attempt(callback_id, attempt)
+            if extra is not None and "id" not in extra:
                 self._insert_attempt(callback_id, extra)
             if attempt["kind"] in ("first", "retry") and status != "pending":
                 self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
                     status, "exhausted"))
-            return True
+            return attempt
 
-    def _insert_attempt(self, callback_id: int, attempt: dict) -> None:
-        self._db.execute(
+    def _insert_attempt(self, callback_id: int, attempt: dict, state: str = "done") -> dict:
+        """The attempt, numbered after the ones before it, with its id."""
+        row = self._db.execute(
             "INSERT INTO callback_attempts (callback_id, number, kind, scheduled_at, at, wall_time, "
-            "http_status, response_body, error, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (callback_id, attempt["number"], attempt["kind"], attempt["scheduled_at"], attempt["at"],
+            "http_status, response_body, error, latency_ms, state) VALUES (?, "
+            "(SELECT coalesce(max(number), 0) + 1 FROM callback_attempts WHERE callback_id = ?), "
+            "?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, number",
+            (callback_id, callback_id, attempt["kind"], attempt["scheduled_at"], attempt["at"],
              attempt["wall_time"], attempt["http_status"], attempt["response_body"], attempt["error"],
-             attempt["latency_ms"]))
+             attempt["latency_ms"], state)).fetchone()
+        return {**attempt, "id": row[0], "number": row[1], "state": state}
+
+    def _complete_attempt(self, attempt: dict) -> None:
+        self._db.execute(
+            "UPDATE callback_attempts SET http_status = ?, response_body = ?, error = ?, latency_ms = ?, "
+            "state = 'done' WHERE id = ?",
+            (attempt["http_status"], attempt["response_body"], attempt["error"], attempt["latency_ms"], attempt["id"]))
+        attempt["state"] = "done"
 
     def callback_backlog(self, now: float, wall: float) -> dict:
         """Pending callbacks: how many are due or being sent, and when the next one falls due."""

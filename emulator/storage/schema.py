@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS callback_attempts (
     http_status INTEGER,
     response_body TEXT NOT NULL,
     error TEXT NOT NULL,
-    latency_ms REAL NOT NULL
+    latency_ms REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'done'
 );
 CREATE INDEX IF NOT EXISTS attempts_by_callback ON callback_attempts (callback_id);
 CREATE TABLE IF NOT EXISTS journal (
@@ -144,7 +145,7 @@ ADDED_COLUMNS = {
     "journal": {"rule": "TEXT"},
     "clock": {"version": "INTEGER NOT NULL DEFAULT 0"},
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
-                          "scheduled_at": "TEXT"},
+                          "scheduled_at": "TEXT", "state": "TEXT NOT NULL DEFAULT 'done'"},
 }
 # Counters are not state: they keep counting across resets, so a merchant's database never
 # sees the same tid or token twice from one emulator. Coverage and sandboxes outlive resets too.
