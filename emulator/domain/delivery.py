@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from dataclasses import dataclass
 from fnmatch import fnmatch
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .payhash import payhash
 
@@ -128,3 +129,55 @@ def _private(host: str) -> bool:
     except ValueError:
         return False
     return not address.is_global
+
+
+CALLBACK_SCHEMES = ("http", "https")
+CONTROL_SEGMENT = "_emulator"  # /_emulator/... and a sandbox's /_sandbox/<id>/_emulator/...
+
+
+def callback_url_refusal(url: str, own_hosts: set[str], own_ports: set[int]) -> str | None:
+    """Why the emulator will not take `url` as a callback_url, or None. `own_hosts` and
+    `own_ports` are the names and ports the server answers at (its --host, the request's Host,
+    the public URL); loopback and unspecified addresses count as its own on those ports. Names
+    are compared as written: no name is looked up."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in CALLBACK_SCHEMES or not parts.hostname:
+        return "must be an absolute http:// or https:// URL"
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        return "must have a port between 0 and 65535"
+    host = parts.hostname.lower().rstrip(".")
+    own = host in {h.lower().strip("[]").rstrip(".") for h in own_hosts if h} or _local(host)
+    if own and port in own_ports and CONTROL_SEGMENT in _segments(parts.path):
+        return ("must not lead to the emulator's own control API (/_emulator/...): "
+                "the callback would drive the emulator itself")
+    return None
+
+
+def _segments(path: str) -> list[str]:
+    """The path's segments as the server will route them: percent-decoded, dots resolved."""
+    resolved: list[str] = []
+    for segment in unquote(path).replace("\\", "/").split("/"):
+        if segment == "..":
+            resolved = resolved[:-1]
+        elif segment not in ("", "."):
+            resolved.append(segment)
+    return resolved
+
+
+def _local(host: str) -> bool:
+    """This machine by any spelling: localhost, a loopback or unspecified address (127.1 and
+    2130706433 too, as the socket library reads them)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))  # 127.1, 0x7f000001, 2130706433
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified

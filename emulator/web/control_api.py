@@ -4,6 +4,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -45,10 +46,52 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
 
 @blueprint.before_request
 def guard():
-    """Shared deployments switch the control API off, or put it behind a token; health stays open."""
+    """Shared deployments switch the control API off, or put it behind a token; health stays open.
+    A request a browser could send from another site's page is refused, token or not."""
     if request.endpoint == "control_api.health":
         return
     check_access(request.headers.get("X-Emulator-Token", ""))
+    refuse_cross_site(request._get_current_object())
+
+
+# What a page of another site can send without the browser asking first (CORS "simple" requests);
+# the emulator never answers such a question, so any other type can only come from the same origin.
+SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
+
+
+def refuse_cross_site(sent) -> None:
+    """403 for a request that may come from another site's page: a body that is a form, text or
+    untyped, an Origin that is not the emulator's, or a browser saying the page is cross-site."""
+    mimetype = sent.mimetype
+    has_body = bool(sent.content_length) or "chunked" in sent.headers.get("Transfer-Encoding", "").lower()
+    if mimetype in SIMPLE_TYPES or (has_body and mimetype not in BODY_TYPES):
+        raise GatewayError("control_cross_site",
+                           reason=f"a body of type {mimetype or '(none)'}, not application/json")
+    origin = sent.headers.get("Origin")
+    if origin is not None and _netloc(origin) not in _own_netlocs(sent):
+        raise GatewayError("control_cross_site", reason=f"Origin {origin[:100]!r} is not this emulator")
+    if sent.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise GatewayError("control_cross_site", reason="Sec-Fetch-Site says cross-site")
+
+
+def _netloc(url: str) -> str:
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    host = (parts.hostname or "").lower()
+    return host if port in (None, default) else f"{host}:{port}"
+
+
+def _own_netlocs(sent) -> set[str]:
+    """The emulator's origins: where this request came to, and the public URL."""
+    own = {_netloc(f"{sent.scheme}://{sent.host}")}
+    if emulator().settings.public_url:
+        own.add(_netloc(emulator().settings.public_url))
+    return own
 
 
 def check_access(given_token: str) -> None:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..errors import GatewayError
 from .operations import Operation, register
-from .plumbing import authenticate, base_url, json_body, warnings
+from .plumbing import authenticate, base_url, check_callback_url, json_body, warnings
 
 blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
 
@@ -107,6 +107,7 @@ def drop_connection():
 @endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
           key="PAYMENT", schema="payments_request")
 def payments_request(em, client, values):
+    check_callback_url(values["callback_url"], em)
     return em.service.merchant_api.request_payment(client, values, base_url(em), headers=request_headers())
 
 

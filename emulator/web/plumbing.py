@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import hmac
 import json
+from urllib.parse import urlsplit
 
 from flask import Request, current_app, g, request
 
 from .. import lenient_json
 from ..config import Client
+from ..domain.delivery import callback_url_refusal
 from ..domain.text import is_text
 from ..errors import GatewayError
 from ..validation import tolerate
@@ -148,3 +150,27 @@ def base_url(em=None) -> str:
     """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
     em = em or emulator()
     return f"{root_url(em)}/_sandbox/{em.sandbox}" if em.sandbox else root_url(em)
+
+
+def check_callback_url(url: str, em=None) -> None:
+    """Refuse (406) a callback_url the emulator would not call: not http(s), or its own control
+    API at any of the addresses it answers at."""
+    rule = callback_url_refusal(url, *_own_addresses(em or emulator(), request._get_current_object()))
+    if rule is not None:
+        raise GatewayError("field_invalid", field="callback_url", rule=rule)
+
+
+def _own_addresses(em, sent: Request) -> tuple[set[str], set[int]]:
+    """The names and ports this server answers at: its --host and the address it listens on,
+    the address the request came to, the public URL."""
+    hosts = {em.settings.host, sent.environ.get("SERVER_NAME", "")}
+    ports = {int(port) for port in (sent.environ.get("SERVER_PORT", ""),) if port.isdigit()}
+    for url in (f"{sent.scheme}://{sent.host}", em.settings.public_url):
+        if url:
+            parts = urlsplit(url)
+            try:
+                ports.add(parts.port or (443 if parts.scheme == "https" else 80))
+            except ValueError:
+                continue
+            hosts.add(parts.hostname or "")
+    return hosts, ports

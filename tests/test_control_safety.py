@@ -1,0 +1,129 @@
+"""The control plane is safe on a developer's machine: a callback_url cannot lead back into the
+emulator's own control API, another site's web page cannot drive it, the control token never
+reaches a log, and its lists page instead of stopping short. Against a live emulator."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from emulator.errors import catalog
+
+from .conftest import Api, EmulatorProcess, _clean, refused
+
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def code(kind: str) -> int:
+    return catalog()[kind].code
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("safety"), "--callback-timeout", "1")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(server, callback_receiver):
+    yield from _clean(server, callback_receiver)
+
+
+def payments(api: Api) -> list[dict]:
+    return api.control("/payments", method="GET")["payments"]
+
+
+# --- a callback_url that leads back into the control API --------------------------------------
+
+OWN_CONTROL_API = [
+    "http://127.0.0.1:{port}/_emulator/reset",
+    "http://localhost:{port}/_emulator/reset",
+    "http://LOCALHOST.:{port}/_emulator/reset",
+    "http://0.0.0.0:{port}/_emulator/reset",
+    "http://[::1]:{port}/_emulator/reset",
+    "http://[::ffff:127.0.0.1]:{port}/_emulator/reset",
+    "http://127.1:{port}/_emulator/reset",  # the socket library reads these as 127.0.0.1
+    "http://2130706433:{port}/_emulator/reset",
+    "http://127.0.0.2:{port}/_emulator/clock",
+    "https://127.0.0.1:{port}/_emulator/reset",
+    "http://127.0.0.1:{port}/%5Femulator/reset",  # percent-encoded, as the server decodes it
+    "http://127.0.0.1:{port}/x/../_emulator/reset",
+    "http://127.0.0.1:{port}//_emulator/reset",
+    "http://127.0.0.1:{port}/_sandbox/sb12345678/_emulator/reset",  # a sandbox's control API
+]
+
+
+@pytest.mark.parametrize("template", OWN_CONTROL_API)
+def test_a_callback_url_into_the_emulators_own_control_api_is_refused(api, template):
+    api.pay()  # a payment a reset would wipe
+    url = template.format(port=urlsplit(api.url).port)
+    body = refused(api.post("/v1.0/payments/request", api.request_body(callback_url=url)), 406, code("field_invalid"))
+    assert body["message"].startswith("callback_url must not lead to the emulator's own control API"), body
+    assert len(payments(api)) == 1
+
+
+def test_a_callback_url_at_the_public_url_is_refused_too(tmp_path, callback_receiver):
+    process = EmulatorProcess(tmp_path, "--public-url", "http://emulator.test:9999")
+    try:
+        api = Api(process.url, callback_receiver.url)
+        body = refused(api.post("/v1.0/payments/request", api.request_body(
+            callback_url="http://emulator.test:9999/_emulator/reset")), 406, code("field_invalid"))
+        assert "control API" in body["message"]
+        # The same path on another port, or another host, is somebody else's.
+        for url in ("http://emulator.test:9998/_emulator/reset", "http://shop.test:9999/_emulator/reset"):
+            assert api.post("/v1.0/payments/request", api.request_body(callback_url=url)).status_code == 200
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("url", ["ftp://merchant.example/callback", "file:///etc/passwd", "javascript:alert(1)",
+                                 "/callback", "merchant.example/callback", "gopher://127.0.0.1:70/_emulator",
+                                 "http:///callback", "http://merchant.example:99999/callback"])
+def test_a_callback_url_that_is_not_http_is_refused(api, url):
+    body = refused(api.post("/v1.0/payments/request", api.request_body(callback_url=url)), 406, code("field_invalid"))
+    assert body["message"].startswith("callback_url must"), body
+
+
+def test_the_emulators_own_address_outside_the_control_api_is_a_callback_url_like_any(api):
+    url = f"http://127.0.0.1:{urlsplit(api.url).port}/merchant/callback"
+    assert api.post("/v1.0/payments/request", api.request_body(callback_url=url)).status_code == 200
+
+
+# --- requests another site's page could send --------------------------------------------------
+
+@pytest.mark.parametrize("headers,data", [
+    (FORM_HEADERS, b"x=1"),  # an HTML form
+    ({"Content-Type": "multipart/form-data; boundary=x"}, b"--x--\r\n"),
+    ({"Content-Type": "text/plain"}, b"{}"),  # fetch(..., {mode: "no-cors", body: "{}"})
+    ({}, b"{}"),  # a body without a type
+    ({"Content-Type": "application/json", "Origin": "https://evil.example"}, b"{}"),
+    ({"Content-Type": "application/json", "Origin": "null"}, b"{}"),
+    ({"Origin": "http://127.0.0.1:1"}, b""),  # another origin on this machine, no body
+    ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, b"{}"),
+])
+def test_a_cross_site_request_is_refused_without_a_token(api, headers, data):
+    api.pay()
+    response = requests.post(api.url + "/_emulator/reset", data=data, headers=headers, timeout=30)
+    assert refused(response, 403, code("control_cross_site"))["message"].startswith("control API: ")
+    assert len(payments(api)) == 1  # nothing reset
+
+
+def test_reading_from_a_foreign_origin_is_refused(api):
+    response = requests.get(api.url + "/_emulator/payments", headers={"Origin": "https://evil.example"}, timeout=30)
+    refused(response, 403, code("control_cross_site"))
+
+
+@pytest.mark.parametrize("headers,data", [
+    ({"Content-Type": "application/json"}, b"{}"),
+    ({}, b""),  # curl -X POST, requests.post without a body
+    ({"Content-Type": "application/json", "Origin": "{own}", "Sec-Fetch-Site": "same-origin"}, b"{}"),  # the dashboard
+    ({"Content-Type": "application/json; charset=utf-8", "Sec-Fetch-Site": "none"}, b"{}"),
+])
+def test_same_origin_and_non_browser_requests_still_work(api, headers, data):
+    api.pay()
+    headers = {name: value.format(own=api.url) for name, value in headers.items()}
+    response = requests.post(api.url + "/_emulator/reset", data=data, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert payments(api) == []
