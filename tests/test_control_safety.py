@@ -127,3 +127,22 @@ def test_same_origin_and_non_browser_requests_still_work(api, headers, data):
     response = requests.post(api.url + "/_emulator/reset", data=data, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     assert payments(api) == []
+
+
+# --- the control token never reaches a log ----------------------------------------------------
+
+def test_the_control_token_never_lands_in_the_access_log(tmp_path):
+    token = "s3cret-Token.42"
+    process = EmulatorProcess(tmp_path, "--control-token", token)
+    try:
+        session = requests.Session()
+        opened = session.get(process.url + f"/_emulator/?token={token}&lang=ko", timeout=30)  # the dashboard's way in
+        assert opened.status_code == 200 and opened.url.endswith("/_emulator/?lang=ko")
+        for query in (f"token={token}", f"%74oken={token.replace('-', '%2D')}", f"x=1&TOKEN={token}"):
+            requests.get(process.url + f"/_emulator/clock?{query}", headers={"X-Emulator-Token": token}, timeout=30)
+        requests.get(process.url + f"/_emulator/?token={token}x", timeout=30)  # a wrong one: 401
+    finally:
+        process.stop()
+    log = (tmp_path / "emulator.log").read_text()
+    assert "GET /_emulator/?token=[redacted]&lang=ko" in log and "x=1&TOKEN=[redacted]" in log  # the lines are there
+    assert token not in log and token.replace("-", "%2D") not in log and token.lower() not in log.lower()

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
-from . import control_api, dashboard, gateway_api, journal, openapi, pages
+from . import access_log, control_api, dashboard, gateway_api, journal, openapi, pages
 from .journal import JOURNALED
 from .plumbing import find_client, plkey
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     _install_error_handlers(app)
     _install_instances(app, root, sandboxes)
     journal.install(app)
+    access_log.install()
     return app
 
 
