@@ -146,3 +146,15 @@ def test_the_control_token_never_lands_in_the_access_log(tmp_path):
     log = (tmp_path / "emulator.log").read_text()
     assert "GET /_emulator/?token=[redacted]&lang=ko" in log and "x=1&TOKEN=[redacted]" in log  # the lines are there
     assert token not in log and token.replace("-", "%2D") not in log and token.lower() not in log.lower()
+
+
+# --- hosted pages are not framed by other sites -----------------------------------------------
+
+def test_hosted_pages_may_be_framed_by_the_emulator_alone(api):
+    token = api.request_payment()
+    online_url = f"{api.url}/pgsvc/hub.asp?location=online&token={token}"
+    for url, status in ((online_url, 200), (f"{api.url}/pgsvc/hub.asp?location=online&token=1", 404)):
+        response = requests.get(url, timeout=30)
+        assert response.status_code == status
+        policy = [part.strip() for part in response.headers["Content-Security-Policy"].split(";")]
+        assert "frame-ancestors 'self'" in policy and response.headers["X-Frame-Options"] == "SAMEORIGIN"

@@ -122,12 +122,16 @@ class _Redirect(Response):
         return headers
 
 
+POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+
+
 @blueprint.after_request
 def page_headers(response: Response) -> Response:
-    """Scripts and styles only from the emulator (the pages carry merchant values); a payment page
-    is never cached, so the back button does not show a form that was already used."""
-    response.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'")
+    """Scripts and styles only from the emulator (the pages carry merchant values); framed by no
+    other site (a page of another site cannot overlay the pay button); a payment page is never
+    cached, so the back button does not show a form that was already used."""
+    response.headers.setdefault("Content-Security-Policy", POLICY)
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
     return response
