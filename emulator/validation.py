@@ -16,11 +16,20 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from .domain.text import nul_field
 from .errors import GatewayError
 
 _WHOLE = re.compile(r"^-?[0-9]+$")
 _EXPECTED = {"integer": "a whole number of KRW", "string": "a string", "object": "a JSON object",
              "number": "a number", "boolean": "true or false"}
+
+
+def refuse_nul(data) -> None:
+    """406 naming the field whose text holds NUL (\\u0000), before anything is stored."""
+    where = nul_field(data)
+    if where is not None:
+        raise GatewayError("field_invalid", field=where.replace("\x00", "\\u0000"),
+                           rule="must not contain the NUL character (\\u0000)")
 
 
 def tolerate(field_name: str, deviation: str, *, strict: bool, warnings: list[str]) -> None:
@@ -73,6 +82,7 @@ class Schemas:
         fast = self._surely_valid[name]
         if fast is not None and fast(data):  # nothing to repair, nothing wrong
             return Checked(dict(data))
+        refuse_nul(data)
         repair = _Repair(schema, strict=strict, endpoint=endpoint)
         values = repair.query_names(data) if from_query else dict(data)
         values = repair.implied(values, implied or {})
@@ -207,7 +217,7 @@ def _value_check(rules: dict):
     if rules["type"] == "string":
         shortest, longest = max(1, rules.get("minLength", 0)), rules.get("maxLength", math.inf)
         search = re.compile(rules["pattern"]).search if "pattern" in rules else None
-        return lambda value: (type(value) is str and shortest <= len(value) <= longest
+        return lambda value: (type(value) is str and shortest <= len(value) <= longest and "\x00" not in value
                               and (enum is None or value in enum) and (search is None or search(value) is not None))
     least, most = rules.get("minimum", -math.inf), rules.get("maximum", math.inf)
     return lambda value: type(value) in kind and least <= value <= most and (enum is None or value in enum)

@@ -158,3 +158,63 @@ def test_hosted_pages_may_be_framed_by_the_emulator_alone(api):
         assert response.status_code == status
         policy = [part.strip() for part in response.headers["Content-Security-Policy"].split(";")]
         assert "frame-ancestors 'self'" in policy and response.headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+# --- NUL is refused alike on SQLite and PostgreSQL --------------------------------------------
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def both(request, tmp_path_factory):
+    """A server on SQLite, then one on PostgreSQL (which cannot keep NUL in text)."""
+    workdir = tmp_path_factory.mktemp("nul")
+    db = str(workdir / "emulator.db") if request.param == "sqlite" else \
+        request.getfixturevalue("postgres_server").new_database()
+    process = EmulatorProcess(workdir, db=db)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def nul_api(both, callback_receiver):
+    yield from _clean(both, callback_receiver)
+
+
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+
+
+@pytest.mark.parametrize("where,field", [
+    ({"product_name": "mug\u0000"}, "product_name"),
+    ({"order_no": "\u0000"}, "order_no"),
+    ({"custom_parameter": "a\u0000b"}, "custom_parameter"),
+    ({"callback_url": "http://127.0.0.1:9/cb\u0000"}, "callback_url"),
+    ({"extra\u0000": "1"}, "extra\\u0000"),  # a field's name, even one that would be ignored
+])
+def test_nul_in_a_gateway_request_is_refused_naming_the_field(nul_api, where, field):
+    body = refused(nul_api.post("/v1.0/payments/request", nul_api.request_body(**where)), 406, code("field_invalid"))
+    assert body["message"] == f"{field} {NUL_MESSAGE}"
+    assert payments(nul_api) == []
+    [entry] = nul_api.control("/requests", method="GET")["requests"]  # journaled like any refusal
+    assert entry["status"] == 406
+
+
+def test_nul_in_a_query_path_or_control_body_is_refused(nul_api):
+    search = requests.get(nul_api.url + "/v1.0/payments/transaction/list", timeout=30,
+                          params={"client_id": "pay_test", "date": "20261129\u0000", "date_type": "settle"},
+                          headers={"Authorization": "PLKEY MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="})
+    assert refused(search, 406, code("field_invalid"))["message"] == f"date {NUL_MESSAGE}"
+    for path in ("/_emulator/payments/t%00", "/_emulator/callbacks?tid=%00", "/_emulator/payments?client_id=a%00",
+                 "/_sandbox/sb%00/_emulator/payments", "/v1.0/receipt/info/t%00?client_id=pay_test"):
+        assert refused(requests.get(nul_api.url + path, timeout=30), 406, code("field_invalid"))
+    token = nul_api.request_payment()
+    declined = requests.post(f"{nul_api.url}/_emulator/payments/{token}/decline", json={"message": "no\u0000"},
+                             timeout=30)
+    assert refused(declined, 406)["message"] == f"message {NUL_MESSAGE}"
+    scenario = requests.put(nul_api.url + "/_emulator/scenario", timeout=30,
+                            json={"version": 1, "name": "x", "rules": [{"name": "r\u0000", "when": {},
+                                                                        "then": {"latency": {"ms": 1}}}]})
+    assert refused(scenario, 406)["message"] == f"rules[0].name {NUL_MESSAGE}"
+    # A raw NUL byte in a JSON string is no JSON at all; the journal keeps the request all the same.
+    raw = requests.post(nul_api.url + "/v1.0/payments/request", data=b'{"user_id": "a\x00"}', timeout=30,
+                        headers={"Authorization": "PLKEY MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA=",
+                                 "Content-Type": "application/json"})
+    refused(raw, 406, code("malformed_json"))
+    assert nul_api.control("/requests", method="GET")["requests"][-1]["request"] == {"user_id": "a\ufffd"}

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
+from ..validation import refuse_nul
 from . import access_log, control_api, dashboard, gateway_api, journal, openapi, pages
 from .journal import JOURNALED
 from .plumbing import find_client, plkey
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     document = openapi.build(root.schemas, __version__)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)
+    app.before_request(refuse_nul_in_address)
     _install_instances(app, root, sandboxes)
     journal.install(app)
     access_log.install()
@@ -125,6 +127,17 @@ def _install_error_handlers(app: Flask) -> None:
         log.exception("unexpected error on %s %s", request.method, request.path)
         g.exception = f"{type(exc).__name__}: {exc}"
         return envelope(GatewayError("internal"))
+
+
+def refuse_nul_in_address() -> None:
+    """A NUL in the path or a query parameter is refused before anything looks it up (406 naming
+    where), as validation refuses one in a body: PostgreSQL could not even compare it."""
+    sent = request._get_current_object()
+    if "\x00" in sent.path or "\x00" in sent.environ.get("payletter.sandbox", ""):
+        raise GatewayError("field_invalid", field="the path", rule="must not contain the NUL character (\\u0000)")
+    if b"%00" in sent.query_string or b"\x00" in sent.query_string:
+        for name, value in sent.args.items(multi=True):
+            refuse_nul({name: value})
 
 
 def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None:

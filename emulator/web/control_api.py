@@ -14,6 +14,7 @@ from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..domain.text import is_text
 from ..errors import GatewayError
+from ..validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
 from .operations import OPERATIONS
@@ -243,6 +244,7 @@ def put_scenario():
     except (ValueError, yaml.YAMLError, RecursionError) as exc:  # UnicodeError is a ValueError
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:300]
         raise GatewayError("scenario_invalid", problems=f"not valid JSON or YAML: {reason}") from None
+    refuse_nul(document)
     service().clock_jobs.install_scenario(document)
     return scenario()
 

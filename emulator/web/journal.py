@@ -40,7 +40,8 @@ def _record(response: Response, notes, sent: Request) -> None:
             coverage.append(("error_code", str(body["code"])))
     try:
         instance.storage.journal_append({
-            "at": iso(instance.service.context.clock.now()), "method": sent.method, "path": sent.path,
+            "at": iso(instance.service.context.clock.now()), "method": sent.method,
+            "path": sent.path.replace("\x00", "\ufffd"),
             "query": sent.query_string.decode("latin-1"), "client_id": notes.get("client_id", ""),
             "request": _kept(sent.get_data(cache=True)), "status": status,
             "response": _kept(response.get_data()),
@@ -56,5 +57,5 @@ def _kept(raw: bytes) -> str:
     bytes of it (a search of 10,000 rows must not fill the disk); the Authorization header
     is never kept."""
     if len(raw) <= JOURNAL_BODY:
-        return raw.decode("utf-8", "replace")
-    return raw[:JOURNAL_BODY].decode("utf-8", "ignore") + f"... (cut: {len(raw)} bytes in all)"
+        return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")  # raw NUL: no database text holds it
+    return raw[:JOURNAL_BODY].decode("utf-8", "ignore").replace("\x00", "\ufffd") + f"... (cut: {len(raw)} bytes in all)"
