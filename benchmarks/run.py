@@ -461,7 +461,7 @@ class Bench:
         count = self.plan.policy_payments
         server, took = self._flush_after_jump("policy", "emulator policy", failing, count, {"freeze": True},
                                               {"advance_seconds": POLICY_SECONDS + HOLD_SECONDS})
-        listed = call(server.port, "GET", "/_emulator/callbacks", timeout=120)[1]["callbacks"]
+        listed = call(server.port, "GET", "/_emulator/callbacks?limit=1000000", timeout=120)[1]["callbacks"]
         attempts = sum(len(c["attempts"]) for c in listed)
         self.results["callbacks"]["retry policy"] = {
             "payments": count, "attempts": attempts, "attempts_expected": count * 21, "received": took["received"],

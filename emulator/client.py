@@ -251,11 +251,33 @@ class EmulatorClient:
         return self.control("GET", f"/payments/{ref}")
 
     def payments(self, *, client_id: str | None = None, status: str | None = None) -> list[dict]:
-        return self.control("GET", "/payments", params={"client_id": client_id, "status": status})["payments"]
+        """Every payment, in token order (all the pages)."""
+        return self.pages("/payments", "payments", {"client_id": client_id, "status": status})
 
     def requests(self, limit: int | None = None) -> list[dict]:
-        """The journal of gateway API requests and responses, newest last."""
-        return self.control("GET", "/requests", params={"limit": limit})["requests"]
+        """The journal of gateway API requests and responses, newest last: the last `limit`
+        entries, or every entry kept (all the pages)."""
+        if limit is not None:
+            return self.control("GET", "/requests", params={"limit": limit})["requests"]
+        entries: list[dict] = []
+        params: dict[str, Any] = {}
+        while True:
+            page = self.control("GET", "/requests", params=params)
+            entries[:0] = page["requests"]
+            if not page.get("earlier"):
+                return entries
+            params["before"] = page["earlier"]
+
+    def pages(self, path: str, key: str, params: Mapping[str, Any]) -> list[dict]:
+        """Every item of a control list, following its `next` cursor page by page."""
+        items: list[dict] = []
+        params = dict(params)
+        while True:
+            page = self.control("GET", path, params=params)
+            items.extend(page[key])
+            if not page.get("next"):
+                return items
+            params["after"] = page["next"]
 
     def reset(self) -> dict:
         """Forget payments, callbacks and the journal; the clock returns to real time."""

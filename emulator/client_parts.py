@@ -67,8 +67,8 @@ class Callbacks:
         self._client = client
 
     def list(self, tid: str | None = None, status: str | None = None) -> list[dict]:
-        """Notifications, oldest first (`status`: pending, delivered or failed)."""
-        return self._client.control("GET", "/callbacks", params={"tid": tid, "status": status})["callbacks"]
+        """Notifications, oldest first (`status`: pending, delivered or failed), all the pages."""
+        return self._client.pages("/callbacks", "callbacks", {"tid": tid, "status": status})
 
     def get(self, callback_id: int) -> dict:
         return self._client.control("GET", f"/callbacks/{callback_id}")

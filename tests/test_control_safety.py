@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from emulator.client import EmulatorClient
 from emulator.errors import catalog
 
 from .conftest import Api, EmulatorProcess, _clean, refused
@@ -174,7 +175,7 @@ def both(request, tmp_path_factory):
 
 
 @pytest.fixture
-def nul_api(both, callback_receiver):
+def both_api(both, callback_receiver):
     yield from _clean(both, callback_receiver)
 
 
@@ -188,33 +189,66 @@ NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
     ({"callback_url": "http://127.0.0.1:9/cb\u0000"}, "callback_url"),
     ({"extra\u0000": "1"}, "extra\\u0000"),  # a field's name, even one that would be ignored
 ])
-def test_nul_in_a_gateway_request_is_refused_naming_the_field(nul_api, where, field):
-    body = refused(nul_api.post("/v1.0/payments/request", nul_api.request_body(**where)), 406, code("field_invalid"))
+def test_nul_in_a_gateway_request_is_refused_naming_the_field(both_api, where, field):
+    body = refused(both_api.post("/v1.0/payments/request", both_api.request_body(**where)), 406, code("field_invalid"))
     assert body["message"] == f"{field} {NUL_MESSAGE}"
-    assert payments(nul_api) == []
-    [entry] = nul_api.control("/requests", method="GET")["requests"]  # journaled like any refusal
+    assert payments(both_api) == []
+    [entry] = both_api.control("/requests", method="GET")["requests"]  # journaled like any refusal
     assert entry["status"] == 406
 
 
-def test_nul_in_a_query_path_or_control_body_is_refused(nul_api):
-    search = requests.get(nul_api.url + "/v1.0/payments/transaction/list", timeout=30,
+def test_nul_in_a_query_path_or_control_body_is_refused(both_api):
+    search = requests.get(both_api.url + "/v1.0/payments/transaction/list", timeout=30,
                           params={"client_id": "pay_test", "date": "20261129\u0000", "date_type": "settle"},
                           headers={"Authorization": "PLKEY MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="})
     assert refused(search, 406, code("field_invalid"))["message"] == f"date {NUL_MESSAGE}"
     for path in ("/_emulator/payments/t%00", "/_emulator/callbacks?tid=%00", "/_emulator/payments?client_id=a%00",
                  "/_sandbox/sb%00/_emulator/payments", "/v1.0/receipt/info/t%00?client_id=pay_test"):
-        assert refused(requests.get(nul_api.url + path, timeout=30), 406, code("field_invalid"))
-    token = nul_api.request_payment()
-    declined = requests.post(f"{nul_api.url}/_emulator/payments/{token}/decline", json={"message": "no\u0000"},
+        assert refused(requests.get(both_api.url + path, timeout=30), 406, code("field_invalid"))
+    token = both_api.request_payment()
+    declined = requests.post(f"{both_api.url}/_emulator/payments/{token}/decline", json={"message": "no\u0000"},
                              timeout=30)
     assert refused(declined, 406)["message"] == f"message {NUL_MESSAGE}"
-    scenario = requests.put(nul_api.url + "/_emulator/scenario", timeout=30,
+    scenario = requests.put(both_api.url + "/_emulator/scenario", timeout=30,
                             json={"version": 1, "name": "x", "rules": [{"name": "r\u0000", "when": {},
                                                                         "then": {"latency": {"ms": 1}}}]})
     assert refused(scenario, 406)["message"] == f"rules[0].name {NUL_MESSAGE}"
     # A raw NUL byte in a JSON string is no JSON at all; the journal keeps the request all the same.
-    raw = requests.post(nul_api.url + "/v1.0/payments/request", data=b'{"user_id": "a\x00"}', timeout=30,
+    raw = requests.post(both_api.url + "/v1.0/payments/request", data=b'{"user_id": "a\x00"}', timeout=30,
                         headers={"Authorization": "PLKEY MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA=",
                                  "Content-Type": "application/json"})
     refused(raw, 406, code("malformed_json"))
-    assert nul_api.control("/requests", method="GET")["requests"][-1]["request"] == {"user_id": "a\ufffd"}
+    assert both_api.control("/requests", method="GET")["requests"][-1]["request"] == {"user_id": "a\ufffd"}
+
+
+# --- control lists page -----------------------------------------------------------------------
+
+def test_control_lists_page_instead_of_stopping_at_a_thousand(both_api):
+    api = both_api
+    tokens = [api.request_payment(order_no=f"o{i}") for i in range(1001)]
+    first = api.control("/payments", method="GET")
+    assert [p["token"] for p in first["payments"]] == tokens[:1000] and first["next"] == str(tokens[999])
+    rest = api.control(f"/payments?after={first['next']}", method="GET")
+    assert [p["token"] for p in rest["payments"]] == tokens[1000:] and rest["next"] is None
+    client = EmulatorClient(api.url)
+    assert [p["token"] for p in client.payments()] == tokens  # the client follows the pages
+    assert [p["token"] for p in client.payments(status="created")] == tokens
+
+    latest = api.control("/requests", method="GET")  # the journal: the newest 1,000, and where the rest begins
+    assert len(latest["requests"]) == 1000 and latest["earlier"] is not None
+    older = api.control(f"/requests?before={latest['earlier']}", method="GET")
+    assert len(older["requests"]) == 1 and older["earlier"] is None
+    assert older["requests"][0]["id"] < latest["requests"][0]["id"]
+    assert len(client.requests()) == 1001 and len(client.requests(limit=5)) == 5
+
+    for token in tokens[:3]:
+        api.control(f"/payments/{token}/approve", {})
+    api.flush()
+    page = api.control("/callbacks?limit=2", method="GET")
+    assert len(page["callbacks"]) == 2 and page["next"] == str(page["callbacks"][-1]["id"])
+    last = api.control(f"/callbacks?limit=2&after={page['next']}", method="GET")
+    assert len(last["callbacks"]) == 1 and last["next"] is None
+    assert len(client.callbacks.list()) == 3 and len(client.callbacks.list(status="delivered")) == 3
+    bad = requests.get(api.url + "/_emulator/payments?after=x1", timeout=30)
+    assert refused(bad, 406, code("control_request_invalid"))["message"] == \
+        "control API: after 'x1' is not a cursor this list handed out"

@@ -40,9 +40,15 @@ class CallbackTables:
         row = self._one("SELECT * FROM callbacks WHERE id = ?", (callback_id,))
         return _callback(row, self._attempts([callback_id])) if row else None
 
-    def callbacks(self, *, tid: str | None = None, status: str | None = None) -> list[dict]:
-        where, args = _where(tid=tid, status=status)
-        rows = self._all(f"SELECT * FROM callbacks {where} ORDER BY id", args)
+    def callbacks(self, *, tid: str | None = None, status: str | None = None, limit: int | None = None,
+                  after: int | None = None) -> list[dict]:
+        """Oldest first, from the first id after `after` (a page's cursor)."""
+        where, args = _where(tid=tid, status=status, id__after=after)
+        if limit is not None:
+            where, args = f"{where} ORDER BY id LIMIT ?", (*args, limit)
+        else:
+            where += " ORDER BY id"
+        rows = self._all(f"SELECT * FROM callbacks {where}", args)
         attempts = self._attempts([r["id"] for r in rows])
         return [_callback(r, attempts) for r in rows]
 

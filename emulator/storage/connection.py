@@ -159,9 +159,17 @@ class Connection:
             return self._tokens.popleft()
 
 
+_COMPARISONS = {"after": ">", "before": "<"}
+
+
 def _where(**equal) -> tuple[str, tuple]:
-    """A WHERE clause of `column = ?` for each filter that is set."""
-    used = {column: value for column, value in equal.items() if value}
+    """A WHERE clause of `column = ?` for each filter that is set (`column__after=v`: column > v,
+    `column__before=v`: column < v)."""
+    used = {column: value for column, value in equal.items() if value is not None and value != ""}
     if not used:
         return "", ()
-    return "WHERE " + " AND ".join(f"{column} = ?" for column in used), tuple(used.values())
+    terms = []
+    for key in used:
+        column, _, comparison = key.partition("__")
+        terms.append(f"{column} {_COMPARISONS.get(comparison, '=')} ?")
+    return "WHERE " + " AND ".join(terms), tuple(used.values())

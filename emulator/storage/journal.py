@@ -12,7 +12,7 @@ import weakref
 from collections import Counter
 
 from ..domain.text import is_text
-from .connection import _STORAGES, _json
+from .connection import _STORAGES, _json, _where
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process
 JOURNAL_HOLD = 0.05  # seconds an entry is held back at most (what a reader may wait for another process)
@@ -159,10 +159,13 @@ class JournalTables:
             self._since_prune = 0
             self._db.execute("DELETE FROM journal WHERE id <= (SELECT max(id) FROM journal) - ?", (self.journal_limit,))
 
-    def journal(self, limit: int = 1000) -> list[dict]:
-        """Bodies are kept as the text that crossed the wire, and read back as JSON when they are."""
+    def journal(self, limit: int = 1000, before: int | None = None) -> list[dict]:
+        """The last `limit` entries (before the id `before`, a page's cursor), oldest first. Bodies
+        are kept as the text that crossed the wire, and read back as JSON when they are."""
         self.settle_journal()
-        rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) AS latest ORDER BY id", (limit,))
+        where, args = _where(id__before=before)
+        rows = self._all(f"SELECT * FROM (SELECT * FROM journal {where} ORDER BY id DESC LIMIT ?) AS latest "
+                         "ORDER BY id", (*args, limit))
         return [{**dict(r), "request": _body(r["request"]), "response": _body(r["response"]),
                  "warnings": json.loads(r["warnings"])} for r in rows]
 

@@ -36,8 +36,9 @@ class PaymentTables:
             (client_id, order_no)))
 
     def payments(self, *, client_id: str | None = None, status: str | None = None,
-                 limit: int = 1000) -> list[Payment]:
-        where, args = _where(client_id=client_id, status=status)
+                 limit: int = 1000, after: int | None = None) -> list[Payment]:
+        """In token order, from the first token after `after` (a page's cursor)."""
+        where, args = _where(client_id=client_id, status=status, token__after=after)
         rows = self._all(f"SELECT * FROM payments {where} ORDER BY token LIMIT ?", (*args, limit))
         return [_payment(r) for r in rows]
 

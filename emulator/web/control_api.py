@@ -168,11 +168,14 @@ def abandon(token):
     return jsonify(service().payer.abandon(_token(token)))
 
 
-@control("/payments", "GET", "Payments with their cancellations (?client_id=, ?status=)")
+@control("/payments", "GET", "Payments with their cancellations (?client_id=, ?status=), a page at a time "
+                              "(?limit=, ?after=<next>)")
 def payments():
-    found = emulator().storage.payments(client_id=request.args.get("client_id"),
-                                        status=request.args.get("status"))
-    return jsonify(payments=[service().context.payment_view(p) for p in found])
+    limit, after = _page()
+    found = emulator().storage.payments(client_id=request.args.get("client_id"), status=request.args.get("status"),
+                                        limit=limit + 1, after=after)
+    return jsonify(payments=[service().context.payment_view(p) for p in found[:limit]],
+                   next=str(found[limit - 1].token) if len(found) > limit else None)
 
 
 @control("/payments/{ref}", "GET", "One payment, by tid or token")
@@ -190,14 +193,17 @@ def deposit(tid, values):
     return jsonify(service().virtual_accounts.deposit(tid, values.get("amount")))
 
 
-@control("/callbacks", "GET", "Notifications with their attempts (?tid=, ?status=pending|delivered|failed)")
+@control("/callbacks", "GET", "Notifications with their attempts (?tid=, ?status=pending|delivered|failed), "
+                               "a page at a time (?limit=, ?after=<next>)")
 def callbacks():
     status = request.args.get("status")
     if status not in (None, "", *CALLBACK_STATUSES):
         raise GatewayError("control_request_invalid",
                            detail=f"status {status!r} is not one of {', '.join(CALLBACK_STATUSES)}")
-    found = emulator().storage.callbacks(tid=request.args.get("tid"), status=status)
-    return jsonify(callbacks=[callback_view(c) for c in found])
+    limit, after = _page()
+    found = emulator().storage.callbacks(tid=request.args.get("tid"), status=status, limit=limit + 1, after=after)
+    return jsonify(callbacks=[callback_view(c) for c in found[:limit]],
+                   next=str(found[limit - 1]["id"]) if len(found) > limit else None)
 
 
 @control("/callbacks/{callback_id}", "GET", "One notification with its attempts")
@@ -320,7 +326,23 @@ def _coverage_parts() -> list:
     return [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]
 
 
-@control("/requests", "GET", "The journal of API requests, newest last (?limit=)")
+@control("/requests", "GET", "The journal of API requests, newest last (?limit=), a page at a time going back "
+                               "(?before=<earlier>)")
 def requests_journal():
-    limit = request.args.get("limit", "1000")
-    return jsonify(requests=emulator().storage.journal(int(limit) if _digits(limit, 9) else 1000))
+    limit, before = _page("before")
+    found = emulator().storage.journal(limit + 1, before=before)
+    return jsonify(requests=found[-limit:], earlier=str(found[-limit]["id"]) if len(found) > limit else None)
+
+
+PAGE = 1000  # entries of a list in one answer, unless ?limit= says otherwise
+
+
+def _page(cursor: str = "after") -> tuple[int, int | None]:
+    """?limit= (a count; anything else reads as the default) and the cursor of the page asked for."""
+    limit = request.args.get("limit", "")
+    given = request.args.get(cursor)
+    if given not in (None, "") and not _digits(given, 19):
+        raise GatewayError("control_request_invalid",
+                           detail=f"{cursor} {given[:40]!r} is not a cursor this list handed out")
+    count = int(limit) if _digits(limit, 9) and int(limit) > 0 else PAGE
+    return count, int(given) if given else None
