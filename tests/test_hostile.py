@@ -426,6 +426,27 @@ def test_a_declared_length_beyond_the_limit_is_refused_before_reading(api):
     assert (status, envelope(status, answer)["code"]) == (413, code("body_too_large"))
 
 
+def test_a_client_that_leaves_mid_body_or_gets_413_costs_no_traceback_and_no_journal_entry(api, server):
+    log = server.workdir / "emulator.log"
+    seen = log.stat().st_size
+    head = b"POST /v1.0/payments/request HTTP/1.1\nAuthorization: PLKEY %s\nContent-Type: application/json\n" % (
+        PAYMENT_KEY.encode())
+    for path in (b"/v1.0/payments/request", b"/_emulator/clock"):  # gone after 15 bytes of 1,000
+        with socket.create_connection(urlsplit(api.url).netloc.split(":"), timeout=30) as connection:
+            connection.sendall((head.replace(b"/v1.0/payments/request", path) + b"Host: x\nContent-Length: 1000\n\n")
+                               .replace(b"\n", b"\r\n") + b'{"pgcode": "cre')
+    status, _, _ = raw(api.url, head + b"Content-Length: 99999999\n", b"{}")
+    assert status == 413
+    status, _, _ = raw(api.url, head + b"Transfer-Encoding: chunked\n", chunked(b"[" + b"1," * (1024 * 1024) + b"1]"))
+    assert status == 413
+    assert api.post("/v1.0/payments/request", REQUEST).status_code == 200  # served after all of it
+    [entry] = api.control("/requests", method="GET")["requests"]  # the only entry
+    assert entry["status"] == 200
+    with open(log, "rb") as written:
+        written.seek(seen)
+        assert b"Traceback" not in written.read()
+
+
 # --- CR/LF in the merchant's URLs -------------------------------------------------------------
 
 INJECTED = "\r\nX-Injected: yes\r\n\r\n<html>"

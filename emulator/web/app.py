@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from .. import __version__
 from ..config import Settings
@@ -114,6 +114,10 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         kind = _HTTP_KINDS.get(exc.code)
+        if isinstance(exc, ClientDisconnected) or kind == "body_too_large":
+            g.unjournaled = True  # nobody is left to read it, or nothing of it was read: no request to keep
+        if isinstance(exc, ClientDisconnected):
+            return envelope(GatewayError("malformed_json", detail="the client left before the whole body arrived"))
         if kind == "not_found":
             return envelope(GatewayError(kind, path=request.path))
         if kind == "method_not_allowed":

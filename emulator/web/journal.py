@@ -19,7 +19,7 @@ def install(app: Flask) -> None:
     @app.after_request
     def journal(response: Response) -> Response:
         notes = g._get_current_object()
-        if notes.get("instance") is not None:
+        if notes.get("instance") is not None and not notes.get("unjournaled"):
             sent = request._get_current_object()
             if sent.path.startswith(JOURNALED):
                 _record(response, notes, sent)

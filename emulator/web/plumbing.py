@@ -6,6 +6,7 @@ import json
 from urllib.parse import urlsplit
 
 from flask import Request, current_app, g, request
+from werkzeug.exceptions import ClientDisconnected
 
 from .. import lenient_json
 from ..config import Client
@@ -95,6 +96,8 @@ def body_bytes(sent: Request | None = None) -> bytes:
     raw = sent.get_data(cache=True)
     if sent.content_length is None:
         sent.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
+    elif len(raw) < sent.content_length:  # a server that hands over what came (gunicorn) before the client left
+        raise ClientDisconnected()
     return raw
 
 
