@@ -250,3 +250,12 @@ def test_the_readme_testcontainers_snippet_is_node_that_waits_for_the_health_che
     [service] = service_job["jobs"]["payments"]["services"].values()
     assert f"GenericContainer('{service['image']}')" in snippet
     assert ".withExposedPorts(8080)" in snippet and ".withWaitStrategy(Wait.forHealthCheck())" in snippet
+
+
+def test_readme_paging_example_runs_against_a_live_emulator(api, callback_receiver):
+    tokens = [api.request_payment(order_no=f"page-{i}") for i in range(5)]
+    namespace = {}
+    readme = (ROOT / "README.md").read_text("utf-8")
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if 'params["after"]' in block]
+    exec(compile(example.replace("http://127.0.0.1:8080", api.url), "README.md", "exec"), namespace)
+    assert [p["token"] for p in namespace["payments"]] == tokens  # three pages of two, all of them
