@@ -7,6 +7,7 @@ import http.client
 import io
 import ipaddress
 import json
+import os
 import socket
 import ssl
 import time
@@ -20,8 +21,7 @@ RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
 USER_AGENT = "payletter-emulator callback"
 NOT_SENT = "not sent: the notification was taken back (a reset) before the request left"
 
-# getaddrinfo cannot be given a timeout: it runs here, and the attempt stops waiting at its deadline.
-_lookups = ThreadPoolExecutor(4, thread_name_prefix="callback-lookup")
+_lookups: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked worker makes its own
 _tls: ssl.SSLContext | None = None
 
 
@@ -106,11 +106,20 @@ def _resolve(host: str, port: int, deadline: float) -> list:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         found = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
     except ValueError:
-        lookup = _lookups.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+        lookup = _lookup_pool().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
         found = lookup.result(timeout=_left(deadline))  # TimeoutError at the deadline
         if not found:
             raise OSError(f"no address for {host}")
     return found
+
+
+def _lookup_pool() -> ThreadPoolExecutor:
+    """getaddrinfo cannot be given a timeout: it runs in these threads, and the attempt stops
+    waiting for it at its deadline."""
+    global _lookups
+    if _lookups is None or _lookups[0] != os.getpid():
+        _lookups = (os.getpid(), ThreadPoolExecutor(4, thread_name_prefix="callback-lookup"))
+    return _lookups[1]
 
 
 def _left(deadline: float) -> float:
