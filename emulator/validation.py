@@ -82,7 +82,6 @@ class Schemas:
         fast = self._surely_valid[name]
         if fast is not None and fast(data):  # nothing to repair, nothing wrong
             return Checked(dict(data))
-        refuse_nul(data)
         repair = _Repair(schema, strict=strict, endpoint=endpoint)
         values = repair.query_names(data) if from_query else dict(data)
         values = repair.implied(values, implied or {})
@@ -91,6 +90,7 @@ class Schemas:
         error = _first_error(validators[name], values, schema)
         if error is not None:
             raise _to_gateway_error(error, schema, endpoint)
+        refuse_nul(data)  # after the schema: a field's own rule on control characters speaks first
         return Checked(values, repair.warnings)
 
 

@@ -183,7 +183,7 @@ NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
 
 
 @pytest.mark.parametrize("where,field", [
-    ({"product_name": "mug\u0000"}, "product_name"),
+    ({"user_name": "kim\u0000"}, "user_name"),
     ({"order_no": "\u0000"}, "order_no"),
     ({"custom_parameter": "a\u0000b"}, "custom_parameter"),
     ({"callback_url": "http://127.0.0.1:9/cb\u0000"}, "callback_url"),
