@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PAYLETTER_EMULATOR_DB=/data/payletter-emulator.db
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY emulator ./emulator
 COPY schemas ./schemas
 COPY scenarios ./scenarios

@@ -285,7 +285,7 @@ class Bench:
 
     def emulator(self, name: str, db: str) -> Gunicorn:
         env = {"PAYLETTER_EMULATOR_DB": db, "PAYLETTER_EMULATOR_FAKER_SEED": "7"}
-        return self.start("emulator.wsgi:app", name, env)
+        return self.start("payletter_emulator.wsgi:app", name, env)
 
     def baseline(self) -> Gunicorn:
         return self.start("baseline:app", "baseline")
@@ -326,7 +326,7 @@ class Bench:
     # --- cases ---
     def startup(self) -> None:
         """Fresh starts on an empty database: the median time to the first healthy answer."""
-        for app, name in (("baseline:app", "baseline"), ("emulator.wsgi:app", "emulator")):
+        for app, name in (("baseline:app", "baseline"), ("payletter_emulator.wsgi:app", "emulator")):
             times = []
             for trial in range(self.plan.startups):
                 db = self.db(f"startup-{trial}")
@@ -502,7 +502,7 @@ SEED_DAY = "20260305"
 
 
 def seed_day() -> datetime:
-    from emulator.clock import KST
+    from payletter_emulator.clock import KST
     return datetime(2026, 3, 5, 9, 0, tzinfo=KST)
 
 

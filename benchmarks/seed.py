@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from faker import Faker
 
-from emulator.clock import KST, Clock, ClockState
-from emulator.config import Settings
-from emulator.service import Service
-from emulator.storage import Storage
+from payletter_emulator.clock import KST, Clock, ClockState
+from payletter_emulator.config import Settings
+from payletter_emulator.service import Service
+from payletter_emulator.storage import Storage
 
 BATCH = 2000  # payments per write transaction
 BASE_URL = "http://127.0.0.1"

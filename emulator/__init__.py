@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def create_app(*args, **kwargs):
-    """See emulator.web.app.create_app (imported lazily so the domain stays Flask-free)."""
+    """See payletter_emulator.web.app.create_app (imported lazily so the domain stays Flask-free)."""
     from .web.app import create_app as factory
 
     return factory(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""`python -m emulator` is the `payletter-emulator` command."""
+"""`python -m payletter_emulator` is the `payletter-emulator` command."""
 from .cli import main
 
 main()

@@ -65,7 +65,7 @@ class TestInputs:
 
 
 def _data(name: str) -> dict:
-    return tomllib.loads(resources.files("emulator.domain").joinpath(name).read_text("utf-8"))
+    return tomllib.loads(resources.files(__package__ + ".domain").joinpath(name).read_text("utf-8"))
 
 
 @cache

@@ -1,6 +1,6 @@
 """A small Python client for the control API (/_emulator/...), usable with or without pytest.
 
-    from emulator.client import EmulatorClient
+    from payletter_emulator.client import EmulatorClient
 
     emulator = EmulatorClient("http://127.0.0.1:8080")
     fields = emulator.approve(token)["fields"]
@@ -138,7 +138,7 @@ class EmulatorClient:
     @classmethod
     def for_app(cls, app, *, sandbox: str | Sandbox | None = None,
                 control_token: str | None = None) -> "EmulatorClient":
-        """A client of an in-process app (`emulator.create_app(db=":memory:")`), through
+        """A client of an in-process app (`payletter_emulator.create_app(db=":memory:")`), through
         Flask's test client: no server, no port; `.app` and `.test_client` are at hand."""
         return cls("http://localhost", sandbox=sandbox, control_token=control_token, _transport=_InProcess(app))
 
@@ -333,7 +333,7 @@ class EmulatorClient:
 
 def scenario_document(scenarios: Iterable[ScenarioRef]) -> dict:
     """One scenario document from names of shipped scenarios, file paths and documents, merged
-    in order; files are checked here (emulator.scenario.ScenarioError names what is wrong)."""
+    in order; files are checked here (payletter_emulator.scenario.ScenarioError names what is wrong)."""
     from . import scenario as scenario_files  # YAML and JSON Schema only when a scenario is used
 
     documents = [dict(s) if isinstance(s, Mapping) else scenario_files.read(os.fspath(s)) for s in scenarios]

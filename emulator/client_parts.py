@@ -1,6 +1,6 @@
 """The parts of an EmulatorClient (emulator/client.py) a test reaches through it: its clock
 (`client.clock`), its callback ledger (`client.callbacks`) and the gateway's REST API with its
-keys (`client.gateway`). Import them from emulator.client, as before."""
+keys (`client.gateway`). Import them from payletter_emulator.client, as before."""
 from __future__ import annotations
 
 import time

@@ -154,11 +154,11 @@ class PayletterServer:
 
 def start_emulator(workdir: Path, *args: str, token: str | None = None,
                    tls: bool = False) -> tuple[subprocess.Popen, EmulatorClient, Path]:
-    """`python -m emulator serve --port 0` in `workdir` (with `--tls`, HTTPS): the process, a
+    """`python -m payletter_emulator serve --port 0` in `workdir` (with `--tls`, HTTPS): the process, a
     client of it (trusting its CA) and its log, once /_emulator/health answers."""
     log_path, db = workdir / "emulator.log", str(workdir / "emulator.db")
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", db,
+        process = subprocess.Popen([sys.executable, "-m", __package__, "serve", "--port", "0", "--db", db,
                                     *(["--tls"] if tls else []), *args],
                                    stdout=subprocess.PIPE, stderr=log, cwd=workdir)
     line = process.stdout.readline().decode("utf-8", "replace")
@@ -258,7 +258,7 @@ def _failed(item: pytest.Item) -> bool:
 
 @pytest.fixture
 def payletter_app(request: pytest.FixtureRequest):
-    """An EmulatorClient on an in-process app (`emulator.create_app(db=":memory:")`) through
+    """An EmulatorClient on an in-process app (`payletter_emulator.create_app(db=":memory:")`) through
     Flask's test client: no server, no port. Call the gateway with `payletter_app.gateway.post(...)`;
     the app is `payletter_app.app`."""
     from . import create_app

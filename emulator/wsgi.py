@@ -1,4 +1,4 @@
-"""The WSGI entry for gunicorn: `gunicorn emulator.wsgi:app`, configured from the environment."""
+"""The WSGI entry for gunicorn: `gunicorn payletter_emulator.wsgi:app`, configured from the environment."""
 from .config import Settings
 from .web.app import create_app
 

@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from emulator.resources import schemas_dir
-from emulator.validation import Schemas
-from emulator.web import gateway_api  # noqa: F401  (registers the gateway's operations)
-from emulator.web.operations import OPERATIONS
+from payletter_emulator.resources import schemas_dir
+from payletter_emulator.validation import Schemas
+from payletter_emulator.web import gateway_api  # noqa: F401  (registers the gateway's operations)
+from payletter_emulator.web.operations import OPERATIONS
 
 PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
 SEARCH_KEY = "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import emulator
+import payletter_emulator
 
 MODULE_LINES = 400
 CLASS_LINES = 250
-PACKAGE = Path(emulator.__file__).parent
+PACKAGE = Path(payletter_emulator.__file__).parent
 
 
 def modules() -> list[Path]:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from emulator.domain.payhash import payhash
+from payletter_emulator.domain.payhash import payhash
 
 from .conftest import PAYMENT_KEY, Answer, Api, CallbackReceiver, EmulatorProcess, _clean, freeze_at, serve_receiver
 

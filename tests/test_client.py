@@ -1,4 +1,4 @@
-"""emulator.client: the control API from Python, against a live emulator (each test in a
+"""payletter_emulator.client: the control API from Python, against a live emulator (each test in a
 sandbox of its own) and in-process."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from emulator.client import CallbackWaitError, EmulatorClient, EmulatorError, Sandbox
-from emulator.scenario import ScenarioError
+from payletter_emulator.client import CallbackWaitError, EmulatorClient, EmulatorError, Sandbox
+from payletter_emulator.scenario import ScenarioError
 
 from .conftest import EmulatorProcess
 

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from emulator.client import EmulatorClient
-from emulator.errors import catalog
+from payletter_emulator.client import EmulatorClient
+from payletter_emulator.errors import catalog
 
 from .conftest import Api, EmulatorProcess, _clean, refused
 

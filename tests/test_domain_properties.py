@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from hypothesis import given, strategies as st
 
-from emulator.clock import KST, Clock, ClockState
-from emulator.domain import identifiers, tax, windows
-from emulator.domain.methods import table
-from emulator.domain.payhash import billkey_payhash, payhash
+from payletter_emulator.clock import KST, Clock, ClockState
+from payletter_emulator.domain import identifiers, tax, windows
+from payletter_emulator.domain.methods import table
+from payletter_emulator.domain.payhash import billkey_payhash, payhash
 
 texts = st.text(min_size=0, max_size=60)
 amounts = st.integers(min_value=0, max_value=10**12)

@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import click
 import pytest
 
-from emulator.config import ENV_PREFIX
-from emulator.drive_options import default_url, default_verify, parse_duration
+from payletter_emulator.config import ENV_PREFIX
+from payletter_emulator.drive_options import default_url, default_verify, parse_duration
 
 from .conftest import EmulatorProcess, freeze_at
 from .test_tls import HttpsEmulator

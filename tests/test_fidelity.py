@@ -9,9 +9,9 @@ from dataclasses import dataclass, fields as dataclass_fields
 import pytest
 import requests
 
-from emulator.domain.details import BANKS
-from emulator.domain.methods import table
-from emulator.domain.payhash import payhash
+from payletter_emulator.domain.details import BANKS
+from payletter_emulator.domain.methods import table
+from payletter_emulator.domain.payhash import payhash
 
 from .conftest import PAYMENT_KEY, SEARCH_KEY, Answer, CallbackReceiver, ok, refused, serve_receiver, stored
 

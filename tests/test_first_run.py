@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulator.config import PAY_TEST
+from payletter_emulator.config import PAY_TEST
 
 from .conftest import PAYMENT_KEY, EmulatorProcess
 

@@ -24,8 +24,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from emulator.errors import catalog
-from emulator.web.app import create_app
+from payletter_emulator.errors import catalog
+from payletter_emulator.web.app import create_app
 
 from .browser import read_html
 from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY, Api, EmulatorProcess

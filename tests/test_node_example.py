@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emulator.client import EmulatorClient
+from payletter_emulator.client import EmulatorClient
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "payletter-emulator"

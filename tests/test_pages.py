@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator import checkout
-from emulator.domain.methods import lookup, table
+from payletter_emulator import checkout
+from payletter_emulator.domain.methods import lookup, table
 
 from .browser import payhash, read_html, wait_for_callback
 from .conftest import SCHEMAS, freeze_at, stored

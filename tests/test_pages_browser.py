@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
-from emulator.domain.methods import lookup, table
+from payletter_emulator.domain.methods import lookup, table
 
 from .browser import chromium, desktop, merchant, payhash, phone, screenshot, shop, wait_for_callback  # noqa: F401
 from .conftest import SCHEMAS, stored

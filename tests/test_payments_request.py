@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.domain.methods import table
+from payletter_emulator.domain.methods import table
 
 from .conftest import PAYMENT_KEY
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulator.client import EmulatorClient
-from emulator.pytest_plugin import start_emulator, wait_ready
+from payletter_emulator.client import EmulatorClient
+from payletter_emulator.pytest_plugin import start_emulator, wait_ready
 
 pytest_plugins = ["pytester"]
 

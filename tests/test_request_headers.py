@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from emulator.web.gateway_api import request_headers
+from payletter_emulator.web.gateway_api import request_headers
 
 
 def test_the_headers_kept_are_werkzeugs_reading_without_credentials():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import requests
 import pytest
 
-from emulator import create_app
+from payletter_emulator import create_app
 
 from .conftest import Api, EmulatorProcess, ok, refused
 

@@ -13,9 +13,9 @@ import requests
 import yaml
 from click.testing import CliRunner
 
-from emulator.cli import main
-from emulator.domain.payhash import payhash
-from emulator.resources import scenarios_dir
+from payletter_emulator.cli import main
+from payletter_emulator.domain.payhash import payhash
+from payletter_emulator.resources import scenarios_dir
 
 from .conftest import PAYMENT_KEY, Api, EmulatorProcess, freeze_at, ok, refused, stored
 
@@ -339,7 +339,7 @@ def test_a_timeline_deposit_by_order_no(api, use, callback_receiver):
 
 def test_happy_path_for_every_method(api, use):
     use("happy-path")
-    from emulator.domain.methods import table
+    from payletter_emulator.domain.methods import table
     for method in table().values():
         answer = outcome(api, pgcode=method.pgcode, amount=max(method.minimum, 1000),
                          service_name="payletter")

@@ -9,9 +9,9 @@ import threading
 import pytest
 import requests
 
-from emulator.errors import GatewayError
-from emulator.clock import ClockState
-from emulator.storage import Storage
+from payletter_emulator.errors import GatewayError
+from payletter_emulator.clock import ClockState
+from payletter_emulator.storage import Storage
 
 from .conftest import PAYMENT_KEY, EmulatorProcess
 
