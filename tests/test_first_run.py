@@ -24,7 +24,9 @@ STARTUP_LINES = 7  # listening, dashboard, API spec, data, test client, its two 
 
 def make_dry_run(target: str) -> list[str]:
     """The commands `make <target>` runs on a fresh clone (-B: as if nothing were installed)."""
-    done = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    # Run from `make test` too: a make inside make would print "Entering directory" lines.
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
     return done.stdout.splitlines()
 
 
