@@ -18,6 +18,7 @@ from .storage import Storage
 
 log = logging.getLogger("payletter_emulator.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
+OTHERS_SECONDS = 0.005  # how often a flush looks again at what other processes are sending
 LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
 
 
@@ -53,6 +54,7 @@ class Dispatcher:
         self._wall = wall
         self._wake = threading.Event()
         self._in_flight = 0
+        self._finished = 0  # attempts this process has finished: a flush waits for the count to move
         self._idle = threading.Condition()
         self._pid = None
         self._pool = None
@@ -133,6 +135,7 @@ class Dispatcher:
         finally:
             with self._idle:
                 self._in_flight -= 1
+                self._finished += 1
                 self._idle.notify_all()
 
     def _send_once(self, callback: dict, kind: str, number: int, scheduled_at: str | None) -> tuple[dict, Outcome]:
@@ -165,15 +168,23 @@ class Dispatcher:
         until nothing due is left or `max_seconds` have passed."""
         deadline = time.monotonic() + max_seconds
         while True:
+            with self._idle:
+                finished = self._finished
             sent = self.run_due()
             backlog = self.storage.callback_backlog(self.now(), self._wall())
             idle = backlog["busy"] == 0 and self.storage.jobs_due(self.now()) == 0
             if idle or time.monotonic() > deadline:
                 break
-            if not sent:  # what is left is being sent elsewhere: look again shortly
-                time.sleep(0.005)
+            if not sent:  # what is left is being sent elsewhere: look again once this process's
+                self._wait_for_an_attempt(finished)  # background thread finishes an attempt, or shortly
         return {"idle": idle, "pending": backlog["pending"],
                 "next_attempt_at": _moment(backlog["next_due"])}
+
+    def _wait_for_an_attempt(self, finished: int) -> None:
+        """Until this process has finished more than `finished` attempts, or OTHERS_SECONDS (what
+        another process sends is only seen by looking again)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._finished != finished, timeout=OTHERS_SECONDS)
 
     def resend(self, callback_id: int) -> dict | None:
         """One extra attempt now, whatever the notification's status; None while it is being sent."""

@@ -7,6 +7,8 @@ import uuid
 
 from .connection import _where
 
+_ANY_DUE = ("SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
+            "AND (claim_expires IS NULL OR claim_expires < ?) LIMIT 1")
 INTERRUPTED = "interrupted: the process making this attempt stopped; the request may have reached the merchant"
 
 
@@ -55,7 +57,10 @@ class CallbackTables:
     def claim_due_callbacks(self, now: float, wall: float, lease: float, limit: int) -> list[dict]:
         """Take up to `limit` pending callbacks due at emulator time `now` that no live claim
         holds. Each gets a claim of its own, good until wall time `wall + lease`: whoever
-        holds it makes the next attempt, so no attempt is made twice, by any process."""
+        holds it makes the next attempt, so no attempt is made twice, by any process. When
+        nothing is due (most looks), a read says so without taking the writer lock."""
+        if self._one(_ANY_DUE, (now, wall)) is None:
+            return []
         with self.atomic(exclusive=False):
             rows = self._db.execute(
                 "SELECT * FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "

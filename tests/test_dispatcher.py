@@ -1,0 +1,56 @@
+"""The dispatcher on a real SQLite file, with a sender the test holds: when a flush returns."""
+from __future__ import annotations
+
+import threading
+
+from emulator import dispatcher as dispatching
+from emulator.dispatcher import DeliverySettings, Dispatcher
+from emulator.domain.delivery import Outcome
+from emulator.storage import Storage
+
+NOW = 1_000_000  # emulator time, epoch ms
+
+
+class HeldSender:
+    """A merchant that answers only once the test lets it: `started` is set when a POST arrives."""
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.answer = threading.Event()
+        self.posts = 0
+
+    def __call__(self, url, body, *, timeout, allowed_hosts=(), on_connected=lambda: True) -> Outcome:
+        if not on_connected():
+            return Outcome(None, "", "not sent", 0.0, acknowledged=False, sent=False)
+        self.posts += 1
+        self.started.set()
+        self.answer.wait(30)
+        return Outcome(200, '{"code": 0}', "", 1.0, acknowledged=True)
+
+
+def test_a_flush_returns_as_soon_as_the_background_thread_delivers_not_at_a_poll_tick(tmp_path, monkeypatch):
+    """The approval wakes the background thread, which takes the callback; a flush coming in
+    meanwhile waits for that attempt to finish, woken by it: with the look-again interval made an
+    hour, the flush still returns, idle, once the merchant answers."""
+    monkeypatch.setattr(dispatching, "OTHERS_SECONDS", 3600.0)
+    storage = Storage(str(tmp_path / "outbox.db"))
+    sender = HeldSender()
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
+    storage.enqueue_callback("T1", "http://127.0.0.1:9/cb", {"tid": "T1"}, "2026-11-29T10:00:00+09:00", NOW, [])
+    try:
+        callbacks.start()
+        callbacks.wake()
+        assert sender.started.wait(30)  # the background thread is sending it
+        flushed = {}
+        flushing = threading.Thread(target=lambda: flushed.update(callbacks.flush(max_seconds=3600)))
+        flushing.start()
+        sender.answer.set()
+        flushing.join(60)
+        assert not flushing.is_alive(), "the flush waited for a poll tick, not for the attempt"
+        assert flushed == {"idle": True, "pending": 0, "next_attempt_at": None}
+        assert sender.posts == 1
+        assert [c["status"] for c in storage.callbacks()] == ["delivered"]
+    finally:
+        sender.answer.set()
+        callbacks.stop()
+        storage.close()
