@@ -222,3 +222,26 @@ def test_finished_notifications_are_bounded_but_pending_ones_stay(database):
     assert kept[0]["id"] == pending and kept[-1]["tid"] == "t449"
     stored_attempts = storage._one("SELECT count(*) FROM callback_attempts")[0]
     assert stored_attempts == len(kept) - 1  # the pruned notifications took their attempts with them
+
+
+def test_a_days_payments_are_listed_in_one_query_with_their_last_cancellation(database):
+    """transaction/list's rows come from one query, in (transaction_date, token) order, each with
+    its last cancellation's date: no query per cancelled payment, alike on both databases."""
+    from emulator.domain.payment import Cancellation, ListedPayment, Payment
+
+    storage = Storage(database)
+    paid = [("T3", 3, "2026-11-29 10:00:00"), ("T1", 1, "2026-11-29 09:00:00"), ("T2", 2, "2026-11-29 10:00:00"),
+            ("T4", 4, "2026-11-30 08:00:00")]
+    for tid, token, at in paid:
+        storage.insert_payment(Payment(token=token, client_id="pay_test", pgcode="creditcard", user_id="u",
+                                       amount=1000, product_name="p", request={"a": 1}, created_at=at,
+                                       status="approved", tid=tid, paid_pgcode="creditcard", transaction_date=at,
+                                       details={"card": "x"}))
+    for amount, day in ((300, "2026-11-29 11:00:00"), (700, "2026-11-29 12:00:00")):
+        storage.record_cancellation(Cancellation(tid="T2", amount=amount, taxfree_amount=0, tax_amount=0,
+                                                 partial=True, cancel_date=day))
+    listed = storage.payments_made_on("pay_test", "2026-11-29", ("approved",))
+    assert [p.tid for p in listed] == ["T1", "T2", "T3"]
+    assert all(isinstance(p, ListedPayment) for p in listed)
+    assert [(p.cancelled_amount, p.last_cancel_date, p.list_status) for p in listed] == [
+        (0, "", 0), (1000, "2026-11-29 12:00:00", 1), (0, "", 0)]

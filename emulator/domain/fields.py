@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .payhash import billkey_payhash, payhash
-from .payment import Cancellation, Payment
+from .payment import Cancellation, ListedPayment, Payment
 
 VIRTUAL_ACCOUNT_FIELDS = ("account_no", "account_name", "account_holder", "bank_code", "bank_name",
                           "issue_tid", "expire_date", "expire_time")
@@ -114,8 +114,8 @@ def cash_receipt_fields(receipt: dict | None) -> dict:
             "cash_receipt_deal_no": receipt["deal_no"]}
 
 
-def list_row(payment: Payment, *, status_code: int, amount: int, taxfree_amount: int, tax_amount: int,
-             cancel_date: str) -> dict:
+def list_row(payment: Payment | ListedPayment, *, status_code: int, amount: int, taxfree_amount: int,
+             tax_amount: int, cancel_date: str) -> dict:
     """One row of transaction/list. Its tax split is that of its `amount`: the payment's, or what
     was cancelled (the Korean documentation's rows carry both, after `amount`)."""
     return {"pgcode": payment.paid_pgcode, "user_id": payment.user_id, "user_name": payment.user_name,
@@ -125,12 +125,12 @@ def list_row(payment: Payment, *, status_code: int, amount: int, taxfree_amount:
             "transaction_date": payment.transaction_date, "cancel_date": cancel_date}
 
 
-def _approval_row(payment: Payment) -> dict:
+def _approval_row(payment: Payment | ListedPayment) -> dict:
     return list_row(payment, status_code=0, amount=payment.amount, taxfree_amount=payment.taxfree_amount,
                     tax_amount=payment.tax_amount, cancel_date="")
 
 
-def transaction_row(payment: Payment, cancellations: list[Cancellation]) -> dict:
+def transaction_row(payment: ListedPayment) -> dict:
     """date_type=transaction: the payment with its present status; a cancelled one shows
     the amount cancelled (and its tax split) and the last cancellation's date."""
     status = payment.list_status
@@ -138,10 +138,10 @@ def transaction_row(payment: Payment, cancellations: list[Cancellation]) -> dict
         return _approval_row(payment)
     return list_row(payment, status_code=status, amount=payment.cancelled_amount,
                     taxfree_amount=payment.cancelled_taxfree_amount, tax_amount=payment.cancelled_tax_amount,
-                    cancel_date=cancellations[-1].cancel_date if cancellations else "")
+                    cancel_date=payment.last_cancel_date)
 
 
-def settle_rows(approvals: list[Payment], cancellations: list[tuple[Cancellation, Payment]]) -> list[dict]:
+def settle_rows(approvals: list[ListedPayment], cancellations: list[tuple[Cancellation, Payment]]) -> list[dict]:
     """date_type=settle: approvals on their date, each cancellation on its own date."""
     rows = [_approval_row(p) for p in approvals]
     rows += [list_row(p, status_code=c.list_status, amount=c.amount, taxfree_amount=c.taxfree_amount,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Life of a payment request. The number is payments/status's status_code.
 CREATED, PAGE, ISSUED, FAILED, ABANDONED, APPROVED, VERIFIED = (
@@ -48,9 +49,40 @@ class Payment:
 
     @property
     def list_status(self) -> int:
-        if self.cancelled_amount == 0:
-            return LIST_APPROVED
-        return LIST_CANCELLED if self.remaining == 0 else LIST_PARTIAL
+        return list_status(self.amount, self.cancelled_amount)
+
+
+class ListedPayment(NamedTuple):
+    """A paid payment as transaction/list shows it: only the columns its rows use (a light
+    record, as a day may hold tens of thousands), and the date of its last cancellation."""
+
+    tid: str
+    pgcode: str
+    paid_pgcode: str
+    user_id: str
+    user_name: str
+    cid: str
+    amount: int
+    taxfree_amount: int
+    tax_amount: int
+    order_no: str
+    product_name: str
+    transaction_date: str
+    cancelled_amount: int
+    cancelled_taxfree_amount: int
+    cancelled_tax_amount: int
+    last_cancel_date: str  # "" if never cancelled
+
+    @property
+    def list_status(self) -> int:
+        return list_status(self.amount, self.cancelled_amount)
+
+
+def list_status(amount: int, cancelled_amount: int) -> int:
+    """transaction/list's status_code of a payment: approved, cancelled or partly cancelled."""
+    if cancelled_amount == 0:
+        return LIST_APPROVED
+    return LIST_CANCELLED if cancelled_amount == amount else LIST_PARTIAL
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ..domain import fields, ledger, recurring, tax
 from ..domain.details import virtual_account_expiry
 from ..domain.methods import PaymentMethod, verification_methods
 from ..domain.payhash import sha256_hex
-from ..domain.payment import APPROVED, ISSUED, STATUS_CODES, Payment
+from ..domain.payment import APPROVED, ISSUED, STATUS_CODES, ListedPayment, Payment
 from ..errors import GatewayError
 from ..validation import tolerate
 from .context import REQUEST_HEADERS, Room, known_method
@@ -153,14 +153,13 @@ class MerchantApi(Room):
             raise GatewayError("field_invalid", field="date", rule="is not a real date (YYYYMMDD)") from None
         pgcode = values.get("pgcode")
 
-        def wanted(payment: Payment) -> bool:
+        def wanted(payment: Payment | ListedPayment) -> bool:
             # The method's code or the payer's pick (naverpay finds naverpoint payments too).
             return pgcode is None or pgcode in (payment.pgcode, payment.paid_pgcode)
 
         approvals = [p for p in self.storage.payments_made_on(client.client_id, day, (APPROVED,)) if wanted(p)]
         if values["date_type"] == "transaction":
-            rows = [fields.transaction_row(p, self.storage.cancellations_of(p.tid) if p.cancelled_amount else [])
-                    for p in approvals]
+            rows = [fields.transaction_row(p) for p in approvals]
         else:
             cancellations = [(c, p) for c, p in self.storage.cancellations_on(client.client_id, day) if wanted(p)]
             rows = fields.settle_rows(approvals, cancellations)

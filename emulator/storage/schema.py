@@ -32,7 +32,10 @@ CREATE TABLE IF NOT EXISTS payments (
     cancelled_tax_amount INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS payments_by_tid ON payments (tid) WHERE tid IS NOT NULL;
-CREATE INDEX IF NOT EXISTS payments_by_day ON payments (client_id, substr(transaction_date, 1, 10)) WHERE tid IS NOT NULL;
+-- A day's payments of a client already in the order transaction/list shows them (no sort).
+DROP INDEX IF EXISTS payments_by_day;
+CREATE INDEX IF NOT EXISTS payments_listed ON payments (client_id, substr(transaction_date, 1, 10), transaction_date, token)
+    WHERE tid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS payments_by_order ON payments (client_id, order_no);
 CREATE INDEX IF NOT EXISTS payments_by_billkey ON payments (billkey) WHERE tid IS NOT NULL;
 CREATE TABLE IF NOT EXISTS cancellations (
