@@ -127,10 +127,9 @@ class Dispatcher:
                 duplicate, _ = self._send_once(callback, DUPLICATE, number + 1, None)
             status, made, due = next_state(self.settings.policy, kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
+            release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
-                                                   extra=duplicate)
-            if recorded and outcome.acknowledged and kind != RESEND:
-                self.storage.release_held(callback["id"], self.now())  # held ones arrive after all of this one
+                                                   extra=duplicate, release_held_at=release)
             return _shown(recorded) if recorded else None
         finally:
             with self._idle:

@@ -98,11 +98,14 @@ class CallbackTables:
                                                       "error": "", "latency_ms": 0.0}, "sending")
 
     def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
-                       next_attempt_at: float | None, extra: dict | None = None) -> dict | None:
+                       next_attempt_at: float | None, extra: dict | None = None,
+                       release_held_at: float | None = None) -> dict | None:
         """Record an attempt's outcome (and an `extra` one made under the same claim, a
         duplicate) and the callback's new state, if the claim still holds (a reset or an
         expired lease voids it: then the callback is left alone and None comes back). An
-        attempt already on the ledger (started) gets its outcome whatever the claim: it left."""
+        attempt already on the ledger (started) gets its outcome whatever the claim: it left.
+        `release_held_at`: in the same transaction, the callbacks held before this one fall
+        due at that moment (`release_held`)."""
         with self.atomic():
             for made in (attempt, extra):
                 if made is not None and "id" in made:
@@ -117,6 +120,8 @@ class CallbackTables:
                 attempt = self._insert_attempt(callback_id, attempt)
             if extra is not None and "id" not in extra:
                 self._insert_attempt(callback_id, extra)
+            if release_held_at is not None:
+                self.release_held(callback_id, release_held_at)
             if attempt["kind"] in ("first", "retry") and status != "pending":
                 self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
                     status, "exhausted"))
