@@ -18,7 +18,9 @@ from .storage import Storage
 
 log = logging.getLogger("payletter_emulator.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
-OTHERS_SECONDS = 0.005  # how often a flush looks again at what other processes are sending
+# When a flush looks again at what other processes are sending (it is not told when they finish):
+# soon at first, then less often, up to every 5 ms.
+LOOK_AGAIN_FIRST, LOOK_AGAIN_MOST = 0.0005, 0.005
 LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
 
 
@@ -166,6 +168,7 @@ class Dispatcher:
         """Send everything due, waiting for what other threads or processes are sending,
         until nothing due is left or `max_seconds` have passed."""
         deadline = time.monotonic() + max_seconds
+        look_again = LOOK_AGAIN_FIRST
         while True:
             with self._idle:
                 finished = self._finished
@@ -175,15 +178,16 @@ class Dispatcher:
             if idle or time.monotonic() > deadline:
                 break
             if not sent:  # what is left is being sent elsewhere: look again once this process's
-                self._wait_for_an_attempt(finished)  # background thread finishes an attempt, or shortly
+                self._wait_for_an_attempt(finished, look_again)  # background thread finishes an attempt, or shortly
+                look_again = min(2 * look_again, LOOK_AGAIN_MOST)
         return {"idle": idle, "pending": backlog["pending"],
                 "next_attempt_at": _moment(backlog["next_due"])}
 
-    def _wait_for_an_attempt(self, finished: int) -> None:
-        """Until this process has finished more than `finished` attempts, or OTHERS_SECONDS (what
-        another process sends is only seen by looking again)."""
+    def _wait_for_an_attempt(self, finished: int, longest: float) -> None:
+        """Until this process has finished more than `finished` attempts, or `longest` seconds
+        (what another process sends is only seen by looking again)."""
         with self._idle:
-            self._idle.wait_for(lambda: self._finished != finished, timeout=OTHERS_SECONDS)
+            self._idle.wait_for(lambda: self._finished != finished, timeout=longest)
 
     def resend(self, callback_id: int) -> dict | None:
         """One extra attempt now, whatever the notification's status; None while it is being sent."""

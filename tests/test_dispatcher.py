@@ -32,7 +32,8 @@ def test_a_flush_returns_as_soon_as_the_background_thread_delivers_not_at_a_poll
     """The approval wakes the background thread, which takes the callback; a flush coming in
     meanwhile waits for that attempt to finish, woken by it: with the look-again interval made an
     hour, the flush still returns, idle, once the merchant answers."""
-    monkeypatch.setattr(dispatching, "OTHERS_SECONDS", 3600.0)
+    monkeypatch.setattr(dispatching, "LOOK_AGAIN_FIRST", 3600.0)
+    monkeypatch.setattr(dispatching, "LOOK_AGAIN_MOST", 3600.0)
     storage = Storage(str(tmp_path / "outbox.db"))
     sender = HeldSender()
     callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
