@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import threading
 
-from emulator import dispatcher as dispatching
-from emulator.dispatcher import DeliverySettings, Dispatcher
-from emulator.domain.delivery import Outcome
-from emulator.storage import Storage
+from payletter_emulator import dispatcher as dispatching
+from payletter_emulator.dispatcher import DeliverySettings, Dispatcher
+from payletter_emulator.domain.delivery import Outcome
+from payletter_emulator.storage import Storage
 
 NOW = 1_000_000  # emulator time, epoch ms
 

@@ -227,7 +227,7 @@ def test_finished_notifications_are_bounded_but_pending_ones_stay(database):
 def test_a_days_payments_are_listed_in_one_query_with_their_last_cancellation(database):
     """transaction/list's rows come from one query, in (transaction_date, token) order, each with
     its last cancellation's date: no query per cancelled payment, alike on both databases."""
-    from emulator.domain.payment import Cancellation, ListedPayment, Payment
+    from payletter_emulator.domain.payment import Cancellation, ListedPayment, Payment
 
     storage = Storage(database)
     paid = [("T3", 3, "2026-11-29 10:00:00"), ("T1", 1, "2026-11-29 09:00:00"), ("T2", 2, "2026-11-29 10:00:00"),
