@@ -21,8 +21,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
+from run import Receiver, free_port, stop_server  # noqa: E402
 from seed import Seeder, empty_outbox, request_body  # noqa: E402
 
 PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
@@ -45,11 +44,6 @@ TARGETS = {  # figure: (statistic compared, bound in ms)
     "startup to the first healthy answer": ("p50", 600.0),
 }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def console_script() -> str:
@@ -114,37 +108,7 @@ class Emulator:
         raise RuntimeError("the emulator never answered its health route")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-class Receiver:
-    """receiver.py in its own process: acknowledges every callback."""
-
-    def __init__(self):
-        self.process = subprocess.Popen([sys.executable, str(BENCH / "receiver.py")], stdout=subprocess.PIPE)
-        line = self.process.stdout.readline().decode()
-        if "listening on" not in line:
-            raise RuntimeError(f"the receiver did not start: {line!r}")
-        self.port = int(line.split()[-1])
-        self.url = f"http://127.0.0.1:{self.port}/callback"
-
-    def count(self) -> int:
-        connection = Connection(self.port)
-        try:
-            return connection.ok("GET", "/count")["count"]
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        stop_server(self.process, self.log)
 
 
 def timed(action) -> float:
@@ -243,7 +207,7 @@ def seed_day(db: Path, callback_url: str) -> None:
 
 def measure(options: argparse.Namespace) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="latency-"))
-    receiver = Receiver()
+    receiver = Receiver(200, folder)
     figures: dict[str, dict] = {}
     references: dict[str, dict] = {}
     try:

@@ -117,6 +117,18 @@ def call(port: int, method: str, path: str, body=None, timeout: float = 30.0) ->
         connection.close()
 
 
+def stop_server(process: subprocess.Popen, log) -> None:
+    """SIGTERM (a graceful stop), a kill after 20 s; then its log closed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log.close()
+
+
 class Gunicorn:
     """One app under gunicorn on a free loopback port; `startup` is the time from spawning to
     the first 200 from the health route."""
@@ -178,14 +190,7 @@ class Gunicorn:
         return {"sum_mb": round(sum(sizes), 1), "largest_mb": round(max(sizes), 1), "processes": len(sizes)}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        stop_server(self.process, self.log)
 
 
 class Receiver:
