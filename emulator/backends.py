@@ -4,13 +4,17 @@ the same small surface: execute with `?` placeholders, rows readable by name and
 and write transactions that exclude each other as SQLite's do."""
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import re
 import sqlite3
 
 from .board import SIZE, Board
+
+try:
+    from fcntl import LOCK_EX, LOCK_UN, flock
+except ImportError:  # Windows: one process per database (emulator/serving.py), no queue to share
+    flock = None
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # Every write transaction takes this lock, so writers take turns as in SQLite; claims of
@@ -39,6 +43,7 @@ class SQLite:
             # No fsync: what the emulator promises survives a killed process (the data is with
             # the OS); only a machine crash could lose the last commits.
             self.connection.execute("PRAGMA synchronous = OFF")
+        if path != ":memory:" and flock is not None:
             # Writers of all processes queue on this lock, and the next one wakes the moment the
             # last commits (SQLite's own busy handler sleeps 1-10 ms between tries).
             self._queue = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -66,7 +71,7 @@ class SQLite:
     def begin(self, exclusive: bool) -> None:
         # IMMEDIATE either way: SQLite has one writer at a time, and a claim is a write.
         if self._queue is not None:
-            fcntl.flock(self._queue, fcntl.LOCK_EX)
+            flock(self._queue, LOCK_EX)
         try:
             self.connection.execute("BEGIN IMMEDIATE")
         except BaseException:
@@ -76,7 +81,7 @@ class SQLite:
     def end(self) -> None:
         """After COMMIT or ROLLBACK: the next writer may go."""
         if self._queue is not None:
-            fcntl.flock(self._queue, fcntl.LOCK_UN)
+            flock(self._queue, LOCK_UN)
 
     def close(self) -> None:
         self.connection.close()

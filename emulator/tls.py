@@ -87,17 +87,10 @@ def prepare(settings: Settings) -> Certificates:
 
 
 def server_context(certificates: Certificates) -> ssl.SSLContext:
-    """A server context for the built-in server: TLS 1.2 at least."""
+    """The server's context (emulator/serving.py): TLS 1.2 at least."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
     context.load_cert_chain(certificates.cert_file, certificates.key_file)
-    return context
-
-
-def gunicorn_context(config, default_ssl_context_factory) -> ssl.SSLContext:
-    """gunicorn's `ssl_context` hook: its context, with the same floor."""
-    context = default_ssl_context_factory()
-    context.minimum_version = MINIMUM_VERSION
     return context
 
 

@@ -28,6 +28,24 @@ OTHER_CLIENT = ("shop_b", "U0hPUEJQQVlNRU5US0VZMDAwMDAwMDAwMDAwMDA=", "U0hPUEJTR
 READY_TIMEOUT = 30
 
 
+def serving_processes(pid: int) -> list[int]:
+    """The processes `serve` (pid) runs to serve: its children, less multiprocessing's resource
+    tracker, which starting them brings along."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"resource_tracker" not in command:
+            found.append(int(child))
+    return found
+
+
 class EmulatorProcess:
     """`payletter-emulator serve --port 0` in a subprocess; ready when /_emulator/health answers."""
 

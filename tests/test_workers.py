@@ -1,4 +1,4 @@
-"""`payletter-emulator serve --workers N`: gunicorn worker processes sharing one database, with
+"""`payletter-emulator serve --workers N`: worker processes sharing one database, with
 the same guarantees as one process (no over-cancel, every callback attempt made once)."""
 from __future__ import annotations
 
@@ -7,25 +7,12 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from .conftest import Api, EmulatorProcess, freeze_at
+from .conftest import Api, EmulatorProcess, freeze_at, serving_processes
 
 T0 = "2026-11-29T10:00:00+09:00"
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.fixture
@@ -39,10 +26,10 @@ def workers(tmp_path, database, callback_receiver):
 
 def test_three_workers_serve_one_database(workers):
     process, api = workers
-    deadline = time.monotonic() + 30  # gunicorn boots its workers one after another
-    while len(children(process.process.pid)) < 3 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # the processes start one after another
+    while len(serving_processes(process.process.pid)) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(children(process.process.pid)) == 3
+    assert len(serving_processes(process.process.pid)) == 3
     tokens = {api.request_payment(order_no=f"w-{i}") for i in range(30)}
     assert len(tokens) == 30
     listed = api.control("/payments", method="GET")["payments"]

@@ -29,7 +29,8 @@ def _forget_held_in_child() -> None:
         storage._taken = storage._written = 0
 
 
-os.register_at_fork(after_in_child=_forget_held_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forget_held_in_child)
 
 
 class _JournalWriter:
@@ -150,7 +151,7 @@ class JournalTables:
     def _write_journal(self, batch: list) -> None:
         self._db.executemany(
             "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
-            "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, _ in batch])
+            "rule, taken) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, _ in batch])
         for (kind, name), times in Counter(pair for _, coverage in batch for pair in coverage).items():
             self.count(kind, name, times)
         # Bounded, so a long-running shared sandbox does not grow without end.
@@ -162,15 +163,18 @@ class JournalTables:
     def journal(self, limit: int = 1000) -> list[dict]:
         """Bodies are kept as the text that crossed the wire, and read back as JSON when they are."""
         self.settle_journal()
-        rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT ?) AS latest ORDER BY id", (limit,))
-        return [{**dict(r), "request": _body(r["request"]), "response": _body(r["response"]),
-                 "warnings": json.loads(r["warnings"])} for r in rows]
+        # In the order the answers were given: processes write their entries in batches, so ids
+        # follow the batches; `taken` is the wall-clock moment each entry was taken.
+        rows = self._all("SELECT * FROM (SELECT * FROM journal ORDER BY COALESCE(taken, 0) DESC, id DESC LIMIT ?) "
+                         "AS latest ORDER BY COALESCE(taken, 0), id", (limit,))
+        return [{**{k: r[k] for k in r.keys() if k != "taken"}, "request": _body(r["request"]),
+                 "response": _body(r["response"]), "warnings": json.loads(r["warnings"])} for r in rows]
 
 
 def _journal_row(entry: dict) -> tuple:
     return (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"], entry["request"],
             entry["status"], entry["response"], "[]" if not entry["warnings"] else _json(entry["warnings"]),
-            entry.get("error", ""), entry.get("rule"))
+            entry.get("error", ""), entry.get("rule"), time.time_ns())
 
 
 def _body(text: str):
