@@ -49,7 +49,7 @@ class Variant(run.Server):
                        *[part for pair in extra for part in pair]]
             env["PYTHONPATH"] = str(Path(source).resolve())
             workers = dict(pair for pair in extra if len(pair) == 2).get("--workers")
-            processes = int(workers) if workers else os.cpu_count() or 1
+            processes = int(workers) if workers else min(len(os.sched_getaffinity(0)), 8)
         super().__init__(command, workdir, env, name, processes)
 
     def serving_pids(self) -> list[int]:

@@ -227,7 +227,7 @@ class Emulator(Server):
         environ = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
         environ["PYTHONPATH"] = str(source)  # the copy measured (an A/B run), else this repository
         command = [*emulator_command(), "serve"]
-        processes = os.cpu_count() or 1
+        processes = min(len(os.sched_getaffinity(0)), 8)  # what `serve` picks (emulator/serving.py)
         if configuration == "docker":
             environ.update(docker_env())
             environ.update({"PAYLETTER_EMULATOR_PORT": str(self.port), "PAYLETTER_EMULATOR_DB": db})

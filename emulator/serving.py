@@ -30,14 +30,26 @@ DROP = "payletter.drop"  # environ key: call it to end the connection with no an
 BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
 
 
+MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
+
+
 def processes(settings: Settings) -> int:
-    """How many processes serve: --workers, or one per core where they can share the
-    database (a file or PostgreSQL, on a system with fcntl); one otherwise."""
+    """How many processes serve: --workers, or one per core this process may use (at most
+    MOST_PROCESSES) where they can share the database (a file or PostgreSQL, on a system with
+    fcntl); one otherwise."""
     if settings.workers:
         return settings.workers
-    if settings.db == ":memory:" or not shareable():
+    if settings.db == ":memory:" or not (shareable() or settings.db.startswith(("postgresql://", "postgres://"))):
         return 1
-    return os.cpu_count() or 1
+    return min(cores(), MOST_PROCESSES)
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def shareable() -> bool:
@@ -55,7 +67,22 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
         return
     from uvicorn.supervisors import Multiprocess
 
+    _fork_workers()
     Multiprocess(config, sockets=[listener]).run()
+
+
+def _fork_workers() -> None:
+    """uvicorn starts its worker processes with multiprocessing's `spawn`: each imports Python,
+    Flask and the emulator afresh, which doubled the time to the first answer (RESULTS.md). Where
+    the system forks, the app's modules are imported here once and the workers are forked."""
+    import multiprocessing
+
+    import uvicorn._subprocess
+
+    if hasattr(os, "fork") and hasattr(uvicorn._subprocess, "spawn"):
+        from .web import app  # noqa: F401  (imported before the fork: the workers start with it)
+
+        uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
 
 
 def _raise_file_limit() -> None:

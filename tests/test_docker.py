@@ -239,7 +239,8 @@ def test_the_cmd_serves_with_every_setting_from_the_environment(data, callback_r
 def test_the_cmd_serves_with_a_process_per_core(data):
     container = Container(data)
     try:
-        assert container.workers(os.cpu_count()) == os.cpu_count()
+        expected = min(len(os.sched_getaffinity(0)), 8)  # one per core this machine lets it use
+        assert container.workers(expected) == expected
     finally:
         container.stop()
 

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,26 @@ def test_a_broken_scenario_stops_before_the_workers_start(tmp_path):
     broken.write_text("version: 1\nrules: [{name: a, then: {}}]\n")
     result = run_cli("--workers", "2", "--db", str(tmp_path / "w.db"), "--scenario", str(broken))
     assert result.returncode == 1 and f"{broken}: rules[0].then" in result.stderr
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    process = EmulatorProcess(tmp_path, "--workers", "2")
+    deadline = time.monotonic() + 30
+    while len(serving_processes(process.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = serving_processes(process.process.pid)
+    assert len(workers) == 2
+    process.process.kill()  # SIGKILL: the parent cannot tell its workers anything
+    process.process.wait()
+    process.stop()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, workers))
