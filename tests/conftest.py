@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -82,8 +83,20 @@ class EmulatorProcess:
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.kill()
         self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every process serving for it, as a crash: no shutdown, no
+        cleanup (a worker whose parent alone is killed would stop gracefully a second later)."""
+        workers = serving_processes(self.process.pid)
+        self.process.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)
 
 
 @dataclass
