@@ -163,10 +163,13 @@ class Bridge:
             return
         environ = _environ(scope)
         length = environ.get("CONTENT_LENGTH")
-        if length and length.isdigit() and int(length) > BODY_LIMIT:
-            body = b""  # the app answers 413 from the length alone
+        unread = bool(length and length.isdigit() and int(length) > BODY_LIMIT)
+        if unread:
+            body = b""  # the app answers 413 from the length alone; the connection closes after
         else:
             body = await _read_body(receive, BODY_LIMIT + 1)
+            if body is None:
+                return  # the client left before its request was whole: nothing to answer
             if not length:
                 environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
@@ -176,6 +179,8 @@ class Bridge:
         if dropped:
             _abort(send)
             return
+        if unread:
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
@@ -200,12 +205,13 @@ def _no_write(data: bytes) -> None:
     raise NotImplementedError("the emulator's app returns its body; it never calls write()")
 
 
-async def _read_body(receive, limit: int) -> bytes:
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The request's body, at most `limit` bytes of it; None if the client went away first."""
     chunks, size = [], 0
     while size < limit:
         message = await receive()
         if message["type"] != "http.request":
-            break  # the client went away
+            return None
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
