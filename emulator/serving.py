@@ -36,10 +36,10 @@ MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writer
 def processes(settings: Settings) -> int:
     """How many processes serve: --workers, or one per core this process may use (at most
     MOST_PROCESSES) where they can share the database (a file or PostgreSQL, on a system with
-    fcntl); one otherwise."""
+    fcntl and fork); one otherwise."""
     if settings.workers:
         return settings.workers
-    if settings.db == ":memory:" or not (shareable() or settings.db.startswith(("postgresql://", "postgres://"))):
+    if settings.db == ":memory:" or not shareable():
         return 1
     return min(cores(), MOST_PROCESSES)
 
@@ -53,10 +53,11 @@ def cores() -> int:
 
 
 def shareable() -> bool:
-    """Whether processes can share a SQLite file here (the writers' queue needs flock)."""
+    """Whether processes can share a SQLite file here: the writers' queue needs flock (and the
+    processes are forked: emulator/serving.py, _fork_workers)."""
     from . import backends
 
-    return backends.flock is not None
+    return backends.flock is not None and hasattr(os, "fork")
 
 
 def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1) -> None:
