@@ -12,6 +12,7 @@ import asyncio
 import functools
 import io
 import os
+import signal
 import socket
 import sys
 import threading
@@ -102,8 +103,9 @@ def _raise_file_limit() -> None:
             pass
 
 
-def _application(settings: Settings, certificates) -> "Bridge":
-    """Run in each serving process (uvicorn calls it when the process starts)."""
+def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
+    """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
+    supervisor's pid, for a worker process."""
     from .web.app import create_app
 
     app = create_app(settings)
@@ -111,20 +113,21 @@ def _application(settings: Settings, certificates) -> "Bridge":
         from .tls import install
 
         install(app, certificates)
-    _leave_with_parent()
+    if parent is not None:
+        _leave_with_parent(parent)
     return Bridge(app)
 
 
-def _leave_with_parent() -> None:
-    """A worker process whose parent is gone (killed) stops too."""
-    parent = os.getppid()
-    if os.name != "posix" or parent == 1:
+def _leave_with_parent(parent: int) -> None:
+    """A worker process whose parent is gone (killed, maybe before this one had loaded the app)
+    stops too."""
+    if os.name != "posix":
         return
 
     def watch():
         while os.getppid() == parent:
             time.sleep(1)
-        os.kill(os.getpid(), __import__("signal").SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -134,8 +137,9 @@ class Config(uvicorn.Config):
 
     def __init__(self, settings: Settings, certificates, count: int):
         _raise_file_limit()  # here, before any worker process starts: they inherit it
+        parent = os.getpid() if count > 1 else None  # the supervisor the workers are forked from
         super().__init__(
-            functools.partial(_application, settings, certificates), factory=True, lifespan="off",
+            functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
             workers=count, http="auto", loop="asyncio" if certificates else "auto", log_level="warning", access_log=False,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
