@@ -140,7 +140,7 @@ class Config(uvicorn.Config):
         parent = os.getpid() if count > 1 else None  # the supervisor the workers are forked from
         super().__init__(
             functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
-            workers=count, http="auto", loop="asyncio" if certificates else "auto", log_level="warning", access_log=False,
+            workers=count, http="auto", loop="auto", log_level="warning", access_log=False,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
         self.certificates = certificates
