@@ -1,5 +1,5 @@
 """The package imports and serves where POSIX-only modules are missing (Windows laptops): `serve`
-in a process where `fcntl` and `resource` cannot be imported and `os` has no fork, on a SQLite
+in a process where `fcntl`, `resource` and uvloop cannot be imported and `os` has no fork, on a SQLite
 file, drives a payment from request to cancel, and says it serves with one process."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from .conftest import Api
 # Run before the package is imported: what a Windows Python does not have, it cannot import here.
 BOOTSTRAP = """
 import os, sys
-for name in ("fcntl", "resource"):
-    sys.modules[name] = None  # `import fcntl` raises ImportError
+for name in ("fcntl", "resource", "uvloop"):
+    sys.modules[name] = None  # `import fcntl` raises ImportError (uvloop: not built for Windows)
 for name in ("fork", "register_at_fork", "forkpty"):
     if hasattr(os, name):
         delattr(os, name)
