@@ -43,7 +43,7 @@ def main():
               help="Finished notifications kept with their attempts; pending ones always stay [default: 10000].")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Processes serving, sharing the database "
-                   "[default: one per core, at most 8; one for :memory: and where fcntl is missing (Windows)].")
+                   "[default: one per core, at most 8; one for :memory: and where processes cannot fork (Windows)].")
 @click.option("--tls/--no-tls", default=None,
               help="Serve HTTPS (TLS 1.2 or newer) with a certificate for this host, signed by a CA kept "
                    "beside the database [default: HTTP].")

@@ -36,8 +36,8 @@ MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writer
 
 def processes(settings: Settings) -> int:
     """How many processes serve: --workers, or one per core this process may use (at most
-    MOST_PROCESSES) where they can share the database (a file or PostgreSQL, on a system with
-    fcntl and fork); one otherwise."""
+    MOST_PROCESSES) where they can share the database (a file or PostgreSQL, on a system that
+    forks); one otherwise."""
     if settings.workers:
         return settings.workers
     if settings.db == ":memory:" or not shareable():
@@ -54,11 +54,9 @@ def cores() -> int:
 
 
 def shareable() -> bool:
-    """Whether processes can share a SQLite file here: the writers' queue needs flock (and the
-    processes are forked: emulator/serving.py, _fork_workers)."""
-    from . import backends
-
-    return backends.flock is not None and hasattr(os, "fork")
+    """Whether several processes can serve here: they are forked (_fork_workers), and they tell
+    each other's liveness by pid (emulator/board.py)."""
+    return os.name == "posix" and hasattr(os, "fork")
 
 
 def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1) -> None:

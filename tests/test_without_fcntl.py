@@ -32,7 +32,7 @@ def test_serve_without_fcntl_takes_a_payment_through(tmp_path, callback_receiver
     try:
         line = process.stdout.readline().decode()
         assert "listening on" in line, (tmp_path / "emulator.log").read_text()
-        assert "processes" not in line  # one process: no other could share the writers' queue
+        assert "processes" not in line  # one process: workers are forked, and nothing forks here
         api = Api(line.split("listening on ")[1].split()[0], callback_receiver.url)
         wait_ready(EmulatorClient(api.url, timeout=5), process)
         fields = api.pay(amount=1000)
@@ -47,5 +47,9 @@ def test_serve_without_fcntl_takes_a_payment_through(tmp_path, callback_receiver
         process.terminate()
         process.wait(15)
         log.close()
-    assert not (tmp_path / "emulator.db-lock").exists()  # no flock queue, no shared page
 
+
+def test_several_processes_are_refused_where_nothing_forks(tmp_path):
+    refused = subprocess.run([sys.executable, "-c", BOOTSTRAP, "serve", "--port", "0", "--workers", "2", "--db",
+                              str(tmp_path / "emulator.db")], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert refused.returncode == 2 and "--workers above 1 needs a system that forks processes" in refused.stderr
