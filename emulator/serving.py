@@ -29,8 +29,6 @@ KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
-
-
 MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
 
 
@@ -74,7 +72,8 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
 def _fork_workers() -> None:
     """uvicorn starts its worker processes with multiprocessing's `spawn`: each imports Python,
     Flask and the emulator afresh, which doubled the time to the first answer (RESULTS.md). Where
-    the system forks, the app's modules are imported here once and the workers are forked."""
+    the system forks, the app's modules are imported here once and the workers are forked (the
+    context uvicorn takes is a module attribute of its own; without it, uvicorn spawns as before)."""
     import multiprocessing
 
     import uvicorn._subprocess
@@ -131,7 +130,7 @@ def _leave_with_parent(parent: int) -> None:
 
 
 class Config(uvicorn.Config):
-    """uvicorn's settings for the emulator; picklable, so that each worker process gets it."""
+    """uvicorn's settings for the emulator, the same in every worker process."""
 
     def __init__(self, settings: Settings, certificates, count: int):
         _raise_file_limit()  # here, before any worker process starts: they inherit it
