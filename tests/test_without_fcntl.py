@@ -32,7 +32,7 @@ def test_serve_without_fcntl_takes_a_payment_through(tmp_path, callback_receiver
     try:
         line = process.stdout.readline().decode()
         assert "listening on" in line, (tmp_path / "emulator.log").read_text()
-        assert "processes" not in line  # one process: workers are forked, and nothing forks here
+        assert "workers" not in line  # one process: workers are forked, and nothing forks here
         api = Api(line.split("listening on ")[1].split()[0], callback_receiver.url)
         wait_ready(EmulatorClient(api.url, timeout=5), process)
         fields = api.pay(amount=1000)
