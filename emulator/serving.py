@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
+PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
 MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
 
 
@@ -137,17 +140,23 @@ class Config(uvicorn.Config):
         parent = os.getpid() if count > 1 else None  # the supervisor the workers are forked from
         super().__init__(
             functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
-            workers=count, http="auto", loop="auto", log_level="warning", access_log=False,
+            # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
+            # which uvloop's start_tls left hanging.
+            workers=count, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
+            access_log=False,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
         self.certificates = certificates
 
     def load(self) -> None:
         super().load()
-        if self.certificates:  # the context of emulator.tls: TLS 1.2 at least, as the gateway
+        if self.certificates:
+            # TLS is started by TLSFront, which first looks at the connection's first bytes; the
+            # context is emulator.tls's: TLS 1.2 at least, as at the gateway.
             from .tls import server_context
 
-            self.ssl = server_context(self.certificates)
+            self.http_protocol_class = functools.partial(TLSFront, self.http_protocol_class,
+                                                         server_context(self.certificates))
 
 
 class Bridge:
@@ -259,3 +268,93 @@ def _abort(send) -> None:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is not None:
         transport.abort()
+
+
+class TLSFront(asyncio.Protocol):
+    """A connection to an HTTPS server, before TLS: its first bytes are looked at (peeked, not
+    read). A TLS hello starts TLS and hands the connection to uvicorn's HTTP protocol; a plain-HTTP
+    request gets a 400 saying to use https:// with its address (and the log says it too), where
+    TLS would only fail with an error no one reads."""
+
+    def __init__(self, protocol_class, context, *args, **kwargs):
+        self.inner = protocol_class(*args, **kwargs)
+        self.context = context
+        self.transport = None
+        self.peeker = None
+        self.handshake = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()  # the bytes stay in the socket for TLS to read
+        self.peeker = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        self.peeker.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.peeker.fileno(), self._first_bytes)
+
+    def _first_bytes(self) -> None:
+        try:
+            first = self.peeker.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        self._stop_peeking()
+        if first[:1] == b"\x16" or not first:  # a TLS record (or the end: TLS will see it)
+            self.handshake = asyncio.ensure_future(self._start_tls())
+            return
+        from .tls import plain_http_hint
+
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        hint = plain_http_hint(first, f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
+        if hint is not None:
+            logging.getLogger("uvicorn.error").warning("%s", hint)
+            body = (hint + "\n").encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+    async def _start_tls(self) -> None:
+        loop = asyncio.get_running_loop()
+        early = _Early()  # what arrives between the handshake and the line after the await
+        try:
+            secure = await loop.start_tls(self.transport, early, self.context, server_side=True,
+                                          ssl_handshake_timeout=60)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+            self.transport.close()  # an old TLS version, a broken hello, a client gone
+            return
+        secure.set_protocol(self.inner)
+        self.inner.connection_made(secure)
+        early.replay(self.inner)
+
+    def _stop_peeking(self) -> None:
+        if self.peeker is not None:
+            asyncio.get_running_loop().remove_reader(self.peeker.fileno())
+            self.peeker.close()
+            self.peeker = None
+
+    def connection_lost(self, exc) -> None:
+        self._stop_peeking()
+        if self.handshake is not None:
+            self.handshake.cancel()
+
+    def data_received(self, data: bytes) -> None:  # reading is paused until TLS takes over
+        pass
+
+
+class _Early(asyncio.Protocol):
+    """Holds what the TLS connection delivers before the HTTP protocol has it."""
+
+    def __init__(self):
+        self.events = []
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(("data_received", data))
+
+    def eof_received(self):
+        self.events.append(("eof_received",))
+
+    def connection_lost(self, exc) -> None:
+        self.events.append(("connection_lost", exc))
+
+    def replay(self, protocol) -> None:
+        for name, *args in self.events:
+            getattr(protocol, name)(*args)

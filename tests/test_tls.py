@@ -248,14 +248,14 @@ def test_plain_http_on_the_https_port_is_told_to_use_https(https_server):
     assert requests.get(https_server.url + "/_emulator/health", verify=https_server.ca, timeout=10).ok
 
 
-def test_plain_http_to_https_workers_is_logged_with_the_hint(tmp_path):
-    server = HttpsEmulator(tmp_path, "--workers", "1", "--tls")
+def test_plain_http_to_https_workers_is_told_to_use_https_too(tmp_path):
+    server = HttpsEmulator(tmp_path, "--workers", "2", "--tls")
     try:
-        with pytest.raises(requests.exceptions.ConnectionError):  # gunicorn closes without an answer
-            requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
+        answer = requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
+        hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{server.port}/_emulator/health"
+        assert (answer.status_code, answer.text) == (400, hint + "\n")
+        assert requests.get(server.url + "/_emulator/health", verify=server.ca, timeout=10).ok
         server.stop()
-        log = (tmp_path / "emulator.log").read_text()
-        assert f"plain HTTP on the HTTPS port: use https://127.0.0.1:{server.port}/ (" in log
-        assert "[SSL: HTTP_REQUEST]" in log
+        assert hint in (tmp_path / "emulator.log").read_text()
     finally:
         server.stop()
