@@ -1,4 +1,4 @@
-# payletter-emulator: `payletter-emulator serve` under gunicorn, as a non-root user, its state in
+# payletter-emulator: `payletter-emulator serve` (uvicorn, a process per core), as a non-root user, its state in
 # the /data volume. Every setting comes from PAYLETTER_EMULATOR_* (README, "Configuration").
 # The base is pinned by tag and by digest (the multi-platform index), so a rebuild gets the same
 # Python and Debian. To update: pick the newest python:3.11.X-slim-bookworm tag, read its digest with
@@ -9,7 +9,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PAYLETTER_EMULATOR_HOST=0.0.0.0 \
     PAYLETTER_EMULATOR_PORT=8080 \
-    PAYLETTER_EMULATOR_WORKERS=1 \
     PAYLETTER_EMULATOR_DB=/data/payletter-emulator.db
 
 WORKDIR /app
@@ -32,5 +31,6 @@ EXPOSE 8080
 # server answers, not who it is (a certificate of one's own may not name 127.0.0.1).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --start-interval=1s --retries=3 \
     CMD ["payletter-emulator", "health", "--insecure", "--timeout", "2"]
-# One gunicorn worker (PAYLETTER_EMULATOR_WORKERS) with threads; more workers share the database.
+# A process per core the container may use, sharing the database (PAYLETTER_EMULATOR_WORKERS sets
+# how many).
 CMD ["payletter-emulator", "serve"]

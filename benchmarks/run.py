@@ -1,6 +1,12 @@
-"""The benchmark: the emulator and a bare-Flask baseline, both under gunicorn with the same
-workers, driven by wrk in one run; prints every figure, the ratios emulator / baseline and the
-issue's targets.
+"""The benchmark: the emulator served as it ships, against a bare-Flask baseline under gunicorn
+with 2 sync workers (the practical limit on 2 cores), driven by wrk in one run; prints every
+figure, the ratios emulator / baseline and the issue's targets.
+
+The shipped configurations, each started as users start it:
+  serve          `payletter-emulator serve`, as the README's quick start (`make run`)
+  serve --workers N
+  docker         the Docker image's CMD with the Dockerfile's ENV (no Docker engine needed: the same
+                 command, the same environment, /data a folder of the run)
 
     python benchmarks/run.py [--quick] [--json FILE] [--profile DIR]
 
@@ -37,10 +43,12 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 HOLD_SECONDS = 60  # seeded callbacks wait this long of emulator time before they are due
 POLICY_SECONDS = 6000  # 20 retries x 5 minutes
-TARGETS = {  # the issue's targets: (figure, comparison, bound)
-    "payments/request req/s, emulator / baseline": (">=", 0.60),
-    "payments/request p99, emulator / baseline": ("<=", 2.0),
-    "startup to the first healthy answer, s": ("<=", 0.6),
+CONFIGURATIONS = ("serve", "serve --workers", "docker")
+MAIN = "serve"  # the configuration the other cases (approve, cancel, lists, callbacks) run on
+TARGETS = {  # the issues' targets: (figure, comparison, bound); {c}: each shipped configuration
+    "payments/request req/s, {c} / baseline": (">=", 0.60),
+    "payments/request p99, {c} / baseline": ("<=", 2.0),
+    "startup to the first healthy answer, {c}, s": ("<=", 0.6),
     "idle RSS of one process, MB": ("<=", 60.0),
     "payments/request p99, 100,000 stored / fresh store": ("<=", 1.25),
     "callback deliveries/s": (">=", 300.0),
@@ -129,24 +137,17 @@ def stop_server(process: subprocess.Popen, log) -> None:
     log.close()
 
 
-class Gunicorn:
-    """One app under gunicorn on a free loopback port; `startup` is the time from spawning to
-    the first 200 from the health route."""
+class Server:
+    """One server on a free loopback port; `startup` is the time from spawning to the first 200
+    from the health route."""
 
-    def __init__(self, app: str, workdir: Path, options: argparse.Namespace, env: dict | None = None,
-                 name: str = "", source: Path = ROOT):
-        self.name = name or app
-        self.port = free_port()
-        self.log = open(workdir / f"{self.name.replace('/', '_').replace(' ', '_')}.log", "ab")
-        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-                   "--workers", str(options.workers), "--worker-class", options.worker_class,
-                   "--threads", str(options.threads), "--timeout", "900", "--log-level", "warning",
-                   "--chdir", str(BENCH), app]
-        environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), str(BENCH)]), **(env or {})}
+    def __init__(self, command: list[str], workdir: Path, env: dict, name: str, processes: int):
+        self.name = name
+        self.processes = processes  # the processes that serve, once all are up
+        self.log = open(workdir / f"{name.replace('/', '_').replace(' ', '_')}.log", "ab")
         started = time.perf_counter()
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=environ, cwd=workdir)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env, cwd=workdir)
         self.startup = self._wait_healthy(started)
-        self.workers = options.workers
 
     def _wait_healthy(self, started: float, timeout: float = 60.0) -> float:
         while time.perf_counter() - started < timeout:
@@ -170,27 +171,101 @@ class Gunicorn:
         return [self.process.pid, *children(self.process.pid)]
 
     def settle(self, longest: float) -> None:
-        """Until every worker is up and their memory has stopped growing (loading is done)."""
+        """Until every process is up and their memory has stopped growing (loading is done)."""
         deadline = time.monotonic() + longest
         last = None
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:  # a worker that failed to boot stops gunicorn
+            if self.process.poll() is not None:  # a worker that failed to boot stops the server
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode} after its first "
                                    f"answer:\n{self._log_tail()}")
-            pids = self.pids
+            pids = self.serving_pids()
             now = [memory_kb(p, "VmRSS") for p in pids]
-            if len(pids) == self.workers + 1 and last == now:
+            if len(pids) == self.processes and last == now:
                 return
             last = now
             time.sleep(0.3)
 
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests (a supervisor's children, or the one process)."""
+        if self.processes == 1:
+            return [self.process.pid]
+        return [p for p in children(self.process.pid) if not _helper(p)]
+
     def memory(self, name: str = "VmRSS") -> dict:
-        """Sum over master and workers, and the largest single process, in MB."""
+        """Sum over every process of the server, and the largest single process, in MB."""
         sizes = [memory_kb(p, name) / 1024 for p in self.pids]
         return {"sum_mb": round(sum(sizes), 1), "largest_mb": round(max(sizes), 1), "processes": len(sizes)}
 
     def stop(self) -> None:
         stop_server(self.process, self.log)
+
+
+def _helper(pid: int) -> bool:
+    """multiprocessing's resource tracker, which a supervisor starting its workers brings along."""
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return True
+
+
+class Gunicorn(Server):
+    """The baseline: an app under gunicorn, sync workers."""
+
+    def __init__(self, app: str, workdir: Path, options: argparse.Namespace, name: str):
+        self.port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+                   "--workers", str(options.workers), "--worker-class", "sync", "--timeout", "900",
+                   "--log-level", "warning", "--chdir", str(BENCH), app]
+        env = {**os.environ, "PYTHONPATH": str(BENCH)}
+        super().__init__(command, workdir, env, name, options.workers)
+
+    def serving_pids(self) -> list[int]:
+        return children(self.process.pid)
+
+
+class Emulator(Server):
+    """The emulator in one of the shipped configurations, started as users start it."""
+
+    def __init__(self, configuration: str, db: str, workdir: Path, options: argparse.Namespace, name: str,
+                 env: dict | None = None, source: Path = ROOT):
+        self.port = free_port()
+        environ = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
+        environ["PYTHONPATH"] = str(source)  # the copy measured (an A/B run), else this repository
+        command = [*emulator_command(), "serve"]
+        processes = min(len(os.sched_getaffinity(0)), 8)  # what `serve` picks (emulator/serving.py)
+        if configuration == "docker":
+            environ.update(docker_env())
+            environ.update({"PAYLETTER_EMULATOR_PORT": str(self.port), "PAYLETTER_EMULATOR_DB": db})
+        else:
+            command += ["--port", str(self.port), "--db", db]
+            if configuration == "serve --workers":
+                command += ["--workers", str(options.workers)]
+                processes = options.workers
+        environ.update(env or {})
+        environ["PAYLETTER_EMULATOR_FAKER_SEED"] = "7"
+        if environ.get("PAYLETTER_EMULATOR_WORKERS"):
+            processes = int(environ["PAYLETTER_EMULATOR_WORKERS"])
+        self.configuration = configuration
+        super().__init__(command, workdir, environ, name, processes)
+
+
+def emulator_command() -> list[str]:
+    """`payletter-emulator`, the installed command beside this Python (a virtualenv that is not
+    activated), or on the PATH."""
+    beside = Path(sys.executable).parent / "payletter-emulator"
+    found = str(beside) if beside.exists() else shutil.which("payletter-emulator")
+    return [found] if found else [sys.executable, "-m", "payletter_emulator"]
+
+
+def docker_env() -> dict:
+    """The Dockerfile's ENV, as the image sets it (/data is the run's folder: the DB is set apart)."""
+    import shlex
+
+    text, env = (ROOT / "Dockerfile").read_text().replace("\\\n", " "), {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:]))
+    return env
 
 
 class Receiver:
@@ -227,7 +302,7 @@ class Load:
     pool: list | None = None
 
 
-def wrk(server: Gunicorn, load: Load, seconds: int, options: argparse.Namespace, workdir: Path) -> dict:
+def wrk(server: Server, load: Load, seconds: int, options: argparse.Namespace, workdir: Path) -> dict:
     """Run wrk against the server; its figures and the server's CPU time over the run."""
     env = {**os.environ, "BENCH_METHOD": load.method, "BENCH_PATH": load.path,
            "BENCH_THREADS": str(options.threads_wrk)}
@@ -279,7 +354,7 @@ class Bench:
         self.options = options
         self.workdir = workdir
         self.results: dict = {"cases": {}, "servers": {}, "callbacks": {}}
-        self.servers: list[Gunicorn] = []
+        self.servers: list[Server] = []
         self.profiles: dict[str, str] = {}
 
     def log(self, text: str) -> None:
@@ -288,35 +363,36 @@ class Bench:
     def db(self, name: str) -> str:
         return str(self.workdir / f"{name}.db")
 
-    def emulator(self, name: str, db: str) -> Gunicorn:
-        env = {"PAYLETTER_EMULATOR_DB": db, "PAYLETTER_EMULATOR_FAKER_SEED": "7"}
-        return self.start("payletter_emulator.wsgi:app", name, env)
+    def label(self, configuration: str) -> str:
+        return f"serve --workers {self.options.workers}" if configuration == "serve --workers" else configuration
 
-    def baseline(self) -> Gunicorn:
-        return self.start("baseline:app", "baseline")
+    def emulator(self, name: str, db: str, configuration: str = MAIN) -> Server:
+        return self.start(Emulator(configuration, db, self.workdir, self.options, name))
 
-    def start(self, app: str, name: str, env: dict | None = None) -> Gunicorn:
-        server = Gunicorn(app, self.workdir, self.options, env, name)
+    def baseline(self) -> Server:
+        return self.start(Gunicorn("baseline:app", self.workdir, self.options, "baseline"))
+
+    def start(self, server: Server) -> Server:
         self.servers.append(server)
         server.settle(self.plan.settle)
-        self.results["servers"][name] = {"startup_s": round(server.startup, 3), "idle_rss": server.memory()}
+        self.results["servers"][server.name] = {"startup_s": round(server.startup, 3), "idle_rss": server.memory()}
         return server
 
-    def stop(self, server: Gunicorn) -> None:
+    def stop(self, server: Server) -> None:
         self.results["servers"][server.name]["peak_rss"] = server.memory("VmHWM")
         server.stop()
         self.servers.remove(server)
 
-    def measure(self, server: Gunicorn, load: Load, seconds: int | None = None) -> dict:
+    def measure(self, server: Server, load: Load, seconds: int | None = None) -> dict:
         seconds = seconds or self.plan.duration
-        profile = self.options.profile and server.name.startswith("emulator")
+        profile = self.options.profile and isinstance(server, Emulator)
         spy = self._spy(server, seconds) if profile else None
         figures = wrk(server, load, seconds, self.options, self.workdir)
         if spy:
             spy.wait()
         return figures
 
-    def _spy(self, server: Gunicorn, seconds: int):
+    def _spy(self, server: Server, seconds: int):
         out = Path(self.options.profile) / f"{server.name.replace('/', '_').replace(' ', '_')}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         self.profiles[server.name] = str(out)
@@ -325,17 +401,21 @@ class Bench:
                                  "--duration", str(max(1, seconds - 1)), "--output", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def warm(self, server: Gunicorn, load: Load) -> None:
+    def warm(self, server: Server, load: Load) -> None:
         wrk(server, load, self.plan.warmup, self.options, self.workdir)
 
     # --- cases ---
     def startup(self) -> None:
         """Fresh starts on an empty database: the median time to the first healthy answer."""
-        for app, name in (("baseline:app", "baseline"), ("payletter_emulator.wsgi:app", "emulator")):
+        for name in ("baseline", *map(self.label, CONFIGURATIONS)):
             times = []
             for trial in range(self.plan.startups):
-                db = self.db(f"startup-{trial}")
-                server = Gunicorn(app, self.workdir, self.options, {"PAYLETTER_EMULATOR_DB": db}, f"{name}-startup")
+                db = self.db(f"startup-{name.replace(' ', '_')}-{trial}")
+                if name == "baseline":
+                    server = Gunicorn("baseline:app", self.workdir, self.options, "baseline-startup")
+                else:
+                    configuration = next(c for c in CONFIGURATIONS if self.label(c) == name)
+                    server = Emulator(configuration, db, self.workdir, self.options, f"{name}-startup")
                 times.append(server.startup)
                 server.settle(self.plan.settle)
                 idle = server.memory()
@@ -353,9 +433,11 @@ class Bench:
             seed.approved(self.plan.stored_payments, receiver.url, step_seconds=86400 * 100 / self.plan.stored_payments)
         empty_outbox(stored)
         load = request_load(receiver.url)
-        servers = {"baseline": self.baseline(),
-                   "emulator": self.emulator("emulator", self.db("fresh")),
-                   "emulator 100k": self.emulator("emulator 100k", stored)}
+        servers = {"baseline": self.baseline()}
+        for configuration in CONFIGURATIONS:
+            name = self.label(configuration)
+            servers[name] = self.emulator(name, self.db(f"fresh-{name.replace(' ', '_')}"), configuration)
+        servers["stored"] = self.emulator(f"{MAIN}, stored", stored)
         runs = {name: [] for name in servers}
         for server in servers.values():
             self.warm(server, load)
@@ -365,14 +447,16 @@ class Bench:
                 self.log(f"payments/request round {round_ + 1} {name}: {runs[name][-1]['requests']} requests")
         cases = self.results["cases"]
         cases["baseline: payments/request"] = summarise(runs["baseline"])
-        cases["payments/request"] = summarise(runs["emulator"])
-        cases[f"payments/request, {self.plan.stored_payments:,} stored"] = summarise(runs["emulator 100k"])
+        for configuration in CONFIGURATIONS:
+            name = self.label(configuration)
+            cases[f"payments/request: {name}"] = summarise(runs[name])
+        cases[f"payments/request: {MAIN}, {self.plan.stored_payments:,} stored"] = summarise(runs["stored"])
         for server in servers.values():
             self.stop(server)
 
     def pool_size(self) -> int:
         """Enough payments for a pool case at three times the emulator's payments/request rate."""
-        rate = self.results["cases"]["payments/request"]["req_s"]
+        rate = self.results["cases"][f"payments/request: {MAIN}"]["req_s"]
         return int(rate * 3 * (self.plan.duration + self.plan.warmup)) + 200
 
     def approve(self, receiver: Receiver) -> None:
@@ -382,7 +466,7 @@ class Bench:
         count = self.pool_size()
         with Seeder(db) as seed:
             tokens = seed.pending(count, receiver.url)
-        server = self.emulator("emulator approve", db)
+        server = self.emulator(f"{MAIN} approve", db)
         warm = max(20, int(count * self.plan.warmup / (self.plan.duration + self.plan.warmup)))
         self.warm(server, Load("POST", "/_emulator/payments/{item}/approve", "{}", pool=tokens[:warm]))
         call(server.port, "POST", "/_emulator/callbacks/flush", {"max_seconds": 600}, timeout=700)
@@ -406,7 +490,7 @@ class Bench:
         with Seeder(db) as seed:
             tids = seed.approved(count, receiver.url, step_seconds=0.01)
         empty_outbox(db)
-        server = self.emulator("emulator cancel", db)
+        server = self.emulator(f"{MAIN} cancel", db)
         body = json.dumps({"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_user_id",
                            "tid": "{item}", "amount": 1000, "ip_addr": "127.0.0.1"})
         warm = max(20, int(count * self.plan.warmup / (self.plan.duration + self.plan.warmup)))
@@ -420,7 +504,7 @@ class Bench:
         with Seeder(db) as seed:
             seed.approved(self.plan.day_payments, receiver.url, first=seed_day(), step_seconds=1.0)
         empty_outbox(db)
-        server = self.emulator("emulator list", db)
+        server = self.emulator(f"{MAIN} list", db)
         path = f"/v1.0/payments/transaction/list?client_id=pay_test&date={SEED_DAY}&date_type=transaction"
         load = Load("GET", path, key=SEARCH_KEY)
         self.warm(server, load)
@@ -431,7 +515,7 @@ class Bench:
         self.stop(server)
 
     def _flush_after_jump(self, db_name: str, server_name: str, receiver: Receiver, count: int,
-                          *moves: dict) -> tuple[Gunicorn, dict]:
+                          *moves: dict) -> tuple[Server, dict]:
         """`count` approved payments whose callbacks wait HOLD_SECONDS, a server on them, the
         clock moved by `moves`, then one flush: the server (still running) and what it took."""
         db = self.db(db_name)
@@ -451,7 +535,7 @@ class Bench:
     def callback_throughput(self, receiver: Receiver) -> None:
         """Callbacks queued and held; one clock move makes them all due; flush sends them."""
         count = self.plan.deliveries
-        server, took = self._flush_after_jump("deliveries", "emulator callbacks", receiver, count,
+        server, took = self._flush_after_jump("deliveries", f"{MAIN} callbacks", receiver, count,
                                               {"advance_seconds": HOLD_SECONDS})
         delivered, elapsed = took["received"], took["seconds"]
         self.results["callbacks"]["deliveries"] = {
@@ -464,7 +548,7 @@ class Bench:
         """Every attempt of the policy (1 + 20 retries) for each payment, after one clock jump,
         to a merchant answering 500."""
         count = self.plan.policy_payments
-        server, took = self._flush_after_jump("policy", "emulator policy", failing, count, {"freeze": True},
+        server, took = self._flush_after_jump("policy", f"{MAIN} policy", failing, count, {"freeze": True},
                                               {"advance_seconds": POLICY_SECONDS + HOLD_SECONDS})
         listed = call(server.port, "GET", "/_emulator/callbacks?limit=1000000", timeout=120)[1]["callbacks"]
         attempts = sum(len(c["attempts"]) for c in listed)
@@ -476,6 +560,7 @@ class Bench:
         self.stop(server)
 
     def run(self) -> dict:
+        self.results["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
         ok_receiver = Receiver(200, self.workdir)
         failing = Receiver(500, self.workdir)
         try:
@@ -497,6 +582,7 @@ class Bench:
                 server.stop()
             ok_receiver.stop()
             failing.stop()
+        self.results["configurations"] = [self.label(c) for c in CONFIGURATIONS]
         self.results["ratios"] = ratios(self.results, self.plan)
         self.results["targets"] = targets(self.results, self.plan)
         self.results["profiles"] = {name: top_entries(path) for name, path in self.profiles.items()}
@@ -524,28 +610,30 @@ def ratios(results: dict, plan: Plan) -> dict:
                      "p99": round(case["p99_ms"] / base["p99_ms"], 3),
                      "cpu_per_request": round(case["cpu_us_per_request"] / base["cpu_us_per_request"], 3)}
     servers = results["servers"]
-    out["startup"] = round(servers["emulator (fresh starts)"]["startup_s"] / servers["baseline (fresh starts)"]["startup_s"], 3)
-    out["idle RSS, sum"] = round(servers["emulator"]["idle_rss"]["sum_mb"] / servers["baseline"]["idle_rss"]["sum_mb"], 3)
-    out["peak RSS, sum"] = round(servers["emulator"]["peak_rss"]["sum_mb"] / servers["baseline"]["peak_rss"]["sum_mb"], 3)
+    out["startup"] = round(servers[f"{MAIN} (fresh starts)"]["startup_s"] / servers["baseline (fresh starts)"]["startup_s"], 3)
+    out["idle RSS, sum"] = round(servers[MAIN]["idle_rss"]["sum_mb"] / servers["baseline"]["idle_rss"]["sum_mb"], 3)
+    out["peak RSS, sum"] = round(servers[MAIN]["peak_rss"]["sum_mb"] / servers["baseline"]["peak_rss"]["sum_mb"], 3)
     return out
 
 
 def targets(results: dict, plan: Plan) -> dict:
-    cases, servers = results["cases"], results["servers"]
-    fresh, stored = cases["payments/request"], cases[f"payments/request, {plan.stored_payments:,} stored"]
+    cases, servers, ratio = results["cases"], results["servers"], results["ratios"]
+    fresh, stored = cases[f"payments/request: {MAIN}"], cases[f"payments/request: {MAIN}, {plan.stored_payments:,} stored"]
     values = {
-        "payments/request req/s, emulator / baseline": results["ratios"]["payments/request"]["req_s"],
-        "payments/request p99, emulator / baseline": results["ratios"]["payments/request"]["p99"],
-        "startup to the first healthy answer, s": servers["emulator (fresh starts)"]["startup_s"],
-        "idle RSS of one process, MB": servers["emulator"]["idle_rss"]["largest_mb"],
+        "idle RSS of one process, MB": max(servers[c]["idle_rss"]["largest_mb"] for c in results["configurations"]),
         "payments/request p99, 100,000 stored / fresh store": round(stored["p99_ms"] / fresh["p99_ms"], 3),
         "callback deliveries/s": results["callbacks"]["deliveries"]["deliveries_s"],
     }
+    for c in results["configurations"]:
+        values[f"payments/request req/s, {c} / baseline"] = ratio[f"payments/request: {c}"]["req_s"]
+        values[f"payments/request p99, {c} / baseline"] = ratio[f"payments/request: {c}"]["p99"]
+        values[f"startup to the first healthy answer, {c}, s"] = servers[f"{c} (fresh starts)"]["startup_s"]
     out = {}
-    for name, (comparison, bound) in TARGETS.items():
-        value = values[name]
-        met = value >= bound if comparison == ">=" else value <= bound
-        out[name] = {"value": value, "target": f"{comparison} {bound:g}", "met": met}
+    for template, (comparison, bound) in TARGETS.items():
+        for name in dict.fromkeys(template.format(c=c) for c in results["configurations"]):
+            value = values[name]
+            met = value >= bound if comparison == ">=" else value <= bound
+            out[name] = {"value": value, "target": f"{comparison} {bound:g}", "met": met}
     return out
 
 
@@ -595,11 +683,11 @@ def render(results: dict, plan: Plan) -> str:
         lines.append(f"  approve: {approve['callbacks_delivered']} of {approve['approvals']} callbacks delivered, "
                      f"the last {approve['delivery_drain_s']:.2f} s after the load ended")
     lines.append("")
-    lines.append(f"{'server':<28} {'startup s':>9} {'idle RSS MB (sum/largest)':>26} {'peak RSS MB (sum/largest)':>26}")
+    lines.append(f"{'server':<32} {'startup s':>9} {'idle RSS MB (sum/largest)':>26} {'peak RSS MB (sum/largest)':>26}")
     for name, server in servers.items():
         idle, peak = server["idle_rss"], server.get("peak_rss")
         peak_text = f"{peak['sum_mb']:.1f} / {peak['largest_mb']:.1f}" if peak else "-"
-        lines.append(f"{name:<28} {server['startup_s']:>9.3f} {idle['sum_mb']:>14.1f} / {idle['largest_mb']:<9.1f}"
+        lines.append(f"{name:<32} {server['startup_s']:>9.3f} {idle['sum_mb']:>14.1f} / {idle['largest_mb']:<9.1f}"
                      f" {peak_text:>26}")
     lines.append(f"  ratios emulator ÷ baseline: startup {ratio['startup']:.2f}, idle RSS {ratio['idle RSS, sum']:.2f}, "
                  f"peak RSS {ratio['peak RSS, sum']:.2f}")
@@ -653,9 +741,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, small stores: a smoke test")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--profile", metavar="DIR", help="record the emulator's workers with py-spy into DIR")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", default="sync")
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="the baseline's gunicorn sync workers, and N of `serve --workers N`")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--threads-wrk", type=int, default=1, help="wrk threads")
     parser.add_argument("--duration", type=int, help="seconds of load per measurement")
@@ -671,8 +758,8 @@ def main(argv=None) -> int:
         results = Bench(plan, options, Path(workdir)).run()
     results["meta"] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
                        "machine": machine(), "plan": plan.__dict__,
-                       "gunicorn": {"workers": options.workers, "worker_class": options.worker_class,
-                                    "threads": options.threads},
+                       "baseline": {"server": "gunicorn", "workers": options.workers, "worker_class": "sync"},
+                       "configurations": results["configurations"],
                        "wrk": {"threads": options.threads_wrk, "connections": options.connections}}
     print(render(results, plan))
     if options.profile:

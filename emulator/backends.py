@@ -4,7 +4,6 @@ the same small surface: execute with `?` placeholders, rows readable by name and
 and write transactions that exclude each other as SQLite's do."""
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import re
@@ -32,20 +31,20 @@ class SQLite:
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
-        self._queue = None
+        self._page = None
         self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
         if path != ":memory:":
             self.connection.execute("PRAGMA journal_mode = WAL")
             # No fsync: what the emulator promises survives a killed process (the data is with
             # the OS); only a machine crash could lose the last commits.
             self.connection.execute("PRAGMA synchronous = OFF")
-            # Writers of all processes queue on this lock, and the next one wakes the moment the
-            # last commits (SQLite's own busy handler sleeps 1-10 ms between tries).
-            self._queue = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
-            # The same file's first page, mapped by every process (emulator/board.py).
-            if os.fstat(self._queue).st_size < SIZE:
-                os.ftruncate(self._queue, SIZE)
-            self.board = Board(mmap.mmap(self._queue, SIZE))
+            # The first page of `<db>-lock`, mapped by every process (emulator/board.py). Writers
+            # take turns with SQLite's own lock (BEGIN IMMEDIATE); a flock queue in front of it
+            # was measured and dropped (benchmarks/RESULTS.md, issue 14).
+            self._page = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
+            if os.fstat(self._page).st_size < SIZE:
+                os.ftruncate(self._page, SIZE)
+            self.board = Board(mmap.mmap(self._page, SIZE))
 
     def execute(self, sql: str, args=()):
         return self.connection.execute(sql, args)
@@ -65,26 +64,18 @@ class SQLite:
 
     def begin(self, exclusive: bool) -> None:
         # IMMEDIATE either way: SQLite has one writer at a time, and a claim is a write.
-        if self._queue is not None:
-            fcntl.flock(self._queue, fcntl.LOCK_EX)
-        try:
-            self.connection.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.end()
-            raise
+        self.connection.execute("BEGIN IMMEDIATE")
 
     def end(self) -> None:
-        """After COMMIT or ROLLBACK: the next writer may go."""
-        if self._queue is not None:
-            fcntl.flock(self._queue, fcntl.LOCK_UN)
+        """After COMMIT or ROLLBACK: nothing to release (SQLite's lock ends with the transaction)."""
 
     def close(self) -> None:
         self.connection.close()
         if isinstance(self.board.memory, mmap.mmap):
             self.board.memory.close()
-        if self._queue is not None:
-            os.close(self._queue)
-            self._queue = None
+        if self._page is not None:
+            os.close(self._page)
+            self._page = None
 
 
 class Row(dict):

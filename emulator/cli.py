@@ -1,6 +1,7 @@
 """The `payletter-emulator` command."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -41,8 +42,8 @@ def main():
 @click.option("--callback-limit", type=click.IntRange(min=100),
               help="Finished notifications kept with their attempts; pending ones always stay [default: 10000].")
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Serve with gunicorn and this many worker processes sharing the database "
-                   "[default: the built-in server, one process].")
+              help="Processes serving, sharing the database "
+                   "[default: one per core, at most 8; one for :memory: and where processes cannot fork (Windows)].")
 @click.option("--tls/--no-tls", default=None,
               help="Serve HTTPS (TLS 1.2 or newer) with a certificate for this host, signed by a CA kept "
                    "beside the database [default: HTTP].")
@@ -62,15 +63,18 @@ def serve(**options):
     fresh = options.pop("fresh")
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
     options["scenario"] = tuple(options["scenario"]) or None
-    from werkzeug.serving import make_server
-
-    from .scenario import ScenarioError
-    from .web.app import create_app
+    from .scenario import ScenarioError, load
+    from .serving import processes, serve, shareable
 
     try:
         settings = Settings.from_env(**options)
     except ValueError as exc:
         raise click.UsageError(str(exc) if str(exc).startswith(ENV_PREFIX) else f"{ENV_PREFIX}*: {exc}") from None
+    if settings.workers and settings.workers > 1 and settings.db == ":memory:":
+        raise click.UsageError("--workers needs a database the workers can share: a file or postgresql://...")
+    if settings.workers and settings.workers > 1 and not shareable():
+        raise click.UsageError("--workers above 1 needs a system that forks processes (Linux, macOS); "
+                               "one process serves here")
     if fresh:
         from .startup import empty_database
 
@@ -79,30 +83,39 @@ def serve(**options):
         except (OSError, ValueError) as exc:
             raise click.UsageError(str(exc)) from None
     certificates = _certificates(settings)
-    if settings.workers:
-        _serve_with_workers(settings, certificates)
-        return
     try:
-        app = create_app(settings)
+        load(settings.scenario)  # a broken scenario stops here, not in every process
     except ScenarioError as exc:
         raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
-    context = None
-    if certificates:
-        from . import tls
-
-        tls.install(app, certificates)
-        context = tls.server_context(certificates)
-    server = make_server(settings.host, settings.port, app, threaded=True, ssl_context=context,
-                         request_handler=tls.request_handler() if context else None)
-    if context:  # the handshake happens in the connection's thread: a silent client holds up nobody
-        server.socket.do_handshake_on_connect = False
-    _announce(settings, server.server_port, certificates)
+    count = processes(settings)
+    # Bound here, so that `--port 0` can say which port it got before any process serves.
+    listener = _listen(settings.host, settings.port)
+    _announce(settings, listener.getsockname()[1], certificates, count)
     try:
-        server.serve_forever()
+        serve(settings, listener, certificates, count)
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        listener.close()
+
+
+def _listen(host: str, port: int):
+    """The listening socket. Made with IPPROTO_TCP, not 0 as socket.create_server makes it:
+    asyncio sets TCP_NODELAY only on connections whose protocol says TCP, and without it an
+    answer's body waits for the client's delayed ACK of its head (40 ms, measured)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name == "posix":  # elsewhere SO_REUSEADDR would let two servers share the port
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def _certificates(settings: Settings):
@@ -119,12 +132,12 @@ def _certificates(settings: Settings):
     return certificates
 
 
-def _announce(settings: Settings, port: int, certificates=None) -> None:
+def _announce(settings: Settings, port: int, certificates=None, count: int = 1) -> None:
     from .startup import lines
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     scheme = "https" if certificates else "http"
-    click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=settings.workers,
+    click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=count if count > 1 else None,
                                ca_file=certificates.ca_file if certificates else None)))
     sys.stdout.flush()
     if settings.control and settings.control_token is None and not _loopback(settings.host):
@@ -141,24 +154,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _serve_with_workers(settings: Settings, certificates=None) -> None:
-    """gunicorn on a socket bound here, so that `--port 0` can say which port it got."""
-    import socket
-
-    from .scenario import ScenarioError, load
-    from .serving import serve
-
-    if settings.db == ":memory:":
-        raise click.UsageError("--workers needs a database the workers can share: a file or postgresql://...")
-    try:
-        load(settings.scenario)  # a broken scenario stops here, not in every worker
-    except ScenarioError as exc:
-        raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
-    listener = socket.create_server((settings.host, settings.port), reuse_port=False, backlog=2048)
-    _announce(settings, listener.getsockname()[1], certificates)
-    serve(settings, listener, certificates)
 
 
 @main.group()

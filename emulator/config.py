@@ -34,7 +34,7 @@ class Settings:
     callback_concurrency: int = 8  # attempts in flight at once, per process
     callback_hosts: tuple[str, ...] = ()  # allow-list of callback hosts (`*.example`); empty: any
     scenario: tuple[str, ...] = ()  # scenario files (or names of shipped ones), merged in order
-    workers: int | None = None  # serve with gunicorn and this many processes; None: the built-in server
+    workers: int | None = None  # processes serving; None: one per core where they can share the database
     journal_limit: int = 10_000  # API requests kept in the journal
     callback_limit: int = 10_000  # finished notifications kept, with their attempts; pending ones always stay
     faker_seed: int | None = None

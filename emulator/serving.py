@@ -1,58 +1,360 @@
-"""Serving with gunicorn: several worker processes on one database, each running the same
-app (and its own callback dispatcher, which claims work so that no attempt is made twice)."""
+"""How `payletter-emulator serve` serves: uvicorn, in one process or several on one database.
+
+uvicorn reads every request (headers and body) in its event loop, so a client that sends
+nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
+reaches the app, run by a pool of threads in each process (a flush or a slow scenario answer
+holds up nobody). Several processes share the listening socket; each runs the same app (and its
+own callback dispatcher, which claims work so that no attempt is made twice). The choice and its
+figures: docs/decisions.md ("Serving") and benchmarks/RESULTS.md."""
 from __future__ import annotations
 
+import asyncio
+import functools
+import io
+import logging
+import os
+import signal
 import socket
+import ssl
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_to_bytes
 
-from gunicorn.app.base import BaseApplication
+import uvicorn
 
 from .config import Settings
 
-THREADS = 8  # per worker: a flush or a slow scenario answer must not hold up other requests
-KEEPALIVE = 75  # seconds an idle client connection stays open
+THREADS = 8  # per process: a flush or a slow scenario answer must not hold up other requests
+KEEPALIVE = 75  # seconds an idle client connection stays open between requests
+GRACE = 5  # seconds a stopping process gives the requests in progress
+DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
+BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
+PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
+MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
 
 
-class Gunicorn(BaseApplication):
-    def __init__(self, settings: Settings, listener: socket.socket, certificates=None):
-        self.settings = settings
-        self.listener = listener
-        self.certificates = certificates  # emulator.tls.Certificates for HTTPS, else None
-        host, port = listener.getsockname()[:2]  # read here: a worker has the listener as gunicorn's
-        self.address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
-        super().__init__()
+def processes(settings: Settings) -> int:
+    """How many processes serve: --workers, or one per core this process may use (at most
+    MOST_PROCESSES) where they can share the database (a file or PostgreSQL, on a system that
+    forks); one otherwise."""
+    if settings.workers:
+        return settings.workers
+    if settings.db == ":memory:" or not shareable():
+        return 1
+    return min(cores(), MOST_PROCESSES)
 
-    def load_config(self) -> None:
-        self.cfg.set("bind", f"fd://{self.listener.fileno()}")
-        self.cfg.set("workers", self.settings.workers)
-        self.cfg.set("worker_class", "gthread")
-        self.cfg.set("threads", THREADS)
-        self.cfg.set("graceful_timeout", 5)
-        # Test clients keep connections open between calls; closing them after gunicorn's
-        # default 2 s races with the next request on them (connection reset).
-        self.cfg.set("keepalive", KEEPALIVE)
-        self.cfg.set("proc_name", "payletter-emulator")
-        if "control_socket_disable" in self.cfg.settings:  # gunicorn 25+: no runtime control socket
-            self.cfg.set("control_socket_disable", True)
+
+def cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def shareable() -> bool:
+    """Whether several processes can serve here: they are forked (_fork_workers), and they tell
+    each other's liveness by pid (emulator/board.py)."""
+    return os.name == "posix" and hasattr(os, "fork")
+
+
+def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1) -> None:
+    """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until stopped."""
+    config = Config(settings, certificates, count)
+    if count == 1:
+        uvicorn.Server(config).run(sockets=[listener])
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    _fork_workers()
+    Multiprocess(config, sockets=[listener]).run()
+
+
+def _fork_workers() -> None:
+    """uvicorn starts its worker processes with multiprocessing's `spawn`: each imports Python,
+    Flask and the emulator afresh, which doubled the time to the first answer (RESULTS.md). Where
+    the system forks, the app's modules are imported here once and the workers are forked (the
+    context uvicorn takes is a module attribute of its own; without it, uvicorn spawns as before)."""
+    import multiprocessing
+
+    import uvicorn._subprocess
+
+    if hasattr(os, "fork") and hasattr(uvicorn._subprocess, "spawn"):
+        from .web import app  # noqa: F401  (imported before the fork: the workers start with it)
+
+        uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a descriptor: take the hard limit, not the usual soft 1,024."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
+    """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
+    supervisor's pid, for a worker process."""
+    from .web.app import create_app
+
+    app = create_app(settings)
+    if certificates:
+        from .tls import install
+
+        install(app, certificates)
+    if parent is not None:
+        _leave_with_parent(parent)
+    return Bridge(app)
+
+
+def _leave_with_parent(parent: int) -> None:
+    """A worker process whose parent is gone (killed, maybe before this one had loaded the app)
+    stops too."""
+    if os.name != "posix":
+        return
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class Config(uvicorn.Config):
+    """uvicorn's settings for the emulator, the same in every worker process."""
+
+    def __init__(self, settings: Settings, certificates, count: int):
+        _raise_file_limit()  # here, before any worker process starts: they inherit it
+        parent = os.getpid() if count > 1 else None  # the supervisor the workers are forked from
+        super().__init__(
+            functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
+            # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
+            # which uvloop's start_tls left hanging.
+            workers=count, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
+            access_log=False,
+            server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
+            timeout_graceful_shutdown=GRACE, backlog=2048)
+        self.certificates = certificates
+
+    def load(self) -> None:
+        super().load()
         if self.certificates:
-            from .tls import gunicorn_context
+            # TLS is started by TLSFront, which first looks at the connection's first bytes; the
+            # context is emulator.tls's: TLS 1.2 at least, as at the gateway.
+            from .tls import server_context
 
-            self.cfg.set("certfile", str(self.certificates.cert_file))
-            self.cfg.set("keyfile", str(self.certificates.key_file))
-            self.cfg.set("ssl_context", gunicorn_context)
-
-    def load(self):
-        # Called in each worker after the fork: its own database connection, threads and clock.
-        from .web.app import create_app
-
-        app = create_app(self.settings)
-        if self.certificates:
-            from .tls import hint_gunicorn_log, install
-
-            install(app, self.certificates)
-            hint_gunicorn_log(self.address)
-        return app
+            self.http_protocol_class = functools.partial(TLSFront, self.http_protocol_class,
+                                                         server_context(self.certificates))
 
 
-def serve(settings: Settings, listener: socket.socket, certificates=None) -> None:
-    listener.set_inheritable(True)
-    Gunicorn(settings, listener, certificates).run()
+class Bridge:
+    """The ASGI app uvicorn serves: the Flask (WSGI) app, called in a thread with the whole
+    request read, its answer sent from the event loop. A request costs one hand-over to a
+    thread and one back (a general WSGI adapter such as a2wsgi makes several per request;
+    measured in benchmarks/RESULTS.md)."""
+
+    def __init__(self, app, threads: int = THREADS):
+        self.app = app
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="request")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        environ = _environ(scope)
+        length = environ.get("CONTENT_LENGTH")
+        unread = bool(length and length.isdigit() and int(length) > BODY_LIMIT)
+        if unread:
+            body = b""  # the app answers 413 from the length alone; the connection closes after
+        else:
+            body = await _read_body(receive, BODY_LIMIT + 1)
+            if body is None:
+                return  # the client left before its request was whole: nothing to answer
+            if not length:
+                environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input"] = io.BytesIO(body)
+        dropped = []
+        environ[DROP] = lambda: dropped.append(True)
+        status, headers, content = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
+        if dropped:
+            _abort(send)
+            return
+        if unread:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def call(self, environ: dict) -> tuple[int, list, bytes]:
+        started = []
+
+        def start_response(status, headers, exc_info=None):
+            started[:] = [int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]]
+            return _no_write
+
+        result = self.app(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return started[0], started[1], content
+
+
+def _no_write(data: bytes) -> None:
+    raise NotImplementedError("the emulator's app returns its body; it never calls write()")
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The request's body, at most `limit` bytes of it; None if the client went away first."""
+    chunks, size = [], 0
+    while size < limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _environ(scope: dict) -> dict:
+    """The WSGI environ of an ASGI request, as gunicorn and werkzeug make it."""
+    path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    server = scope.get("server") or ("localhost", 80)
+    environ = {
+        "REQUEST_METHOD": scope["method"], "SCRIPT_NAME": "", "PATH_INFO": path,
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0], "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    for name, value in scope["headers"]:
+        key = _HEADER_KEYS.get(name) or _header_key(name)
+        value = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+_HEADER_KEYS = {b"content-length": "CONTENT_LENGTH", b"content-type": "CONTENT_TYPE"}
+
+
+@functools.lru_cache(maxsize=512)
+def _header_key(name: bytes) -> str:
+    return "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+
+
+def _abort(send) -> None:
+    """End the connection with no answer. ASGI has no word for it: uvicorn's `send` belongs to
+    the request's cycle, which holds the connection's transport."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
+class TLSFront(asyncio.Protocol):
+    """A connection to an HTTPS server, before TLS: its first bytes are looked at (peeked, not
+    read). A TLS hello starts TLS and hands the connection to uvicorn's HTTP protocol; a plain-HTTP
+    request gets a 400 saying to use https:// with its address (and the log says it too), where
+    TLS would only fail with an error no one reads."""
+
+    def __init__(self, protocol_class, context, *args, **kwargs):
+        self.inner = protocol_class(*args, **kwargs)
+        self.context = context
+        self.transport = None
+        self.peeker = None
+        self.handshake = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()  # the bytes stay in the socket for TLS to read
+        self.peeker = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        self.peeker.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.peeker.fileno(), self._first_bytes)
+
+    def _first_bytes(self) -> None:
+        try:
+            first = self.peeker.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        self._stop_peeking()
+        if first[:1] == b"\x16" or not first:  # a TLS record (or the end: TLS will see it)
+            self.handshake = asyncio.ensure_future(self._start_tls())
+            return
+        from .tls import plain_http_hint
+
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        hint = plain_http_hint(first, f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
+        if hint is not None:
+            logging.getLogger("uvicorn.error").warning("%s", hint)
+            body = (hint + "\n").encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+    async def _start_tls(self) -> None:
+        loop = asyncio.get_running_loop()
+        early = _Early()  # what arrives between the handshake and the line after the await
+        try:
+            secure = await loop.start_tls(self.transport, early, self.context, server_side=True,
+                                          ssl_handshake_timeout=60)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+            self.transport.close()  # an old TLS version, a broken hello, a client gone
+            return
+        secure.set_protocol(self.inner)
+        self.inner.connection_made(secure)
+        early.replay(self.inner)
+
+    def _stop_peeking(self) -> None:
+        if self.peeker is not None:
+            asyncio.get_running_loop().remove_reader(self.peeker.fileno())
+            self.peeker.close()
+            self.peeker = None
+
+    def connection_lost(self, exc) -> None:
+        self._stop_peeking()
+        if self.handshake is not None:
+            self.handshake.cancel()
+
+    def data_received(self, data: bytes) -> None:  # reading is paused until TLS takes over
+        pass
+
+
+class _Early(asyncio.Protocol):
+    """Holds what the TLS connection delivers before the HTTP protocol has it."""
+
+    def __init__(self):
+        self.events = []
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(("data_received", data))
+
+    def eof_received(self):
+        self.events.append(("eof_received",))
+
+    def connection_lost(self, exc) -> None:
+        self.events.append(("connection_lost", exc))
+
+    def replay(self, protocol) -> None:
+        for name, *args in self.events:
+            getattr(protocol, name)(*args)

@@ -87,17 +87,10 @@ def prepare(settings: Settings) -> Certificates:
 
 
 def server_context(certificates: Certificates) -> ssl.SSLContext:
-    """A server context for the built-in server: TLS 1.2 at least."""
+    """The server's context (emulator/serving.py): TLS 1.2 at least."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
     context.load_cert_chain(certificates.cert_file, certificates.key_file)
-    return context
-
-
-def gunicorn_context(config, default_ssl_context_factory) -> ssl.SSLContext:
-    """gunicorn's `ssl_context` hook: its context, with the same floor."""
-    context = default_ssl_context_factory()
-    context.minimum_version = MINIMUM_VERSION
     return context
 
 
@@ -192,49 +185,3 @@ def plain_http_hint(first: bytes, fallback_host: str) -> str | None:
     host = re.search(rb"\r?\nhost:[ \t]*([^\r\n]+)", first, re.I)
     where = host.group(1).decode("latin-1").strip() if host else fallback_host
     return f"plain HTTP on the HTTPS port: use https://{where}{match.group(1).decode('latin-1')}"
-
-
-def request_handler():
-    """The built-in server's handler with a `--tls` context: a plain-HTTP request is answered with
-    a 400 saying to use https:// (and the server logs the same), instead of a bare SSL error."""
-    from werkzeug.serving import WSGIRequestHandler
-
-    class Handler(WSGIRequestHandler):
-        def handle(self) -> None:
-            connection = self.connection
-            if isinstance(connection, ssl.SSLSocket):
-                try:  # the raw bytes, before the handshake (an SSLSocket refuses MSG_PEEK)
-                    first = socket.socket.recv(connection, PEEK_BYTES, socket.MSG_PEEK)
-                except OSError:
-                    return
-                host, port = self.server.server_address[:2]
-                hint = plain_http_hint(first, f"{'127.0.0.1' if host in _WILDCARDS else host}:{port}")
-                if hint is not None:
-                    self.log("error", "%s", hint)
-                    body = (hint + "\n").encode()
-                    head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-                    try:
-                        socket.socket.sendall(connection, head + body)
-                    except OSError:
-                        pass
-                    self.close_connection = True
-                    return
-            super().handle()
-
-    return Handler
-
-
-def hint_gunicorn_log(address: str) -> None:
-    """gunicorn (`--workers`) reads the request itself and logs a plain-HTTP one as a bare SSL
-    error: its log line gets the same hint, with the server's address (the path is gone)."""
-    import logging
-
-    class PlainHttpHint(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            message = record.getMessage()
-            if "HTTP_REQUEST" in message and not message.startswith("plain HTTP"):
-                record.msg, record.args = f"plain HTTP on the HTTPS port: use https://{address}/ ({message})", ()
-            return True
-
-    logging.getLogger("gunicorn.error").addFilter(PlainHttpHint())

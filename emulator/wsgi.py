@@ -1,4 +1,5 @@
-"""The WSGI entry for gunicorn: `gunicorn payletter_emulator.wsgi:app`, configured from the environment."""
+"""A WSGI entry for any WSGI server (`gunicorn payletter_emulator.wsgi:app`), configured from the environment;
+`payletter-emulator serve` does not use it (emulator/serving.py)."""
 from .config import Settings
 from .web.app import create_app
 

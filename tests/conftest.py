@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +27,24 @@ PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
 SEARCH_KEY = "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="
 OTHER_CLIENT = ("shop_b", "U0hPUEJQQVlNRU5US0VZMDAwMDAwMDAwMDAwMDA=", "U0hPUEJTRUFSQ0hLRVkwMDAwMDAwMDAwMDAwMDA=")
 READY_TIMEOUT = 30
+
+
+def serving_processes(pid: int) -> list[int]:
+    """The processes `serve` (pid) runs to serve: its children, less multiprocessing's resource
+    tracker, which starting them brings along."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"resource_tracker" not in command:
+            found.append(int(child))
+    return found
 
 
 class EmulatorProcess:
@@ -64,8 +83,20 @@ class EmulatorProcess:
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.kill()
         self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every process serving for it, as a crash: no shutdown, no
+        cleanup (a worker whose parent alone is killed would stop gracefully a second later)."""
+        workers = serving_processes(self.process.pid)
+        self.process.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)
 
 
 @dataclass

@@ -34,8 +34,7 @@ def serving(tmp_path, name: str, receiver, database: str):
 
 
 def kill(process: EmulatorProcess) -> None:
-    process.process.kill()  # SIGKILL: no shutdown, no cleanup
-    process.process.wait(10)
+    process.kill()  # SIGKILL to every process: no shutdown, no cleanup
 
 
 def notification(api: Api, tid: str) -> dict:

@@ -26,7 +26,7 @@ from payletter_emulator.client import EmulatorClient
 from payletter_emulator.config import ENV_PREFIX, Settings
 from payletter_emulator.pytest_plugin import wait_ready
 
-from .conftest import OTHER_CLIENT, PAYMENT_KEY, READY_TIMEOUT
+from .conftest import OTHER_CLIENT, PAYMENT_KEY, READY_TIMEOUT, serving_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the image puts its commands on PATH; here they are beside python
@@ -97,12 +97,11 @@ class Container:
                               capture_output=True, timeout=30).returncode
 
     def workers(self, expected: int) -> int:
-        """How many worker processes gunicorn runs, once `expected` are up (it forks them a
-        moment apart, so the first may answer before the last exists)."""
+        """How many processes serve, once `expected` are up (they start a moment apart, so the
+        first may answer before the last exists)."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
-            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as children:
-                count = len(children.read().split())
+            count = len(serving_processes(self.process.pid))
             if count >= expected or time.monotonic() > deadline:
                 return count
             time.sleep(0.02)
@@ -191,7 +190,7 @@ def test_every_setting_comes_from_the_environment():
     assert [name for name in env if f"`{name}`" not in readme] == []
 
 
-def test_the_cmd_serves_under_gunicorn_with_every_setting_from_the_environment(data, callback_receiver):
+def test_the_cmd_serves_with_every_setting_from_the_environment(data, callback_receiver):
     token = "s3cret"
     container = Container(data, {
         ENV_PREFIX + "WORKERS": "2", ENV_PREFIX + "PUBLIC_URL": "http://emulator.example:8080",
@@ -235,6 +234,15 @@ def test_the_cmd_serves_under_gunicorn_with_every_setting_from_the_environment(d
     finally:
         container.stop()
     assert container.healthcheck() != 0
+
+
+def test_the_cmd_serves_with_a_process_per_core(data):
+    container = Container(data)
+    try:
+        expected = min(len(os.sched_getaffinity(0)), 8)  # one per core this machine lets it use
+        assert container.workers(expected) == expected
+    finally:
+        container.stop()
 
 
 def test_the_cmd_serves_https_with_the_ca_in_the_volume(data):

@@ -1,4 +1,4 @@
-"""`payletter-emulator serve --workers N`: gunicorn worker processes sharing one database, with
+"""`payletter-emulator serve --workers N`: worker processes sharing one database, with
 the same guarantees as one process (no over-cancel, every callback attempt made once)."""
 from __future__ import annotations
 
@@ -11,21 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Api, EmulatorProcess, freeze_at
+from .conftest import Api, EmulatorProcess, freeze_at, serving_processes
 
 T0 = "2026-11-29T10:00:00+09:00"
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.fixture
@@ -39,10 +27,10 @@ def workers(tmp_path, database, callback_receiver):
 
 def test_three_workers_serve_one_database(workers):
     process, api = workers
-    deadline = time.monotonic() + 30  # gunicorn boots its workers one after another
-    while len(children(process.process.pid)) < 3 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # the processes start one after another
+    while len(serving_processes(process.process.pid)) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(children(process.process.pid)) == 3
+    assert len(serving_processes(process.process.pid)) == 3
     tokens = {api.request_payment(order_no=f"w-{i}") for i in range(30)}
     assert len(tokens) == 30
     listed = api.control("/payments", method="GET")["payments"]
@@ -101,3 +89,26 @@ def test_a_broken_scenario_stops_before_the_workers_start(tmp_path):
     broken.write_text("version: 1\nrules: [{name: a, then: {}}]\n")
     result = run_cli("--workers", "2", "--db", str(tmp_path / "w.db"), "--scenario", str(broken))
     assert result.returncode == 1 and f"{broken}: rules[0].then" in result.stderr
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    process = EmulatorProcess(tmp_path, "--workers", "2")
+    deadline = time.monotonic() + 30
+    while len(serving_processes(process.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = serving_processes(process.process.pid)
+    assert len(workers) == 2
+    process.process.kill()  # SIGKILL: the parent cannot tell its workers anything
+    process.process.wait()
+    process.stop()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, workers))

@@ -24,7 +24,8 @@ def _forget_tokens_in_child() -> None:
         storage._tokens.clear()
 
 
-os.register_at_fork(after_in_child=_forget_tokens_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forget_tokens_in_child)
 
 
 class _Transaction:

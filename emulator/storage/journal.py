@@ -12,7 +12,7 @@ import weakref
 from collections import Counter
 
 from ..domain.text import is_text
-from .connection import _STORAGES, _json, _where
+from .connection import _STORAGES, _json
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process
 JOURNAL_HOLD = 0.05  # seconds an entry is held back at most (what a reader may wait for another process)
@@ -29,7 +29,8 @@ def _forget_held_in_child() -> None:
         storage._taken = storage._written = 0
 
 
-os.register_at_fork(after_in_child=_forget_held_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forget_held_in_child)
 
 
 class _JournalWriter:
@@ -150,7 +151,7 @@ class JournalTables:
     def _write_journal(self, batch: list) -> None:
         self._db.executemany(
             "INSERT INTO journal (at, method, path, query, client_id, request, status, response, warnings, error, "
-            "rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, _ in batch])
+            "rule, taken) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, _ in batch])
         for (kind, name), times in Counter(pair for _, coverage in batch for pair in coverage).items():
             self.count(kind, name, times)
         # Bounded, so a long-running shared sandbox does not grow without end.
@@ -163,17 +164,24 @@ class JournalTables:
         """The last `limit` entries (before the id `before`, a page's cursor), oldest first. Bodies
         are kept as the text that crossed the wire, and read back as JSON when they are."""
         self.settle_journal()
-        where, args = _where(id__before=before)
-        rows = self._all(f"SELECT * FROM (SELECT * FROM journal {where} ORDER BY id DESC LIMIT ?) AS latest "
-                         "ORDER BY id", (*args, limit))
-        return [{**dict(r), "request": _body(r["request"]), "response": _body(r["response"]),
-                 "warnings": json.loads(r["warnings"])} for r in rows]
+        # In the order the answers were given: processes write their entries in batches, so ids
+        # follow the batches; `taken` is the wall-clock moment each entry was taken. A page's
+        # cursor is an entry's id: the page holds the entries taken before that entry.
+        where, args = "", ()
+        if before is not None:
+            where = ("WHERE COALESCE(taken, 0) < (SELECT COALESCE(taken, 0) FROM journal WHERE id = ?) "
+                     "OR (COALESCE(taken, 0) = (SELECT COALESCE(taken, 0) FROM journal WHERE id = ?) AND id < ?)")
+            args = (before, before, before)
+        rows = self._all(f"SELECT * FROM (SELECT * FROM journal {where} ORDER BY COALESCE(taken, 0) DESC, id DESC "
+                         "LIMIT ?) AS latest ORDER BY COALESCE(taken, 0), id", (*args, limit))
+        return [{**{k: r[k] for k in r.keys() if k != "taken"}, "request": _body(r["request"]),
+                 "response": _body(r["response"]), "warnings": json.loads(r["warnings"])} for r in rows]
 
 
 def _journal_row(entry: dict) -> tuple:
     return (entry["at"], entry["method"], entry["path"], entry["query"], entry["client_id"], entry["request"],
             entry["status"], entry["response"], "[]" if not entry["warnings"] else _json(entry["warnings"]),
-            entry.get("error", ""), entry.get("rule"))
+            entry.get("error", ""), entry.get("rule"), time.time_ns())
 
 
 def _body(text: str):

@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS journal (
     response TEXT NOT NULL,
     warnings TEXT NOT NULL,
     error TEXT NOT NULL,
-    rule TEXT
+    rule TEXT,
+    taken INTEGER
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS coverage (kind TEXT NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL,
@@ -145,7 +146,7 @@ CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), "offset
 ADDED_COLUMNS = {
     "callbacks": {"warnings": "TEXT NOT NULL DEFAULT '[]'", "claimed_by": "TEXT", "claim_expires": "REAL",
                   "fault": "TEXT NOT NULL DEFAULT '{}'"},
-    "journal": {"rule": "TEXT"},
+    "journal": {"rule": "TEXT", "taken": "INTEGER"},
     "clock": {"version": "INTEGER NOT NULL DEFAULT 0"},
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
                           "scheduled_at": "TEXT", "state": "TEXT NOT NULL DEFAULT 'done'"},

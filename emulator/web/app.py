@@ -25,7 +25,7 @@ _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 
 
 def create_app(settings: Settings | None = None, **overrides) -> Flask:
-    """The app for tests (in-process), the CLI's server and gunicorn alike.
+    """The app for tests (in-process) and for `serve` (emulator/serving.py) alike.
 
     `create_app(db=":memory:", strict=True)` is shorthand for `create_app(Settings(...))`.
     """

@@ -97,9 +97,12 @@ _UNSEEN_HEADERS = {"HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_CONTENT_TYPE", "HT
 
 
 def drop_connection():
-    """Close the socket under the request: the client sees the connection reset, no answer."""
+    """Close the connection under the request: the client sees it closed, with no answer."""
+    drop = request.environ.get("payletter.drop")  # set by emulator/serving.py
     sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
-    if sock is not None:
+    if drop is not None:
+        drop()
+    elif sock is not None:
         sock.shutdown(socket.SHUT_RDWR)
     abort(Response(status=500))
 

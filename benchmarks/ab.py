@@ -1,0 +1,120 @@
+"""A/B runs of `payments/request`: variants of the emulator (copies of the repository, each with
+one change) measured in turn against the same bare-Flask baseline in one run, in interleaved
+rounds, so that the machine's load falls on all of them alike. Prints each variant's req/s, p99
+and CPU per request, and its ratios to the baseline.
+
+    python benchmarks/ab.py --rounds 4 --duration 5 \\
+        --variant "as is=." --variant "no flock=/tmp/copy-no-flock" --variant "gthread=/tmp/main:--workers=2"
+
+A variant is NAME=SOURCE[:ARG,ARG...]: `payletter-emulator serve` run with SOURCE first on the
+Python path (a copy of the repository, its `emulator/` folder seen under the installed name
+`payletter_emulator`) and the arguments given (`--workers=2`). SOURCE `gunicorn`
+runs this repository's `payletter_emulator.wsgi:app` under gunicorn with sync workers instead (what the
+benchmark measured before it measured what ships). The configuration is `serve`'s unless the
+arguments say otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # noqa: E402  (benchmarks/run.py)
+from seed import Seeder  # noqa: E402
+
+
+class Variant(run.Server):
+    def __init__(self, name: str, spec: str, workdir: Path, options: argparse.Namespace):
+        source, _, arguments = spec.partition(":")
+        self.port = run.free_port()
+        db = str(workdir / f"{abs(hash(name))}.db")
+        Seeder(db).__exit__()  # the schema made before the processes start, as the benchmark's stores
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
+        env.update({"PAYLETTER_EMULATOR_FAKER_SEED": "7", "PAYLETTER_EMULATOR_DB": db})
+        if source == "gunicorn":
+            command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers",
+                       str(options.workers), "--worker-class", "sync", "--timeout", "900", "--log-level", "warning",
+                       "payletter_emulator.wsgi:app"]
+            processes = options.workers
+        else:
+            extra = [a.replace("=", " ", 1).split(" ") for a in arguments.split(",") if a]
+            command = [*run.emulator_command(), "serve", "--port", str(self.port), "--db", db,
+                       *[part for pair in extra for part in pair]]
+            env["PYTHONPATH"] = str(_as_installed(Path(source).resolve(), workdir / f"path-{abs(hash(name))}"))
+            workers = dict(pair for pair in extra if len(pair) == 2).get("--workers")
+            processes = int(workers) if workers else min(len(os.sched_getaffinity(0)), 8)
+        super().__init__(command, workdir, env, name, processes)
+
+    def serving_pids(self) -> list[int]:
+        pids = super().serving_pids()
+        return pids if pids or self.processes > 1 else [self.process.pid]
+
+
+def _as_installed(source: Path, folder: Path) -> Path:
+    """A folder to put first on the Python path where `payletter_emulator` is the copy's `emulator/`
+    (the path comes before the editable install's finder)."""
+    folder.mkdir()
+    (folder / "payletter_emulator").symlink_to(source / "emulator", target_is_directory=True)
+    return folder
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="A/B runs of payments/request against one baseline.")
+    parser.add_argument("--variant", action="append", required=True, help="NAME=SOURCE[:ARG,ARG...]")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="the baseline's gunicorn sync workers")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads-wrk", type=int, default=1)
+    parser.add_argument("--json", help="also write the figures to this file")
+    options = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="payletter-ab-") as folder:
+        workdir = Path(folder)
+        receiver = run.Receiver(200, workdir)
+        servers = {}
+        try:
+            servers["baseline"] = run.Gunicorn("baseline:app", workdir, options, "baseline")
+            for item in options.variant:
+                name, _, spec = item.partition("=")
+                servers[name] = Variant(name, spec, workdir, options)
+            for server in servers.values():
+                server.settle(10)
+            load = run.request_load(receiver.url)
+            for server in servers.values():
+                run.wrk(server, load, 2, options, workdir)
+            runs = {name: [] for name in servers}
+            for round_ in range(options.rounds):
+                for name, server in servers.items():
+                    runs[name].append(run.wrk(server, load, options.duration, options, workdir))
+                print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} done", file=sys.stderr, flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+            receiver.stop()
+    summary = {name: run.summarise(figures) for name, figures in runs.items()}
+    base = summary["baseline"]
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}, after: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'variant':<32} {'req/s':>7} {'p99 ms':>7} {'CPU us/req':>10} {'÷ baseline: req/s':>18} {'p99':>6}"
+          f" {'rounds (req/s)':>24}")
+    for name, case in summary.items():
+        rates = [round(r["requests"] / (r["duration_us"] / 1e6)) for r in runs[name]]
+        print(f"{name:<32} {case['req_s']:>7.0f} {case['p99_ms']:>7.2f} {case['cpu_us_per_request']:>10.0f} "
+              f"{case['req_s'] / base['req_s']:>18.3f} {case['p99_ms'] / base['p99_ms']:>6.2f}   {rates}"
+              + (f"  (errors: {case['errors']})" if case["errors"] else ""))
+    if options.json:
+        Path(options.json).write_text(json.dumps({"summary": summary, "load_before": load_before,
+                                                  "variants": options.variant, "commit": run.commit()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
