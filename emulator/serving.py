@@ -55,7 +55,7 @@ def cores() -> int:
 
 
 def shareable() -> bool:
-    """Whether several processes can serve here: they are forked (_fork_workers), and they tell
+    """Whether several processes can serve here: they are forked (emulator/supervisor.py), and they tell
     each other's liveness by pid (emulator/board.py)."""
     return os.name == "posix" and hasattr(os, "fork")
 
@@ -66,25 +66,9 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
     if count == 1:
         uvicorn.Server(config).run(sockets=[listener])
         return
-    from uvicorn.supervisors import Multiprocess
+    from .supervisor import Supervisor
 
-    _fork_workers()
-    Multiprocess(config, sockets=[listener]).run()
-
-
-def _fork_workers() -> None:
-    """uvicorn starts its worker processes with multiprocessing's `spawn`: each imports Python,
-    Flask and the emulator afresh, which doubled the time to the first answer (RESULTS.md). Where
-    the system forks, the app's modules are imported here once and the workers are forked (the
-    context uvicorn takes is a module attribute of its own; without it, uvicorn spawns as before)."""
-    import multiprocessing
-
-    import uvicorn._subprocess
-
-    if hasattr(os, "fork") and hasattr(uvicorn._subprocess, "spawn"):
-        from .web import app  # noqa: F401  (imported before the fork: the workers start with it)
-
-        uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
+    Supervisor(config, listener, count).run()
 
 
 def _raise_file_limit() -> None:
@@ -142,7 +126,7 @@ class Config(uvicorn.Config):
             functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
             # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
             # which uvloop's start_tls left hanging.
-            workers=count, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
+            workers=1, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
             access_log=False,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)

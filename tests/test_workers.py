@@ -2,6 +2,8 @@
 the same guarantees as one process (no over-cancel, every callback attempt made once)."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -112,3 +114,27 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path):
     while any(map(alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(alive, workers))
+
+
+def test_a_worker_that_dies_is_replaced_and_a_sigterm_stops_them_all(tmp_path):
+    process = EmulatorProcess(tmp_path, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(serving_processes(process.process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first, second = serving_processes(process.process.pid)
+        os.kill(first, signal.SIGKILL)  # a worker crashes
+        deadline = time.monotonic() + 30
+        while (first in serving_processes(process.process.pid)
+               or len(serving_processes(process.process.pid)) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        now = serving_processes(process.process.pid)
+        assert len(now) == 2 and first not in now and second in now
+        api = Api(process.url, "http://127.0.0.1:9/callback")
+        assert len({api.request_payment(order_no=f"r-{i}") for i in range(6)}) == 6  # both answer
+        process.process.send_signal(signal.SIGTERM)
+        assert process.process.wait(30) == 0
+        assert [pid for pid in now if Path(f"/proc/{pid}").exists()] == []  # waited for, before it ended
+        assert "worker %d ended (signal SIGKILL); starting another" % first in (tmp_path / "emulator.log").read_text()
+    finally:
+        process.stop()
