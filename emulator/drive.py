@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from .client import EmulatorClient, EmulatorError
 from .drive_options import connection, fail, parse_duration
+
+if TYPE_CHECKING:  # the client (and requests) are imported when a command drives, not for `serve`
+    from .client import EmulatorClient
 
 
 def register(main: click.Group) -> None:
@@ -31,6 +33,8 @@ def register(main: click.Group) -> None:
 def health(client: EmulatorClient, wait_seconds: float):
     """Exit 0 once the emulator answers /_emulator/health; 1 (with why, as JSON) otherwise.
     The Docker image's HEALTHCHECK."""
+    from .client import EmulatorError
+
     deadline = time.monotonic() + wait_seconds
     while True:
         try:

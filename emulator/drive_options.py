@@ -8,12 +8,14 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from .client import CallbackWaitError, EmulatorClient, EmulatorError
 from .config import ENV_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from .client import EmulatorClient
 
 URL_VARIABLE = ENV_PREFIX + "URL"  # where the commands find the emulator
 CA_VARIABLE = ENV_PREFIX + "CA_FILE"  # the CA they trust it with, over HTTPS
@@ -77,6 +79,8 @@ def connection(sandbox: bool):
     def decorate(command: Callable[..., Any]):
         @functools.wraps(command)
         def run(url, control_token, ca_file, insecure, timeout, bound_sandbox=None, **arguments):
+            from .client import CallbackWaitError, EmulatorClient, EmulatorError  # requests: only when driving
+
             url = (url or default_url()).rstrip("/")
             verify = False if insecure else (ca_file or default_verify(url))
             if insecure:  # asked for: no warning on stderr, which holds only a refusal
