@@ -51,6 +51,9 @@ def main():
               help="Serve HTTPS with this certificate (PEM, chain first) instead; implies --tls.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
               help="The private key of --tls-cert [default: in the --tls-cert file].")
+@click.option("--access-log/--no-access-log", default=None,
+              help="Log a line per request on stderr, the control token redacted [default: off; the "
+                   "journal keeps every API request].")
 def serve(**options):
     """Serve the gateway's API and the control API.
 
@@ -58,7 +61,7 @@ def serve(**options):
     _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
     _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _SCENARIO (comma separated),
     _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, _JOURNAL_LIMIT, _CALLBACK_LIMIT, _TLS, _TLS_CERT, _TLS_KEY,
-    and _CLIENTS (id:payment_key:search_key, comma separated) for clients besides pay_test.
+    _ACCESS_LOG, and _CLIENTS (id:payment_key:search_key, comma separated) for clients besides pay_test.
     """
     fresh = options.pop("fresh")
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None

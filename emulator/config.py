@@ -43,6 +43,7 @@ class Settings:
     tls: bool = False  # serve HTTPS with a certificate signed by a CA kept beside the database
     tls_cert: str | None = None  # one's own certificate (chain) instead; implies tls
     tls_key: str | None = None  # its private key; default: in tls_cert's file
+    access_log: bool = False  # a line per request on stderr (the journal keeps the API's requests anyway)
     clients: tuple[Client, ...] = field(default=(PAY_TEST,))
 
     def __post_init__(self):
@@ -105,7 +106,7 @@ def _parse(name: str, raw: str):
             raise ValueError("is not a number (seconds)") from None
     if name in ("callback_hosts", "scenario"):
         return tuple(filter(None, (part.strip() for part in raw.split(","))))
-    if name in ("strict", "control", "tls"):
+    if name in ("strict", "control", "tls", "access_log"):
         word = raw.strip().lower()
         if word not in _TRUE + _FALSE:
             raise ValueError(f"is not a boolean ({'/'.join(_TRUE)} or {'/'.join(_FALSE[:-1])})")

@@ -127,10 +127,12 @@ class Config(uvicorn.Config):
             # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
             # which uvloop's start_tls left hanging.
             workers=1, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
-            access_log=False,
+            access_log=settings.access_log,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
         self.certificates = certificates
+        if settings.access_log:  # uvicorn logs its access lines at INFO, below log_level
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
     def load(self) -> None:
         super().load()

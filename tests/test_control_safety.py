@@ -132,9 +132,10 @@ def test_same_origin_and_non_browser_requests_still_work(api, headers, data):
 
 # --- the control token never reaches a log ----------------------------------------------------
 
-def test_the_control_token_never_lands_in_the_access_log(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_control_token_never_lands_in_the_access_log(tmp_path, workers):
     token = "s3cret-Token.42"
-    process = EmulatorProcess(tmp_path, "--control-token", token)
+    process = EmulatorProcess(tmp_path, "--control-token", token, "--access-log", "--workers", workers)
     try:
         session = requests.Session()
         opened = session.get(process.url + f"/_emulator/?token={token}&lang=ko", timeout=30)  # the dashboard's way in
@@ -147,6 +148,15 @@ def test_the_control_token_never_lands_in_the_access_log(tmp_path):
     log = (tmp_path / "emulator.log").read_text()
     assert "GET /_emulator/?token=[redacted]&lang=ko" in log and "x=1&TOKEN=[redacted]" in log  # the lines are there
     assert token not in log and token.replace("-", "%2D") not in log and token.lower() not in log.lower()
+
+
+def test_serve_writes_no_access_log_unless_asked(tmp_path):
+    process = EmulatorProcess(tmp_path)
+    try:
+        requests.get(process.url + "/_emulator/clock?probe=1", timeout=30)
+    finally:
+        process.stop()
+    assert "/_emulator/clock?probe=1" not in (tmp_path / "emulator.log").read_text()
 
 
 # --- hosted pages are not framed by other sites -----------------------------------------------

@@ -1,5 +1,6 @@
 """Access logs never show the control token: the value of a `token` query parameter in a logged
-line is replaced, whichever server (werkzeug's, gunicorn's) writes the line. The dashboard takes
+line is replaced, whichever server (uvicorn's with `serve --access-log`, or werkzeug's or gunicorn's
+serving `payletter_emulator.wsgi:app`) writes the line. The dashboard takes
 `?token=` once, so the token would otherwise sit in every log of a request line."""
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import re
 from urllib.parse import unquote_plus
 
-LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
+LOGGERS = ("uvicorn.access", "uvicorn.error", "werkzeug", "gunicorn.access", "gunicorn.error")
 REDACTED = "[redacted]"
 _PARAMETER = re.compile(r"([?&;])([^=&;\s\"?]+)=([^&;\s\"]*)")
 
