@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from . import callbacks
+from . import after_response, callbacks
 from .clock import KST, iso
 from .domain.delivery import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
 from .storage import Storage
@@ -76,6 +76,24 @@ class Dispatcher:
         self._wake.set()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def claim_expiry(self) -> float:
+        """The wall time a claim taken now holds until."""
+        return self._wall() + self.settings.lease
+
+    def send_claimed(self, callback: dict) -> None:
+        """A callback claimed where it was queued (due at once): its first attempt, made by this
+        process's senders now, with no round of the background thread in between. Once stopped,
+        the claim lapses and whoever serves next sends it."""
+        self.start()
+
+        def submit():
+            try:
+                self._pool.submit(self._attempt_scheduled, callback)
+            except RuntimeError:  # the pool was shut down (the emulator is closing)
+                pass
+
+        after_response.later(submit)  # after the answer that queued it has left
 
     def wake(self) -> None:
         """Something was queued or the clock moved: look again now."""
@@ -171,8 +189,11 @@ class Dispatcher:
         look_again = LOOK_AGAIN_FIRST
         while True:
             with self._idle:
+                # This process's attempts first: looking for more meanwhile only slows them down.
+                self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, deadline - time.monotonic()))
                 finished = self._finished
             sent = self.run_due()
+            after_response.run_now()  # the first attempts of callbacks this round queued (timed jobs)
             backlog = self.storage.callback_backlog(self.now(), self._wall())
             idle = backlog["busy"] == 0 and self.storage.jobs_due(self.now()) == 0
             if idle or time.monotonic() > deadline:
@@ -200,6 +221,7 @@ class Dispatcher:
     def wait_in_flight(self) -> None:
         """Until the attempts this process is making have finished (a reset waits for them, so
         that nothing from before it reaches a merchant after it)."""
+        after_response.run_now()
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=self.settings.lease)
 

@@ -82,6 +82,7 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
     outbox = storage if settings.db == ":memory:" else connect()
     dispatcher = Dispatcher(outbox, clock_jobs.milliseconds, delivery(settings), jobs=clock_jobs.run_jobs)
     service.context.on_callback_queued = dispatcher.wake
+    service.context.sender = dispatcher
     emulator = Emulator(settings, service, schemas(), dispatcher, sandbox)
     service.context.on_scenario = lambda chosen: _apply(emulator, settings, chosen, faker)
     clock_jobs.sync_clock()  # the clock and the scenario a previous run left in the database

@@ -24,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
+from . import after_response
 from .config import Settings
 
 THREADS = 8  # per process: a flush or a slow scenario answer must not hold up other requests
@@ -172,30 +173,41 @@ class Bridge:
         environ["wsgi.input"] = io.BytesIO(body)
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
-        status, headers, content = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
-        if dropped:
-            _abort(send)
-            return
-        if unread:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        status, headers, content, later = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.call, environ)
+        try:
+            if dropped:
+                _abort(send)
+                return
+            if unread:
+                headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+        finally:
+            for work in later:  # what the answer did not wait for (a callback's first attempt)
+                work()
 
-    def call(self, environ: dict) -> tuple[int, list, bytes]:
+    def call(self, environ: dict) -> tuple[int, list, bytes, list]:
         started = []
 
         def start_response(status, headers, exc_info=None):
             started[:] = [int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]]
             return _no_write
 
-        result = self.app(environ, start_response)
-        try:
-            content = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        return started[0], started[1], content
+        with after_response.collecting() as later:
+            try:
+                result = self.app(environ, start_response)
+                try:
+                    content = b"".join(result)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+            except BaseException:
+                for work in later:
+                    work()
+                raise
+        return started[0], started[1], content, later
 
 
 def _no_write(data: bytes) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+from payletter_emulator import after_response
 from payletter_emulator import dispatcher as dispatching
 from payletter_emulator.dispatcher import DeliverySettings, Dispatcher
 from payletter_emulator.domain.delivery import Outcome
@@ -53,5 +54,61 @@ def test_a_flush_returns_as_soon_as_the_background_thread_delivers_not_at_a_poll
         assert [c["status"] for c in storage.callbacks()] == ["delivered"]
     finally:
         sender.answer.set()
+        callbacks.stop()
+        storage.close()
+
+
+class CountingSender:
+    """A merchant that answers at once; `posts` counts what reached it."""
+
+    def __init__(self):
+        self.posts = 0
+
+    def __call__(self, url, body, *, timeout, allowed_hosts=(), on_connected=lambda: True) -> Outcome:
+        if not on_connected():
+            return Outcome(None, "", "not sent", 0.0, acknowledged=False, sent=False)
+        self.posts += 1
+        return Outcome(200, '{"code": 0}', "", 1.0, acknowledged=True)
+
+
+def _claimed(storage: Storage, callbacks: Dispatcher, tid: str) -> dict:
+    return storage.enqueue_claimed_callback(tid, "http://127.0.0.1:9/cb", {"tid": tid}, "2026-11-29T10:00:00+09:00",
+                                            NOW, [], {}, callbacks.claim_expiry())
+
+
+def test_a_callback_claimed_where_it_was_queued_leaves_after_the_answer_once(tmp_path):
+    """Queued due at once with a claim (an approval): no other sender takes it, and under the
+    server's bridge its first attempt starts only once the answer has left."""
+    storage = Storage(str(tmp_path / "outbox.db"))
+    sender = CountingSender()
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
+    try:
+        with after_response.collecting() as later:
+            callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
+            assert len(later) == 1 and sender.posts == 0  # held until the answer has left
+            assert callbacks.run_due() == 0  # the claim keeps the background thread's round off it
+        for work in later:
+            work()
+        assert callbacks.flush(max_seconds=30)["idle"]
+        assert sender.posts == 1
+        assert [(c["status"], len(c["attempts"])) for c in storage.callbacks()] == [("delivered", 1)]
+    finally:
+        callbacks.stop()
+        storage.close()
+
+
+def test_a_flush_sends_what_its_own_request_queued_instead_of_waiting_for_its_answer(tmp_path):
+    """A flush that queues callbacks itself (timed jobs it runs, such as a deposit) must not wait
+    for its own answer to leave before they are sent: it would wait out max_seconds."""
+    storage = Storage(str(tmp_path / "outbox.db"))
+    sender = CountingSender()
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
+    try:
+        with after_response.collecting():
+            callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
+            flushed = callbacks.flush(max_seconds=5)
+        assert flushed == {"idle": True, "pending": 0, "next_attempt_at": None}
+        assert sender.posts == 1
+    finally:
         callbacks.stop()
         storage.close()

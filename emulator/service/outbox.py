@@ -14,14 +14,22 @@ from .context import Context
 
 def queue_callback(context: Context, payment: Payment, client: Client, now: datetime) -> None:
     """Into the outbox, in the payment's transaction. A scenario rule may tamper with it,
-    delay it, hold it, or drop it. The dispatcher is woken once it is committed (it reads on a
-    connection of its own, which would not see it before)."""
+    delay it, hold it, or drop it. One due at once is claimed in that transaction and handed to
+    this process's senders once it has committed (the claim keeps every other sender off it);
+    otherwise the dispatcher is woken then (it reads on a connection of its own, which would not
+    see it before)."""
     body = fields.callback_body(payment, client.payment_key)
     url = payment.request["callback_url"]
     warnings = delivery.reachability_warnings(url)
     rule = context.decide(CALLBACK, payment)
     fault = {"rule": rule.name, **rule.params} if rule is not None else {}
-    body, due, status, note = delivery.apply_fault(body, fault, round(now.timestamp() * 1000),
-                                                   wrong_key=client.payment_key[::-1])
+    moment = round(now.timestamp() * 1000)
+    body, due, status, note = delivery.apply_fault(body, fault, moment, wrong_key=client.payment_key[::-1])
+    sender = context.sender
+    if sender is not None and status == "pending" and due is not None and due <= moment:
+        claimed = context.storage.enqueue_claimed_callback(payment.tid, url, body, iso(now), due, warnings + note,
+                                                           fault, sender.claim_expiry())
+        context.storage.after_commit(lambda: sender.send_claimed(claimed))
+        return
     context.storage.enqueue_callback(payment.tid, url, body, iso(now), due, warnings + note, fault, status)
     context.storage.after_commit(context.on_callback_queued)

@@ -26,6 +26,15 @@ class CallbackTables:
                 self._prune_callbacks(callback_id - self.callback_limit)
             return callback_id
 
+    def enqueue_claimed_callback(self, tid: str, url: str, body: dict, created_at: str, due: int,
+                                 warnings: list[str], fault: dict, claim_expires: float) -> dict:
+        """A callback due at once, queued with a claim for its first attempt (good until wall time
+        `claim_expires`): the callback as a claim gives it."""
+        with self.atomic():
+            callback_id = self.enqueue_callback(tid, url, body, created_at, due, warnings, fault)
+            row = self._db.execute("SELECT * FROM callbacks WHERE id = ?", (callback_id,)).fetchone()
+            return self._claim(row, claim_expires)
+
     def _prune_callbacks(self, up_to_id: int) -> None:
         """Bounded like the journal: finished notifications older than the last `callback_limit`
         go, with their attempts; pending ones stay, however old."""
