@@ -31,6 +31,7 @@ class SQLite:
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
+        self._path = path
         self._page = None
         self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
         if path != ":memory:":
@@ -62,9 +63,26 @@ class SQLite:
     def ddl(text: str) -> str:
         return text
 
-    def begin(self, exclusive: bool) -> None:
-        # IMMEDIATE either way: SQLite has one writer at a time, and a claim is a write.
-        self.connection.execute("BEGIN IMMEDIATE")
+    def begin(self, exclusive: bool) -> bool:
+        """BEGIN IMMEDIATE (either way: SQLite has one writer at a time, and a claim is a write);
+        False at once, with no transaction, while another connection writes. The caller waits
+        and tries again (storage/connection.py): SQLite's busy handler would sleep a
+        millisecond or more at its first retry, holding up every thread of the process that
+        waits for this connection meanwhile."""
+        connection = self.connection
+        if self._path == ":memory:":
+            connection.execute("BEGIN IMMEDIATE")
+            return True
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            return False
+        finally:
+            connection.execute("PRAGMA busy_timeout = 30000")
 
     def end(self) -> None:
         """After COMMIT or ROLLBACK: nothing to release (SQLite's lock ends with the transaction)."""
@@ -143,10 +161,11 @@ class Postgres:
                                        "WHERE table_schema = current_schema() AND table_name = %s", (table,))
         return {row["column_name"] for row in rows}
 
-    def begin(self, exclusive: bool) -> None:
+    def begin(self, exclusive: bool) -> bool:
         self.connection.execute("BEGIN")
         if exclusive:
             self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
+        return True
 
     def end(self) -> None:
         """The advisory lock ends with the transaction."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -14,6 +16,9 @@ from ..backends import connect
 from .schema import ADDED_COLUMNS, SCHEMA
 
 TOKEN_BLOCK = 100
+# A SQLite writer finding another process writing tries again after these pauses (doubling), for
+# WRITER_WAIT seconds at most (SQLite's busy timeout was the same).
+WRITER_PAUSE_FIRST, WRITER_PAUSE_MOST, WRITER_WAIT = 0.00005, 0.001, 30.0
 _STORAGES: weakref.WeakSet[Connection] = weakref.WeakSet()  # every storage of this process
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps, without making an encoder per call
 
@@ -44,11 +49,23 @@ class _Transaction:
         if storage._depth:
             storage._depth += 1
             return
-        try:
-            storage._db.begin(self.exclusive)
-        except BaseException:
+        pause, deadline = WRITER_PAUSE_FIRST, None
+        while True:
+            try:
+                if storage._db.begin(self.exclusive):
+                    break
+            except BaseException:
+                storage._lock.release()
+                raise
+            # Another process writes: wait without holding this process's connection, so that
+            # its other threads can read meanwhile; a short pause first, as writes are short.
             storage._lock.release()
-            raise
+            deadline = deadline or time.monotonic() + WRITER_WAIT
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(f"database is locked (waited {WRITER_WAIT:g} s for the writer)")
+            time.sleep(pause)
+            pause = min(pause * 2, WRITER_PAUSE_MOST)
+            storage._lock.acquire()
         storage._depth = 1
 
     def __exit__(self, kind, error, trace) -> bool:
