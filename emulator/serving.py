@@ -2,8 +2,8 @@
 
 uvicorn reads every request (headers and body) in its event loop, so a client that sends
 nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
-reaches the app, run by a pool of threads in each process (a flush or a slow scenario answer
-holds up nobody). Several processes share the listening socket; each runs the same app (and its
+reaches the app, run by the process's request threads (emulator/request_threads.py: two, and one
+more for each request that waits, so a flush or a slow scenario answer holds up nobody). Several processes share the listening socket; each runs the same app (and its
 own callback dispatcher, which claims work so that no attempt is made twice). The choice and its
 figures: docs/decisions.md ("Serving") and benchmarks/RESULTS.md."""
 from __future__ import annotations
@@ -19,15 +19,14 @@ import ssl
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
 from . import after_response
 from .config import Settings
+from .request_threads import RUNNING, RequestThreads
 
-THREADS = 8  # per process: a flush or a slow scenario answer must not hold up other requests
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
@@ -152,9 +151,9 @@ class Bridge:
     thread and one back (a general WSGI adapter such as a2wsgi makes several per request;
     measured in benchmarks/RESULTS.md)."""
 
-    def __init__(self, app, threads: int = THREADS):
+    def __init__(self, app, threads: int = RUNNING):
         self.app = app
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="request")
+        self.executor = RequestThreads(threads)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

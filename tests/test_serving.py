@@ -45,3 +45,59 @@ def test_a_request_left_before_its_body_arrived_reaches_nobody(server):
     api.request_payment(order_no="after")  # a whole request, after the one that was left
     journal = api.control("/requests", method="GET")["requests"]
     assert [entry["request"]["order_no"] for entry in journal if entry["path"] == "/v1.0/payments/request"] == ["after"]
+
+
+def test_flushes_waiting_for_callbacks_whose_merchant_calls_back_hold_up_nobody(tmp_path):
+    """One process, more flushes at once than it runs requests at once, each waiting for a
+    callback whose merchant asks the emulator for the payment before it acknowledges (as shops
+    do): the merchant's request is served while the flushes wait, so every callback is
+    acknowledged at its first attempt and every flush returns idle."""
+    import http.server
+    import threading
+    import time
+
+    import requests
+
+    process = EmulatorProcess(tmp_path, "--workers", "1", "--callback-timeout", "3")
+    asked = []
+
+    class Merchant(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            tid = __import__("json").loads(body)["tid"]
+            looked = requests.get(f"{process.url}/_emulator/payments/{tid}", timeout=10)
+            asked.append(looked.status_code)
+            answer = b'{"code": 0, "message": "success"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    merchant = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Merchant)
+    threading.Thread(target=merchant.serve_forever, daemon=True).start()
+    try:
+        api = Api(process.url, f"http://127.0.0.1:{merchant.server_address[1]}/callback")
+        api.control("/clock", {"freeze": True})  # no retry falls due while the test runs
+        tokens = [api.request_payment(order_no=f"cb-{i}") for i in range(4)]
+        flushed, started = [], time.monotonic()
+
+        def approve_and_flush(token):
+            requests.post(f"{process.url}/_emulator/payments/{token}/approve", json={}, timeout=30).raise_for_status()
+            flushed.append(requests.post(f"{process.url}/_emulator/callbacks/flush", json={"max_seconds": 20},
+                                         timeout=30).json())
+
+        clients = [threading.Thread(target=approve_and_flush, args=(t,)) for t in tokens]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(60)
+        assert [f["idle"] for f in flushed] == [True] * 4 and asked == [200] * 4
+        assert time.monotonic() - started < 15  # no attempt ran into its 3 s timeout
+        callbacks = api.control("/callbacks", method="GET")["callbacks"]
+        assert sorted((c["status"], len(c["attempts"])) for c in callbacks) == [("delivered", 1)] * 4
+    finally:
+        merchant.shutdown()
+        process.stop()

@@ -12,6 +12,7 @@ import weakref
 from collections import Counter
 
 from ..domain.text import is_text
+from ..request_threads import waiting
 from .connection import _STORAGES, _json
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process
@@ -145,7 +146,11 @@ class JournalTables:
         process's written as far as it had taken them (within JOURNAL_HOLD; processes that are
         gone are not waited for)."""
         self.write_held()
-        if self._board is not None and not self._board.wait_for_others(self._slot, JOURNAL_WAIT):
+        if self._board is None:
+            return
+        with waiting():
+            settled = self._board.wait_for_others(self._slot, JOURNAL_WAIT)
+        if not settled:
             log.warning("another process did not write its journal entries within %s s", JOURNAL_WAIT)
 
     def _write_journal(self, batch: list) -> None:

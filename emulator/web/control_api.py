@@ -14,6 +14,7 @@ from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..domain.text import is_text
 from ..errors import GatewayError
+from ..request_threads import waiting
 from ..validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -135,7 +136,8 @@ def health():
 @control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients")
 def reset():
     service().clock_jobs.reset()
-    dispatcher().wait_in_flight()
+    with waiting():  # for attempts in flight: their merchants may call back meanwhile
+        dispatcher().wait_in_flight()
     return jsonify(status="reset", clock=service().clock_jobs.clock_view())
 
 
@@ -213,13 +215,16 @@ def callback(callback_id):
 
 @control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
 def flush(values):
-    return jsonify(dispatcher().flush(values.get("max_seconds", 30)))
+    with waiting():  # mostly for attempts: their merchants may call back meanwhile
+        flushed = dispatcher().flush(values.get("max_seconds", 30))
+    return jsonify(flushed)
 
 
 @control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status")
 def resend(callback_id):
     _callback(callback_id)
-    attempt = dispatcher().resend(int(callback_id))
+    with waiting():  # for the merchant's answer
+        attempt = dispatcher().resend(int(callback_id))
     if attempt is None:
         raise GatewayError("callback_busy", id=callback_id)
     return jsonify(attempt=attempt, callback=callback_view(_callback(callback_id)))

@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..errors import GatewayError
+from ..request_threads import waiting
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, check_callback_url, json_body, warnings
 
@@ -60,7 +61,8 @@ def scenario_rule(em, endpoint: str, client, data) -> None:
     g.rule = rule.name
     params = rule.params
     if rule.outcome == "latency":
-        time.sleep(params["ms"] / 1000)
+        with waiting():
+            time.sleep(params["ms"] / 1000)
     elif rule.outcome == "api_error":
         raise GatewayError.answer(params["status"], params["code"],
                                   params.get("message", f"scenario rule {rule.name!r}"))
