@@ -105,6 +105,11 @@ class Dispatcher:
                 if self.run_due():
                     continue
                 wait = self._seconds_to_next_due()
+            except RuntimeError as exc:
+                if self._stopped.is_set() or "shutdown" in str(exc):  # the emulator or the interpreter is ending
+                    return
+                log.exception("callback dispatcher round failed")
+                wait = POLL_SECONDS
             except Exception:  # a broken round must not stop delivery for good
                 log.exception("callback dispatcher round failed")
                 wait = POLL_SECONDS

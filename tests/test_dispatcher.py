@@ -112,3 +112,22 @@ def test_a_flush_sends_what_its_own_request_queued_instead_of_waiting_for_its_an
     finally:
         callbacks.stop()
         storage.close()
+
+
+def test_the_background_thread_ends_quietly_when_its_senders_are_gone(tmp_path, caplog):
+    """At the interpreter's exit the senders' pool refuses new work before the background thread
+    stops: the thread ends without a traceback in the log."""
+    storage = Storage(str(tmp_path / "outbox.db"))
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=CountingSender())
+    try:
+        callbacks.start()
+        callbacks._pool.shutdown()  # as the interpreter's exit does, before the thread stops
+        storage.enqueue_callback("T1", "http://127.0.0.1:9/cb", {"tid": "T1"}, "2026-11-29T10:00:00+09:00", NOW, [])
+        background = next(t for t in threading.enumerate() if t.name == "callback-dispatcher")
+        callbacks.wake()
+        background.join(10)
+        assert not background.is_alive()
+        assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    finally:
+        callbacks.stop()
+        storage.close()
