@@ -1,6 +1,8 @@
-"""The latencies a merchant's test suite feels, measured on the emulator as it ships: the
-`payletter-emulator serve` console script in a subprocess (the README's quick start, on a free
-port, a fresh SQLite file in a temporary folder) and a real callback receiver (receiver.py).
+"""The latencies a merchant's test suite feels, measured on the emulator as it ships, in each
+shipped configuration: the `payletter-emulator serve` console script in a subprocess as the
+README's quick start runs it, `serve --workers 2`, and the Docker image's CMD with the
+Dockerfile's ENV (without Docker), each on a free port and a fresh SQLite file in a temporary
+folder, with a real callback receiver (receiver.py).
 
     python benchmarks/latency.py [--rounds 200] [--json]
 
@@ -31,7 +33,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
-from run import Receiver, free_port, stop_server  # noqa: E402
+from run import CONFIGURATIONS, Receiver, commit, docker_env, emulator_command, free_port, stop_server  # noqa: E402
 from seed import Seeder, empty_outbox, request_body  # noqa: E402
 
 PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
@@ -46,10 +48,11 @@ TARGETS = {  # figure: (statistic compared, bound in ms)
 
 
 
-def console_script() -> str:
-    """`payletter-emulator` beside this Python (the venv's), else on the PATH."""
-    beside = Path(sys.executable).with_name("payletter-emulator")
-    return str(beside) if beside.exists() else shutil.which("payletter-emulator") or "payletter-emulator"
+WORKERS = 2  # N of `serve --workers N`, as benchmarks/run.py measures it
+
+
+def label(configuration: str) -> str:
+    return f"serve --workers {WORKERS}" if configuration == "serve --workers" else configuration
 
 
 class Connection:
@@ -82,14 +85,24 @@ class Connection:
 
 
 class Emulator:
-    """`payletter-emulator serve --port P --db FILE` as a subprocess."""
+    """The emulator in a shipped configuration, as a subprocess: `serve --port P --db FILE`
+    (with `--workers 2`), or the image's CMD with the Dockerfile's ENV and the port and file set
+    through it."""
 
-    def __init__(self, db: Path):
+    def __init__(self, db: Path, configuration: str = "serve"):
         self.port = free_port()
         self.log = open(db.with_suffix(".log"), "ab")
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
+        command = [*emulator_command(), "serve"]
+        if configuration == "docker":
+            env.update(docker_env())
+            env.update({"PAYLETTER_EMULATOR_PORT": str(self.port), "PAYLETTER_EMULATOR_DB": str(db)})
+        else:
+            command += ["--port", str(self.port), "--db", str(db)]
+            if configuration == "serve --workers":
+                command += ["--workers", str(WORKERS)]
         started = time.perf_counter()
-        self.process = subprocess.Popen([console_script(), "serve", "--port", str(self.port), "--db", str(db)],
-                                        stdout=self.log, stderr=self.log, cwd=db.parent)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, cwd=db.parent, env=env)
         self.startup = self._wait_healthy(started)
 
     def _wait_healthy(self, started: float, timeout: float = 60.0) -> float:
@@ -206,49 +219,55 @@ def seed_day(db: Path, callback_url: str) -> None:
 
 
 def measure(options: argparse.Namespace) -> dict:
+    """Every figure for each configuration, one configuration after the other."""
     folder = Path(tempfile.mkdtemp(prefix="latency-"))
     receiver = Receiver(200, folder)
     figures: dict[str, dict] = {}
     references: dict[str, dict] = {}
     try:
-        startups, interpreters = [], []
-        for number in range(options.startups):
-            interpreters.append(interpreter_start())
-            emulator = Emulator(folder / f"startup-{number}.db")
-            startups.append(emulator.startup * 1000)
-            emulator.stop()
-        emulator = Emulator(folder / "lifecycle.db")
-        try:
-            flush, lifecycle = lifecycle_rounds(emulator, receiver, options.rounds, options.warmup)
-            references["health route (GET /_emulator/health)"] = health_rounds(emulator, options.rounds)
-        finally:
-            emulator.stop()
-        figures["flush of one local callback"] = flush
-        figures["lifecycle (request, approve, flush, cancel)"] = lifecycle
         seed_day(folder / "day.db", receiver.url)
-        emulator = Emulator(folder / "day.db")
-        try:
-            figures[f"transaction/list, {DAY_PAYMENTS:,} on the day"] = transaction_list(
-                emulator, options.list_rounds, 3)
-        finally:
-            emulator.stop()
-        figures["startup to the first healthy answer"] = summary(startups)
-        references["python -c pass"] = summary(interpreters)
+        references["python -c pass"] = summary([interpreter_start() for _ in range(options.startups)])
+        for configuration in CONFIGURATIONS:
+            name = label(configuration)
+            startups = []
+            for number in range(options.startups):
+                emulator = Emulator(folder / f"startup-{name.replace(' ', '_')}-{number}.db", configuration)
+                startups.append(emulator.startup * 1000)
+                emulator.stop()
+            emulator = Emulator(folder / f"lifecycle-{name.replace(' ', '_')}.db", configuration)
+            try:
+                flush, lifecycle = lifecycle_rounds(emulator, receiver, options.rounds, options.warmup)
+                references[f"health route (GET /_emulator/health), {name}"] = health_rounds(emulator, options.rounds)
+            finally:
+                emulator.stop()
+            figures[f"flush of one local callback, {name}"] = flush
+            figures[f"lifecycle (request, approve, flush, cancel), {name}"] = lifecycle
+            day = folder / f"day-{name.replace(' ', '_')}.db"
+            shutil.copyfile(folder / "day.db", day)
+            emulator = Emulator(day, configuration)
+            try:
+                figures[f"transaction/list, {DAY_PAYMENTS:,} on the day, {name}"] = transaction_list(
+                    emulator, options.list_rounds, 3)
+            finally:
+                emulator.stop()
+            figures[f"startup to the first healthy answer, {name}"] = summary(startups)
     finally:
         receiver.stop()
         shutil.rmtree(folder, ignore_errors=True)
     for name, figure in figures.items():
-        statistic, bound = TARGETS[name]
+        statistic, bound = TARGETS[name.rsplit(", ", 1)[0]]
         figure.update(target_ms=bound, met=figure[statistic] <= bound)
-    return {"figures": figures, "references": references, "load": os.getloadavg(), "cores": os.cpu_count()}
+    return {"figures": figures, "references": references, "load": os.getloadavg(), "cores": os.cpu_count(),
+            "commit": commit()}
 
 
 def render(results: dict) -> str:
-    lines = [f"{'figure':<48} {'p50 ms':>9} {'p90 ms':>9} {'target':>10}  met",
-             *(f"{name:<48} {f['p50']:>9.2f} {f['p90']:>9.2f} {'<= ' + format(f['target_ms'], 'g'):>10}  "
+    lines = [f"commit {results['commit']}",
+             f"{'figure':<66} {'p50 ms':>9} {'p90 ms':>9} {'target':>10}  met",
+             *(f"{name:<66} {f['p50']:>9.2f} {f['p90']:>9.2f} {'<= ' + format(f['target_ms'], 'g'):>10}  "
                f"{'met' if f['met'] else 'NOT met'}" for name, f in results["figures"].items()),
              "same-run references (no target):",
-             *(f"{name:<48} {f['p50']:>9.2f} {f['p90']:>9.2f}" for name, f in results["references"].items()),
+             *(f"{name:<66} {f['p50']:>9.2f} {f['p90']:>9.2f}" for name, f in results["references"].items()),
              "load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in results["load"])]
     return "\n".join(lines)
 
