@@ -19,8 +19,8 @@ def is_asgi(app) -> bool:
 
 def serve_app(app, *, host: str = "127.0.0.1", asgi: bool | None = None) -> tuple[str, Callable[[], None]]:
     """Serve `app` on a free port of `host` in a thread: its base URL, and the function that
-    stops it. WSGI with werkzeug's threaded server (Flask's own); ASGI with uvicorn, which must
-    be installed (`pip install uvicorn`: the plugin does not depend on it)."""
+    stops it. WSGI with werkzeug's threaded server (Flask's own); ASGI with uvicorn (which
+    `serve` runs on too)."""
     if not (is_asgi(app) if asgi is None else asgi):
         from werkzeug.serving import make_server
 

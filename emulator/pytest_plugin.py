@@ -279,7 +279,7 @@ def payletter_serve_app():
     """`payletter_serve_app(app)` serves the merchant's own WSGI or ASGI app on a free port for
     this test and returns its base URL (`http://127.0.0.1:<port>`): give the emulator
     `callback_url=<url>/your/callback/path` and the callback reaches the app. `asgi=True/False`
-    overrides the guess; ASGI needs uvicorn installed. Stopped after the test."""
+    overrides the guess; ASGI is served with uvicorn. Stopped after the test."""
     stops: list[Callable[[], None]] = []
 
     def serve(app, *, asgi: bool | None = None) -> str:
