@@ -60,6 +60,7 @@ class Dispatcher:
         self._idle = threading.Condition()
         self._pid = None
         self._pool = None
+        self.thread: threading.Thread | None = None  # the background thread of this process
         self._stopped = threading.Event()
 
     # --- the background thread ---
@@ -69,7 +70,8 @@ class Dispatcher:
             return
         self._pid = os.getpid()
         self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="callback")
-        threading.Thread(target=self._run, name="callback-dispatcher", daemon=True).start()
+        self.thread = threading.Thread(target=self._run, name="callback-dispatcher", daemon=True)
+        self.thread.start()
 
     def stop(self) -> None:
         self._stopped.set()

@@ -123,7 +123,7 @@ def test_the_background_thread_ends_quietly_when_its_senders_are_gone(tmp_path, 
         callbacks.start()
         callbacks._pool.shutdown()  # as the interpreter's exit does, before the thread stops
         storage.enqueue_callback("T1", "http://127.0.0.1:9/cb", {"tid": "T1"}, "2026-11-29T10:00:00+09:00", NOW, [])
-        background = next(t for t in threading.enumerate() if t.name == "callback-dispatcher")
+        background = callbacks.thread  # this dispatcher's (other tests' emulators have theirs)
         callbacks.wake()
         background.join(10)
         assert not background.is_alive()
