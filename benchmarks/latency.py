@@ -33,7 +33,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
-from run import CONFIGURATIONS, Receiver, commit, docker_env, emulator_command, free_port, stop_server  # noqa: E402
+from run import CONFIGURATIONS, Emulator, Receiver, commit  # noqa: E402
 from seed import Seeder, empty_outbox, request_body  # noqa: E402
 
 PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
@@ -84,44 +84,11 @@ class Connection:
         self.http.close()
 
 
-class Emulator:
-    """The emulator in a shipped configuration, as a subprocess: `serve --port P --db FILE`
-    (with `--workers 2`), or the image's CMD with the Dockerfile's ENV and the port and file set
-    through it."""
-
-    def __init__(self, db: Path, configuration: str = "serve"):
-        self.port = free_port()
-        self.log = open(db.with_suffix(".log"), "ab")
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
-        command = [*emulator_command(), "serve"]
-        if configuration == "docker":
-            env.update(docker_env())
-            env.update({"PAYLETTER_EMULATOR_PORT": str(self.port), "PAYLETTER_EMULATOR_DB": str(db)})
-        else:
-            command += ["--port", str(self.port), "--db", str(db)]
-            if configuration == "serve --workers":
-                command += ["--workers", str(WORKERS)]
-        started = time.perf_counter()
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, cwd=db.parent, env=env)
-        self.startup = self._wait_healthy(started)
-
-    def _wait_healthy(self, started: float, timeout: float = 60.0) -> float:
-        while time.perf_counter() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the emulator exited at start ({Path(self.log.name).read_text()[-2000:]})")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                connection.request("GET", "/_emulator/health")
-                if connection.getresponse().status == 200:
-                    connection.close()
-                    return time.perf_counter() - started
-            except OSError:
-                pass
-            time.sleep(0.002)
-        raise RuntimeError("the emulator never answered its health route")
-
-    def stop(self) -> None:
-        stop_server(self.process, self.log)
+def start(db: Path, configuration: str = "serve") -> Emulator:
+    """The emulator in a shipped configuration, as benchmarks/run.py starts it (`serve --port P
+    --db FILE`, with `--workers 2`, or the image's CMD with the Dockerfile's ENV), its log beside
+    the database."""
+    return Emulator(configuration, str(db), db.parent, argparse.Namespace(workers=WORKERS), db.stem)
 
 
 def timed(action) -> float:
@@ -231,10 +198,10 @@ def measure(options: argparse.Namespace) -> dict:
             name = label(configuration)
             startups = []
             for number in range(options.startups):
-                emulator = Emulator(folder / f"startup-{name.replace(' ', '_')}-{number}.db", configuration)
+                emulator = start(folder / f"startup-{name.replace(' ', '_')}-{number}.db", configuration)
                 startups.append(emulator.startup * 1000)
                 emulator.stop()
-            emulator = Emulator(folder / f"lifecycle-{name.replace(' ', '_')}.db", configuration)
+            emulator = start(folder / f"lifecycle-{name.replace(' ', '_')}.db", configuration)
             try:
                 flush, lifecycle = lifecycle_rounds(emulator, receiver, options.rounds, options.warmup)
                 references[f"health route (GET /_emulator/health), {name}"] = health_rounds(emulator, options.rounds)
@@ -244,7 +211,7 @@ def measure(options: argparse.Namespace) -> dict:
             figures[f"lifecycle (request, approve, flush, cancel), {name}"] = lifecycle
             day = folder / f"day-{name.replace(' ', '_')}.db"
             shutil.copyfile(folder / "day.db", day)
-            emulator = Emulator(day, configuration)
+            emulator = start(day, configuration)
             try:
                 figures[f"transaction/list, {DAY_PAYMENTS:,} on the day, {name}"] = transaction_list(
                     emulator, options.list_rounds, 3)

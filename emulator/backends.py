@@ -31,7 +31,6 @@ class SQLite:
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
-        self._path = path
         self._page = None
         self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
         if path != ":memory:":
@@ -70,7 +69,7 @@ class SQLite:
         millisecond or more at its first retry, holding up every thread of the process that
         waits for this connection meanwhile."""
         connection = self.connection
-        if self._path == ":memory:":
+        if self._page is None:  # :memory:, this connection's alone
             connection.execute("BEGIN IMMEDIATE")
             return True
         connection.execute("PRAGMA busy_timeout = 0")

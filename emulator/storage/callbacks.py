@@ -16,24 +16,29 @@ class CallbackTables:
     def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
                          warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
         """`due` None holds the callback until `release_held`."""
-        with self.atomic():
-            callback_id = self._db.execute(
-                "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
-                "warnings, fault) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
-                (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
-                 json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False))).fetchone()[0]
-            if callback_id % 100 == 0:
-                self._prune_callbacks(callback_id - self.callback_limit)
-            return callback_id
+        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status)["id"]
 
     def enqueue_claimed_callback(self, tid: str, url: str, body: dict, created_at: str, due: int,
                                  warnings: list[str], fault: dict, claim_expires: float) -> dict:
         """A callback due at once, queued with a claim for its first attempt (good until wall time
         `claim_expires`): the callback as a claim gives it."""
+        claim = uuid.uuid4().hex
+        row = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim, claim_expires)
+        return {**_callback(row, {}), "claim": claim}
+
+    def _insert_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
+                         warnings: list[str], fault: dict | None, status: str, claim: str | None = None,
+                         claim_expires: float | None = None):
         with self.atomic():
-            callback_id = self.enqueue_callback(tid, url, body, created_at, due, warnings, fault)
-            row = self._db.execute("SELECT * FROM callbacks WHERE id = ?", (callback_id,)).fetchone()
-            return self._claim(row, claim_expires)
+            row = self._db.execute(
+                "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
+                "warnings, fault, claimed_by, claim_expires) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
+                 json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False),
+                 claim, claim_expires)).fetchone()
+            if row["id"] % 100 == 0:
+                self._prune_callbacks(row["id"] - self.callback_limit)
+            return row
 
     def _prune_callbacks(self, up_to_id: int) -> None:
         """Bounded like the journal: finished notifications older than the last `callback_limit`

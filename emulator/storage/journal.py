@@ -174,9 +174,8 @@ class JournalTables:
         # cursor is an entry's id: the page holds the entries taken before that entry.
         where, args = "", ()
         if before is not None:
-            where = ("WHERE COALESCE(taken, 0) < (SELECT COALESCE(taken, 0) FROM journal WHERE id = ?) "
-                     "OR (COALESCE(taken, 0) = (SELECT COALESCE(taken, 0) FROM journal WHERE id = ?) AND id < ?)")
-            args = (before, before, before)
+            where = "WHERE (COALESCE(taken, 0), id) < (SELECT COALESCE(taken, 0), id FROM journal WHERE id = ?)"
+            args = (before,)
         rows = self._all(f"SELECT * FROM (SELECT * FROM journal {where} ORDER BY COALESCE(taken, 0) DESC, id DESC "
                          "LIMIT ?) AS latest ORDER BY COALESCE(taken, 0), id", (*args, limit))
         return [{**{k: r[k] for k in r.keys() if k != "taken"}, "request": _body(r["request"]),
