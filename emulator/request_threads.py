@@ -1,5 +1,7 @@
 """The threads that run requests in a serving process: RUNNING of them, plus one for each request
-that is waiting for something outside the process.
+that is waiting for something outside the process. The gateway API and the pages do not come
+here: they are answered in the event loop itself (`in_loop`), and one that must wait (a scenario's
+latency) raises `MustWait` before it has changed anything, to be run again on these threads.
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
@@ -108,3 +110,31 @@ class waiting:
     def __exit__(self, *exc) -> None:
         if self.threads is not None:
             self.threads._end_wait()
+
+
+class MustWait(BaseException):
+    """A request answered in the event loop has reached a wait (a scenario's latency): it must
+    be run again in a request thread, with `keep` (what it has decided already, such as the
+    scenario rule it has counted) added to its environ. Raised before anything is written; a
+    BaseException, so that Flask lets it through unanswered and unjournaled."""
+
+    def __init__(self, keep: dict):
+        super().__init__()
+        self.keep = keep
+
+
+class in_loop:
+    """Around a request answered in the event loop's thread, where nothing may wait."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _local.in_loop = True
+
+    def __exit__(self, *exc) -> None:
+        _local.in_loop = False
+
+
+def answering_in_loop() -> bool:
+    """Whether this thread is answering a request in the event loop (see `in_loop`)."""
+    return getattr(_local, "in_loop", False)

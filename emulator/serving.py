@@ -25,7 +25,7 @@ import uvicorn
 
 from . import after_response
 from .config import Settings
-from .request_threads import RUNNING, RequestThreads
+from .request_threads import RUNNING, MustWait, RequestThreads, in_loop
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
@@ -169,11 +169,20 @@ class Bridge:
                 return  # the client left before its request was whole: nothing to answer
             if not length:
                 environ["CONTENT_LENGTH"] = str(len(body))
-        environ["wsgi.input"] = io.BytesIO(body)
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
-        status, headers, content, later = await asyncio.get_running_loop().run_in_executor(
-            self.executor, self.call, environ)
+        answer = None
+        if _answered_in_loop(environ["PATH_INFO"]):
+            attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+            try:
+                with in_loop():
+                    answer = self.call(attempt)
+            except MustWait as wait:
+                environ.update(wait.keep)
+        if answer is None:
+            environ["wsgi.input"] = io.BytesIO(body)
+            answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
+        status, headers, content, later = answer
         try:
             if dropped:
                 _abort(send)
@@ -207,6 +216,19 @@ class Bridge:
                     work()
                 raise
         return started[0], started[1], content, later
+
+
+def _answered_in_loop(path: str) -> bool:
+    """The gateway API and the pages are answered in the event loop: one request at a time, as
+    a sync worker would, with no hand-over to a thread and back (which took as long as the app
+    itself: benchmarks/RESULTS.md). The control API goes to the request threads: its flush,
+    reset, resend and journal wait for attempts and for the other processes."""
+    if path.startswith(SANDBOX_PREFIX):
+        path = "/" + path[len(SANDBOX_PREFIX):].partition("/")[2]
+    return not path.startswith("/_emulator")
+
+
+SANDBOX_PREFIX = "/_sandbox/"  # emulator/web/app.py's SandboxPrefix
 
 
 def _no_write(data: bytes) -> None:

@@ -101,3 +101,41 @@ def test_flushes_waiting_for_callbacks_whose_merchant_calls_back_hold_up_nobody(
     finally:
         merchant.shutdown()
         process.stop()
+
+
+def test_a_request_a_scenario_holds_back_holds_up_nobody_and_counts_once(tmp_path):
+    """The gateway API is answered in the event loop; a request a scenario's latency holds back
+    goes to a request thread (decided and counted once), and the process serves others meanwhile."""
+    import threading
+    import time
+
+    import requests
+
+    process = EmulatorProcess(tmp_path, "--workers", "1")
+    try:
+        api = Api(process.url, "http://127.0.0.1:9/callback")
+        rule = {"name": "slow", "times": 1, "when": {"endpoint": "payments/request"}, "then": {"latency": {"ms": 1500}}}
+        requests.put(process.url + "/_emulator/scenario", json={"version": 1, "rules": [rule]},
+                     timeout=10).raise_for_status()
+        held = {}
+
+        def slow():
+            started = time.monotonic()
+            held["token"] = api.request_payment(order_no="held")
+            held["seconds"] = time.monotonic() - started
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.3)  # the held request is waiting
+        started = time.monotonic()
+        assert requests.get(process.url + "/_emulator/health", timeout=10).status_code == 200
+        other = api.request_payment(order_no="other")  # the rule is spent: answered at once
+        assert time.monotonic() - started < 1.0 and "seconds" not in held
+        thread.join(30)
+        assert held["seconds"] >= 1.5 and held["token"] != other
+        view = requests.get(process.url + "/_emulator/scenario", timeout=10).json()
+        assert [r["applied"] for r in view["rules"]] == [1]
+        journal = api.control("/requests", method="GET")["requests"]
+        assert [e["rule"] for e in journal if e["path"].endswith("payments/request")] == [None, "slow"]
+    finally:
+        process.stop()

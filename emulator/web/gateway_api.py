@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..errors import GatewayError
-from ..request_threads import waiting
+from ..request_threads import MustWait, answering_in_loop, waiting
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, check_callback_url, json_body, warnings
 
@@ -52,15 +52,24 @@ def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, que
     return wrap
 
 
+DECIDED = "payletter.rule"  # environ key: the scenario rule already decided for this request
+
+
 def scenario_rule(em, endpoint: str, client, data) -> None:
     """What the scenario does to this request before the gateway looks at it: answer with an
     error, answer late, or drop the connection. The journal records the rule."""
-    rule = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
+    environ = request.environ
+    if DECIDED in environ:  # decided (and counted) in the event loop, before it handed the request on
+        rule = environ[DECIDED]
+    else:
+        rule = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
     if rule is None:
         return
     g.rule = rule.name
     params = rule.params
     if rule.outcome == "latency":
+        if answering_in_loop():  # the loop must not sleep: a request thread answers it, late
+            raise MustWait({DECIDED: rule})
         with waiting():
             time.sleep(params["ms"] / 1000)
     elif rule.outcome == "api_error":
