@@ -2,10 +2,13 @@
 
 uvicorn reads every request (headers and body) in its event loop, so a client that sends
 nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
-reaches the app, run by the process's request threads (emulator/request_threads.py: two, and one
-more for each request that waits, so a flush or a slow scenario answer holds up nobody). Several processes share the listening socket; each runs the same app (and its
-own callback dispatcher, which claims work so that no attempt is made twice). The choice and its
-figures: docs/decisions.md ("Serving") and benchmarks/RESULTS.md."""
+reaches the app. The gateway API and the pages are answered in the loop itself; the control API
+runs on the process's request threads (emulator/request_threads.py: two, and one more for each
+request that waits, so a flush holds up nobody), and so does a request a scenario's latency
+holds back. Several processes serve, each given its connections by the supervisor
+(emulator/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
+work so that no attempt is made twice). The choice and its figures: docs/decisions.md
+("Serving") and benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -146,10 +149,10 @@ class Config(uvicorn.Config):
 
 
 class Bridge:
-    """The ASGI app uvicorn serves: the Flask (WSGI) app, called in a thread with the whole
-    request read, its answer sent from the event loop. A request costs one hand-over to a
-    thread and one back (a general WSGI adapter such as a2wsgi makes several per request;
-    measured in benchmarks/RESULTS.md)."""
+    """The ASGI app uvicorn serves: the Flask (WSGI) app, called with the whole request read
+    (in the event loop, or on a request thread: `_answered_in_loop`), its answer sent from the
+    loop. A general WSGI adapter such as a2wsgi hands over to a thread for every read and write
+    (measured in benchmarks/RESULTS.md)."""
 
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
