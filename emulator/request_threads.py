@@ -1,7 +1,7 @@
 """The threads that run requests in a serving process: RUNNING of them, plus one for each request
-that is waiting for something outside the process. The gateway API and the pages do not come
-here: they are answered in the event loop itself (`in_loop`), and one that must wait (a scenario's
-latency) raises `MustWait` before it has changed anything, to be run again on these threads.
+that is waiting for something outside the process. Requests are answered in the event loop
+itself (`in_loop`); one that must wait (a flush, a reset, a resend, the journal, a scenario's
+latency) raises `MustWait` before it has changed anything, and is run again on these threads.
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
@@ -113,7 +113,7 @@ class waiting:
 
 
 class MustWait(BaseException):
-    """A request answered in the event loop has reached a wait (a scenario's latency): it must
+    """A request answered in the event loop has reached a wait: it must
     be run again in a request thread, with `keep` (what it has decided already, such as the
     scenario rule it has counted) added to its environ. Raised before anything is written; a
     BaseException, so that Flask lets it through unanswered and unjournaled."""

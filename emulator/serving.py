@@ -2,10 +2,11 @@
 
 uvicorn reads every request (headers and body) in its event loop, so a client that sends
 nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
-reaches the app. The gateway API and the pages are answered in the loop itself; the control API
-runs on the process's request threads (emulator/request_threads.py: two, and one more for each
-request that waits, so a flush holds up nobody), and so does a request a scenario's latency
-holds back. Several processes serve, each given its connections by the supervisor
+reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
+hand-over to a thread and back took as long as the app (benchmarks/RESULTS.md). A request that
+waits (a flush, a reset, a resend, the journal, a scenario's latency) is handed, before it has
+done anything, to the process's request threads (emulator/request_threads.py: two, and one more
+for each request that waits, so a flush holds up nobody). Several processes serve, each given its connections by the supervisor
 (emulator/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
 work so that no attempt is made twice). The choice and its figures: docs/decisions.md
 ("Serving") and benchmarks/RESULTS.md."""
@@ -150,8 +151,8 @@ class Config(uvicorn.Config):
 
 class Bridge:
     """The ASGI app uvicorn serves: the Flask (WSGI) app, called with the whole request read
-    (in the event loop, or on a request thread: `_answered_in_loop`), its answer sent from the
-    loop. A general WSGI adapter such as a2wsgi hands over to a thread for every read and write
+    in the event loop (or on a request thread, for a request that raises `MustWait`), its
+    answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to a thread for every read and write
     (measured in benchmarks/RESULTS.md)."""
 
     def __init__(self, app, threads: int = RUNNING):
@@ -175,13 +176,12 @@ class Bridge:
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
         answer = None
-        if _answered_in_loop(environ["PATH_INFO"]):
-            attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
-            try:
-                with in_loop():
-                    answer = self.call(attempt)
-            except MustWait as wait:
-                environ.update(wait.keep)
+        attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+        try:
+            with in_loop():
+                answer = self.call(attempt)
+        except MustWait as wait:  # answered on a request thread instead, with what it decided
+            environ.update(wait.keep)
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
@@ -219,19 +219,6 @@ class Bridge:
                     work()
                 raise
         return started[0], started[1], content, later
-
-
-def _answered_in_loop(path: str) -> bool:
-    """The gateway API and the pages are answered in the event loop: one request at a time, as
-    a sync worker would, with no hand-over to a thread and back (which took as long as the app
-    itself: benchmarks/RESULTS.md). The control API goes to the request threads: its flush,
-    reset, resend and journal wait for attempts and for the other processes."""
-    if path.startswith(SANDBOX_PREFIX):
-        path = "/" + path[len(SANDBOX_PREFIX):].partition("/")[2]
-    return not path.startswith("/_emulator")
-
-
-SANDBOX_PREFIX = "/_sandbox/"  # emulator/web/app.py's SandboxPrefix
 
 
 def _no_write(data: bytes) -> None:

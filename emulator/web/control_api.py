@@ -14,7 +14,7 @@ from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..domain.text import is_text
 from ..errors import GatewayError
-from ..request_threads import waiting
+from ..request_threads import MustWait, answering_in_loop, waiting
 from ..validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -26,13 +26,18 @@ CALLBACK_STATUSES = ("pending", "delivered", "failed")
 blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
 
-def control(path: str, method: str, summary: str, *, schema: str | None = None, status: str = "200"):
-    """Route one control operation; a body, when it has a schema, is checked strictly."""
+def control(path: str, method: str, summary: str, *, schema: str | None = None, status: str = "200",
+            waits: bool = False):
+    """Route one control operation; a body, when it has a schema, is checked strictly. One that
+    `waits` (for attempts, a merchant's answer, the other processes' journal) is handed from the
+    event loop to a request thread before it does anything (emulator/request_threads.py)."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
                        request=f"control/{schema}" if schema else None, status=status))
 
     def wrap(handler):
         def view(**path_args):
+            if waits and answering_in_loop():
+                raise MustWait({})
             if schema:
                 values = emulator().schemas.check_request(
                     f"control/{schema}", json_body(strict=False), strict=True, endpoint=f"_emulator{path}").values
@@ -133,7 +138,7 @@ def health():
     return jsonify(status="ok")
 
 
-@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients")
+@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients", waits=True)
 def reset():
     service().clock_jobs.reset()
     with waiting():  # for attempts in flight: their merchants may call back meanwhile
@@ -213,14 +218,15 @@ def callback(callback_id):
     return jsonify(callback_view(_callback(callback_id)))
 
 
-@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush",
+         waits=True)
 def flush(values):
     with waiting():  # mostly for attempts: their merchants may call back meanwhile
         flushed = dispatcher().flush(values.get("max_seconds", 30))
     return jsonify(flushed)
 
 
-@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status")
+@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=True)
 def resend(callback_id):
     _callback(callback_id)
     with waiting():  # for the merchant's answer
@@ -301,7 +307,8 @@ def _scenario_document(read, source: str) -> dict:
         raise GatewayError("scenario_invalid", problems="; ".join(exc.problems)) from None
 
 
-@control("/coverage", "GET", "What the run exercised: endpoints, pgcodes, error codes, rules, callback outcomes")
+@control("/coverage", "GET", "What the run exercised: endpoints, pgcodes, error codes, rules, callback outcomes",
+         waits=True)
 def coverage():
     """The root's coverage with every live sandbox's (deleted ones were folded into the root's)."""
     found: dict[str, dict[str, int]] = {}
@@ -318,7 +325,7 @@ def coverage():
                           "pgcodes": [p for p in method_table() if p not in found.get("pgcode", {})]})
 
 
-@control("/coverage", "DELETE", "Start counting coverage again")
+@control("/coverage", "DELETE", "Start counting coverage again", waits=True)
 def clear_coverage():
     for part in _coverage_parts():
         part.storage.clear_coverage()
@@ -332,7 +339,7 @@ def _coverage_parts() -> list:
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=), a page at a time going back "
-                               "(?before=<earlier>)")
+                               "(?before=<earlier>)", waits=True)
 def requests_journal():
     limit, before = _page("before")
     found = emulator().storage.journal(limit + 1, before=before)
