@@ -36,6 +36,7 @@ GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
+WAITING_ROUTES = 64  # (method, path) of control operations that always wait, remembered at most
 MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
 
 
@@ -158,6 +159,7 @@ class Bridge:
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
         self.executor = RequestThreads(threads)
+        self.waiting_routes: set[tuple[str, str]] = set()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -176,12 +178,16 @@ class Bridge:
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
         answer = None
-        attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
-        try:
-            with in_loop():
-                answer = self.call(attempt)
-        except MustWait as wait:  # answered on a request thread instead, with what it decided
-            environ.update(wait.keep)
+        route = (environ["REQUEST_METHOD"], environ["PATH_INFO"])
+        if route not in self.waiting_routes:
+            attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+            try:
+                with in_loop():
+                    answer = self.call(attempt)
+            except MustWait as wait:  # answered on a request thread instead, with what it decided
+                environ.update(wait.keep)
+                if not wait.keep and len(self.waiting_routes) < WAITING_ROUTES:
+                    self.waiting_routes.add(route)  # always waits (a flush): next time, straight there
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
