@@ -18,6 +18,14 @@ from .conftest import Api, EmulatorProcess, freeze_at, serving_processes
 T0 = "2026-11-29T10:00:00+09:00"
 
 
+def started_workers(process: EmulatorProcess, count: int) -> list[int]:
+    """The serving processes of `process`, once `count` of them run (they start one after another)."""
+    deadline = time.monotonic() + 30
+    while len(serving_processes(process.process.pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return serving_processes(process.process.pid)
+
+
 @pytest.fixture
 def workers(tmp_path, database, callback_receiver):
     process = EmulatorProcess(tmp_path, "--workers", "3", "--callback-timeout", "1", db=database)
@@ -29,10 +37,7 @@ def workers(tmp_path, database, callback_receiver):
 
 def test_three_workers_serve_one_database(workers):
     process, api = workers
-    deadline = time.monotonic() + 30  # the processes start one after another
-    while len(serving_processes(process.process.pid)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(serving_processes(process.process.pid)) == 3
+    assert len(started_workers(process, 3)) == 3
     tokens = {api.request_payment(order_no=f"w-{i}") for i in range(30)}
     assert len(tokens) == 30
     listed = api.control("/payments", method="GET")["payments"]
@@ -95,10 +100,7 @@ def test_a_broken_scenario_stops_before_the_workers_start(tmp_path):
 
 def test_workers_stop_when_their_parent_is_killed(tmp_path):
     process = EmulatorProcess(tmp_path, "--workers", "2")
-    deadline = time.monotonic() + 30
-    while len(serving_processes(process.process.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    workers = serving_processes(process.process.pid)
+    workers = started_workers(process, 2)
     assert len(workers) == 2
     process.process.kill()  # SIGKILL: the parent cannot tell its workers anything
     process.process.wait()
@@ -119,10 +121,7 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path):
 def test_a_worker_that_dies_is_replaced_and_a_sigterm_stops_them_all(tmp_path):
     process = EmulatorProcess(tmp_path, "--workers", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(serving_processes(process.process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        first, second = serving_processes(process.process.pid)
+        first, second = started_workers(process, 2)
         os.kill(first, signal.SIGKILL)  # a worker crashes
         deadline = time.monotonic() + 30
         while (first in serving_processes(process.process.pid)
@@ -166,10 +165,7 @@ def test_connections_go_to_the_worker_holding_the_fewest(tmp_path):
 
     process = EmulatorProcess(tmp_path, "--workers", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(serving_processes(process.process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        workers = serving_processes(process.process.pid)
+        workers = started_workers(process, 2)
         port = urlsplit(process.url).port
 
         def open_connections(count: int) -> dict[int, http.client.HTTPConnection]:
