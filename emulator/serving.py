@@ -6,10 +6,10 @@ reaches the app, and is answered in the loop itself, one at a time, as a sync wo
 hand-over to a thread and back took as long as the app (benchmarks/RESULTS.md). A request that
 waits (a flush, a reset, a resend, the journal, a scenario's latency) is handed, before it has
 done anything, to the process's request threads (emulator/request_threads.py: two, and one more
-for each request that waits, so a flush holds up nobody). Several processes serve, each given its connections by the supervisor
-(emulator/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
-work so that no attempt is made twice). The choice and its figures: docs/decisions.md
-("Serving") and benchmarks/RESULTS.md."""
+for each request that waits, so a flush holds up nobody). Several processes serve, each given
+its connections by the supervisor (emulator/supervisor.py); each runs the same app (and its own
+callback dispatcher, which claims work so that no attempt is made twice). The choice and its
+figures: docs/decisions.md ("Serving") and benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -153,8 +153,8 @@ class Config(uvicorn.Config):
 class Bridge:
     """The ASGI app uvicorn serves: the Flask (WSGI) app, called with the whole request read
     in the event loop (or on a request thread, for a request that raises `MustWait`), its
-    answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to a thread for every read and write
-    (measured in benchmarks/RESULTS.md)."""
+    answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to a thread for
+    every read and write (measured in benchmarks/RESULTS.md)."""
 
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
@@ -186,8 +186,8 @@ class Bridge:
                     answer = self.call(attempt)
             except MustWait as wait:  # answered on a request thread instead, with what it decided
                 environ.update(wait.keep)
-                if not wait.keep and len(self.waiting_routes) < WAITING_ROUTES:
-                    self.waiting_routes.add(route)  # always waits (a flush): next time, straight there
+                if wait.always and len(self.waiting_routes) < WAITING_ROUTES:
+                    self.waiting_routes.add(route)  # next time, straight to a thread
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)

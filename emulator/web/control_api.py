@@ -37,7 +37,7 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
     def wrap(handler):
         def view(**path_args):
             if waits and answering_in_loop():
-                raise MustWait({})
+                raise MustWait({}, always=True)
             if schema:
                 values = emulator().schemas.check_request(
                     f"control/{schema}", json_body(strict=False), strict=True, endpoint=f"_emulator{path}").values
