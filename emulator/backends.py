@@ -49,6 +49,12 @@ class SQLite:
     def execute(self, sql: str, args=()):
         return self.connection.execute(sql, args)
 
+    def tuples(self, sql: str, args=()) -> list[tuple]:
+        """Every row as a plain tuple: a long list is read faster than as sqlite3.Row."""
+        cursor = self.connection.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, args).fetchall()
+
     def executemany(self, sql: str, rows: list) -> None:
         self.connection.executemany(sql, rows)
 
@@ -129,11 +135,20 @@ class Postgres:
     def drop_schema(self, schema: str) -> None:
         self.connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
-    def execute(self, sql: str, args=()):
+    def _translated(self, sql: str) -> str:
         translated = self._sql.get(sql)
         if translated is None:
             translated = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
-        return self.connection.execute(translated, tuple(args))
+        return translated
+
+    def execute(self, sql: str, args=()):
+        return self.connection.execute(self._translated(sql), tuple(args))
+
+    def tuples(self, sql: str, args=()) -> list[tuple]:
+        from psycopg.rows import tuple_row
+
+        cursor = self.connection.cursor(row_factory=tuple_row)
+        return cursor.execute(self._translated(sql), tuple(args)).fetchall()
 
     def executemany(self, sql: str, rows: list) -> None:
         for row in rows:

@@ -1,25 +1,32 @@
-"""Sends one callback over HTTP, as the gateway would, and says what happened. One deadline
-bounds the whole attempt: the name lookup, the connection, TLS, the request and every byte of
-the answer, however slowly the merchant dribbles it."""
+"""Sends one callback over HTTP, as the gateway would, and says what happened: `send` from a
+thread (the dispatcher's senders), `send_async` as a task of a serving process's event loop (a
+callback's first attempt, made once the answer that queued it has left). One deadline bounds the
+whole attempt: the name lookup, the connection, TLS, the request and every byte of the answer,
+however slowly the merchant dribbles it. Both speak HTTP through one h11 exchange (`_Exchange`);
+only the waiting differs."""
 from __future__ import annotations
 
-import http.client
-import io
+import asyncio
 import ipaddress
 import json
 import os
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from contextlib import contextmanager
 from urllib.parse import urlsplit
+
+import h11
 
 from .domain.delivery import Outcome, acknowledged, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
+READ_SIZE = 65536
 USER_AGENT = "payletter-emulator callback"
 NOT_SENT = "not sent: the notification was taken back (a reset) before the request left"
+BLOCKED = "blocked: the host of callback_url is not in the callback allow-list"
 
 _lookups: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked worker makes its own
 _tls: ssl.SSLContext | None = None
@@ -35,69 +42,155 @@ def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...]
     `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. `on_connected` runs once
     the connection is open, just before the request leaves (the ledger records the attempt
     there); if it returns False nothing is sent."""
-    started = time.monotonic()
+    attempt = _Attempt(url, body, timeout)
     if not host_allowed(url, allowed_hosts):
-        return Outcome(None, "", "blocked: the host of callback_url is not in the callback allow-list",
-                       0.0, acknowledged=False, blocked=True)
-    deadline = started + timeout
-    status, answer, error, sent = None, b"", "", True
-    connection = None
+        return attempt.blocked()
+    sock = None
     try:
-        parts = urlsplit(url)
-        connection = _Connection(parts, deadline)
-        connection.connect()
-        if not on_connected():
-            raise NotSent()
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=json.dumps(body, ensure_ascii=False).encode(), headers={
-            "Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
-        response = connection.getresponse()
-        status = response.status
-        answer = response.read(RESPONSE_LIMIT)
-        response.close()
-    except NotSent:
-        error, sent = NOT_SENT, False
-    except TimeoutError:
-        error = f"Timeout: no whole answer within the callback timeout ({timeout:g} s)"
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
-        error = f"ConnectionError: {type(exc).__name__}: {exc}"
+        with attempt.recording():
+            attempt.prepare()
+            sock = _connect(attempt.parts, attempt.deadline)
+            if not on_connected():
+                raise NotSent()
+            sock.settimeout(_left(attempt.deadline))
+            sock.sendall(attempt.exchange.request)  # one timeout for the whole of it
+            while not attempt.exchange.done:
+                sock.settimeout(_left(attempt.deadline))
+                attempt.exchange.receive(sock.recv(READ_SIZE))
     finally:
-        if connection is not None:
-            connection.close()
-    latency = round((time.monotonic() - started) * 1000, 1)
-    ok = error == "" and acknowledged(status, answer)
-    if not error and not ok:
-        error = 'not acknowledged: HTTP 200 with {"code": 0} expected'
-    return Outcome(status, answer.decode("utf-8", "replace"), error, latency, acknowledged=ok, sent=sent)
+        if sock is not None:
+            sock.close()
+    return attempt.outcome()
 
 
-class _Connection(http.client.HTTPConnection):
-    """http.client's connection, opened and used within the attempt's deadline."""
+async def send_async(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = (),
+                     on_connected: Callable[[], bool] = lambda: True) -> Outcome:
+    """`send`, in the running event loop: the name lookup in the loop's executor, the rest in
+    the loop itself."""
+    attempt = _Attempt(url, body, timeout)
+    if not host_allowed(url, allowed_hosts):
+        return attempt.blocked()
+    writer = None
+    try:
+        with attempt.recording():
+            attempt.prepare()
+            async with asyncio.timeout(timeout):
+                tls = attempt.parts.scheme == "https"
+                reader, writer = await asyncio.open_connection(
+                    attempt.parts.hostname, _port(attempt.parts), ssl=_tls_context() if tls else None)
+                if not on_connected():
+                    raise NotSent()
+                writer.write(attempt.exchange.request)
+                await writer.drain()
+                while not attempt.exchange.done:
+                    attempt.exchange.receive(await reader.read(READ_SIZE))
+    finally:
+        if writer is not None:
+            writer.transport.abort()  # nothing more to say or hear: no closing handshake to wait for
+    return attempt.outcome()
 
-    def __init__(self, parts, deadline: float):
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL with a host: {parts.geturl()!r}")
-        self._tls = parts.scheme == "https"
-        self._deadline = deadline
-        super().__init__(parts.hostname, parts.port or (443 if self._tls else 80))
 
-    def connect(self) -> None:
-        addresses = _resolve(self.host, self.port, self._deadline)
-        for index, (family, kind, proto, _, address) in enumerate(addresses):
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.settimeout(_left(self._deadline))
-                sock.connect(address)
-                break
-            except OSError:
-                sock.close()
-                if index == len(addresses) - 1 or time.monotonic() >= self._deadline:
-                    raise
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls:
-            sock.settimeout(_left(self._deadline))  # the handshake as a whole, in one call
-            sock = _tls_context().wrap_socket(sock, server_hostname=self.host)
-        self.sock = _DeadlineSocket(sock, self._deadline)
+class _Attempt:
+    """What both senders share: the request, the clock, and what the attempt saw."""
+
+    def __init__(self, url: str, body: dict, timeout: float):
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.timeout = timeout
+        self.url = url
+        self.body = body
+        self.error = ""
+        self.sent = True
+        self.parts = None
+        self.exchange = None
+
+    def blocked(self) -> Outcome:
+        return Outcome(None, "", BLOCKED, 0.0, acknowledged=False, blocked=True)
+
+    def prepare(self) -> None:
+        """The URL's parts and the request, first thing within `recording`."""
+        self.parts = urlsplit(self.url)
+        if self.parts.scheme not in ("http", "https") or not self.parts.hostname:
+            raise ValueError(f"not an http(s) URL with a host: {self.url!r}")
+        self.exchange = _Exchange(self.parts, json.dumps(self.body, ensure_ascii=False).encode())
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Around the attempt: what goes wrong is what the attempt saw."""
+        try:
+            yield
+        except NotSent:
+            self.error, self.sent = NOT_SENT, False
+        except TimeoutError:
+            self.error = f"Timeout: no whole answer within the callback timeout ({self.timeout:g} s)"
+        except (OSError, h11.ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self.error = f"ConnectionError: {type(exc).__name__}: {exc}"
+
+    def outcome(self) -> Outcome:
+        latency = round((time.monotonic() - self.started) * 1000, 1)
+        status = self.exchange.status if self.exchange and not self.error else None
+        answer = bytes(self.exchange.answer) if self.exchange and not self.error else b""
+        ok = self.error == "" and acknowledged(status, answer)
+        error = self.error or ("" if ok else 'not acknowledged: HTTP 200 with {"code": 0} expected')
+        return Outcome(status, answer.decode("utf-8", "replace"), error, latency, acknowledged=ok, sent=self.sent)
+
+
+class _Exchange:
+    """One POST and its answer, in h11 (no I/O): `request` to send, then `receive` what comes
+    back (b"" for the end of the connection) until `done`; `status` and at most
+    RESPONSE_LIMIT bytes of the `answer`."""
+
+    def __init__(self, parts, body: bytes):
+        self.connection = h11.Connection(h11.CLIENT)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [("Host", parts.netloc.rpartition("@")[2]), ("Content-Type", "application/json"),
+                   ("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Connection", "close"),
+                   ("Content-Length", str(len(body)))]
+        self.request = b"".join((
+            self.connection.send(h11.Request(method="POST", target=target.encode("utf-8"), headers=headers)),
+            self.connection.send(h11.Data(data=body)), self.connection.send(h11.EndOfMessage())))
+        self.status: int | None = None
+        self.answer = bytearray()
+        self.done = False
+
+    def receive(self, data: bytes) -> None:
+        self.connection.receive_data(data)
+        while not self.done:
+            event = self.connection.next_event()  # h11.RemoteProtocolError if the merchant left early
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Response):
+                self.status = event.status_code
+            elif isinstance(event, h11.Data):
+                self.answer += event.data[:RESPONSE_LIMIT - len(self.answer)]
+                self.done = len(self.answer) >= RESPONSE_LIMIT
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                self.done = True
+
+
+def _port(parts) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _connect(parts, deadline: float) -> socket.socket:
+    """A socket connected (and TLS-wrapped, for https) to the URL's host, within the deadline."""
+    host, port = parts.hostname, _port(parts)
+    addresses = _resolve(host, port, deadline)
+    for index, (family, kind, proto, _, address) in enumerate(addresses):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            break
+        except OSError:
+            sock.close()
+            if index == len(addresses) - 1 or time.monotonic() >= deadline:
+                raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if parts.scheme == "https":
+        sock.settimeout(_left(deadline))  # the handshake as a whole, in one call
+        sock = _tls_context().wrap_socket(sock, server_hostname=host)
+    return sock
 
 
 def _resolve(host: str, port: int, deadline: float) -> list:
@@ -140,42 +233,3 @@ def _tls_context() -> ssl.SSLContext:
         except ImportError:
             _tls = ssl.create_default_context()
     return _tls
-
-
-class _DeadlineSocket:
-    """A connected socket whose every send and receive waits at most until the deadline, so a
-    merchant answering one byte at a time cannot stretch the attempt."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        self._sock = sock
-        self._deadline = deadline
-        self._readers = 0  # as a socket: closed once its reader is closed too
-        self._closing = False
-
-    def sendall(self, data) -> None:
-        self._sock.settimeout(_left(self._deadline))
-        self._sock.sendall(data)  # one timeout for the whole of it
-
-    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
-        self._sock.settimeout(_left(self._deadline))
-        return self._sock.recv_into(buffer, nbytes, flags)
-
-    def makefile(self, mode: str = "rb", *args, **kwargs):
-        self._readers += 1
-        return io.BufferedReader(socket.SocketIO(self, "rb"))
-
-    def _decref_socketios(self) -> None:
-        self._readers -= 1
-        if self._closing and self._readers <= 0:
-            self._sock.close()
-
-    def settimeout(self, value) -> None:
-        pass  # the deadline decides
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def close(self) -> None:
-        self._closing = True
-        if self._readers <= 0:
-            self._sock.close()

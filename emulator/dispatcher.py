@@ -2,6 +2,7 @@
 number of threads and processes sharing one database."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -47,12 +48,14 @@ class Dispatcher:
 
     def __init__(self, storage: Storage, now: Callable[[], int], settings: DeliverySettings,
                  send=callbacks.send, wall: Callable[[], float] = time.time,
-                 jobs: Callable[[int], int] = lambda now: 0):
+                 jobs: Callable[[int], int] = lambda now: 0, send_async=callbacks.send_async):
         self.storage = storage
         self.now = now
         self.settings = settings
         self.jobs = jobs  # runs the timed jobs due at a moment (a scenario's deposits); how many ran
         self._send = send
+        self._send_async = send_async
+        self._loop_senders: asyncio.Semaphore | None = None  # in the serving process's event loop
         self._wall = wall
         self._wake = threading.Event()
         self._in_flight = 0
@@ -84,9 +87,10 @@ class Dispatcher:
         return self._wall() + self.settings.lease
 
     def send_claimed(self, callback: dict) -> None:
-        """A callback claimed where it was queued (due at once): its first attempt, made by this
-        process's senders now, with no round of the background thread in between. Once stopped,
-        the claim lapses and whoever serves next sends it."""
+        """A callback claimed where it was queued (due at once): its first attempt, made now,
+        with no round of the background thread in between, once the answer that queued it has
+        left: in the serving process's event loop where there is one, else by this process's
+        senders. Once stopped, the claim lapses and whoever serves next sends it."""
         self.start()
 
         def submit():
@@ -95,7 +99,13 @@ class Dispatcher:
             except RuntimeError:  # the pool was shut down (the emulator is closing)
                 pass
 
-        after_response.later(submit)  # after the answer that queued it has left
+        async def in_loop():
+            if self._loop_senders is None:
+                self._loop_senders = asyncio.Semaphore(self.settings.concurrency)
+            async with self._loop_senders:
+                await self._attempt(callback, *_scheduled(callback), self._send_async)
+
+        after_response.later(submit, in_loop)
 
     def wake(self) -> None:
         """Something was queued or the clock moved: look again now."""
@@ -135,23 +145,28 @@ class Dispatcher:
         return ran + len(claimed)
 
     def _attempt_scheduled(self, callback: dict) -> None:
-        kind = FIRST if callback["attempts_made"] == 0 else RETRY
-        self._attempt(callback, kind, callback["attempts_made"] + 1)
+        _run_through(self._attempt(callback, *_scheduled(callback), self._sending_now))
 
-    def _attempt(self, callback: dict, kind: str, number: int) -> dict | None:
-        """Make one attempt (`number` counts the policy's attempts) and record it; the attempt
-        as recorded, or None if a reset took the notification back meanwhile."""
+    async def _sending_now(self, url: str, body: dict, **options) -> Outcome:
+        """The synchronous sender, as the coroutine `_attempt` awaits: it never suspends."""
+        return self._send(url, body, **options)
+
+    async def _attempt(self, callback: dict, kind: str, number: int, send) -> dict | None:
+        """Make one attempt (`number` counts the policy's attempts) with `send` (a coroutine
+        function: `send_async`, or `_sending_now` on a sender's thread) and record it; the
+        attempt as recorded, or None if a reset took the notification back meanwhile."""
         with self._idle:
             self._in_flight += 1
         try:
             scheduled = callback["next_attempt_at"]
-            attempt, outcome = self._send_once(callback, kind, number, _moment(scheduled) if kind != RESEND else None)
+            attempt, outcome = await self._send_once(callback, kind, number,
+                                                     _moment(scheduled) if kind != RESEND else None, send)
             if not outcome.sent:
                 return None
             duplicate = None
             if outcome.acknowledged and kind != RESEND and callback["fault"].get("duplicate"):
                 # Sent again while the claim still holds: nobody (a flush) sees this one idle before.
-                duplicate, _ = self._send_once(callback, DUPLICATE, number + 1, None)
+                duplicate, _ = await self._send_once(callback, DUPLICATE, number + 1, None, send)
             status, made, due = next_state(self.settings.policy, kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
             release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
@@ -164,7 +179,8 @@ class Dispatcher:
                 self._finished += 1
                 self._idle.notify_all()
 
-    def _send_once(self, callback: dict, kind: str, number: int, scheduled_at: str | None) -> tuple[dict, Outcome]:
+    async def _send_once(self, callback: dict, kind: str, number: int, scheduled_at: str | None,
+                         send) -> tuple[dict, Outcome]:
         """One POST; the attempt (on the ledger, as "sending", from the moment the connection
         is open and before the request leaves) and what it saw."""
         attempt = {"kind": kind, "at": _moment(self.now()), "wall_time": _wall_moment(self._wall()),
@@ -177,7 +193,7 @@ class Dispatcher:
                 attempt.update(started)
             return started is not None
 
-        outcome: Outcome = self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
+        outcome: Outcome = await send(callback["url"], callback["body"], timeout=self.settings.timeout,
                                       allowed_hosts=self.settings.allowed_hosts, on_connected=on_connected)
         fault = callback["fault"]
         if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
@@ -208,8 +224,18 @@ class Dispatcher:
             if not sent:  # what is left is being sent elsewhere: look again once this process's
                 self._wait_for_an_attempt(finished, look_again)  # background thread finishes an attempt, or shortly
                 look_again = min(2 * look_again, LOOK_AGAIN_MOST)
-        return {"idle": idle, "pending": backlog["pending"],
-                "next_attempt_at": _moment(backlog["next_due"])}
+        return _flushed(idle, backlog)
+
+    def flushed_already(self) -> dict | None:
+        """What a flush would answer at once, without waiting or sending: nothing due, being sent
+        or in a timed job due now, anywhere; None if there is."""
+        with self._idle:
+            if self._in_flight:
+                return None
+        backlog = self.storage.callback_backlog(self.now(), self._wall())
+        if backlog["busy"] or self.storage.jobs_due(self.now()):
+            return None
+        return _flushed(True, backlog)
 
     def _wait_for_an_attempt(self, finished: int, longest: float) -> None:
         """Until this process has finished more than `finished` attempts, or `longest` seconds
@@ -223,7 +249,7 @@ class Dispatcher:
         callback = self.storage.claim_callback(callback_id, self._wall(), self.settings.lease)
         if callback is None:
             return None
-        return self._attempt(callback, RESEND, 0)
+        return _run_through(self._attempt(callback, RESEND, 0, self._sending_now))
 
     def wait_in_flight(self) -> None:
         """Until the attempts this process is making have finished (a reset waits for them, so
@@ -231,6 +257,26 @@ class Dispatcher:
         after_response.run_now()
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=self.settings.lease)
+
+
+def _flushed(idle: bool, backlog: dict) -> dict:
+    return {"idle": idle, "pending": backlog["pending"], "next_attempt_at": _moment(backlog["next_due"])}
+
+
+def _scheduled(callback: dict) -> tuple[str, int]:
+    """The kind and number of a callback's next scheduled attempt."""
+    made = callback["attempts_made"]
+    return (FIRST if made == 0 else RETRY), made + 1
+
+
+def _run_through(coroutine):
+    """Run a coroutine that never suspends (its sender is synchronous) to its end, here."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value
+    coroutine.close()
+    raise RuntimeError("an attempt made on a sender's thread waited for an event loop")
 
 
 def view(callback: dict) -> dict:

@@ -115,14 +115,17 @@ class waiting:
 class MustWait(BaseException):
     """A request answered in the event loop has reached a wait: it must be run again in a
     request thread, with `keep` (what it has decided already, such as the scenario rule it has
-    counted) added to its environ; `always`: its route waits every time (a flush), so the next
-    request of the route may go to a thread at once. Raised before anything is written; a
-    BaseException, so that Flask lets it through unanswered and unjournaled."""
+    counted) added to its environ; `always`: its route waits every time (a resend), so the next
+    request of the route may go to a thread at once; `until`: what it waits for is work of the
+    event loop itself (a coroutine function), after which it is run in the loop again. Raised
+    before anything is written; a BaseException, so that Flask lets it through unanswered and
+    unjournaled."""
 
-    def __init__(self, keep: dict, always: bool = False):
+    def __init__(self, keep: dict, always: bool = False, until=None):
         super().__init__()
         self.keep = keep
         self.always = always
+        self.until = until
 
 
 class in_loop:

@@ -36,7 +36,7 @@ GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
-WAITING_ROUTES = 64  # (method, path) of control operations that always wait, remembered at most
+WAITING_ROUTES = 64  # routes remembered at most, of each kind (always waiting, settling first)
 MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
 
 
@@ -159,7 +159,8 @@ class Bridge:
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
         self.executor = RequestThreads(threads)
-        self.waiting_routes: set[tuple[str, str]] = set()
+        self.waiting_routes: set[tuple[str, str]] = set()  # (method, path) always run on a thread
+        self.settling_routes: dict[tuple[str, str], object] = {}  # (method, path): what to await first
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -179,13 +180,23 @@ class Bridge:
         environ[DROP] = lambda: dropped.append(True)
         answer = None
         route = (environ["REQUEST_METHOD"], environ["PATH_INFO"])
-        if route not in self.waiting_routes:
+        in_thread = route in self.waiting_routes
+        until = self.settling_routes.get(route)
+        if until is not None:  # a flush: once the loop's own work is done, it is answered at once
+            await until()
+        while not in_thread and answer is None:
             attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
             try:
                 with in_loop():
                     answer = self.call(attempt)
             except MustWait as wait:  # answered on a request thread instead, with what it decided
                 environ.update(wait.keep)
+                if wait.until is not None:  # or in the loop again, once what it waits for is done
+                    if len(self.settling_routes) < WAITING_ROUTES:
+                        self.settling_routes[route] = wait.until  # next time, wait for it first
+                    await wait.until()
+                    continue
+                in_thread = True
                 if wait.always and len(self.waiting_routes) < WAITING_ROUTES:
                     self.waiting_routes.add(route)  # next time, straight to a thread
         if answer is None:
@@ -201,8 +212,11 @@ class Bridge:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": content})
         finally:
-            for work in later:  # what the answer did not wait for (a callback's first attempt)
-                work()
+            for work, task in later:  # what the answer did not wait for (a callback's first attempt)
+                if task is not None:
+                    after_response.start(task)
+                else:
+                    work()
 
     def call(self, environ: dict) -> tuple[int, list, bytes, list]:
         started = []
@@ -221,7 +235,7 @@ class Bridge:
                     if close is not None:
                         close()
             except BaseException:
-                for work in later:
+                for work, _ in later:
                     work()
                 raise
         return started[0], started[1], content, later

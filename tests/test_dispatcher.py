@@ -87,7 +87,7 @@ def test_a_callback_claimed_where_it_was_queued_leaves_after_the_answer_once(tmp
             callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
             assert len(later) == 1 and sender.posts == 0  # held until the answer has left
             assert callbacks.run_due() == 0  # the claim keeps the background thread's round off it
-        for work in later:
+        for work, _ in later:
             work()
         assert callbacks.flush(max_seconds=30)["idle"]
         assert sender.posts == 1

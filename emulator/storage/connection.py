@@ -146,6 +146,10 @@ class Connection:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def _tuples(self, sql: str, args=()) -> list[tuple]:
+        with self._lock:
+            return self._db.tuples(sql, args)
+
     def _one(self, sql: str, args=()):
         with self._lock:
             return self._db.execute(sql, args).fetchone()

@@ -49,11 +49,11 @@ class PaymentTables:
         """Payments of `client_id` whose transaction_date falls on `day` (YYYY-MM-DD), as
         transaction/list shows them, in one query."""
         marks = ", ".join("?" for _ in statuses)
-        rows = self._all(
+        rows = self._tuples(
             f"SELECT {_LISTED} FROM payments p WHERE p.client_id = ? AND substr(p.transaction_date, 1, 10) = ? "
             f"AND p.tid IS NOT NULL AND p.status IN ({marks}) ORDER BY p.transaction_date, p.token",
             (client_id, day, *statuses))
-        return [ListedPayment._make(row.values() if isinstance(row, dict) else row) for row in rows]
+        return list(map(ListedPayment._make, rows))
 
     def payments_with_billkey(self, billkey: str) -> list[Payment]:
         rows = self._all("SELECT * FROM payments WHERE billkey = ? AND tid IS NOT NULL "

@@ -10,6 +10,7 @@ import yaml
 
 from flask import Blueprint, jsonify, request
 
+from .. import after_response
 from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..domain.text import is_text
@@ -218,9 +219,15 @@ def callback(callback_id):
     return jsonify(callback_view(_callback(callback_id)))
 
 
-@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush",
-         waits=True)
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
 def flush(values):
+    if answering_in_loop():
+        if after_response.running():  # first attempts the event loop is making: they end there
+            raise MustWait({}, until=after_response.settled)
+        flushed = dispatcher().flushed_already()
+        if flushed is not None:
+            return jsonify(flushed)
+        raise MustWait({})  # something to send or wait for: on a request thread
     with waiting():  # mostly for attempts: their merchants may call back meanwhile
         flushed = dispatcher().flush(values.get("max_seconds", 30))
     return jsonify(flushed)

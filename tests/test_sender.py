@@ -1,0 +1,201 @@
+"""The callback sender itself, both ways it runs: `send` on a sender's thread (retries, resends)
+and `send_async` in a serving process's event loop (first attempts), on asyncio's loop and on
+uvloop's (the one `serve` runs). Each case is a real merchant on a port, scripted byte by byte."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from payletter_emulator import callbacks
+from payletter_emulator.callbacks import RESPONSE_LIMIT
+
+ACK = b'{"code": 0, "message": "success"}'
+
+
+def _uvloop_runner():
+    uvloop = pytest.importorskip("uvloop")  # not on Windows, where serve runs asyncio's loop
+    return lambda: asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def in_thread(url: str, body: dict, **options):
+    return callbacks.send(url, body, **options)
+
+
+def _in_a_loop_of_its_own(make_runner, url: str, body: dict, **options):
+    """send_async in a fresh event loop, on a thread of its own (a loop other tests leave marked
+    running on the main thread, as Playwright's does, would refuse a second one there)."""
+    done = {}
+
+    def run():
+        with make_runner() as runner:
+            done["outcome"] = runner.run(callbacks.send_async(url, body, **options))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return done["outcome"]
+
+
+def in_asyncio(url: str, body: dict, **options):
+    return _in_a_loop_of_its_own(asyncio.Runner, url, body, **options)
+
+
+def in_uvloop(url: str, body: dict, **options):
+    return _in_a_loop_of_its_own(_uvloop_runner(), url, body, **options)
+
+
+@pytest.fixture(params=[in_thread, in_asyncio, in_uvloop], ids=["thread", "asyncio", "uvloop"])
+def sender(request):
+    return request.param
+
+
+class Merchant:
+    """One listening socket; each connection is handled by `behave(connection, request)` once the
+    whole request (head and body) has arrived. What arrived is kept in `requests`."""
+
+    def __init__(self, behave):
+        self.behave = behave
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback?shop=7"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(connection,), daemon=True).start()
+
+    def _one(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            head = request.split(b"\r\n\r\n")[0].lower()
+            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(request.split(b"\r\n\r\n", 1)[1]) < length:
+                request += connection.recv(4096)
+            self.requests.append(request)
+            try:
+                self.behave(connection, request)
+            except OSError:  # the sender hung up (its timeout)
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def merchant():
+    made = []
+
+    def make(behave):
+        made.append(Merchant(behave))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def answer(status: int, body: bytes, *, length: bool = True):
+    def behave(connection, request):
+        head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n" if length else "Connection: close\r\n"
+        connection.sendall(head.encode() + b"\r\n" + body)
+    return behave
+
+
+def test_an_acknowledged_post_as_the_gateway_sends_it(sender, merchant):
+    shop = merchant(answer(200, ACK))
+    outcome = sender(shop.url, {"tid": "t-1", "product_name": "상품"}, timeout=2)
+    assert outcome.acknowledged and outcome.http_status == 200 and outcome.error == ""
+    assert outcome.response_body == ACK.decode()
+    [request] = shop.requests
+    head, body = request.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /callback?shop=7 HTTP/1.1"
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers["host"] == shop.url.split("/")[2]
+    assert headers["content-type"] == "application/json" and headers["user-agent"].startswith("payletter-emulator")
+    assert json.loads(body.decode("utf-8")) == {"tid": "t-1", "product_name": "상품"}
+
+
+@pytest.mark.parametrize("status, body, expected", [
+    (500, ACK, 'not acknowledged'), (200, b'{"code": 1}', 'not acknowledged'), (200, b"<html>", 'not acknowledged')])
+def test_what_does_not_acknowledge(sender, merchant, status, body, expected):
+    outcome = sender(merchant(answer(status, body)).url, {}, timeout=2)
+    assert not outcome.acknowledged and outcome.http_status == status and expected in outcome.error
+
+
+def test_an_answer_read_to_the_end_of_the_connection(sender, merchant):
+    outcome = sender(merchant(answer(200, ACK, length=False)).url, {}, timeout=2)
+    assert outcome.acknowledged and outcome.response_body == ACK.decode()
+
+
+def test_only_the_first_bytes_of_a_long_answer_are_kept(sender, merchant):
+    outcome = sender(merchant(answer(500, b"x" * 1_000_000)).url, {}, timeout=5)
+    assert outcome.response_body == "x" * RESPONSE_LIMIT and outcome.http_status == 500
+
+
+def test_a_merchant_that_hangs_up_without_a_word(sender, merchant):
+    outcome = sender(merchant(lambda connection, request: None).url, {}, timeout=2)
+    assert outcome.error.startswith("ConnectionError") and outcome.http_status is None and outcome.sent
+
+
+def test_nobody_listening(sender):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcome = sender(f"http://127.0.0.1:{port}/", {}, timeout=2)
+    assert outcome.error.startswith("ConnectionError") and "refused" in outcome.error.lower()
+
+
+def test_a_silent_merchant_ends_the_attempt_at_the_timeout(sender, merchant):
+    silent = merchant(lambda connection, request: time.sleep(3))
+    started = time.monotonic()
+    outcome = sender(silent.url, {}, timeout=0.5)
+    took = time.monotonic() - started
+    assert outcome.error.startswith("Timeout") and 0.5 <= took < 1.5
+
+
+def test_a_dribbling_merchant_cannot_stretch_the_attempt(sender, merchant):
+    """One byte every 50 ms, each within any per-read timeout: the deadline is for the whole."""
+    def dribble(connection, request):
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 33\r\n\r\n" + ACK:
+            time.sleep(0.05)
+            connection.sendall(bytes([byte]))
+
+    started = time.monotonic()
+    outcome = sender(merchant(dribble).url, {}, timeout=0.6)
+    took = time.monotonic() - started
+    assert outcome.error.startswith("Timeout") and 0.6 <= took < 1.2
+
+
+def test_nothing_leaves_when_the_ledger_says_no(sender, merchant):
+    shop = merchant(answer(200, ACK))
+    outcome = sender(shop.url, {}, timeout=2, on_connected=lambda: False)
+    assert not outcome.sent and outcome.error.startswith("not sent")
+    time.sleep(0.2)
+    assert shop.requests == []
+
+
+def test_a_url_that_is_not_http(sender):
+    outcome = sender("ftp://merchant.example/callback", {}, timeout=2)
+    assert outcome.error.startswith("ConnectionError: ValueError") and not outcome.acknowledged
+
+
+def test_a_host_off_the_allow_list_is_never_contacted(sender, merchant):
+    shop = merchant(answer(200, ACK))
+    outcome = sender(shop.url, {}, timeout=2, allowed_hosts=("*.merchant.example",))
+    assert outcome.blocked and shop.requests == []
