@@ -199,3 +199,51 @@ def test_a_host_off_the_allow_list_is_never_contacted(sender, merchant):
     shop = merchant(answer(200, ACK))
     outcome = sender(shop.url, {}, timeout=2, allowed_hosts=("*.merchant.example",))
     assert outcome.blocked and shop.requests == []
+
+
+@pytest.fixture
+def tls_merchant(merchant):
+    """An HTTPS merchant whose certificate a test CA (trustme) signed for 127.0.0.1."""
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+
+    def behave(connection, request):
+        answer(200, ACK)(connection, request)
+
+    class TLSMerchant(Merchant):
+        def _one(self, connection):
+            try:
+                wrapped = server_context.wrap_socket(connection, server_side=True)
+            except (ssl.SSLError, OSError):  # the sender refused the certificate
+                connection.close()
+                return
+            super()._one(wrapped)
+
+    shop = TLSMerchant(behave)
+    shop.url = shop.url.replace("http://", "https://")
+    yield shop, authority
+    shop.close()
+
+
+def test_https_with_a_certificate_the_sender_trusts(sender, tls_merchant, monkeypatch):
+    import ssl
+
+    shop, authority = tls_merchant
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    monkeypatch.setattr(callbacks, "_tls", trusting)
+    outcome = sender(shop.url, {"tid": "t-1"}, timeout=3)
+    assert outcome.acknowledged and outcome.http_status == 200
+    assert len(shop.requests) == 1
+
+
+def test_https_with_a_certificate_nobody_vouches_for(sender, tls_merchant):
+    shop, _ = tls_merchant
+    outcome = sender(shop.url, {"tid": "t-1"}, timeout=3)
+    assert outcome.error.startswith("ConnectionError") and "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    assert shop.requests == []
