@@ -18,8 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-import h11
-
 from .domain.delivery import Outcome, acknowledged, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
@@ -123,7 +121,7 @@ class _Attempt:
             self.error, self.sent = NOT_SENT, False
         except TimeoutError:
             self.error = f"Timeout: no whole answer within the callback timeout ({self.timeout:g} s)"
-        except (OSError, h11.ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
+        except (OSError, _h11().ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.error = f"ConnectionError: {type(exc).__name__}: {exc}"
 
     def outcome(self) -> Outcome:
@@ -141,6 +139,7 @@ class _Exchange:
     RESPONSE_LIMIT bytes of the `answer`."""
 
     def __init__(self, parts, body: bytes):
+        h11 = _h11()
         self.connection = h11.Connection(h11.CLIENT)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = [("Host", parts.netloc.rpartition("@")[2]), ("Content-Type", "application/json"),
@@ -154,6 +153,7 @@ class _Exchange:
         self.done = False
 
     def receive(self, data: bytes) -> None:
+        h11 = _h11()
         self.connection.receive_data(data)
         while not self.done:
             event = self.connection.next_event()  # h11.RemoteProtocolError if the merchant left early
@@ -166,6 +166,13 @@ class _Exchange:
                 self.done = len(self.answer) >= RESPONSE_LIMIT
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 self.done = True
+
+
+def _h11():
+    """h11, imported by the first attempt rather than by every start of the emulator (~10 ms)."""
+    import h11
+
+    return h11
 
 
 def _port(parts) -> int:
