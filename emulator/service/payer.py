@@ -45,46 +45,46 @@ class Payer(Room):
     def approve(self, token: int, choices: dict) -> dict:
         """Finish a payment as the payer would: the return fields, the callback queued (and sent).
         A scenario rule may make the payer decline or abandon instead, or choose for them."""
-        payment = self._pending(token)
-        if (failure := checkout.declining_input(payment.pgcode, choices)) is not None:  # first, as on the page
-            return self.decline(token, failure.code, failure.message)
-        rule = self.context.decide(PAYER, payment, choices)
-        if rule is not None and rule.outcome == "decline":
-            return {**self.decline(token, rule.params.get("code"), rule.params.get("message")), "rule": rule.name}
-        if rule is not None and rule.outcome == "abandon":
-            return {**self.abandon(token), "rule": rule.name}
-        if rule is not None:
-            choices = {**choices, **rule.params}
-        answer = self._approve(token, choices)
+        with self.storage.atomic():  # the payment read once, and unchanged by anyone until approved
+            payment = self._pending(token)
+            if (failure := checkout.declining_input(payment.pgcode, choices)) is not None:  # first, as on the page
+                return self.decline(token, failure.code, failure.message)
+            rule = self.context.decide(PAYER, payment, choices)
+            if rule is not None and rule.outcome == "decline":
+                return {**self.decline(token, rule.params.get("code"), rule.params.get("message")), "rule": rule.name}
+            if rule is not None and rule.outcome == "abandon":
+                return {**self.abandon(token), "rule": rule.name}
+            if rule is not None:
+                choices = {**choices, **rule.params}
+            answer = self._approve(payment, choices)
         return {**answer, "rule": rule.name} if rule is not None else answer
 
-    def _approve(self, token: int, choices: dict) -> dict:
-        with self.storage.atomic():
-            payment = self._pending(token)
-            method = known_method(payment.pgcode)
-            option = _option(method, choices.get("option"))
-            client = self.context.clients[payment.client_id]
-            now = self.clock.now() - timedelta(days=choices.get("backdate_days", 0))
-            details = self.context.details.approval(
-                method, payment.amount, card_number=choices.get("card_number"), install=choices.get("install_month"),
-                bank_code=choices.get("bank_code"))
-            self.storage.count("pgcode", option or method.pgcode)
-            if payment.kind == "verification":
-                payment.paid_pgcode, payment.details = method.pgcode, details
-                payment.billkey = self._new_billkey(payment, now)
-                payment.status = VERIFIED
-                self.storage.save_payment(payment)
-                return {"return_url": payment.request["return_url"],
-                        "fields": fields.return_verification(payment, client.payment_key)}
-            self.context.approve_fields(payment, method, option, now, details)
-            if payment.request.get("autopay_flag") == "Y":
-                payment.billkey = self._new_billkey(payment, now)
-            if method.details == "account":
-                self.virtual_accounts.issue(payment, now, choices.get("bank_code"))
-            else:
-                payment.status = APPROVED
-                queue_callback(self.context, payment, client, now)
+    def _approve(self, payment: Payment, choices: dict) -> dict:
+        """Inside the payment's transaction: approve it (verify, for a verification only)."""
+        method = known_method(payment.pgcode)
+        option = _option(method, choices.get("option"))
+        client = self.context.clients[payment.client_id]
+        now = self.clock.now() - timedelta(days=choices.get("backdate_days", 0))
+        details = self.context.details.approval(
+            method, payment.amount, card_number=choices.get("card_number"), install=choices.get("install_month"),
+            bank_code=choices.get("bank_code"))
+        self.storage.count("pgcode", option or method.pgcode)
+        if payment.kind == "verification":
+            payment.paid_pgcode, payment.details = method.pgcode, details
+            payment.billkey = self._new_billkey(payment, now)
+            payment.status = VERIFIED
             self.storage.save_payment(payment)
+            return {"return_url": payment.request["return_url"],
+                    "fields": fields.return_verification(payment, client.payment_key)}
+        self.context.approve_fields(payment, method, option, now, details)
+        if payment.request.get("autopay_flag") == "Y":
+            payment.billkey = self._new_billkey(payment, now)
+        if method.details == "account":
+            self.virtual_accounts.issue(payment, now, choices.get("bank_code"))
+        else:
+            payment.status = APPROVED
+            queue_callback(self.context, payment, client, now)
+        self.storage.save_payment(payment)
         return {"return_url": payment.request["return_url"],
                 "fields": fields.return_success(payment, client.payment_key)}
 
