@@ -71,3 +71,20 @@ def test_the_latency_benchmark_runs_against_the_shipped_server_and_names_every_f
     assert set(results["references"]) == {"python -c pass", *(f"health route (GET /_emulator/health), {c}" for c in shipped)}
     assert results["commit"] != "unknown"
     assert run.returncode == (0 if all(f["met"] for f in figures.values()) else 1)
+
+
+@pytest.mark.slow
+def test_the_lifecycle_ab_runs_each_variant_and_prints_every_step():
+    """benchmarks/ab_lifecycle.py, one round of a few lifecycles with this repository as both
+    variants: a line per variant, every step with a figure and its range."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_lifecycle.py"), "--variant", f"a={ROOT}",
+                          "--variant", f"b={ROOT}", "--rounds", "1", "--lifecycles", "5", "--warmup", "1"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("1 rounds x 5 lifecycles")
+    for name, line in zip("ab", lines[1:]):
+        assert line.split()[0] == name
+        for step in ("request", "approve", "flush", "cancel", "lifecycle", "health"):
+            figure = float(line.split(f" {step} ")[1].split()[0])
+            assert figure > 0
