@@ -1,9 +1,10 @@
 """A/B runs of a merchant test's lifecycle (payments/request, the control API's approve, the flush
 of its callback to a real receiver, payments/cancel) and of each of its steps: variants of the
 emulator (copies of the repository) served as `payletter-emulator serve` ships, a fresh server
-(and database) per variant in every round, the variants taking turns, so that the machine's slow
-minutes fall on all of them alike. Prints, per variant, each step's median over the rounds (the
-median of each round's lifecycles after a warm-up) with the rounds' range.
+(and database) per variant in every round, the variants taking turns (in reverse order every
+other round), so that the machine's slow minutes fall on all of them alike. Prints, per variant,
+each step's median over the rounds (the median of each round's lifecycles after a warm-up) with
+the rounds' range.
 
     python benchmarks/ab_lifecycle.py --variant "before=/tmp/copy-at-the-last-commit" --variant "after=."
 
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
         rounds: dict[str, list[dict]] = {name: [] for name in variants}
         try:
             for round_ in range(options.rounds):
-                for index, name in enumerate(variants):
+                order = list(enumerate(variants))
+                for index, name in order if round_ % 2 == 0 else order[::-1]:  # first in turn, too
                     emulator = run.Emulator("serve", str(workdir / f"{round_}-{index}.db"), workdir,
                                             argparse.Namespace(workers=latency.WORKERS), f"{round_}-{index}",
                                             source=paths[name])
