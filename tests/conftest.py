@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -382,3 +383,45 @@ def database(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "shared.db")
     return request.getfixturevalue("postgres_server").new_database()
+
+
+class RawMerchant:
+    """A merchant on a raw socket, for answers no HTTP server library would give (a byte at a
+    time, none at all): each connection is handled by `behave(connection, request)` once the
+    whole request (head and body) has arrived. What arrived is kept in `requests`."""
+
+    def __init__(self, behave):
+        self.behave = behave
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback?shop=7"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(connection,), daemon=True).start()
+
+    def _one(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            head = request.split(b"\r\n\r\n")[0].lower()
+            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(request.split(b"\r\n\r\n", 1)[1]) < length:
+                request += connection.recv(4096)
+            self.requests.append(request)
+            try:
+                self.behave(connection, request)
+            except OSError:  # the sender hung up (its timeout)
+                pass
+
+    def close(self) -> None:
+        self.listener.close()

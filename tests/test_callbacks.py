@@ -12,7 +12,8 @@ import pytest
 
 from payletter_emulator.domain.payhash import payhash
 
-from .conftest import PAYMENT_KEY, Answer, Api, CallbackReceiver, EmulatorProcess, _clean, freeze_at, serve_receiver
+from .conftest import (PAYMENT_KEY, Answer, Api, CallbackReceiver, EmulatorProcess, RawMerchant, _clean, freeze_at,
+                       serve_receiver)
 
 T0 = "2026-11-29T10:00:00+09:00"
 TIMEOUT = 1.0  # the emulator's per-attempt timeout in this module
@@ -273,62 +274,34 @@ def test_redirects_are_not_followed(api, callback_receiver):
     assert [r.path for r in callback_receiver.received] == ["/callback"]
 
 
-class Dribbler:
-    """A merchant on a raw socket that answers well, one byte every 50 ms: its whole answer
-    (about 13 s) takes longer than the attempt's timeout and the claim's lease together."""
+DRIBBLED = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"." * 200 +
+            b"\r\nContent-Length: 12\r\n\r\n{\"code\": 0}\n")
 
-    ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"." * 200 +
-              b"\r\nContent-Length: 12\r\n\r\n{\"code\": 0}\n")
 
-    def __init__(self):
-        self.posts = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
-        with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += connection.recv(4096)
-            head, _, body = request.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            while len(body) < length:
-                body += connection.recv(4096)
-            self.posts += 1
-            try:
-                for byte in self.ANSWER:
-                    time.sleep(0.05)
-                    connection.sendall(bytes([byte]))
-            except OSError:  # the emulator hung up at its timeout
-                pass
+def dribble(connection: socket.socket, request: bytes) -> None:
+    """A merchant that answers well, one byte every 50 ms: its whole answer (about 13 s) takes
+    longer than the attempt's timeout and the claim's lease together."""
+    for byte in DRIBBLED:
+        time.sleep(0.05)
+        connection.sendall(bytes([byte]))
 
 
 def test_a_dribbling_merchant_gets_each_attempt_once_and_the_attempt_ends_at_the_timeout(api):
-    merchant = Dribbler()
+    merchant = RawMerchant(dribble)
     try:
         freeze_at(api, T0)
         tid = approved(api, callback_url=merchant.url)  # returns once the attempt is over
         [first] = notification(api, tid)["attempts"]
         assert first["error"].startswith("Timeout") and first["state"] == "done"
         assert TIMEOUT * 1000 <= first["latency_ms"] < (TIMEOUT + 5) * 1000  # over before the lease
-        assert merchant.posts == 1
+        assert len(merchant.requests) == 1
         minutes(api, 5)
         found = notification(api, tid)
         assert [(a["number"], a["kind"]) for a in found["attempts"]] == [(1, "first"), (2, "retry")]
         assert found["attempts"][1]["error"].startswith("Timeout")
-        assert merchant.posts == 2 and found["status"] == "pending"
+        assert len(merchant.requests) == 2 and found["status"] == "pending"
     finally:
-        merchant.listener.close()
+        merchant.close()
 
 
 def test_the_answer_kept_is_bounded(api, callback_receiver):

@@ -14,6 +14,8 @@ import pytest
 from payletter_emulator import callbacks
 from payletter_emulator.callbacks import RESPONSE_LIMIT
 
+from .conftest import RawMerchant
+
 ACK = b'{"code": 0, "message": "success"}'
 
 
@@ -54,53 +56,12 @@ def sender(request):
     return request.param
 
 
-class Merchant:
-    """One listening socket; each connection is handled by `behave(connection, request)` once the
-    whole request (head and body) has arrived. What arrived is kept in `requests`."""
-
-    def __init__(self, behave):
-        self.behave = behave
-        self.requests: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback?shop=7"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(connection,), daemon=True).start()
-
-    def _one(self, connection: socket.socket) -> None:
-        with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = connection.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            head = request.split(b"\r\n\r\n")[0].lower()
-            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(request.split(b"\r\n\r\n", 1)[1]) < length:
-                request += connection.recv(4096)
-            self.requests.append(request)
-            try:
-                self.behave(connection, request)
-            except OSError:  # the sender hung up (its timeout)
-                pass
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
 def merchant():
     made = []
 
     def make(behave):
-        made.append(Merchant(behave))
+        made.append(RawMerchant(behave))
         return made[-1]
 
     yield make
@@ -215,7 +176,7 @@ def tls_merchant(merchant):
     def behave(connection, request):
         answer(200, ACK)(connection, request)
 
-    class TLSMerchant(Merchant):
+    class TLSMerchant(RawMerchant):
         def _one(self, connection):
             try:
                 wrapped = server_context.wrap_socket(connection, server_side=True)
