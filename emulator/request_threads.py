@@ -1,7 +1,8 @@
 """The threads that run requests in a serving process: RUNNING of them, plus one for each request
 that is waiting for something outside the process. Requests are answered in the event loop
-itself (`in_loop`); one that must wait (a flush, a reset, a resend, the journal, a scenario's
-latency) raises `MustWait` before it has changed anything, and is run again on these threads.
+itself (`in_loop`); one that must wait (a reset, a resend, the journal, a scenario's latency, a
+flush with more to wait for than the loop's own attempts) raises `MustWait` before it has changed
+anything, and is run again on these threads.
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
