@@ -58,7 +58,8 @@ def running() -> bool:
     return bool(_tasks)
 
 
-async def settled() -> None:
-    """In the event loop: once every task started here so far has ended."""
+async def settled(timeout: float | None = None) -> None:
+    """In the event loop: once every task started here so far has ended, or `timeout` seconds
+    have passed."""
     if _tasks:
-        await asyncio.wait(set(_tasks))
+        await asyncio.wait(set(_tasks), timeout=timeout)

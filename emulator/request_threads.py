@@ -113,6 +113,9 @@ class waiting:
             self.threads._end_wait()
 
 
+ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
+
+
 class MustWait(BaseException):
     """A request answered in the event loop has reached a wait: it must be run again in a
     request thread, with `keep` (what it has decided already, such as the scenario rule it has

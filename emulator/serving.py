@@ -29,13 +29,16 @@ import uvicorn
 
 from . import after_response
 from .config import Settings
-from .request_threads import RUNNING, MustWait, RequestThreads, in_loop
+from .request_threads import ARRIVED, RUNNING, MustWait, RequestThreads, in_loop
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
+# A route that waited for the loop's own work (a flush, for the first attempts the loop is making)
+# first waits for it this long at most, before it is called: mostly the attempts are over by then.
+SETTLE_FIRST = 0.05
 WAITING_ROUTES = 64  # routes remembered at most, of each kind (always waiting, settling first)
 MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
 
@@ -160,12 +163,13 @@ class Bridge:
         self.app = app
         self.executor = RequestThreads(threads)
         self.waiting_routes: set[tuple[str, str]] = set()  # (method, path) always run on a thread
-        self.settling_routes: dict[tuple[str, str], object] = {}  # (method, path): what to await first
+        self.settling_routes: set[tuple[str, str]] = set()  # (method, path) that wait for the loop's own work
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
         environ = _environ(scope)
+        environ[ARRIVED] = time.monotonic()
         length = environ.get("CONTENT_LENGTH")
         unread = bool(length and length.isdigit() and int(length) > BODY_LIMIT)
         if unread:
@@ -181,9 +185,8 @@ class Bridge:
         answer = None
         route = (environ["REQUEST_METHOD"], environ["PATH_INFO"])
         in_thread = route in self.waiting_routes
-        until = self.settling_routes.get(route)
-        if until is not None:  # a flush: once the loop's own work is done, it is answered at once
-            await until()
+        if route in self.settling_routes:  # a flush: once the loop's own attempts are made, it is answered at once
+            await after_response.settled(timeout=SETTLE_FIRST)
         while not in_thread and answer is None:
             attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
             try:
@@ -193,7 +196,7 @@ class Bridge:
                 environ.update(wait.keep)
                 if wait.until is not None:  # or in the loop again, once what it waits for is done
                     if len(self.settling_routes) < WAITING_ROUTES:
-                        self.settling_routes[route] = wait.until  # next time, wait for it first
+                        self.settling_routes.add(route)  # next time, wait for the loop's work first
                     await wait.until()
                     continue
                 in_thread = True

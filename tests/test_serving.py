@@ -139,3 +139,33 @@ def test_a_request_a_scenario_holds_back_holds_up_nobody_and_counts_once(tmp_pat
         assert [e["rule"] for e in journal if e["path"].endswith("payments/request")] == [None, "slow"]
     finally:
         process.stop()
+
+
+def test_a_flush_waits_for_the_loops_own_attempt_no_longer_than_its_max_seconds(tmp_path):
+    """A first attempt is made in the event loop, and a flush waits for it there: a merchant who
+    keeps it waiting does not stretch the flush past its max_seconds (the answer says idle:
+    false), and once the attempt has ended the next flush is idle."""
+    import time
+
+    from .conftest import RawMerchant
+
+    process = EmulatorProcess(tmp_path, "--workers", "1", "--callback-timeout", "3")
+    slow = RawMerchant(lambda connection, request: time.sleep(2.5) or connection.sendall(
+        b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"code": 0}'))
+    try:
+        api = Api(process.url, slow.url)
+        api.control("/clock", {"freeze": True})
+        token = api.request_payment()
+        api.control(f"/payments/{token}/approve", {})
+        started = time.monotonic()
+        first = api.control("/callbacks/flush", {"max_seconds": 0.5})
+        took = time.monotonic() - started
+        assert first["idle"] is False and took < 1.5
+        started = time.monotonic()
+        second = api.control("/callbacks/flush", {"max_seconds": 10})
+        assert second["idle"] is True and 0.5 < time.monotonic() - started < 3
+        [callback] = api.control("/callbacks", method="GET")["callbacks"]
+        assert callback["status"] == "delivered" and len(slow.requests) == 1
+    finally:
+        slow.close()
+        process.stop()

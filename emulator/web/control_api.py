@@ -1,9 +1,11 @@
 """The control API (/_emulator/...): what tests use to drive and inspect the emulator."""
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import re
+import time
 from urllib.parse import urlsplit
 
 import yaml
@@ -15,7 +17,7 @@ from .. import scenario as scenario_files
 from ..dispatcher import view as callback_view
 from ..domain.text import is_text
 from ..errors import GatewayError
-from ..request_threads import MustWait, answering_in_loop, waiting
+from ..request_threads import ARRIVED, MustWait, answering_in_loop, waiting
 from ..validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -23,6 +25,7 @@ from .operations import OPERATIONS
 from .plumbing import body_bytes, emulator, json_body, root_url, sandboxes
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
+SETTLED = "payletter.settled"  # environ key: a flush that has waited for the event loop's attempts
 
 blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
@@ -221,15 +224,18 @@ def callback(callback_id):
 
 @control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
 def flush(values):
+    arrived = request.environ.get(ARRIVED)
+    left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
     if answering_in_loop():
-        if after_response.running():  # first attempts the event loop is making: they end there
-            raise MustWait({}, until=after_response.settled)
-        flushed = dispatcher().flushed_already()
+        if after_response.running() and SETTLED not in request.environ:
+            # First attempts the event loop is making: waited for there, then looked at again.
+            raise MustWait({SETTLED: True}, until=functools.partial(after_response.settled, timeout=max(0.0, left)))
+        flushed = None if after_response.running() else dispatcher().flushed_already()
         if flushed is not None:
             return jsonify(flushed)
         raise MustWait({})  # something to send or wait for: on a request thread
     with waiting():  # mostly for attempts: their merchants may call back meanwhile
-        flushed = dispatcher().flush(values.get("max_seconds", 30))
+        flushed = dispatcher().flush(max(0.0, left))
     return jsonify(flushed)
 
 
