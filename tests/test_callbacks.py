@@ -293,7 +293,8 @@ def test_a_dribbling_merchant_gets_each_attempt_once_and_the_attempt_ends_at_the
         tid = approved(api, callback_url=merchant.url)  # returns once the attempt is over
         [first] = notification(api, tid)["attempts"]
         assert first["error"].startswith("Timeout") and first["state"] == "done"
-        assert TIMEOUT * 1000 <= first["latency_ms"] < (TIMEOUT + 5) * 1000  # over before the lease
+        # Over before the lease; at the timeout to the event loop's timer (libuv's: whole milliseconds).
+        assert TIMEOUT * 1000 - 2 <= first["latency_ms"] < (TIMEOUT + 5) * 1000
         assert len(merchant.requests) == 1
         minutes(api, 5)
         found = notification(api, tid)

@@ -127,7 +127,7 @@ def test_a_silent_merchant_ends_the_attempt_at_the_timeout(sender, merchant):
     started = time.monotonic()
     outcome = sender(silent.url, {}, timeout=0.5)
     took = time.monotonic() - started
-    assert outcome.error.startswith("Timeout") and 0.5 <= took < 1.5
+    assert outcome.error.startswith("Timeout") and 0.498 <= took < 1.5  # an event loop's timer: whole ms
 
 
 def test_a_dribbling_merchant_cannot_stretch_the_attempt(sender, merchant):
@@ -140,7 +140,7 @@ def test_a_dribbling_merchant_cannot_stretch_the_attempt(sender, merchant):
     started = time.monotonic()
     outcome = sender(merchant(dribble).url, {}, timeout=0.6)
     took = time.monotonic() - started
-    assert outcome.error.startswith("Timeout") and 0.6 <= took < 1.2
+    assert outcome.error.startswith("Timeout") and 0.598 <= took < 1.2
 
 
 def test_nothing_leaves_when_the_ledger_says_no(sender, merchant):
