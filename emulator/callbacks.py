@@ -40,13 +40,12 @@ def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...]
     `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. `on_connected` runs once
     the connection is open, just before the request leaves (the ledger records the attempt
     there); if it returns False nothing is sent."""
-    attempt = _Attempt(url, body, timeout)
-    if not host_allowed(url, allowed_hosts):
-        return attempt.blocked()
+    attempt = _Attempt(url, body, timeout, allowed_hosts)
+    if attempt.over:
+        return attempt.outcome()
     sock = None
     try:
         with attempt.recording():
-            attempt.prepare()
             sock = _connect(attempt.parts, attempt.deadline)
             if not on_connected():
                 raise NotSent()
@@ -65,13 +64,12 @@ async def send_async(url: str, body: dict, *, timeout: float, allowed_hosts: tup
                      on_connected: Callable[[], bool] = lambda: True) -> Outcome:
     """`send`, in the running event loop: the name lookup in the loop's executor, the rest in
     the loop itself."""
-    attempt = _Attempt(url, body, timeout)
-    if not host_allowed(url, allowed_hosts):
-        return attempt.blocked()
+    attempt = _Attempt(url, body, timeout, allowed_hosts)
+    if attempt.over:
+        return attempt.outcome()
     writer = None
     try:
         with attempt.recording():
-            attempt.prepare()
             async with asyncio.timeout(timeout):
                 tls = attempt.parts.scheme == "https"
                 reader, writer = await asyncio.open_connection(
@@ -89,28 +87,29 @@ async def send_async(url: str, body: dict, *, timeout: float, allowed_hosts: tup
 
 
 class _Attempt:
-    """What both senders share: the request, the clock, and what the attempt saw."""
+    """What both senders share: the request, the clock, and what the attempt saw. Made with
+    the request ready, unless the host is not allowed or the URL cannot be sent to (`over`)."""
 
-    def __init__(self, url: str, body: dict, timeout: float):
+    def __init__(self, url: str, body: dict, timeout: float, allowed_hosts: tuple[str, ...]):
         self.started = time.monotonic()
         self.deadline = self.started + timeout
         self.timeout = timeout
-        self.url = url
-        self.body = body
         self.error = ""
         self.sent = True
         self.parts = None
         self.exchange = None
+        self.blocked = not host_allowed(url, allowed_hosts)
+        if not self.blocked:
+            with self.recording():
+                self.parts = urlsplit(url)
+                if self.parts.scheme not in ("http", "https") or not self.parts.hostname:
+                    raise ValueError(f"not an http(s) URL with a host: {url!r}")
+                self.exchange = _Exchange(self.parts, json.dumps(body, ensure_ascii=False).encode())
 
-    def blocked(self) -> Outcome:
-        return Outcome(None, "", BLOCKED, 0.0, acknowledged=False, blocked=True)
-
-    def prepare(self) -> None:
-        """The URL's parts and the request, first thing within `recording`."""
-        self.parts = urlsplit(self.url)
-        if self.parts.scheme not in ("http", "https") or not self.parts.hostname:
-            raise ValueError(f"not an http(s) URL with a host: {self.url!r}")
-        self.exchange = _Exchange(self.parts, json.dumps(self.body, ensure_ascii=False).encode())
+    @property
+    def over(self) -> bool:
+        """The outcome is known before any I/O: the host is not allowed, or there is no request."""
+        return self.blocked or self.exchange is None
 
     @contextmanager
     def recording(self) -> Iterator[None]:
@@ -125,6 +124,8 @@ class _Attempt:
             self.error = f"ConnectionError: {type(exc).__name__}: {exc}"
 
     def outcome(self) -> Outcome:
+        if self.blocked:
+            return Outcome(None, "", BLOCKED, 0.0, acknowledged=False, blocked=True)
         latency = round((time.monotonic() - self.started) * 1000, 1)
         status = self.exchange.status if self.exchange and not self.error else None
         answer = bytes(self.exchange.answer) if self.exchange and not self.error else b""
@@ -139,7 +140,7 @@ class _Exchange:
     RESPONSE_LIMIT bytes of the `answer`."""
 
     def __init__(self, parts, body: bytes):
-        h11 = _h11()
+        self.h11 = h11 = _h11()
         self.connection = h11.Connection(h11.CLIENT)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = [("Host", parts.netloc.rpartition("@")[2]), ("Content-Type", "application/json"),
@@ -153,7 +154,7 @@ class _Exchange:
         self.done = False
 
     def receive(self, data: bytes) -> None:
-        h11 = _h11()
+        h11 = self.h11
         self.connection.receive_data(data)
         while not self.done:
             event = self.connection.next_event()  # h11.RemoteProtocolError if the merchant left early

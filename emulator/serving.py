@@ -4,12 +4,13 @@ uvicorn reads every request (headers and body) in its event loop, so a client th
 nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
 reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
 hand-over to a thread and back took as long as the app (benchmarks/RESULTS.md). A request that
-waits (a flush, a reset, a resend, the journal, a scenario's latency) is handed, before it has
-done anything, to the process's request threads (emulator/request_threads.py: two, and one more
-for each request that waits, so a flush holds up nobody). Several processes serve, each given
-its connections by the supervisor (emulator/supervisor.py); each runs the same app (and its own
-callback dispatcher, which claims work so that no attempt is made twice). The choice and its
-figures: docs/decisions.md ("Serving") and benchmarks/RESULTS.md."""
+waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
+the loop's own callback attempts) is handed, before it has done anything, to the process's
+request threads (emulator/request_threads.py: two, and one more for each request that waits, so
+a flush holds up nobody). Several processes serve, each given its connections by the supervisor
+(emulator/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
+work so that no attempt is made twice). The choice and its figures: docs/decisions.md
+("Serving") and benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio

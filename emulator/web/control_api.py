@@ -227,10 +227,11 @@ def flush(values):
     arrived = request.environ.get(ARRIVED)
     left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
     if answering_in_loop():
-        if after_response.running() and SETTLED not in request.environ:
-            # First attempts the event loop is making: waited for there, then looked at again.
-            raise MustWait({SETTLED: True}, until=functools.partial(after_response.settled, timeout=max(0.0, left)))
-        flushed = None if after_response.running() else dispatcher().flushed_already()
+        if after_response.running():  # first attempts the event loop is making
+            if SETTLED not in request.environ:  # waited for there, then looked at again
+                raise MustWait({SETTLED: True}, until=functools.partial(after_response.settled, timeout=max(0.0, left)))
+            raise MustWait({})  # still sending after that wait: the rest on a request thread
+        flushed = dispatcher().flushed_already()
         if flushed is not None:
             return jsonify(flushed)
         raise MustWait({})  # something to send or wait for: on a request thread
