@@ -114,6 +114,16 @@ def cash_receipt_fields(receipt: dict | None) -> dict:
             "cash_receipt_deal_no": receipt["deal_no"]}
 
 
+class JSONText:
+    """Part of an answer already written as JSON (transaction/list's rows, by the database):
+    the answer's encoder puts it in as it is. Only as a value of the answer's top level."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 def list_row(payment: Payment | ListedPayment, *, status_code: int, amount: int, taxfree_amount: int,
              tax_amount: int, cancel_date: str) -> dict:
     """One row of transaction/list. Its tax split is that of its `amount`: the payment's, or what

@@ -157,6 +157,10 @@ class MerchantApi(Room):
             # The method's code or the payer's pick (naverpay finds naverpoint payments too).
             return pgcode is None or pgcode in (payment.pgcode, payment.paid_pgcode)
 
+        if values["date_type"] == "transaction":
+            written = self.storage.transaction_rows_json(client.client_id, day, (APPROVED,), pgcode)
+            if written is not None:
+                return {"total_count": len(written), "list": fields.JSONText(f"[{','.join(written)}]")}
         approvals = [p for p in self.storage.payments_made_on(client.client_id, day, (APPROVED,)) if wanted(p)]
         if values["date_type"] == "transaction":
             rows = [fields.transaction_row(p) for p in approvals]

@@ -11,6 +11,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from .. import __version__
 from ..config import Settings
+from ..domain.fields import JSONText
 from ..errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 
 class GatewayJSON(DefaultJSONProvider):
     """JSON as the gateway writes it: Korean as it is, keys in the order they were made. An
-    answer is encoded by an encoder made once, not one made for each answer."""
+    answer is encoded by an encoder made once, not one made for each answer; a value already
+    written as JSON (JSONText) goes in as it is."""
 
     ensure_ascii = False
     sort_keys = False
@@ -65,9 +67,15 @@ class GatewayJSON(DefaultJSONProvider):
         self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self.default).encode
 
     def response(self, *args, **kwargs) -> Response:
-        if self.compact is False or (self.compact is None and self._app.debug):
+        answer = self._prepare_response_obj(args, kwargs)
+        if isinstance(answer, dict) and any(isinstance(value, JSONText) for value in answer.values()):
+            encode = self._encode
+            body = "{%s}" % ",".join(f"{encode(key)}:{value.text if isinstance(value, JSONText) else encode(value)}"
+                                     for key, value in answer.items())
+        elif self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)
-        body = self._encode(self._prepare_response_obj(args, kwargs))
+        else:
+            body = self._encode(answer)
         return self._app.response_class(f"{body}\n", mimetype=self.mimetype)
 
 
