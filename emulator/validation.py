@@ -176,7 +176,8 @@ def _accepted_lengths(schema: dict) -> dict:
 
 _ANNOTATIONS = {"description", "title", "examples", "default", "$schema", "$id"}
 _TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}  # exact types
-_FAST_KEYWORDS = {"type", "maxLength", "minLength", "enum", "pattern", "minimum", "maximum"}
+_FAST_KEYWORDS = {"type", "maxLength", "minLength", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum",
+                  "exclusiveMaximum"}
 
 
 def _fast_check(schema: dict):
@@ -220,7 +221,9 @@ def _value_check(rules: dict):
         return lambda value: (type(value) is str and shortest <= len(value) <= longest and "\x00" not in value
                               and (enum is None or value in enum) and (search is None or search(value) is not None))
     least, most = rules.get("minimum", -math.inf), rules.get("maximum", math.inf)
-    return lambda value: type(value) in kind and least <= value <= most and (enum is None or value in enum)
+    above, below = rules.get("exclusiveMinimum", -math.inf), rules.get("exclusiveMaximum", math.inf)
+    return lambda value: (type(value) in kind and least <= value <= most and above < value < below
+                          and (enum is None or value in enum))
 
 
 def _first_error(validator: Draft202012Validator, values: dict, schema: dict) -> ValidationError | None:

@@ -17,6 +17,7 @@ VALID = {
     "requests/payments_cancel": {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u1",
                                  "tid": "tpay_test-202611290000001", "amount": 1000, "ip_addr": "127.0.0.1"},
     "requests/transaction_list": {"client_id": "pay_test", "date": "20261129", "date_type": "transaction"},
+    "control/flush": {"max_seconds": 30},  # exclusiveMinimum: 0
 }
 ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=False),
                        st.text(max_size=300), st.sampled_from(["", "Y", "N", "settle", "0", "<b>", "a\nb"]),

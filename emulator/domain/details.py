@@ -48,7 +48,9 @@ class DetailMaker:
         self.faker = faker
 
     def digits(self, count: int) -> str:
-        return self.faker.numerify("#" * count)
+        """`count` random digits, from the faker's seeded generator: one draw, not faker's
+        numerify (a call per digit, a tenth of an approval's time)."""
+        return f"{self.faker.random.randrange(10 ** count):0{count}d}"
 
     def phone(self) -> str:
         return "010" + self.digits(8)
