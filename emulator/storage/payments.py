@@ -10,10 +10,11 @@ from .connection import _json, _where
 
 _PAYMENT_JSON = ("request", "details")
 _PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
-# A listed payment's columns, and its last cancellation's date (looked up only if it has one).
-_LISTED = ", ".join([*(f"p.{name}" for name in ListedPayment._fields[:-1]),
-                     "CASE WHEN p.cancelled_amount = 0 THEN '' ELSE (SELECT c.cancel_date FROM cancellations c "
-                     "WHERE c.tid = p.tid ORDER BY c.id DESC LIMIT 1) END"])
+# A listed payment's last cancellation's date (looked up only if it has one).
+_LAST_CANCEL_DATE = ("CASE WHEN p.cancelled_amount = 0 THEN '' ELSE (SELECT c.cancel_date FROM cancellations c "
+                     "WHERE c.tid = p.tid ORDER BY c.id DESC LIMIT 1) END")
+# A listed payment's columns, and that date.
+_LISTED = ", ".join([*(f"p.{name}" for name in ListedPayment._fields[:-1]), _LAST_CANCEL_DATE])
 
 
 def _shown(name: str) -> str:
@@ -31,7 +32,7 @@ _LISTED_JSON = (
     f"'tax_amount', {_shown('tax_amount')}, 'order_no', p.order_no, 'product_name', p.product_name, "
     f"'status_code', CASE WHEN p.cancelled_amount = 0 THEN {LIST_APPROVED} "
     f"WHEN p.cancelled_amount = p.amount THEN {LIST_CANCELLED} ELSE {LIST_PARTIAL} END, "
-    f"'transaction_date', p.transaction_date, 'cancel_date', {_LISTED.rsplit(', ', 1)[1]})")
+    f"'transaction_date', p.transaction_date, 'cancel_date', {_LAST_CANCEL_DATE})")
 _MADE_ON = ("FROM payments p WHERE p.client_id = ? AND substr(p.transaction_date, 1, 10) = ? "
             "AND p.tid IS NOT NULL AND p.status IN ({marks}) {pgcode}ORDER BY p.transaction_date, p.token")
 _INSERT_PAYMENT = f"INSERT INTO payments ({', '.join(_PAYMENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _PAYMENT_COLUMNS)})"
