@@ -115,13 +115,19 @@ def cash_receipt_fields(receipt: dict | None) -> dict:
 
 
 class JSONText:
-    """Part of an answer already written as JSON (transaction/list's rows, by the database):
-    the answer's encoder puts it in as it is. Only as a value of the answer's top level."""
+    """An answer already written as JSON (transaction/list's, from rows the database wrote):
+    sent as it is."""
 
     __slots__ = ("text",)
 
     def __init__(self, text: str):
         self.text = text
+
+
+def list_answer_json(rows: list[str]) -> JSONText:
+    """transaction/list's answer, {"total_count": ..., "list": [...]}, from rows already
+    written as JSON, compact as the answer's encoder writes it."""
+    return JSONText(f'{{"total_count":{len(rows)},"list":[{",".join(rows)}]}}')
 
 
 def list_row(payment: Payment | ListedPayment, *, status_code: int, amount: int, taxfree_amount: int,

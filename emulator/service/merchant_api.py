@@ -157,16 +157,17 @@ class MerchantApi(Room):
             # The method's code or the payer's pick (naverpay finds naverpoint payments too).
             return pgcode is None or pgcode in (payment.pgcode, payment.paid_pgcode)
 
+        def approvals() -> list[ListedPayment]:
+            return [p for p in self.storage.payments_made_on(client.client_id, day, (APPROVED,)) if wanted(p)]
+
         if values["date_type"] == "transaction":
             written = self.storage.transaction_rows_json(client.client_id, day, (APPROVED,), pgcode)
-            if written is not None:
-                return {"total_count": len(written), "list": fields.JSONText(f"[{','.join(written)}]")}
-        approvals = [p for p in self.storage.payments_made_on(client.client_id, day, (APPROVED,)) if wanted(p)]
-        if values["date_type"] == "transaction":
-            rows = [fields.transaction_row(p) for p in approvals]
+            if written is not None:  # by the database (SQLite)
+                return fields.list_answer_json(written)
+            rows = [fields.transaction_row(p) for p in approvals()]
         else:
             cancellations = [(c, p) for c, p in self.storage.cancellations_on(client.client_id, day) if wanted(p)]
-            rows = fields.settle_rows(approvals, cancellations)
+            rows = fields.settle_rows(approvals(), cancellations)
         return {"total_count": len(rows), "list": rows}
 
     def receipt_info(self, client: Client, tid: str, values: dict, base_url: str) -> dict:

@@ -56,8 +56,8 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 
 class GatewayJSON(DefaultJSONProvider):
     """JSON as the gateway writes it: Korean as it is, keys in the order they were made. An
-    answer is encoded by an encoder made once, not one made for each answer; a value already
-    written as JSON (JSONText) goes in as it is."""
+    answer is encoded by an encoder made once, not one made for each answer; one already
+    written as JSON (JSONText) is sent as it is."""
 
     ensure_ascii = False
     sort_keys = False
@@ -68,10 +68,8 @@ class GatewayJSON(DefaultJSONProvider):
 
     def response(self, *args, **kwargs) -> Response:
         answer = self._prepare_response_obj(args, kwargs)
-        if isinstance(answer, dict) and any(isinstance(value, JSONText) for value in answer.values()):
-            encode = self._encode
-            body = "{%s}" % ",".join(f"{encode(key)}:{value.text if isinstance(value, JSONText) else encode(value)}"
-                                     for key, value in answer.items())
+        if isinstance(answer, JSONText):
+            body = answer.text
         elif self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)
         else:
