@@ -9,7 +9,7 @@ and CPU per request, and its ratios to the baseline.
 A variant is NAME=SOURCE[:ARG,ARG...]: `payletter-emulator serve` run with SOURCE first on the
 Python path (a copy of the repository, its `emulator/` folder seen under the installed name
 `payletter_emulator`) and the arguments given (`--workers=2`). SOURCE `gunicorn`
-runs this repository's `payletter_emulator.wsgi:app` under gunicorn with sync workers instead (what the
+runs this repository's `payletter_emulator.serving.wsgi:app` under gunicorn with sync workers instead (what the
 benchmark measured before it measured what ships). The configuration is `serve`'s unless the
 arguments say otherwise.
 """
@@ -41,7 +41,7 @@ class Variant(run.Server):
         if source == "gunicorn":
             command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers",
                        str(options.workers), "--worker-class", "sync", "--timeout", "900", "--log-level", "warning",
-                       "payletter_emulator.wsgi:app"]
+                       "payletter_emulator.serving.wsgi:app"]
             processes = options.workers
         else:
             extra = [a.replace("=", " ", 1).split(" ") for a in arguments.split(",") if a]

@@ -178,7 +178,7 @@ def transaction_list(emulator: Emulator, rounds: int, warmup: int) -> dict:
 def seed_day(db: Path, callback_url: str) -> None:
     from datetime import datetime
 
-    from payletter_emulator.clock import KST
+    from payletter_emulator.domain.clock import KST
 
     with Seeder(str(db)) as seed:
         seed.approved(DAY_PAYMENTS, callback_url, first=datetime(2026, 3, 5, 0, 0, tzinfo=KST), step_seconds=8.0)

@@ -232,7 +232,7 @@ class Emulator(Server):
         environ = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
         environ["PYTHONPATH"] = str(source)  # the copy measured (an A/B run), else this repository
         command = [*emulator_command(), "serve"]
-        processes = min(len(os.sched_getaffinity(0)), 8)  # what `serve` picks (emulator/serving.py)
+        processes = min(len(os.sched_getaffinity(0)), 8)  # what `serve` picks (emulator/serving/bridge.py)
         if configuration == "docker":
             environ.update(docker_env())
             environ.update({"PAYLETTER_EMULATOR_PORT": str(self.port), "PAYLETTER_EMULATOR_DB": db})
@@ -593,7 +593,7 @@ SEED_DAY = "20260305"
 
 
 def seed_day() -> datetime:
-    from payletter_emulator.clock import KST
+    from payletter_emulator.domain.clock import KST
     return datetime(2026, 3, 5, 9, 0, tzinfo=KST)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from faker import Faker
 
-from payletter_emulator.clock import KST, Clock, ClockState
+from payletter_emulator.domain.clock import KST, Clock, ClockState
 from payletter_emulator.config import Settings
 from payletter_emulator.service import Service
 from payletter_emulator.storage import Storage

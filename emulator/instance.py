@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cache, partial
 
-from . import scenario as scenario_files
-from .clock import Clock
+from .engines import scenario as scenario_files
+from .domain.clock import Clock
 from .config import Settings
-from .dispatcher import DeliverySettings, Dispatcher
-from .domain.delivery import Policy
+from .delivery.dispatcher import DeliverySettings, Dispatcher
+from .domain.callback_policy import Policy
 from .resources import schemas_dir
-from .scenario import Scenario
+from .engines.scenario import Scenario
 from .service import Service
 from .storage import Storage
-from .validation import Schemas
+from .engines.validation import Schemas
 
 @cache
 def schemas() -> Schemas:

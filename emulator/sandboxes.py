@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .backends import POSTGRES_SCHEMES
+from .storage.backends import POSTGRES_SCHEMES
 from .config import Client
 from .instance import Emulator, build
 

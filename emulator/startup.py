@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .backends import POSTGRES_SCHEMES
+from .storage.backends import POSTGRES_SCHEMES
 from .config import ENV_PREFIX, PAY_TEST, Settings
 
 # A SQLite database is its file, the files SQLite and the emulator keep beside it, and the

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from payletter_emulator.resources import schemas_dir
-from payletter_emulator.validation import Schemas
+from payletter_emulator.engines.validation import Schemas
 from payletter_emulator.web import gateway_api  # noqa: F401  (registers the gateway's operations)
 from payletter_emulator.web.operations import OPERATIONS
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from payletter_emulator.client import CallbackWaitError, EmulatorClient, EmulatorError, Sandbox
-from payletter_emulator.scenario import ScenarioError
+from payletter_emulator.engines.scenario import ScenarioError
 
 from .conftest import EmulatorProcess
 

@@ -111,7 +111,6 @@ def test_reset_keeps_identifiers_unique(api):
 
 def test_an_internal_fault_is_999_without_a_traceback_and_journaled():
     from payletter_emulator import create_app
-
     app = create_app(db=":memory:")
 
     def broken():

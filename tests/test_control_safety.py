@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from payletter_emulator.client import EmulatorClient
-from payletter_emulator.errors import catalog
+from payletter_emulator.domain.errors import catalog
 
 from .conftest import Api, EmulatorProcess, _clean, refused
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payletter_emulator.domain.delivery import (DELIVERED, FAILED, PENDING, RESEND, RETRY, Outcome, Policy, acknowledged,
+from payletter_emulator.domain.callback_policy import (DELIVERED, FAILED, PENDING, RESEND, RETRY, Outcome, Policy, acknowledged,
                                       host_allowed, next_state, reachability_warnings)
 
 OK = Outcome(200, '{"code": 0}', "", 1.0, acknowledged=True)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import threading
 
-from payletter_emulator import after_response
-from payletter_emulator import dispatcher as dispatching
-from payletter_emulator.dispatcher import DeliverySettings, Dispatcher
-from payletter_emulator.domain.delivery import Outcome
+from payletter_emulator.delivery import handover
+from payletter_emulator.delivery import dispatcher as dispatching
+from payletter_emulator.delivery.dispatcher import DeliverySettings, Dispatcher
+from payletter_emulator.domain.callback_policy import Outcome
 from payletter_emulator.storage import Storage
 
 NOW = 1_000_000  # emulator time, epoch ms
@@ -83,7 +83,7 @@ def test_a_callback_claimed_where_it_was_queued_leaves_after_the_answer_once(tmp
     sender = CountingSender()
     callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
     try:
-        with after_response.collecting() as later:
+        with handover.collecting() as later:
             callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
             assert len(later) == 1 and sender.posts == 0  # held until the answer has left
             assert callbacks.run_due() == 0  # the claim keeps the background thread's round off it
@@ -104,7 +104,7 @@ def test_a_flush_sends_what_its_own_request_queued_instead_of_waiting_for_its_an
     sender = CountingSender()
     callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
     try:
-        with after_response.collecting():
+        with handover.collecting():
             callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
             flushed = callbacks.flush(max_seconds=5)
         assert flushed == {"idle": True, "pending": 0, "next_attempt_at": None}

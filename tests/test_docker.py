@@ -21,10 +21,10 @@ import pytest
 import requests
 import yaml
 
-from payletter_emulator import tls
+from payletter_emulator.serving import tls
 from payletter_emulator.client import EmulatorClient
 from payletter_emulator.config import ENV_PREFIX, Settings
-from payletter_emulator.pytest_plugin import wait_ready
+from payletter_emulator.client.pytest_plugin import wait_ready
 
 from .conftest import OTHER_CLIENT, PAYMENT_KEY, READY_TIMEOUT, serving_processes
 

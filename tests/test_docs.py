@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import requests
 import yaml
 
-from payletter_emulator import docgen
+from payletter_emulator.client import docgen
 from payletter_emulator.config import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def test_generated_pages_are_up_to_date():
 
 def test_every_error_kind_is_documented_with_its_code():
     page = (ROOT / "docs" / "error-codes.md").read_text("utf-8")
-    from payletter_emulator.errors import catalog
+    from payletter_emulator.domain.errors import catalog
     for kind in catalog().values():
         assert f"| {kind.code} | `{kind.name}` |" in page
 
@@ -133,7 +133,7 @@ def test_the_readme_cli_session_runs_against_a_live_emulator(api, callback_recei
 
 
 def test_the_readme_cli_session_shows_every_command():
-    from payletter_emulator.cli import main
+    from payletter_emulator.client.cli import main
 
     [session] = blocks(readme_section(CLI_SECTION), "sh")
     shown = set()

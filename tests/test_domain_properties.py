@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from hypothesis import given, strategies as st
 
-from payletter_emulator.clock import KST, Clock, ClockState
+from payletter_emulator.domain.clock import KST, Clock, ClockState
 from payletter_emulator.domain import identifiers, tax, windows
 from payletter_emulator.domain.methods import table
 from payletter_emulator.domain.payhash import billkey_payhash, payhash

@@ -18,7 +18,7 @@ import click
 import pytest
 
 from payletter_emulator.config import ENV_PREFIX
-from payletter_emulator.drive_options import default_url, default_verify, parse_duration
+from payletter_emulator.client.drive_options import default_url, default_verify, parse_duration
 
 from .conftest import EmulatorProcess, freeze_at
 from .test_tls import HttpsEmulator

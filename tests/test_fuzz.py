@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from payletter_emulator.errors import GatewayError
+from payletter_emulator.domain.errors import GatewayError
 
 from .conftest import PAYMENT_KEY, SCHEMAS, SEARCH_KEY
 

@@ -24,7 +24,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from payletter_emulator.errors import catalog
+from payletter_emulator.domain.errors import catalog
 from payletter_emulator.web.app import create_app
 
 from .browser import read_html

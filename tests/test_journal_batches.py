@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from payletter_emulator.errors import GatewayError
+from payletter_emulator.domain.errors import GatewayError
 from payletter_emulator.storage import JOURNAL_BATCH, Storage
 
 from . import test_storage
@@ -105,8 +105,8 @@ def test_every_answer_of_two_processes_is_in_the_journal_either_reads(tmp_path):
 
 def test_a_reader_does_not_wait_for_a_process_that_was_killed_holding_entries(tmp_path):
     db = str(tmp_path / "j.db")
-    script = ("import sys, time; from payletter_emulator import storage; from payletter_emulator.storage import journal;"
-              "journal.JOURNAL_HOLD = 3600; s = storage.Storage(sys.argv[1]);"
+    script = ("import sys, time; from payletter_emulator import storage; from payletter_emulator.storage import journal_tables;"
+              "journal_tables.JOURNAL_HOLD = 3600; s = storage.Storage(sys.argv[1]);"
               "s.journal_append({'at': '', 'method': 'POST', 'path': '/v1.0/x', 'query': '', 'client_id': '',"
               " 'request': '', 'status': 200, 'response': '', 'warnings': []});"
               "print('held', flush=True); time.sleep(60)")

@@ -6,7 +6,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from payletter_emulator.lenient_json import loads, trailing_commas
+from payletter_emulator.engines.lenient_json import loads, trailing_commas
 
 # Strings full of what a careless scanner would mistake for structure.
 TRICKY = st.text(alphabet=st.sampled_from(list(',]}[{:"\\ \n\tab1') + ["\u00e9", "\u2028", "\ud55c"]), max_size=8)

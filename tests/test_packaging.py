@@ -45,7 +45,7 @@ def test_wheel_carries_the_data_folders_and_runs_from_them(site):
         shipped = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
         in_repo = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*") if p.is_file()}
         assert shipped == in_repo
-    assert f"{PACKAGE}/domain/payment_methods.toml" in names and f"{PACKAGE}/error_codes.toml" in names
+    assert f"{PACKAGE}/domain/payment_methods.toml" in names and f"{PACKAGE}/domain/error_codes.toml" in names
     probe = (WHEEL_ONLY + "from payletter_emulator.resources import schemas_dir; "
              "from payletter_emulator import create_app; app = create_app(db=':memory:'); print(schemas_dir()); "
              "print(app.test_client().get('/_emulator/health').status_code)")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payletter_emulator import checkout
+from payletter_emulator.engines import checkout
 from payletter_emulator.domain.methods import lookup, table
 
 from .browser import payhash, read_html, wait_for_callback

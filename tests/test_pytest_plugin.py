@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from payletter_emulator.client import EmulatorClient
-from payletter_emulator.pytest_plugin import start_emulator, wait_ready
+from payletter_emulator.client.pytest_plugin import start_emulator, wait_ready
 
 pytest_plugins = ["pytester"]
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from payletter_emulator.domain.payment import ABANDONED, APPROVED, CREATED, FAILED, ISSUED, LIST_CANCELLED, LIST_PARTIAL
-from payletter_emulator.errors import catalog
+from payletter_emulator.domain.errors import catalog
 
 from .conftest import ACK, OTHER_CLIENT, READY_TIMEOUT, SCHEMAS, Api, EmulatorProcess, freeze_at
 

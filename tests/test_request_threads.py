@@ -1,4 +1,4 @@
-"""The threads that run requests in a serving process (emulator/request_threads.py): RUNNING at
+"""The threads that run requests in a serving process (emulator/waits.py): RUNNING at
 once, and one more for each request that waits for something outside the process."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from payletter_emulator.request_threads import RequestThreads, waiting
+from payletter_emulator.serving.threads import RequestThreads
+from payletter_emulator.waits import waiting
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import requests
 import pytest
 
 from payletter_emulator import create_app
-
 from .conftest import Api, EmulatorProcess, ok, refused
 
 T0 = "2026-11-29T10:00:00+09:00"

@@ -13,7 +13,7 @@ import requests
 import yaml
 from click.testing import CliRunner
 
-from payletter_emulator.cli import main
+from payletter_emulator.client.cli import main
 from payletter_emulator.domain.payhash import payhash
 from payletter_emulator.resources import scenarios_dir
 

@@ -492,7 +492,6 @@ def test_the_rows_sqlite_writes_answer_byte_for_byte_as_pythons(tmp_path):
     without JSON functions): approved, partly and fully cancelled payments, Korean, quotes,
     backslashes, emoji and line separators, with and without the pgcode filter."""
     from payletter_emulator import create_app
-
     app = create_app(db=str(tmp_path / "rows.db"))
     client = app.test_client()
     context = app.extensions["payletter"].service.context

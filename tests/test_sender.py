@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from payletter_emulator import callbacks
-from payletter_emulator.callbacks import RESPONSE_LIMIT
+from payletter_emulator.delivery import sender as callbacks
+from payletter_emulator.delivery.sender import RESPONSE_LIMIT
 
 from .conftest import RawMerchant
 

@@ -1,4 +1,4 @@
-"""What `serve` does with a request before the app sees it (emulator/serving.py): a body declared
+"""What `serve` does with a request before the app sees it (emulator/serving/bridge.py): a body declared
 past the limit is refused without being read, and a request whose client leaves before it is
 whole reaches nobody."""
 from __future__ import annotations

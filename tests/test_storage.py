@@ -10,8 +10,8 @@ import threading
 import pytest
 import requests
 
-from payletter_emulator.errors import GatewayError
-from payletter_emulator.clock import ClockState
+from payletter_emulator.domain.errors import GatewayError
+from payletter_emulator.domain.clock import ClockState
 from payletter_emulator.storage import Storage
 
 from .conftest import PAYMENT_KEY, EmulatorProcess

@@ -16,10 +16,10 @@ import requests
 import trustme
 from cryptography import x509
 
-from payletter_emulator import tls
+from payletter_emulator.serving import tls
 from payletter_emulator.client import EmulatorClient
 from payletter_emulator.config import Settings
-from payletter_emulator.pytest_plugin import wait_ready
+from payletter_emulator.client.pytest_plugin import wait_ready
 
 from .conftest import PAYMENT_KEY, EmulatorProcess
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payletter_emulator.validation import _Repair
+from payletter_emulator.engines.validation import _Repair
 
 from .conftest import SCHEMAS
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from payletter_emulator.client import EmulatorClient
-from payletter_emulator.pytest_plugin import wait_ready
+from payletter_emulator.client.pytest_plugin import wait_ready
 
 from .conftest import Api
 
@@ -19,7 +19,7 @@ for name in ("fcntl", "resource", "uvloop"):
 for name in ("fork", "register_at_fork", "forkpty"):
     if hasattr(os, name):
         delattr(os, name)
-from payletter_emulator.cli import main
+from payletter_emulator.client.cli import main
 sys.argv[0] = "payletter-emulator"
 main()
 """

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..clock import KST
-from ..errors import GatewayError
+from .clock import KST
+from .errors import GatewayError
 from .methods import PaymentMethod
 
 TEST_CARD = "테스트카드"  # a card's pay_info on the real test gateway, in every captured approval

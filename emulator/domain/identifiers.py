@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from ..clock import KST
+from .clock import KST
 
 TOKEN_COUNTER_DIGITS = 5
 TID_SERIAL_DIGITS = 7

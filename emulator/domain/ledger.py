@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..clock import KST, kst_datetime, parse_kst_datetime
-from ..errors import GatewayError
+from .clock import KST, kst_datetime, parse_kst_datetime
+from .errors import GatewayError
 from . import tax, windows
 from .methods import PaymentMethod
 from .payment import APPROVED, ISSUED, Cancellation, Payment

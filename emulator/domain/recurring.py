@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..clock import KST
-from ..errors import GatewayError
+from .clock import KST
+from .errors import GatewayError
 from .payment import Payment
 
 MOBILE_WAIT_DAYS = 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from ..clock import KST
+from .clock import KST
 
 _DAYS = re.compile(r"^D\+(\d+)$")
 KINDS = ("same_day", "same_month", "none", "client_policy")

@@ -5,7 +5,7 @@ leaves through the outbox (outbox). No Flask, no SQL: the web layer calls a room
 calls storage."""
 from __future__ import annotations
 
-from ..clock import Clock
+from ..domain.clock import Clock
 from ..config import Settings
 from ..storage import Storage
 from .clock_jobs import ClockJobs

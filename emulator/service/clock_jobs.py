@@ -7,11 +7,11 @@ import time
 from datetime import datetime, timedelta
 from typing import Callable
 
-from ..clock import KST, ClockState, iso
+from ..domain.clock import KST, ClockState, iso
 from ..config import PAY_TEST, Client
 from ..domain.rules import API, Rule
-from ..errors import GatewayError
-from ..scenario import EMPTY
+from ..domain.errors import GatewayError
+from ..engines.scenario import EMPTY
 from .context import Context, Room
 from .virtual_accounts import VirtualAccounts
 

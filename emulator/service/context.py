@@ -7,15 +7,15 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Callable
 
-from ..clock import Clock, kst_datetime
+from ..domain.clock import Clock, kst_datetime
 from ..config import Settings
 from ..domain import identifiers
 from ..domain.details import DetailMaker
 from ..domain.methods import PaymentMethod, lookup
 from ..domain.payment import STATUS_CODES, Payment
 from ..domain.rules import Rule
-from ..errors import GatewayError
-from ..scenario import Rulebook, Scenario
+from ..domain.errors import GatewayError
+from ..engines.scenario import Rulebook, Scenario
 from ..storage import Storage
 
 REQUEST_HEADERS = "request_headers"  # a payment's request keeps its headers (X-Emulator-Scenario) here

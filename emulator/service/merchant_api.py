@@ -9,15 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import quote, urlencode
 
-from ..clock import kst_date, kst_datetime, parse_kst_datetime
+from ..domain.clock import kst_date, kst_datetime, parse_kst_datetime
 from ..config import Client
 from ..domain import fields, ledger, recurring, tax
 from ..domain.details import virtual_account_expiry
 from ..domain.methods import PaymentMethod, verification_methods
 from ..domain.payhash import sha256_hex
 from ..domain.payment import APPROVED, ISSUED, STATUS_CODES, ListedPayment, Payment
-from ..errors import GatewayError
-from ..validation import tolerate
+from ..domain.errors import GatewayError
+from ..engines.validation import tolerate
 from .context import REQUEST_HEADERS, Room, known_method
 
 CASH_RECEIPT_FORM_TYPES = {"0": "1", "1": "1", "2": "2"}  # the reference's example: type 0 opens on 1

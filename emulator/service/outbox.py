@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..clock import iso
+from ..domain.clock import iso
 from ..config import Client
-from ..domain import delivery, fields
+from ..domain import callback_policy, fields
 from ..domain.payment import Payment
 from ..domain.rules import CALLBACK
 from .context import Context
@@ -20,11 +20,11 @@ def queue_callback(context: Context, payment: Payment, client: Client, now: date
     see it before)."""
     body = fields.callback_body(payment, client.payment_key)
     url = payment.request["callback_url"]
-    warnings = delivery.reachability_warnings(url)
+    warnings = callback_policy.reachability_warnings(url)
     rule = context.decide(CALLBACK, payment)
     fault = {"rule": rule.name, **rule.params} if rule is not None else {}
     moment = round(now.timestamp() * 1000)
-    body, due, status, note = delivery.apply_fault(body, fault, moment, wrong_key=client.payment_key[::-1])
+    body, due, status, note = callback_policy.apply_fault(body, fault, moment, wrong_key=client.payment_key[::-1])
     sender = context.sender
     if sender is not None and status == "pending" and due is not None and due <= moment:
         claimed = context.storage.enqueue_claimed_callback(payment.tid, url, body, iso(now), due, warnings + note,

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hmac
 from datetime import datetime, timedelta
 
-from .. import checkout
-from ..clock import kst_datetime, parse_kst_datetime
+from ..engines import checkout
+from ..domain.clock import kst_datetime, parse_kst_datetime
 from ..domain import fields, identifiers
 from ..domain.methods import PaymentMethod
 from ..domain.payment import ABANDONED, APPROVED, CREATED, FAILED, PAGE, PENDING, VERIFIED, Payment
 from ..domain.rules import PAYER
-from ..errors import GatewayError
+from ..domain.errors import GatewayError
 from .context import Context, Room, known_method
 from .merchant_api import receipt_id
 from .outbox import queue_callback

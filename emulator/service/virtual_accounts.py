@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..clock import kst_datetime
+from ..domain.clock import kst_datetime
 from ..domain.details import expiry_moment
 from ..domain.payment import APPROVED, ISSUED, Payment
 from ..domain.rules import VIRTUAL_ACCOUNT
-from ..errors import GatewayError
+from ..domain.errors import GatewayError
 from .context import Room
 from .outbox import queue_callback
 

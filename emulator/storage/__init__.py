@@ -4,13 +4,13 @@ callbacks, clock_jobs, journal, sandboxes), all speaking through one connection 
 which alone begins and ends transactions; every table is declared in schema.py."""
 from __future__ import annotations
 
-from .billkeys_receipts import BillkeyAndReceiptTables
-from .callbacks import CallbackTables
-from .clock_jobs import ClockAndJobTables
+from .billkey_receipt_tables import BillkeyAndReceiptTables
+from .callback_tables import CallbackTables
+from .clock_job_tables import ClockAndJobTables
 from .connection import TOKEN_BLOCK, Connection
-from .journal import JOURNAL_BATCH, JournalTables
-from .payments import PaymentTables
-from .sandboxes import SandboxTables
+from .journal_tables import JOURNAL_BATCH, JournalTables
+from .payment_tables import PaymentTables
+from .sandbox_tables import SandboxTables
 from .schema import SCHEMA, STATE_TABLES
 
 __all__ = ["JOURNAL_BATCH", "SCHEMA", "TOKEN_BLOCK", "Storage"]

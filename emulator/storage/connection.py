@@ -12,7 +12,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 
-from ..backends import connect
+from .backends import connect
 from .schema import ADDED_COLUMNS, SCHEMA
 
 TOKEN_BLOCK = 100

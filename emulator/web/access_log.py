@@ -1,6 +1,6 @@
 """Access logs never show the control token: the value of a `token` query parameter in a logged
 line is replaced, whichever server (uvicorn's with `serve --access-log`, or werkzeug's or gunicorn's
-serving `payletter_emulator.wsgi:app`) writes the line. The dashboard takes
+serving `payletter_emulator.serving.wsgi:app`) writes the line. The dashboard takes
 `?token=` once, so the token would otherwise sit in every log of a request line."""
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 from .. import __version__
 from ..config import Settings
 from ..domain.fields import JSONText
-from ..errors import GatewayError
+from ..domain.errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
-from ..validation import refuse_nul
-from . import access_log, control_api, dashboard, gateway_api, journal, openapi, pages
-from .journal import JOURNALED
+from ..engines.validation import refuse_nul
+from . import access_log, control_api, dashboard, gateway_api, openapi, pages, request_log
+from .request_log import JOURNALED
 from .plumbing import find_client, plkey
 
 log = logging.getLogger("payletter_emulator")
@@ -26,7 +26,7 @@ _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 
 
 def create_app(settings: Settings | None = None, **overrides) -> Flask:
-    """The app for tests (in-process) and for `serve` (emulator/serving.py) alike.
+    """The app for tests (in-process) and for `serve` (emulator/serving/bridge.py) alike.
 
     `create_app(db=":memory:", strict=True)` is shorthand for `create_app(Settings(...))`.
     """
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     _install_error_handlers(app)
     app.before_request(refuse_nul_in_address)
     _install_instances(app, root, sandboxes)
-    journal.install(app)
+    request_log.install(app)
     access_log.install()
     return app
 

@@ -12,13 +12,13 @@ import yaml
 
 from flask import Blueprint, jsonify, request
 
-from .. import after_response
-from .. import scenario as scenario_files
-from ..dispatcher import view as callback_view
+from ..delivery import handover
+from ..engines import scenario as scenario_files
+from ..delivery.dispatcher import view as callback_view
 from ..domain.text import is_text
-from ..errors import GatewayError
-from ..request_threads import ARRIVED, MustWait, answering_in_loop, waiting
-from ..validation import refuse_nul
+from ..domain.errors import GatewayError
+from ..waits import ARRIVED, MustWait, answering_in_loop, waiting
+from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
 from .operations import OPERATIONS
@@ -34,7 +34,7 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
             waits: bool = False):
     """Route one control operation; a body, when it has a schema, is checked strictly. One that
     `waits` (for attempts, a merchant's answer, the other processes' journal) is handed from the
-    event loop to a request thread before it does anything (emulator/request_threads.py)."""
+    event loop to a request thread before it does anything (emulator/waits.py)."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
                        request=f"control/{schema}" if schema else None, status=status))
 
@@ -227,9 +227,9 @@ def flush(values):
     arrived = request.environ.get(ARRIVED)
     left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
     if answering_in_loop():
-        if after_response.running():  # first attempts the event loop is making
+        if handover.running():  # first attempts the event loop is making
             if SETTLED not in request.environ:  # waited for there, then looked at again
-                raise MustWait({SETTLED: True}, until=functools.partial(after_response.settled, timeout=max(0.0, left)))
+                raise MustWait({SETTLED: True}, until=functools.partial(handover.settled, timeout=max(0.0, left)))
             raise MustWait({})  # still sending after that wait: the rest on a request thread
         flushed = dispatcher().flushed_already()
         if flushed is not None:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, make_response, redirect, render_template, request
 
-from ..errors import GatewayError
+from ..domain.errors import GatewayError
 from . import control_api, pages
 from .plumbing import emulator
 

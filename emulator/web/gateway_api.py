@@ -7,8 +7,8 @@ import time
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
-from ..errors import GatewayError
-from ..request_threads import MustWait, answering_in_loop, waiting
+from ..domain.errors import GatewayError
+from ..waits import MustWait, answering_in_loop, waiting
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, check_callback_url, json_body, warnings
 
@@ -109,7 +109,7 @@ _UNSEEN_HEADERS = {"HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_CONTENT_TYPE", "HT
 
 def drop_connection():
     """Close the connection under the request: the client sees it closed, with no answer."""
-    drop = request.environ.get("payletter.drop")  # set by emulator/serving.py
+    drop = request.environ.get("payletter.drop")  # set by emulator/serving/bridge.py
     sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
     if drop is not None:
         drop()

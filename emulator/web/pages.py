@@ -16,10 +16,10 @@ from flask import Blueprint, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from .. import checkout
+from ..engines import checkout
 from ..domain.details import BANKS
 from ..domain.methods import lookup
-from ..errors import GatewayError
+from ..domain.errors import GatewayError
 from .plumbing import emulator
 
 log = logging.getLogger("payletter_emulator")

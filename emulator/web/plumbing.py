@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 from flask import Request, current_app, g, request
 from werkzeug.exceptions import ClientDisconnected
 
-from .. import lenient_json
+from ..engines import lenient_json
 from ..config import Client
-from ..domain.delivery import callback_url_refusal
+from ..domain.callback_policy import callback_url_refusal
 from ..domain.text import is_text
-from ..errors import GatewayError
-from ..validation import tolerate
+from ..domain.errors import GatewayError
+from ..engines.validation import tolerate
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

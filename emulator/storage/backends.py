@@ -39,7 +39,7 @@ class SQLite:
             # No fsync: what the emulator promises survives a killed process (the data is with
             # the OS); only a machine crash could lose the last commits.
             self.connection.execute("PRAGMA synchronous = OFF")
-            # The first page of `<db>-lock`, mapped by every process (emulator/board.py). Writers
+            # The first page of `<db>-lock`, mapped by every process (emulator/storage/board.py). Writers
             # take turns with SQLite's own lock (BEGIN IMMEDIATE); a flock queue in front of it
             # was measured and dropped (benchmarks/RESULTS.md, issue 14).
             self._page = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)

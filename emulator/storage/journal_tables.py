@@ -12,7 +12,7 @@ import weakref
 from collections import Counter
 
 from ..domain.text import is_text
-from ..request_threads import waiting
+from ..waits import waiting
 from .connection import _STORAGES, _json
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process

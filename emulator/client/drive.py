@@ -13,7 +13,7 @@ import click
 from .drive_options import connection, fail, parse_duration
 
 if TYPE_CHECKING:  # the client (and requests) are imported when a command drives, not for `serve`
-    from .client import EmulatorClient
+    from .control_client import EmulatorClient
 
 
 def register(main: click.Group) -> None:
@@ -33,7 +33,7 @@ def register(main: click.Group) -> None:
 def health(client: EmulatorClient, wait_seconds: float):
     """Exit 0 once the emulator answers /_emulator/health; 1 (with why, as JSON) otherwise.
     The Docker image's HEALTHCHECK."""
-    from .client import EmulatorError
+    from .control_client import EmulatorError
 
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -219,7 +219,7 @@ def sandbox():
 @connection(sandbox=False)
 def sandbox_create(client: EmulatorClient, scenarios: tuple[str, ...], idle_seconds: float | None):
     """A new sandbox: {"id", "client_id", "payment_key", "search_key", "base_url", ...}."""
-    from .client import scenario_document
+    from .control_client import scenario_document
 
     body: dict[str, Any] = {}
     if scenarios:
@@ -250,7 +250,7 @@ def sandbox_delete(client: EmulatorClient, sandbox_id: str):
 def scenario_put(client: EmulatorClient, scenarios: tuple[str, ...]):
     """Put SCENARIOS in force: shipped names, files (checked here first) or `-` for YAML or JSON on
     standard input; several are merged in order. The scenario's view."""
-    from .client import scenario_document
+    from .control_client import scenario_document
 
     return client.control("PUT", "/scenario", _checked(lambda: scenario_document(_documents(scenarios))))
 
@@ -290,7 +290,7 @@ def _documents(references: tuple[str, ...]) -> list[Any]:
 
 def _checked(make: Callable[[], Any]) -> Any:
     """A scenario read and checked here: its problems (file, place, rule) as the refusal."""
-    from .scenario import ScenarioError
+    from ..engines.scenario import ScenarioError
 
     try:
         return make()

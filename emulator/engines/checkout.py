@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 
-from .domain.details import BANKS, INSTALLMENT_FROM, INSTALLMENT_MONTHS
-from .domain.methods import PaymentMethod, table
-from .domain.payment import Payment
+from .. import domain
+from ..domain.details import BANKS, INSTALLMENT_FROM, INSTALLMENT_MONTHS
+from ..domain.methods import PaymentMethod, table
+from ..domain.payment import Payment
 
 # A payment page can be used this long after payments/request, on the emulator's clock.
 PAGE_LIFETIME = timedelta(minutes=30)
@@ -65,7 +66,7 @@ class TestInputs:
 
 
 def _data(name: str) -> dict:
-    return tomllib.loads(resources.files(__package__ + ".domain").joinpath(name).read_text("utf-8"))
+    return tomllib.loads(resources.files(domain).joinpath(name).read_text("utf-8"))
 
 
 @cache

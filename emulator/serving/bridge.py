@@ -6,9 +6,9 @@ reaches the app, and is answered in the loop itself, one at a time, as a sync wo
 hand-over to a thread and back took as long as the app (benchmarks/RESULTS.md). A request that
 waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
 the loop's own callback attempts) is handed, before it has done anything, to the process's
-request threads (emulator/request_threads.py: two, and one more for each request that waits, so
+request threads (emulator/waits.py: two, and one more for each request that waits, so
 a flush holds up nobody). Several processes serve, each given its connections by the supervisor
-(emulator/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
+(emulator/serving/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
 work so that no attempt is made twice). The choice and its figures: docs/decisions.md
 ("Serving") and benchmarks/RESULTS.md."""
 from __future__ import annotations
@@ -28,9 +28,10 @@ from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
-from . import after_response
-from .config import Settings
-from .request_threads import ARRIVED, RUNNING, MustWait, RequestThreads, in_loop
+from ..delivery import handover
+from ..config import Settings
+from ..waits import ARRIVED, MustWait, in_loop
+from .threads import RUNNING, RequestThreads
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
@@ -64,8 +65,8 @@ def cores() -> int:
 
 
 def shareable() -> bool:
-    """Whether several processes can serve here: they are forked (emulator/supervisor.py), and they tell
-    each other's liveness by pid (emulator/board.py)."""
+    """Whether several processes can serve here: they are forked (emulator/serving/supervisor.py), and they tell
+    each other's liveness by pid (emulator/storage/board.py)."""
     return os.name == "posix" and hasattr(os, "fork")
 
 
@@ -99,7 +100,7 @@ def _raise_file_limit() -> None:
 def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
     """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
     supervisor's pid, for a worker process."""
-    from .web.app import create_app
+    from ..web.app import create_app
 
     app = create_app(settings)
     if certificates:
@@ -187,7 +188,7 @@ class Bridge:
         route = (environ["REQUEST_METHOD"], environ["PATH_INFO"])
         in_thread = route in self.waiting_routes
         if route in self.settling_routes:  # a flush: once the loop's own attempts are made, it is answered at once
-            await after_response.settled(timeout=SETTLE_FIRST)
+            await handover.settled(timeout=SETTLE_FIRST)
         while not in_thread and answer is None:
             attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
             try:
@@ -218,7 +219,7 @@ class Bridge:
         finally:
             for work, task in later:  # what the answer did not wait for (a callback's first attempt)
                 if task is not None:
-                    after_response.start(task)
+                    handover.start(task)
                 else:
                     work()
 
@@ -229,7 +230,7 @@ class Bridge:
             started[:] = [int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]]
             return _no_write
 
-        with after_response.collecting() as later:
+        with handover.collecting() as later:
             try:
                 result = self.app(environ, start_response)
                 try:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from . import after_response, callbacks
-from .clock import KST, iso
-from .domain.delivery import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
-from .storage import Storage
+from . import handover, sender
+from ..domain.clock import KST, iso
+from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
+from ..storage import Storage
 
-log = logging.getLogger("payletter_emulator.dispatcher")
+log = logging.getLogger("payletter_emulator.delivery.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
 # When a flush looks again at what other processes are sending (it is not told when they finish):
 # soon at first, then less often, up to every 5 ms.
@@ -47,8 +47,8 @@ class Dispatcher:
     """
 
     def __init__(self, storage: Storage, now: Callable[[], int], settings: DeliverySettings,
-                 send=callbacks.send, wall: Callable[[], float] = time.time,
-                 jobs: Callable[[int], int] = lambda now: 0, send_async=callbacks.send_async):
+                 send=sender.send, wall: Callable[[], float] = time.time,
+                 jobs: Callable[[int], int] = lambda now: 0, send_async=sender.send_async):
         self.storage = storage
         self.now = now
         self.settings = settings
@@ -105,7 +105,7 @@ class Dispatcher:
             async with self._loop_senders:
                 await self._attempt(callback, *_scheduled(callback), self._send_async)
 
-        after_response.later(submit, in_loop)
+        handover.later(submit, in_loop)
 
     def wake(self) -> None:
         """Something was queued or the clock moved: look again now."""
@@ -216,7 +216,7 @@ class Dispatcher:
                 self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, deadline - time.monotonic()))
                 finished = self._finished
             sent = self.run_due()
-            after_response.run_now()  # the first attempts of callbacks this round queued (timed jobs)
+            handover.run_now()  # the first attempts of callbacks this round queued (timed jobs)
             backlog = self.storage.callback_backlog(self.now(), self._wall())
             idle = backlog["busy"] == 0 and self.storage.jobs_due(self.now()) == 0
             if idle or time.monotonic() > deadline:
@@ -254,7 +254,7 @@ class Dispatcher:
     def wait_in_flight(self) -> None:
         """Until the attempts this process is making have finished (a reset waits for them, so
         that nothing from before it reaches a merchant after it)."""
-        after_response.run_now()
+        handover.run_now()
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=self.settings.lease)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..clock import ClockState
+from ..domain.clock import ClockState
 
 
 class ClockAndJobTables:

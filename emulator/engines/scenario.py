@@ -13,12 +13,12 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from .clock import KST
-from .config import Client
-from .domain.methods import table as method_table
-from .domain.rules import API, STAGES, Rule, compile_rule
-from .resources import schemas_dir, scenarios_dir
-from .storage import Storage
+from ..domain.clock import KST
+from ..config import Client
+from ..domain.methods import table as method_table
+from ..domain.rules import API, STAGES, Rule, compile_rule
+from ..resources import schemas_dir, scenarios_dir
+from ..storage import Storage
 
 SUFFIXES = (".yaml", ".yml", ".json")
 OUTAGE_RULE = "timeline outage {index}"

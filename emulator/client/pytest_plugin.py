@@ -24,9 +24,10 @@ from typing import Any, Callable
 import pytest
 
 from .app_server import serve_app
-from .client import EmulatorClient, EmulatorError
+from .control_client import EmulatorClient, EmulatorError
 from .plugin_report import coverage_lines, describe, merge_coverage
 
+PACKAGE = __name__.partition(".")[0]  # started as users start it: python -m payletter_emulator
 READY_TIMEOUT = 30.0  # seconds for a spawned emulator to answer /_emulator/health
 COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
 OUTCOME_KEY = pytest.StashKey[dict]()  # a test's reports by phase, for the fixtures' teardown
@@ -158,7 +159,7 @@ def start_emulator(workdir: Path, *args: str, token: str | None = None,
     client of it (trusting its CA) and its log, once /_emulator/health answers."""
     log_path, db = workdir / "emulator.log", str(workdir / "emulator.db")
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", __package__, "serve", "--port", "0", "--db", db,
+        process = subprocess.Popen([sys.executable, "-m", PACKAGE, "serve", "--port", "0", "--db", db,
                                     *(["--tls"] if tls else []), *args],
                                    stdout=subprocess.PIPE, stderr=log, cwd=workdir)
     line = process.stdout.readline().decode("utf-8", "replace")
@@ -170,7 +171,7 @@ def start_emulator(workdir: Path, *args: str, token: str | None = None,
     url = line.split("listening on ")[1].split()[0]
     verify: bool | str = True
     if tls:
-        from .tls import ca_path  # made by the server's first --tls start, beside its database
+        from ..serving.tls import ca_path  # made by the server's first --tls start, beside its database
 
         verify = str(ca_path(db))
     client = EmulatorClient(url, control_token=token, verify=verify)
@@ -261,7 +262,7 @@ def payletter_app(request: pytest.FixtureRequest):
     """An EmulatorClient on an in-process app (`payletter_emulator.create_app(db=":memory:")`) through
     Flask's test client: no server, no port. Call the gateway with `payletter_app.gateway.post(...)`;
     the app is `payletter_app.app`."""
-    from . import create_app
+    from .. import create_app
 
     app = create_app(db=":memory:")
     client = EmulatorClient.for_app(app)

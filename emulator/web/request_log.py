@@ -8,7 +8,7 @@ import logging
 
 from flask import Flask, Request, Response, g, request
 
-from ..clock import iso
+from ..domain.clock import iso
 
 log = logging.getLogger("payletter_emulator")
 JOURNALED = "/v1.0/"

@@ -82,7 +82,7 @@ def _offset(index: int) -> int:
 
 
 def _alive(pid: int) -> bool:
-    if os.name != "posix":  # no page is shared there (emulator/backends.py): only this process
+    if os.name != "posix":  # no page is shared there (emulator/storage/backends.py): only this process
         return pid == os.getpid()  # (os.kill would end the process, not ask about it)
     try:
         os.kill(pid, 0)

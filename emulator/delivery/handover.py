@@ -1,5 +1,5 @@
 """Work a request starts that its answer need not wait for (a callback's first attempt): run once
-the answer has left, where the server can tell (emulator/serving.py's bridge), at once otherwise.
+the answer has left, where the server can tell (emulator/serving/bridge.py's bridge), at once otherwise.
 Work may come with a coroutine function to run instead, as a task of the serving process's
 event loop, where the server runs one.
 

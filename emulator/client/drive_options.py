@@ -1,4 +1,4 @@
-"""What every command that drives a running emulator shares (emulator/drive.py): where the
+"""What every command that drives a running emulator shares (emulator/client/drive.py): where the
 emulator is and how to trust it, the connection options, and the answer printed as JSON (a
 refusal as JSON on stderr, exit status 1)."""
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from .config import ENV_PREFIX, Settings
+from ..config import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
-    from .client import EmulatorClient
+    from .control_client import EmulatorClient
 
 URL_VARIABLE = ENV_PREFIX + "URL"  # where the commands find the emulator
 CA_VARIABLE = ENV_PREFIX + "CA_FILE"  # the CA they trust it with, over HTTPS
@@ -32,7 +32,7 @@ def default_url(environ=os.environ) -> str:
     describe (its port, HTTPS when TLS is on): http://127.0.0.1:8080 when none is set."""
     if environ.get(URL_VARIABLE):
         return environ[URL_VARIABLE]
-    from . import tls
+    from ..serving import tls
 
     settings = _settings(environ)
     host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
@@ -45,7 +45,7 @@ def default_verify(url: str, environ=os.environ) -> bool | str:
     if environ.get(CA_VARIABLE):
         return environ[CA_VARIABLE]
     if url.startswith("https://"):
-        from . import tls
+        from ..serving import tls
 
         own = tls.ca_path(_settings(environ).db)
         if own.is_file():
@@ -79,7 +79,7 @@ def connection(sandbox: bool):
     def decorate(command: Callable[..., Any]):
         @functools.wraps(command)
         def run(url, control_token, ca_file, insecure, timeout, bound_sandbox=None, **arguments):
-            from .client import CallbackWaitError, EmulatorClient, EmulatorError  # requests: only when driving
+            from .control_client import CallbackWaitError, EmulatorClient, EmulatorError  # requests: only when driving
 
             url = (url or default_url()).rstrip("/")
             verify = False if insecure else (ca_file or default_verify(url))

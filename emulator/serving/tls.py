@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .backends import POSTGRES_SCHEMES
-from .config import Settings
+from ..storage.backends import POSTGRES_SCHEMES
+from ..config import Settings
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # the gateway's own floor
 CA_FILE = "payletter-emulator-ca.pem"  # what clients trust: the CA's certificate alone
@@ -87,7 +87,7 @@ def prepare(settings: Settings) -> Certificates:
 
 
 def server_context(certificates: Certificates) -> ssl.SSLContext:
-    """The server's context (emulator/serving.py): TLS 1.2 at least."""
+    """The server's context (emulator/serving/bridge.py): TLS 1.2 at least."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
     context.load_cert_chain(certificates.cert_file, certificates.key_file)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .domain import windows
-from .domain.methods import table, verification_methods
-from .errors import catalog
+from ..domain import windows
+from ..domain.methods import table, verification_methods
+from ..domain.errors import catalog
 
 
 def _yes(flag: bool) -> str:
@@ -18,7 +18,7 @@ def error_codes() -> str:
              "own (reference, \"Table of Error code\"; 996 and 997 from a captured answer and Payletter's error",
              "table of its sister API, see [fidelity.md](fidelity.md)); the 406 codes in 2000–5000 are this",
              "emulator's catalog: stable, one code per kind of failure, each message naming the field and the",
-             "rule. The control API (`/_emulator/...`) uses the 43xx codes. Made from `emulator/error_codes.toml`.", "",
+             "rule. The control API (`/_emulator/...`) uses the 43xx codes. Made from `emulator/domain/error_codes.toml`.", "",
              "| HTTP | code | name | meaning | example message |", "|---|---|---|---|---|"]
     for kind in sorted(catalog().values(), key=lambda k: (k.code, k.name)):
         lines.append(f"| {kind.status} | {kind.code} | `{kind.name}` | {kind.meaning} | {kind.example} |")

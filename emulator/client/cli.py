@@ -7,7 +7,7 @@ import sys
 import click
 
 from . import drive
-from .config import ENV_PREFIX, Settings
+from ..config import ENV_PREFIX, Settings
 
 
 @click.group()
@@ -66,8 +66,8 @@ def serve(**options):
     fresh = options.pop("fresh")
     options["callback_hosts"] = tuple(options["callback_hosts"]) or None
     options["scenario"] = tuple(options["scenario"]) or None
-    from .scenario import ScenarioError, load
-    from .serving import processes, serve, shareable
+    from ..engines.scenario import ScenarioError, load
+    from ..serving.bridge import processes, serve, shareable
 
     try:
         settings = Settings.from_env(**options)
@@ -79,7 +79,7 @@ def serve(**options):
         raise click.UsageError("--workers above 1 needs a system that forks processes (Linux, macOS); "
                                "one process serves here")
     if fresh:
-        from .startup import empty_database
+        from ..startup import empty_database
 
         try:
             empty_database(settings.db)
@@ -123,7 +123,7 @@ def _listen(host: str, port: int):
 
 def _certificates(settings: Settings):
     """The files of `--tls`/`--tls-cert`, made or found before any request; None for HTTP."""
-    from . import tls
+    from ..serving import tls
 
     if not tls.enabled(settings):
         return None
@@ -136,7 +136,7 @@ def _certificates(settings: Settings):
 
 
 def _announce(settings: Settings, port: int, certificates=None, count: int = 1) -> None:
-    from .startup import lines
+    from ..startup import lines
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     scheme = "https" if certificates else "http"
@@ -168,7 +168,7 @@ def scenario():
 @click.argument("files", nargs=-1, required=True)
 def scenario_check(files):
     """Check scenario files (and that they merge, in the order given); exit 1 on any problem."""
-    from .scenario import ScenarioError, merge, read
+    from ..engines.scenario import ScenarioError, merge, read
 
     documents, failed = [], False
     for reference in files:
@@ -199,7 +199,7 @@ def docs(folder):
         click.echo(f"wrote {path}")
 
 
-# The commands that drive a running emulator from a shell (emulator/drive.py).
+# The commands that drive a running emulator from a shell (emulator/client/drive.py).
 drive.register(main)
 
 if __name__ == "__main__":

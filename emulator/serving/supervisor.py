@@ -69,7 +69,7 @@ class Supervisor:
         self.stopping = False
 
     def run(self) -> None:
-        from .web import app  # noqa: F401  (imported before the fork: every worker starts with it)
+        from ..web import app  # noqa: F401  (imported before the fork: every worker starts with it)
 
         for slot in range(self.count):
             self._start(slot)

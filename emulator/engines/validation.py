@@ -16,8 +16,8 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from .domain.text import nul_field
-from .errors import GatewayError
+from ..domain.text import nul_field
+from ..domain.errors import GatewayError
 
 _WHOLE = re.compile(r"^-?[0-9]+$")
 _EXPECTED = {"integer": "a whole number of KRW", "string": "a string", "object": "a JSON object",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .client import EmulatorClient
+from .control_client import EmulatorClient
 
 SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
 BODY_CHARS = 240  # characters of a body shown per journal line or attempt

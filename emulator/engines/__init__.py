@@ -1,0 +1,2 @@
+"""The rule engines the service runs: the payer's checkout, scenarios, request validation against
+schemas/, and the lenient JSON reader."""

@@ -1,0 +1,74 @@
+"""What a request tells whoever serves it: that it waits for something outside the process
+(`waiting`), or that it must be run again on a request thread (`MustWait`).
+
+A serving process answers requests in its event loop (`in_loop`); one that must wait (a reset, a resend, the journal, a scenario's latency, a
+flush with more to wait for than the loop's own attempts) raises `MustWait` before it has changed
+anything, and is run again on a request thread (serving/threads.py).
+
+The interpreter runs one thread at a time, so more requests running at once do not finish more
+work: they take turns at random, each waiting behind the others, which made the tail of
+`payments/request` several times the baseline's (benchmarks/RESULTS.md, issue 14). But a request
+that waits (a flush waiting for an attempt, a scenario's latency, a resend's POST, the journal
+of the other processes) must not hold up the others: a merchant's callback handler may call back
+while its callback is being flushed. Such a wait is marked with `waiting()`, and while it lasts
+another thread may run requests in its place (a managed block, as in Java's ForkJoinPool).
+
+The bridge (serving/bridge.py) runs the app on those threads; in a thread of anything else
+(another server, a test), `waiting` does nothing."""
+from __future__ import annotations
+
+import threading
+
+this_thread = threading.local()  # `threads`: the RequestThreads running it (serving/threads.py); `in_loop`
+
+
+class waiting:
+    """Around a wait for something outside this process: another thread may run requests
+    meanwhile."""
+
+    __slots__ = ("threads",)
+
+    def __enter__(self) -> None:
+        self.threads = getattr(this_thread, "threads", None)
+        if self.threads is not None:
+            self.threads.begin_wait()
+
+    def __exit__(self, *exc) -> None:
+        if self.threads is not None:
+            self.threads.end_wait()
+
+
+ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
+
+
+class MustWait(BaseException):
+    """A request answered in the event loop has reached a wait: it must be run again in a
+    request thread, with `keep` (what it has decided already, such as the scenario rule it has
+    counted) added to its environ; `always`: its route waits every time (a resend), so the next
+    request of the route may go to a thread at once; `until`: what it waits for is work of the
+    event loop itself (a coroutine function), after which it is run in the loop again. Raised
+    before anything is written; a BaseException, so that Flask lets it through unanswered and
+    unjournaled."""
+
+    def __init__(self, keep: dict, always: bool = False, until=None):
+        super().__init__()
+        self.keep = keep
+        self.always = always
+        self.until = until
+
+
+class in_loop:
+    """Around a request answered in the event loop's thread, where nothing may wait."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        this_thread.in_loop = True
+
+    def __exit__(self, *exc) -> None:
+        this_thread.in_loop = False
+
+
+def answering_in_loop() -> bool:
+    """Whether this thread is answering a request in the event loop (see `in_loop`)."""
+    return getattr(this_thread, "in_loop", False)

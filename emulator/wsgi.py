@@ -1,6 +1,0 @@
-"""A WSGI entry for any WSGI server (`gunicorn payletter_emulator.wsgi:app`), configured from the environment;
-`payletter-emulator serve` does not use it (emulator/serving.py)."""
-from .config import Settings
-from .web.app import create_app
-
-app = create_app(Settings.from_env())
