@@ -10,9 +10,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .storage.backends import POSTGRES_SCHEMES
 from .config import Client
 from .instance import Emulator, build
+from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES
 
 IDLE_SECONDS = 3600.0  # a sandbox nobody used for an hour is deleted
 TOUCH_EVERY = 10.0  # seconds between two writes of a sandbox's last use, per process
@@ -154,5 +154,5 @@ class Sandboxes:
         if schema is not None:
             self.root.storage.drop_schema(schema)
         elif db != ":memory:":
-            for suffix in ("", "-wal", "-shm", "-lock"):
+            for suffix in SQLITE_FILES:
                 Path(f"{db}{suffix}").unlink(missing_ok=True)

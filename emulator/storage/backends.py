@@ -12,6 +12,9 @@ import sqlite3
 from .board import SIZE, Board
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A SQLite database is these files: the database, SQLite's write-ahead log, its shared memory, its
+# rollback journal, and the emulator's page of memory (`<db>-lock`, storage/board.py).
+SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
 # Every write transaction takes this lock, so writers take turns as in SQLite; claims of
 # callbacks do not: they lock only the rows they take (FOR UPDATE SKIP LOCKED).
 _WRITER_LOCK = 7_420_611_001

@@ -16,12 +16,13 @@ from ..domain.errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from ..engines.validation import refuse_nul
+from ..waits import declared
 from . import access_log, control_api, dashboard, gateway_api, openapi, pages, request_log
 from .request_log import JOURNALED
 from .plumbing import find_client, plkey
 
 log = logging.getLogger("payletter_emulator")
-BODY_LIMIT = 1024 * 1024
+BODY_LIMIT = 1024 * 1024  # a request body past this gets 413; the server (serving/bridge.py) reads no more of it
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -91,6 +92,18 @@ class _App(Flask):
         if sync is None:
             sync = self._sync[func] = super().ensure_sync(func)
         return sync
+
+
+def route_waits(app: Flask, method: str, path: str) -> str | None:
+    """How the route a request reaches declares it waits (waits.THREAD, waits.SETTLE), or None:
+    found by the route, so a sandbox's prefix or a value in the path never changes it."""
+    if path.startswith(SandboxPrefix.PREFIX):
+        path = "/" + path[len(SandboxPrefix.PREFIX):].partition("/")[2]
+    try:
+        endpoint, _ = app.url_map.bind("").match(path, method)
+    except HTTPException:
+        return None
+    return declared(app.view_functions.get(endpoint))
 
 
 class SandboxPrefix:

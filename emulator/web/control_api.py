@@ -17,7 +17,7 @@ from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import view as callback_view
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
-from ..waits import ARRIVED, MustWait, answering_in_loop, waiting
+from ..waits import ARRIVED, SETTLE, THREAD, MustWait, answering_in_loop, waiting
 from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -31,17 +31,16 @@ blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
 
 def control(path: str, method: str, summary: str, *, schema: str | None = None, status: str = "200",
-            waits: bool = False):
-    """Route one control operation; a body, when it has a schema, is checked strictly. One that
-    `waits` (for attempts, a merchant's answer, the other processes' journal) is handed from the
-    event loop to a request thread before it does anything (emulator/waits.py)."""
+            waits: str | None = None):
+    """Route one control operation; a body, when it has a schema, is checked strictly. `waits`
+    declares how the operation waits, for whoever serves it (waits.py): THREAD, it waits for
+    something outside the process (attempts, a merchant's answer, the other processes' journal);
+    SETTLE, for the event loop's own first attempts before it looks."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
                        request=f"control/{schema}" if schema else None, status=status))
 
     def wrap(handler):
         def view(**path_args):
-            if waits and answering_in_loop():
-                raise MustWait({}, always=True)
             if schema:
                 values = emulator().schemas.check_request(
                     f"control/{schema}", json_body(strict=False), strict=True, endpoint=f"_emulator{path}").values
@@ -49,6 +48,7 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
             return handler(**path_args)
 
         flask_path = path.replace("{", "<").replace("}", ">")
+        view.waits = waits
         blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
         return view
 
@@ -142,7 +142,7 @@ def health():
     return jsonify(status="ok")
 
 
-@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients", waits=True)
+@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients", waits=THREAD)
 def reset():
     service().clock_jobs.reset()
     with waiting():  # for attempts in flight: their merchants may call back meanwhile
@@ -222,7 +222,8 @@ def callback(callback_id):
     return jsonify(callback_view(_callback(callback_id)))
 
 
-@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush",
+         waits=SETTLE)
 def flush(values):
     arrived = request.environ.get(ARRIVED)
     left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
@@ -240,7 +241,7 @@ def flush(values):
     return jsonify(flushed)
 
 
-@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=True)
+@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=THREAD)
 def resend(callback_id):
     _callback(callback_id)
     with waiting():  # for the merchant's answer
@@ -322,7 +323,7 @@ def _scenario_document(read, source: str) -> dict:
 
 
 @control("/coverage", "GET", "What the run exercised: endpoints, pgcodes, error codes, rules, callback outcomes",
-         waits=True)
+         waits=THREAD)
 def coverage():
     """The root's coverage with every live sandbox's (deleted ones were folded into the root's)."""
     found: dict[str, dict[str, int]] = {}
@@ -339,7 +340,7 @@ def coverage():
                           "pgcodes": [p for p in method_table() if p not in found.get("pgcode", {})]})
 
 
-@control("/coverage", "DELETE", "Start counting coverage again", waits=True)
+@control("/coverage", "DELETE", "Start counting coverage again", waits=THREAD)
 def clear_coverage():
     for part in _coverage_parts():
         part.storage.clear_coverage()
@@ -353,7 +354,7 @@ def _coverage_parts() -> list:
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=), a page at a time going back "
-                               "(?before=<earlier>)", waits=True)
+                               "(?before=<earlier>)", waits=THREAD)
 def requests_journal():
     limit, before = _page("before")
     found = emulator().storage.journal(limit + 1, before=before)
