@@ -45,7 +45,7 @@ class Emulator:
 
 
 class LazyFaker:
-    """Faker in the ko_KR locale, made on first use: it costs a server's start about 50 ms, and
+    """Faker in the ko_KR locale, made on first use: it slows a server's start, and
     many runs never approve a payment. A seed given before then is applied when it is made."""
 
     def __init__(self, seed: int | None = None):

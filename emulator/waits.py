@@ -7,7 +7,7 @@ anything, and is run again on a request thread (serving/threads.py).
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
-`payments/request` several times the baseline's (benchmarks/RESULTS.md, issue 14). But a request
+`payments/request` long (benchmarks/RESULTS.md, issue 14). But a request
 that waits (a flush waiting for an attempt, a scenario's latency, a resend's POST, the journal
 of the other processes) must not hold up the others: a merchant's callback handler may call back
 while its callback is being flushed. Such a wait is marked with `waiting()`, and while it lasts

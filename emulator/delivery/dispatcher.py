@@ -20,7 +20,7 @@ from ..storage import Storage
 log = logging.getLogger("payletter_emulator.delivery.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
 # When a flush looks again at what other processes are sending (it is not told when they finish):
-# soon at first, then less often, up to every 5 ms.
+# soon at first, then less often, up to the second bound below.
 LOOK_AGAIN_FIRST, LOOK_AGAIN_MOST = 0.0005, 0.005
 LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
 

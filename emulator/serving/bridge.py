@@ -1,16 +1,16 @@
 """How `payletter-emulator serve` serves: uvicorn, in one process or several on one database.
 
 uvicorn reads every request (headers and body) in its event loop, so a client that sends
-nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
+nothing, or dribbles its headers, costs little memory and no thread; only a whole request
 reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
-hand-over to a thread and back took as long as the app (benchmarks/RESULTS.md). A request that
+hand-over to a thread and back cost as much as the app's work (benchmarks/RESULTS.md). A request that
 waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
 the loop's own callback attempts) is handed, before it has done anything, to the process's
 request threads (emulator/waits.py: two, and one more for each request that waits, so
 a flush holds up nobody). Several processes serve, each given its connections by the supervisor
 (emulator/serving/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
-work so that no attempt is made twice). The choice and its figures: docs/decisions.md
-("Serving") and benchmarks/RESULTS.md."""
+work so that no attempt is made twice). The choice: docs/decisions.md ("Serving"); its
+figures: benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -41,7 +41,7 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
-MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
+MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
 
 
 def processes(settings: Settings) -> int:

@@ -24,8 +24,7 @@ def _shown(name: str) -> str:
 
 # A row of transaction/list (date_type=transaction) as the JSON text the gateway answers, written
 # by SQLite: domain.fields.transaction_row's rules, in SQL (tests/test_storage.py holds the two
-# equal). A day of 10,000 rows is read and written in a quarter of the time it takes as Python
-# rows (benchmarks/RESULTS.md).
+# equal). A long day is read and written much faster than as Python rows (benchmarks/RESULTS.md).
 _LISTED_JSON = (
     "json_object('pgcode', p.paid_pgcode, 'user_id', p.user_id, 'user_name', p.user_name, 'tid', p.tid, "
     f"'cid', p.cid, 'amount', {_shown('amount')}, 'taxfree_amount', {_shown('taxfree_amount')}, "
