@@ -129,7 +129,7 @@ class Dispatcher:
             self._wake.clear()
 
     def _seconds_to_next_due(self) -> float:
-        next_due = self.storage.callback_backlog(self.now(), self._wall())["next_due"]
+        next_due = self.storage.next_callback_due(self.now())
         return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, (next_due - self.now()) / 1000))
 
     # --- delivering ---
@@ -218,7 +218,7 @@ class Dispatcher:
             sent = self.run_due()
             handover.run_now()  # the first attempts of callbacks this round queued (timed jobs)
             backlog = self.storage.callback_backlog(self.now(), self._wall())
-            idle = backlog["busy"] == 0 and self.storage.jobs_due(self.now()) == 0
+            idle = not backlog["busy"] and self.storage.jobs_due(self.now()) == 0
             if idle or time.monotonic() > deadline:
                 break
             if not sent:  # what is left is being sent elsewhere: look again once this process's
