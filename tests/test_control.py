@@ -6,6 +6,8 @@ from datetime import datetime
 import pytest
 from jsonschema import Draft202012Validator
 
+from payletter_emulator.domain.identifiers import TOKEN_DIGITS, is_token, token
+
 
 def test_health(api):
     assert api.control("/health", method="GET") == {"status": "ok"}
@@ -123,6 +125,12 @@ def test_an_internal_fault_is_999_without_a_traceback_and_journaled():
     assert response.get_json() == {"code": 999, "message": "Internal server error"}
     entry = client.get("/_emulator/requests").get_json()["requests"][-1]
     assert entry["status"] == 500 and entry["error"] == "RuntimeError: disk on fire"
+
+
+def test_every_token_made_has_the_shape_the_control_api_and_the_pages_read():
+    longest = str(token(9_999_999_999_999, 99_999))  # the last 13-digit epoch millisecond
+    assert len(longest) == TOKEN_DIGITS and is_token(longest) and is_token(str(token(1_764_378_000_000, 1)))
+    assert not any(is_token(text) for text in ("", "12ab", "1\u00b2", " 1", "9" * (TOKEN_DIGITS + 1)))
 
 
 def test_a_token_longer_than_any_token_is_unknown_not_a_crash(api):
