@@ -54,33 +54,29 @@ def endpoint(name: str):
     return wrap
 
 
-DECIDED = "payletter.rule"  # environ key: the scenario rule already decided for this request
+DECIDED = "payletter.rule"  # environ key: the scenario's answer already decided for this request
 
 
 def scenario_rule(em, endpoint: str, client, data) -> None:
-    """What the scenario does to this request before the gateway looks at it: answer with an
-    error, answer late, or drop the connection. The journal records the rule."""
+    """The scenario's answer to this request, decided by the service before the gateway looks
+    at it, in HTTP: the error's envelope, the answer given late, or the connection dropped.
+    The journal records the rule."""
     environ = request.environ
     if DECIDED in environ:  # decided (and counted) in the event loop, before it handed the request on
-        rule = environ[DECIDED]
+        answer = environ[DECIDED]
     else:
-        rule = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
-    if rule is None:
+        answer = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
+    if answer is None:
         return
-    g.rule = rule.name
-    params = rule.params
-    if rule.outcome == "latency":
+    g.rule = answer.rule
+    if answer.error is not None:
+        raise answer.error
+    if answer.late_seconds is not None:
         if answering_in_loop():  # the loop must not sleep: a request thread answers it, late
-            raise MustWait({DECIDED: rule})
+            raise MustWait({DECIDED: answer})
         with waiting():
-            time.sleep(params["ms"] / 1000)
-    elif rule.outcome == "api_error":
-        raise GatewayError.answer(params["status"], params["code"],
-                                  params.get("message", f"scenario rule {rule.name!r}"))
-    elif rule.outcome == "billkey_refused":
-        refused = GatewayError("billkey_refused", billkey=data.get("billkey", "") if isinstance(data, dict) else "")
-        raise GatewayError.answer(refused.status, params.get("code", refused.code), params.get("message", refused.message))
-    elif rule.outcome == "drop_connection":
+            time.sleep(answer.late_seconds)
+    if answer.drop:
         drop_connection()
 
 
