@@ -92,8 +92,11 @@ class ClockJobs(Room):
         return self.clock_view()
 
     def _save_clock(self, state: ClockState) -> None:
-        """Stored for every process, then taken here under the version it was stored with."""
+        """Stored for every process, then taken here under the version it was stored with. Every
+        move of the clock (set, advance, freeze, a scenario's, a reset) passes here, so here it
+        wakes delivery: what the new time makes due goes out at once."""
         self.clock.load(state, self.storage.save_clock_state(state))
+        self.storage.after_commit(self.context.on_callback_queued)
 
     def _clock_target(self, change: dict) -> datetime:
         """The moment a change moves the clock to, if it stays within CLOCK_RANGE."""
@@ -133,7 +136,7 @@ class ClockJobs(Room):
         if "frozen" in clock:
             self._save_clock(self.clock.freeze(clock["frozen"]))
         self.context.on_scenario(scenario)
-        self.context.on_callback_queued()  # timed jobs may be due at once
+        self.context.on_callback_queued()  # its timed jobs may be due at once, the clock moved or not
         return rules.view()
 
     def decide_api(self, endpoint: str, client: Client, data, headers: Callable[[], dict]) -> ApiAnswer | None:
