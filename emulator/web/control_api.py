@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify, request
 from ..delivery import handover
 from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import view as callback_view
+from ..domain.identifiers import is_token
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
 from ..waits import ARRIVED, SETTLE, THREAD, MustWait, answering_in_loop, waiting
@@ -123,11 +124,8 @@ def dispatcher():
     return emulator().dispatcher
 
 
-TOKEN_DIGITS = 18  # 13-digit epoch milliseconds and a 5-digit serial
-
-
 def _token(text: str) -> int:
-    if not _digits(text, TOKEN_DIGITS):
+    if not is_token(text):
         raise GatewayError("token_unknown", token=text)
     return int(text)
 
@@ -159,9 +157,7 @@ def clock():
 def set_clock(values):
     if len(values) != 1:
         raise GatewayError("clock_request_invalid", detail="give exactly one of advance_seconds, set, freeze")
-    view = service().clock_jobs.set_clock(values)
-    dispatcher().wake()  # what the new time makes due goes out at once
-    return jsonify(view)
+    return jsonify(service().clock_jobs.set_clock(values))
 
 
 @control("/payments/{token}/approve", "POST", "Finish the payment as the payer would", schema="approve")
@@ -192,8 +188,7 @@ def payments():
 @control("/payments/{ref}", "GET", "One payment, by tid or token")
 def payment(ref):
     storage = emulator().storage
-    is_token = _digits(ref, TOKEN_DIGITS)
-    found = storage.payment_by_token(int(ref)) if is_token else storage.payment_by_tid(ref)
+    found = storage.payment_by_token(int(ref)) if is_token(ref) else storage.payment_by_tid(ref)
     if found is None:
         raise GatewayError("payment_unknown", tid=ref)
     return jsonify(service().context.payment_view(found))

@@ -18,6 +18,7 @@ from werkzeug.routing import BaseConverter
 
 from ..engines import checkout
 from ..domain.details import BANKS
+from ..domain.identifiers import is_token
 from ..domain.methods import lookup
 from ..domain.errors import GatewayError
 from .plumbing import emulator
@@ -29,7 +30,6 @@ PAYMENT_PAGE = "/pgsvc/hub.asp"
 RECEIPT_PAGE = "/PGSVC/AllTheGate/Receipt_All.asp"
 CASH_RECEIPT_PAGE = "/PGSVC/Receipt/ReceiptForm.asp"
 LANGUAGES = ("ko", "en")
-_TOKEN = re.compile(r"[0-9]{1,18}")  # the gateway's tokens are 18 digits; longer ones do not fit SQLite
 
 
 class NoCase(BaseConverter):
@@ -93,7 +93,7 @@ class Where:
 
     def token(self, name: str = "token") -> int:
         text = self.args.get(name, "")
-        if not _TOKEN.fullmatch(text):
+        if not is_token(text):
             raise GatewayError("token_unknown", token=text or "(none)")
         return int(text)
 
