@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import ENV_PREFIX, PAY_TEST, Settings
+from .config import PAY_TEST, SETTINGS, Settings
 from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES
 
 # --fresh deletes a SQLite database's files (SQLITE_FILES) and its sandboxes' files
@@ -70,5 +70,5 @@ def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_f
     shown.append(f"    SEARCH key  {PAY_TEST.search_key}")
     others = [client.client_id for client in settings.clients if client != PAY_TEST]
     if others:
-        shown.append(f"  other clients: {', '.join(others)} (from {ENV_PREFIX}CLIENTS)")
+        shown.append(f"  other clients: {', '.join(others)} (from {SETTINGS['clients'].variable})")
     return shown
