@@ -12,10 +12,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from . import handover, sender
-from ..domain.clock import KST, iso
+from ..config import Settings
 from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
+from ..domain.clock import KST, iso
 from ..storage import Storage
+from . import handover, sender
 
 log = logging.getLogger("payletter_emulator.delivery.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
@@ -27,10 +28,16 @@ LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    policy: Policy = Policy()
-    timeout: float = 5.0
-    concurrency: int = 8
-    allowed_hosts: tuple[str, ...] = ()
+    policy: Policy
+    timeout: float
+    concurrency: int
+    allowed_hosts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> DeliverySettings:
+        """What delivery needs of the emulator's settings (their one home: config.py)."""
+        return cls(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
+                   settings.callback_concurrency, settings.callback_hosts)
 
     @property
     def lease(self) -> float:
