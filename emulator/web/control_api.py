@@ -72,18 +72,18 @@ SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "tex
 BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
 
-def refuse_cross_site(sent) -> None:
+def refuse_cross_site(http_request) -> None:
     """403 for a request that may come from another site's page: a body that is a form, text or
     untyped, an Origin that is not the emulator's, or a browser saying the page is cross-site."""
-    mimetype = sent.mimetype
-    has_body = bool(sent.content_length) or "chunked" in sent.headers.get("Transfer-Encoding", "").lower()
+    mimetype = http_request.mimetype
+    has_body = bool(http_request.content_length) or "chunked" in http_request.headers.get("Transfer-Encoding", "").lower()
     if mimetype in SIMPLE_TYPES or (has_body and mimetype not in BODY_TYPES):
         raise GatewayError("control_cross_site",
                            reason=f"a body of type {mimetype or '(none)'}, not application/json")
-    origin = sent.headers.get("Origin")
-    if origin is not None and _netloc(origin) not in _own_netlocs(sent):
+    origin = http_request.headers.get("Origin")
+    if origin is not None and _netloc(origin) not in _own_netlocs(http_request):
         raise GatewayError("control_cross_site", reason=f"Origin {origin[:100]!r} is not this emulator")
-    if sent.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+    if http_request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         raise GatewayError("control_cross_site", reason="Sec-Fetch-Site says cross-site")
 
 
@@ -98,9 +98,9 @@ def _netloc(url: str) -> str:
     return host if port in (None, default) else f"{host}:{port}"
 
 
-def _own_netlocs(sent) -> set[str]:
+def _own_netlocs(http_request) -> set[str]:
     """The emulator's origins: where this request came to, and the public URL."""
-    own = {_netloc(f"{sent.scheme}://{sent.host}")}
+    own = {_netloc(f"{http_request.scheme}://{http_request.host}")}
     if emulator().settings.public_url:
         own.add(_netloc(emulator().settings.public_url))
     return own

@@ -30,22 +30,22 @@ def endpoint(name: str):
     def wrap(handler):
         @functools.wraps(handler)
         def view(**path_args):
-            em, notes, sent = g.instance, g._get_current_object(), request._get_current_object()
-            notes.endpoint = name
-            client = authenticate(key, in_messages, em, sent, notes)
-            strict = em.settings.strict
-            data = sent.args.to_dict() if query else json_body(strict=strict, sent=sent)
-            scenario_rule(em, name, client, data)
+            instance, request_globals, http_request = g.instance, g._get_current_object(), request._get_current_object()
+            request_globals.endpoint = name
+            client = authenticate(key, in_messages, instance, http_request, request_globals)
+            strict = instance.settings.strict
+            data = http_request.args.to_dict() if query else json_body(strict=strict, http_request=http_request)
+            scenario_rule(instance, name, client, data)
             # Real clients leave out what the key already says (a Go library's cancel and autopay).
             implied = {"client_id": (client.client_id, "the PLKEY's client"),
-                       "ip_addr": (sent.remote_addr, "the request's address")}
-            checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
+                       "ip_addr": (http_request.remote_addr, "the request's address")}
+            checked = instance.schemas.check_request(f"requests/{schema}", data, strict=strict,
                                                endpoint=in_messages, from_query=query, implied=implied)
             if checked.warnings:
                 warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
-            return jsonify(handler(em, client, checked.values, **path_args))
+            return jsonify(handler(instance, client, checked.values, **path_args))
 
         flask_path = path.replace("{tid}", "<tid>")
         blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[declared.method])
@@ -57,7 +57,7 @@ def endpoint(name: str):
 DECIDED = "payletter.rule"  # environ key: the scenario's answer already decided for this request
 
 
-def scenario_rule(em, endpoint: str, client, data) -> None:
+def scenario_rule(instance, endpoint: str, client, data) -> None:
     """The scenario's answer to this request, decided by the service before the gateway looks
     at it, in HTTP: the error's envelope, the answer given late, or the connection dropped.
     The journal records the rule."""
@@ -65,7 +65,7 @@ def scenario_rule(em, endpoint: str, client, data) -> None:
     if DECIDED in environ:  # decided (and counted) in the event loop, before it handed the request on
         answer = environ[DECIDED]
     else:
-        answer = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
+        answer = instance.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
     if answer is None:
         return
     g.rule = answer.rule
@@ -117,41 +117,41 @@ def drop_connection():
 
 
 @endpoint("payments/request")
-def payments_request(em, client, values):
-    check_callback_url(values["callback_url"], em)
-    return em.service.merchant_api.request_payment(client, values, base_url(em), headers=request_headers())
+def payments_request(instance, client, values):
+    check_callback_url(values["callback_url"], instance)
+    return instance.service.merchant_api.request_payment(client, values, base_url(instance), headers=request_headers())
 
 
 @endpoint("payments/autopay")
-def payments_autopay(em, client, values):
-    return em.service.merchant_api.autopay(client, values)
+def payments_autopay(instance, client, values):
+    return instance.service.merchant_api.autopay(client, values)
 
 
 @endpoint("payments/cancel")
-def payments_cancel(em, client, values):
-    return em.service.merchant_api.cancel(client, values, warnings(), partial=False)
+def payments_cancel(instance, client, values):
+    return instance.service.merchant_api.cancel(client, values, warnings(), partial=False)
 
 
 @endpoint("payments/cancel/partial")
-def payments_cancel_partial(em, client, values):
-    return em.service.merchant_api.cancel(client, values, warnings(), partial=True)
+def payments_cancel_partial(instance, client, values):
+    return instance.service.merchant_api.cancel(client, values, warnings(), partial=True)
 
 
 @endpoint("cashreceipt/issue")
-def cashreceipt_issue(em, client, values, tid):
-    return em.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(em))
+def cashreceipt_issue(instance, client, values, tid):
+    return instance.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(instance))
 
 
 @endpoint("payments/transaction/list")
-def transaction_list(em, client, values):
-    return em.service.merchant_api.transaction_list(client, values)
+def transaction_list(instance, client, values):
+    return instance.service.merchant_api.transaction_list(client, values)
 
 
 @endpoint("receipt/info")
-def receipt_info(em, client, values, tid):
-    return em.service.merchant_api.receipt_info(client, tid, values, base_url(em))
+def receipt_info(instance, client, values, tid):
+    return instance.service.merchant_api.receipt_info(client, tid, values, base_url(instance))
 
 
 @endpoint("payments/status")
-def payments_status(em, client, values):
-    return em.service.merchant_api.payment_status(client, values)
+def payments_status(instance, client, values):
+    return instance.service.merchant_api.payment_status(client, values)
