@@ -85,15 +85,15 @@ def _row(pgcode: str, raw: dict) -> PaymentMethod:
     raw = dict(raw)
     window = validate_window(raw.pop("window"))
     options = tuple(
-        PaymentOption(code, validate_window(spec.get("window", window)), _label(code, spec["label"]))
+        PaymentOption(code, validate_window(spec.get("window", window)), _label(code, spec.get("label", {})))
         for code, spec in raw.pop("options", {}).items()
     )
-    method = PaymentMethod(pgcode=pgcode, window=window, options=options, label=_label(pgcode, raw.pop("label")),
+    method = PaymentMethod(pgcode=pgcode, window=window, options=options, label=_label(pgcode, raw.pop("label", {})),
                            inputs=tuple(raw.pop("inputs", ())), **raw)
     if method.details not in DETAIL_KINDS or method.cid not in CID_FORMATS:
         raise ValueError(f"payment_methods.toml: bad details or cid for {pgcode}")
     if ("option" in method.inputs) != bool(method.options):
-        raise ValueError(f"payment_methods.toml: {pgcode} asks for an option on its page if and only if it has options")
+        raise ValueError(f"payment_methods.toml: {pgcode}'s `option` input and its options go together")
     return method
 
 
