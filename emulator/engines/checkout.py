@@ -2,8 +2,9 @@
 read into an approval (or the failure a test input stands for), and where the browser goes next.
 
 Plain Python, no Flask: the pages blueprint hands in the form as a dict, the service's payer
-(service/payer.py) acts on the Entry that comes back. The tables are data:
-domain/payer_inputs.toml, domain/test_inputs.toml.
+(service/payer.py) acts on the Entry that comes back. The tables are data: each method's row of
+domain/payment_methods.toml says what its page asks for; domain/test_inputs.toml, which typed
+values decline.
 """
 from __future__ import annotations
 
@@ -39,16 +40,6 @@ _ANY_PHONE = re.compile(r"0[0-9]{8,10}")
 # --- the tables ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PageInputs:
-    """One row of payer_inputs.toml: what a method's page asks the payer for."""
-
-    pgcode: str
-    inputs: tuple[str, ...]
-    app_step: bool = False
-    in_app_return: bool = False
-
-
-@dataclass(frozen=True)
 class Failure:
     """What a declining test input (or the app's decline button) makes the payment end with."""
 
@@ -70,15 +61,13 @@ def _data(name: str) -> dict:
 
 
 @cache
-def pages() -> dict[str, PageInputs]:
-    rows = {}
-    for pgcode, raw in _data("payer_inputs.toml").items():
-        raw = dict(raw)
-        rows[pgcode] = PageInputs(pgcode, tuple(raw.pop("inputs")), **raw)
-    unknown = {name for row in rows.values() for name in row.inputs} - set(INPUT_RULES)
-    if unknown or set(rows) != set(table()):
-        raise ValueError(f"payer_inputs.toml: unknown inputs {sorted(unknown)} or rows not the method table's")
-    return rows
+def pages() -> dict[str, PaymentMethod]:
+    """The method table, each row's page inputs (`inputs`, `app_step`, `in_app_return`) checked
+    once against the rules this module has for them."""
+    unknown = {name for method in table().values() for name in method.inputs} - set(INPUT_RULES)
+    if unknown:
+        raise ValueError(f"payment_methods.toml: no rule for the inputs {sorted(unknown)}")
+    return table()
 
 
 @cache

@@ -19,7 +19,7 @@ from werkzeug.routing import BaseConverter
 from ..engines import checkout
 from ..domain.details import BANKS
 from ..domain.identifiers import is_token
-from ..domain.methods import lookup
+from ..domain.methods import labels, lookup
 from ..domain.errors import GatewayError
 from .plumbing import emulator
 
@@ -65,8 +65,14 @@ def payer():
 
 @cache
 def texts(name: str = "page_text.toml") -> dict:
-    """The words of a page by language, from a TOML file beside this module (read once)."""
-    return tomllib.loads(resources.files(__package__).joinpath(name).read_text("utf-8"))
+    """The words of a page by language, from a TOML file beside this module (read once). The
+    hosted pages' words include `methods`: each method's and option's label, from its row of the
+    method table."""
+    words = tomllib.loads(resources.files(__package__).joinpath(name).read_text("utf-8"))
+    if name == "page_text.toml":
+        for lang in LANGUAGES:
+            words[lang]["methods"] = labels(lang)
+    return words
 
 
 @dataclass(frozen=True)
