@@ -25,6 +25,7 @@ CALLBACK_PATH = "/_capture/callback"
 # reads it decoded).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length", "accept-encoding", "content-encoding"}
+ANSWERED_BY_US = {"server", "date"}  # the capture's own server writes these; the gateway's are recorded
 LINKED = ("token", "tid", "billkey")  # answer fields a later request may quote: linked, not copied
 
 
@@ -164,8 +165,8 @@ class Recorder:
         document = {"version": 1, "name": f"capture {self.session}",
                     "description": f"Exchanges captured from {redact_url(self.upstream)} from {self.started:%Y-%m-%d %H:%M:%S %Z}.",
                     "cases": self.cases}
-        text = self.redact(yaml.safe_dump(json.loads(json.dumps(document)), allow_unicode=True, sort_keys=False,
-                                          width=110))
+        text = self.redact(yaml.dump(json.loads(json.dumps(document)), Dumper=_Dumper, allow_unicode=True,
+                                     sort_keys=False, width=110))
         partial = self.case_file.with_suffix(".yaml.part")
         partial.write_text(text, "utf-8")
         partial.replace(self.case_file)  # a probe reading it never sees half a file
@@ -176,6 +177,18 @@ class Recorder:
             text = text.replace(json.dumps(extra)[1:-1], "[unrecognised key]")
         with open(self.out / name, "a", encoding="utf-8") as file:
             file.write(text + "\n")
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML as a person reads it: a body of several lines as a block, as it was sent."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str):
+    block = "\n" in value and not any(line != line.rstrip() for line in value.split("\n"))
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if block else None)
+
+
+_Dumper.add_representer(str, _text)
 
 
 def _text_or_base64(body: bytes):
@@ -213,7 +226,8 @@ def make_app(upstream: str, recorder: Recorder, *, callback_relay: str | None, t
         kept = {key: value for key, value in answer.headers.items() if key.lower() not in HOP_BY_HOP}
         recorder.exchange(request.method, request.path, list(request.args.items(multi=True)), headers, body,
                           answer.status_code, kept, answer.content)
-        return Response(answer.content, status=answer.status_code, headers=list(kept.items()))
+        passed = [(key, value) for key, value in kept.items() if key.lower() not in ANSWERED_BY_US]
+        return Response(answer.content, status=answer.status_code, headers=passed)
 
     def _relay_callback(request, headers, body):
         if not callback_relay:
