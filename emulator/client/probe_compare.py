@@ -52,8 +52,9 @@ class Redactor:
             if not key:
                 continue
             forms = {key, quote(key, safe=""), key.rstrip("=")}
-            try:
-                decoded = base64.b64decode(key, validate=True).decode("utf-8")
+            bare = key.rstrip("=")
+            try:  # padding as the key has it or not: `==` too many is still this key
+                decoded = base64.b64decode(bare + "=" * (-len(bare) % 4), validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 decoded = ""
             if len(decoded) >= 8:
@@ -180,7 +181,7 @@ def compare(case: str, step: str, gateway: Answer, emulator: Answer, equal: tupl
 def _shape(path: str, g, e, differ) -> None:
     kind_g, kind_e = json_type(g), json_type(e)
     if kind_g != kind_e:
-        differ(path, "type", kind_g, kind_e)
+        differ(path, "type", f"{kind_g} {_shown(g)}", f"{kind_e} {_shown(e)}")
         return
     if kind_g == "object":
         missing = [key for key in g if key not in e]
