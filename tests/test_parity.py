@@ -17,6 +17,7 @@ import yaml
 
 from payletter_emulator.client.probe import REMOTE_PACE, is_local
 from payletter_emulator.client.probe_cases import load, read
+from payletter_emulator.client.probe_compare import Difference, explain, read_known
 from payletter_emulator.domain.methods import table
 from payletter_emulator.web.operations import OPERATIONS
 
@@ -176,6 +177,29 @@ def test_a_broken_case_file_is_refused_with_the_place_and_the_rule(stand_in, tmp
     done = run("probe", "--against", stand_in.url, "--cases", str(broken))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "cases[0].steps[0]" in done.stderr and stand_in.received == []
+
+
+def test_a_known_row_names_a_field_inside_a_list(tmp_path):
+    page = tmp_path / "fidelity.md"
+    page.write_text("# x\n\n## Known differences\n\n| case | field | difference | evidence |\n|---|---|---|---|\n"
+                    "| `list-*` | `$.list[].cid` | the row's cid | a capture |\n\n## After\n| `x` | `y` | z | w |\n")
+    [row] = read_known(page)
+    shown = Difference("list-today-settle", "step1", "$.list[].cid", "format", "digits(7)", "digits(20)")
+    assert explain(shown, [row]).known == "the row's cid"
+    assert explain(Difference("list-today-settle", "step1", "$.list[].tid", "format", "", ""), [row]).known == ""
+
+
+def test_a_gateway_that_does_not_answer_is_an_error_not_a_difference(tmp_path):
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening: refused
+        done = run("probe", "--against", url, "--case", "request-creditcard", "--out", str(tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [case] = json.loads((tmp_path / "report.json").read_text("utf-8"))["cases"]
+    assert case["result"] == "error" and case["differences"] == []
+    assert case["note"].startswith("the gateway did not answer: ConnectionError")
 
 
 # --- safety -------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ stand-in) and to the emulator, their answers compared field by field (probe_comp
 every difference that docs/fidelity.md does not list as known reported and failed on."""
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import sys
@@ -163,7 +164,7 @@ def run_side(case: Case, target: Target, values: Values) -> tuple[list[Answer | 
                 continue
             request = prepare(step, values)
         except CaseError as exc:
-            answers.append(Answer(error=f"the step cannot be made: {exc}"))
+            answers.append(Answer(error=f"the step cannot be made: {exc}", made=False))
             exchanges.append({"step": name, "error": str(exc)})
             continue
         exchange, answer = target.send(request)
@@ -198,9 +199,9 @@ def run_case(case: Case, gateway: Target, emulator: Target, make_values: Callabl
     if stopped:
         outcome.result, outcome.note = "error", f"emulator: {stopped}"
         return outcome
-    if any(answer is not None and answer.error and "cannot be made" not in answer.error for answer in on_gateway):
-        outcome.result, outcome.note = "error", "the gateway did not answer: " + next(
-            a.error for a in on_gateway if a is not None and a.error)
+    unanswered = [a.error for a in on_gateway if a is not None and a.error and a.made]
+    if unanswered:
+        outcome.result, outcome.note = "error", f"the gateway did not answer: {unanswered[0]}"
         return outcome
     for index, step in enumerate(case.steps):
         if "payer" in step or not step.get("compare", True):
@@ -288,7 +289,7 @@ def _body_text(body: bytes | None):
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        return {"base64": __import__("base64").b64encode(body).decode("ascii")}
+        return {"base64": base64.b64encode(body).decode("ascii")}
 
 
 def _redacted(document: dict, redact: Redactor) -> dict:

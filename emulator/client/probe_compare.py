@@ -23,6 +23,7 @@ class Answer:
     is_json: bool = False
     error: str = ""
     own_values: tuple[str, ...] = ()  # identifiers this side made earlier in the case (tokens, tids)
+    made: bool = True  # False: the request could not be made (a template found nothing), so never sent
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ def read_known(page: Path) -> list[Known]:
 
 def explain(difference: Difference, known: list[Known]) -> Difference:
     for row in known:
-        if fnmatch(difference.case, row.case) and fnmatch(difference.field, row.field):
+        # `[]` in a field (`$.list[].cid`) is the field's own, not a glob's set of characters
+        if fnmatch(difference.case, row.case) and fnmatch(difference.field, row.field.replace("[]", "[[]]")):
             return Difference(**{**difference.as_dict(), "known": row.why})
     return difference
