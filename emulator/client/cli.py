@@ -228,5 +228,11 @@ def docs(folder):
 # The commands that drive a running emulator from a shell (emulator/client/drive.py).
 drive.register(main)
 
+# Parity with the real test gateway: probe compares, capture records (emulator/client/probe.py, capture.py).
+from . import capture, probe  # noqa: E402
+
+probe.register(main)
+capture.register(main)
+
 if __name__ == "__main__":
     main()
