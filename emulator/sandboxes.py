@@ -40,7 +40,7 @@ class Sandboxes:
                    "created_at": now, "last_used": now, "idle_seconds": idle_seconds or IDLE_SECONDS}
             self.root.storage.insert_sandbox(row)
             self._open[sandbox_id] = instance
-            return self.view(row)
+            return self.sandbox_view(row)
 
     def get(self, sandbox_id: str) -> Emulator | None:
         """The sandbox's emulator, opened in this process on first use; None once deleted."""
@@ -70,7 +70,7 @@ class Sandboxes:
             return True
 
     def list(self) -> list[dict]:
-        return [self.view(row) for row in self.root.storage.sandboxes()]
+        return [self.sandbox_view(row) for row in self.root.storage.sandboxes()]
 
     def open_instances(self) -> list[Emulator]:
         with self._lock:
@@ -97,7 +97,7 @@ class Sandboxes:
                 pass
 
     @staticmethod
-    def view(row: dict) -> dict:
+    def sandbox_view(row: dict) -> dict:
         return {"id": row["id"], "client_id": row["id"], "payment_key": row["payment_key"],
                 "search_key": row["search_key"], "path": f"/_sandbox/{row['id']}",
                 "idle_seconds": row["idle_seconds"]}

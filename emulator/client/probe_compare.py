@@ -150,7 +150,7 @@ def compare(case: str, step: str, gateway: Answer, emulator: Answer, equal: tupl
     found: list[Difference] = []
 
     def differ(field: str, kind: str, on_gateway, on_emulator) -> None:
-        found.append(Difference(case, step, field, kind, _shown(on_gateway), _shown(on_emulator)))
+        found.append(Difference(case, step, field, kind, _abridged(on_gateway), _abridged(on_emulator)))
 
     if gateway.error or emulator.error:
         if bool(gateway.error) != bool(emulator.error):
@@ -182,15 +182,15 @@ def compare(case: str, step: str, gateway: Answer, emulator: Answer, equal: tupl
 def _shape(path: str, g, e, differ) -> None:
     kind_g, kind_e = json_type(g), json_type(e)
     if kind_g != kind_e:
-        differ(path, "type", f"{kind_g} {_shown(g)}", f"{kind_e} {_shown(e)}")
+        differ(path, "type", f"{kind_g} {_abridged(g)}", f"{kind_e} {_abridged(e)}")
         return
     if kind_g == "object":
         missing = [key for key in g if key not in e]
         extra = [key for key in e if key not in g]
         for key in missing:
-            differ(_child(path, key), "missing", f"{json_type(g[key])} {_shown(g[key])}", "(absent)")
+            differ(_child(path, key), "missing", f"{json_type(g[key])} {_abridged(g[key])}", "(absent)")
         for key in extra:
-            differ(_child(path, key), "extra", "(absent)", f"{json_type(e[key])} {_shown(e[key])}")
+            differ(_child(path, key), "extra", "(absent)", f"{json_type(e[key])} {_abridged(e[key])}")
         shared_g = [key for key in g if key in e]
         shared_e = [key for key in e if key in g]
         if shared_g != shared_e:
@@ -203,7 +203,7 @@ def _shape(path: str, g, e, differ) -> None:
     else:
         format_g, format_e = value_format(g), value_format(e)
         if format_g != format_e:
-            differ(path, "format", f"{format_g}: {_shown(g)}", f"{format_e}: {_shown(e)}")
+            differ(path, "format", f"{format_g}: {_abridged(g)}", f"{format_e}: {_abridged(e)}")
 
 
 def _child(path: str, key: str) -> str:
@@ -222,7 +222,7 @@ def _at(document, path: str):
     return value
 
 
-def _shown(value) -> str:
+def _abridged(value) -> str:
     text = value if isinstance(value, str) else repr(value) if not isinstance(value, (int, float)) else str(value)
     return text if len(text) <= 160 else text[:157] + "..."
 

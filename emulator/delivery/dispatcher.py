@@ -179,7 +179,7 @@ class Dispatcher:
             release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
                                                    extra=duplicate, release_held_at=release)
-            return _shown(recorded) if recorded else None
+            return _attempt_view(recorded) if recorded else None
         finally:
             with self._idle:
                 self._in_flight -= 1
@@ -286,7 +286,7 @@ def _run_through(coroutine):
     raise RuntimeError("an attempt made on a sender's thread waited for an event loop")
 
 
-def view(callback: dict) -> dict:
+def callback_view(callback: dict) -> dict:
     """A notification as tests see it: no claim bookkeeping, times as ISO 8601."""
     shown = {k: v for k, v in callback.items() if k not in ("claimed_by", "claim_expires", "claim")}
     shown["next_attempt_at"] = _moment(callback["next_attempt_at"]) if callback["status"] == "pending" else None
@@ -294,7 +294,7 @@ def view(callback: dict) -> dict:
     return shown
 
 
-def _shown(attempt: dict) -> dict:
+def _attempt_view(attempt: dict) -> dict:
     return {k: v for k, v in attempt.items() if k != "callback_id"}
 
 

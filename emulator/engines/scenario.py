@@ -311,7 +311,7 @@ class Rulebook:
                 return rule
         return None
 
-    def view(self) -> dict:
+    def rules_view(self) -> dict:
         hits = self.storage.rule_hits()
         return {"version": self.version, "scenario": self.scenario.document,
                 "rules": [{"name": r.name, "stage": r.stage, "outcome": r.outcome,

@@ -137,7 +137,7 @@ class ClockJobs(Room):
             self._save_clock(self.clock.freeze(clock["frozen"]))
         self.context.on_scenario(scenario)
         self.context.on_callback_queued()  # its timed jobs may be due at once, the clock moved or not
-        return rules.view()
+        return rules.rules_view()
 
     def decide_api(self, endpoint: str, client: Client, data, headers: Callable[[], dict]) -> ApiAnswer | None:
         """What the scenario does to this API request before it is checked, if anything: the

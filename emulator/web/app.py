@@ -163,11 +163,11 @@ def _install_error_handlers(app: Flask) -> None:
 def refuse_nul_in_address() -> None:
     """A NUL in the path or a query parameter is refused before anything looks it up (406 naming
     where), as validation refuses one in a body: PostgreSQL could not even compare it."""
-    sent = request._get_current_object()
-    if "\x00" in sent.path or "\x00" in sent.environ.get("payletter.sandbox", ""):
+    http_request = request._get_current_object()
+    if "\x00" in http_request.path or "\x00" in http_request.environ.get("payletter.sandbox", ""):
         raise GatewayError("field_invalid", field="the path", rule="must not contain the NUL character (\\u0000)")
-    if b"%00" in sent.query_string or b"\x00" in sent.query_string:
-        for name, value in sent.args.items(multi=True):
+    if b"%00" in http_request.query_string or b"\x00" in http_request.query_string:
+        for name, value in http_request.args.items(multi=True):
             refuse_nul({name: value})
 
 
@@ -178,14 +178,14 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         key, else the root. Its clock and scenario are brought up to date, and the timed jobs
         its moment has made due have run."""
         sandboxes.start()
-        sent = request._get_current_object()
-        environ = sent.environ
+        http_request = request._get_current_object()
+        environ = http_request.environ
         sandbox_id = environ.get("payletter.sandbox") or environ.get("HTTP_X_EMULATOR_SANDBOX")
         if sandbox_id:
             instance = sandboxes.get(sandbox_id)
             if instance is None:
                 raise GatewayError("sandbox_unknown", id=sandbox_id)
-        elif sent.path.startswith(JOURNALED) and (key := _foreign_key(root, environ)):
+        elif http_request.path.startswith(JOURNALED) and (key := _foreign_key(root, environ)):
             instance = sandboxes.with_key(key) or root
         else:
             instance = root

@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify, request
 
 from ..delivery import handover
 from ..engines import scenario as scenario_files
-from ..delivery.dispatcher import view as callback_view
+from ..delivery.dispatcher import callback_view
 from ..domain.identifiers import is_token
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
@@ -130,9 +130,9 @@ def _token(text: str) -> int:
     return int(text)
 
 
-def _digits(text: str, most: int) -> bool:
-    """Plain ASCII digits, at most `most` of them (str.isdigit also passes '²', which int() cannot read)."""
-    return re.fullmatch(rf"[0-9]{{1,{most}}}", text) is not None
+def _is_number(text: str, most_digits: int) -> bool:
+    """Plain ASCII digits, at most `most_digits` of them (str.isdigit also passes '²', which int() cannot read)."""
+    return re.fullmatch(rf"[0-9]{{1,{most_digits}}}", text) is not None
 
 
 @control("/health", "GET", "200 once ready")
@@ -247,7 +247,7 @@ def resend(callback_id):
 
 
 def _callback(callback_id: str) -> dict:
-    found = emulator().storage.callback(int(callback_id)) if _digits(callback_id, 18) else None
+    found = emulator().storage.callback(int(callback_id)) if _is_number(callback_id, 18) else None
     if found is None:
         raise GatewayError("callback_unknown", id=callback_id)
     return found
@@ -255,7 +255,7 @@ def _callback(callback_id: str) -> dict:
 
 @control("/scenario", "GET", "The scenario in force, how often each rule applied, its timed jobs")
 def scenario():
-    return jsonify({**service().context.rules.view(), "jobs": emulator().storage.jobs()})
+    return jsonify({**service().context.rules.rules_view(), "jobs": emulator().storage.jobs()})
 
 
 @control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml)")
@@ -306,8 +306,8 @@ def delete_sandbox(sandbox_id):
     return jsonify(deleted=sandbox_id)
 
 
-def _with_base_url(view: dict) -> dict:
-    return {**view, "base_url": root_url() + view["path"]}
+def _with_base_url(sandbox: dict) -> dict:
+    return {**sandbox, "base_url": root_url() + sandbox["path"]}
 
 
 def _scenario_document(read, source: str) -> dict:
@@ -363,8 +363,8 @@ def _page(cursor: str = "after") -> tuple[int, int | None]:
     """?limit= (a count; anything else reads as the default) and the cursor of the page asked for."""
     limit = request.args.get("limit", "")
     given = request.args.get(cursor)
-    if given not in (None, "") and not _digits(given, 19):
+    if given not in (None, "") and not _is_number(given, 19):
         raise GatewayError("control_request_invalid",
                            detail=f"{cursor} {given[:40]!r} is not a cursor this list handed out")
-    count = int(limit) if _digits(limit, 9) and int(limit) > 0 else PAGE
+    count = int(limit) if _is_number(limit, 9) and int(limit) > 0 else PAGE
     return count, int(given) if given else None

@@ -216,7 +216,7 @@ def _outcome(outcome: dict) -> str:
 @page(RECEIPT_PAGE, ["GET"])
 def receipt_page():
     where = Where.read()
-    return render("receipt.html", where, **payer().receipt_view(where.args.get("id", "")))
+    return render("receipt.html", where, **payer().receipt_page(where.args.get("id", "")))
 
 
 @page(CASH_RECEIPT_PAGE, ["GET", "POST"])
