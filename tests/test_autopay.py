@@ -203,6 +203,17 @@ def test_method_without_recurring_payment(api, pgcode):
         "message": f"{pgcode} does not support automatic payment (autopay_flag=Y, payments/autopay)"}
 
 
+@pytest.mark.parametrize("missing,sent", [("client_id", None), ("ip_addr", None), ("ip_addr", "")])
+def test_client_id_and_ip_addr_are_necessary_in_both_modes(api, strict_api, missing, sent):
+    """The reference marks both Necessary; the Go library that once left them out added them
+    (docs/fidelity.md entry 5): an autopay without one is refused, leniency or not, and pays nothing."""
+    for side in (api, strict_api):
+        billkey = billkey_of(side)["billkey"]
+        made = len(side.control("/payments", method="GET")["payments"])
+        assert refused(autopay(side, billkey, **{missing: sent})) == {"code": 2001, "message": f"{missing} is required"}
+        assert len(side.control("/payments", method="GET")["payments"]) == made
+
+
 def test_zero_amount(api):
     billkey = billkey_of(api)["billkey"]
     assert refused(autopay(api, billkey, amount=0)) == {"code": 4012, "message": "amount must be greater than 0"}
