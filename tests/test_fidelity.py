@@ -270,6 +270,21 @@ def test_callbacks_and_returns_agree_with_the_capture_for_the_test_card(api):
     assert stored(api, fields["tid"])["cid"] == fields["cid"]
 
 
+def test_an_oncash_cid_is_the_tids_serial_less_one_as_in_the_references_list(api, callback_receiver):
+    """The reference's transaction/list example, and the Korean documentation's as a client copied
+    it: oncash `tpay_test-201809142506687` has cid `2506686`. The return fields, the list row and
+    the callback carry the same cid."""
+    fields = api.pay(pgcode="oncash", amount=1000)
+    assert fields["cid"] == f"{int(fields['tid'][-7:]) - 1:07d}"
+    day = fields["transaction_date"][:10].replace("-", "")
+    listed = ok(api.get("/v1.0/payments/transaction/list",
+                        {"client_id": "pay_test", "date": day, "date_type": "transaction"}))["list"]
+    assert [(row["pgcode"], row["tid"], row["cid"]) for row in listed] == [("oncash", fields["tid"], fields["cid"])]
+    api.flush()
+    [callback] = callback_receiver.received
+    assert (callback.json()["tid"], callback.json()["cid"]) == (fields["tid"], fields["cid"])
+
+
 def test_a_real_go_client_reads_a_success_body_by_its_missing_code(api):
     """whitecubeinc/payletter: `if code, exists := res["code"]; exists { error }`, then
     res["tid"].(string), res["cid"].(string), res["transaction_date"].(string)."""
