@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass, fields as dataclass_fields
+from pathlib import Path
 
 import pytest
 import requests
@@ -221,6 +223,60 @@ def test_a_virtual_account_callback_parses_as_the_captured_one(api, callback_rec
     assert (callback.amount, callback.taxfree_amount, callback.tax_amount) == (1000, 100, 20)
 
 
+# --- card companies ---------------------------------------------------------------------------
+
+# A typed Go client's table of Payletter's card codes (whitecubeinc/payletter constant.go @
+# 09c06048be3b4f2bb8ab06f47c952ed25ed7d424). Its ReplacePayInfo (type.go @ 5eb88b29) shows
+# the name of a callback's card_code instead of pay_info: an unknown code shows "".
+GO_CARD_CODES = {
+    "P001": "비씨카드", "P002": "KB국민카드", "P003": "하나카드", "P004": "삼성카드", "P005": "신한카드",
+    "P006": "현대카드", "P007": "롯데카드", "P008": "NH카드", "P009": "씨티카드", "P010": "수협카드",
+    "P011": "우리카드", "P012": "신협카드", "P013": "광주카드", "P014": "전북카드", "P015": "제주카드",
+    "P016": "우체국카드", "P017": "MG새마을금고", "P018": "저축은행", "P019": "카카오뱅크카드", "P020": "은련카드",
+    "P021": "해외 VISA 카드", "P022": "해외 MASTER 카드", "P023": "해외 JCB 카드", "P024": "해외 AMX 카드",
+    "P025": "해외 DINERS 카드"}
+CARD_COMPANIES = tomllib.loads(
+    (Path(__file__).resolve().parent.parent / "emulator" / "domain" / "card_companies.toml").read_text("utf-8"))
+
+
+def card_number(bin_: str) -> str:
+    """A 16-digit number starting with `bin_` that passes the Luhn check, as the payer types one."""
+    body = bin_ + "000000000"
+    total = sum(d if i % 2 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(map(int, reversed(body))))
+    return body + str(-total % 10)
+
+
+def test_the_card_company_table_is_payletters():
+    assert {code: row["name"] for code, row in CARD_COMPANIES["codes"].items()} == GO_CARD_CODES
+    assert CARD_COMPANIES["default"] in GO_CARD_CODES
+
+
+@pytest.mark.parametrize("code", sorted(GO_CARD_CODES))
+def test_a_cards_code_is_its_companys_in_the_return_and_the_callback(api, callback_receiver, code):
+    """The payer's card number says the company (its bin, card_companies.toml); a typed client
+    that shows the company's name instead of pay_info finds it; a foreign brand is overseas."""
+    row = CARD_COMPANIES["codes"][code]
+    fields = api.pay(approve={"card_number": card_number(row["bin"])}, amount=1000)
+    foreign = "Y" if row.get("foreign") else "N"
+    assert (fields["card_code"], fields["domestic_flag"], fields["pay_info"]) == (code, foreign, "테스트카드")
+    assert fields["card_info"].startswith(row["bin"])
+    callback, _ = the_callback(api, callback_receiver)
+    assert (callback.card_code, callback.domestic_flag, callback.tid) == (code, foreign, fields["tid"])
+    assert GO_CARD_CODES[callback.card_code] == row["name"]
+
+
+def test_the_default_test_card_and_any_other_number_are_the_default_companys(api, callback_receiver):
+    default = CARD_COMPANIES["default"]
+    typed = api.pay(approve={"card_number": "4579730000001235"}, amount=1000)  # the README's example
+    assert (typed["card_code"], typed["domestic_flag"]) == (default, "N")
+    assert the_callback(api, callback_receiver)[0].card_code == default
+    callback_receiver.clear()
+    fields = api.pay(pgcode="payco", amount=1000)  # no number: the default test card
+    callback, _ = the_callback(api, callback_receiver)
+    assert (fields["card_code"], callback.card_code, callback.domestic_flag) == (default, default, "N")
+    assert GO_CARD_CODES[callback.card_code] != ""
+
+
 # What a real Laravel handler reads from every callback without isset: a missing one is a 500.
 LARAVEL_READS = ("tid", "cid", "pay_info", "custom_parameter", "domestic_flag", "install_month", "tax_amount",
                  "taxfree_amount", "nonsettle_amount", "payhash", "transaction_date")
@@ -237,6 +293,8 @@ def test_every_methods_callback_carries_what_a_real_handler_reads(api, callback_
     assert all(name in body for name in LARAVEL_READS)
     assert callback.install_month == ("00" if method.details == "card" else "")
     assert fields["install_month"] == callback.install_month
+    assert callback.card_code == (CARD_COMPANIES["default"] if method.details == "card" else "")
+    assert fields["card_code"] == callback.card_code
 
 
 class LaravelHandler(CallbackReceiver):
