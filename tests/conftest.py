@@ -29,6 +29,18 @@ SEARCH_KEY = "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="
 OTHER_CLIENT = ("shop_b", "U0hPUEJQQVlNRU5US0VZMDAwMDAwMDAwMDAwMDA=", "U0hPUEJTRUFSQ0hLRVkwMDAwMDAwMDAwMDAwMDA=")
 READY_TIMEOUT = 30
 
+CLI = Path(sys.executable).parent / "payletter-emulator"  # the console script, as users run it
+
+
+def cli(*args: str) -> list[str]:
+    """The command line `payletter-emulator <args>`: the console script beside this Python."""
+    return [str(CLI), *args]
+
+
+def run_cli(*args: str, **options) -> subprocess.CompletedProcess:
+    """`payletter-emulator <args>` run to its end (a start that is refused, a check), its output as text."""
+    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=60, **options)
+
 
 def serving_processes(pid: int) -> list[int]:
     """The processes `serve` (pid) runs to serve: its children, less multiprocessing's resource
@@ -49,55 +61,137 @@ def serving_processes(pid: int) -> list[int]:
 
 
 class EmulatorProcess:
-    """`payletter-emulator serve --port 0` in a subprocess; ready when /_emulator/health answers."""
+    """`payletter-emulator serve --port 0` in a subprocess, started as users start it; ready when
+    /_emulator/health answers. The one way the tests start a server.
 
-    def __init__(self, workdir: Path, *args: str, env: dict | None = None, db: str | None = None):
+    Its stderr goes to `log` (workdir/emulator.log); its startup lines are kept (`line`).
+    db: a file in workdir, a path, a URL or ":memory:"; None leaves `--db` out (serve's default).
+    env: added to the environment, which has a second test client (OTHER_CLIENT); environ: the
+    whole environment instead. argv: the whole command line instead of `payletter-emulator serve
+    --port 0 --db ...` (the Docker image's CMD, a start that hides modules first).
+    own_session: in a session of its own, so that `kill` takes the server and its workers at once,
+    as a machine losing power would. ca: the CA certificate an HTTPS server is trusted by (by
+    default the file the server names on its "CA certificate:" line)."""
+
+    def __init__(self, workdir: Path, *args: str, db: str | None = "emulator.db", env: dict | None = None,
+                 environ: dict | None = None, argv: list[str] | None = None, own_session: bool = False,
+                 ca: str | None = None, log: Path | None = None):
         self.workdir = workdir
-        self.db = db or str(workdir / "emulator.db")
-        self.log = open(workdir / "emulator.log", "ab")
-        environ = {**os.environ, "PAYLETTER_EMULATOR_CLIENTS": ":".join(OTHER_CLIENT), **(env or {})}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", self.db, *args],
-            stdout=subprocess.PIPE, stderr=self.log, env=environ, cwd=workdir)
-        line = self.process.stdout.readline().decode()
-        if "listening on" not in line:
-            self.stop()
-            raise RuntimeError(f"emulator did not start: {line!r}; see {workdir / 'emulator.log'}")
-        self.url = line.split("listening on ")[1].split()[0]
-        self.wait_ready()
+        self.db = db if db is None or db == ":memory:" or "://" in db else str(workdir / db)
+        self.own_session = own_session
+        self.ca = ca
+        self.log_path = log or workdir / "emulator.log"
+        self.log = open(self.log_path, "ab")
+        self.lines: list[str] = []
+        self._printed = threading.Condition()
+        if environ is None:
+            environ = {**os.environ, "PAYLETTER_EMULATOR_CLIENTS": ":".join(OTHER_CLIENT)}
+        if argv is None:
+            argv = cli("serve", "--port", "0", *(["--db", self.db] if self.db is not None else []), *args)
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env={**environ, **(env or {})},
+                                        cwd=workdir, start_new_session=own_session)
+        first = self.process.stdout.readline().decode("utf-8", "replace")
+        if "listening on " not in first:
+            self.kill()
+            raise RuntimeError(f"emulator did not start: {first!r}; see {self.log_path}")
+        self.lines.append(first.rstrip("\n"))
+        self.url = first.split("listening on ")[1].split()[0]
+        threading.Thread(target=self._read_output, daemon=True).start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()  # with its workers: nothing left running behind a failed start
+            raise
+
+    def _read_output(self) -> None:
+        with self.process.stdout as output:  # read to the end: an unread pipe would fill and block the server
+            for raw in output:
+                with self._printed:
+                    self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._printed.notify_all()
+
+    def line(self, label: str, timeout: float = READY_TIMEOUT) -> str:
+        """What the server printed after `label` on a line of its own (`dashboard`, `CA
+        certificate`, `PAYMENT key`), once that line has come."""
+        def found():
+            return next((text.strip()[len(label):].lstrip(": ") for text in self.lines
+                         if text.strip().startswith(label)), None)
+
+        with self._printed:
+            if self._printed.wait_for(lambda: found() is not None, timeout) is False:
+                raise AssertionError(f"the server never printed {label!r}: {self.lines}")
+            return found()
 
     def wait_ready(self) -> None:
+        """Until /_emulator/health answers (a condition polled: the server says when it listens,
+        not when a worker has booted); over HTTPS, to a client trusting the server's CA."""
+        if self.ca is None and self.url.startswith("https://"):
+            self.ca = self.line("CA certificate")
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
+        while True:
             try:
-                if requests.get(self.url + "/_emulator/health", timeout=1).status_code == 200:
+                if requests.get(self.url + "/_emulator/health", timeout=1, verify=self.ca or True).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # not listening, or no worker booted yet
                 pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the emulator exited with {self.process.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator never became healthy; see {self.log_path}")
             time.sleep(0.02)
-        self.stop()  # with its workers: nothing left running behind a failed start
-        raise RuntimeError("emulator never became healthy")
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port
+
+    def members(self) -> list[int]:
+        """The live processes of the server's session (own_session): the server and its workers."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(group) == self.process.pid and state != "Z":
+                found.append(int(stat.parent.name))
+        return found
 
     def stop(self) -> None:
+        """SIGTERM, as Ctrl-C or `docker stop` would; SIGKILL if it has not ended in 15 s."""
         if self.process.poll() is None:
-            self.process.terminate()
+            if self.own_session:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            else:
+                self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
+                pass
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL to the server and every process serving for it, as a crash: no shutdown, no
         cleanup (a worker whose parent alone is killed would stop gracefully a second later)."""
-        workers = serving_processes(self.process.pid)
-        self.process.kill()
-        for pid in workers:
+        if self.own_session:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.process.wait(10)
+            self.process.wait(10)
+            deadline = time.monotonic() + READY_TIMEOUT
+            while self.members() and time.monotonic() < deadline:  # the kernel is tearing the workers down
+                time.sleep(0.02)
+            assert not self.members(), "a worker outlived SIGKILL"
+        else:
+            workers = serving_processes(self.process.pid)
+            self.process.kill()
+            for pid in workers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.process.wait(10)
+        self.log.close()
 
 
 @dataclass

@@ -29,7 +29,6 @@ from payletter_emulator.web.app import create_app
 
 from .browser import read_html
 from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY, Api, EmulatorProcess
-from .test_reliability import Server
 
 KEYS = (PAYMENT_KEY, SEARCH_KEY, *OTHER_CLIENT[1:])
 ALLOWED_HOST = "callbacks.invalid"  # the schemathesis server's allow-list: no callback leaves it
@@ -59,12 +58,9 @@ def hostile(tmp_path_factory):
 @pytest.fixture(scope="module", params=["one-process", "workers"])
 def server(request, tmp_path_factory):
     """One process and two; callbacks only to loopback."""
-    folder = tmp_path_factory.mktemp(request.param)
-    args = ("--callback-host", "127.0.0.1", "--callback-timeout", "1")
-    if request.param == "workers":
-        process = Server(folder, str(folder / "emulator.db"), *args)
-    else:
-        process = EmulatorProcess(folder, "--workers", "1", *args)
+    workers = "2" if request.param == "workers" else "1"
+    process = EmulatorProcess(tmp_path_factory.mktemp(request.param), "--workers", workers,
+                              "--callback-host", "127.0.0.1", "--callback-timeout", "1")
     yield process
     process.stop()
 
