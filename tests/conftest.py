@@ -482,11 +482,16 @@ def database(request, tmp_path):
 class RawMerchant:
     """A merchant on a raw socket, for answers no HTTP server library would give (a byte at a
     time, none at all): each connection is handled by `behave(connection, request)` once the
-    whole request (head and body) has arrived. What arrived is kept in `requests`."""
+    whole request (head and body) has arrived. What arrived is kept in `requests`; `ended` counts
+    the connections over (`wait_ended` waits for them), `cut_off` those the sender hung up on
+    while `behave` was still answering."""
 
     def __init__(self, behave):
         self.behave = behave
         self.requests: list[bytes] = []
+        self.ended = 0
+        self.cut_off = 0
+        self._over = threading.Condition()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback?shop=7"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -500,22 +505,35 @@ class RawMerchant:
             threading.Thread(target=self._one, args=(connection,), daemon=True).start()
 
     def _one(self, connection: socket.socket) -> None:
-        with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = connection.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            head = request.split(b"\r\n\r\n")[0].lower()
-            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(request.split(b"\r\n\r\n", 1)[1]) < length:
-                request += connection.recv(4096)
-            self.requests.append(request)
-            try:
-                self.behave(connection, request)
-            except OSError:  # the sender hung up (its timeout)
-                pass
+        cut_off = False
+        try:
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = connection.recv(4096)
+                    if not chunk:  # the sender left before its request was whole, or sent none
+                        return
+                    request += chunk
+                head = request.split(b"\r\n\r\n")[0].lower()
+                length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(request.split(b"\r\n\r\n", 1)[1]) < length:
+                    request += connection.recv(4096)
+                self.requests.append(request)
+                try:
+                    self.behave(connection, request)
+                except OSError:  # the sender hung up (its timeout)
+                    cut_off = True
+        finally:
+            with self._over:
+                self.ended += 1
+                self.cut_off += cut_off
+                self._over.notify_all()
+
+    def wait_ended(self, count: int, timeout: float = READY_TIMEOUT) -> int:
+        """Until `count` connections are over (or the timeout passes); how many are."""
+        with self._over:
+            self._over.wait_for(lambda: self.ended >= count, timeout)
+            return self.ended
 
     def close(self) -> None:
         self.listener.close()
