@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -458,6 +459,50 @@ def api(emulator_process, callback_receiver):
 @pytest.fixture
 def strict_api(strict_process, callback_receiver):
     yield from _clean(strict_process, callback_receiver)
+
+
+# --- what a test needs beyond Python -----------------------------------------------------------
+# Each test is marked by the fixture it takes (for PostgreSQL also the backend it is parametrized
+# with), so `make quick` can leave out what needs a system package; pyproject.toml describes each
+# marker. `make test` runs them all: a missing package fails its tests, never skips them.
+NEEDS = {"browser": "chromium", "postgres": "postgres_server", "wrk": "wrk", "node": "node"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for marker, fixture in NEEDS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        spec = getattr(item, "callspec", None)
+        if spec is not None and any(value == "postgresql" for value in spec.params.values() if isinstance(value, str)):
+            item.add_marker("postgres")
+
+
+def pytest_report_header(config):
+    """What a `-m "not browser and ..."` run (make quick) leaves out, and why."""
+    left_out = set(re.findall(r"\bnot\s+(\w+)", config.getoption("markexpr") or ""))
+    described = dict(line.split(":", 1) for line in config.getini("markers") if ":" in line)
+    return [f"left out: the {name} tests ({described[name].strip()})" for name in NEEDS if name in left_out]
+
+
+def _system_tool(names: tuple[str, ...], package: str, why: str) -> str:
+    found = next(filter(None, map(shutil.which, names)), None)
+    if not found:
+        pytest.fail(f"{why} needs {names[0]} on PATH: apt-get install {package} (.ci/run installs it)", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """Node (Debian's nodejs): the Node shop's suite and the README's Node examples."""
+    return _system_tool(("node", "nodejs"), "nodejs", "the Node example")
+
+
+@pytest.fixture(scope="session")
+def wrk() -> str:
+    """wrk, which the benchmark suite drives its load with."""
+    return _system_tool(("wrk",), "wrk", "the benchmark")
 
 
 # --- databases: every test that takes `database` runs on SQLite and on PostgreSQL --------------

@@ -4,8 +4,10 @@ environment variable named in the error."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import requests
 
 from payletter_emulator.config import PAY_TEST
 
-from .conftest import PAYMENT_KEY, EmulatorProcess, run_cli
+from .conftest import NEEDS, PAYMENT_KEY, EmulatorProcess, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
@@ -37,9 +39,25 @@ def test_make_run_installs_what_serving_needs_and_make_test_the_test_extra():
     test = make_dry_run("test")
     assert test[0] == "./scripts/check-test-system"  # before the install and before pytest
     assert any(line.endswith("pip install --quiet -e '.[test]'") for line in test), test
-    assert test[-1] == ".venv/bin/python -m pytest"
+    assert re.fullmatch(r"\.venv/bin/python -m pytest -n [1-4] --dist worksteal", test[-1]), test[-1]
 
 
+def test_make_quick_runs_the_same_suite_less_what_needs_a_system_package():
+    quick = make_dry_run("quick")
+    assert "./scripts/check-test-system" not in quick
+    command, _, expression = quick[-1].rpartition(" -m ")
+    assert command == make_dry_run("test")[-1]
+    markers = [line.split(":")[0] for line in tomllib.loads((ROOT / "pyproject.toml").read_text())
+               ["tool"]["pytest"]["ini_options"]["markers"]]
+    assert expression == '"' + " and ".join(f"not {name}" for name in NEEDS) + '"'
+    assert set(NEEDS) <= set(markers)  # each described where the run's header finds why it is left out
+
+
+# It checks that this machine has every system package: by hand, what the conftest hook marks by fixture.
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.wrk
+@pytest.mark.node
 def test_the_system_check_names_each_missing_package(tmp_path):
     script = ROOT / "scripts" / "check-test-system"
     assert subprocess.run([script], capture_output=True, text=True).returncode == 0  # this machine has them all
