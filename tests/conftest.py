@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import entry_points
 import re
 import shutil
 from pathlib import Path
@@ -41,6 +42,14 @@ def cli(*args: str) -> list[str]:
 def run_cli(*args: str, **options) -> subprocess.CompletedProcess:
     """`payletter-emulator <args>` run to its end (a start that is refused, a check), its output as text."""
     return subprocess.run(cli(*args), capture_output=True, text=True, timeout=60, **options)
+
+
+# For a pytest run in a subprocess (a merchant's suite): this repository's test tools (hypothesis,
+# schemathesis, faker, ...) are pytest plugins too, which a merchant's suite does not have and
+# which would cost every such run seconds of imports; only the plugin under test and xdist load.
+ONLY_OUR_PLUGIN = [arg for entry in entry_points(group="pytest11")
+                   if entry.name not in ("payletter_emulator", "xdist", "xdist.looponfail")
+                   for arg in ("-p", f"no:{entry.name}")]
 
 
 def serving_processes(pid: int) -> list[int]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import ONLY_OUR_PLUGIN
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,7 +71,7 @@ def test_a_project_with_its_own_emulator_module_runs_its_pytest_with_the_plugin_
         "    assert payletter_app.health()['status'] == 'ok'\n")
     run = (WHEEL_ONLY + "import pytest, payletter_emulator; "
            f"assert payletter_emulator.__file__.startswith({str(site)!r}), payletter_emulator.__file__; "
-           "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', '.']))")
+           f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', *{ONLY_OUR_PLUGIN!r}, '--rootdir', '.']))")
     result = subprocess.run([sys.executable, "-c", run], cwd=project, env=wheel_only(site),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

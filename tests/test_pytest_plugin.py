@@ -12,7 +12,7 @@ import pytest
 import requests
 
 
-from .conftest import EmulatorProcess
+from .conftest import ONLY_OUR_PLUGIN, EmulatorProcess
 
 pytest_plugins = ["pytester"]
 
@@ -37,7 +37,7 @@ def request_payment(payletter, **overrides):
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *ONLY_OUR_PLUGIN, *args)
 
 
 def test_a_suite_using_the_fixtures_passes_and_ends_with_a_coverage_summary(pytester):
@@ -167,8 +167,8 @@ def test_mine_only(payletter, n):
     assert len(payletter.requests()) == 3
 '''
     pytester.makepyfile(test_many=many)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--payletter-no-coverage",
-               "--payletter-url", emulator_process.url, "test_many.py"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ONLY_OUR_PLUGIN,
+               "--payletter-no-coverage", "--payletter-url", emulator_process.url, "test_many.py"]
     runs = [subprocess.Popen(command, cwd=pytester.path, env={**os.environ, "RUN": name},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for name in ("first", "second")]
