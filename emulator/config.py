@@ -1,10 +1,17 @@
-"""Settings of one emulator: from arguments, the environment (PAYLETTER_EMULATOR_*), or defaults."""
+"""Settings of one emulator, each declared once: its field of `Settings` gives the name, the type
+and the default, and `declare` adds the bound and the help text. The environment variable
+(PAYLETTER_EMULATOR_<NAME>), `Settings.from_env`, the checks of `Settings`, the options of
+`payletter-emulator serve` and the README's table are all made from these declarations."""
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field, fields, replace
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
 ENV_PREFIX = "PAYLETTER_EMULATOR_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -21,66 +28,10 @@ PAY_TEST = Client("pay_test", "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA=",
                   "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y=")
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    db: str = "payletter-emulator.db"
-    public_url: str | None = None  # default: the address the request came to
-    strict: bool = False
-    callback_timeout: float = 5.0  # seconds one attempt may take, connection to last byte
-    callback_interval: float = 300.0  # seconds of emulator time between attempts
-    callback_retries: int = 20  # retries after the first attempt
-    callback_concurrency: int = 8  # attempts in flight at once, per process
-    callback_hosts: tuple[str, ...] = ()  # allow-list of callback hosts (`*.example`); empty: any
-    scenario: tuple[str, ...] = ()  # scenario files (or names of shipped ones), merged in order
-    workers: int | None = None  # processes serving; None: one per core where they can share the database
-    journal_limit: int = 10_000  # API requests kept in the journal
-    callback_limit: int = 10_000  # finished notifications kept, with their attempts; pending ones always stay
-    faker_seed: int | None = None
-    control: bool = True  # False: only /_emulator/health answers, for shared deployments
-    control_token: str | None = None  # when set, the control API needs `X-Emulator-Token: <token>`
-    tls: bool = False  # serve HTTPS with a certificate signed by a CA kept beside the database
-    tls_cert: str | None = None  # one's own certificate (chain) instead; implies tls
-    tls_key: str | None = None  # its private key; default: in tls_cert's file
-    access_log: bool = False  # a line per request on stderr (the journal keeps the API's requests anyway)
-    clients: tuple[Client, ...] = field(default=(PAY_TEST,))
-
-    def __post_init__(self):
-        if self.control_token == "":  # an empty token guards nothing: read as none, so the server warns
-            object.__setattr__(self, "control_token", None)
-        for name, low in (("callback_timeout", 0.1), ("callback_interval", 0), ("callback_retries", 0),
-                          ("callback_concurrency", 1), ("journal_limit", 100), ("callback_limit", 100)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}, not {getattr(self, name)}")
-        if self.tls_key and not self.tls_cert:
-            raise ValueError("tls_key needs tls_cert")
-
-    @classmethod
-    def from_env(cls, environ=os.environ, **overrides) -> "Settings":
-        """Environment first, then explicit overrides (CLI flags) that are not None."""
-        values = {}
-        for f in fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is None or f.name == "clients":
-                continue
-            try:
-                values[f.name] = _parse(f.name, raw)
-            except ValueError as exc:  # the variable, its value and what it expects
-                raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} {exc}") from None
-        if clients := environ.get(ENV_PREFIX + "CLIENTS"):
-            try:
-                values["clients"] = (PAY_TEST, *parse_clients(clients))
-            except ValueError as exc:
-                raise ValueError(f"{ENV_PREFIX}CLIENTS: {exc}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **values)
-
-
 def parse_clients(text: str) -> tuple[Client, ...]:
     """`id:payment_key:search_key`, several separated by commas."""
     clients = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    for item in split(text):
         parts = item.split(":")
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"client {item!r} is not id:payment_key:search_key")
@@ -88,27 +39,217 @@ def parse_clients(text: str) -> tuple[Client, ...]:
     return tuple(clients)
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+def _more_clients(text: str) -> tuple[Client, ...]:
+    return (PAY_TEST, *parse_clients(text))  # the variable adds clients; pay_test stays
 
 
-def _parse(name: str, raw: str):
-    """A variable's text as its field's type; a ValueError says what was expected."""
-    if name in ("port", "journal_limit", "callback_limit", "faker_seed", "callback_retries", "callback_concurrency",
-                "workers"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError("is not an integer") from None
-    if name in ("callback_timeout", "callback_interval"):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError("is not a number (seconds)") from None
-    if name in ("callback_hosts", "scenario"):
-        return tuple(filter(None, (part.strip() for part in raw.split(","))))
-    if name in ("strict", "control", "tls", "access_log"):
-        word = raw.strip().lower()
-        if word not in _TRUE + _FALSE:
-            raise ValueError(f"is not a boolean ({'/'.join(_TRUE)} or {'/'.join(_FALSE[:-1])})")
-        return word in _TRUE
-    return raw
+def split(text: str) -> tuple[str, ...]:
+    """A comma-separated variable's values, without blanks."""
+    return tuple(filter(None, (part.strip() for part in text.split(","))))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as declared: a field of `Settings` and what `declare` says of it."""
+
+    name: str
+    kind: type  # of one value: str, int, float, bool (or what `parse` makes)
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    many: bool = False  # a tuple: a repeatable option, a comma-separated variable
+    option: str | None = None  # the option of `serve`; None: the environment only
+    off: str | None = None  # a boolean option's flag that turns it off
+    shown_default: str | None = None  # the default in words, where its value alone does not say it
+    unit: str = ""  # what a number counts
+    file: bool = False  # names a file `serve` reads, so `serve` refuses one that is not there
+    secret: bool = False  # a refusal does not repeat the value (it holds keys)
+    parse: Callable[[str], Any] | None = None  # reads a variable whose value is none of the kinds
+    metavar: str = ""  # how the value is written, where the kind does not say it
+
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def bound(self) -> str:
+        """The rule a value must follow, in words ("" when any value of its kind will do)."""
+        if self.low is not None and self.high is not None:
+            return f"from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"at least {self.low:g}"
+        return f"at most {self.high:g}" if self.high is not None else ""
+
+    @property
+    def value_name(self) -> str:
+        """What one value is: `integer`, `seconds`, `file`, ..."""
+        if self.metavar:
+            return self.metavar
+        if self.file:
+            return "file"
+        return {int: "integer", float: self.unit or "number", bool: "boolean"}.get(self.kind, "text")
+
+    @property
+    def default_text(self) -> str:
+        """The default as `serve --help` and the README tell it."""
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.kind is bool:
+            return self.option if self.default else self.off
+        return str(self.default)
+
+    def read(self, text: str) -> Any:
+        """A variable's text as this setting's value, checked; a ValueError says what was expected."""
+        if self.parse:
+            return self.parse(text)
+        if self.many:
+            return tuple(self.read_one(part) for part in split(text))
+        return self.read_one(text)
+
+    def read_one(self, text: str) -> Any:
+        """One value's text (an option's, or one of a list's), checked."""
+        if self.kind is bool:
+            word = text.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(f"is not a boolean ({'/'.join(_TRUE)} or {'/'.join(_FALSE)})")
+            return word in _TRUE
+        value: Any = text
+        if self.kind is int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError("is not an integer") from None
+        elif self.kind is float:
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):  # nan and inf pass every bound; no setting means them
+                raise ValueError(f"is not a number ({self.unit})" if self.unit else "is not a number")
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """A ValueError naming the rule when a value breaks the bound."""
+        if value is None or self.many or not self.bound:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise ValueError(f"must be {self.bound}")
+
+    def refusal(self, text: str, reason: str) -> str:
+        """The one line refusing a variable's value: the variable, the value and the rule."""
+        return f"{self.variable}: {reason}" if self.secret else f"{self.variable}={text!r} {reason}"
+
+
+def declare(default: Any, help: str, **rule: Any) -> Any:
+    """A field of `Settings` with the rest of its declaration (the keywords of `Setting`); the
+    option is `--<name>` unless `option` says otherwise (None: the environment only)."""
+    return field(default=default, metadata={"setting": {"help": help, **rule}})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one emulator is set to: each field a setting, declared once (`declare`)."""
+
+    host: str = declare("127.0.0.1", "Address to listen on.")
+    port: int = declare(8080, "Port to listen on; 0 picks a free one (and the first line says which).",
+                        low=0, high=65535)
+    db: str = declare("payletter-emulator.db",
+                      "SQLite file, `:memory:` for a throwaway run (one process), or "
+                      "`postgresql://user@host/db` for servers on several hosts "
+                      "(`pip install 'payletter-emulator[postgres]'`).")
+    fresh: bool = declare(False, "Start with an empty database: delete what the SQLite file (and its "
+                                 "sandboxes) held; not for PostgreSQL.", shown_default="keep the data")
+    public_url: str | None = declare(None, "Base of every URL handed out (`online_url`, `mobile_url`, "
+                                           "`receipt_url`), behind Docker or a proxy.",
+                                     shown_default="the address the request came to")
+    strict: bool = declare(False, "Reject what the real gateway tolerates.", off="--lenient")
+    callback_timeout: float = declare(5.0, "Seconds a callback attempt may take, name lookup to last byte.",
+                                      low=0.1, unit="seconds")
+    callback_interval: float = declare(300.0, "Seconds of emulator time between callback attempts.",
+                                       low=0, unit="seconds")
+    callback_retries: int = declare(20, "Retries after the first callback attempt.", low=0)
+    callback_concurrency: int = declare(8, "Callback attempts in flight at once, per process.", low=1)
+    callback_hosts: tuple[str, ...] = declare((), "Send callbacks only to this host (`*.shop.example` "
+                                                  "matches its subdomains).",
+                                              option="--callback-host", shown_default="any host")
+    scenario: tuple[str, ...] = declare((), "Scenario file, or the name of a shipped one; merged in order.",
+                                        shown_default="none")
+    workers: int | None = declare(None, "Processes serving, sharing the database (a file or PostgreSQL).",
+                                  low=1, shown_default="one per core, capped; one for "
+                                                       "`:memory:` and where processes cannot fork (Windows)")
+    journal_limit: int = declare(10_000, "API requests kept in the journal.", low=100)
+    callback_limit: int = declare(10_000, "Finished notifications kept with their attempts; pending ones "
+                                          "always stay.", low=100)
+    faker_seed: int | None = declare(None, "Seed for generated data (card numbers, banks, approval numbers).",
+                                     option="--seed", shown_default="random")
+    control: bool = declare(True, "Serve the control API `/_emulator/...`; `/_emulator/health` always "
+                                  "answers (switch it off for shared deployments).", off="--no-control")
+    control_token: str | None = declare(None, "Require `X-Emulator-Token: <token>` on the control API (the "
+                                              "server warns at start when it listens beyond loopback "
+                                              "without one).", shown_default="none")
+    tls: bool = declare(False, "Serve HTTPS (TLS 1.2 or newer) with a certificate for this host, signed by "
+                               "a CA kept beside the database.", off="--no-tls")
+    tls_cert: str | None = declare(None, "Serve HTTPS with this certificate (PEM, chain first) instead; "
+                                         "implies `--tls`.", file=True, shown_default="none")
+    tls_key: str | None = declare(None, "The private key of `--tls-cert`.", file=True,
+                                  shown_default="in the `--tls-cert` file")
+    access_log: bool = declare(False, "Log a line per request on stderr, the value of any `token=` query "
+                                      "parameter replaced by `[redacted]` (the journal keeps every API "
+                                      "request either way).", off="--no-access-log")
+    # No option: keys on a command line show in every process listing.
+    clients: tuple[Client, ...] = declare((PAY_TEST,), "More clients besides pay_test.", option=None,
+                                          parse=_more_clients, secret=True, shown_default="pay_test only",
+                                          metavar="`id:payment_key:search_key`, comma separated")
+
+    def __post_init__(self):
+        if self.control_token == "":  # an empty token guards nothing: read as none, so the server warns
+            object.__setattr__(self, "control_token", None)
+        for setting in SETTINGS.values():
+            value = getattr(self, setting.name)
+            try:
+                setting.check(value)
+            except ValueError as exc:
+                raise ValueError(f"{setting.name} {exc}, not {value!r}") from None
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key needs tls_cert")
+
+    @classmethod
+    def from_env(cls, environ=os.environ, **overrides) -> "Settings":
+        """The environment's PAYLETTER_EMULATOR_* variables (an empty one is unset, as click reads
+        it), then the overrides (options given) that are not None. A value that cannot be read is
+        refused in one line naming the variable, the value and the rule."""
+        values = {}
+        for setting in SETTINGS.values():
+            text = environ.get(setting.variable)
+            if not text:
+                continue
+            try:
+                values[setting.name] = setting.read(text)
+            except ValueError as exc:
+                raise ValueError(setting.refusal(text, str(exc))) from None
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+def _declared(cls) -> dict[str, Setting]:
+    """Every field's declaration: the name, the kind and the default from the field, the rest from `declare`."""
+    hints = typing.get_type_hints(cls)
+    declared = {}
+    for f in fields(cls):
+        if "setting" not in f.metadata:
+            raise TypeError(f"Settings.{f.name} is not declared with declare()")
+        rule = dict(f.metadata["setting"])
+        rule.setdefault("option", "--" + f.name.replace("_", "-"))
+        kind = hints[f.name]
+        if type(None) in typing.get_args(kind):  # X | None: None means "decided where it is used"
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        many = typing.get_origin(kind) is tuple
+        declared[f.name] = Setting(f.name, typing.get_args(kind)[0] if many else kind, f.default, many=many, **rule)
+    return declared
+
+
+SETTINGS: dict[str, Setting] = _declared(Settings)

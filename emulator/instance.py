@@ -9,7 +9,6 @@ from .engines import scenario as scenario_files
 from .domain.clock import Clock
 from .config import Settings
 from .delivery.dispatcher import DeliverySettings, Dispatcher
-from .domain.callback_policy import Policy
 from .resources import schemas_dir
 from .engines.scenario import Scenario
 from .service import Service
@@ -45,7 +44,7 @@ class Emulator:
 
 
 class LazyFaker:
-    """Faker in the ko_KR locale, made on first use: it costs a server's start about 50 ms, and
+    """Faker in the ko_KR locale, made on first use: it slows a server's start, and
     many runs never approve a payment. A seed given before then is applied when it is made."""
 
     def __init__(self, seed: int | None = None):
@@ -80,7 +79,7 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
     # The senders record their claims and attempts on a connection of their own, so that a request
     # waits only for the database's writer lock, not behind every statement of theirs.
     outbox = storage if settings.db == ":memory:" else connect()
-    dispatcher = Dispatcher(outbox, clock_jobs.milliseconds, delivery(settings), jobs=clock_jobs.run_jobs)
+    dispatcher = Dispatcher(outbox, clock_jobs.milliseconds, DeliverySettings.of(settings), jobs=clock_jobs.run_jobs)
     service.context.on_callback_queued = dispatcher.wake
     service.context.sender = dispatcher
     emulator = Emulator(settings, service, schemas(), dispatcher, sandbox)
@@ -91,11 +90,6 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
         clock_jobs.install_scenario(document)
     dispatcher.start()  # what a previous run left due goes out now, before any request
     return emulator
-
-
-def delivery(settings: Settings) -> DeliverySettings:
-    return DeliverySettings(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
-                            settings.callback_concurrency, settings.callback_hosts)
 
 
 def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> None:
@@ -109,6 +103,6 @@ def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> Non
     context = emulator.service.context
     emulator.settings = context.settings = settings
     context.clients = clients
-    emulator.dispatcher.settings = delivery(settings)
+    emulator.dispatcher.settings = DeliverySettings.of(settings)
     if "faker_seed" in chosen:
         faker.seed_instance(chosen["faker_seed"])

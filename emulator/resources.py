@@ -20,3 +20,16 @@ def schemas_dir() -> Path:
 
 def scenarios_dir() -> Path:
     return data_dir("scenarios")
+
+
+def probes_dir() -> Path:
+    return data_dir("probes")
+
+
+def fidelity_page() -> Path:
+    """docs/fidelity.md, whose "Known differences" the probe reads: packaged beside the data
+    folders in a wheel, in docs/ in a checkout."""
+    for candidate in (_PACKAGE / "_data" / "fidelity.md", _PACKAGE.parent / "docs" / "fidelity.md"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("docs/fidelity.md is neither packaged nor beside the package")

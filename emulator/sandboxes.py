@@ -10,9 +10,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .storage.backends import POSTGRES_SCHEMES
 from .config import Client
 from .instance import Emulator, build
+from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES
 
 IDLE_SECONDS = 3600.0  # a sandbox nobody used for an hour is deleted
 TOUCH_EVERY = 10.0  # seconds between two writes of a sandbox's last use, per process
@@ -40,7 +40,7 @@ class Sandboxes:
                    "created_at": now, "last_used": now, "idle_seconds": idle_seconds or IDLE_SECONDS}
             self.root.storage.insert_sandbox(row)
             self._open[sandbox_id] = instance
-            return self.view(row)
+            return self.sandbox_view(row)
 
     def get(self, sandbox_id: str) -> Emulator | None:
         """The sandbox's emulator, opened in this process on first use; None once deleted."""
@@ -70,7 +70,7 @@ class Sandboxes:
             return True
 
     def list(self) -> list[dict]:
-        return [self.view(row) for row in self.root.storage.sandboxes()]
+        return [self.sandbox_view(row) for row in self.root.storage.sandboxes()]
 
     def open_instances(self) -> list[Emulator]:
         with self._lock:
@@ -97,7 +97,7 @@ class Sandboxes:
                 pass
 
     @staticmethod
-    def view(row: dict) -> dict:
+    def sandbox_view(row: dict) -> dict:
         return {"id": row["id"], "client_id": row["id"], "payment_key": row["payment_key"],
                 "search_key": row["search_key"], "path": f"/_sandbox/{row['id']}",
                 "idle_seconds": row["idle_seconds"]}
@@ -154,5 +154,5 @@ class Sandboxes:
         if schema is not None:
             self.root.storage.drop_schema(schema)
         elif db != ":memory:":
-            for suffix in ("", "-wal", "-shm", "-lock"):
+            for suffix in SQLITE_FILES:
                 Path(f"{db}{suffix}").unlink(missing_ok=True)

@@ -6,12 +6,11 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .storage.backends import POSTGRES_SCHEMES
-from .config import ENV_PREFIX, PAY_TEST, Settings
+from .config import PAY_TEST, SETTINGS, Settings
+from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES
 
-# A SQLite database is its file, the files SQLite and the emulator keep beside it, and the
-# sandboxes' files (emulator/sandboxes.py); the TLS CA beside it is kept, so a client's trust stays.
-_SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")
+# --fresh deletes a SQLite database's files (SQLITE_FILES) and its sandboxes' files
+# (emulator/sandboxes.py); the TLS CA beside it is kept, so a client's trust stays.
 
 
 def empty_database(db: str) -> list[Path]:
@@ -23,7 +22,7 @@ def empty_database(db: str) -> list[Path]:
         raise ValueError("--fresh empties a SQLite file; for PostgreSQL, drop and create the database, "
                          "or use --db :memory: for a throwaway run")
     deleted = []
-    for suffix in _SQLITE_SUFFIXES:
+    for suffix in SQLITE_FILES:
         path = Path(f"{db}{suffix}").expanduser()
         if path.is_file():
             path.unlink()
@@ -71,5 +70,5 @@ def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_f
     shown.append(f"    SEARCH key  {PAY_TEST.search_key}")
     others = [client.client_id for client in settings.clients if client != PAY_TEST]
     if others:
-        shown.append(f"  other clients: {', '.join(others)} (from {ENV_PREFIX}CLIENTS)")
+        shown.append(f"  other clients: {', '.join(others)} (from {SETTINGS['clients'].variable})")
     return shown

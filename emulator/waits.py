@@ -7,7 +7,7 @@ anything, and is run again on a request thread (serving/threads.py).
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
-`payments/request` several times the baseline's (benchmarks/RESULTS.md, issue 14). But a request
+`payments/request` long (benchmarks/RESULTS.md, issue 14). But a request
 that waits (a flush waiting for an attempt, a scenario's latency, a resend's POST, the journal
 of the other processes) must not hold up the others: a merchant's callback handler may call back
 while its callback is being flushed. Such a wait is marked with `waiting()`, and while it lasts
@@ -41,19 +41,27 @@ class waiting:
 ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
 
 
+THREAD = "thread"  # a route that always waits for something outside the process: run on a request thread
+SETTLE = "settle"  # a route that first waits for the event loop's own work (a flush: the first attempts)
+
+
+def declared(view) -> str | None:
+    """How a route's view declares it waits (THREAD, SETTLE), or None: most never wait."""
+    return getattr(view, "waits", None)
+
+
 class MustWait(BaseException):
-    """A request answered in the event loop has reached a wait: it must be run again in a
-    request thread, with `keep` (what it has decided already, such as the scenario rule it has
-    counted) added to its environ; `always`: its route waits every time (a resend), so the next
-    request of the route may go to a thread at once; `until`: what it waits for is work of the
-    event loop itself (a coroutine function), after which it is run in the loop again. Raised
-    before anything is written; a BaseException, so that Flask lets it through unanswered and
+    """A request answered in the event loop has reached a wait its route does not declare (a
+    scenario's latency, a flush with more to wait for than the loop's own attempts): it must be
+    run again in a request thread, with `keep` (what it has decided already, such as the scenario
+    rule it has counted) added to its environ; `until`: what it waits for is work of the event
+    loop itself (a coroutine function), after which it is run in the loop again. Raised before
+    anything is written; a BaseException, so that Flask lets it through unanswered and
     unjournaled."""
 
-    def __init__(self, keep: dict, always: bool = False, until=None):
+    def __init__(self, keep: dict, until=None):
         super().__init__()
         self.keep = keep
-        self.always = always
         self.until = until
 
 

@@ -6,6 +6,10 @@ from datetime import datetime
 import pytest
 from jsonschema import Draft202012Validator
 
+from payletter_emulator.domain.identifiers import TOKEN_DIGITS, is_token, token
+
+from .conftest import Answer, freeze_at
+
 
 def test_health(api):
     assert api.control("/health", method="GET") == {"status": "ok"}
@@ -38,6 +42,31 @@ def test_bad_clock_changes(api, body, code):
     response = api.http.post(api.url + "/_emulator/clock", json=body)
     assert response.status_code == 406
     assert response.json()["code"] == code
+
+
+# Each way the clock moves 300 s on from 10:00, where a failed first attempt's retry falls due.
+CLOCK_MOVES = {
+    "advance": lambda api: api.advance(seconds=300),
+    "set": lambda api: api.set_clock("2026-11-29T10:05:00+09:00"),
+    "scenario": lambda api: api.control("/scenario", {"version": 1, "settings": {"clock": {
+        "start": "2026-11-29T10:05:00+09:00", "frozen": True}}}, method="PUT"),
+}
+
+
+@pytest.mark.parametrize("move", CLOCK_MOVES)
+def test_a_clock_moved_any_way_sends_the_retry_it_makes_due(api, callback_receiver, move):
+    freeze_at(api, "2026-11-29T10:00:00+09:00")
+    callback_receiver.script.append(Answer(500))
+    tid = api.pay()["tid"]  # the first attempt made, and failed
+    try:
+        CLOCK_MOVES[move](api)
+        assert len(callback_receiver.wait_for(2)) == 2  # sent without a flush, as the clock moved
+        api.flush()  # the retry's outcome on the ledger
+        [found] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+        assert found["status"] == "delivered"
+        assert [a["scheduled_at"][11:16] for a in found["attempts"]] == ["10:00", "10:05"]
+    finally:
+        api.control("/scenario", method="DELETE")
 
 
 def test_reset_forgets_state_and_returns_to_real_time(api):
@@ -123,6 +152,12 @@ def test_an_internal_fault_is_999_without_a_traceback_and_journaled():
     assert response.get_json() == {"code": 999, "message": "Internal server error"}
     entry = client.get("/_emulator/requests").get_json()["requests"][-1]
     assert entry["status"] == 500 and entry["error"] == "RuntimeError: disk on fire"
+
+
+def test_every_token_made_has_the_shape_the_control_api_and_the_pages_read():
+    longest = str(token(9_999_999_999_999, 99_999))  # the last 13-digit epoch millisecond
+    assert len(longest) == TOKEN_DIGITS and is_token(longest) and is_token(str(token(1_764_378_000_000, 1)))
+    assert not any(is_token(text) for text in ("", "12ab", "1\u00b2", " 1", "9" * (TOKEN_DIGITS + 1)))
 
 
 def test_a_token_longer_than_any_token_is_unknown_not_a_crash(api):

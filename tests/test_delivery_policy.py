@@ -6,9 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from payletter_emulator.config import Settings
+from payletter_emulator.delivery.dispatcher import DeliverySettings
 from payletter_emulator.domain.callback_policy import (DELIVERED, FAILED, PENDING, RESEND, RETRY, Outcome, Policy, acknowledged,
                                       host_allowed, next_state, reachability_warnings)
 
+GATEWAY = DeliverySettings.of(Settings()).policy  # the gateway's policy, as the emulator starts
 OK = Outcome(200, '{"code": 0}', "", 1.0, acknowledged=True)
 REFUSED = Outcome(500, "", "not acknowledged", 1.0, acknowledged=False)
 BLOCKED = Outcome(None, "", "blocked", 0.0, acknowledged=False, blocked=True)
@@ -41,17 +44,17 @@ def test_the_schedule_is_exact_and_ends(first, retries, interval):
 
 
 def test_an_acknowledgement_ends_the_schedule():
-    assert next_state(Policy(), RETRY, PENDING, 3, 1_000, OK) == (DELIVERED, 4, None)
+    assert next_state(GATEWAY, RETRY, PENDING, 3, 1_000, OK) == (DELIVERED, 4, None)
 
 
 def test_a_blocked_host_is_given_up_at_once():
-    assert next_state(Policy(), RETRY, PENDING, 0, 1_000, BLOCKED) == (FAILED, 1, None)
+    assert next_state(GATEWAY, RETRY, PENDING, 0, 1_000, BLOCKED) == (FAILED, 1, None)
 
 
 @pytest.mark.parametrize("status", [PENDING, DELIVERED, FAILED])
 def test_a_resend_never_moves_the_schedule(status):
-    assert next_state(Policy(), RESEND, status, 5, 9_000, REFUSED) == (status, 5, 9_000)
-    assert next_state(Policy(), RESEND, status, 5, 9_000, OK) == (DELIVERED, 5, 9_000)
+    assert next_state(GATEWAY, RESEND, status, 5, 9_000, REFUSED) == (status, 5, 9_000)
+    assert next_state(GATEWAY, RESEND, status, 5, 9_000, OK) == (DELIVERED, 5, 9_000)
 
 
 @pytest.mark.parametrize("url,allowed,expected", [

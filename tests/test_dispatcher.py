@@ -5,6 +5,7 @@ import threading
 
 from payletter_emulator.delivery import handover
 from payletter_emulator.delivery import dispatcher as dispatching
+from payletter_emulator.config import Settings
 from payletter_emulator.delivery.dispatcher import DeliverySettings, Dispatcher
 from payletter_emulator.domain.callback_policy import Outcome
 from payletter_emulator.storage import Storage
@@ -37,7 +38,7 @@ def test_a_flush_returns_as_soon_as_the_background_thread_delivers_not_at_a_poll
     monkeypatch.setattr(dispatching, "LOOK_AGAIN_MOST", 3600.0)
     storage = Storage(str(tmp_path / "outbox.db"))
     sender = HeldSender()
-    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings.of(Settings()), send=sender)
     storage.enqueue_callback("T1", "http://127.0.0.1:9/cb", {"tid": "T1"}, "2026-11-29T10:00:00+09:00", NOW, [])
     try:
         callbacks.start()
@@ -81,7 +82,7 @@ def test_a_callback_claimed_where_it_was_queued_leaves_after_the_answer_once(tmp
     server's bridge its first attempt starts only once the answer has left."""
     storage = Storage(str(tmp_path / "outbox.db"))
     sender = CountingSender()
-    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings.of(Settings()), send=sender)
     try:
         with handover.collecting() as later:
             callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
@@ -102,7 +103,7 @@ def test_a_flush_sends_what_its_own_request_queued_instead_of_waiting_for_its_an
     for its own answer to leave before they are sent: it would wait out max_seconds."""
     storage = Storage(str(tmp_path / "outbox.db"))
     sender = CountingSender()
-    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=sender)
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings.of(Settings()), send=sender)
     try:
         with handover.collecting():
             callbacks.send_claimed(_claimed(storage, callbacks, "T1"))
@@ -118,7 +119,7 @@ def test_the_background_thread_ends_quietly_when_its_senders_are_gone(tmp_path, 
     """At the interpreter's exit the senders' pool refuses new work before the background thread
     stops: the thread ends without a traceback in the log."""
     storage = Storage(str(tmp_path / "outbox.db"))
-    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings(), send=CountingSender())
+    callbacks = Dispatcher(storage, lambda: NOW, DeliverySettings.of(Settings()), send=CountingSender())
     try:
         callbacks.start()
         callbacks._pool.shutdown()  # as the interpreter's exit does, before the thread stops

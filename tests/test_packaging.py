@@ -1,4 +1,4 @@
-"""The emulator as it ships: a wheel that carries schemas/ and scenarios/ (the Docker image: test_docker.py)."""
+"""The emulator as it ships: a wheel that carries schemas/, scenarios/ and probes/ (the Docker image: test_docker.py)."""
 from __future__ import annotations
 
 import ast
@@ -43,18 +43,22 @@ WHEEL_ONLY = f"import sys; sys.path[:] = [p for p in sys.path if p.rstrip('/') !
 def test_wheel_carries_the_data_folders_and_runs_from_them(site):
     names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
     assert not any(n.startswith("emulator/") for n in names)  # nothing under the generic name
-    for folder in ("schemas", "scenarios"):
+    for folder in ("schemas", "scenarios", "probes"):
         prefix = f"{PACKAGE}/_data/{folder}/"
         shipped = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
         in_repo = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*") if p.is_file()}
         assert shipped == in_repo
     assert f"{PACKAGE}/domain/payment_methods.toml" in names and f"{PACKAGE}/domain/error_codes.toml" in names
+    # The probe's known differences live in docs/fidelity.md: the wheel carries the page as it is.
+    assert (site / PACKAGE / "_data" / "fidelity.md").read_bytes() == (ROOT / "docs" / "fidelity.md").read_bytes()
     probe = (WHEEL_ONLY + "from payletter_emulator.resources import schemas_dir; "
              "from payletter_emulator import create_app; app = create_app(db=':memory:'); print(schemas_dir()); "
-             "print(app.test_client().get('/_emulator/health').status_code)")
+             "print(app.test_client().get('/_emulator/health').status_code); "
+             "from payletter_emulator.resources import probes_dir, fidelity_page; print(probes_dir()); print(fidelity_page())")
     out = subprocess.run([sys.executable, "-c", probe], cwd=site.parent, env=wheel_only(site),
                          check=True, capture_output=True, text=True).stdout.split()
-    assert out == [str(site / PACKAGE / "_data" / "schemas"), "200"]
+    assert out == [str(site / PACKAGE / "_data" / "schemas"), "200", str(site / PACKAGE / "_data" / "probes"),
+                   str(site / PACKAGE / "_data" / "fidelity.md")]
 
 
 @pytest.mark.slow

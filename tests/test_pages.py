@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 
 from payletter_emulator.engines import checkout
 from payletter_emulator.domain.methods import lookup, table
+from payletter_emulator.web.pages import texts
 
 from .browser import payhash, read_html, wait_for_callback
 from .conftest import SCHEMAS, freeze_at, stored
 
 ROOT = Path(__file__).resolve().parent.parent
 PGCODES = list(table())
-# A well-formed value for each input of payer_inputs.toml: each is approved.
+# A well-formed value for each input a method's page may ask for: each is approved.
 GOOD = {"card_number": "4579730000001235", "card_expiry": "12/39", "install_month": "00", "carrier": "SKT",
         "phone": "01012345678", "auth_code": "123456", "bank_code": "004", "pin": "1234-5678-9012-3456",
         "member_phone": "01012345678"}
@@ -407,8 +408,9 @@ def test_both_languages_say_everything():
             key for k, v in table.items() if isinstance(v, dict) for key in keys(v, f"{prefix}{k}.")}
 
     assert keys(text["ko"]) == keys(text["en"])
-    assert set(PGCODES) <= set(text["ko"]["methods"])
-    assert {o.pgcode for m in table().values() for o in m.options} <= set(text["ko"]["methods"])
+    for lang in ("ko", "en"):  # each method's and option's label, from its row of the method table
+        assert set(PGCODES) <= set(texts()[lang]["methods"])
+        assert {o.pgcode for m in table().values() for o in m.options} <= set(texts()[lang]["methods"])
     assert set(text["ko"]["carriers"]) == set(checkout.CARRIERS)
 
 

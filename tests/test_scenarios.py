@@ -11,6 +11,7 @@ import requests
 import yaml
 from click.testing import CliRunner
 
+from payletter_emulator import create_app
 from payletter_emulator.client.cli import main
 from payletter_emulator.domain.payhash import payhash
 from payletter_emulator.resources import scenarios_dir
@@ -422,6 +423,22 @@ BROKEN = {
     "misspelt outcome": ("version: 1\nrules:\n  - {name: a, then: {declne: {}}}\n",
                          "('declne' was unexpected); 'declne': did you mean 'decline'?"),
 }
+
+
+def test_a_rule_may_name_every_gateway_route_and_nothing_else():
+    app = create_app(db=":memory:")
+    routes = {rule.rule.removeprefix("/v1.0/").removesuffix("/<tid>") for rule in app.url_map.iter_rules()
+              if rule.endpoint.startswith("gateway_api.")}
+    client = app.test_client()
+
+    def put(endpoint):
+        return client.put("/_emulator/scenario", json={"version": 1, "rules": [
+            {"name": "a", "when": {"endpoint": endpoint}, "then": {"latency": {"ms": 1}}}]})
+
+    assert [name for name in sorted(routes) if put(name).status_code != 200] == []
+    refusal = put("payment/request")
+    assert refusal.status_code == 406
+    assert set(refusal.get_json()["message"].split("; one of ")[1].split(", ")) == routes
 
 
 @pytest.mark.parametrize("kind", BROKEN)

@@ -2,7 +2,6 @@
 cashreceipt/issue/{tid} and payments/status."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -484,52 +483,3 @@ def test_status_unknown_order(api):
     body = refused(status_of(api, "ORD-never-requested"), 406, 4204)
     assert "ORD-never-requested" in body["message"]
     refused(status_of(api, "ORD-never-requested", key=SEARCH_KEY), 406, 4204)
-
-
-def test_the_rows_sqlite_writes_answer_byte_for_byte_as_pythons(tmp_path):
-    """On SQLite, date_type=transaction's rows are written by the database (json_object); the
-    answer is the same bytes as the one made from Python's rows (PostgreSQL's way, and SQLite's
-    without JSON functions): approved, partly and fully cancelled payments, Korean, quotes,
-    backslashes, emoji and line separators, with and without the pgcode filter."""
-    from payletter_emulator import create_app
-    app = create_app(db=str(tmp_path / "rows.db"))
-    client = app.test_client()
-    context = app.extensions["payletter"].service.context
-    storage = context.storage
-    paying = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
-    # What the API lets in (no control characters: storage's test covers those)
-    names = ["한글 상품", 'say "hi"', "back\\slash", "😀 \u2028\u2029", "plain", "&amp; ' / é"]
-    tids = []
-    for number, name in enumerate(names):
-        body = {"pgcode": "naverpay" if number % 2 else "creditcard", "client_id": "pay_test", "user_id": f"u{name}",
-                "user_name": name, "order_no": f"o-{number}", "amount": 1000 + number, "product_name": name,
-                "return_url": "https://merchant.example/result", "callback_url": "http://127.0.0.1:9/callback"}
-        answer = client.post("/v1.0/payments/request", json=body, headers=paying)
-        assert answer.status_code == 200, answer.get_data(as_text=True)
-        fields = client.post(f"/_emulator/payments/{answer.get_json()['token']}/approve", json={}).get_json()["fields"]
-        tids.append((fields["tid"], fields["pgcode"], int(fields["amount"]), body["user_id"]))
-    for (tid, pgcode, amount, user), (path, cancelled) in ((tids[0], ("/cancel", None)),
-                                                            (tids[2], ("/cancel/partial", 300))):
-        answer = client.post(f"/v1.0/payments{path}", headers=paying, json={
-            "pgcode": pgcode, "client_id": "pay_test", "user_id": user, "tid": tid, "amount": cancelled or amount,
-            "ip_addr": "127.0.0.1"})
-        assert answer.status_code == 200, answer.get_data(as_text=True)
-    day = context.clock.now().strftime("%Y%m%d")
-    for pgcode in (None, "naverpay", "creditcard"):
-        query = {"client_id": "pay_test", "date": day, "date_type": "transaction", **({"pgcode": pgcode} if pgcode else {})}
-
-        def listed() -> bytes:
-            got = client.get(LIST, query_string=query, headers={"Authorization": f"PLKEY {SEARCH_KEY}"})
-            assert got.status_code == 200
-            return got.get_data()
-
-        storage._db.json_rows = True
-        by_sqlite = listed()
-        storage._db.json_rows = False
-        by_python = listed()
-        storage._db.json_rows = True
-        assert by_sqlite == by_python
-        rows = json.loads(by_sqlite)["list"]
-        assert len(rows) == {None: 6, "naverpay": 3, "creditcard": 3}[pgcode]
-        if pgcode is None:  # approved, cancelled, partly cancelled
-            assert sorted(row["status_code"] for row in rows) == [0, 0, 0, 0, 1, 2]

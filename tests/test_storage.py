@@ -2,7 +2,6 @@
 and two processes on one database."""
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -246,39 +245,3 @@ def test_a_days_payments_are_listed_in_one_query_with_their_last_cancellation(da
     assert all(isinstance(p, ListedPayment) for p in listed)
     assert [(p.cancelled_amount, p.last_cancel_date, p.list_status) for p in listed] == [
         (0, "", 0), (1000, "2026-11-29 12:00:00", 1), (0, "", 0)]
-
-
-# Text that JSON must escape, or must leave as it is, in every column a row shows.
-AWKWARD = ['say "hi"', "back\\slash", "line\nbreak\r\ttab", "\x01\x08\x0c\x1f\x7f", "한글 상품", "😀 \u2028\u2029",
-           "", "1234567890"]
-
-
-def test_sqlite_writes_transaction_rows_as_the_domain_and_encoder_would(tmp_path):
-    """transaction/list's rows written by SQLite (json_object) are, byte for byte, the JSON of
-    domain.fields.transaction_row as the answer's encoder writes it: approved, partly and fully
-    cancelled payments, awkward text in every text column, the pgcode filter (the method's or
-    the payer's pick)."""
-    from payletter_emulator.domain.fields import transaction_row
-    from payletter_emulator.domain.payment import Cancellation, Payment
-
-    storage = Storage(str(tmp_path / "rows.db"))
-    assert storage._db.json_rows
-    cancelled = {0: (), 1: ((1000, "2026-11-29 18:00:00"),), 2: ((300, "2026-11-29 11:00:00"), (200, "2026-11-29 12:00:00"))}
-    for token, text in enumerate(AWKWARD, start=1):
-        tid = f"T{token}"
-        storage.insert_payment(Payment(
-            token=token, client_id="pay_test", pgcode="naverpay" if token % 2 else "creditcard",
-            user_id=f"u{text}", user_name=f"n{text}", amount=1000, taxfree_amount=100 * (token % 3), tax_amount=82,
-            product_name=text, order_no=f"o{text}", request={}, created_at="2026-11-29 09:00:00", status="approved",
-            tid=tid, cid=text, paid_pgcode="naverpoint" if token % 2 else "creditcard",
-            transaction_date=f"2026-11-29 {9 + token % 4:02d}:00:00", details={}))
-        for amount, at in cancelled[token % 3]:
-            storage.record_cancellation(Cancellation(tid=tid, amount=amount, taxfree_amount=amount // 10,
-                                                     tax_amount=amount // 11, partial=amount < 1000, cancel_date=at))
-    listed = storage.payments_made_on("pay_test", "2026-11-29", ("approved",))
-    assert {p.list_status for p in listed} == {0, 1, 2}
-    for pgcode in (None, "naverpay", "naverpoint", "creditcard", "mobile"):
-        expected = [json.dumps(transaction_row(p), ensure_ascii=False, separators=(",", ":")) for p in listed
-                    if pgcode is None or pgcode in (p.pgcode, p.paid_pgcode)]
-        assert storage.transaction_rows_json("pay_test", "2026-11-29", ("approved",), pgcode) == expected
-    assert len(storage.transaction_rows_json("pay_test", "2026-11-29", ("approved",), "naverpay")) == 4

@@ -5,9 +5,10 @@ import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from . import drive
-from ..config import ENV_PREFIX, Settings
+from ..config import SETTINGS, Setting, Settings, split
 
 
 @click.group()
@@ -16,69 +17,94 @@ def main():
     """A local, stateful sandbox of the Payletter payment gateway."""
 
 
-@main.command()
-@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
-@click.option("--port", type=int, help="Port to listen on; 0 picks a free one [default: 8080].")
-@click.option("--db", help="SQLite file, or :memory: for a throwaway run [default: payletter-emulator.db].")
-@click.option("--fresh", is_flag=True, default=False, envvar="PAYLETTER_EMULATOR_FRESH",
-              help="Start with an empty database: delete what the SQLite file (and its sandboxes) held.")
-@click.option("--public-url", help="Base of every URL handed out (online_url, receipt_url) [default: the request's host].")
-@click.option("--strict/--lenient", default=None, help="Reject what the real gateway tolerates [default: lenient].")
-@click.option("--callback-timeout", type=click.FloatRange(min=0.1), help="Seconds a callback attempt may take [default: 5].")
-@click.option("--callback-interval", type=click.FloatRange(min=0),
-              help="Seconds of emulator time between callback attempts [default: 300].")
-@click.option("--callback-retries", type=click.IntRange(min=0), help="Retries after the first attempt [default: 20].")
-@click.option("--callback-concurrency", type=click.IntRange(min=1),
-              help="Callback attempts in flight at once, per process [default: 8].")
-@click.option("--callback-host", "callback_hosts", multiple=True,
-              help="Allow callbacks only to this host (`*.example` matches subdomains); repeatable [default: any].")
-@click.option("--scenario", multiple=True,
-              help="Scenario file, or the name of one in scenarios/; repeatable, merged in order.")
-@click.option("--seed", "faker_seed", type=int, help="Seed for generated data (card numbers, banks, ...).")
-@click.option("--control/--no-control", default=None,
-              help="Serve the control API /_emulator/... (health always answers) [default: on].")
-@click.option("--control-token", help="Require `X-Emulator-Token: <token>` on the control API.")
-@click.option("--journal-limit", type=click.IntRange(min=100), help="API requests kept in the journal [default: 10000].")
-@click.option("--callback-limit", type=click.IntRange(min=100),
-              help="Finished notifications kept with their attempts; pending ones always stay [default: 10000].")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Processes serving, sharing the database "
-                   "[default: one per core, at most 8; one for :memory: and where processes cannot fork (Windows)].")
-@click.option("--tls/--no-tls", default=None,
-              help="Serve HTTPS (TLS 1.2 or newer) with a certificate for this host, signed by a CA kept "
-                   "beside the database [default: HTTP].")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
-              help="Serve HTTPS with this certificate (PEM, chain first) instead; implies --tls.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
-              help="The private key of --tls-cert [default: in the --tls-cert file].")
-@click.option("--access-log/--no-access-log", default=None,
-              help="Log a line per request on stderr, the control token redacted [default: off; the "
-                   "journal keeps every API request].")
+class _Value(click.ParamType):
+    """A setting's value read and checked by its declaration, so that an option and its environment
+    variable are read alike; a variable's bad value is refused in the line `Settings.from_env` gives."""
+
+    envvar_list_splitter = ","
+
+    def __init__(self, setting: Setting):
+        self.setting = setting
+        self.name = setting.value_name
+
+    def split_envvar_value(self, rv: str):
+        return split(rv)
+
+    def convert(self, value, param, ctx):
+        try:
+            if isinstance(value, str):
+                value = self.setting.read_one(value)
+            else:  # a default, or a flag's True or False
+                self.setting.check(value)
+            if self.setting.file and not os.path.isfile(value):
+                raise ValueError("is not a file")
+            return value
+        except ValueError as exc:
+            if ctx is not None and param is not None \
+                    and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+                raise click.UsageError(self.setting.refusal(value, str(exc)), ctx) from None
+            self.fail(f"{value!r} {exc}", param, ctx)
+
+
+class _Flag(_Value, click.types.BoolParamType):
+    """A boolean setting's value: click makes `--x/--no-x` flags only of a boolean type."""
+
+
+def _option(setting: Setting):
+    """`serve`'s option of one declared setting: its flag(s), its variable, its type, its default, its help."""
+    flags = f"{setting.option}/{setting.off}" if setting.off else setting.option
+    more = f" Value: {setting.bound}." if setting.bound else ""
+    return click.option(flags, setting.name, envvar=setting.variable, show_envvar=True,
+                        type=(_Flag if setting.kind is bool else _Value)(setting), is_flag=setting.kind is bool,
+                        multiple=setting.many, default=setting.default,
+                        show_default=setting.shown_default or True,
+                        help=setting.help + (" Repeatable." if setting.many else "") + more)
+
+
+def _settings_options(command):
+    for setting in reversed([s for s in SETTINGS.values() if s.option]):
+        command = _option(setting)(command)
+    return command
+
+
+def configuration_table() -> str:
+    """README.md's table of the settings (its Configuration section), made from the declarations
+    as `serve`'s options are; tests/test_settings.py holds the README to it."""
+    rows = ["| option | environment variable | value | default | what it does |", "|---|---|---|---|---|"]
+    for setting in SETTINGS.values():
+        option = " / ".join(f"`{flag}`" for flag in (setting.option, setting.off) if flag) or "(environment only)"
+        variable = f"`{setting.variable}`" + (" (comma separated)" if setting.many and setting.option else "")
+        value = ", ".join(filter(None, (setting.value_name, setting.bound,
+                                        "repeatable" if setting.many and setting.option else "")))
+        default = f"`{setting.default_text}`" if setting.shown_default is None else setting.default_text
+        rows.append(f"| {option} | {variable} | {value} | {default} | {setting.help} |")
+    return "\n".join(rows) + "\n"
+
+
+_ENVIRONMENT_ONLY = "\n\n".join(f"{s.variable} (environment only; {s.value_name}): {s.help}"
+                                  for s in SETTINGS.values() if not s.option)
+
+
+@main.command(epilog=_ENVIRONMENT_ONLY)
+@_settings_options
 def serve(**options):
     """Serve the gateway's API and the control API.
 
-    Every option can also come from the environment: PAYLETTER_EMULATOR_HOST, _PORT, _DB,
-    _PUBLIC_URL, _STRICT, _CALLBACK_TIMEOUT, _CALLBACK_INTERVAL, _CALLBACK_RETRIES,
-    _CALLBACK_CONCURRENCY, _CALLBACK_HOSTS (comma separated), _SCENARIO (comma separated),
-    _FAKER_SEED, _CONTROL, _CONTROL_TOKEN, _WORKERS, _JOURNAL_LIMIT, _CALLBACK_LIMIT, _TLS, _TLS_CERT, _TLS_KEY,
-    _ACCESS_LOG, and _CLIENTS (id:payment_key:search_key, comma separated) for clients besides pay_test.
+    Every option can also come from the environment variable shown with it; an option given wins.
     """
-    fresh = options.pop("fresh")
-    options["callback_hosts"] = tuple(options["callback_hosts"]) or None
-    options["scenario"] = tuple(options["scenario"]) or None
     from ..engines.scenario import ScenarioError, load
     from ..serving.bridge import processes, serve, shareable
 
-    try:
-        settings = Settings.from_env(**options)
+    try:  # click has read the options' variables; from_env reads those without an option (the clients)
+        settings = Settings.from_env(os.environ, **options)
     except ValueError as exc:
-        raise click.UsageError(str(exc) if str(exc).startswith(ENV_PREFIX) else f"{ENV_PREFIX}*: {exc}") from None
+        raise click.UsageError(str(exc)) from None
     if settings.workers and settings.workers > 1 and settings.db == ":memory:":
         raise click.UsageError("--workers needs a database the workers can share: a file or postgresql://...")
     if settings.workers and settings.workers > 1 and not shareable():
         raise click.UsageError("--workers above 1 needs a system that forks processes (Linux, macOS); "
                                "one process serves here")
-    if fresh:
+    if settings.fresh:
         from ..startup import empty_database
 
         try:
@@ -105,7 +131,7 @@ def serve(**options):
 def _listen(host: str, port: int):
     """The listening socket. Made with IPPROTO_TCP, not 0 as socket.create_server makes it:
     asyncio sets TCP_NODELAY only on connections whose protocol says TCP, and without it an
-    answer's body waits for the client's delayed ACK of its head (40 ms, measured)."""
+    answer's body waits for the client's delayed ACK of its head."""
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -201,6 +227,12 @@ def docs(folder):
 
 # The commands that drive a running emulator from a shell (emulator/client/drive.py).
 drive.register(main)
+
+# Parity with the real test gateway: probe compares, capture records (emulator/client/probe.py, capture.py).
+from . import capture, probe  # noqa: E402
+
+probe.register(main)
+capture.register(main)
 
 if __name__ == "__main__":
     main()

@@ -4,12 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..domain import windows
-from ..domain.methods import table, verification_methods
+from ..domain.methods import PaymentMethod, table, verification_methods
 from ..domain.errors import catalog
 
 
 def _yes(flag: bool) -> str:
     return "O" if flag else "X"
+
+
+def _asks(method: PaymentMethod) -> str:
+    """The page's inputs, then the approval in the method's app if it has that step."""
+    asked = [f"`{name}`" for name in method.inputs] + (["the app's approval"] if method.app_step else [])
+    return ", ".join(asked) or "nothing"
 
 
 def error_codes() -> str:
@@ -33,19 +39,25 @@ def payment_methods() -> str:
              "Periods are counted on the emulator's clock in KST calendar days: D+N allows cancellation up to",
              "and including the Nth day after the transaction date; \"the day of the transaction\" and \"the month",
              "of the transaction\" are the calendar day and month.", "",
-             "| pgcode | name | recurring | cancel | partial cancel | cancellation period | minimum (KRW) "
-             "| service_name required | cup deposit (request / autopay) | cash receipt | payer's options |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| pgcode | name | on the page (ko / en) | recurring | cancel | partial cancel | cancellation period "
+             "| minimum (KRW) | service_name required | cup deposit (request / autopay) | cash receipt "
+             "| the page asks for | payer's options |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method in table().values():
         options = ", ".join(f"`{o.pgcode}` ({windows.describe(o.window)})" if o.window != method.window
                             else f"`{o.pgcode}`" for o in method.options) or ""
         lines.append(
-            f"| `{method.pgcode}` | {method.name} | {_yes(method.recurring)} | {_yes(method.cancel)} "
-            f"| {_yes(method.partial_cancel)} | {windows.describe(method.window)} | {method.minimum} "
-            f"| {_yes(method.service_name_required)} | {_yes(method.cup_deposit)} / {_yes(method.autopay_cup_deposit)} "
-            f"| {_yes(method.cash_receipt)} | {options} |")
+            f"| `{method.pgcode}` | {method.name} | {method.label.ko} / {method.label.en} | {_yes(method.recurring)} "
+            f"| {_yes(method.cancel)} | {_yes(method.partial_cancel)} | {windows.describe(method.window)} "
+            f"| {method.minimum} | {_yes(method.service_name_required)} "
+            f"| {_yes(method.cup_deposit)} / {_yes(method.autopay_cup_deposit)} | {_yes(method.cash_receipt)} "
+            f"| {_asks(method)} | {options} |")
     lines += ["", "The payer's cancel on the page redirects to `cancel_url` except for "
               + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.no_cancel_redirect) + ".",
+              "", "With `inapp_flag=Y`, the result of "
+              + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.in_app_return)
+              + " goes to `app_return_url` and the payer's cancel to `app_cancel_url` (ISP card payments and "
+              "account transfer, as the reference says).",
               "", "Re-payment with a billkey (`payments/autopay`) of "
               + ", ".join(f"`{m.pgcode}`" for m in table().values() if m.monthly_repayment)
               + " follows the reference's mobile rules: not before 30 days after the billkey, the same amount "

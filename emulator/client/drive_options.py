@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from ..config import ENV_PREFIX, Settings
+from ..config import ENV_PREFIX, SETTINGS, Settings
 
 if TYPE_CHECKING:
     from .control_client import EmulatorClient
 
 URL_VARIABLE = ENV_PREFIX + "URL"  # where the commands find the emulator
 CA_VARIABLE = ENV_PREFIX + "CA_FILE"  # the CA they trust it with, over HTTPS
-TOKEN_VARIABLE = ENV_PREFIX + "CONTROL_TOKEN"  # the server's own variable: one secret for both sides
+TOKEN_VARIABLE = SETTINGS["control_token"].variable  # the server's own variable: one secret for both sides
 SANDBOX_VARIABLE = ENV_PREFIX + "SANDBOX"
 FAILED = 1  # the emulator refused, or could not be reached; click's usage errors exit with 2
 
@@ -29,7 +29,7 @@ _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
 
 def default_url(environ=os.environ) -> str:
     """PAYLETTER_EMULATOR_URL, else the server this environment's PAYLETTER_EMULATOR_* settings
-    describe (its port, HTTPS when TLS is on): http://127.0.0.1:8080 when none is set."""
+    describe (its port, HTTPS when TLS is on): the default server when none is set."""
     if environ.get(URL_VARIABLE):
         return environ[URL_VARIABLE]
     from ..serving import tls
@@ -57,7 +57,7 @@ def _settings(environ) -> Settings:
     try:
         return Settings.from_env(environ)
     except ValueError as exc:
-        raise click.UsageError(f"{ENV_PREFIX}*: {exc}") from None
+        raise click.UsageError(str(exc)) from None  # the variable, its value and the rule
 
 
 def parse_duration(text: str) -> float:
@@ -106,8 +106,8 @@ def connection(sandbox: bool):
 
         options = [
             click.option("--url", envvar=URL_VARIABLE, show_envvar=True,
-                         help="The emulator [default: http://127.0.0.1:8080, or the server the "
-                              "PAYLETTER_EMULATOR_* settings describe]."),
+                         help=f"The emulator [default: the server the {ENV_PREFIX}* settings describe; "
+                              f"without any, http://{SETTINGS['host'].default}:{SETTINGS['port'].default}]."),
             click.option("--token", "control_token", envvar=TOKEN_VARIABLE, show_envvar=True,
                          help="The control token (`serve --control-token`), sent as X-Emulator-Token."),
             click.option("--ca-file", envvar=CA_VARIABLE, show_envvar=True, type=click.Path(dir_okay=False),

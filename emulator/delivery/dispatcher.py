@@ -12,25 +12,32 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from . import handover, sender
-from ..domain.clock import KST, iso
+from ..config import Settings
 from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
+from ..domain.clock import KST, iso
 from ..storage import Storage
+from . import handover, sender
 
 log = logging.getLogger("payletter_emulator.delivery.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
 # When a flush looks again at what other processes are sending (it is not told when they finish):
-# soon at first, then less often, up to every 5 ms.
+# soon at first, then less often, up to the second bound below.
 LOOK_AGAIN_FIRST, LOOK_AGAIN_MOST = 0.0005, 0.005
 LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
 
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    policy: Policy = Policy()
-    timeout: float = 5.0
-    concurrency: int = 8
-    allowed_hosts: tuple[str, ...] = ()
+    policy: Policy
+    timeout: float
+    concurrency: int
+    allowed_hosts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> DeliverySettings:
+        """What delivery needs of the emulator's settings (their one home: config.py)."""
+        return cls(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
+                   settings.callback_concurrency, settings.callback_hosts)
 
     @property
     def lease(self) -> float:
@@ -129,7 +136,7 @@ class Dispatcher:
             self._wake.clear()
 
     def _seconds_to_next_due(self) -> float:
-        next_due = self.storage.callback_backlog(self.now(), self._wall())["next_due"]
+        next_due = self.storage.next_callback_due(self.now())
         return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, (next_due - self.now()) / 1000))
 
     # --- delivering ---
@@ -172,7 +179,7 @@ class Dispatcher:
             release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
                                                    extra=duplicate, release_held_at=release)
-            return _shown(recorded) if recorded else None
+            return _attempt_view(recorded) if recorded else None
         finally:
             with self._idle:
                 self._in_flight -= 1
@@ -218,7 +225,7 @@ class Dispatcher:
             sent = self.run_due()
             handover.run_now()  # the first attempts of callbacks this round queued (timed jobs)
             backlog = self.storage.callback_backlog(self.now(), self._wall())
-            idle = backlog["busy"] == 0 and self.storage.jobs_due(self.now()) == 0
+            idle = not backlog["busy"] and self.storage.jobs_due(self.now()) == 0
             if idle or time.monotonic() > deadline:
                 break
             if not sent:  # what is left is being sent elsewhere: look again once this process's
@@ -279,7 +286,7 @@ def _run_through(coroutine):
     raise RuntimeError("an attempt made on a sender's thread waited for an event loop")
 
 
-def view(callback: dict) -> dict:
+def callback_view(callback: dict) -> dict:
     """A notification as tests see it: no claim bookkeeping, times as ISO 8601."""
     shown = {k: v for k, v in callback.items() if k not in ("claimed_by", "claim_expires", "claim")}
     shown["next_attempt_at"] = _moment(callback["next_attempt_at"]) if callback["status"] == "pending" else None
@@ -287,7 +294,7 @@ def view(callback: dict) -> dict:
     return shown
 
 
-def _shown(attempt: dict) -> dict:
+def _attempt_view(attempt: dict) -> dict:
     return {k: v for k, v in attempt.items() if k != "callback_id"}
 
 

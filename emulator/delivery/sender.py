@@ -170,7 +170,7 @@ class _Exchange:
 
 
 def _h11():
-    """h11, imported by the first attempt rather than by every start of the emulator (~10 ms)."""
+    """h11, imported by the first attempt rather than by every start of the emulator."""
     import h11
 
     return h11

@@ -31,11 +31,12 @@ def acknowledged(status: int | None, body: bytes) -> bool:
 @dataclass(frozen=True)
 class Policy:
     """A first attempt, then `retries` more, each `interval` seconds after the one scheduled
-    before it (the gateway's: 20 retries, every 5 minutes). Schedules count whole
-    milliseconds, so twenty steps land exactly where one jump of the clock does."""
+    before it (the gateway's, 20 retries every 5 minutes, are the settings' defaults:
+    config.py). Schedules count whole milliseconds, so twenty steps land exactly where one jump
+    of the clock does."""
 
-    interval: float = 300.0
-    retries: int = 20
+    interval: float
+    retries: int
 
     @property
     def attempts(self) -> int:

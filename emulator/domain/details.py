@@ -49,7 +49,7 @@ class DetailMaker:
 
     def digits(self, count: int) -> str:
         """`count` random digits, from the faker's seeded generator: one draw, not faker's
-        numerify (a call per digit, a tenth of an approval's time)."""
+        numerify (a call per digit, which showed in an approval's profile)."""
         return f"{self.faker.random.randrange(10 ** count):0{count}d}"
 
     def phone(self) -> str:

@@ -114,22 +114,6 @@ def cash_receipt_fields(receipt: dict | None) -> dict:
             "cash_receipt_deal_no": receipt["deal_no"]}
 
 
-class JSONText:
-    """An answer already written as JSON (transaction/list's, from rows the database wrote):
-    sent as it is."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-
-def list_answer_json(rows: list[str]) -> JSONText:
-    """transaction/list's answer, {"total_count": ..., "list": [...]}, from rows already
-    written as JSON, compact as the answer's encoder writes it."""
-    return JSONText(f'{{"total_count":{len(rows)},"list":[{",".join(rows)}]}}')
-
-
 def list_row(payment: Payment | ListedPayment, *, status_code: int, amount: int, taxfree_amount: int,
              tax_amount: int, cancel_date: str) -> dict:
     """One row of transaction/list. Its tax split is that of its `amount`: the payment's, or what

@@ -7,12 +7,20 @@ from datetime import datetime
 from .clock import KST
 
 TOKEN_COUNTER_DIGITS = 5
+TOKEN_DIGITS = 13 + TOKEN_COUNTER_DIGITS  # epoch milliseconds and the counter; longer ones do not fit SQLite
 TID_SERIAL_DIGITS = 7
+_TOKEN = re.compile(rf"[0-9]{{1,{TOKEN_DIGITS}}}")
 
 
 def token(epoch_ms: int, counter: int) -> int:
     """13-digit epoch milliseconds followed by a 5-digit counter: an 18-digit integer."""
     return int(f"{epoch_ms:013d}{counter % 10**TOKEN_COUNTER_DIGITS:05d}")
+
+
+def is_token(text: str) -> bool:
+    """Whether `text` can name a token: plain ASCII digits, at most TOKEN_DIGITS of them
+    (str.isdigit also passes '²', which int() cannot read)."""
+    return _TOKEN.fullmatch(text) is not None
 
 
 def tid(client_id: str, at: datetime, serial: int) -> str:

@@ -2,8 +2,9 @@
 read into an approval (or the failure a test input stands for), and where the browser goes next.
 
 Plain Python, no Flask: the pages blueprint hands in the form as a dict, the service's payer
-(service/payer.py) acts on the Entry that comes back. The tables are data:
-domain/payer_inputs.toml, domain/test_inputs.toml.
+(service/payer.py) acts on the Entry that comes back. The tables are data: each method's row of
+domain/payment_methods.toml says what its page asks for; domain/test_inputs.toml, which typed
+values decline.
 """
 from __future__ import annotations
 
@@ -39,16 +40,6 @@ _ANY_PHONE = re.compile(r"0[0-9]{8,10}")
 # --- the tables ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PageInputs:
-    """One row of payer_inputs.toml: what a method's page asks the payer for."""
-
-    pgcode: str
-    inputs: tuple[str, ...]
-    app_step: bool = False
-    in_app_return: bool = False
-
-
-@dataclass(frozen=True)
 class Failure:
     """What a declining test input (or the app's decline button) makes the payment end with."""
 
@@ -70,15 +61,13 @@ def _data(name: str) -> dict:
 
 
 @cache
-def pages() -> dict[str, PageInputs]:
-    rows = {}
-    for pgcode, raw in _data("payer_inputs.toml").items():
-        raw = dict(raw)
-        rows[pgcode] = PageInputs(pgcode, tuple(raw.pop("inputs")), **raw)
-    unknown = {name for row in rows.values() for name in row.inputs} - set(INPUT_RULES)
-    if unknown or set(rows) != set(table()):
-        raise ValueError(f"payer_inputs.toml: unknown inputs {sorted(unknown)} or rows not the method table's")
-    return rows
+def pages() -> dict[str, PaymentMethod]:
+    """The method table, each row's page inputs (`inputs`, `app_step`, `in_app_return`) checked
+    once against the rules this module has for them."""
+    unknown = {name for method in table().values() for name in method.inputs} - set(INPUT_RULES)
+    if unknown:
+        raise ValueError(f"payment_methods.toml: no rule for the inputs {sorted(unknown)}")
+    return table()
 
 
 @cache
@@ -115,13 +104,13 @@ class Reading:
 
 
 @dataclass(frozen=True)
-class Context:
+class PaymentPage:
     method: PaymentMethod
     payment: Payment
     now: datetime
 
 
-def _digits(text: str) -> str:
+def _without_separators(text: str) -> str:
     return re.sub(r"[\s-]", "", text)
 
 
@@ -139,66 +128,66 @@ def installments_offered(amount: int) -> bool:
 
 
 # Each rule: (typed text, context) -> (clean value, error key or None).
-def _card_number(text: str, ctx: Context):
-    number = _digits(text)
+def _card_number(text: str, page: PaymentPage):
+    number = _without_separators(text)
     ok = number.isascii() and number.isdigit() and 12 <= len(number) <= 19 and luhn(number)
     return number, None if ok else "card_number"
 
 
-def _card_expiry(text: str, ctx: Context):
+def _card_expiry(text: str, page: PaymentPage):
     match = re.fullmatch(r"(0[1-9]|1[0-2])\s*/?\s*([0-9]{2})", text.strip())
     if not match:
         return text.strip(), "card_expiry"
     month, year = int(match.group(1)), 2000 + int(match.group(2))
     value = f"{month:02d}/{year % 100:02d}"
-    return value, None if (year, month) >= (ctx.now.year, ctx.now.month) else "card_expired"
+    return value, None if (year, month) >= (page.now.year, page.now.month) else "card_expired"
 
 
-def _install_month(text: str, ctx: Context):
+def _install_month(text: str, page: PaymentPage):
     value = text.strip() or "00"
     if value == "00":
         return value, None
     ok = (value.isascii() and value.isdigit() and len(value) <= 2 and int(value) in INSTALLMENT_MONTHS
-          and installments_offered(ctx.payment.amount))
+          and installments_offered(page.payment.amount))
     return (f"{int(value):02d}", None) if ok else (value, "install_month")
 
 
-def _carrier(text: str, ctx: Context):
+def _carrier(text: str, page: PaymentPage):
     return text, None if text in CARRIERS else "carrier"
 
 
-def _phone(text: str, ctx: Context):
-    number = _digits(text)
-    pattern = _MOBILE if ctx.method.pgcode == "mobile" else _ANY_PHONE
+def _phone(text: str, page: PaymentPage):
+    number = _without_separators(text)
+    pattern = _MOBILE if page.method.pgcode == "mobile" else _ANY_PHONE
     return number, None if pattern.fullmatch(number) else "phone"
 
 
-def _auth_code(text: str, ctx: Context):
+def _auth_code(text: str, page: PaymentPage):
     code = text.strip()
     return code, None if re.fullmatch(r"[0-9]{6}", code) else "auth_code"
 
 
-def _bank_code(text: str, ctx: Context):
+def _bank_code(text: str, page: PaymentPage):
     return text, None if text in BANKS else "bank_code"
 
 
-def _pin(text: str, ctx: Context):
-    pin = _digits(text)
+def _pin(text: str, page: PaymentPage):
+    pin = _without_separators(text)
     return pin, None if re.fullmatch(r"[0-9]{12,18}", pin) else "pin"
 
 
-def _option(text: str, ctx: Context):
-    return text, None if text in {o.pgcode for o in ctx.method.options} else "option"
+def _option_input(text: str, page: PaymentPage):
+    return text, None if text in {o.pgcode for o in page.method.options} else "option"
 
 
-def _member_phone(text: str, ctx: Context):
-    number = _digits(text)
+def _member_phone(text: str, page: PaymentPage):
+    number = _without_separators(text)
     return number, None if _MOBILE.fullmatch(number) else "member_phone"
 
 
 INPUT_RULES = {"card_number": _card_number, "card_expiry": _card_expiry, "install_month": _install_month,
                "carrier": _carrier, "phone": _phone, "auth_code": _auth_code, "bank_code": _bank_code,
-               "pin": _pin, "option": _option, "member_phone": _member_phone}
+               "pin": _pin, "option": _option_input, "member_phone": _member_phone}
 # The inputs Payer.approve takes as the payer's choices; the others are only checked.
 CHOICES = ("card_number", "install_month", "bank_code", "option")
 
@@ -213,7 +202,7 @@ def read_cash_receipt(form: dict, usages: tuple[str, ...]) -> tuple[dict, dict]:
     (`cash_receipt_id`): a mobile number or a cash-receipt card for a deduction, a business
     registration number or a mobile number for a proof of expense."""
     usage = form.get("cash_receipt_type", usages[0] if len(usages) == 1 else "").strip()
-    number = _digits(form.get("cash_receipt_id", ""))
+    number = _without_separators(form.get("cash_receipt_id", ""))
     values = {"cash_receipt_type": usage, "cash_receipt_id": number}
     if usage not in usages:
         return values, {"cash_receipt_type": "cash_receipt_type"}
@@ -228,13 +217,13 @@ def read_cash_receipt(form: dict, usages: tuple[str, ...]) -> tuple[dict, dict]:
 
 def read_payment_form(method: PaymentMethod, payment: Payment, form: dict, now: datetime) -> Reading:
     """What the payer sent from the payment page, checked input by input."""
-    page = pages()[method.pgcode]
-    ctx = Context(method, payment, now)
+    asks = pages()[method.pgcode]  # what this method's page asks for
+    page = PaymentPage(method, payment, now)
     values, errors = {}, {}
-    for name in page.inputs:
+    for name in asks.inputs:
         if name == "install_month" and not installments_offered(payment.amount) and not form.get(name):
             continue  # not offered below 50,000 KRW: a lump sum
-        values[name], error = INPUT_RULES[name](str(form.get(name, "")), ctx)
+        values[name], error = INPUT_RULES[name](str(form.get(name, "")), page)
         if error:
             errors[name] = error
     cash_receipt = None
@@ -247,7 +236,7 @@ def read_payment_form(method: PaymentMethod, payment: Payment, form: dict, now: 
         return Reading(values, errors)
     choices = {name: values[name] for name in CHOICES if name in values}
     failure = declining_input(method.pgcode, values)
-    if failure is None and page.app_step:
+    if failure is None and asks.app_step:
         app_result = form.get("app_result")
         if app_result not in ("approve", "decline"):
             return Reading(values, {})  # the app step comes next

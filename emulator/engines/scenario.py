@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from ..domain.clock import KST
+from ..domain import endpoints
 from ..config import Client
 from ..domain.methods import table as method_table
 from ..domain.rules import API, STAGES, Rule, compile_rule
@@ -23,8 +24,6 @@ from ..storage import Storage
 SUFFIXES = (".yaml", ".yml", ".json")
 OUTAGE_RULE = "timeline outage {index}"
 OUTAGE = {"status": 503, "code": 999, "message": "Internal server error (scenario: the gateway is down)"}
-ENDPOINTS = ("payments/request", "payments/autopay", "payments/cancel", "payments/cancel/partial",
-             "cashreceipt/issue", "payments/transaction/list", "receipt/info", "payments/status")
 
 
 class ScenarioError(ValueError):
@@ -187,9 +186,10 @@ def _sense(document: dict):
 
 
 def _endpoint_problems(spec, where: str):
+    known = tuple(endpoints.BY_NAME)  # the gateway's routes are made from the same list
     for value in spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else []:
-        if value not in ENDPOINTS:
-            yield where, f"{value!r} is not an endpoint; one of {', '.join(ENDPOINTS)}"
+        if value not in known:
+            yield where, f"{value!r} is not an endpoint; one of {', '.join(known)}"
 
 
 def _pgcode_problems(spec, where: str):
@@ -311,7 +311,7 @@ class Rulebook:
                 return rule
         return None
 
-    def view(self) -> dict:
+    def rules_view(self) -> dict:
         hits = self.storage.rule_hits()
         return {"version": self.version, "scenario": self.scenario.document,
                 "rules": [{"name": r.name, "stage": r.stage, "outcome": r.outcome,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -20,6 +21,34 @@ from .virtual_accounts import VirtualAccounts
 CLOCK_RANGE = (datetime(2002, 1, 1, tzinfo=KST), datetime(2200, 1, 1, tzinfo=KST))
 CLOCK_SPAN = 200 * 366 * 86400
 RESYNC_SECONDS = 1.0  # the shared state is read at least this often, in case a process died mid-change
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """What a scenario rule makes of an API request: the gateway's answer is `error`, or it is
+    given `late_seconds` late, or the connection is dropped (`drop`) without one."""
+
+    rule: str
+    error: GatewayError | None = None
+    late_seconds: float | None = None
+    drop: bool = False
+
+
+def api_answer(rule: Rule, data) -> ApiAnswer:
+    """What each outcome of an API request (domain/rules.py's API stage) means."""
+    params = rule.params
+    if rule.outcome == "latency":
+        return ApiAnswer(rule.name, late_seconds=params["ms"] / 1000)
+    if rule.outcome == "drop_connection":
+        return ApiAnswer(rule.name, drop=True)
+    if rule.outcome == "billkey_refused":  # the gateway's own refusal, unless the rule words it
+        refused = GatewayError("billkey_refused", billkey=data.get("billkey", "") if isinstance(data, dict) else "")
+        return ApiAnswer(rule.name, error=GatewayError.answer(
+            refused.status, params.get("code", refused.code), params.get("message", refused.message)))
+    if rule.outcome == "api_error":
+        return ApiAnswer(rule.name, error=GatewayError.answer(
+            params["status"], params["code"], params.get("message", f"scenario rule {rule.name!r}")))
+    raise ValueError(f"{rule.outcome!r} is not an outcome of an API request")
 
 
 class ClockJobs(Room):
@@ -63,8 +92,11 @@ class ClockJobs(Room):
         return self.clock_view()
 
     def _save_clock(self, state: ClockState) -> None:
-        """Stored for every process, then taken here under the version it was stored with."""
+        """Stored for every process, then taken here under the version it was stored with. Every
+        move of the clock (set, advance, freeze, a scenario's, a reset) passes here, so here it
+        wakes delivery: what the new time makes due goes out at once."""
         self.clock.load(state, self.storage.save_clock_state(state))
+        self.storage.after_commit(self.context.on_callback_queued)
 
     def _clock_target(self, change: dict) -> datetime:
         """The moment a change moves the clock to, if it stays within CLOCK_RANGE."""
@@ -104,17 +136,19 @@ class ClockJobs(Room):
         if "frozen" in clock:
             self._save_clock(self.clock.freeze(clock["frozen"]))
         self.context.on_scenario(scenario)
-        self.context.on_callback_queued()  # timed jobs may be due at once
-        return rules.view()
+        self.context.on_callback_queued()  # its timed jobs may be due at once, the clock moved or not
+        return rules.rules_view()
 
-    def decide_api(self, endpoint: str, client: Client, data, headers: Callable[[], dict]) -> Rule | None:
-        """The scenario rule, if any, that decides this API request before it is checked."""
+    def decide_api(self, endpoint: str, client: Client, data, headers: Callable[[], dict]) -> ApiAnswer | None:
+        """What the scenario does to this API request before it is checked, if anything: the
+        rule that decides it (counted once here), and what its outcome means."""
         rules = self.context.rules
         if not rules.scenario.rules:
             return None
         context = {**(data if isinstance(data, dict) else {}), "endpoint": endpoint,
                    "client_id": client.client_id, "headers": headers()}
-        return rules.decide(API, context, self.clock.now())
+        rule = rules.decide(API, context, self.clock.now())
+        return api_answer(rule, data) if rule is not None else None
 
     def reset(self) -> None:
         """Forget every payment; the scenario in force starts again (its clock and timeline too)."""

@@ -33,7 +33,7 @@ class Context:
         self.clients = {c.client_id: c for c in settings.clients}
         self.details = DetailMaker(faker)
         self.rules = Rulebook(storage)
-        self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up
+        self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up: a callback queued, or time moved
         self.sender = None  # the dispatcher: a callback due at once is claimed for it where it is queued
         self.on_scenario: Callable[[Scenario], None] = lambda scenario: None  # settings a scenario brings
 

@@ -161,9 +161,6 @@ class MerchantApi(Room):
             return [p for p in self.storage.payments_made_on(client.client_id, day, (APPROVED,)) if wanted(p)]
 
         if values["date_type"] == "transaction":
-            written = self.storage.transaction_rows_json(client.client_id, day, (APPROVED,), pgcode)
-            if written is not None:  # by the database (SQLite)
-                return fields.list_answer_json(written)
             rows = [fields.transaction_row(p) for p in approvals()]
         else:
             cancellations = [(c, p) for c, p in self.storage.cancellations_on(client.client_id, day) if wanted(p)]

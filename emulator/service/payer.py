@@ -62,7 +62,7 @@ class Payer(Room):
     def _approve(self, payment: Payment, choices: dict) -> dict:
         """Inside the payment's transaction: approve it (verify, for a verification only)."""
         method = known_method(payment.pgcode)
-        option = _option(method, choices.get("option"))
+        option = _chosen_option(method, choices.get("option"))
         client = self.context.clients[payment.client_id]
         now = self.clock.now() - timedelta(days=choices.get("backdate_days", 0))
         details = self.context.details.approval(
@@ -174,7 +174,7 @@ class Payer(Room):
         target = checkout.cancel_target(payment, known_method(payment.pgcode), redirect_url)
         return target if target and checkout.browser_can_go(target, app=True) else None
 
-    def receipt_view(self, receipt: str) -> dict:
+    def receipt_page(self, receipt: str) -> dict:
         """The transaction receipt behind a receipt/info receipt_url."""
         payment = self.storage.payment_by_tid(checkout.receipt_tid(receipt) or "")
         client = self.context.clients.get(payment.client_id) if payment else None
@@ -210,7 +210,7 @@ class Payer(Room):
         return {"target": request["return_url"], "fields": {"tid": tid, **fields.cash_receipt_fields(receipt)}}
 
 
-def _option(method: PaymentMethod, picked: str | None) -> str | None:
+def _chosen_option(method: PaymentMethod, picked: str | None) -> str | None:
     if picked is None:
         option = method.option(None)
         return option.pgcode if option else None

@@ -1,16 +1,16 @@
 """How `payletter-emulator serve` serves: uvicorn, in one process or several on one database.
 
 uvicorn reads every request (headers and body) in its event loop, so a client that sends
-nothing, or dribbles its headers, costs a few kilobytes and no thread; only a whole request
+nothing, or dribbles its headers, costs little memory and no thread; only a whole request
 reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
-hand-over to a thread and back took as long as the app (benchmarks/RESULTS.md). A request that
+hand-over to a thread and back cost as much as the app's work (benchmarks/RESULTS.md). A request that
 waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
 the loop's own callback attempts) is handed, before it has done anything, to the process's
 request threads (emulator/waits.py: two, and one more for each request that waits, so
 a flush holds up nobody). Several processes serve, each given its connections by the supervisor
 (emulator/serving/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
-work so that no attempt is made twice). The choice and its figures: docs/decisions.md
-("Serving") and benchmarks/RESULTS.md."""
+work so that no attempt is made twice). The choice: docs/decisions.md ("Serving"); its
+figures: benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -28,21 +28,20 @@ from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
-from ..delivery import handover
 from ..config import Settings
-from ..waits import ARRIVED, MustWait, in_loop
+from ..delivery import handover
+from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
+from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
-BODY_LIMIT = 1024 * 1024  # a body past this is not read: the app answers 413 from its length
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
-# A route that waited for the loop's own work (a flush, for the first attempts the loop is making)
-# first waits for it this long at most, before it is called: mostly the attempts are over by then.
+# A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
+# the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
-WAITING_ROUTES = 64  # routes remembered at most, of each kind (always waiting, settling first)
-MOST_PROCESSES = 8  # by default: each process costs ~45 MB, and SQLite's writers take turns anyway
+MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
 
 
 def processes(settings: Settings) -> int:
@@ -100,8 +99,6 @@ def _raise_file_limit() -> None:
 def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
     """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
     supervisor's pid, for a worker process."""
-    from ..web.app import create_app
-
     app = create_app(settings)
     if certificates:
         from .tls import install
@@ -164,8 +161,6 @@ class Bridge:
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
         self.executor = RequestThreads(threads)
-        self.waiting_routes: set[tuple[str, str]] = set()  # (method, path) always run on a thread
-        self.settling_routes: set[tuple[str, str]] = set()  # (method, path) that wait for the loop's own work
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -185,9 +180,9 @@ class Bridge:
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
         answer = None
-        route = (environ["REQUEST_METHOD"], environ["PATH_INFO"])
-        in_thread = route in self.waiting_routes
-        if route in self.settling_routes:  # a flush: once the loop's own attempts are made, it is answered at once
+        waits = route_waits(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"])
+        in_thread = waits == THREAD
+        if waits == SETTLE:  # a flush: once the loop's own attempts are made, it is answered at once
             await handover.settled(timeout=SETTLE_FIRST)
         while not in_thread and answer is None:
             attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
@@ -197,13 +192,9 @@ class Bridge:
             except MustWait as wait:  # answered on a request thread instead, with what it decided
                 environ.update(wait.keep)
                 if wait.until is not None:  # or in the loop again, once what it waits for is done
-                    if len(self.settling_routes) < WAITING_ROUTES:
-                        self.settling_routes.add(route)  # next time, wait for the loop's work first
                     await wait.until()
                     continue
                 in_thread = True
-                if wait.always and len(self.waiting_routes) < WAITING_ROUTES:
-                    self.waiting_routes.add(route)  # next time, straight to a thread
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)

@@ -1,7 +1,7 @@
 """Several serving processes, forked from this one, and the connections dealt out among them.
 
 uvicorn's own supervisor spawns its workers (each imports Python, Flask and the emulator afresh,
-which doubled the time to the first answer: benchmarks/RESULTS.md) and offers no public way to
+which slowed the first answer: benchmarks/RESULTS.md) and offers no public way to
 fork them. This one forks: the app's modules are imported once, here, and each worker runs
 uvicorn's public `Server`. A worker that dies is replaced; SIGTERM or SIGINT stops them all, each
 finishing the requests it holds (uvicorn's graceful stop). POSIX only: `serving.shareable()` keeps
@@ -10,7 +10,7 @@ a system that does not fork to one process, with no supervisor.
 The supervisor accepts the connections itself and hands each one (its descriptor, over a UNIX
 socket) to the worker holding the fewest. Workers sharing the listening socket took them by
 chance instead: one wakes first and takes every connection waiting, so eight connections opened
-together landed 7/1 as often as 4/4, and a 7/1 split serves at half the speed (benchmarks/RESULTS.md)."""
+together were often split unevenly, and an uneven split serves far slower (benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
 import asyncio

@@ -11,7 +11,7 @@ from .connection import TOKEN_BLOCK, Connection
 from .journal_tables import JOURNAL_BATCH, JournalTables
 from .payment_tables import PaymentTables
 from .sandbox_tables import SandboxTables
-from .schema import SCHEMA, STATE_TABLES
+from .schema import PENDING_CALLBACKS, SCHEMA, STATE_TABLES
 
 __all__ = ["JOURNAL_BATCH", "SCHEMA", "TOKEN_BLOCK", "Storage"]
 
@@ -40,3 +40,4 @@ class Storage(PaymentTables, BillkeyAndReceiptTables, CallbackTables, ClockAndJo
             self._shared_state_changed()
             for table in STATE_TABLES:
                 self._db.execute(f"DELETE FROM {table}")
+            self._db.execute("UPDATE counters SET value = 0 WHERE name = ?", (PENDING_CALLBACKS,))

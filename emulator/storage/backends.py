@@ -12,6 +12,9 @@ import sqlite3
 from .board import SIZE, Board
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A SQLite database is these files: the database, SQLite's write-ahead log, its shared memory, its
+# rollback journal, and the emulator's page of memory (`<db>-lock`, storage/board.py).
+SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
 # Every write transaction takes this lock, so writers take turns as in SQLite; claims of
 # callbacks do not: they lock only the rows they take (FOR UPDATE SKIP LOCKED).
 _WRITER_LOCK = 7_420_611_001
@@ -30,7 +33,6 @@ class SQLite:
     def __init__(self, path: str):
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
-        self.json_rows = _has_json(self.connection)  # rows written as JSON by SQLite (storage/payments.py)
         self.connection.execute("PRAGMA busy_timeout = 30000")
         self._page = None
         self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
@@ -102,15 +104,6 @@ class SQLite:
             self._page = None
 
 
-def _has_json(connection: sqlite3.Connection) -> bool:
-    """Whether this SQLite has its JSON functions (built in since 3.38, and in most builds before)."""
-    try:
-        connection.execute("SELECT json_object('a', 1)")
-        return True
-    except sqlite3.OperationalError:
-        return False
-
-
 class Row(dict):
     """A PostgreSQL row as sqlite3.Row reads: by column name, or by position."""
 
@@ -128,7 +121,6 @@ def _rows(cursor):
 class Postgres:
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    json_rows = False  # json_build_object spaces its JSON: transaction/list's rows are Python's
     board = None  # processes on other hosts share nothing but the database
 
     def __init__(self, url: str, schema: str | None = None):

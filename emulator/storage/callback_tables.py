@@ -6,6 +6,7 @@ import json
 import uuid
 
 from .connection import _where
+from .schema import PENDING_CALLBACKS
 
 _ANY_DUE = ("SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
             "AND (claim_expires IS NULL OR claim_expires < ?) LIMIT 1")
@@ -36,9 +37,14 @@ class CallbackTables:
                 (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
                  json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False),
                  claim, claim_expires)).fetchone()
+            if status == "pending":
+                self._count_pending(+1)
             if row["id"] % 100 == 0:
                 self._prune_callbacks(row["id"] - self.callback_limit)
             return row
+
+    def _count_pending(self, change: int) -> None:
+        self._db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (change, PENDING_CALLBACKS))
 
     def _prune_callbacks(self, up_to_id: int) -> None:
         """Bounded like the journal: finished notifications older than the last `callback_limit`
@@ -124,12 +130,15 @@ class CallbackTables:
             for made in (attempt, extra):
                 if made is not None and "id" in made:
                     self._complete_attempt(made)
-            cur = self._db.execute(
-                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
-                "claim_expires = NULL WHERE id = ? AND claimed_by = ?",
-                (status, attempts_made, next_attempt_at, callback_id, claim))
-            if cur.rowcount != 1:
+            before = self._db.execute("SELECT status FROM callbacks WHERE id = ? AND claimed_by = ?",
+                                      (callback_id, claim)).fetchone()
+            if before is None:
                 return None
+            self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                "claim_expires = NULL WHERE id = ?", (status, attempts_made, next_attempt_at, callback_id))
+            if (before[0] == "pending") != (status == "pending"):
+                self._count_pending(+1 if status == "pending" else -1)
             if "id" not in attempt:
                 attempt = self._insert_attempt(callback_id, attempt)
             if extra is not None and "id" not in extra:
@@ -161,14 +170,20 @@ class CallbackTables:
         attempt["state"] = "done"
 
     def callback_backlog(self, now: float, wall: float) -> dict:
-        """Pending callbacks: how many are due or being sent, and when the next one falls due."""
+        """Pending callbacks: how many (kept as they change), whether any is due or being sent,
+        and when the next one falls due; each found by an index, whatever the number pending."""
         row = self._one(
-            "SELECT count(*) AS pending, "
-            "CAST(coalesce(sum(CASE WHEN next_attempt_at <= ? OR claim_expires >= ? THEN 1 ELSE 0 END), 0) "
-            "AS INTEGER) AS busy, "
-            "min(CASE WHEN next_attempt_at > ? THEN next_attempt_at END) AS next_due "
-            "FROM callbacks WHERE status = 'pending'", (now, wall, now))
-        return dict(row)
+            "SELECT (SELECT value FROM counters WHERE name = ?) AS pending, "
+            "(EXISTS (SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ?) "
+            "OR EXISTS (SELECT 1 FROM callbacks WHERE claim_expires IS NOT NULL AND claim_expires >= ?)) AS busy, "
+            "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due",
+            (PENDING_CALLBACKS, now, wall, now))
+        return {"pending": row["pending"] or 0, "busy": bool(row["busy"]), "next_due": row["next_due"]}
+
+    def next_callback_due(self, now: float) -> int | None:
+        """When the next pending callback not yet due falls due (emulator milliseconds), if any."""
+        return self._one("SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?",
+                         (now,))[0]
 
     def _attempts(self, ids: list[int]) -> dict[int, list[dict]]:
         if not ids:

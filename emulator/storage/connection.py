@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .backends import connect
-from .schema import ADDED_COLUMNS, SCHEMA
+from .schema import ADDED_COLUMNS, ADDED_INDEXES, PENDING_CALLBACKS, SCHEMA
 
 TOKEN_BLOCK = 100
 # A SQLite writer finding another process writing tries again after these pauses (doubling), for
@@ -113,6 +113,13 @@ class Connection:
         self.backend = self._db.name
         self._db.create(SCHEMA)
         self._add_missing_columns()
+        self._count_pending_callbacks()
+
+    def _count_pending_callbacks(self) -> None:
+        """PENDING_CALLBACKS counted once at open, then kept as callbacks change (callback_tables.py)."""
+        with self.atomic():
+            self._db.execute("INSERT INTO counters (name, value) SELECT ?, count(*) FROM callbacks WHERE status = 'pending' "
+                             "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (PENDING_CALLBACKS,))
 
     def _add_missing_columns(self) -> None:
         """A database made by an earlier version gains the columns added since."""
@@ -122,6 +129,8 @@ class Connection:
                 for name, declaration in columns.items():
                     if name not in present:
                         self._db.execute(self._db.ddl(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}"))
+            for index in ADDED_INDEXES:
+                self._db.execute(self._db.ddl(index))
 
     def drop_schema(self, schema: str) -> None:
         """PostgreSQL: a sandbox's tables go."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
-from ..domain.payment import LIST_APPROVED, LIST_CANCELLED, LIST_PARTIAL, Cancellation, ListedPayment, Payment
+from ..domain.payment import Cancellation, ListedPayment, Payment
 from .connection import _json, _where
 
 _PAYMENT_JSON = ("request", "details")
@@ -15,26 +15,8 @@ _LAST_CANCEL_DATE = ("CASE WHEN p.cancelled_amount = 0 THEN '' ELSE (SELECT c.ca
                      "WHERE c.tid = p.tid ORDER BY c.id DESC LIMIT 1) END")
 # A listed payment's columns, and that date.
 _LISTED = ", ".join([*(f"p.{name}" for name in ListedPayment._fields[:-1]), _LAST_CANCEL_DATE])
-
-
-def _shown(name: str) -> str:
-    """A listed amount: the payment's, or what was cancelled of it once anything was."""
-    return f"CASE WHEN p.cancelled_amount = 0 THEN p.{name} ELSE p.cancelled_{name} END"
-
-
-# A row of transaction/list (date_type=transaction) as the JSON text the gateway answers, written
-# by SQLite: domain.fields.transaction_row's rules, in SQL (tests/test_storage.py holds the two
-# equal). A day of 10,000 rows is read and written in a quarter of the time it takes as Python
-# rows (benchmarks/RESULTS.md).
-_LISTED_JSON = (
-    "json_object('pgcode', p.paid_pgcode, 'user_id', p.user_id, 'user_name', p.user_name, 'tid', p.tid, "
-    f"'cid', p.cid, 'amount', {_shown('amount')}, 'taxfree_amount', {_shown('taxfree_amount')}, "
-    f"'tax_amount', {_shown('tax_amount')}, 'order_no', p.order_no, 'product_name', p.product_name, "
-    f"'status_code', CASE WHEN p.cancelled_amount = 0 THEN {LIST_APPROVED} "
-    f"WHEN p.cancelled_amount = p.amount THEN {LIST_CANCELLED} ELSE {LIST_PARTIAL} END, "
-    f"'transaction_date', p.transaction_date, 'cancel_date', {_LAST_CANCEL_DATE})")
 _MADE_ON = ("FROM payments p WHERE p.client_id = ? AND substr(p.transaction_date, 1, 10) = ? "
-            "AND p.tid IS NOT NULL AND p.status IN ({marks}) {pgcode}ORDER BY p.transaction_date, p.token")
+            "AND p.tid IS NOT NULL AND p.status IN ({marks}) ORDER BY p.transaction_date, p.token")
 _INSERT_PAYMENT = f"INSERT INTO payments ({', '.join(_PAYMENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _PAYMENT_COLUMNS)})"
 
 
@@ -69,22 +51,9 @@ class PaymentTables:
     def payments_made_on(self, client_id: str, day: str, statuses: tuple[str, ...]) -> list[ListedPayment]:
         """Payments of `client_id` whose transaction_date falls on `day` (YYYY-MM-DD), as
         transaction/list shows them, in one query."""
-        made_on = _MADE_ON.format(marks=", ".join("?" for _ in statuses), pgcode="")
+        made_on = _MADE_ON.format(marks=", ".join("?" for _ in statuses))
         rows = self._tuples(f"SELECT {_LISTED} {made_on}", (client_id, day, *statuses))
         return list(map(ListedPayment._make, rows))
-
-    def transaction_rows_json(self, client_id: str, day: str, statuses: tuple[str, ...],
-                              pgcode: str | None) -> list[str] | None:
-        """transaction/list's rows (date_type=transaction) of the payments `payments_made_on`
-        finds, paid with `pgcode` (the method's or the payer's pick) if given: each the JSON text
-        of domain.fields.transaction_row, written by the database; None where it cannot write
-        them the same (PostgreSQL spaces its JSON)."""
-        if not self._db.json_rows:
-            return None
-        made_on = _MADE_ON.format(marks=", ".join("?" for _ in statuses),
-                                  pgcode="AND (? IS NULL OR ? IN (p.pgcode, p.paid_pgcode)) ")
-        rows = self._tuples(f"SELECT {_LISTED_JSON} {made_on}", (client_id, day, *statuses, pgcode, pgcode))
-        return [text for text, in rows]
 
     def payments_with_billkey(self, billkey: str) -> list[Payment]:
         rows = self._all("SELECT * FROM payments WHERE billkey = ? AND tid IS NOT NULL "

@@ -151,7 +151,13 @@ ADDED_COLUMNS = {
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
                           "scheduled_at": "TEXT", "state": "TEXT NOT NULL DEFAULT 'done'"},
 }
+# Indexes on columns of ADDED_COLUMNS: made once those columns exist.
+ADDED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS callbacks_claimed ON callbacks (claim_expires) WHERE claim_expires IS NOT NULL",
+)
 # Counters are not state: they keep counting across resets, so a merchant's database never
-# sees the same tid or token twice from one emulator. Coverage and sandboxes outlive resets too.
+# sees the same tid or token twice from one emulator (but PENDING_CALLBACKS, which counts state,
+# is zeroed with it). Coverage and sandboxes outlive resets too.
+PENDING_CALLBACKS = "pending_callbacks"  # the callbacks pending, kept as they change: no count over them
 STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
                 "callback_attempts", "journal", "clock", "rule_hits", "jobs")

@@ -5,23 +5,24 @@ import json
 import logging
 from dataclasses import replace
 
+import orjson
 from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from .. import __version__
 from ..config import Settings
-from ..domain.fields import JSONText
 from ..domain.errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from ..engines.validation import refuse_nul
+from ..waits import declared
 from . import access_log, control_api, dashboard, gateway_api, openapi, pages, request_log
 from .request_log import JOURNALED
 from .plumbing import find_client, plkey
 
 log = logging.getLogger("payletter_emulator")
-BODY_LIMIT = 1024 * 1024
+BODY_LIMIT = 1024 * 1024  # a request body past this gets 413; the server (serving/bridge.py) reads no more of it
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -54,27 +55,35 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     return app
 
 
+# What json.dumps hands to Flask's `default` (dates as HTTP dates, dataclasses as dicts) orjson
+# hands to it too, instead of writing them its own way.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 class GatewayJSON(DefaultJSONProvider):
-    """JSON as the gateway writes it: Korean as it is, keys in the order they were made. An
-    answer is encoded by an encoder made once, not one made for each answer; one already
-    written as JSON (JSONText) is sent as it is."""
+    """JSON as the gateway writes it: Korean as it is, keys in the order they were made, no spaces.
+    Every JSON answer is encoded by orjson, in the bytes json.dumps(ensure_ascii=False,
+    separators=(",", ":")) writes; what orjson refuses (an integer past 64 bits, a key that is not
+    text) is written by that json.dumps. Pretty answers (debug) stay Flask's own."""
 
     ensure_ascii = False
     sort_keys = False
 
     def __init__(self, app: Flask):
         super().__init__(app)
-        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self.default).encode
+        self._stdlib = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self.default).encode
+
+    def encode(self, answer) -> bytes:
+        try:
+            return orjson.dumps(answer, default=self.default, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            return self._stdlib(answer).encode()
 
     def response(self, *args, **kwargs) -> Response:
-        answer = self._prepare_response_obj(args, kwargs)
-        if isinstance(answer, JSONText):
-            body = answer.text
-        elif self.compact is False or (self.compact is None and self._app.debug):
+        if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)
-        else:
-            body = self._encode(answer)
-        return self._app.response_class(f"{body}\n", mimetype=self.mimetype)
+        body = self.encode(self._prepare_response_obj(args, kwargs))
+        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
 
 
 class _App(Flask):
@@ -91,6 +100,18 @@ class _App(Flask):
         if sync is None:
             sync = self._sync[func] = super().ensure_sync(func)
         return sync
+
+
+def route_waits(app: Flask, method: str, path: str) -> str | None:
+    """How the route a request reaches declares it waits (waits.THREAD, waits.SETTLE), or None:
+    found by the route, so a sandbox's prefix or a value in the path never changes it."""
+    if path.startswith(SandboxPrefix.PREFIX):
+        path = "/" + path[len(SandboxPrefix.PREFIX):].partition("/")[2]
+    try:
+        endpoint, _ = app.url_map.bind("").match(path, method)
+    except HTTPException:
+        return None
+    return declared(app.view_functions.get(endpoint))
 
 
 class SandboxPrefix:
@@ -142,11 +163,11 @@ def _install_error_handlers(app: Flask) -> None:
 def refuse_nul_in_address() -> None:
     """A NUL in the path or a query parameter is refused before anything looks it up (406 naming
     where), as validation refuses one in a body: PostgreSQL could not even compare it."""
-    sent = request._get_current_object()
-    if "\x00" in sent.path or "\x00" in sent.environ.get("payletter.sandbox", ""):
+    http_request = request._get_current_object()
+    if "\x00" in http_request.path or "\x00" in http_request.environ.get("payletter.sandbox", ""):
         raise GatewayError("field_invalid", field="the path", rule="must not contain the NUL character (\\u0000)")
-    if b"%00" in sent.query_string or b"\x00" in sent.query_string:
-        for name, value in sent.args.items(multi=True):
+    if b"%00" in http_request.query_string or b"\x00" in http_request.query_string:
+        for name, value in http_request.args.items(multi=True):
             refuse_nul({name: value})
 
 
@@ -157,14 +178,14 @@ def _install_instances(app: Flask, root: Emulator, sandboxes: Sandboxes) -> None
         key, else the root. Its clock and scenario are brought up to date, and the timed jobs
         its moment has made due have run."""
         sandboxes.start()
-        sent = request._get_current_object()
-        environ = sent.environ
+        http_request = request._get_current_object()
+        environ = http_request.environ
         sandbox_id = environ.get("payletter.sandbox") or environ.get("HTTP_X_EMULATOR_SANDBOX")
         if sandbox_id:
             instance = sandboxes.get(sandbox_id)
             if instance is None:
                 raise GatewayError("sandbox_unknown", id=sandbox_id)
-        elif sent.path.startswith(JOURNALED) and (key := _foreign_key(root, environ)):
+        elif http_request.path.startswith(JOURNALED) and (key := _foreign_key(root, environ)):
             instance = sandboxes.with_key(key) or root
         else:
             instance = root

@@ -14,10 +14,11 @@ from flask import Blueprint, jsonify, request
 
 from ..delivery import handover
 from ..engines import scenario as scenario_files
-from ..delivery.dispatcher import view as callback_view
+from ..delivery.dispatcher import callback_view
+from ..domain.identifiers import is_token
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
-from ..waits import ARRIVED, MustWait, answering_in_loop, waiting
+from ..waits import ARRIVED, SETTLE, THREAD, MustWait, answering_in_loop, waiting
 from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -31,17 +32,16 @@ blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
 
 def control(path: str, method: str, summary: str, *, schema: str | None = None, status: str = "200",
-            waits: bool = False):
-    """Route one control operation; a body, when it has a schema, is checked strictly. One that
-    `waits` (for attempts, a merchant's answer, the other processes' journal) is handed from the
-    event loop to a request thread before it does anything (emulator/waits.py)."""
+            waits: str | None = None):
+    """Route one control operation; a body, when it has a schema, is checked strictly. `waits`
+    declares how the operation waits, for whoever serves it (waits.py): THREAD, it waits for
+    something outside the process (attempts, a merchant's answer, the other processes' journal);
+    SETTLE, for the event loop's own first attempts before it looks."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
                        request=f"control/{schema}" if schema else None, status=status))
 
     def wrap(handler):
         def view(**path_args):
-            if waits and answering_in_loop():
-                raise MustWait({}, always=True)
             if schema:
                 values = emulator().schemas.check_request(
                     f"control/{schema}", json_body(strict=False), strict=True, endpoint=f"_emulator{path}").values
@@ -49,6 +49,7 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
             return handler(**path_args)
 
         flask_path = path.replace("{", "<").replace("}", ">")
+        view.waits = waits
         blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
         return view
 
@@ -71,18 +72,18 @@ SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "tex
 BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
 
-def refuse_cross_site(sent) -> None:
+def refuse_cross_site(http_request) -> None:
     """403 for a request that may come from another site's page: a body that is a form, text or
     untyped, an Origin that is not the emulator's, or a browser saying the page is cross-site."""
-    mimetype = sent.mimetype
-    has_body = bool(sent.content_length) or "chunked" in sent.headers.get("Transfer-Encoding", "").lower()
+    mimetype = http_request.mimetype
+    has_body = bool(http_request.content_length) or "chunked" in http_request.headers.get("Transfer-Encoding", "").lower()
     if mimetype in SIMPLE_TYPES or (has_body and mimetype not in BODY_TYPES):
         raise GatewayError("control_cross_site",
                            reason=f"a body of type {mimetype or '(none)'}, not application/json")
-    origin = sent.headers.get("Origin")
-    if origin is not None and _netloc(origin) not in _own_netlocs(sent):
+    origin = http_request.headers.get("Origin")
+    if origin is not None and _netloc(origin) not in _own_netlocs(http_request):
         raise GatewayError("control_cross_site", reason=f"Origin {origin[:100]!r} is not this emulator")
-    if sent.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+    if http_request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         raise GatewayError("control_cross_site", reason="Sec-Fetch-Site says cross-site")
 
 
@@ -97,9 +98,9 @@ def _netloc(url: str) -> str:
     return host if port in (None, default) else f"{host}:{port}"
 
 
-def _own_netlocs(sent) -> set[str]:
+def _own_netlocs(http_request) -> set[str]:
     """The emulator's origins: where this request came to, and the public URL."""
-    own = {_netloc(f"{sent.scheme}://{sent.host}")}
+    own = {_netloc(f"{http_request.scheme}://{http_request.host}")}
     if emulator().settings.public_url:
         own.add(_netloc(emulator().settings.public_url))
     return own
@@ -123,18 +124,15 @@ def dispatcher():
     return emulator().dispatcher
 
 
-TOKEN_DIGITS = 18  # 13-digit epoch milliseconds and a 5-digit serial
-
-
 def _token(text: str) -> int:
-    if not _digits(text, TOKEN_DIGITS):
+    if not is_token(text):
         raise GatewayError("token_unknown", token=text)
     return int(text)
 
 
-def _digits(text: str, most: int) -> bool:
-    """Plain ASCII digits, at most `most` of them (str.isdigit also passes '²', which int() cannot read)."""
-    return re.fullmatch(rf"[0-9]{{1,{most}}}", text) is not None
+def _is_number(text: str, most_digits: int) -> bool:
+    """Plain ASCII digits, at most `most_digits` of them (str.isdigit also passes '²', which int() cannot read)."""
+    return re.fullmatch(rf"[0-9]{{1,{most_digits}}}", text) is not None
 
 
 @control("/health", "GET", "200 once ready")
@@ -142,7 +140,7 @@ def health():
     return jsonify(status="ok")
 
 
-@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients", waits=True)
+@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients", waits=THREAD)
 def reset():
     service().clock_jobs.reset()
     with waiting():  # for attempts in flight: their merchants may call back meanwhile
@@ -159,9 +157,7 @@ def clock():
 def set_clock(values):
     if len(values) != 1:
         raise GatewayError("clock_request_invalid", detail="give exactly one of advance_seconds, set, freeze")
-    view = service().clock_jobs.set_clock(values)
-    dispatcher().wake()  # what the new time makes due goes out at once
-    return jsonify(view)
+    return jsonify(service().clock_jobs.set_clock(values))
 
 
 @control("/payments/{token}/approve", "POST", "Finish the payment as the payer would", schema="approve")
@@ -192,8 +188,7 @@ def payments():
 @control("/payments/{ref}", "GET", "One payment, by tid or token")
 def payment(ref):
     storage = emulator().storage
-    is_token = _digits(ref, TOKEN_DIGITS)
-    found = storage.payment_by_token(int(ref)) if is_token else storage.payment_by_tid(ref)
+    found = storage.payment_by_token(int(ref)) if is_token(ref) else storage.payment_by_tid(ref)
     if found is None:
         raise GatewayError("payment_unknown", tid=ref)
     return jsonify(service().context.payment_view(found))
@@ -222,7 +217,8 @@ def callback(callback_id):
     return jsonify(callback_view(_callback(callback_id)))
 
 
-@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush",
+         waits=SETTLE)
 def flush(values):
     arrived = request.environ.get(ARRIVED)
     left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
@@ -240,7 +236,7 @@ def flush(values):
     return jsonify(flushed)
 
 
-@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=True)
+@control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=THREAD)
 def resend(callback_id):
     _callback(callback_id)
     with waiting():  # for the merchant's answer
@@ -251,7 +247,7 @@ def resend(callback_id):
 
 
 def _callback(callback_id: str) -> dict:
-    found = emulator().storage.callback(int(callback_id)) if _digits(callback_id, 18) else None
+    found = emulator().storage.callback(int(callback_id)) if _is_number(callback_id, 18) else None
     if found is None:
         raise GatewayError("callback_unknown", id=callback_id)
     return found
@@ -259,7 +255,7 @@ def _callback(callback_id: str) -> dict:
 
 @control("/scenario", "GET", "The scenario in force, how often each rule applied, its timed jobs")
 def scenario():
-    return jsonify({**service().context.rules.view(), "jobs": emulator().storage.jobs()})
+    return jsonify({**service().context.rules.rules_view(), "jobs": emulator().storage.jobs()})
 
 
 @control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml)")
@@ -310,8 +306,8 @@ def delete_sandbox(sandbox_id):
     return jsonify(deleted=sandbox_id)
 
 
-def _with_base_url(view: dict) -> dict:
-    return {**view, "base_url": root_url() + view["path"]}
+def _with_base_url(sandbox: dict) -> dict:
+    return {**sandbox, "base_url": root_url() + sandbox["path"]}
 
 
 def _scenario_document(read, source: str) -> dict:
@@ -322,7 +318,7 @@ def _scenario_document(read, source: str) -> dict:
 
 
 @control("/coverage", "GET", "What the run exercised: endpoints, pgcodes, error codes, rules, callback outcomes",
-         waits=True)
+         waits=THREAD)
 def coverage():
     """The root's coverage with every live sandbox's (deleted ones were folded into the root's)."""
     found: dict[str, dict[str, int]] = {}
@@ -339,7 +335,7 @@ def coverage():
                           "pgcodes": [p for p in method_table() if p not in found.get("pgcode", {})]})
 
 
-@control("/coverage", "DELETE", "Start counting coverage again", waits=True)
+@control("/coverage", "DELETE", "Start counting coverage again", waits=THREAD)
 def clear_coverage():
     for part in _coverage_parts():
         part.storage.clear_coverage()
@@ -353,7 +349,7 @@ def _coverage_parts() -> list:
 
 
 @control("/requests", "GET", "The journal of API requests, newest last (?limit=), a page at a time going back "
-                               "(?before=<earlier>)", waits=True)
+                               "(?before=<earlier>)", waits=THREAD)
 def requests_journal():
     limit, before = _page("before")
     found = emulator().storage.journal(limit + 1, before=before)
@@ -367,8 +363,8 @@ def _page(cursor: str = "after") -> tuple[int, int | None]:
     """?limit= (a count; anything else reads as the default) and the cursor of the page asked for."""
     limit = request.args.get("limit", "")
     given = request.args.get(cursor)
-    if given not in (None, "") and not _digits(given, 19):
+    if given not in (None, "") and not _is_number(given, 19):
         raise GatewayError("control_request_invalid",
                            detail=f"{cursor} {given[:40]!r} is not a cursor this list handed out")
-    count = int(limit) if _digits(limit, 9) and int(limit) > 0 else PAGE
+    count = int(limit) if _is_number(limit, 9) and int(limit) > 0 else PAGE
     return count, int(given) if given else None

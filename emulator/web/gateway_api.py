@@ -7,78 +7,76 @@ import time
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
+from ..domain.endpoints import BY_NAME, PREFIX
 from ..domain.errors import GatewayError
 from ..waits import MustWait, answering_in_loop, waiting
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, check_callback_url, json_body, warnings
 
-blueprint = Blueprint("gateway_api", __name__, url_prefix="/v1.0")
+blueprint = Blueprint("gateway_api", __name__, url_prefix=PREFIX)
 
 
-def endpoint(path: str, method: str, summary: str, *, key: str, schema: str, query: bool = False,
-             response: str | None = None):
-    """Route one gateway endpoint. The handler gets (emulator, client, values, **path_args),
-    values already checked against schemas/requests/<schema>.json; the journal takes the
-    answer (journal.install)."""
-    name = path.lstrip("/")
-    rule_endpoint = name.removesuffix("/{tid}")
-    register(Operation(path=f"/v1.0{path}", method=method, summary=summary, key=key,
-                       request=f"requests/{schema}", response=f"responses/{response or schema}", query=query))
+def endpoint(name: str):
+    """Route the gateway endpoint `name` as domain/endpoints.py declares it. The handler gets
+    (emulator, client, values, **path_args), values already checked against
+    schemas/requests/<schema>.json; the journal takes the answer (journal.install)."""
+    declared = BY_NAME[name]
+    path, key, schema, query = declared.path, declared.key, declared.schema, declared.query
+    in_messages = path.lstrip("/")  # how the refusals name it: receipt/info/{tid}
+    register(Operation(path=PREFIX + path, method=declared.method, summary=declared.summary, key=key,
+                       request=f"requests/{schema}", response=f"responses/{declared.response or schema}",
+                       query=query))
 
     def wrap(handler):
         @functools.wraps(handler)
         def view(**path_args):
-            em, notes, sent = g.instance, g._get_current_object(), request._get_current_object()
-            notes.endpoint = rule_endpoint
-            client = authenticate(key, name, em, sent, notes)
-            strict = em.settings.strict
-            data = sent.args.to_dict() if query else json_body(strict=strict, sent=sent)
-            scenario_rule(em, rule_endpoint, client, data)
+            instance, request_globals, http_request = g.instance, g._get_current_object(), request._get_current_object()
+            request_globals.endpoint = name
+            client = authenticate(key, in_messages, instance, http_request, request_globals)
+            strict = instance.settings.strict
+            data = http_request.args.to_dict() if query else json_body(strict=strict, http_request=http_request)
+            scenario_rule(instance, name, client, data)
             # Real clients leave out what the key already says (a Go library's cancel and autopay).
             implied = {"client_id": (client.client_id, "the PLKEY's client"),
-                       "ip_addr": (sent.remote_addr, "the request's address")}
-            checked = em.schemas.check_request(f"requests/{schema}", data, strict=strict,
-                                               endpoint=name, from_query=query, implied=implied)
+                       "ip_addr": (http_request.remote_addr, "the request's address")}
+            checked = instance.schemas.check_request(f"requests/{schema}", data, strict=strict,
+                                               endpoint=in_messages, from_query=query, implied=implied)
             if checked.warnings:
                 warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
-            return jsonify(handler(em, client, checked.values, **path_args))
+            return jsonify(handler(instance, client, checked.values, **path_args))
 
         flask_path = path.replace("{tid}", "<tid>")
-        blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
+        blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[declared.method])
         return view
 
     return wrap
 
 
-DECIDED = "payletter.rule"  # environ key: the scenario rule already decided for this request
+DECIDED = "payletter.rule"  # environ key: the scenario's answer already decided for this request
 
 
-def scenario_rule(em, endpoint: str, client, data) -> None:
-    """What the scenario does to this request before the gateway looks at it: answer with an
-    error, answer late, or drop the connection. The journal records the rule."""
+def scenario_rule(instance, endpoint: str, client, data) -> None:
+    """The scenario's answer to this request, decided by the service before the gateway looks
+    at it, in HTTP: the error's envelope, the answer given late, or the connection dropped.
+    The journal records the rule."""
     environ = request.environ
     if DECIDED in environ:  # decided (and counted) in the event loop, before it handed the request on
-        rule = environ[DECIDED]
+        answer = environ[DECIDED]
     else:
-        rule = em.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
-    if rule is None:
+        answer = instance.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
+    if answer is None:
         return
-    g.rule = rule.name
-    params = rule.params
-    if rule.outcome == "latency":
+    g.rule = answer.rule
+    if answer.error is not None:
+        raise answer.error
+    if answer.late_seconds is not None:
         if answering_in_loop():  # the loop must not sleep: a request thread answers it, late
-            raise MustWait({DECIDED: rule})
+            raise MustWait({DECIDED: answer})
         with waiting():
-            time.sleep(params["ms"] / 1000)
-    elif rule.outcome == "api_error":
-        raise GatewayError.answer(params["status"], params["code"],
-                                  params.get("message", f"scenario rule {rule.name!r}"))
-    elif rule.outcome == "billkey_refused":
-        refused = GatewayError("billkey_refused", billkey=data.get("billkey", "") if isinstance(data, dict) else "")
-        raise GatewayError.answer(refused.status, params.get("code", refused.code), params.get("message", refused.message))
-    elif rule.outcome == "drop_connection":
+            time.sleep(answer.late_seconds)
+    if answer.drop:
         drop_connection()
 
 
@@ -118,50 +116,42 @@ def drop_connection():
     abort(Response(status=500))
 
 
-@endpoint("/payments/request", "POST", "Payment request (plain, automatic payment, verification only)",
-          key="PAYMENT", schema="payments_request")
-def payments_request(em, client, values):
-    check_callback_url(values["callback_url"], em)
-    return em.service.merchant_api.request_payment(client, values, base_url(em), headers=request_headers())
+@endpoint("payments/request")
+def payments_request(instance, client, values):
+    check_callback_url(values["callback_url"], instance)
+    return instance.service.merchant_api.request_payment(client, values, base_url(instance), headers=request_headers())
 
 
-@endpoint("/payments/autopay", "POST", "Automatic payment (re-payment with a billkey)",
-          key="PAYMENT", schema="payments_autopay")
-def payments_autopay(em, client, values):
-    return em.service.merchant_api.autopay(client, values)
+@endpoint("payments/autopay")
+def payments_autopay(instance, client, values):
+    return instance.service.merchant_api.autopay(client, values)
 
 
-@endpoint("/payments/cancel", "POST", "Payment cancellation (what is left of the payment)",
-          key="PAYMENT", schema="payments_cancel")
-def payments_cancel(em, client, values):
-    return em.service.merchant_api.cancel(client, values, warnings(), partial=False)
+@endpoint("payments/cancel")
+def payments_cancel(instance, client, values):
+    return instance.service.merchant_api.cancel(client, values, warnings(), partial=False)
 
 
-@endpoint("/payments/cancel/partial", "POST", "Partial cancellation",
-          key="PAYMENT", schema="payments_cancel_partial", response="payments_cancel")
-def payments_cancel_partial(em, client, values):
-    return em.service.merchant_api.cancel(client, values, warnings(), partial=True)
+@endpoint("payments/cancel/partial")
+def payments_cancel_partial(instance, client, values):
+    return instance.service.merchant_api.cancel(client, values, warnings(), partial=True)
 
 
-@endpoint("/cashreceipt/issue/{tid}", "POST", "Issue cash receipt (e-invoice): the receipt form's URL",
-          key="PAYMENT", schema="cashreceipt_issue")
-def cashreceipt_issue(em, client, values, tid):
-    return em.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(em))
+@endpoint("cashreceipt/issue")
+def cashreceipt_issue(instance, client, values, tid):
+    return instance.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(instance))
 
 
-@endpoint("/payments/transaction/list", "GET", "Search payment history of a day",
-          key="SEARCH", schema="transaction_list", query=True)
-def transaction_list(em, client, values):
-    return em.service.merchant_api.transaction_list(client, values)
+@endpoint("payments/transaction/list")
+def transaction_list(instance, client, values):
+    return instance.service.merchant_api.transaction_list(client, values)
 
 
-@endpoint("/receipt/info/{tid}", "GET", "Transaction history confirmation: the receipt page's URL",
-          key="SEARCH", schema="receipt_info", query=True)
-def receipt_info(em, client, values, tid):
-    return em.service.merchant_api.receipt_info(client, tid, values, base_url(em))
+@endpoint("receipt/info")
+def receipt_info(instance, client, values, tid):
+    return instance.service.merchant_api.receipt_info(client, tid, values, base_url(instance))
 
 
-@endpoint("/payments/status", "POST", "Where a payment request stands, by order_no (either key)",
-          key="ANY", schema="payments_status")
-def payments_status(em, client, values):
-    return em.service.merchant_api.payment_status(client, values)
+@endpoint("payments/status")
+def payments_status(instance, client, values):
+    return instance.service.merchant_api.payment_status(client, values)

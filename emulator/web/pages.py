@@ -18,7 +18,8 @@ from werkzeug.routing import BaseConverter
 
 from ..engines import checkout
 from ..domain.details import BANKS
-from ..domain.methods import lookup
+from ..domain.identifiers import is_token
+from ..domain.methods import labels, lookup
 from ..domain.errors import GatewayError
 from .plumbing import emulator
 
@@ -29,7 +30,6 @@ PAYMENT_PAGE = "/pgsvc/hub.asp"
 RECEIPT_PAGE = "/PGSVC/AllTheGate/Receipt_All.asp"
 CASH_RECEIPT_PAGE = "/PGSVC/Receipt/ReceiptForm.asp"
 LANGUAGES = ("ko", "en")
-_TOKEN = re.compile(r"[0-9]{1,18}")  # the gateway's tokens are 18 digits; longer ones do not fit SQLite
 
 
 class NoCase(BaseConverter):
@@ -65,8 +65,14 @@ def payer():
 
 @cache
 def texts(name: str = "page_text.toml") -> dict:
-    """The words of a page by language, from a TOML file beside this module (read once)."""
-    return tomllib.loads(resources.files(__package__).joinpath(name).read_text("utf-8"))
+    """The words of a page by language, from a TOML file beside this module (read once). The
+    hosted pages' words include `methods`: each method's and option's label, from its row of the
+    method table."""
+    words = tomllib.loads(resources.files(__package__).joinpath(name).read_text("utf-8"))
+    if name == "page_text.toml":
+        for lang in LANGUAGES:
+            words[lang]["methods"] = labels(lang)
+    return words
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class Where:
 
     def token(self, name: str = "token") -> int:
         text = self.args.get(name, "")
-        if not _TOKEN.fullmatch(text):
+        if not is_token(text):
             raise GatewayError("token_unknown", token=text or "(none)")
         return int(text)
 
@@ -210,7 +216,7 @@ def _outcome(outcome: dict) -> str:
 @page(RECEIPT_PAGE, ["GET"])
 def receipt_page():
     where = Where.read()
-    return render("receipt.html", where, **payer().receipt_view(where.args.get("id", "")))
+    return render("receipt.html", where, **payer().receipt_page(where.args.get("id", "")))
 
 
 @page(CASH_RECEIPT_PAGE, ["GET", "POST"])

@@ -1,4 +1,4 @@
-"""Reading a request the gateway's way: the PLKEY, the JSON body, the journal's notes."""
+"""Reading a request the gateway's way: the PLKEY, the JSON body, what the journal records of it."""
 from __future__ import annotations
 
 import hmac
@@ -41,22 +41,22 @@ def plkey(environ: dict) -> str | None:
     return environ["payletter.plkey"]
 
 
-def find_client(em, environ: dict) -> tuple[Client, str] | None:
-    """The client of `em` whose key the request carries, and the key's kind (PAYMENT or
+def find_client(instance, environ: dict) -> tuple[Client, str] | None:
+    """The client of `instance` whose key the request carries, and the key's kind (PAYMENT or
     SEARCH); None if no key matches. Every key is compared, in constant time, so timing tells
     nothing about near misses; once per request and emulator."""
     found = environ.get("payletter.client")
-    if found is not None and found[0] is em:
+    if found is not None and found[0] is instance:
         return found[1]
     key = plkey(environ)
     match = None
     if key is not None:
-        sent = key.encode()
-        for client in em.settings.clients:
+        presented = key.encode()
+        for client in instance.settings.clients:
             for kind, known in (("PAYMENT", client.payment_key), ("SEARCH", client.search_key)):
-                if hmac.compare_digest(known.encode(), sent):
+                if hmac.compare_digest(known.encode(), presented):
                     match = (client, kind)
-    environ["payletter.client"] = (em, match)
+    environ["payletter.client"] = (instance, match)
     return match
 
 
@@ -75,40 +75,40 @@ def why_no_client(environ: dict) -> str:
     return "998: the key of `PLKEY <key>` is not a key of this emulator (nor of a sandbox)"
 
 
-def authenticate(key_type: str, endpoint: str, em, sent: Request, notes) -> Client:
-    """The client of `em` behind `Authorization: PLKEY <key>`; 401 or 403 otherwise. `sent` is
-    the request, `notes` its `g` (the journal records the client)."""
-    found = find_client(em, sent.environ)
+def authenticate(key_type: str, endpoint: str, instance, http_request: Request, request_globals) -> Client:
+    """The client of `instance` behind `Authorization: PLKEY <key>`; 401 or 403 otherwise.
+    `request_globals` is the request's `g`: the journal records the client there."""
+    found = find_client(instance, http_request.environ)
     if found is None:
-        notes.exception = why_no_client(sent.environ)  # the journal says why; the client sees the gateway's 998
+        request_globals.exception = why_no_client(http_request.environ)  # the journal says why; the client sees the gateway's 998
         raise GatewayError("auth_missing")
     client, kind = found
-    notes.client_id = client.client_id
+    request_globals.client_id = client.client_id
     if key_type != "ANY" and kind != key_type:
         raise GatewayError("key_type_forbidden", endpoint=endpoint, needed=key_type, given=kind)
     return client
 
 
-def body_bytes(sent: Request | None = None) -> bytes:
+def body_bytes(http_request: Request | None = None) -> bytes:
     """The request's body; one sent in chunks past the size limit is refused (413), not cut."""
-    if sent is None:
-        sent = request._get_current_object()
-    raw = sent.get_data(cache=True)
-    if sent.content_length is None:
-        sent.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
-    elif len(raw) < sent.content_length:  # a server that hands over what came (gunicorn) before the client left
+    if http_request is None:
+        http_request = request._get_current_object()
+    raw = http_request.get_data(cache=True)
+    if http_request.content_length is None:
+        http_request.stream.read(1)  # past a limit the stream stopped at, this raises RequestEntityTooLarge
+    elif len(raw) < http_request.content_length:  # a server that hands over what came (gunicorn) before the client left
         raise ClientDisconnected()
     return raw
 
 
-def json_body(*, strict: bool, sent: Request | None = None):
+def json_body(*, strict: bool, http_request: Request | None = None):
     """The parsed body; an empty body reads as {} so the missing fields get named."""
-    if sent is None:
-        sent = request._get_current_object()
-    raw = body_bytes(sent)
+    if http_request is None:
+        http_request = request._get_current_object()
+    raw = body_bytes(http_request)
     if not raw.strip():
         return {}
-    mimetype = sent.mimetype or "(none)"
+    mimetype = http_request.mimetype or "(none)"
     if mimetype not in JSON_TYPES:
         tolerate("Content-Type", f"Content-Type is {mimetype}, expected application/json",
                  strict=strict, warnings=warnings())
@@ -140,35 +140,35 @@ def _not_a_form(mimetype: str) -> None:
         raise GatewayError("form_body", mimetype=mimetype)
 
 
-def root_url(em=None) -> str:
+def root_url(instance=None) -> str:
     """The server's own address: --public-url, else the one the request came to."""
-    public = (em or emulator()).settings.public_url
+    public = (instance or emulator()).settings.public_url
     if public:
         return public.rstrip("/")
-    sent = request._get_current_object()
-    return f"{sent.scheme}://{sent.host}".rstrip("/")
+    http_request = request._get_current_object()
+    return f"{http_request.scheme}://{http_request.host}".rstrip("/")
 
 
-def base_url(em=None) -> str:
+def base_url(instance=None) -> str:
     """Where handed-out URLs start: a sandbox's keep its prefix, so a browser lands in it."""
-    em = em or emulator()
-    return f"{root_url(em)}/_sandbox/{em.sandbox}" if em.sandbox else root_url(em)
+    instance = instance or emulator()
+    return f"{root_url(instance)}/_sandbox/{instance.sandbox}" if instance.sandbox else root_url(instance)
 
 
-def check_callback_url(url: str, em=None) -> None:
+def check_callback_url(url: str, instance=None) -> None:
     """Refuse (406) a callback_url the emulator would not call: not http(s), or its own control
     API at any of the addresses it answers at."""
-    rule = callback_url_refusal(url, *_own_addresses(em or emulator(), request._get_current_object()))
+    rule = callback_url_refusal(url, *_own_addresses(instance or emulator(), request._get_current_object()))
     if rule is not None:
         raise GatewayError("field_invalid", field="callback_url", rule=rule)
 
 
-def _own_addresses(em, sent: Request) -> tuple[set[str], set[int]]:
+def _own_addresses(instance, http_request: Request) -> tuple[set[str], set[int]]:
     """The names and ports this server answers at: its --host and the address it listens on,
     the address the request came to, the public URL."""
-    hosts = {em.settings.host, sent.environ.get("SERVER_NAME", "")}
-    ports = {int(port) for port in (sent.environ.get("SERVER_PORT", ""),) if port.isdigit()}
-    for url in (f"{sent.scheme}://{sent.host}", em.settings.public_url):
+    hosts = {instance.settings.host, http_request.environ.get("SERVER_NAME", "")}
+    ports = {int(port) for port in (http_request.environ.get("SERVER_PORT", ""),) if port.isdigit()}
+    for url in (f"{http_request.scheme}://{http_request.host}", instance.settings.public_url):
         if url:
             parts = urlsplit(url)
             try:

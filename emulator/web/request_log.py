@@ -18,20 +18,20 @@ JOURNAL_BODY = 16 * 1024
 def install(app: Flask) -> None:
     @app.after_request
     def journal(response: Response) -> Response:
-        notes = g._get_current_object()
-        if notes.get("instance") is not None and not notes.get("unjournaled"):
-            sent = request._get_current_object()
-            if sent.path.startswith(JOURNALED):
-                _record(response, notes, sent)
+        request_globals = g._get_current_object()
+        if request_globals.get("instance") is not None and not request_globals.get("unjournaled"):
+            http_request = request._get_current_object()
+            if http_request.path.startswith(JOURNALED):
+                _record(response, request_globals, http_request)
         return response
 
 
-def _record(response: Response, notes, sent: Request) -> None:
-    """Append the request and `response` to the journal of the request's emulator (`notes` is
-    the request's `g`, `sent` the request). The journal never turns an answer into a failure:
+def _record(response: Response, request_globals, http_request: Request) -> None:
+    """Append the request and `response` to the journal of the request's emulator (`request_globals`
+    is the request's `g`). The journal never turns an answer into a failure:
     a problem writing it is logged."""
-    instance = notes.instance
-    endpoint = notes.get("endpoint")
+    instance = request_globals.instance
+    endpoint = request_globals.get("endpoint")
     coverage = [("endpoint", endpoint)] if endpoint else []
     status = response.status_code
     if status != 200:
@@ -40,12 +40,12 @@ def _record(response: Response, notes, sent: Request) -> None:
             coverage.append(("error_code", str(body["code"])))
     try:
         instance.storage.journal_append({
-            "at": iso(instance.service.context.clock.now()), "method": sent.method,
-            "path": sent.path.replace("\x00", "\ufffd"),
-            "query": sent.query_string.decode("latin-1"), "client_id": notes.get("client_id", ""),
-            "request": _kept(sent.get_data(cache=True)), "status": status,
+            "at": iso(instance.service.context.clock.now()), "method": http_request.method,
+            "path": http_request.path.replace("\x00", "\ufffd"),
+            "query": http_request.query_string.decode("latin-1"), "client_id": request_globals.get("client_id", ""),
+            "request": _kept(http_request.get_data(cache=True)), "status": status,
             "response": _kept(response.get_data()),
-            "warnings": notes.get("warnings", []), "error": notes.get("exception", ""), "rule": notes.get("rule"),
+            "warnings": request_globals.get("warnings", []), "error": request_globals.get("exception", ""), "rule": request_globals.get("rule"),
             "coverage": coverage,
         })
     except Exception:
