@@ -225,20 +225,20 @@ class Listening:
             return address == bound
         return this_machine(address)
 
-    def answers_to(self, host: str) -> bool:
-        """Whether a name or address as written (a Host header's) is the emulator's, without
-        looking a name up: localhost by any spelling, the bound address and, bound to every
-        interface, this machine's name and every address of this machine."""
-        host = host.lower().strip("[]").rstrip(".")
-        if _local(host) or host == self.host.lower().rstrip("."):
-            return True
-        bound = ip(self.host)
-        if bound is not None and not bound.is_unspecified:
-            return False
-        address = ip(host)
-        if address is not None:
-            return this_machine(address)
-        return host == socket.gethostname().lower()
+
+def own_name(host: str, bound: str) -> bool:
+    """Whether a name or address as written (a Host header's) is the emulator's, bound to
+    `bound` (--host), without looking a name up: localhost by any spelling, the bound address
+    and, bound to every interface, this machine's name and every address of this machine."""
+    host = host.lower().strip("[]").rstrip(".")
+    if _local(host) or host == bound.lower().strip("[]").rstrip("."):
+        return True
+    address, bound_address = ip(host), ip(bound)
+    if bound_address is not None and not bound_address.is_unspecified:
+        return False
+    if address is not None:
+        return this_machine(address)
+    return host == socket.gethostname().lower()
 
 
 def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
