@@ -11,7 +11,7 @@ from ..domain.endpoints import BY_NAME, PREFIX
 from ..domain.errors import GatewayError
 from ..waits import MustWait, answering_in_loop, waiting
 from .operations import Operation, register
-from .plumbing import authenticate, base_url, check_callback_url, is_credential, json_body, warnings
+from .plumbing import authenticate, base_url, check_callback_url, check_urls, is_credential, json_body, warnings
 
 blueprint = Blueprint("gateway_api", __name__, url_prefix=PREFIX)
 
@@ -123,6 +123,7 @@ def drop_connection():
 @endpoint("payments/request")
 def payments_request(instance, client, values):
     check_callback_url(values["callback_url"], instance)
+    check_urls(values)
     return instance.service.merchant_api.request_payment(client, values, base_url(instance), headers=request_headers())
 
 
@@ -143,6 +144,7 @@ def payments_cancel_partial(instance, client, values):
 
 @endpoint("cashreceipt/issue")
 def cashreceipt_issue(instance, client, values, tid):
+    check_urls(values)
     return instance.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(instance))
 
 

@@ -206,6 +206,28 @@ def check_callback_url(url: str, instance=None) -> None:
         raise GatewayError("field_invalid", field="callback_url", rule=rule)
 
 
+URL_FIELDS = ("callback_url", "return_url", "cancel_url", "app_return_url", "app_cancel_url")
+
+
+def check_urls(values: dict) -> None:
+    """Refuse (406, naming the field) a URL that the URL parser cannot read (an unclosed or
+    invalid [IPv6 address], a port past 65535): the pages, their redirects and the sender read it."""
+    for field in URL_FIELDS:
+        url = values.get(field)
+        if isinstance(url, str) and (problem := url_problem(url)) is not None:
+            raise GatewayError("field_invalid", field=field, rule=f"must be a URL that can be read ({problem})")
+
+
+def url_problem(url: str) -> str | None:
+    """Why the URL parser cannot read `url` (its host and port included), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname, parts.port
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _own_addresses(instance, http_request: Request) -> tuple[set[str], set[int]]:
     """The names and ports this server answers at: its --host and the address it listens on,
     the address the request came to, the public URL."""
