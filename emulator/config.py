@@ -191,6 +191,13 @@ class Settings:
     control_token: str | None = declare(None, "Require `X-Emulator-Token: <token>` on the control API (the "
                                               "server warns at start when it listens beyond loopback "
                                               "without one).", shown_default="none")
+    allowed_hosts: tuple[str, ...] = declare((), "Let browsers use the dashboard and the control API under this "
+                                                 "name too (`*.example` matches its subdomains); under a name not "
+                                                 "the emulator's, a browser is refused (DNS rebinding). Clients "
+                                                 "that are not browsers need none.",
+                                             option="--allowed-host",
+                                             shown_default="loopback names, the `--host` address, the host of "
+                                                           "`--public-url`")
     tls: bool = declare(False, "Serve HTTPS (TLS 1.2 or newer) with a certificate for this host, signed by "
                                "a CA kept beside the database.", off="--no-tls")
     tls_cert: str | None = declare(None, "Serve HTTPS with this certificate (PEM, chain first) instead; "

@@ -21,7 +21,7 @@ class HeldSender:
         self.answer = threading.Event()
         self.posts = 0
 
-    def __call__(self, url, body, *, timeout, allowed_hosts=(), on_connected=lambda: True) -> Outcome:
+    def __call__(self, url, body, *, timeout, allowed_hosts=(), listening=None, on_connected=lambda: True) -> Outcome:
         if not on_connected():
             return Outcome(None, "", "not sent", 0.0, acknowledged=False, sent=False)
         self.posts += 1
@@ -65,7 +65,7 @@ class CountingSender:
     def __init__(self):
         self.posts = 0
 
-    def __call__(self, url, body, *, timeout, allowed_hosts=(), on_connected=lambda: True) -> Outcome:
+    def __call__(self, url, body, *, timeout, allowed_hosts=(), listening=None, on_connected=lambda: True) -> Outcome:
         if not on_connected():
             return Outcome(None, "", "not sent", 0.0, acknowledged=False, sent=False)
         self.posts += 1

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Callable
 
 from ..config import Settings
-from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Outcome, Policy, next_state
+from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Listening, Outcome, Policy, next_state
 from ..domain.clock import KST, iso
 from ..storage import Storage
 from . import handover, sender
@@ -32,12 +32,16 @@ class DeliverySettings:
     timeout: float
     concurrency: int
     allowed_hosts: tuple[str, ...]
+    listening: Listening  # where no attempt may connect: the emulator itself
 
     @classmethod
     def of(cls, settings: Settings) -> DeliverySettings:
-        """What delivery needs of the emulator's settings (their one home: config.py)."""
+        """What delivery needs of the emulator's settings (their one home: config.py). The
+        server's address is its --host and the port it listens on (`serve` puts the one it got
+        for --port 0 in the settings); sandboxes share it."""
         return cls(Policy(settings.callback_interval, settings.callback_retries), settings.callback_timeout,
-                   settings.callback_concurrency, settings.callback_hosts)
+                   settings.callback_concurrency, settings.callback_hosts,
+                   Listening(settings.host, (settings.port,) if settings.port else ()))
 
     @property
     def lease(self) -> float:
@@ -201,7 +205,8 @@ class Dispatcher:
             return started is not None
 
         outcome: Outcome = await send(callback["url"], callback["body"], timeout=self.settings.timeout,
-                                      allowed_hosts=self.settings.allowed_hosts, on_connected=on_connected)
+                                      allowed_hosts=self.settings.allowed_hosts, listening=self.settings.listening,
+                                      on_connected=on_connected)
         fault = callback["fault"]
         if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
             # The merchant answered well, but the scenario says the gateway never heard it.

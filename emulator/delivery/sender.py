@@ -3,7 +3,8 @@ thread (the dispatcher's senders), `send_async` as a task of a serving process's
 callback's first attempt, made once the answer that queued it has left). One deadline bounds the
 whole attempt: the name lookup, the connection, TLS, the request and every byte of the answer,
 however slowly the merchant dribbles it. Both speak HTTP through one h11 exchange (`_Exchange`);
-only the waiting differs."""
+only the waiting differs. A connection whose peer is the emulator itself (its own address and
+port, whatever name led there) is closed before anything is sent on it."""
 from __future__ import annotations
 
 import asyncio
@@ -18,13 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from ..domain.callback_policy import Outcome, acknowledged, host_allowed
+from ..domain.callback_policy import Listening, Outcome, acknowledged, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
 READ_SIZE = 65536
 USER_AGENT = "payletter-emulator callback"
 NOT_SENT = "not sent: the notification was taken back (a reset) before the request left"
 BLOCKED = "blocked: the host of callback_url is not in the callback allow-list"
+ITSELF = ("blocked: callback_url reaches the emulator itself ({peer}, where it listens); a callback goes to the "
+          "merchant, it must never drive the emulator")
+NOWHERE = Listening("", ())  # an emulator that listens on no port (in-process) has no address to avoid
 
 _lookups: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked worker makes its own
 _tls: ssl.SSLContext | None = None
@@ -34,10 +38,15 @@ class NotSent(Exception):
     """`on_connected` said no: the request never left."""
 
 
+class ReachesItself(Exception):
+    """The connection opened leads to the emulator itself: nothing is sent on it."""
+
+
 def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = (),
-         on_connected: Callable[[], bool] = lambda: True) -> Outcome:
+         listening: Listening = NOWHERE, on_connected: Callable[[], bool] = lambda: True) -> Outcome:
     """POST `body` as JSON to `url`: no redirects followed, the whole attempt over within
-    `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. `on_connected` runs once
+    `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. A connection to where the
+    emulator is `listening` is closed unused (the outcome is blocked). `on_connected` runs once
     the connection is open, just before the request leaves (the ledger records the attempt
     there); if it returns False nothing is sent."""
     attempt = _Attempt(url, body, timeout, allowed_hosts)
@@ -46,7 +55,7 @@ def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...]
     sock = None
     try:
         with attempt.recording():
-            sock = _connect(attempt.parts, attempt.deadline)
+            sock = _connect(attempt.parts, attempt.deadline, listening)
             if not on_connected():
                 raise NotSent()
             sock.settimeout(_left(attempt.deadline))
@@ -61,7 +70,7 @@ def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...]
 
 
 async def send_async(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = (),
-                     on_connected: Callable[[], bool] = lambda: True) -> Outcome:
+                     listening: Listening = NOWHERE, on_connected: Callable[[], bool] = lambda: True) -> Outcome:
     """`send`, in the running event loop: the name lookup in the loop's executor, the rest in
     the loop itself."""
     attempt = _Attempt(url, body, timeout, allowed_hosts)
@@ -71,9 +80,10 @@ async def send_async(url: str, body: dict, *, timeout: float, allowed_hosts: tup
     try:
         with attempt.recording():
             async with asyncio.timeout(timeout):
-                tls = attempt.parts.scheme == "https"
-                reader, writer = await asyncio.open_connection(
-                    attempt.parts.hostname, _port(attempt.parts), ssl=_tls_context() if tls else None)
+                reader, writer = await asyncio.open_connection(attempt.parts.hostname, _port(attempt.parts))
+                _refuse_itself(writer.get_extra_info("peername"), listening)
+                if attempt.parts.scheme == "https":  # TLS once the peer is known not to be the emulator
+                    await writer.start_tls(_tls_context(), server_hostname=attempt.parts.hostname)
                 if not on_connected():
                     raise NotSent()
                 writer.write(attempt.exchange.request)
@@ -98,7 +108,9 @@ class _Attempt:
         self.sent = True
         self.parts = None
         self.exchange = None
-        self.blocked = not host_allowed(url, allowed_hosts)
+        self.blocked = not host_allowed(url, allowed_hosts)  # so is a connection to the emulator itself
+        if self.blocked:
+            self.error = BLOCKED
         if not self.blocked:
             with self.recording():
                 self.parts = urlsplit(url)
@@ -118,15 +130,17 @@ class _Attempt:
             yield
         except NotSent:
             self.error, self.sent = NOT_SENT, False
+        except ReachesItself as exc:
+            self.error, self.blocked = str(exc), True
         except TimeoutError:
             self.error = f"Timeout: no whole answer within the callback timeout ({self.timeout:g} s)"
         except (OSError, _h11().ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.error = f"ConnectionError: {type(exc).__name__}: {exc}"
 
     def outcome(self) -> Outcome:
-        if self.blocked:
-            return Outcome(None, "", BLOCKED, 0.0, acknowledged=False, blocked=True)
         latency = round((time.monotonic() - self.started) * 1000, 1)
+        if self.blocked:
+            return Outcome(None, "", self.error, latency, acknowledged=False, blocked=True)
         status = self.exchange.status if self.exchange and not self.error else None
         answer = bytes(self.exchange.answer) if self.exchange and not self.error else b""
         ok = self.error == "" and acknowledged(status, answer)
@@ -180,8 +194,9 @@ def _port(parts) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _connect(parts, deadline: float) -> socket.socket:
-    """A socket connected (and TLS-wrapped, for https) to the URL's host, within the deadline."""
+def _connect(parts, deadline: float, listening: Listening) -> socket.socket:
+    """A socket connected (and TLS-wrapped, for https) to the URL's host, within the deadline;
+    ReachesItself, and the socket closed, if its peer is the emulator."""
     host, port = parts.hostname, _port(parts)
     addresses = _resolve(host, port, deadline)
     for index, (family, kind, proto, _, address) in enumerate(addresses):
@@ -194,11 +209,25 @@ def _connect(parts, deadline: float) -> socket.socket:
             sock.close()
             if index == len(addresses) - 1 or time.monotonic() >= deadline:
                 raise
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if parts.scheme == "https":
-        sock.settimeout(_left(deadline))  # the handshake as a whole, in one call
-        sock = _tls_context().wrap_socket(sock, server_hostname=host)
+    try:
+        _refuse_itself(sock.getpeername(), listening)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if parts.scheme == "https":
+            sock.settimeout(_left(deadline))  # the handshake as a whole, in one call
+            sock = _tls_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+def _refuse_itself(peer: tuple, listening: Listening) -> None:
+    """ReachesItself if the connection's peer (the address it reached, whatever the name) is
+    where the emulator listens."""
+    address, port = peer[0], peer[1]
+    if listening.reached_by(address, port):
+        shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        raise ReachesItself(ITSELF.format(peer=shown))
 
 
 def _resolve(host: str, port: int, deadline: float) -> list:

@@ -1,5 +1,7 @@
 """The callback policy: what acknowledges a notification, when it is tried again, when it is
-given up, and where the real test environment would not reach. Plain values, no I/O."""
+given up, where the real test environment would not reach, and which addresses are the
+emulator's own. Plain values, no I/O but one: whether an address is this machine's is asked by
+binding a socket to it (nothing is sent)."""
 from __future__ import annotations
 
 import ipaddress
@@ -98,21 +100,31 @@ def apply_fault(body: dict, fault: dict, now: int, *, wrong_key: str) -> tuple[d
 
 def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
     """An empty allow-list allows every host; otherwise the host must match one pattern
-    (`shop.example`, `*.example`)."""
-    if not allowed:
-        return True
-    host = (urlsplit(url).hostname or "").lower()
-    return any(fnmatch(host, pattern.lower()) for pattern in allowed)
+    (`shop.example`, `*.example`). A URL whose host cannot be read matches none."""
+    return not allowed or matches_any(_hostname(url) or "", allowed)
+
+
+def matches_any(host: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a host name matches one of `patterns` (`shop.example`, `*.example`)."""
+    return any(fnmatch(host.lower(), pattern.lower()) for pattern in patterns)
+
+
+def _hostname(url: str) -> str | None:
+    """The URL's host, or None when it has none or cannot be read (`http://[::1:80/`)."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def reachability_warnings(url: str) -> list[str]:
     """Why the real test environment would not reach this URL, though the emulator does."""
-    parts = urlsplit(url)
     warnings = []
     try:
+        parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return [f"callback_url {url!r} has no valid port"]
+        return [f"callback_url {url!r} is not a URL with a valid host and port"]
     if port not in GATEWAY_PORTS:
         warnings.append(f"the gateway calls callback_url only on ports 80 and 443; it would not reach port {port}")
     host = parts.hostname or ""
@@ -141,14 +153,18 @@ def callback_url_refusal(url: str, own_hosts: set[str], own_ports: set[int]) -> 
     `own_ports` are the names and ports the server answers at (its --host, the request's Host,
     the public URL); loopback and unspecified addresses count as its own on those ports. Names
     are compared as written: no name is looked up."""
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in CALLBACK_SCHEMES or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        hostname = parts.hostname
+    except ValueError as exc:  # an unclosed or invalid [IPv6 address]
+        return f"must be an absolute http:// or https:// URL ({exc})"
+    if parts.scheme.lower() not in CALLBACK_SCHEMES or not hostname:
         return "must be an absolute http:// or https:// URL"
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError:
         return "must have a port between 0 and 65535"
-    host = parts.hostname.lower().rstrip(".")
+    host = hostname.lower().rstrip(".")
     own = host in {h.lower().strip("[]").rstrip(".") for h in own_hosts if h} or _local(host)
     if own and port in own_ports and CONTROL_SEGMENT in _segments(parts.path):
         return ("must not lead to the emulator's own control API (/_emulator/...): "
@@ -177,8 +193,72 @@ def _local(host: str) -> bool:
     except ValueError:
         try:
             address = ipaddress.IPv4Address(socket.inet_aton(host))  # 127.1, 0x7f000001, 2130706433
-        except OSError:
+        except (OSError, ValueError):  # ValueError: not ASCII, or a NUL
             return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return address.is_loopback or address.is_unspecified
+
+
+@dataclass(frozen=True)
+class Listening:
+    """Where the emulator listens: the address it is bound to (--host) and its ports (HTTP, or
+    HTTPS on the same port; sandboxes share them). No ports: it listens nowhere (an app used
+    in-process)."""
+
+    host: str
+    ports: tuple[int, ...]
+
+    def reached_by(self, peer: str, port: int) -> bool:
+        """Whether a connection whose peer is `peer` (an IP address, as a socket reports it) on
+        `port` is one to the emulator: any loopback address, the bound address and, bound to
+        every interface (0.0.0.0, ::) or to a name, every address of this machine."""
+        if port not in self.ports:
+            return False
+        address = ip(peer)
+        if address is None:
+            return False
+        if address.is_loopback or address.is_unspecified:
+            return True
+        bound = ip(self.host)
+        if bound is not None and not bound.is_unspecified:
+            return address == bound
+        return this_machine(address)
+
+
+def own_name(host: str, bound: str) -> bool:
+    """Whether a name or address as written (a Host header's) is the emulator's, bound to
+    `bound` (--host), without looking a name up: localhost by any spelling, the bound address
+    and, bound to every interface, this machine's name and every address of this machine."""
+    host = host.lower().strip("[]").rstrip(".")
+    if _local(host) or host == bound.lower().strip("[]").rstrip("."):
+        return True
+    address, bound_address = ip(host), ip(bound)
+    if bound_address is not None and not bound_address.is_unspecified:
+        return False
+    if address is not None:
+        return this_machine(address)
+    return host == socket.gethostname().lower()
+
+
+def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address as written (brackets and an IPv4-mapped IPv6 form read as the address
+    they hold), or None for a name."""
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def this_machine(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is one of this machine's: a socket can be bound to it."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True

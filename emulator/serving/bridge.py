@@ -24,6 +24,7 @@ import ssl
 import sys
 import threading
 import time
+from dataclasses import replace
 from urllib.parse import unquote_to_bytes
 
 import uvicorn
@@ -71,6 +72,7 @@ def shareable() -> bool:
 
 def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1) -> None:
     """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until stopped."""
+    settings = replace(settings, port=listener.getsockname()[1])  # the port it got: no callback may lead there
     config = Config(settings, certificates, count)
     if count == 1:
         uvicorn.Server(config).run(sockets=[listener])

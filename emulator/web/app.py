@@ -19,7 +19,7 @@ from ..engines.validation import refuse_nul
 from ..waits import declared
 from . import access_log, control_api, dashboard, gateway_api, openapi, pages, request_log
 from .request_log import JOURNALED
-from .plumbing import find_client, plkey
+from .plumbing import find_client, host_problem, plkey, shown
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024  # a request body past this gets 413; the server (serving/bridge.py) reads no more of it
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     document = openapi.build(root.schemas, __version__)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)
+    app.before_request(refuse_unreadable_host)
     app.before_request(refuse_nul_in_address)
     _install_instances(app, root, sandboxes)
     request_log.install(app)
@@ -158,6 +159,14 @@ def _install_error_handlers(app: Flask) -> None:
         log.exception("unexpected error on %s %s", request.method, request.path)
         g.exception = f"{type(exc).__name__}: {exc}"
         return envelope(GatewayError("internal"))
+
+
+def refuse_unreadable_host() -> None:
+    """A Host header that is not `host[:port]` is refused (400 naming it) before anything builds
+    a URL of it or compares it; a request without one (HTTP/1.0) is read at the server's address."""
+    host = request.environ.get("HTTP_HOST")
+    if host and (problem := host_problem(host)) is not None:
+        raise GatewayError("header_invalid", header="Host", value=shown(host), expected=problem)
 
 
 def refuse_nul_in_address() -> None:

@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify, request
 from ..delivery import handover
 from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import callback_view
+from ..domain.callback_policy import matches_any, own_name
 from ..domain.identifiers import is_token
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
@@ -23,7 +24,7 @@ from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
 from .operations import OPERATIONS
-from .plumbing import body_bytes, emulator, json_body, root_url, sandboxes
+from .plumbing import body_bytes, emulator, json_body, request_host, root_url, sandboxes, shown
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 SETTLED = "payletter.settled"  # environ key: a flush that has waited for the event loop's attempts
@@ -59,7 +60,8 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
 @blueprint.before_request
 def guard():
     """Shared deployments switch the control API off, or put it behind a token; health stays open.
-    A request a browser could send from another site's page is refused, token or not."""
+    A request a browser could send from another site's page, or from a page under a name that
+    is not the emulator's, is refused, token or not."""
     if request.endpoint == "control_api.health":
         return
     check_access(request.headers.get("X-Emulator-Token", ""))
@@ -81,18 +83,22 @@ def refuse_cross_site(http_request) -> None:
         raise GatewayError("control_cross_site",
                            reason=f"a body of type {mimetype or '(none)'}, not application/json")
     origin = http_request.headers.get("Origin")
-    if origin is not None and _netloc(origin) not in _own_netlocs(http_request):
-        raise GatewayError("control_cross_site", reason=f"Origin {origin[:100]!r} is not this emulator")
+    if origin is not None:
+        try:
+            netloc = _netloc(origin)
+        except ValueError:  # an unclosed [IPv6 address], a port past 65535
+            raise GatewayError("header_invalid", header="Origin", value=shown(origin),
+                               expected="scheme://host[:port]") from None
+        if netloc not in _own_netlocs(http_request):
+            raise GatewayError("control_cross_site", reason=f"Origin {origin[:100]!r} is not this emulator")
     if http_request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         raise GatewayError("control_cross_site", reason="Sec-Fetch-Site says cross-site")
 
 
 def _netloc(url: str) -> str:
+    """host[:port] of a URL, the scheme's port left out; ValueError if it cannot be read."""
     parts = urlsplit(url.strip())
-    try:
-        port = parts.port
-    except ValueError:
-        return ""
+    port = parts.port
     default = {"http": 80, "https": 443}.get(parts.scheme.lower())
     host = (parts.hostname or "").lower()
     return host if port in (None, default) else f"{host}:{port}"
@@ -100,17 +106,55 @@ def _netloc(url: str) -> str:
 
 def _own_netlocs(http_request) -> set[str]:
     """The emulator's origins: where this request came to, and the public URL."""
-    own = {_netloc(f"{http_request.scheme}://{http_request.host}")}
-    if emulator().settings.public_url:
-        own.add(_netloc(emulator().settings.public_url))
+    own = {_netloc(f"{http_request.scheme}://{request_host(http_request)}")}  # a readable Host (web/app.py)
+    public = emulator().settings.public_url
+    if public:
+        try:
+            own.add(_netloc(public))
+        except ValueError:  # a public URL that cannot be read is nobody's origin
+            pass
     return own
 
 
+def _public_host(settings) -> str | None:
+    """The host of --public-url, if it has one that can be read."""
+    try:
+        return urlsplit(settings.public_url).hostname if settings.public_url else None
+    except ValueError:
+        return None
+
+
+# What a browser adds to every request it sends (Origin to all but a plain GET), and no other client does.
+BROWSER_MARKS = ("HTTP_ORIGIN", "HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST",
+                 "HTTP_SEC_FETCH_USER")
+
+
+def refuse_foreign_host(http_request, settings) -> None:
+    """403 for a browser's request whose Host is not a name the emulator answers to: a loopback
+    name, the --host address (every address of this machine, and its name, when that is 0.0.0.0
+    or ::), the host of --public-url, or an --allowed-host. A page whose name was made to resolve
+    to this machine (DNS rebinding) is same-origin to the browser, so its Origin proves nothing;
+    its Host does. CI scripts and SDKs send no browser marks and may use any name."""
+    environ = http_request.environ
+    if not any(mark in environ for mark in BROWSER_MARKS):
+        return
+    header = environ.get("HTTP_HOST", "")
+    host = urlsplit(f"//{header}").hostname or ""  # a readable Host (web/app.py refused the others)
+    if host and (own_name(host, settings.host) or host == _public_host(settings)
+                 or matches_any(host, settings.allowed_hosts)):
+        return
+    raise GatewayError("control_cross_site", reason=f"Host {header[:100]!r} is not a name this emulator answers to "
+                                                    f"(--allowed-host adds one)")
+
+
 def check_access(given_token: str) -> None:
-    """404 when the control API is off; 401 unless `given_token` is the control token (if any)."""
+    """404 when the control API is off; 403 for a browser under a name the emulator does not
+    answer to (refuse_foreign_host); 401 unless `given_token` is the control token (if any).
+    The dashboard's guard is this one too."""
     settings = emulator().settings
     if not settings.control:
         raise GatewayError("not_found", path=request.path)
+    refuse_foreign_host(request._get_current_object(), settings)
     expected = settings.control_token
     if expected is not None and not hmac.compare_digest(given_token.encode(), expected.encode()):
         raise GatewayError("control_token_missing")

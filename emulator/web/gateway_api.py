@@ -11,7 +11,7 @@ from ..domain.endpoints import BY_NAME, PREFIX
 from ..domain.errors import GatewayError
 from ..waits import MustWait, answering_in_loop, waiting
 from .operations import Operation, register
-from .plumbing import authenticate, base_url, check_callback_url, json_body, warnings
+from .plumbing import authenticate, base_url, check_callback_url, check_urls, is_credential, json_body, warnings
 
 blueprint = Blueprint("gateway_api", __name__, url_prefix=PREFIX)
 
@@ -79,12 +79,13 @@ def scenario_rule(instance, endpoint: str, client, data) -> None:
 
 def request_headers() -> dict:
     """The request's headers for scenario rules, lower-cased, without credentials (made once,
-    from the WSGI environ as werkzeug's Headers read it: HTTP_* and the two CONTENT_ ones)."""
+    from the WSGI environ as werkzeug's Headers read it: HTTP_* and the two CONTENT_ ones). A
+    payment keeps them: the database, the control API and the dashboard never see a credential."""
     environ = request.environ
     headers = environ.get("payletter.headers")
     if headers is None:
         headers = {_header_name(key): value[:200] for key, value in environ.items()
-                   if key[:5] == "HTTP_" and key not in _UNSEEN_HEADERS}
+                   if key[:5] == "HTTP_" and _kept(key)}
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(key):
                 headers[_header_name(key)] = environ[key][:200]
@@ -98,8 +99,11 @@ def _header_name(key: str) -> str:
     return key.removeprefix("HTTP_").replace("_", "-").lower()
 
 
-# Credentials are never kept; werkzeug reads HTTP_CONTENT_* from CONTENT_* instead.
-_UNSEEN_HEADERS = {"HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"}
+@functools.lru_cache(maxsize=1024)
+def _kept(key: str) -> bool:
+    """Credentials (Authorization, Cookie, X-Emulator-Token, *-Key, ...) are never kept; werkzeug
+    reads HTTP_CONTENT_* from CONTENT_* instead."""
+    return key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH") and not is_credential(_header_name(key))
 
 
 def drop_connection():
@@ -116,6 +120,7 @@ def drop_connection():
 @endpoint("payments/request")
 def payments_request(instance, client, values):
     check_callback_url(values["callback_url"], instance)
+    check_urls(values)
     return instance.service.merchant_api.request_payment(client, values, base_url(instance), headers=request_headers())
 
 
@@ -136,6 +141,7 @@ def payments_cancel_partial(instance, client, values):
 
 @endpoint("cashreceipt/issue")
 def cashreceipt_issue(instance, client, values, tid):
+    check_urls(values)
     return instance.service.merchant_api.issue_cash_receipt(client, tid, values, base_url(instance))
 
 

@@ -123,6 +123,7 @@ class _Redirect(Response):
         self.headers["Location"] = self.target
 
     def get_wsgi_headers(self, environ):
+        self.headers.remove("Location")  # werkzeug would rewrite it, and fail on a long IDN label percent-encoded
         headers = super().get_wsgi_headers(environ)
         headers["Location"] = self.target
         return headers

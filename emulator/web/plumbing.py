@@ -1,8 +1,12 @@
-"""Reading a request the gateway's way: the PLKEY, the JSON body, what the journal records of it."""
+"""Reading a request the gateway's way: the PLKEY, the JSON body, the Host, what the journal and
+the database may keep of it (never a credential)."""
 from __future__ import annotations
 
+import functools
 import hmac
+import ipaddress
 import json
+import re
 from urllib.parse import urlsplit
 
 from flask import Request, current_app, g, request
@@ -146,7 +150,46 @@ def root_url(instance=None) -> str:
     if public:
         return public.rstrip("/")
     http_request = request._get_current_object()
-    return f"{http_request.scheme}://{http_request.host}".rstrip("/")
+    return f"{http_request.scheme}://{request_host(http_request)}".rstrip("/")
+
+
+def request_host(http_request: Request) -> str:
+    """host[:port] the request came to: werkzeug's reading, else the Host header as
+    `host_problem` let it through (werkzeug reads a Docker name with `_` as no host)."""
+    return http_request.host or http_request.environ.get("HTTP_HOST", "")
+
+
+# host[:port] as a handed-out URL may hold it: a name (letters, digits, . _ ~ -), or an IPv6 address in brackets.
+_HOST = re.compile(r"(?P<host>[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{0,5}))?")
+
+
+def host_problem(value: str) -> str | None:
+    """Why a Host header is not `host[:port]`, in words, or None."""
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return "host[:port]"
+    if match["port"] and int(match["port"]) > 65535:
+        return "host[:port] (a port up to 65535)"
+    if match["host"].startswith("["):
+        try:
+            ipaddress.IPv6Address(match["host"][1:-1])
+        except ValueError:
+            return "host[:port] (in brackets, an IPv6 address)"
+    return None
+
+
+def shown(value: str) -> str:
+    """A header's value as an error message quotes it: at most 100 characters."""
+    return repr(value[:100])
+
+
+@functools.lru_cache(maxsize=1024)
+def is_credential(name: str) -> bool:
+    """Whether a header (or query parameter) is named like a credential, whose value is never
+    kept: Authorization, Cookie, the control token, *-Token, *-Key, *Secret*, *Password*."""
+    name = name.lower().replace("_", "-")
+    return (name in ("authorization", "proxy-authorization", "cookie", "set-cookie", "token", "key")
+            or name.endswith(("-token", "-key")) or "secret" in name or "password" in name)
 
 
 def base_url(instance=None) -> str:
@@ -163,15 +206,37 @@ def check_callback_url(url: str, instance=None) -> None:
         raise GatewayError("field_invalid", field="callback_url", rule=rule)
 
 
+URL_FIELDS = ("callback_url", "return_url", "cancel_url", "app_return_url", "app_cancel_url")
+
+
+def check_urls(values: dict) -> None:
+    """Refuse (406, naming the field) a URL that the URL parser cannot read (an unclosed or
+    invalid [IPv6 address], a port past 65535): the pages, their redirects and the sender read it."""
+    for field in URL_FIELDS:
+        url = values.get(field)
+        if isinstance(url, str) and (problem := url_problem(url)) is not None:
+            raise GatewayError("field_invalid", field=field, rule=f"must be a URL that can be read ({problem})")
+
+
+def url_problem(url: str) -> str | None:
+    """Why the URL parser cannot read `url` (its host and port included), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname, parts.port
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _own_addresses(instance, http_request: Request) -> tuple[set[str], set[int]]:
     """The names and ports this server answers at: its --host and the address it listens on,
     the address the request came to, the public URL."""
     hosts = {instance.settings.host, http_request.environ.get("SERVER_NAME", "")}
     ports = {int(port) for port in (http_request.environ.get("SERVER_PORT", ""),) if port.isdigit()}
-    for url in (f"{http_request.scheme}://{http_request.host}", instance.settings.public_url):
+    for url in (f"{http_request.scheme}://{request_host(http_request)}", instance.settings.public_url):
         if url:
-            parts = urlsplit(url)
             try:
+                parts = urlsplit(url)
                 ports.add(parts.port or (443 if parts.scheme == "https" else 80))
             except ValueError:
                 continue

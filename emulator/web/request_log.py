@@ -1,18 +1,22 @@
 """The request journal: every gateway API request and its answer, as `GET /_emulator/requests`
 shows them. Each answer, errors included, is taken once it is made (after the transaction of a
 request that changes state has committed), before it is sent. Storage decides when entries are
-written (in batches) and makes every read see all of them."""
+written (in batches) and makes every read see all of them. No header is kept, and the value of a
+query parameter named like a credential is kept as [redacted]."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_plus
 
 from flask import Flask, Request, Response, g, request
 
 from ..domain.clock import iso
+from .plumbing import is_credential
 
 log = logging.getLogger("payletter_emulator")
 JOURNALED = "/v1.0/"
 JOURNAL_BODY = 16 * 1024
+REDACTED = "[redacted]"
 
 
 def install(app: Flask) -> None:
@@ -42,7 +46,8 @@ def _record(response: Response, request_globals, http_request: Request) -> None:
         instance.storage.journal_append({
             "at": iso(instance.service.context.clock.now()), "method": http_request.method,
             "path": http_request.path.replace("\x00", "\ufffd"),
-            "query": http_request.query_string.decode("latin-1"), "client_id": request_globals.get("client_id", ""),
+            "query": _query(http_request.query_string.decode("latin-1")),
+            "client_id": request_globals.get("client_id", ""),
             "request": _kept(http_request.get_data(cache=True)), "status": status,
             "response": _kept(response.get_data()),
             "warnings": request_globals.get("warnings", []), "error": request_globals.get("exception", ""), "rule": request_globals.get("rule"),
@@ -50,6 +55,14 @@ def _record(response: Response, request_globals, http_request: Request) -> None:
         })
     except Exception:
         log.exception("could not write the journal")
+
+
+def _query(query: str) -> str:
+    """The query string as the journal keeps it: a credential's value (`?api_key=`) replaced."""
+    if not query:
+        return query
+    return "&".join(f"{name}={REDACTED}" if equals and is_credential(unquote_plus(name)) else name + equals + value
+                    for name, equals, value in (pair.partition("=") for pair in query.split("&")))
 
 
 def _kept(raw: bytes) -> str:
