@@ -106,7 +106,8 @@ class EmulatorProcess:
             raise RuntimeError(f"emulator did not start: {first!r}; see {self.log_path}")
         self.lines.append(first.rstrip("\n"))
         self.url = first.split("listening on ")[1].split()[0]
-        threading.Thread(target=self._read_output, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
         try:
             self.wait_ready()
         except BaseException:
@@ -119,6 +120,12 @@ class EmulatorProcess:
                 with self._printed:
                     self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                     self._printed.notify_all()
+
+    def printed(self) -> str:
+        """Everything the server printed on stdout, once it has ended (after `stop`)."""
+        self._reader.join(READY_TIMEOUT)
+        with self._printed:
+            return "\n".join(self.lines)
 
     def line(self, label: str, timeout: float = READY_TIMEOUT) -> str:
         """What the server printed after `label` on a line of its own (`dashboard`, `CA

@@ -18,7 +18,6 @@ from payletter_emulator.domain.errors import catalog
 
 from .browser import CHROMIUM_ARGS, WAIT, chromium_path
 from .conftest import PAYMENT_KEY, SEARCH_KEY, Api, EmulatorProcess, _clean, refused
-from .test_tls import HttpsEmulator
 
 BINDS = ["127.0.0.1", "0.0.0.0"]
 ITSELF = "blocked: callback_url reaches the emulator itself"
@@ -195,7 +194,7 @@ def test_a_sandboxs_control_api_is_not_reached_through_the_host_name(api, bound)
 def test_over_https_the_emulator_is_refused_before_the_handshake(tmp_path, callback_receiver):
     """The TLS port is the server's port: a callback to it is refused at the connection, not by a
     certificate the merchant's name does not match."""
-    server = HttpsEmulator(tmp_path, "--tls", "--host", "0.0.0.0", "--callback-timeout", "2")
+    server = EmulatorProcess(tmp_path, "--tls", "--host", "0.0.0.0", "--callback-timeout", "2")
     try:
         api = Api(server.url, callback_receiver.url)
         api.http.verify = server.ca
@@ -521,7 +520,7 @@ def test_no_credential_is_stored_echoed_or_logged(tmp_path, callback_receiver):
         api.control("/callbacks/flush", {})
     finally:
         server.stop()
-    printed = server.process.stdout.read()  # uvicorn's access lines go to stdout, the rest of the log to stderr
+    printed = server.printed().encode() + server.log_path.read_bytes()  # access lines on stdout, the log on stderr
     stored = b"".join(path.read_bytes() for path in Path(tmp_path).rglob("*") if path.is_file())
     for secret in [value.split("=")[-1].split()[-1] for value in SECRETS.values()]:
         assert secret not in shown, secret
