@@ -10,4 +10,13 @@ def create_app(*args, **kwargs):
     return factory(*args, **kwargs)
 
 
-__all__ = ["create_app", "__version__"]
+def running(*args, **kwargs):
+    """`with payletter_emulator.running() as emulator:` an emulator served on a free port for the
+    block, then stopped; see payletter_emulator.client.local_emulator.running (imported lazily, so
+    that importing the package starts nothing and loads no HTTP client)."""
+    from .client.local_emulator import running as start
+
+    return start(*args, **kwargs)
+
+
+__all__ = ["create_app", "running", "__version__"]
