@@ -8,7 +8,9 @@ Fixtures: `payletter_server` (session: an emulator process on a free port, or th
 `--payletter-url`, `--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
 `--payletter-token`, `--payletter-tls`, `--payletter-ca`, `--payletter-no-coverage`,
 `--payletter-keep-failed`. Marker: `@pytest.mark.payletter_scenario(name, ...)`. Under
-pytest-xdist the workers' coverage is merged into one summary.
+pytest-xdist the workers' coverage is merged into one summary. `payletter.assert_requested(path,
+**fields)` checks the journal (EmulatorClient's); the server is started by local_emulator.py,
+which `payletter_emulator.running()` uses outside pytest.
 """
 from __future__ import annotations
 
