@@ -1,12 +1,23 @@
-# Two targets a newcomer needs: `make run` starts the emulator, `make test` runs the suite.
+# Three targets a newcomer needs: `make run` starts the emulator, `make test` runs the suite as CI
+# does, `make quick` runs what needs nothing beyond Python.
 # `make run` installs what serving needs; `make test` adds the test extra and checks the system
 # packages the suite needs (scripts/check-test-system) before running it.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# Test processes at once (pytest-xdist): one per core, at most four (each starts its own servers).
+JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
+# Each process starts with an even, contiguous share of the tests and one that runs dry takes
+# from the other's rest (worksteal): a module's tests mostly stay on one process, so its
+# module-scoped servers start about once; where a module is split each process starts its own,
+# and no test relies on what another left behind.
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist worksteal
+# What `make quick` leaves out: the tests marked (tests/conftest.py, from the fixture they take)
+# as needing chromium, PostgreSQL, wrk or Node; pyproject.toml's markers say why each.
+WITHOUT_SYSTEM_PACKAGES := not browser and not postgres and not wrk and not node
 
-.PHONY: run test install check-system clean
+.PHONY: run test quick install check-system clean
 
 # One stamp per install, so that `make run` on a fresh clone installs no test tool and `make test`
 # after it adds the extra; each is redone when pyproject.toml changes.
@@ -31,8 +42,14 @@ run: $(VENV)/.installed-serve
 check-system:
 	@./scripts/check-test-system
 
+# Everything, nothing skipped (what .ci/run runs): a missing system package fails, never skips.
 test: check-system $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# Everything that needs no system package beyond Python; the run's header names each part left
+# out and why. Before a commit on a laptop without them; `make test` is the check that counts.
+quick: $(VENV)/.installed-test
+	$(PYTEST) -m "$(WITHOUT_SYSTEM_PACKAGES)"
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .hypothesis test-artifacts

@@ -12,7 +12,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import entry_points
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,6 +30,26 @@ PAYMENT_KEY = "MTFBNTAzNTEwNDAxQUIyMjlCQzgwNTg1MkU4MkZENDA="
 SEARCH_KEY = "MUI3MjM0RUExQTgyRDA1ODZGRDUyOEM4OTY2QTVCN0Y="
 OTHER_CLIENT = ("shop_b", "U0hPUEJQQVlNRU5US0VZMDAwMDAwMDAwMDAwMDA=", "U0hPUEJTRUFSQ0hLRVkwMDAwMDAwMDAwMDAwMDA=")
 READY_TIMEOUT = 30
+
+CLI = Path(sys.executable).parent / "payletter-emulator"  # the console script, as users run it
+
+
+def cli(*args: str) -> list[str]:
+    """The command line `payletter-emulator <args>`: the console script beside this Python."""
+    return [str(CLI), *args]
+
+
+def run_cli(*args: str, **options) -> subprocess.CompletedProcess:
+    """`payletter-emulator <args>` run to its end (a start that is refused, a check), its output as text."""
+    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=60, **options)
+
+
+# For a pytest run in a subprocess (a merchant's suite): this repository's test tools (hypothesis,
+# schemathesis, faker, ...) are pytest plugins too, which a merchant's suite does not have and
+# which would cost every such run seconds of imports; only the plugin under test and xdist load.
+ONLY_OUR_PLUGIN = [arg for entry in entry_points(group="pytest11")
+                   if entry.name not in ("payletter_emulator", "xdist", "xdist.looponfail")
+                   for arg in ("-p", f"no:{entry.name}")]
 
 
 def serving_processes(pid: int) -> list[int]:
@@ -49,55 +71,137 @@ def serving_processes(pid: int) -> list[int]:
 
 
 class EmulatorProcess:
-    """`payletter-emulator serve --port 0` in a subprocess; ready when /_emulator/health answers."""
+    """`payletter-emulator serve --port 0` in a subprocess, started as users start it; ready when
+    /_emulator/health answers. The one way the tests start a server.
 
-    def __init__(self, workdir: Path, *args: str, env: dict | None = None, db: str | None = None):
+    Its stderr goes to `log` (workdir/emulator.log); its startup lines are kept (`line`).
+    db: a file in workdir, a path, a URL or ":memory:"; None leaves `--db` out (serve's default).
+    env: added to the environment, which has a second test client (OTHER_CLIENT); environ: the
+    whole environment instead. argv: the whole command line instead of `payletter-emulator serve
+    --port 0 --db ...` (the Docker image's CMD, a start that hides modules first).
+    own_session: in a session of its own, so that `kill` takes the server and its workers at once,
+    as a machine losing power would. ca: the CA certificate an HTTPS server is trusted by (by
+    default the file the server names on its "CA certificate:" line)."""
+
+    def __init__(self, workdir: Path, *args: str, db: str | None = "emulator.db", env: dict | None = None,
+                 environ: dict | None = None, argv: list[str] | None = None, own_session: bool = False,
+                 ca: str | None = None, log: Path | None = None):
         self.workdir = workdir
-        self.db = db or str(workdir / "emulator.db")
-        self.log = open(workdir / "emulator.log", "ab")
-        environ = {**os.environ, "PAYLETTER_EMULATOR_CLIENTS": ":".join(OTHER_CLIENT), **(env or {})}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", self.db, *args],
-            stdout=subprocess.PIPE, stderr=self.log, env=environ, cwd=workdir)
-        line = self.process.stdout.readline().decode()
-        if "listening on" not in line:
-            self.stop()
-            raise RuntimeError(f"emulator did not start: {line!r}; see {workdir / 'emulator.log'}")
-        self.url = line.split("listening on ")[1].split()[0]
-        self.wait_ready()
+        self.db = db if db is None or db == ":memory:" or "://" in db else str(workdir / db)
+        self.own_session = own_session
+        self.ca = ca
+        self.log_path = log or workdir / "emulator.log"
+        self.log = open(self.log_path, "ab")
+        self.lines: list[str] = []
+        self._printed = threading.Condition()
+        if environ is None:
+            environ = {**os.environ, "PAYLETTER_EMULATOR_CLIENTS": ":".join(OTHER_CLIENT)}
+        if argv is None:
+            argv = cli("serve", "--port", "0", *(["--db", self.db] if self.db is not None else []), *args)
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env={**environ, **(env or {})},
+                                        cwd=workdir, start_new_session=own_session)
+        first = self.process.stdout.readline().decode("utf-8", "replace")
+        if "listening on " not in first:
+            self.kill()
+            raise RuntimeError(f"emulator did not start: {first!r}; see {self.log_path}")
+        self.lines.append(first.rstrip("\n"))
+        self.url = first.split("listening on ")[1].split()[0]
+        threading.Thread(target=self._read_output, daemon=True).start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()  # with its workers: nothing left running behind a failed start
+            raise
+
+    def _read_output(self) -> None:
+        with self.process.stdout as output:  # read to the end: an unread pipe would fill and block the server
+            for raw in output:
+                with self._printed:
+                    self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._printed.notify_all()
+
+    def line(self, label: str, timeout: float = READY_TIMEOUT) -> str:
+        """What the server printed after `label` on a line of its own (`dashboard`, `CA
+        certificate`, `PAYMENT key`), once that line has come."""
+        def found():
+            return next((text.strip()[len(label):].lstrip(": ") for text in self.lines
+                         if text.strip().startswith(label)), None)
+
+        with self._printed:
+            if self._printed.wait_for(lambda: found() is not None, timeout) is False:
+                raise AssertionError(f"the server never printed {label!r}: {self.lines}")
+            return found()
 
     def wait_ready(self) -> None:
+        """Until /_emulator/health answers (a condition polled: the server says when it listens,
+        not when a worker has booted); over HTTPS, to a client trusting the server's CA."""
+        if self.ca is None and self.url.startswith("https://"):
+            self.ca = self.line("CA certificate")
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
+        while True:
             try:
-                if requests.get(self.url + "/_emulator/health", timeout=1).status_code == 200:
+                if requests.get(self.url + "/_emulator/health", timeout=1, verify=self.ca or True).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # not listening, or no worker booted yet
                 pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the emulator exited with {self.process.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator never became healthy; see {self.log_path}")
             time.sleep(0.02)
-        self.stop()  # with its workers: nothing left running behind a failed start
-        raise RuntimeError("emulator never became healthy")
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port
+
+    def members(self) -> list[int]:
+        """The live processes of the server's session (own_session): the server and its workers."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(group) == self.process.pid and state != "Z":
+                found.append(int(stat.parent.name))
+        return found
 
     def stop(self) -> None:
+        """SIGTERM, as Ctrl-C or `docker stop` would; SIGKILL if it has not ended in 15 s."""
         if self.process.poll() is None:
-            self.process.terminate()
+            if self.own_session:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            else:
+                self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
+                pass
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL to the server and every process serving for it, as a crash: no shutdown, no
         cleanup (a worker whose parent alone is killed would stop gracefully a second later)."""
-        workers = serving_processes(self.process.pid)
-        self.process.kill()
-        for pid in workers:
+        if self.own_session:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.process.wait(10)
+            self.process.wait(10)
+            deadline = time.monotonic() + READY_TIMEOUT
+            while self.members() and time.monotonic() < deadline:  # the kernel is tearing the workers down
+                time.sleep(0.02)
+            assert not self.members(), "a worker outlived SIGKILL"
+        else:
+            workers = serving_processes(self.process.pid)
+            self.process.kill()
+            for pid in workers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.process.wait(10)
+        self.log.close()
 
 
 @dataclass
@@ -366,6 +470,50 @@ def strict_api(strict_process, callback_receiver):
     yield from _clean(strict_process, callback_receiver)
 
 
+# --- what a test needs beyond Python -----------------------------------------------------------
+# Each test is marked by the fixture it takes (for PostgreSQL also the backend it is parametrized
+# with), so `make quick` can leave out what needs a system package; pyproject.toml describes each
+# marker. `make test` runs them all: a missing package fails its tests, never skips them.
+NEEDS = {"browser": "chromium", "postgres": "postgres_server", "wrk": "wrk", "node": "node"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for marker, fixture in NEEDS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        spec = getattr(item, "callspec", None)
+        if spec is not None and any(value == "postgresql" for value in spec.params.values() if isinstance(value, str)):
+            item.add_marker("postgres")
+
+
+def pytest_report_header(config):
+    """What a `-m "not browser and ..."` run (make quick) leaves out, and why."""
+    left_out = set(re.findall(r"\bnot\s+(\w+)", config.getoption("markexpr") or ""))
+    described = dict(line.split(":", 1) for line in config.getini("markers") if ":" in line)
+    return [f"left out: the {name} tests ({described[name].strip()})" for name in NEEDS if name in left_out]
+
+
+def _system_tool(names: tuple[str, ...], package: str, why: str) -> str:
+    found = next(filter(None, map(shutil.which, names)), None)
+    if not found:
+        pytest.fail(f"{why} needs {names[0]} on PATH: apt-get install {package} (.ci/run installs it)", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """Node (Debian's nodejs): the Node shop's suite and the README's Node examples."""
+    return _system_tool(("node", "nodejs"), "nodejs", "the Node example")
+
+
+@pytest.fixture(scope="session")
+def wrk() -> str:
+    """wrk, which the benchmark suite drives its load with."""
+    return _system_tool(("wrk",), "wrk", "the benchmark")
+
+
 # --- databases: every test that takes `database` runs on SQLite and on PostgreSQL --------------
 
 @pytest.fixture(scope="session")
@@ -388,11 +536,16 @@ def database(request, tmp_path):
 class RawMerchant:
     """A merchant on a raw socket, for answers no HTTP server library would give (a byte at a
     time, none at all): each connection is handled by `behave(connection, request)` once the
-    whole request (head and body) has arrived. What arrived is kept in `requests`."""
+    whole request (head and body) has arrived. What arrived is kept in `requests`; `ended` counts
+    the connections over (`wait_ended` waits for them), `cut_off` those the sender hung up on
+    while `behave` was still answering."""
 
     def __init__(self, behave):
         self.behave = behave
         self.requests: list[bytes] = []
+        self.ended = 0
+        self.cut_off = 0
+        self._over = threading.Condition()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/callback?shop=7"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -406,22 +559,35 @@ class RawMerchant:
             threading.Thread(target=self._one, args=(connection,), daemon=True).start()
 
     def _one(self, connection: socket.socket) -> None:
-        with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = connection.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            head = request.split(b"\r\n\r\n")[0].lower()
-            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(request.split(b"\r\n\r\n", 1)[1]) < length:
-                request += connection.recv(4096)
-            self.requests.append(request)
-            try:
-                self.behave(connection, request)
-            except OSError:  # the sender hung up (its timeout)
-                pass
+        cut_off = False
+        try:
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = connection.recv(4096)
+                    if not chunk:  # the sender left before its request was whole, or sent none
+                        return
+                    request += chunk
+                head = request.split(b"\r\n\r\n")[0].lower()
+                length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(request.split(b"\r\n\r\n", 1)[1]) < length:
+                    request += connection.recv(4096)
+                self.requests.append(request)
+                try:
+                    self.behave(connection, request)
+                except OSError:  # the sender hung up (its timeout)
+                    cut_off = True
+        finally:
+            with self._over:
+                self.ended += 1
+                self.cut_off += cut_off
+                self._over.notify_all()
+
+    def wait_ended(self, count: int, timeout: float = READY_TIMEOUT) -> int:
+        """Until `count` connections are over (or the timeout passes); how many are."""
+        with self._over:
+            self._over.wait_for(lambda: self.ended >= count, timeout)
+            return self.ended
 
     def close(self) -> None:
         self.listener.close()

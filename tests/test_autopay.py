@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 
 import pytest
 import requests
@@ -45,9 +44,11 @@ def verify(api, **overrides) -> dict:
 
 
 def no_callbacks(api, callback_receiver) -> None:
-    time.sleep(0.3)  # a callback, were one sent, would be on its way by now
-    assert callback_receiver.received == []
+    """None queued (a callback is on the ledger from the approval's own transaction) and none
+    sent (the flush returns once every callback due has been attempted)."""
+    api.flush()
     assert api.control("/callbacks", method="GET")["callbacks"] == []
+    assert callback_receiver.received == []
 
 
 # --- the billkey -------------------------------------------------------------------------
@@ -156,10 +157,7 @@ def test_verification_billkey_works_for_autopay(api, schemas):
 def test_an_ordinary_payment_does_send_its_callback(api, callback_receiver):
     """The counterpart of the verification's silence: the receiver does hear approvals."""
     fields = billkey_of(api)
-    deadline = time.monotonic() + 5
-    while not callback_receiver.received and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert [r.json()["tid"] for r in callback_receiver.received] == [fields["tid"]]
+    assert [r.json()["tid"] for r in callback_receiver.wait_for(1)] == [fields["tid"]]
 
 
 # --- refusals ----------------------------------------------------------------------------
@@ -201,6 +199,17 @@ def test_method_without_recurring_payment(api, pgcode):
     assert refused(autopay(api, billkey, pgcode=pgcode)) == {
         "code": 3003,
         "message": f"{pgcode} does not support automatic payment (autopay_flag=Y, payments/autopay)"}
+
+
+@pytest.mark.parametrize("missing,sent", [("client_id", None), ("ip_addr", None), ("ip_addr", "")])
+def test_client_id_and_ip_addr_are_necessary_in_both_modes(api, strict_api, missing, sent):
+    """The reference marks both Necessary; the Go library that once left them out added them
+    (docs/fidelity.md entry 5): an autopay without one is refused, leniency or not, and pays nothing."""
+    for side in (api, strict_api):
+        billkey = billkey_of(side)["billkey"]
+        made = len(side.control("/payments", method="GET")["payments"])
+        assert refused(autopay(side, billkey, **{missing: sent})) == {"code": 2001, "message": f"{missing} is required"}
+        assert len(side.control("/payments", method="GET")["payments"]) == made
 
 
 def test_zero_amount(api):

@@ -219,6 +219,24 @@ def test_pgcode_mismatch(api):
     assert ok(api.post("/v1.0/payments/cancel", cancel_body(fields, pgcode=None, amount=1000)))["amount"] == 1000
 
 
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("missing,sent", [("client_id", None), ("ip_addr", None), ("ip_addr", "")])
+def test_client_id_and_ip_addr_are_necessary_in_both_modes(api, strict_api, missing, sent, partial):
+    """The reference marks both Necessary; the Go library that once left them out added them
+    (docs/fidelity.md entry 5): a cancel without one is refused, leniency or not, and cancels nothing."""
+    for side in (api, strict_api):
+        fields = side.pay(amount=1000)
+        response = side.cancel(fields, 300 if partial else 1000, partial=partial, **{missing: sent})
+        assert refused(response) == {"code": 2001, "message": f"{missing} is required"}
+        assert stored(side, fields["tid"])["cancelled_amount"] == 0
+
+
+def test_the_cancels_ip_addr_is_stored_as_sent(api):
+    fields = api.pay(amount=1000)
+    ok(api.cancel(fields, 1000, ip_addr="203.0.113.7"))
+    assert [c["ip_addr"] for c in stored(api, fields["tid"])["cancellations"]] == ["203.0.113.7"]
+
+
 @pytest.mark.parametrize("option", ["navercard", "naverpoint"])
 def test_naverpay_answers_to_its_code_and_the_payers_pick(api, option):
     fields = api.pay({"option": option}, pgcode="naverpay", amount=1000)

@@ -22,11 +22,9 @@ import requests
 import yaml
 
 from payletter_emulator.serving import tls
-from payletter_emulator.client import EmulatorClient
 from payletter_emulator.config import ENV_PREFIX, Settings
-from payletter_emulator.client.pytest_plugin import wait_ready
 
-from .conftest import OTHER_CLIENT, PAYMENT_KEY, READY_TIMEOUT, serving_processes
+from .conftest import OTHER_CLIENT, PAYMENT_KEY, READY_TIMEOUT, EmulatorProcess, serving_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the image puts its commands on PATH; here they are beside python
@@ -67,33 +65,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Container:
+class Container(EmulatorProcess):
     """The image's CMD as a process, with the image's environment: /data is a folder of the
     test's, the port a free one, and `env` what `docker run -e` would add."""
 
     def __init__(self, data: Path, env: dict[str, str] | None = None):
-        self.port = _free_port()
         self.env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
         self.env.update({key: value.replace(DATA, str(data), 1) if value.startswith(DATA) else value
                          for key, value in image_env().items()})
-        self.env.update({ENV_PREFIX + "PORT": str(self.port), **(env or {})})
-        self.scheme = "https" if tls.enabled(Settings.from_env(self.env)) else "http"
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
-        self.verify = str(data / tls.CA_FILE) if self.scheme == "https" else True
+        self.env.update({ENV_PREFIX + "PORT": str(_free_port()), **(env or {})})
         command = exec_form(instruction("CMD")[0])
-        self.log = open(data.parent / f"{data.name}.log", "ab")
-        self.cwd = data
-        self.process = subprocess.Popen([str(BIN / command[0]), *command[1:]], env=self.env, cwd=data,
-                                        stdout=self.log, stderr=self.log)
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        wait_ready(EmulatorClient(self.url, verify=self.verify, timeout=5), self.process)
+        ca = str(data / tls.CA_FILE) if tls.enabled(Settings.from_env(self.env)) else None
+        super().__init__(data, db=None, environ=self.env, argv=[str(BIN / command[0]), *command[1:]], ca=ca,
+                         log=data.parent / f"{data.name}.log")
 
     def healthcheck(self) -> int:
         """The exit status of the image's HEALTHCHECK command, run in the container's environment."""
         command = exec_form(instruction("HEALTHCHECK")[0].split(" CMD ", 1)[1])
-        return subprocess.run([str(BIN / command[0]), *command[1:]], env=self.env, cwd=self.cwd,
+        return subprocess.run([str(BIN / command[0]), *command[1:]], env=self.env, cwd=self.workdir,
                               capture_output=True, timeout=30).returncode
 
     def workers(self, expected: int) -> int:
@@ -105,15 +94,6 @@ class Container:
             if count >= expected or time.monotonic() > deadline:
                 return count
             time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture
@@ -250,7 +230,7 @@ def test_the_cmd_serves_https_with_the_ca_in_the_volume(data):
     try:
         assert container.url.startswith("https://")
         assert (data / tls.CA_FILE).read_bytes() == requests.get(
-            container.url + "/_emulator/ca.pem", verify=container.verify, timeout=10).content
+            container.url + "/_emulator/ca.pem", verify=container.ca, timeout=10).content
         assert container.healthcheck() == 0
     finally:
         container.stop()

@@ -169,7 +169,7 @@ def _steps(job: dict) -> list[dict]:
     return [step for step in job["steps"] if "run" in step]
 
 
-def test_the_readme_github_actions_job_runs_here(tmp_path):
+def test_the_readme_github_actions_job_runs_here(tmp_path, node):
     """The job's shell steps, run in order as the runner would (each its own bash, background
     processes living on), in a checkout whose examples/ is the repository's; `pip install` is the
     one step not run: this package is what it installs."""
@@ -177,7 +177,7 @@ def test_the_readme_github_actions_job_runs_here(tmp_path):
     job = pip_job["jobs"]["payments"]
     actions = {step["uses"].split("@")[0]: step.get("with", {}) for step in job["steps"] if "uses" in step}
     assert actions["actions/setup-python"]["python-version"] == "3.11"
-    node_major = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    node_major = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     assert node_major.split(".")[0] == "v" + actions["actions/setup-node"]["node-version"]
     steps = _steps(job)
     assert steps[0]["run"] == "pip install payletter-emulator"
@@ -197,7 +197,7 @@ def test_the_readme_github_actions_job_runs_here(tmp_path):
     assert f"listening on http://127.0.0.1:{port}" in (checkout / "emulator.log").read_text()
 
 
-def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path):
+def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path, node):
     """No Docker engine here: the job is held to the image and the release by reading, and its steps
     run against the image's CMD run as a process with the service's environment (as
     tests/test_docker.py does), with what only Docker gives replaced: the mapped port, and the name
@@ -242,12 +242,12 @@ def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path):
         container.stop()
 
 
-def test_the_readme_testcontainers_snippet_is_node_that_waits_for_the_health_check(tmp_path):
+def test_the_readme_testcontainers_snippet_is_node_that_waits_for_the_health_check(tmp_path, node):
     section = readme_section(CLI_SECTION)
     [snippet] = blocks(section, "js")
     script = tmp_path / "emulator.js"
     script.write_text(snippet)
-    checked = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
+    checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     [_, service_job] = [yaml.safe_load(block) for block in blocks(section, "yaml")]
     [service] = service_job["jobs"]["payments"]["services"].values()

@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -20,10 +19,8 @@ import pytest
 from payletter_emulator.config import ENV_PREFIX
 from payletter_emulator.client.drive_options import default_url, default_verify, parse_duration
 
-from .conftest import EmulatorProcess, freeze_at
-from .test_tls import HttpsEmulator
+from .conftest import CLI, EmulatorProcess, freeze_at
 
-CLI = Path(sys.executable).parent / "payletter-emulator"
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
@@ -249,7 +246,7 @@ def test_the_control_token_comes_from_the_option_or_the_environment(tmp_path):
 
 
 def test_https_with_the_servers_own_ca_a_given_one_or_no_check(tmp_path):
-    server = HttpsEmulator(tmp_path, "--tls")
+    server = EmulatorProcess(tmp_path, "--tls")
     try:
         port = str(urlparse(server.url).port)
         # The settings of the server: its port, HTTPS, and the CA it made beside its database.

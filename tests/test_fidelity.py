@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass, fields as dataclass_fields
+from pathlib import Path
 
 import pytest
 import requests
@@ -221,6 +223,60 @@ def test_a_virtual_account_callback_parses_as_the_captured_one(api, callback_rec
     assert (callback.amount, callback.taxfree_amount, callback.tax_amount) == (1000, 100, 20)
 
 
+# --- card companies ---------------------------------------------------------------------------
+
+# A typed Go client's table of Payletter's card codes (whitecubeinc/payletter constant.go @
+# 09c06048be3b4f2bb8ab06f47c952ed25ed7d424). Its ReplacePayInfo (type.go @ 5eb88b29) shows
+# the name of a callback's card_code instead of pay_info: an unknown code shows "".
+GO_CARD_CODES = {
+    "P001": "비씨카드", "P002": "KB국민카드", "P003": "하나카드", "P004": "삼성카드", "P005": "신한카드",
+    "P006": "현대카드", "P007": "롯데카드", "P008": "NH카드", "P009": "씨티카드", "P010": "수협카드",
+    "P011": "우리카드", "P012": "신협카드", "P013": "광주카드", "P014": "전북카드", "P015": "제주카드",
+    "P016": "우체국카드", "P017": "MG새마을금고", "P018": "저축은행", "P019": "카카오뱅크카드", "P020": "은련카드",
+    "P021": "해외 VISA 카드", "P022": "해외 MASTER 카드", "P023": "해외 JCB 카드", "P024": "해외 AMX 카드",
+    "P025": "해외 DINERS 카드"}
+CARD_COMPANIES = tomllib.loads(
+    (Path(__file__).resolve().parent.parent / "emulator" / "domain" / "card_companies.toml").read_text("utf-8"))
+
+
+def card_number(bin_: str) -> str:
+    """A 16-digit number starting with `bin_` that passes the Luhn check, as the payer types one."""
+    body = bin_ + "000000000"
+    total = sum(d if i % 2 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(map(int, reversed(body))))
+    return body + str(-total % 10)
+
+
+def test_the_card_company_table_is_payletters():
+    assert {code: row["name"] for code, row in CARD_COMPANIES["codes"].items()} == GO_CARD_CODES
+    assert CARD_COMPANIES["default"] in GO_CARD_CODES
+
+
+@pytest.mark.parametrize("code", sorted(GO_CARD_CODES))
+def test_a_cards_code_is_its_companys_in_the_return_and_the_callback(api, callback_receiver, code):
+    """The payer's card number says the company (its bin, card_companies.toml); a typed client
+    that shows the company's name instead of pay_info finds it; a foreign brand is overseas."""
+    row = CARD_COMPANIES["codes"][code]
+    fields = api.pay(approve={"card_number": card_number(row["bin"])}, amount=1000)
+    foreign = "Y" if row.get("foreign") else "N"
+    assert (fields["card_code"], fields["domestic_flag"], fields["pay_info"]) == (code, foreign, "테스트카드")
+    assert fields["card_info"].startswith(row["bin"])
+    callback, _ = the_callback(api, callback_receiver)
+    assert (callback.card_code, callback.domestic_flag, callback.tid) == (code, foreign, fields["tid"])
+    assert GO_CARD_CODES[callback.card_code] == row["name"]
+
+
+def test_the_default_test_card_and_any_other_number_are_the_default_companys(api, callback_receiver):
+    default = CARD_COMPANIES["default"]
+    typed = api.pay(approve={"card_number": "4579730000001235"}, amount=1000)  # the README's example
+    assert (typed["card_code"], typed["domestic_flag"]) == (default, "N")
+    assert the_callback(api, callback_receiver)[0].card_code == default
+    callback_receiver.clear()
+    fields = api.pay(pgcode="payco", amount=1000)  # no number: the default test card
+    callback, _ = the_callback(api, callback_receiver)
+    assert (fields["card_code"], callback.card_code, callback.domestic_flag) == (default, default, "N")
+    assert GO_CARD_CODES[callback.card_code] != ""
+
+
 # What a real Laravel handler reads from every callback without isset: a missing one is a 500.
 LARAVEL_READS = ("tid", "cid", "pay_info", "custom_parameter", "domestic_flag", "install_month", "tax_amount",
                  "taxfree_amount", "nonsettle_amount", "payhash", "transaction_date")
@@ -237,6 +293,8 @@ def test_every_methods_callback_carries_what_a_real_handler_reads(api, callback_
     assert all(name in body for name in LARAVEL_READS)
     assert callback.install_month == ("00" if method.details == "card" else "")
     assert fields["install_month"] == callback.install_month
+    assert callback.card_code == (CARD_COMPANIES["default"] if method.details == "card" else "")
+    assert fields["card_code"] == callback.card_code
 
 
 class LaravelHandler(CallbackReceiver):
@@ -270,6 +328,21 @@ def test_callbacks_and_returns_agree_with_the_capture_for_the_test_card(api):
     assert stored(api, fields["tid"])["cid"] == fields["cid"]
 
 
+def test_an_oncash_cid_is_the_tids_serial_less_one_as_in_the_references_list(api, callback_receiver):
+    """The reference's transaction/list example, and the Korean documentation's as a client copied
+    it: oncash `tpay_test-201809142506687` has cid `2506686`. The return fields, the list row and
+    the callback carry the same cid."""
+    fields = api.pay(pgcode="oncash", amount=1000)
+    assert fields["cid"] == f"{int(fields['tid'][-7:]) - 1:07d}"
+    day = fields["transaction_date"][:10].replace("-", "")
+    listed = ok(api.get("/v1.0/payments/transaction/list",
+                        {"client_id": "pay_test", "date": day, "date_type": "transaction"}))["list"]
+    assert [(row["pgcode"], row["tid"], row["cid"]) for row in listed] == [("oncash", fields["tid"], fields["cid"])]
+    api.flush()
+    [callback] = callback_receiver.received
+    assert (callback.json()["tid"], callback.json()["cid"]) == (fields["tid"], fields["cid"])
+
+
 def test_a_real_go_client_reads_a_success_body_by_its_missing_code(api):
     """whitecubeinc/payletter: `if code, exists := res["code"]; exists { error }`, then
     res["tid"].(string), res["cid"].(string), res["transaction_date"].(string)."""
@@ -279,29 +352,43 @@ def test_a_real_go_client_reads_a_success_body_by_its_missing_code(api):
     assert all(isinstance(body[name], str) for name in ("tid", "cid", "cancel_date"))
 
 
-def test_a_real_go_librarys_cancel_and_autopay_bodies_are_accepted(api):
-    """whitecubeinc/payletter sends payments/cancel as {pgcode, user_id (a number), tid} and
-    payments/autopay without client_id or ip_addr: the PLKEY names the client, the connection
-    its address, and the whole amount is cancelled."""
+# whitecubeinc/payletter's autopay and cancel bodies: first without ClientInfo (type.go @ 0599a2fd),
+# then with it embedded, client_id and ip_addr (type.go @ 5eb88b29, "fix: fix client info").
+GO_AUTOPAY = {"pgcode": "creditcard", "service_name": "shop", "user_id": 42, "user_name": "kim", "order_no": "A-2",
+              "amount": 1000, "product_name": "monthly"}
+GO_CANCEL = {"pgcode": "creditcard", "user_id": 42}
+GO_CLIENT_INFO = {"client_id": "pay_test", "ip_addr": "10.1.2.3"}
+
+
+@pytest.mark.parametrize("endpoint", ["autopay", "cancel"])
+def test_the_go_librarys_first_bodies_without_client_info_are_refused(api, endpoint):
+    """Even leniently: the reference says Necessary, and the library's author added both fields
+    to exactly these two requests (docs/fidelity.md entry 5). client_id is named first (the
+    schema's order), and nothing is paid or cancelled. --strict refuses them too
+    (tests/test_cancel.py, tests/test_autopay.py)."""
     fields = api.pay(user_id="42", autopay_flag="Y", amount=1000)
-    paid = ok(api.post("/v1.0/payments/autopay", {
-        "pgcode": "creditcard", "service_name": "shop", "user_id": 42, "user_name": "kim", "order_no": "A-2",
-        "amount": 1000, "product_name": "monthly", "billkey": fields["billkey"]}))
-    assert journal(api)["warnings"] == [
-        "client_id: omitted, taken from the PLKEY's client ('pay_test')",
-        "ip_addr: omitted, taken from the request's address ('127.0.0.1')",
-        "user_id: sent as a number (42), expected a string"]
-    cancelled = ok(api.post("/v1.0/payments/cancel", {"pgcode": "creditcard", "user_id": 42, "tid": paid["tid"]}))
+    body = {**GO_AUTOPAY, "billkey": fields["billkey"]} if endpoint == "autopay" else {**GO_CANCEL, "tid": fields["tid"]}
+    made = len(api.control("/payments", method="GET")["payments"])
+    assert refused(api.post(f"/v1.0/payments/{endpoint}", body)) == {"code": 2001, "message": "client_id is required"}
+    without_ip = {**body, "client_id": "pay_test"}
+    assert refused(api.post(f"/v1.0/payments/{endpoint}", without_ip)) == {"code": 2001,
+                                                                          "message": "ip_addr is required"}
+    assert len(api.control("/payments", method="GET")["payments"]) == made
+    assert stored(api, fields["tid"])["cancelled_amount"] == 0
+
+
+def test_the_go_librarys_later_bodies_with_client_info_are_accepted(api):
+    """type.go @ 5eb88b29: the same bodies with client_id and ip_addr; user_id is still a number
+    and the cancel still has no amount (both tolerated, with a warning)."""
+    fields = api.pay(user_id="42", autopay_flag="Y", amount=1000)
+    paid = ok(api.post("/v1.0/payments/autopay", {**GO_CLIENT_INFO, **GO_AUTOPAY, "billkey": fields["billkey"]}))
+    assert journal(api)["warnings"] == ["user_id: sent as a number (42), expected a string"]
+    cancelled = ok(api.post("/v1.0/payments/cancel", {**GO_CLIENT_INFO, **GO_CANCEL, "tid": paid["tid"]}))
     assert (cancelled["tid"], cancelled["amount"]) == (paid["tid"], 1000)
-    assert stored(api, paid["tid"])["cancellations"][0]["ip_addr"] == "127.0.0.1"
-
-
-def test_strict_mode_wants_client_id_and_ip_addr_written(strict_api):
-    fields = strict_api.pay(amount=1000)
-    response = strict_api.post("/v1.0/payments/cancel", {"pgcode": "creditcard", "client_id": "pay_test",
-                                                         "user_id": fields["user_id"], "tid": fields["tid"],
-                                                         "amount": 1000})
-    assert refused(response, 406, 2007)["message"].startswith("ip_addr: omitted, taken from the request's address")
+    assert journal(api)["warnings"] == [
+        "user_id: sent as a number (42), expected a string",
+        "amount: omitted on a full cancel; the whole remaining amount is cancelled"]
+    assert stored(api, paid["tid"])["cancellations"][0]["ip_addr"] == "10.1.2.3"
 
 
 def test_the_docs_sample_request_as_real_clients_copy_it(api):

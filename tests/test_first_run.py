@@ -4,8 +4,10 @@ environment variable named in the error."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,13 +15,12 @@ import requests
 
 from payletter_emulator.config import PAY_TEST
 
-from .conftest import PAYMENT_KEY, EmulatorProcess
+from .conftest import NEEDS, PAYMENT_KEY, EmulatorProcess, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
            "product_name": "p", "return_url": "https://m.example/r", "callback_url": "http://127.0.0.1:9/cb"}
 AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
-STARTUP_LINES = 7  # listening, dashboard, API spec, data, test client, its two keys
 
 
 def make_dry_run(target: str) -> list[str]:
@@ -38,9 +39,25 @@ def test_make_run_installs_what_serving_needs_and_make_test_the_test_extra():
     test = make_dry_run("test")
     assert test[0] == "./scripts/check-test-system"  # before the install and before pytest
     assert any(line.endswith("pip install --quiet -e '.[test]'") for line in test), test
-    assert test[-1] == ".venv/bin/python -m pytest"
+    assert re.fullmatch(r"\.venv/bin/python -m pytest -n [1-4] --dist worksteal", test[-1]), test[-1]
 
 
+def test_make_quick_runs_the_same_suite_less_what_needs_a_system_package():
+    quick = make_dry_run("quick")
+    assert "./scripts/check-test-system" not in quick
+    command, _, expression = quick[-1].rpartition(" -m ")
+    assert command == make_dry_run("test")[-1]
+    markers = [line.split(":")[0] for line in tomllib.loads((ROOT / "pyproject.toml").read_text())
+               ["tool"]["pytest"]["ini_options"]["markers"]]
+    assert expression == '"' + " and ".join(f"not {name}" for name in NEEDS) + '"'
+    assert set(NEEDS) <= set(markers)  # each described where the run's header finds why it is left out
+
+
+# It checks that this machine has every system package: by hand, what the conftest hook marks by fixture.
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.wrk
+@pytest.mark.node
 def test_the_system_check_names_each_missing_package(tmp_path):
     script = ROOT / "scripts" / "check-test-system"
     assert subprocess.run([script], capture_output=True, text=True).returncode == 0  # this machine has them all
@@ -58,35 +75,14 @@ def test_the_system_check_names_each_missing_package(tmp_path):
     assert "apt-get install --no-install-recommends chromium wrk" in done.stderr
 
 
-class Serve:
-    """`payletter-emulator serve`, its startup lines read."""
-
-    def __init__(self, workdir: Path, *args: str, env: dict | None = None):
-        self.process = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0", *args],
-                                        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, **(env or {})})
-        self.lines = [self.process.stdout.readline().rstrip("\n") for _ in range(STARTUP_LINES)]
-        self.url = self.lines[0].split("listening on ")[1].split()[0]
-
-    def line(self, label: str) -> str:
-        return next(line.split(":", 1)[1].strip() for line in self.lines if line.strip().startswith(label))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self.process.stdout.close()
-        self.process.stderr.close()
-
-
 def test_serve_says_where_the_dashboard_the_keys_the_api_description_and_the_data_are(tmp_path):
-    server = Serve(tmp_path)  # the defaults, as `make run`
+    server = EmulatorProcess(tmp_path, db=None, environ=dict(os.environ))  # the defaults, as `make run`
     try:
         assert server.line("dashboard") == f"{server.url}/_emulator/"
         assert server.line("API spec") == f"{server.url}/openapi.json"
         assert server.line("data") == f"{tmp_path / 'payletter-emulator.db'} (kept between runs; --fresh starts empty)"
         assert "pay_test (built in" in server.line("test client")
-        shown = [line.strip() for line in server.lines]
-        assert f"PAYMENT key {PAY_TEST.payment_key}" in shown and f"SEARCH key  {PAY_TEST.search_key}" in shown
+        assert server.line("PAYMENT key") == PAY_TEST.payment_key and server.line("SEARCH key") == PAY_TEST.search_key
         assert requests.get(server.line("dashboard"), timeout=10).headers["Content-Type"].startswith("text/html")
         assert requests.get(server.line("API spec"), timeout=10).json()["openapi"].startswith("3.1")
         paid = requests.post(server.url + "/v1.0/payments/request", json=REQUEST, timeout=10,
@@ -97,7 +93,7 @@ def test_serve_says_where_the_dashboard_the_keys_the_api_description_and_the_dat
 
 
 def test_serve_in_memory_and_behind_a_token_say_so(tmp_path):
-    server = Serve(tmp_path, "--db", ":memory:", "--control-token", "s3cret")
+    server = EmulatorProcess(tmp_path, "--control-token", "s3cret", db=":memory:")
     try:
         assert server.line("data") == "in memory (gone when the server stops)"
         assert server.line("dashboard") == f"{server.url}/_emulator/?token=<the control token>"
@@ -154,8 +150,7 @@ def test_fresh_starts_with_an_empty_database(tmp_path):
 
 
 def test_fresh_refuses_a_postgresql_database(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "emulator", "serve", "--fresh", "--db", "postgresql://u:pw@h/db"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = run_cli("serve", "--fresh", "--db", "postgresql://u:pw@h/db", cwd=tmp_path)
     assert done.returncode == 2
     assert "--fresh empties a SQLite file; for PostgreSQL, drop and create the database" in done.stderr
 
@@ -167,7 +162,8 @@ def test_fresh_refuses_a_postgresql_database(tmp_path):
     ("CLIENTS", "shop:only-one-key", "PAYLETTER_EMULATOR_CLIENTS: client 'shop:only-one-key' is not"),
 ])
 def test_a_bad_environment_variable_is_named_with_what_it_expects(tmp_path, name, value, expected):
-    done = subprocess.run([sys.executable, "-m", "emulator", "serve", "--db", ":memory:"], cwd=tmp_path,
+    # As `python -m payletter_emulator`, the other way users start it.
+    done = subprocess.run([sys.executable, "-m", "payletter_emulator", "serve", "--db", ":memory:"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, f"PAYLETTER_EMULATOR_{name}": value})
     assert done.returncode == 2

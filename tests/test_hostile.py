@@ -1,13 +1,14 @@
 """Hostile input against a live emulator: schemathesis from its own /openapi.json (the gateway's
-API and the control API), then what a fuzzer does not send: deep nesting, wrong content types,
+API and the control API; the one spec-driven fuzz: no 500, no answer outside the schema), then
+what a fuzzer does not send: bodies that are no JSON document, deep nesting, wrong content types,
 invalid UTF-8, oversize and chunked bodies, CR/LF in the merchant's URLs, HTML in every page,
 keys that must never be written down, and a control API that is locked or switched off. The
 raw-HTTP tests run on one process and on several (`--workers`).
 
-What other files already prove is not repeated here: random JSON bodies and bytes
-(test_fuzz.py), the 413 of a large JSON body and malformed JSON (test_payments_request.py),
-text/plain read as JSON (test_leniency.py), merchant values escaped on the payment and return
-pages (test_pages.py), the callback allow-list (test_callbacks.py)."""
+What other files already prove is not repeated here: the 413 of a large JSON body and malformed
+JSON (test_payments_request.py), text/plain read as JSON (test_leniency.py), merchant values
+escaped on the payment and return pages (test_pages.py), the callback allow-list
+(test_callbacks.py), the validator on random values (test_validation_fast_path.py)."""
 from __future__ import annotations
 
 import json
@@ -29,7 +30,6 @@ from payletter_emulator.web.app import create_app
 
 from .browser import read_html
 from .conftest import OTHER_CLIENT, PAYMENT_KEY, SEARCH_KEY, Api, EmulatorProcess
-from .test_reliability import Server
 
 KEYS = (PAYMENT_KEY, SEARCH_KEY, *OTHER_CLIENT[1:])
 ALLOWED_HOST = "callbacks.invalid"  # the schemathesis server's allow-list: no callback leaves it
@@ -59,12 +59,9 @@ def hostile(tmp_path_factory):
 @pytest.fixture(scope="module", params=["one-process", "workers"])
 def server(request, tmp_path_factory):
     """One process and two; callbacks only to loopback."""
-    folder = tmp_path_factory.mktemp(request.param)
-    args = ("--callback-host", "127.0.0.1", "--callback-timeout", "1")
-    if request.param == "workers":
-        process = Server(folder, str(folder / "emulator.db"), *args)
-    else:
-        process = EmulatorProcess(folder, "--workers", "1", *args)
+    workers = "2" if request.param == "workers" else "1"
+    process = EmulatorProcess(tmp_path_factory.mktemp(request.param), "--workers", workers,
+                              "--callback-host", "127.0.0.1", "--callback-timeout", "1")
     yield process
     process.stop()
 
@@ -303,6 +300,24 @@ def test_content_types_of_a_gateway_request(api, content_type, body, status, kin
         assert got == 200 and "token" in json.loads(answer), answer
     else:
         assert (got, envelope(got, answer)["code"]) == (status, code(kind))
+
+
+# Bodies no JSON encoder writes, which a fuzzer driven by the API's schemas therefore never sends.
+NOT_JSON = {"empty": b"", "not-utf8": b"\xff\xfe{\x00}", "cut-short": b'{"pgcode": "credit',
+            "nul": b'{"user_id": "a\x00"}', "bare-nan": b'{"amount": NaN}', "huge-exponent": b'{"amount": 1e999}',
+            "duplicate-keys": b'{"amount": 1, "amount": "x"}', "bom": "\ufeff{}".encode(), "a-number": b"1000",
+            "latin-1": '{"product_name": "caf\u00e9"}'.encode("latin-1")}
+GATEWAY_BODIES = ["/v1.0/payments/request", "/v1.0/payments/autopay", "/v1.0/payments/cancel",
+                  "/v1.0/payments/cancel/partial", "/v1.0/cashreceipt/issue/tpay_test-202611290000001",
+                  "/v1.0/payments/status"]
+
+
+@pytest.mark.parametrize("body", NOT_JSON.values(), ids=NOT_JSON)
+def test_a_body_that_is_no_json_document_gets_the_envelope_everywhere(api, body):
+    for path in GATEWAY_BODIES:
+        status, _, answer = raw(api.url, b"POST %s HTTP/1.1\nAuthorization: PLKEY %s\nContent-Type: application/json\n"
+                                b"Content-Length: %d\n" % (path.encode(), PAYMENT_KEY.encode(), len(body)), body)
+        envelope(status, answer)
 
 
 @pytest.mark.parametrize("content_type,body,kind", [

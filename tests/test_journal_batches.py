@@ -2,6 +2,7 @@
 given before it: in one process, across connections, and across processes on one database."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -103,22 +104,22 @@ def test_every_answer_of_two_processes_is_in_the_journal_either_reads(tmp_path):
         second.stop()
 
 
-def test_a_reader_does_not_wait_for_a_process_that_was_killed_holding_entries(tmp_path):
+def test_a_reader_does_not_wait_for_a_process_that_was_killed_holding_entries(tmp_path, caplog):
     db = str(tmp_path / "j.db")
     script = ("import sys, time; from payletter_emulator import storage; from payletter_emulator.storage import journal_tables;"
               "journal_tables.JOURNAL_HOLD = 3600; s = storage.Storage(sys.argv[1]);"
               "s.journal_append({'at': '', 'method': 'POST', 'path': '/v1.0/x', 'query': '', 'client_id': '',"
               " 'request': '', 'status': 200, 'response': '', 'warnings': []});"
               "print('held', flush=True); time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", script, db], stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    holder = subprocess.Popen([sys.executable, "-c", script, db], stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"held"
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
-        started = time.monotonic()
-        assert Storage(db).journal() == []  # its held entry died with it
-        assert time.monotonic() - started < 1.5  # it was not waited for to the end
+        with caplog.at_level(logging.WARNING, logger="payletter_emulator"):
+            assert Storage(db).journal() == []  # its held entry died with it
+        # Not waited for: a reader that waits out another process says so when it gives up.
+        assert "did not write its journal entries" not in caplog.text
     finally:
         if holder.poll() is None:
             holder.kill()

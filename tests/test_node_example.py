@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from payletter_emulator.client import EmulatorClient
 
+from .conftest import CLI
+
 ROOT = Path(__file__).resolve().parent.parent
-CLI = Path(sys.executable).parent / "payletter-emulator"
 
 
-def test_the_node_shop_suite_passes_against_a_live_emulator(emulator_process):
-    node = shutil.which("node")
-    assert node, "the Node example needs node on PATH (Debian's nodejs package; .ci/run installs it)"
+def test_the_node_shop_suite_passes_against_a_live_emulator(emulator_process, node):
     client = EmulatorClient(emulator_process.url)
     before = {s.id for s in client.sandboxes()}
     env = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}

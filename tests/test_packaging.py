@@ -1,6 +1,7 @@
 """The emulator as it ships: a wheel that carries schemas/, scenarios/ and probes/ (the Docker image: test_docker.py)."""
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -9,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from .conftest import ONLY_OUR_PLUGIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,20 +75,116 @@ def test_a_project_with_its_own_emulator_module_runs_its_pytest_with_the_plugin_
         "    assert payletter_app.health()['status'] == 'ok'\n")
     run = (WHEEL_ONLY + "import pytest, payletter_emulator; "
            f"assert payletter_emulator.__file__.startswith({str(site)!r}), payletter_emulator.__file__; "
-           "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', '.']))")
+           f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', *{ONLY_OUR_PLUGIN!r}, '--rootdir', '.']))")
     result = subprocess.run([sys.executable, "-c", run], cwd=project, env=wheel_only(site),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
 
+# --- the folder's generic name --------------------------------------------------------------------
+
+GENERIC = "emulator"  # the folder's name in the repository; `payletter_emulator` is the package's
+LOADERS = {"import_module", "__import__", "find_spec", "patch", "setattr", "delattr"}  # a dotted name in a string
+SHELL_MODULE = re.compile(rf"(?<![\w.-])-m\s+{GENERIC}\b")  # `python -m emulator` inside a command string
+APP_PATH = re.compile(rf"^{GENERIC}(\.\w+)*:\w+$")  # a WSGI app by the generic name (gunicorn's module:app)
+
+
+def _generic(name) -> bool:
+    return isinstance(name, str) and (name == GENERIC or name.startswith(GENERIC + "."))
+
+
+def _text(node, strings: dict[str, list[str]]) -> list[str]:
+    """What a string expression can be: a literal, an f-string (its fields as 0), a + of them, or
+    a name assigned such a string in the same file; anything else counts as an empty string."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return ["".join(part.value if isinstance(part, ast.Constant) else "0" for part in node.values)]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return [a + b for a in _text(node.left, strings) for b in _text(node.right, strings)]
+    if isinstance(node, ast.Name) and node.id in strings:
+        return strings[node.id]
+    return [""]
+
+
+def generic_name_uses(source: str, filename: str = "<source>") -> list[str]:
+    """Every place `source` reaches the package by the folder's generic name, as "line: what":
+    an import, a dotted name handed to a loader or a patch, `-m emulator` in a command (a list or
+    tuple, or one string), a `-c` script that imports it, a WSGI app path."""
+    tree = ast.parse(source, filename)
+    strings: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    strings.setdefault(target.id, []).extend(_text(node.value, strings))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"{node.lineno}: import {alias.name}" for alias in node.names if _generic(alias.name)]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _generic(node.module):
+            found.append(f"{node.lineno}: from {node.module} import")
+        elif isinstance(node, ast.Call) and node.args:
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in LOADERS and any(_generic(text) for text in _text(node.args[0], strings)):
+                found.append(f"{node.lineno}: {name}({_text(node.args[0], strings)[0]!r})")
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            for flag, value in zip(node.elts, node.elts[1:]):
+                flag, texts = _text(flag, strings), _text(value, strings)
+                if flag == ["-m"] and any(map(_generic, texts)):
+                    found.append(f"{node.lineno}: -m {GENERIC}")
+                elif flag == ["-c"] and any(map(_script_imports_generic, texts)):
+                    found.append(f"{node.lineno}: a -c script that imports {GENERIC}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if SHELL_MODULE.search(node.value) or APP_PATH.match(node.value):
+                found.append(f"{node.lineno}: {node.value[:60]!r}")
+    return sorted(set(found), key=lambda entry: int(entry.split(":")[0]))
+
+
+def _script_imports_generic(script: str) -> bool:
+    try:
+        return bool(generic_name_uses(script))
+    except SyntaxError:  # not Python after all: read it as lines
+        return bool(re.search(rf"(^|[;\n])\s*(import|from)\s+{GENERIC}\b", script))
+
+
+def test_the_generic_name_check_sees_every_form():
+    # EMU stands for the generic name, so that this file does not hold what it looks for.
+    offenders = {
+        "import": "import EMU\n",
+        "import a module": "import EMU.web.app as app\n",
+        "from": "from EMU.client import cli\n",
+        "import_module": "import importlib\nimportlib.import_module('EMU.config')\n",
+        "patch": "monkeypatch.setattr('EMU.delivery.sender.send', None)\n",
+        "-m in a list": "subprocess.run([sys.executable, '-m', 'EMU', 'serve'])\n",
+        "-m in a tuple": "command = (python, '-m', 'EMU.client.cli')\n",
+        "-m in a string": "os.system(f'{python} -m EMU serve --port 0')\n",
+        "-c script": "subprocess.run([sys.executable, '-c', 'import sys; from EMU import create_app'])\n",
+        "-c script by name": "SCRIPT = 'import os\\nimport EMU\\n'\nPopen([python, '-c', SCRIPT])\n",
+        "-c script built": "Popen([python, '-c', PREFIX + 'import EMU'])\n",
+        "app path": "run(['gunicorn', 'EMU.serving.wsgi:app'])\n",
+    }
+    for form, source in offenders.items():
+        assert generic_name_uses(source.replace("EMU", GENERIC)) != [], form
+    fine = ("import payletter_emulator\nfrom payletter_emulator import EMU\nfrom .plumbing import EMU\n"
+            "subprocess.run([sys.executable, '-m', 'payletter_emulator', 'serve'])\n"
+            "page = ROOT / 'EMU' / 'web'\nshop = 'import EMU\\n'  # a merchant's own module, written to a file\n"
+            "os.system('python -m EMU_x')\n"
+            "def f():\n    \"\"\"Never `python -m EMU`.\"\"\"\n")
+    assert generic_name_uses(fine.replace("EMU", GENERIC)) == []
+
+
 def test_nothing_in_the_repository_imports_the_folder_by_its_generic_name():
-    """Tests, benchmarks and examples import the package as installed (payletter_emulator); an
-    `import emulator` would load a second copy of every module beside the plugin's."""
-    pattern = re.compile(r"^\s*(from emulator[ .]|import emulator\b)|[\"' ]-m emulator\b|\bemulator\.wsgi:", re.M)
+    """Tests, benchmarks and examples reach the package as installed (payletter_emulator, or the
+    `payletter-emulator` command): `emulator` works only where the repository's root is on
+    sys.path, and would load a second copy of every module beside the plugin's."""
     offenders = []
     for folder in ("tests", "benchmarks", "examples", "emulator"):
-        for path in (ROOT / folder).rglob("*.py"):
-            if pattern.search(path.read_text("utf-8")):
-                offenders.append(str(path.relative_to(ROOT)))
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            offenders += [f"{name}:{use}" for use in generic_name_uses(path.read_text("utf-8"), name)]
     assert offenders == []

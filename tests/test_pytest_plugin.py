@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from payletter_emulator.client import EmulatorClient
-from payletter_emulator.client.pytest_plugin import start_emulator, wait_ready
+
+from .conftest import ONLY_OUR_PLUGIN, EmulatorProcess
 
 pytest_plugins = ["pytester"]
 
@@ -37,7 +37,7 @@ def request_payment(payletter, **overrides):
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *ONLY_OUR_PLUGIN, *args)
 
 
 def test_a_suite_using_the_fixtures_passes_and_ends_with_a_coverage_summary(pytester):
@@ -167,8 +167,8 @@ def test_mine_only(payletter, n):
     assert len(payletter.requests()) == 3
 '''
     pytester.makepyfile(test_many=many)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--payletter-no-coverage",
-               "--payletter-url", emulator_process.url, "test_many.py"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ONLY_OUR_PLUGIN,
+               "--payletter-no-coverage", "--payletter-url", emulator_process.url, "test_many.py"]
     runs = [subprocess.Popen(command, cwd=pytester.path, env={**os.environ, "RUN": name},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for name in ("first", "second")]
@@ -220,14 +220,13 @@ def test_one(payletter):
 def test_two(payletter):
     assert payletter.scenario()["scenario"]["name"] == "flaky-callbacks"
 ''')
-    process, client, _ = start_emulator(tmp_path, "--scenario", "flaky-callbacks")
+    process = EmulatorProcess(tmp_path, "--scenario", "flaky-callbacks")
     try:
-        result = run(pytester, "--payletter-url", client.base_url, "--payletter-isolation=reset",
+        result = run(pytester, "--payletter-url", process.url, "--payletter-isolation=reset",
                      "--payletter-no-coverage")
         result.assert_outcomes(passed=2)
     finally:
-        process.terminate()
-        process.wait()
+        process.stop()
 
 def test_the_readme_example_runs(pytester):
     readme = (ROOT / "README.md").read_text("utf-8")
@@ -264,13 +263,12 @@ def test_https_the_plugin_starts_or_is_pointed_at(pytester, tmp_path):
     pytester.makepyfile(test_https=HTTPS_TESTS)
     run(pytester, "--payletter-tls").assert_outcomes(passed=1)
 
-    process, client, _ = start_emulator(tmp_path, tls=True)  # an HTTPS emulator started elsewhere
+    process = EmulatorProcess(tmp_path, "--tls")  # an HTTPS emulator started elsewhere
     try:
-        result = run(pytester, "--payletter-url", client.base_url, "--payletter-ca", client.ca_file)
+        result = run(pytester, "--payletter-url", process.url, "--payletter-ca", process.ca)
         result.assert_outcomes(passed=1)
     finally:
-        process.terminate()
-        process.wait()
+        process.stop()
 
 
 # --- the merchant's own app, served so that callbacks reach it ----------------------------------------
@@ -384,14 +382,13 @@ def test_under_xdist_the_workers_coverage_is_one_merged_summary(pytester):
 
 def test_under_xdist_on_one_emulator_the_coverage_is_counted_once(pytester, tmp_path):
     pytester.makepyfile(test_parallel=PARALLEL)
-    process, client, _ = start_emulator(tmp_path)
+    process = EmulatorProcess(tmp_path)
     try:
-        result = run(pytester, "-n", "2", "--payletter-url", client.base_url)
+        result = run(pytester, "-n", "2", "--payletter-url", process.url)
         result.assert_outcomes(passed=8)
-        result.stdout.fnmatch_lines([f"*payletter coverage ({client.base_url})*", "endpoints: payments/request 8"])
+        result.stdout.fnmatch_lines([f"*payletter coverage ({process.url})*", "endpoints: payments/request 8"])
     finally:
-        process.terminate()
-        process.wait()
+        process.stop()
 
 
 def test_reset_isolation_on_one_emulator_under_xdist_is_refused_at_start(pytester, emulator_process):
@@ -460,17 +457,12 @@ def test_a_kept_sandbox_of_an_emulator_the_run_started_opens_from_its_database(p
     db = re.search(r"its data stays in (\S+emulator\.db)", output).group(1)
     sandbox = re.search(r"then open /_sandbox/(sb[0-9a-f]+)/_emulator/", output).group(1)
     # The run's emulator has stopped; a server started on its database has the sandbox.
-    again = subprocess.Popen([sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", db],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
+    again = EmulatorProcess(tmp_path, db=db)
     try:
-        url = again.stdout.readline().split("listening on ")[1].split()[0]
-        wait_ready(EmulatorClient(url), again)
-        payments = requests.get(f"{url}/_sandbox/{sandbox}/_emulator/payments", timeout=10).json()["payments"]
+        payments = requests.get(f"{again.url}/_sandbox/{sandbox}/_emulator/payments", timeout=10).json()["payments"]
         assert [p["order_no"] for p in payments] == ["KEEP-ME"]
     finally:
-        again.terminate()
-        again.wait()
-        again.stdout.close()
+        again.stop()
 
 
 def test_keep_failed_with_reset_isolation_is_refused_at_start(pytester):

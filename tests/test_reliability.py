@@ -6,11 +6,7 @@ attempt is recorded twice, every callback due is delivered."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -24,7 +20,7 @@ import requests
 from payletter_emulator.domain.payment import ABANDONED, APPROVED, CREATED, FAILED, ISSUED, LIST_CANCELLED, LIST_PARTIAL
 from payletter_emulator.domain.errors import catalog
 
-from .conftest import ACK, OTHER_CLIENT, READY_TIMEOUT, SCHEMAS, Api, EmulatorProcess, freeze_at
+from .conftest import ACK, READY_TIMEOUT, SCHEMAS, Api, EmulatorProcess, freeze_at
 
 T0 = "2026-11-29T10:00:00+09:00"
 DAY = "20261129"
@@ -37,77 +33,13 @@ CANCEL_REFUSALS = {catalog()[kind].code for kind in ("already_cancelled", "parti
                                                        "cancel_amount_mismatch")}
 
 
-# --- a server in its own process group, and a merchant's callback endpoint ---------------------
+# --- a server in its own session, and a merchant's callback endpoint ----------------------------
 
-class Server(EmulatorProcess):
-    """`serve --workers 2` in a session of its own: a crash kills the master and its workers at
-    once, as a machine losing power would (SIGKILL to the master alone leaves workers running)."""
-
-    def __init__(self, workdir: Path, db: str, *args: str):
-        self.workdir, self.db = workdir, db
-        self.log = open(workdir / "emulator.log", "ab")
-        environ = {**os.environ, "PAYLETTER_EMULATOR_CLIENTS": ":".join(OTHER_CLIENT)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", db, "--workers", "2",
-             "--callback-timeout", "1", *args],
-            stdout=subprocess.PIPE, stderr=self.log, env=environ, cwd=workdir, start_new_session=True)
-        line = self.process.stdout.readline().decode()
-        if "listening on" not in line:
-            self.kill()
-            raise RuntimeError(f"emulator did not start: {line!r}; see {workdir / 'emulator.log'}")
-        self.url = line.split("listening on ")[1].split()[0]
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.kill()  # never leave a server behind a failed start
-            raise
-
-    def wait_ready(self) -> None:
-        """Until a worker answers /_emulator/health. The socket is bound before gunicorn boots its
-        workers, so a health check can wait in the queue longer than its timeout: not ready yet."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/_emulator/health", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("emulator never became healthy")
-
-    def members(self) -> list[int]:
-        """Live processes of the server's group (zombies are dead)."""
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            except (OSError, ValueError):
-                continue
-            if int(group) == self.process.pid and state != "Z":
-                found.append(int(stat.parent.name))
-        return found
-
-    def kill(self) -> None:
-        """SIGKILL to every process of the server, and wait until none is left."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(10)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while self.members() and time.monotonic() < deadline:
-            time.sleep(0.02)  # the kernel is tearing the workers down
-        assert not self.members(), "a worker outlived SIGKILL"
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
+def crashable(workdir: Path, db: str) -> EmulatorProcess:
+    """`serve --workers 2` in a session of its own: a crash (`kill`) takes the master and its
+    workers at once, as a machine losing power would (SIGKILL to the master alone leaves workers
+    running)."""
+    return EmulatorProcess(workdir, "--workers", "2", "--callback-timeout", "1", db=db, own_session=True)
 
 
 @dataclass
@@ -131,7 +63,7 @@ class Merchant:
                     merchant.posts[body["tid"]].append(body)
                     first = len(merchant.posts[body["tid"]]) == 1
                 refuse = merchant.refuse_all or (first and body["order_no"].startswith(FLAKY))
-                time.sleep(merchant.delay)
+                time.sleep(merchant.delay)  # the merchant is slow, on purpose
                 answer = b'{"code": 1, "message": "try again"}' if refuse else ACK
                 self.send_response(500 if refuse else 200)
                 self.send_header("Content-Type", "application/json")
@@ -480,7 +412,7 @@ def settle_callbacks(api: Api) -> None:
 # --- the tests ------------------------------------------------------------------------------
 
 def test_load_keeps_every_payment_and_callback_consistent(tmp_path, database, merchant):
-    server = Server(tmp_path, database)
+    server = crashable(tmp_path, database)
     try:
         api = Api(server.url, merchant.url)
         freeze_at(api, T0)
@@ -503,7 +435,7 @@ def test_a_crash_under_load_loses_nothing_acknowledged(tmp_path, database, merch
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     first_dir.mkdir()
     second_dir.mkdir()
-    first = Server(first_dir, database)
+    first = crashable(first_dir, database)
     try:
         freeze_at(Api(first.url, merchant.url), T0)
         ledger = Ledger()
@@ -520,7 +452,7 @@ def test_a_crash_under_load_loses_nothing_acknowledged(tmp_path, database, merch
     finally:
         first.stop()
 
-    second = Server(second_dir, database)
+    second = crashable(second_dir, database)
     try:
         api = Api(second.url, merchant.url)
         assert api.control("/clock", method="GET") == {"now": T0, "frozen": True}
@@ -544,7 +476,7 @@ def test_a_crash_mid_flush_leaves_every_post_on_the_ledger(tmp_path, database, m
     first_dir.mkdir()
     second_dir.mkdir()
     payments = 150
-    first = Server(first_dir, database)
+    first = crashable(first_dir, database)
     try:
         api = Api(first.url, merchant.url)
         freeze_at(api, T0)
@@ -564,7 +496,7 @@ def test_a_crash_mid_flush_leaves_every_post_on_the_ledger(tmp_path, database, m
     sent_before = merchant.total()
     assert payments < sent_before < 2 * payments, "the crash did not come mid-flush"
 
-    second = Server(second_dir, database)
+    second = crashable(second_dir, database)
     try:
         api = Api(second.url, merchant.url)
         api.flush()  # what the dead workers were sending is made again once their claims lapse

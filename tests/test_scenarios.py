@@ -3,8 +3,6 @@ the emulator's clock, loading (flag, environment, control API), precise refusals
 files, and repeatable runs."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -18,7 +16,7 @@ from payletter_emulator.client.cli import main
 from payletter_emulator.domain.payhash import payhash
 from payletter_emulator.resources import scenarios_dir
 
-from .conftest import PAYMENT_KEY, Api, EmulatorProcess, freeze_at, ok, refused, stored
+from .conftest import PAYMENT_KEY, Api, EmulatorProcess, freeze_at, ok, refused, run_cli, stored
 
 T0 = "2026-11-29T10:00:00+09:00"
 LIBRARY = sorted(p.stem for p in scenarios_dir().glob("*.yaml"))
@@ -456,8 +454,7 @@ def test_a_broken_file_is_refused_with_the_file_the_place_and_the_rule(tmp_path,
 def test_a_broken_scenario_never_starts_the_server_silently(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text(BROKEN["regex"][0], "utf-8")
-    process = subprocess.run([sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", ":memory:",
-                              "--scenario", str(path)], capture_output=True, text=True, timeout=60)
+    process = run_cli("serve", "--port", "0", "--db", ":memory:", "--scenario", str(path))
     assert process.returncode != 0
     assert f"{path}: rules[0].when.user_id.regex" in process.stderr
 

@@ -1,12 +1,9 @@
 """`payletter-emulator serve`: settings from flags and the environment, state that survives a restart."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import requests
 
-from .conftest import PAYMENT_KEY, EmulatorProcess
+from .conftest import PAYMENT_KEY, EmulatorProcess, run_cli
 
 REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
            "product_name": "p", "return_url": "https://m.example/r", "callback_url": "http://127.0.0.1:9/cb"}
@@ -59,8 +56,7 @@ def test_memory_database_and_bad_client_setting(tmp_path):
         assert requests.get(process.url + "/_emulator/health").status_code == 200
     finally:
         process.stop()
-    bad = subprocess.run([sys.executable, "-m", "emulator", "serve", "--port", "0"], capture_output=True, text=True,
-                         env={"PAYLETTER_EMULATOR_CLIENTS": "only_an_id", "PATH": ""}, cwd=tmp_path, timeout=30)
+    bad = run_cli("serve", "--port", "0", env={"PAYLETTER_EMULATOR_CLIENTS": "only_an_id", "PATH": ""}, cwd=tmp_path)
     assert bad.returncode == 2
     assert "client 'only_an_id' is not id:payment_key:search_key" in bad.stderr
 

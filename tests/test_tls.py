@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import subprocess
-import sys
 import warnings
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -17,11 +14,9 @@ import trustme
 from cryptography import x509
 
 from payletter_emulator.serving import tls
-from payletter_emulator.client import EmulatorClient
 from payletter_emulator.config import Settings
-from payletter_emulator.client.pytest_plugin import wait_ready
 
-from .conftest import PAYMENT_KEY, EmulatorProcess
+from .conftest import PAYMENT_KEY, EmulatorProcess, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
@@ -30,29 +25,9 @@ PAYMENT = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_use
            "return_url": "https://merchant.example/result", "callback_url": "https://merchant.example/callback"}
 
 
-class HttpsEmulator(EmulatorProcess):
-    """An emulator serving HTTPS; ready when health answers to a client trusting `ca` (read from
-    the server's "CA certificate:" line unless given)."""
-
-    def __init__(self, workdir, *args, ca=None, **kwargs):
-        self.ca = ca
-        super().__init__(workdir, *args, **kwargs)
-
-    def wait_ready(self) -> None:
-        if self.ca is None:
-            line = self.process.stdout.readline().decode()
-            assert line.startswith("CA certificate: "), line
-            self.ca = line.removeprefix("CA certificate: ").strip()
-        wait_ready(EmulatorClient(self.url, verify=self.ca, timeout=5), self.process)
-
-    @property
-    def port(self) -> int:
-        return urlparse(self.url).port
-
-
 @pytest.fixture(scope="module")
 def https_server(tmp_path_factory):
-    server = HttpsEmulator(tmp_path_factory.mktemp("tls"), "--tls")
+    server = EmulatorProcess(tmp_path_factory.mktemp("tls"), "--tls")
     yield server
     server.stop()
 
@@ -135,7 +110,7 @@ def test_the_ca_is_served_as_the_file_and_kept_across_restarts(tmp_path, https_s
     assert x509.load_pem_x509_certificate(served.content).extensions.get_extension_for_class(
         x509.BasicConstraints).value.ca
     # A second start on the same data folder finds the CA and trusts it still.
-    again = HttpsEmulator(tmp_path, "--tls", db=https_server.db)
+    again = EmulatorProcess(tmp_path, "--tls", db=https_server.db)
     try:
         assert again.ca == https_server.ca
         assert requests.get(again.url + "/_emulator/ca.pem", verify=again.ca, timeout=10).content == served.content
@@ -146,7 +121,7 @@ def test_the_ca_is_served_as_the_file_and_kept_across_restarts(tmp_path, https_s
 
 
 def test_workers_serve_https_from_the_environment_and_the_ca_stays_open(tmp_path):
-    server = HttpsEmulator(tmp_path, "--workers", "2", "--control-token", "s3cret",
+    server = EmulatorProcess(tmp_path, "--workers", "2", "--control-token", "s3cret",
                            env={"PAYLETTER_EMULATOR_TLS": "1"})
     try:
         assert server.url.startswith("https://")
@@ -177,7 +152,7 @@ def own_ca(tmp_path_factory):
 
 @pytest.mark.parametrize("workers", [("--workers", "1"), ("--workers", "2")], ids=["one process", "two processes"])
 def test_own_certificate_and_key(tmp_path, own_ca, workers):
-    server = HttpsEmulator(tmp_path, *workers, ca=str(own_ca / "ca.pem"),
+    server = EmulatorProcess(tmp_path, *workers, ca=str(own_ca / "ca.pem"),
                            env={"PAYLETTER_EMULATOR_TLS_CERT": str(own_ca / "cert.pem"),
                                 "PAYLETTER_EMULATOR_TLS_KEY": str(own_ca / "key.pem")})
     try:
@@ -196,13 +171,10 @@ def test_a_certificate_that_does_not_load_stops_the_start(tmp_path, own_ca):
     broken.write_text("not a certificate\n")
     for options in (["--tls-cert", str(broken)],
                     ["--tls-cert", str(own_ca / "cert.pem"), "--tls-key", str(own_ca / "ca.pem")]):
-        result = subprocess.run([sys.executable, "-m", "emulator", "serve", "--port", "0",
-                                 "--db", str(tmp_path / "e.db"), *options],
-                                capture_output=True, text=True, timeout=60)
+        result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "e.db"), *options)
         assert result.returncode != 0 and "TLS:" in result.stderr, result.stderr
-    result = subprocess.run([sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", str(tmp_path / "e.db")],
-                            env={"PAYLETTER_EMULATOR_TLS_KEY": str(own_ca / "key.pem"), "PATH": ""},
-                            capture_output=True, text=True, timeout=60)
+    result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "e.db"),
+                     env={"PAYLETTER_EMULATOR_TLS_KEY": str(own_ca / "key.pem"), "PATH": ""})
     assert result.returncode == 2 and "tls_key needs tls_cert" in result.stderr, result.stderr
 
 
@@ -249,7 +221,7 @@ def test_plain_http_on_the_https_port_is_told_to_use_https(https_server):
 
 
 def test_plain_http_to_https_workers_is_told_to_use_https_too(tmp_path):
-    server = HttpsEmulator(tmp_path, "--workers", "2", "--tls")
+    server = EmulatorProcess(tmp_path, "--workers", "2", "--tls")
     try:
         answer = requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
         hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{server.port}/_emulator/health"

@@ -1,10 +1,12 @@
 """The validator's fast path for valid bodies may only ever say "valid" when jsonschema agrees
-and leniency has nothing to repair: checked by mutating valid requests at random (hypothesis)."""
+and leniency has nothing to repair: checked by mutating valid requests at random (hypothesis).
+And on any value at all, the validator answers with checked values or a gateway error, in-process."""
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from payletter_emulator.domain.errors import GatewayError
 from payletter_emulator.engines.validation import _Repair
 
 from .conftest import SCHEMAS
@@ -46,3 +48,27 @@ def test_the_fast_path_never_passes_an_invalid_body(name, data):
         repair = _Repair(SCHEMAS.documents[name], strict=False, endpoint=name)
         assert repair.fields(dict(body), from_query=False) == body
         assert repair.warnings == []
+
+
+FIELDS = ["pgcode", "client_id", "user_id", "amount", "product_name", "return_url", "callback_url", "tid",
+          "billkey", "ip_addr", "taxfree_amount", "tax_amount", "disposable_cup_deposit", "order_no",
+          "autopay_flag", "type", "tax_flag", "expire_date", "expire_time"]
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**20, max_value=10**20),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=300),
+                    st.sampled_from(["pay_test", "creditcard", "mobile", "virtualaccount", "Y", "0", ""]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                           max_size=3), max_leaves=6)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(name=st.sampled_from(sorted(n for n in SCHEMAS.documents if n.startswith(("requests/", "control/")))),
+       data=st.one_of(VALUES, st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=10), VALUES, max_size=12)),
+       strict=st.booleans(), from_query=st.booleans())
+def test_the_validator_answers_with_checked_values_or_a_gateway_error(name, data, strict, from_query):
+    try:
+        checked = SCHEMAS.check_request(name, data, strict=strict, endpoint=name, from_query=from_query)
+    except GatewayError as error:
+        assert 2000 <= error.code <= 5000 and error.status in (406, 413) and error.message
+    else:
+        assert SCHEMAS.errors(name, checked.values) == []
+        assert strict is False or checked.warnings == []

@@ -6,10 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from payletter_emulator.client import EmulatorClient
-from payletter_emulator.client.pytest_plugin import wait_ready
-
-from .conftest import Api
+from .conftest import Api, EmulatorProcess
 
 # Run before the package is imported: what a Windows Python does not have, it cannot import here.
 BOOTSTRAP = """
@@ -26,15 +23,11 @@ main()
 
 
 def test_serve_without_fcntl_takes_a_payment_through(tmp_path, callback_receiver):
-    log = open(tmp_path / "emulator.log", "ab")
-    process = subprocess.Popen([sys.executable, "-c", BOOTSTRAP, "serve", "--port", "0", "--db",
-                                str(tmp_path / "emulator.db")], stdout=subprocess.PIPE, stderr=log, cwd=tmp_path)
+    process = EmulatorProcess(tmp_path, argv=[sys.executable, "-c", BOOTSTRAP, "serve", "--port", "0", "--db",
+                                              str(tmp_path / "emulator.db")])
     try:
-        line = process.stdout.readline().decode()
-        assert "listening on" in line, (tmp_path / "emulator.log").read_text()
-        assert "workers" not in line  # one process: workers are forked, and nothing forks here
-        api = Api(line.split("listening on ")[1].split()[0], callback_receiver.url)
-        wait_ready(EmulatorClient(api.url, timeout=5), process)
+        assert "workers" not in process.lines[0]  # one process: workers are forked, and nothing forks here
+        api = Api(process.url, callback_receiver.url)
         fields = api.pay(amount=1000)
         assert fields["code"] == "0"
         cancelled = api.cancel(fields, amount=1000)
@@ -44,9 +37,7 @@ def test_serve_without_fcntl_takes_a_payment_through(tmp_path, callback_receiver
         journal = api.control("/requests", method="GET")["requests"]
         assert [entry["path"] for entry in journal][-2:] == ["/v1.0/payments/request", "/v1.0/payments/cancel"]
     finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
+        process.stop()
 
 
 def test_several_processes_are_refused_where_nothing_forks(tmp_path):

@@ -1,7 +1,11 @@
 """Method details made on approval (card, phone, bank, account), with faker's ko_KR locale."""
 from __future__ import annotations
 
+import tomllib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
 
 from .clock import KST
 from .errors import GatewayError
@@ -18,6 +22,33 @@ INSTALLMENT_FROM = 50_000
 INSTALLMENT_MONTHS = {0} | set(range(2, 37))
 ACCOUNT_HOLDER = "(주)페이레터"
 VIRTUAL_ACCOUNT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class CardCompany:
+    """A row of card_companies.toml: Payletter's card_code, its name, and where it issues."""
+
+    code: str
+    name: str
+    bin: str
+    foreign: bool = False
+
+
+@cache
+def card_companies() -> tuple[CardCompany, dict[str, CardCompany]]:
+    """The default company and every company by its bin (card_companies.toml)."""
+    raw = tomllib.loads(resources.files(__package__).joinpath("card_companies.toml").read_text("utf-8"))
+    companies = {code: CardCompany(code, **row) for code, row in raw["codes"].items()}
+    by_bin = {company.bin: company for company in companies.values()}
+    if len(by_bin) != len(companies) or any(len(b) != 6 or not b.isdigit() for b in by_bin):
+        raise ValueError("card_companies.toml: every bin is six digits, one company each")
+    return companies[raw["default"]], by_bin
+
+
+def card_company(number: str) -> CardCompany:
+    """Whose card `number` is: the company of its first six digits, else the default one."""
+    default, by_bin = card_companies()
+    return by_bin.get(number[:6], default)
 
 
 def mask_card(number: str) -> str:
@@ -57,15 +88,19 @@ class DetailMaker:
 
     def approval(self, method: PaymentMethod, amount: int, *, card_number: str | None = None,
                  install: str | None = None, bank_code: str | None = None) -> dict:
-        """pay_info, card_info, domestic_flag and install_month for an approved payment. A
-        virtual account's pay_info is its account number, set when the account is made;
-        install_month is "" where installments do not apply, as in real callbacks."""
+        """pay_info, card_info, card_code, domestic_flag and install_month for an approved
+        payment. A card's company (card_code, and whether it is foreign) is its number's; its
+        pay_info stays the test gateway's 테스트카드. A virtual account's pay_info is its account
+        number, set when the account is made; install_month is "" where installments do not
+        apply, as in real callbacks."""
         kind = method.details
-        details = {"pay_info": "", "card_info": "", "domestic_flag": "", "install_month": ""}
+        details = {"pay_info": "", "card_info": "", "card_code": "", "domestic_flag": "", "install_month": ""}
         if kind == "card":
             number = card_number or DEFAULT_CARD_BIN + self.digits(10)
-            details.update(pay_info=TEST_CARD, card_info=mask_card(number),
-                           domestic_flag="N", install_month=install_month(method, amount, install))
+            company = card_company(number)
+            details.update(pay_info=TEST_CARD, card_info=mask_card(number), card_code=company.code,
+                           domestic_flag="Y" if company.foreign else "N",
+                           install_month=install_month(method, amount, install))
         elif kind == "phone":
             details["pay_info"] = self.phone()
         elif kind == "bank":

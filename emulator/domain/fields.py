@@ -10,9 +10,9 @@ VIRTUAL_ACCOUNT_FIELDS = ("account_no", "account_name", "account_holder", "bank_
 APPROVED_MESSAGE = ""
 VERIFIED_MESSAGE = ""
 # Keys of newer real callbacks and returns, which real handlers read; no public capture shows
-# their values, so they say "nothing": no coupon, no point, no card code (docs/fidelity.md).
-NEWER_KEYS = {"card_code": "", "coupon_amount": 0, "method_info": "", "pointuse_flag": "",
-              "receipt_possible_amount": 0}
+# their values, so they say "nothing": no coupon, no point (docs/fidelity.md entry 17). card_code
+# is the card's company (domain/card_companies.toml), among what the approval made.
+NEWER_KEYS = {"coupon_amount": 0, "method_info": "", "pointuse_flag": "", "receipt_possible_amount": 0}
 # A virtual account's callback carries a cash receipt even when none was asked: "no need to
 # issue" (06), as in a captured callback of the real test gateway.
 NO_CASH_RECEIPT = {"cid": "", "code": "0", "deal_no": "", "issue_type": "1", "message": "", "payer_sid": "",
@@ -36,12 +36,13 @@ def _amounts(payment: Payment) -> dict:
 
 def _paid(payment: Payment) -> dict:
     """What the approval made: identifiers and the method's details (install_month is "" where
-    installments do not apply)."""
+    installments do not apply; card_code "" but for a card, and in a payment approved before
+    card codes were kept)."""
     d = payment.details
     return {"tid": payment.tid, "cid": payment.cid, "pay_info": d["pay_info"], "pgcode": payment.paid_pgcode,
             "billkey": payment.billkey, "domestic_flag": d["domestic_flag"],
             "transaction_date": payment.transaction_date, "install_month": d["install_month"],
-            "card_info": d["card_info"]}
+            "card_info": d["card_info"], "card_code": d.get("card_code", "")}
 
 
 def _text(values: dict) -> dict:

@@ -31,8 +31,9 @@ def tid(client_id: str, at: datetime, serial: int) -> str:
 
 def cid(style: str, at: datetime, digits: str, tid: str) -> str:
     """Approval number: 7 digits (most methods); the tid's serial less one (a card on the test
-    gateway: `tpay_test-202003058157772` has cid `8157771` in every capture); or
-    YYYYMMDDHHMMSS + 6 digits (mobile)."""
+    gateway: `tpay_test-202003058157772` has cid `8157771` in every capture; oncash in the
+    reference's example: `tpay_test-201809142506687`, `2506686`); or YYYYMMDDHHMMSS + 6 digits
+    (mobile)."""
     if style == "tid_serial":
         return f"{(int(tid[-TID_SERIAL_DIGITS:]) - 1) % 10**TID_SERIAL_DIGITS:07d}"
     if style == "datetime20":

@@ -73,9 +73,7 @@ class Schemas:
                 for e in self._validators[name].iter_errors(instance)]
 
     def check_request(self, name: str, data, *, strict: bool, endpoint: str,
-                      from_query: bool = False, implied: dict | None = None) -> Checked:
-        """`implied` holds, by field, a (value, where it comes from) that stands in for a
-        necessary field the request leaves out (client_id from the PLKEY), with a warning."""
+                      from_query: bool = False) -> Checked:
         schema = self.documents[name]
         if not isinstance(data, dict):
             raise GatewayError("body_not_object", got=_json_type(data))
@@ -84,7 +82,6 @@ class Schemas:
             return Checked(dict(data))
         repair = _Repair(schema, strict=strict, endpoint=endpoint)
         values = repair.query_names(data) if from_query else dict(data)
-        values = repair.implied(values, implied or {})
         values = repair.fields(values, from_query=from_query)
         validators = self._validators if strict else self._lenient_validators
         error = _first_error(validators[name], values, schema)
@@ -113,13 +110,6 @@ class _Repair:
             if name != key:
                 self.deviate(name, f"query parameter written as {key!r}")
             values[name] = value
-        return values
-
-    def implied(self, values: dict, implied: dict) -> dict:
-        for name, (value, source) in implied.items():
-            if name in self.required and name not in values and value is not None:
-                self.deviate(name, f"omitted, taken from {source} ({value!r})")
-                values[name] = value
         return values
 
     def fields(self, values: dict, *, from_query: bool) -> dict:

@@ -119,7 +119,7 @@ class MerchantApi(Room):
             cancellation = ledger.plan_cancellation(
                 payment, method, amount=amount, partial=partial, at=self.clock.now(),
                 taxfree_amount=values.get("taxfree_amount"), tax_amount=values.get("tax_amount"),
-                ip_addr=values.get("ip_addr", ""))
+                ip_addr=values["ip_addr"])
             self.storage.record_cancellation(cancellation)
         return {"tid": payment.tid, "cid": payment.cid, "amount": cancellation.amount,
                 "cancel_date": cancellation.cancel_date}

@@ -36,11 +36,8 @@ def endpoint(name: str):
             strict = instance.settings.strict
             data = http_request.args.to_dict() if query else json_body(strict=strict, http_request=http_request)
             scenario_rule(instance, name, client, data)
-            # Real clients leave out what the key already says (a Go library's cancel and autopay).
-            implied = {"client_id": (client.client_id, "the PLKEY's client"),
-                       "ip_addr": (http_request.remote_addr, "the request's address")}
             checked = instance.schemas.check_request(f"requests/{schema}", data, strict=strict,
-                                               endpoint=in_messages, from_query=query, implied=implied)
+                                                     endpoint=in_messages, from_query=query)
             if checked.warnings:
                 warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
