@@ -17,8 +17,8 @@ import requests
 
 from payletter_emulator.config import ENV_PREFIX
 
-from .conftest import Answer
-from .test_drive import CLI, run
+from .conftest import CLI, ONLY_OUR_PLUGIN, Answer
+from .test_drive import run
 
 pytest_plugins = ["pytester"]
 
@@ -346,7 +346,7 @@ def test_nothing_like_it(payletter_app):
 
 def test_assert_requested_passes_and_a_miss_shows_the_closest_requests(pytester):
     pytester.makepyfile(ASSERTING)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--payletter-no-coverage")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *ONLY_OUR_PLUGIN, "--payletter-no-coverage")
     result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines([
         "*AssertionError: expected at least one request to payments/cancel with tid='t*', amount=700; "
