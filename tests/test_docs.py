@@ -116,8 +116,9 @@ def shell_env(**extra: str) -> dict[str, str]:
 
 def test_the_readme_cli_session_runs_against_a_live_emulator(api, callback_receiver):
     [session] = blocks(readme_section(CLI_SECTION), "sh")
+    # The session's callback endpoint (`listen`) relays every callback to the receiver.
     script = session.replace("http://127.0.0.1:8080", api.url).replace(
-        "https://merchant.example/callback", callback_receiver.url)
+        "listen --port 0", f"listen --port 0 --forward-to {callback_receiver.url}")
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=shell_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr

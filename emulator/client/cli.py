@@ -234,5 +234,10 @@ from . import capture, probe  # noqa: E402
 probe.register(main)
 capture.register(main)
 
+# A callback sink for a shell or a CI job (emulator/client/listen.py).
+from . import listen  # noqa: E402
+
+listen.register(main)
+
 if __name__ == "__main__":
     main()

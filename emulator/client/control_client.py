@@ -269,6 +269,15 @@ class EmulatorClient:
                 return entries
             params["before"] = page["earlier"]
 
+    def assert_requested(self, path: str, times: int | None = None, **fields: Any) -> list[dict]:
+        """Assert that the journal holds requests to `path` ("payments/cancel", or
+        "/v1.0/payments/cancel") whose body has these field values (a GET: its query parameters),
+        `times` of them (at least one when None); the matching entries. On a miss, the
+        AssertionError shows the closest requests the journal holds, each with what differs."""
+        from .journal_tools import assert_requested
+
+        return assert_requested(self.requests(), path, times, fields)
+
     def pages(self, path: str, key: str, params: Mapping[str, Any]) -> list[dict]:
         """Every item of a control list, following its `next` cursor page by page."""
         items: list[dict] = []

@@ -1,6 +1,8 @@
 """Commands that drive a running emulator from a shell, for CI in any language
 (`payletter-emulator approve <token>`): each is one control operation through EmulatorClient and
-prints its answer as one JSON document; a refusal is a JSON document on stderr and exit status 1."""
+prints its answer as one JSON document (`pay` is a merchant's request and the payer's answer; the
+journal and the ledger are printed one JSON line per entry, `--follow`ed as they grow); a refusal
+is a JSON document on stderr and exit status 1."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from .drive_options import connection, fail, parse_duration
+from .drive_options import ENV_PREFIX, connection, fail, parse_duration, stopped_by_signals
+from .journal_tools import JournalReader, LedgerReader, json_line, matches, status_test
 
 if TYPE_CHECKING:  # the client (and requests) are imported when a command drives, not for `serve`
     from .control_client import EmulatorClient
@@ -18,7 +21,8 @@ if TYPE_CHECKING:  # the client (and requests) are imported when a command drive
 
 def register(main: click.Group) -> None:
     """Add the commands to `payletter-emulator` (its `scenario` group gains put, get and clear)."""
-    for command in (health, reset, approve, decline, abandon, deposit, payments, clock, callbacks, sandbox):
+    for command in (health, reset, pay, approve, decline, abandon, deposit, payments, journal, coverage, clock,
+                    callbacks, sandbox):
         main.add_command(command)
     for command in (scenario_put, scenario_get, scenario_clear):
         main.commands["scenario"].add_command(command)
@@ -53,6 +57,53 @@ def reset(client: EmulatorClient):
 
 
 # --- the payer ---------------------------------------------------------------------------------
+
+@click.command()
+@click.option("--pgcode", required=True, help="The payment method: creditcard, virtualaccount, naverpay, ...")
+@click.option("--amount", required=True, type=int, help="The amount, in won.")
+@click.option("--callback-url", required=True, help="Where the emulator POSTs the callback (`listen` is one).")
+@click.option("--decline", "decline_code", metavar="CODE", help="Decline with this failure code instead of approving.")
+@click.option("--user-id", default="test_user_id", show_default=True)
+@click.option("--order-no", help="The merchant's order number.")
+@click.option("--product-name", default="test product", show_default=True)
+@click.option("--return-url", default="https://merchant.example/result", show_default=True,
+              help="Where the payer's browser would be sent back (no browser goes here).")
+@click.option("--client-id", envvar=ENV_PREFIX + "CLIENT_ID", show_envvar=True,
+              help="The merchant's client [default: pay_test, the built-in test client; with --sandbox, the sandbox's].")
+@click.option("--payment-key", envvar=ENV_PREFIX + "PAYMENT_KEY", show_envvar=True, show_default=False,
+              help="The client's PAYMENT key [default: pay_test's; with --sandbox, the sandbox's].")
+@click.option("--json", "as_json", is_flag=True, help="Print the payment as JSON (the control API's view).")
+@connection(sandbox=True, printed=False)
+def pay(client: EmulatorClient, pgcode: str, amount: int, callback_url: str, decline_code: str | None,
+        user_id: str, order_no: str | None, product_name: str, return_url: str, client_id: str | None,
+        payment_key: str | None, as_json: bool):
+    """Request a payment as the merchant does (POST /v1.0/payments/request with PLKEY), then
+    approve it as the payer (or --decline it). Prints a line, or the payment with --json; a refused
+    request is the gateway's envelope on stderr, exit status 1. The callback follows (`callbacks wait`)."""
+    body = {"pgcode": pgcode, "client_id": client_id or client.client_id, "user_id": user_id, "amount": amount,
+            "product_name": product_name, "order_no": order_no, "return_url": return_url,
+            "callback_url": callback_url}
+    path = "/v1.0/payments/request"
+    reply = client.gateway.post(path, {k: v for k, v in body.items() if v is not None}, key=payment_key)
+    if reply.status_code != 200:
+        try:
+            envelope = reply.json()
+            code, message = envelope["code"], envelope["message"]
+        except (ValueError, KeyError, TypeError):
+            code, message = None, reply.text[:500] or "(empty answer)"
+        fail({"status": reply.status_code, "code": code, "message": message, "request": f"POST {path}",
+              "url": client.url})
+    token = reply.json()["token"]
+    answer = client.decline(token, decline_code) if decline_code else client.approve(token)
+    payment = client.payment(token)
+    if as_json:
+        click.echo(json.dumps(payment, ensure_ascii=False, indent=2))
+        return
+    fields = answer.get("fields") or {}
+    outcome = f", code {fields.get('code')} {fields.get('message')!r}" if fields.get("code") not in (None, "0") else ""
+    tid = f" tid {payment['tid']}" if payment.get("tid") else ""
+    click.echo(f"{payment['status']}: {payment['pgcode']} {payment['amount']}{tid} (token {token}){outcome}")
+
 
 @click.command()
 @click.argument("token")
@@ -116,6 +167,67 @@ def payments_list(client: EmulatorClient, status: str | None, client_id: str | N
 def payments_get(client: EmulatorClient, ref: str):
     """One payment, by tid or token."""
     return client.payment(ref)
+
+
+def _status(ctx, param, text: str | None):
+    if text is None:
+        return None
+    try:
+        return status_test(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("requests")
+@click.option("--path", help="Only requests to this endpoint: payments/cancel (or /v1.0/payments/cancel).")
+@click.option("--status", callback=_status, help="Only answers with this status (406), or of this class (4xx).")
+@click.option("--count", is_flag=True, help="Print how many there are, not the requests.")
+@click.option("--follow", "-f", is_flag=True, help="Then print each new request as it comes, until interrupted.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+              help="With --follow: seconds between two looks at the journal.")
+@connection(sandbox=True, printed=False)
+def journal(client: EmulatorClient, path: str | None, status: Callable[[int], bool] | None, count: bool,
+            follow: bool, interval: float):
+    """The journal of gateway API requests and their answers, oldest first, one JSON line each
+    (GET /_emulator/requests, every page); --count prints the number."""
+    reader = JournalReader(client)
+
+    def wanted() -> list[dict]:
+        return [entry for entry in reader.read() if matches(entry, path=path, status=status)]
+
+    _print_lines(wanted, count, follow, interval)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="The document as the control API answers it.")
+@connection(sandbox=False, printed=False)
+def coverage(client: EmulatorClient, as_json: bool):
+    """What the run exercised (GET /_emulator/coverage): the endpoints called, the pgcodes paid, the
+    error codes answered, the scenario rules applied, the callbacks' outcomes, and what never was."""
+    from .plugin_report import coverage_lines
+
+    found = client.coverage()
+    click.echo(json.dumps(found, ensure_ascii=False, indent=2) if as_json else "\n".join(coverage_lines(found)))
+
+
+def _print_lines(read: Callable[[], list[dict]], count: bool, follow: bool, interval: float) -> None:
+    """What `read` finds, a JSON line each (or their number); with `follow`, then what it finds
+    next, a look every `interval` seconds, until SIGINT or SIGTERM (exit status 0)."""
+    if count and follow:
+        raise click.UsageError("--count and --follow do not go together")
+    if count:
+        click.echo(str(len(read())))
+        return
+    with stopped_by_signals():
+        try:
+            while True:
+                for line in read():
+                    click.echo(json_line(line))
+                if not follow:
+                    return
+                time.sleep(interval)  # the poll interval
+        except KeyboardInterrupt:
+            return
 
 
 @click.group()
@@ -195,6 +307,19 @@ def callbacks_wait(client: EmulatorClient, tid: str | None, status: str, wait_se
     """Flush, then the first notification (of --tid) in --status; exit 1, saying what each
     notification went through, when none is once nothing is due."""
     return client.callbacks.wait(tid=tid, status=status, timeout=wait_seconds)
+
+
+@callbacks.command("tail")
+@click.option("--tid", help="Only this payment's.")
+@click.option("--count", is_flag=True, help="Print how many attempts there are, not the attempts.")
+@click.option("--follow", "-f", is_flag=True, help="Then print each attempt as it is recorded, until interrupted.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+              help="With --follow: seconds between two looks at the ledger.")
+@connection(sandbox=True, printed=False)
+def callbacks_tail(client: EmulatorClient, tid: str | None, count: bool, follow: bool, interval: float):
+    """Every attempt on the callback ledger, in the order they were made, one JSON line each (the
+    attempt with its notification's callback_id, tid, url and callback_status)."""
+    _print_lines(LedgerReader(client, tid).read, count, follow, interval)
 
 
 @callbacks.command("resend")

@@ -3,10 +3,12 @@ emulator is and how to trust it, the connection options, and the answer printed 
 refusal as JSON on stderr, exit status 1)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -72,9 +74,21 @@ def fail(document: dict[str, Any]) -> None:
     sys.exit(FAILED)
 
 
-def connection(sandbox: bool):
+@contextlib.contextmanager
+def stopped_by_signals():
+    """SIGTERM stops the block as Ctrl-C (SIGINT) does, with KeyboardInterrupt: a command that
+    runs until stopped (`listen`, `--follow`) ends its output cleanly and exits 0 on either."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def connection(sandbox: bool, printed: bool = True):
     """The options every command shares (`--sandbox` where the control API has one), turned into
-    an EmulatorClient; the command's answer printed as JSON, a refusal as JSON on stderr."""
+    an EmulatorClient; the command's answer printed as JSON (unless `printed` is False: the command
+    prints its own lines), a refusal as JSON on stderr."""
 
     def decorate(command: Callable[..., Any]):
         @functools.wraps(command)
@@ -102,7 +116,8 @@ def connection(sandbox: bool):
                 fail({"status": None, "code": None, "message": f"the answer is not JSON: {exc}", "url": url})
             finally:
                 client.close()
-            click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+            if printed:
+                click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
 
         options = [
             click.option("--url", envvar=URL_VARIABLE, show_envvar=True,

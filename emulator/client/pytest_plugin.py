@@ -8,15 +8,14 @@ Fixtures: `payletter_server` (session: an emulator process on a free port, or th
 `--payletter-url`, `--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
 `--payletter-token`, `--payletter-tls`, `--payletter-ca`, `--payletter-no-coverage`,
 `--payletter-keep-failed`. Marker: `@pytest.mark.payletter_scenario(name, ...)`. Under
-pytest-xdist the workers' coverage is merged into one summary.
+pytest-xdist the workers' coverage is merged into one summary. `payletter.assert_requested(path,
+**fields)` checks the journal (EmulatorClient's); the server is started by local_emulator.py,
+which `payletter_emulator.running()` uses outside pytest.
 """
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +24,9 @@ import pytest
 
 from .app_server import serve_app
 from .control_client import EmulatorClient, EmulatorError
+from .local_emulator import start_emulator, stop_emulator, wait_ready
 from .plugin_report import coverage_lines, describe, merge_coverage
 
-PACKAGE = __name__.partition(".")[0]  # started as users start it: python -m payletter_emulator
-READY_TIMEOUT = 30.0  # seconds for a spawned emulator to answer /_emulator/health
 COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
 OUTCOME_KEY = pytest.StashKey[dict]()  # a test's reports by phase, for the fixtures' teardown
 SERVER_KEY = pytest.StashKey[Any]()  # this process's PayletterServer, once started
@@ -143,63 +141,8 @@ class PayletterServer:
                     raise
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_emulator(workdir: Path, *args: str, token: str | None = None,
-                   tls: bool = False) -> tuple[subprocess.Popen, EmulatorClient, Path]:
-    """`python -m payletter_emulator serve --port 0` in `workdir` (with `--tls`, HTTPS): the process, a
-    client of it (trusting its CA) and its log, once /_emulator/health answers."""
-    log_path, db = workdir / "emulator.log", str(workdir / "emulator.db")
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", PACKAGE, "serve", "--port", "0", "--db", db,
-                                    *(["--tls"] if tls else []), *args],
-                                   stdout=subprocess.PIPE, stderr=log, cwd=workdir)
-    line = process.stdout.readline().decode("utf-8", "replace")
-    if "listening on " not in line:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"the emulator did not start: {line.strip()!r}\n{log_path.read_text('utf-8', 'replace')}")
-    threading.Thread(target=_drain, args=(process.stdout, log_path), daemon=True).start()
-    url = line.split("listening on ")[1].split()[0]
-    verify: bool | str = True
-    if tls:
-        from ..serving.tls import ca_path  # made by the server's first --tls start, beside its database
-
-        verify = str(ca_path(db))
-    client = EmulatorClient(url, control_token=token, verify=verify)
-    wait_ready(client, process)
-    return process, client, log_path
-
-
-def _drain(stream, log_path: Path) -> None:
-    """Whatever else the server prints goes to its log (an unread pipe would fill and block it)."""
-    with stream, open(log_path, "ab") as log:
-        for line in stream:
-            log.write(line)
-            log.flush()
-
-
-def wait_ready(client: EmulatorClient, process: subprocess.Popen | None = None) -> None:
-    """Until /_emulator/health answers (the one poll the plugin makes)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            client.health()
-            return
-        except (EmulatorError, OSError) as exc:
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {process.returncode}") from exc
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the emulator at {client.base_url} never became healthy: {exc}") from exc
-        time.sleep(0.02)
+        if self.process is not None:
+            stop_emulator(self.process)
 
 
 @pytest.fixture(scope="session")
