@@ -1,6 +1,5 @@
 """payletter-emulator: a local, stateful sandbox of the Payletter payment gateway."""
-
-__version__ = "0.1.0"
+from .config import VERSION as __version__
 
 
 def create_app(*args, **kwargs):
@@ -14,11 +13,9 @@ def running(*args, **kwargs):
     """`with payletter_emulator.running() as emulator:` an emulator served on a free port for the
     block, then stopped; see payletter_emulator.client.local_emulator.running (imported lazily, so
     that importing the package starts nothing and loads no HTTP client)."""
-    from importlib import import_module
+    from .client.local_emulator import running as served
 
-    # By name: the root stands above every layer, and web/app.py reads __version__ from it, so a
-    # `from .client import ...` here would read to import-linter as the web layer importing the client.
-    return import_module(f"{__name__}.client.local_emulator").running(*args, **kwargs)
+    return served(*args, **kwargs)
 
 
 __all__ = ["create_app", "running", "__version__"]

@@ -8,8 +8,10 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field, fields
+from importlib.metadata import version
 from typing import Any, Callable
 
+VERSION = version("payletter-emulator")  # pyproject.toml's, the one place it is written
 ENV_PREFIX = "PAYLETTER_EMULATOR_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
