@@ -30,6 +30,7 @@ import uvicorn
 
 from ..config import Settings
 from ..delivery import handover
+from ..startup import refusal
 from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
 from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
@@ -69,15 +70,33 @@ def shareable() -> bool:
     return os.name == "posix" and hasattr(os, "fork")
 
 
-def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1) -> None:
-    """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until stopped."""
+def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1,
+          ready=lambda: None) -> None:
+    """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until SIGTERM or
+    SIGINT, and return once the last request is answered. `ready` is called once every process
+    accepts connections; a process that cannot start raises `startup.Refusal` (one line)."""
     config = Config(settings, certificates, count)
     if count == 1:
-        uvicorn.Server(config).run(sockets=[listener])
+        config.load()  # the app, before serving: a refusal leaves here, not from inside uvicorn
+        server = _Server(config, ready)
+        server.run(sockets=[listener])
         return
     from .supervisor import Supervisor
 
-    Supervisor(config, listener, count).run()
+    Supervisor(config, listener, count, ready).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server in the one serving process, which says when it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, ready):
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.ready()
 
 
 def _raise_file_limit() -> None:
@@ -98,8 +117,11 @@ def _raise_file_limit() -> None:
 
 def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
     """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
-    supervisor's pid, for a worker process."""
-    app = create_app(settings)
+    supervisor's pid, for a worker process. An app that cannot be made is refused in one line."""
+    try:
+        app = create_app(settings)
+    except Exception as error:  # a database gone since `serve` opened it, say: one line, not a traceback
+        raise refusal(settings.db, error) from None
     if certificates:
         from .tls import install
 

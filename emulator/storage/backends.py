@@ -21,6 +21,10 @@ _WRITER_LOCK = 7_420_611_001
 _SCHEMA_LOCK = 7_420_611_002
 
 
+class DriverMissing(RuntimeError):
+    """The database's driver is not installed; the message says what to install."""
+
+
 def connect(target: str, schema: str | None = None):
     """`schema` (PostgreSQL only) keeps a sandbox's tables apart in the same database."""
     return Postgres(target, schema) if target.startswith(POSTGRES_SCHEMES) else SQLite(target)
@@ -37,7 +41,10 @@ class SQLite:
         self._page = None
         self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
         if path != ":memory:":
-            self.connection.execute("PRAGMA journal_mode = WAL")
+            # Set once, by `serve` before any worker starts (emulator/startup.py): switching a
+            # fresh file to WAL takes a lock that a second process switching at once may be refused.
+            if self.connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.connection.execute("PRAGMA journal_mode = WAL")
             # No fsync: what the emulator promises survives a killed process (the data is with
             # the OS); only a machine crash could lose the last commits.
             self.connection.execute("PRAGMA synchronous = OFF")
@@ -127,8 +134,8 @@ class Postgres:
         try:
             import psycopg
         except ImportError:
-            raise RuntimeError("a postgresql:// database needs psycopg: pip install 'payletter-emulator[postgres]'") \
-                from None
+            raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
+                                "pip install 'payletter-emulator[postgres]'") from None
         self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
         if schema is not None:
             self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
