@@ -1,6 +1,7 @@
-"""What `serve` does before the first request: empty the database for `--fresh`, open it once
-(or refuse, in one line, a database it cannot use), and the lines that tell a newcomer where
-everything is (the dashboard, the keys, the API description, the data)."""
+"""What `serve` does before the first request and after the last: empty the database for
+`--fresh`, open it once (or refuse, in one line, a database it cannot use), the lines that tell a
+newcomer where everything is (the dashboard, the keys, the API description, the data), and the
+SQLite files made whole at a clean stop."""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .config import PAY_TEST, SETTINGS, Settings
 from .storage import Storage
-from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES, DriverMissing
+from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES, DriverMissing, checkpoint
 
 
 class Refusal(Exception):
@@ -117,3 +118,13 @@ def refusal(db: str, error: BaseException) -> Refusal:
                                 "check that its folder exists and is writable, or choose another --db")
     return Refusal(f"cannot use the database {Path(db).expanduser()}: {said}; {advice}")
 
+
+def make_whole(db: str) -> None:
+    """At a clean stop, once every process has answered its last request: each SQLite file (the
+    database, its sandboxes' files) holds every commit by itself, with nothing left in its `-wal`."""
+    if db == ":memory:" or db.startswith(POSTGRES_SCHEMES):
+        return
+    root = Path(db).expanduser()
+    for path in [root, *sorted(Path(f"{root}.sandboxes").glob("*.db"))]:
+        if path.is_file():
+            checkpoint(str(path))

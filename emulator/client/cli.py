@@ -94,7 +94,7 @@ def serve(**options):
     """
     from ..engines.scenario import ScenarioError, load
     from ..serving.bridge import processes, serve, shareable
-    from ..startup import Refusal, open_database
+    from ..startup import Refusal, make_whole, open_database
 
     try:  # click has read the options' variables; from_env reads those without an option (the clients)
         settings = Settings.from_env(os.environ, **options)
@@ -133,6 +133,7 @@ def serve(**options):
         return
     finally:
         listener.close()
+    make_whole(settings.db)  # stopped cleanly: the SQLite file alone holds the run
 
 
 def _listen(host: str, port: int):

@@ -14,6 +14,7 @@ figures: benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import logging
@@ -79,7 +80,8 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
     if count == 1:
         config.load()  # the app, before serving: a refusal leaves here, not from inside uvicorn
         server = _Server(config, ready)
-        server.run(sockets=[listener])
+        with _graceful_stop(server):
+            server.run(sockets=[listener])
         return
     from .supervisor import Supervisor
 
@@ -97,6 +99,26 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             self.ready()
+
+
+@contextlib.contextmanager
+def _graceful_stop(server: uvicorn.Server):
+    """uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again with the
+    handler it found, so that the process ends as that handler says: by default SIGTERM's death
+    (exit status 143). The handler it finds is this one, so a graceful stop returns (exit 0)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has signals
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        server.should_exit = True  # a signal before uvicorn listens for its own still stops it
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _raise_file_limit() -> None:

@@ -19,6 +19,7 @@ SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
 # callbacks do not: they lock only the rows they take (FOR UPDATE SKIP LOCKED).
 _WRITER_LOCK = 7_420_611_001
 _SCHEMA_LOCK = 7_420_611_002
+WRITER_GRACE = 5.0  # seconds a checkpoint at the stop waits for a writer still at work
 
 
 class DriverMissing(RuntimeError):
@@ -109,6 +110,17 @@ class SQLite:
         if self._page is not None:
             os.close(self._page)
             self._page = None
+
+
+def checkpoint(path: str) -> None:
+    """A SQLite file made whole: every page of its write-ahead log (`-wal`) written into the file,
+    and the log emptied, so that the file alone holds every commit (a copy of it, a CI artifact).
+    Waits for a writer still at work, at most WRITER_GRACE seconds."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=WRITER_GRACE)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        connection.close()
 
 
 class Row(dict):
