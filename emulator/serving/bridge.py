@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import io
 import logging
@@ -44,6 +45,10 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
 MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
+# uvicorn's logging, with `--access-log`'s lines on stderr as its help says (uvicorn's own default
+# is stdout, which carries the startup lines tools read).
+LOG_CONFIG = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+LOG_CONFIG["handlers"]["access"]["stream"] = "ext://sys.stderr"
 
 
 def processes(settings: Settings) -> int:
@@ -178,7 +183,7 @@ class Config(uvicorn.Config):
             # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
             # which uvloop's start_tls left hanging.
             workers=1, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
-            access_log=settings.access_log,
+            access_log=settings.access_log, log_config=LOG_CONFIG,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
         self.certificates = certificates
