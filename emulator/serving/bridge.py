@@ -45,6 +45,9 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
 MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
+# A request's head (its line and headers) past this is refused (400) and its connection closed:
+# otherwise one connection could send headers until the process runs out of memory.
+HEAD_LIMIT = 64 * 1024
 # uvicorn's logging, with `--access-log`'s lines on stderr as its help says (uvicorn's own default
 # is stdout, which carries the startup lines tools read).
 LOG_CONFIG = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -182,7 +185,10 @@ class Config(uvicorn.Config):
             functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
             # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
             # which uvloop's start_tls left hanging.
-            workers=1, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
+            # h11: of uvicorn's HTTP parsers, the one it lets bound a request's head
+            # (h11_max_incomplete_event_size); httptools reads headers without a limit.
+            workers=1, http="h11", h11_max_incomplete_event_size=HEAD_LIMIT,
+            loop="asyncio" if certificates else "auto", log_level="warning",
             access_log=settings.access_log, log_config=LOG_CONFIG,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
