@@ -1,5 +1,7 @@
-"""What `serve` does before the first request: empty the database for `--fresh`, and the lines
-that tell a newcomer where everything is (the dashboard, the keys, the API description, the data)."""
+"""What `serve` does before the first request and after the last: empty the database for
+`--fresh`, open it once (or refuse, in one line, a database it cannot use), the lines that tell a
+newcomer where everything is (the dashboard, the keys, the API description, the data), and the
+SQLite files made whole at a clean stop."""
 from __future__ import annotations
 
 import shutil
@@ -7,7 +9,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import PAY_TEST, SETTINGS, Settings
-from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES
+from .storage import Storage
+from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES, DriverMissing, checkpoint
+
+
+class Refusal(Exception):
+    """What stops `serve` before it serves: one line saying what is wrong and what to do."""
+
 
 # --fresh deletes a SQLite database's files (SQLITE_FILES) and its sandboxes' files
 # (emulator/sandboxes.py); the TLS CA beside it is kept, so a client's trust stays.
@@ -72,3 +80,51 @@ def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_f
     if others:
         shown.append(f"  other clients: {', '.join(others)} (from {SETTINGS['clients'].variable})")
     return shown
+
+
+def open_database(db: str) -> None:
+    """Open the database once, before any process serves: its tables are made (and a SQLite file
+    is put in WAL mode) here, so that workers starting together never race on a fresh file, and a
+    database that cannot be used is refused once, in one line, instead of by every worker."""
+    if db == ":memory:":  # each process's own, made when it starts
+        return
+    try:
+        storage = Storage(db)
+    except Exception as error:  # whatever the driver raised, the user reads one line and acts on it
+        raise refusal(db, error) from None
+    storage.close()
+
+
+# What to do about a SQLite file the emulator cannot use, by SQLite's name for what went wrong.
+_SQLITE_ADVICE = {
+    "SQLITE_CANTOPEN": "check that its folder exists and is writable, or choose another --db",
+    "SQLITE_NOTADB": "it is not a SQLite database: choose another --db, or add --fresh to delete it and start empty",
+    "SQLITE_READONLY": "make it and its folder writable, or choose another --db",
+    "SQLITE_BUSY": "another program holds it: stop that program, or choose another --db",
+}
+
+
+def refusal(db: str, error: BaseException) -> Refusal:
+    """`error`, raised opening `db`, as one line: what is wrong and what to do."""
+    if isinstance(error, (Refusal, DriverMissing)):  # their message already says what to do
+        return Refusal(str(error))
+    said = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    if db.startswith(POSTGRES_SCHEMES):
+        return Refusal(f"cannot use the database {hide_password(db)}: {said}; check that PostgreSQL runs "
+                       f"there and lets this user in, or choose another --db")
+    if Path(db).expanduser().is_dir():
+        return Refusal(f"cannot use the database {Path(db).expanduser()}: it is a folder; give --db a file's path")
+    advice = _SQLITE_ADVICE.get(getattr(error, "sqlite_errorname", None) or "",
+                                "check that its folder exists and is writable, or choose another --db")
+    return Refusal(f"cannot use the database {Path(db).expanduser()}: {said}; {advice}")
+
+
+def make_whole(db: str) -> None:
+    """At a clean stop, once every process has answered its last request: each SQLite file (the
+    database, its sandboxes' files) holds every commit by itself, with nothing left in its `-wal`."""
+    if db == ":memory:" or db.startswith(POSTGRES_SCHEMES):
+        return
+    root = Path(db).expanduser()
+    for path in [root, *sorted(Path(f"{root}.sandboxes").glob("*.db"))]:
+        if path.is_file():
+            checkpoint(str(path))

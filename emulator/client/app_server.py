@@ -9,6 +9,9 @@ import time
 from typing import Callable
 
 READY_TIMEOUT = 30.0  # seconds uvicorn may take to start the app; and to stop a server
+# Seconds between two looks of werkzeug's serving loop at whether it should stop: stop() waits for
+# the next look (werkzeug's default, half a second, was lost at every test's teardown).
+STOP_POLL = 0.01
 
 
 def is_asgi(app) -> bool:
@@ -25,7 +28,8 @@ def serve_app(app, *, host: str = "127.0.0.1", asgi: bool | None = None) -> tupl
         from werkzeug.serving import make_server
 
         server = make_server(host, 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="payletter-serve-app", daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": STOP_POLL},
+                                  name="payletter-serve-app", daemon=True)
         thread.start()
 
         def stop_wsgi() -> None:

@@ -94,6 +94,7 @@ def serve(**options):
     """
     from ..engines.scenario import ScenarioError, load
     from ..serving.bridge import processes, serve, shareable
+    from ..startup import Refusal, make_whole, open_database
 
     try:  # click has read the options' variables; from_env reads those without an option (the clients)
         settings = Settings.from_env(os.environ, **options)
@@ -117,22 +118,33 @@ def serve(**options):
     except ScenarioError as exc:
         raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
     count = processes(settings)
-    # Bound here, so that `--port 0` can say which port it got before any process serves.
-    listener = _listen(settings.host, settings.port)
-    _announce(settings, listener.getsockname()[1], certificates, count)
     try:
-        serve(settings, listener, certificates, count)
-    except KeyboardInterrupt:
-        pass
+        open_database(settings.db)  # once, here: the workers find it made, or none starts
+        # Bound here, so that `--port 0` can say which port it got before any process serves.
+        listener = _listen(settings.host, settings.port)
+    except Refusal as refusal:
+        raise click.ClickException(str(refusal)) from None
+    port = listener.getsockname()[1]
+    try:  # the lines once every process accepts connections: a request sent on reading them is served
+        serve(settings, listener, certificates, count, ready=lambda: _announce(settings, port, certificates, count))
+    except Refusal as refusal:
+        raise click.ClickException(str(refusal)) from None
+    except KeyboardInterrupt:  # Ctrl-C before serving began: nothing was served
+        return
     finally:
         listener.close()
+    make_whole(settings.db)  # stopped cleanly: the SQLite file alone holds the run
 
 
 def _listen(host: str, port: int):
     """The listening socket. Made with IPPROTO_TCP, not 0 as socket.create_server makes it:
     asyncio sets TCP_NODELAY only on connections whose protocol says TCP, and without it an
-    answer's body waits for the client's delayed ACK of its head."""
+    answer's body waits for the client's delayed ACK of its head. A port that cannot be had is
+    refused in one line."""
+    import errno
     import socket
+
+    from ..startup import Refusal
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -141,9 +153,15 @@ def _listen(host: str, port: int):
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(2048)
-    except OSError:
+    except OSError as error:
         listener.close()
-        raise
+        if error.errno == errno.EADDRINUSE:
+            advice = "another program (another emulator?) uses it: stop it, or choose another --port (0: any free one)"
+        elif error.errno == errno.EACCES:
+            advice = "ports below 1024 need privileges: choose another --port (0: any free one)"
+        else:
+            advice = "check --host (an address of this machine) and --port"
+        raise Refusal(f"cannot listen on {host}:{port}: {error.strerror or error}; {advice}") from None
     return listener
 
 

@@ -14,6 +14,8 @@ figures: benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import functools
 import io
 import logging
@@ -31,6 +33,7 @@ import uvicorn
 
 from ..config import Settings
 from ..delivery import handover
+from ..startup import refusal
 from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
 from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
@@ -43,6 +46,13 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
 MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
+# A request's head (its line and headers) past this is refused (400) and its connection closed:
+# otherwise one connection could send headers until the process runs out of memory.
+HEAD_LIMIT = 64 * 1024
+# uvicorn's logging, with `--access-log`'s lines on stderr as its help says (uvicorn's own default
+# is stdout, which carries the startup lines tools read).
+LOG_CONFIG = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+LOG_CONFIG["handlers"]["access"]["stream"] = "ext://sys.stderr"
 
 
 def processes(settings: Settings) -> int:
@@ -70,16 +80,55 @@ def shareable() -> bool:
     return os.name == "posix" and hasattr(os, "fork")
 
 
-def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1) -> None:
-    """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until stopped."""
+def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1,
+          ready=lambda: None) -> None:
+    """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until SIGTERM or
+    SIGINT, and return once the last request is answered. `ready` is called once every process
+    accepts connections; a process that cannot start raises `startup.Refusal` (one line)."""
     settings = replace(settings, port=listener.getsockname()[1])  # the port it got: no callback may lead there
     config = Config(settings, certificates, count)
     if count == 1:
-        uvicorn.Server(config).run(sockets=[listener])
+        config.load()  # the app, before serving: a refusal leaves here, not from inside uvicorn
+        server = _Server(config, ready)
+        with _graceful_stop(server):
+            server.run(sockets=[listener])
         return
     from .supervisor import Supervisor
 
-    Supervisor(config, listener, count).run()
+    Supervisor(config, listener, count, ready).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server in the one serving process, which says when it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, ready):
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.ready()
+
+
+@contextlib.contextmanager
+def _graceful_stop(server: uvicorn.Server):
+    """uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again with the
+    handler it found, so that the process ends as that handler says: by default SIGTERM's death
+    (exit status 143). The handler it finds is this one, so a graceful stop returns (exit 0)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has signals
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        server.should_exit = True  # a signal before uvicorn listens for its own still stops it
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _raise_file_limit() -> None:
@@ -100,8 +149,11 @@ def _raise_file_limit() -> None:
 
 def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
     """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
-    supervisor's pid, for a worker process."""
-    app = create_app(settings)
+    supervisor's pid, for a worker process. An app that cannot be made is refused in one line."""
+    try:
+        app = create_app(settings)
+    except Exception as error:  # a database gone since `serve` opened it, say: one line, not a traceback
+        raise refusal(settings.db, error) from None
     if certificates:
         from .tls import install
 
@@ -135,8 +187,11 @@ class Config(uvicorn.Config):
             functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
             # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
             # which uvloop's start_tls left hanging.
-            workers=1, http="auto", loop="asyncio" if certificates else "auto", log_level="warning",
-            access_log=settings.access_log,
+            # h11: of uvicorn's HTTP parsers, the one it lets bound a request's head
+            # (h11_max_incomplete_event_size); httptools reads headers without a limit.
+            workers=1, http="h11", h11_max_incomplete_event_size=HEAD_LIMIT,
+            loop="asyncio" if certificates else "auto", log_level="warning",
+            access_log=settings.access_log, log_config=LOG_CONFIG,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
         self.certificates = certificates

@@ -19,6 +19,11 @@ SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
 # callbacks do not: they lock only the rows they take (FOR UPDATE SKIP LOCKED).
 _WRITER_LOCK = 7_420_611_001
 _SCHEMA_LOCK = 7_420_611_002
+WRITER_GRACE = 5.0  # seconds a checkpoint at the stop waits for a writer still at work
+
+
+class DriverMissing(RuntimeError):
+    """The database's driver is not installed; the message says what to install."""
 
 
 def connect(target: str, schema: str | None = None):
@@ -37,7 +42,10 @@ class SQLite:
         self._page = None
         self.board = Board(bytearray(SIZE))  # one process's own database (memory): a page of its own
         if path != ":memory:":
-            self.connection.execute("PRAGMA journal_mode = WAL")
+            # Set once, by `serve` before any worker starts (emulator/startup.py): switching a
+            # fresh file to WAL takes a lock that a second process switching at once may be refused.
+            if self.connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.connection.execute("PRAGMA journal_mode = WAL")
             # No fsync: what the emulator promises survives a killed process (the data is with
             # the OS); only a machine crash could lose the last commits.
             self.connection.execute("PRAGMA synchronous = OFF")
@@ -104,6 +112,17 @@ class SQLite:
             self._page = None
 
 
+def checkpoint(path: str) -> None:
+    """A SQLite file made whole: every page of its write-ahead log (`-wal`) written into the file,
+    and the log emptied, so that the file alone holds every commit (a copy of it, a CI artifact).
+    Waits for a writer still at work, at most WRITER_GRACE seconds."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=WRITER_GRACE)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        connection.close()
+
+
 class Row(dict):
     """A PostgreSQL row as sqlite3.Row reads: by column name, or by position."""
 
@@ -127,8 +146,8 @@ class Postgres:
         try:
             import psycopg
         except ImportError:
-            raise RuntimeError("a postgresql:// database needs psycopg: pip install 'payletter-emulator[postgres]'") \
-                from None
+            raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
+                                "pip install 'payletter-emulator[postgres]'") from None
         self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
         if schema is not None:
             self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')

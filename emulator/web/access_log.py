@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
 LOGGERS = ("uvicorn.access", "uvicorn.error", "werkzeug", "gunicorn.access", "gunicorn.error")
@@ -23,13 +24,22 @@ def redact(line: str) -> str:
 
 
 class RedactToken(logging.Filter):
+    """Redacts the record's message and each of its arguments, keeping their shape: a formatter
+    may read the arguments themselves (uvicorn's access formatter unpacks its five), so they are
+    never replaced by the formatted line."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "=" in message:
-            hidden = redact(message)
-            if hidden != message:
-                record.msg, record.args = hidden, ()
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_hidden(value) for value in record.args)
+        elif isinstance(record.args, Mapping):  # gunicorn's access line: its atoms by name
+            record.args = {name: _hidden(value) for name, value in record.args.items()}
         return True
+
+
+def _hidden(value):
+    return redact(value) if isinstance(value, str) and "=" in value else value
 
 
 def install() -> None:

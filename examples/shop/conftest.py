@@ -4,14 +4,12 @@ callbacks). The shop runs on a real port, because the emulator calls it back ove
 from __future__ import annotations
 
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import shop`, wherever pytest starts
 
@@ -60,14 +58,12 @@ class RunningShop:
 
 
 @pytest.fixture
-def shop(payletter, tmp_path):
-    """The shop, configured as its environment would configure it, against this test's sandbox."""
+def shop(payletter, payletter_serve_app, tmp_path):
+    """The shop, configured as its environment would configure it, against this test's sandbox,
+    and served on a free port by the plugin (stopped after the test)."""
     app = create_app(Config(payletter_url=payletter.url, client_id=payletter.client_id,
                             payment_key=payletter.payment_key, search_key=payletter.search_key,
                             database=str(tmp_path / "shop.db")))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    configure(app, public_url=f"http://127.0.0.1:{server.server_port}")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield RunningShop(f"http://127.0.0.1:{server.server_port}", app, requests.Session())
-    server.shutdown()
-    server.server_close()
+    url = payletter_serve_app(app)
+    configure(app, public_url=url)  # before any buyer arrives: its return and callback URLs
+    return RunningShop(url, app, requests.Session())
