@@ -1,6 +1,7 @@
-"""Access logs never show the control token: the value of a `token` query parameter in a logged
-line is replaced, whichever server (uvicorn's with `serve --access-log`, or werkzeug's or gunicorn's
-serving `payletter_emulator.serving.wsgi:app`) writes the line. The dashboard takes
+"""Access logs never show a credential: the value of a query parameter named like one (the
+control token's `token`, an `api_key`: plumbing.is_credential) in a logged line is replaced,
+whichever server (uvicorn's with `serve --access-log`, or werkzeug's or gunicorn's serving
+`payletter_emulator.serving.wsgi:app`) writes the line. The dashboard takes
 `?token=` once, so the token would otherwise sit in every log of a request line."""
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
+from .plumbing import REDACTED, is_credential
+
 LOGGERS = ("uvicorn.access", "uvicorn.error", "werkzeug", "gunicorn.access", "gunicorn.error")
-REDACTED = "[redacted]"
 _PARAMETER = re.compile(r"([?&;])([^=&;\s\"?]+)=([^&;\s\"]*)")
 
 
 def redact(line: str) -> str:
-    """`line` with the value of every `token=` parameter (however it is percent-encoded) replaced."""
+    """`line` with the value of every parameter named like a credential (however it is
+    percent-encoded) replaced."""
     def hide(match: re.Match) -> str:
         lead, name, value = match.groups()
-        return f"{lead}{name}={REDACTED}" if unquote_plus(name).strip().lower() == "token" else match.group(0)
+        return f"{lead}{name}={REDACTED}" if is_credential(unquote_plus(name).strip()) else match.group(0)
 
     return _PARAMETER.sub(hide, line)
 

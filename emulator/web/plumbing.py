@@ -183,6 +183,9 @@ def shown(value: str) -> str:
     return repr(value[:100])
 
 
+REDACTED = "[redacted]"  # what stands for a credential's value wherever a request is kept or logged
+
+
 @functools.lru_cache(maxsize=1024)
 def is_credential(name: str) -> bool:
     """Whether a header (or query parameter) is named like a credential, whose value is never

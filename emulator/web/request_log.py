@@ -11,12 +11,11 @@ from urllib.parse import unquote_plus
 from flask import Flask, Request, Response, g, request
 
 from ..domain.clock import iso
-from .plumbing import is_credential
+from .plumbing import REDACTED, is_credential
 
 log = logging.getLogger("payletter_emulator")
 JOURNALED = "/v1.0/"
 JOURNAL_BODY = 16 * 1024
-REDACTED = "[redacted]"
 
 
 def install(app: Flask) -> None:
