@@ -13,6 +13,19 @@ from typing import Any, Callable
 
 VERSION = version("payletter-emulator")  # pyproject.toml's, the one place it is written
 ENV_PREFIX = "PAYLETTER_EMULATOR_"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a --host, a URL's host) names this machine's loopback only: nobody else
+    can reach what listens there."""
+    import ipaddress
+
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 

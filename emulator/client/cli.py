@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from . import drive
-from ..config import SETTINGS, Setting, Settings, split
+from ..config import SETTINGS, Setting, Settings, is_loopback_host, split
 
 
 @click.group()
@@ -187,20 +187,9 @@ def _announce(settings: Settings, port: int, certificates=None, count: int = 1) 
     click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=count if count > 1 else None,
                                ca_file=certificates.ca_file if certificates else None)))
     sys.stdout.flush()
-    if settings.control and settings.control_token is None and not _loopback(settings.host):
+    if settings.control and settings.control_token is None and not is_loopback_host(settings.host):
         click.echo(f"warning: the control API (/_emulator/...) is open to anyone who reaches {settings.host}; "
                    f"use --control-token or --no-control on a shared network", err=True)
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @main.group()

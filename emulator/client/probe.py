@@ -4,7 +4,6 @@ every difference that docs/fidelity.md does not list as known reported and faile
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import sys
 import time
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..config import PAY_TEST, Client
+from ..config import PAY_TEST, Client, is_loopback_host
 from .probe_cases import Case, CaseError, Prepared, Values, load, prepare, step_name
 from .probe_compare import Answer, Difference, Redactor, compare, explain, read_known, redact_url
 
@@ -35,13 +34,7 @@ def is_live(url: str) -> bool:
 
 
 def is_local(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def check_target(url: str, *, allow_live: bool, what: str) -> str:

@@ -31,7 +31,7 @@ from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
-from ..config import Settings
+from ..config import Settings, is_loopback_host
 from ..delivery import handover
 from ..startup import refusal
 from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
@@ -177,6 +177,12 @@ def _leave_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _parser(settings: Settings) -> dict:
+    if is_loopback_host(settings.host):
+        return {"http": "auto"}
+    return {"http": "h11", "h11_max_incomplete_event_size": HEAD_LIMIT}
+
+
 class Config(uvicorn.Config):
     """uvicorn's settings for the emulator, the same in every worker process."""
 
@@ -187,9 +193,11 @@ class Config(uvicorn.Config):
             functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
             # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
             # which uvloop's start_tls left hanging.
-            # h11: of uvicorn's HTTP parsers, the one it lets bound a request's head
-            # (h11_max_incomplete_event_size); httptools reads headers without a limit.
-            workers=1, http="h11", h11_max_incomplete_event_size=HEAD_LIMIT,
+            # Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets
+            # bound a request's head (h11_max_incomplete_event_size). On loopback, httptools,
+            # which reads headers without a limit but parses in C (h11's Python costs a quarter
+            # more CPU per request: benchmarks/RESULTS.md).
+            workers=1, **_parser(settings),
             loop="asyncio" if certificates else "auto", log_level="warning",
             access_log=settings.access_log, log_config=LOG_CONFIG,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
