@@ -24,7 +24,10 @@ def error_codes() -> str:
              "own (reference, \"Table of Error code\"; 996 and 997 from a captured answer and Payletter's error",
              "table of its sister API, see [fidelity.md](fidelity.md)); the 406 codes in 2000–5000 are this",
              "emulator's catalog: stable, one code per kind of failure, each message naming the field and the",
-             "rule. The control API (`/_emulator/...`) uses the 43xx codes. Made from `emulator/domain/error_codes.toml`.", "",
+             "rule. The control API (`/_emulator/...`) uses the 43xx codes. Made from `emulator/domain/error_codes.toml`.",
+             "Every 401, 403, 404 and 406 also carries the header `X-Emulator-Reason` (ASCII, percent-encoded), the",
+             "same text as the journal entry's `error`: which case it was (whose key, the pgcode or path meant, every",
+             "missing field); the body stays the gateway's.", "",
              "| HTTP | code | name | meaning | example message |", "|---|---|---|---|---|"]
     for kind in sorted(catalog().values(), key=lambda k: (k.code, k.name)):
         lines.append(f"| {kind.status} | {kind.code} | `{kind.name}` | {kind.meaning} | {kind.example} |")

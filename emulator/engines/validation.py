@@ -7,6 +7,7 @@ names the field and the rule.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -30,6 +31,22 @@ def refuse_nul(data) -> None:
     if where is not None:
         raise GatewayError("field_invalid", field=where.replace("\x00", "\\u0000"),
                            rule="must not contain the NUL character (\\u0000)")
+
+
+def closest(word: str, choices, *, cutoff: float = 0.75, prefixes: bool = True) -> str | None:
+    """The choice `word` most likely misspells, or None (as WireMock names the nearest stub): the
+    same name in another case; with `prefixes`, the one name it begins (`card`, `card_number`) or
+    that begins it; else difflib's closest above `cutoff`."""
+    by_lower = {str(choice).lower(): str(choice) for choice in choices}
+    lowered = word.lower()
+    if lowered in by_lower:
+        return by_lower[lowered]
+    if prefixes and len(lowered) >= 3:
+        around = [name for low, name in by_lower.items() if low.startswith(lowered) or lowered.startswith(low)]
+        if len(around) == 1:
+            return around[0]
+    found = difflib.get_close_matches(lowered, by_lower, n=1, cutoff=cutoff)
+    return by_lower[found[0]] if found else None
 
 
 def tolerate(field_name: str, deviation: str, *, strict: bool, warnings: list[str]) -> None:
@@ -84,9 +101,9 @@ class Schemas:
         values = repair.query_names(data) if from_query else dict(data)
         values = repair.fields(values, from_query=from_query)
         validators = self._validators if strict else self._lenient_validators
-        error = _first_error(validators[name], values, schema)
-        if error is not None:
-            raise _to_gateway_error(error, schema, endpoint)
+        errors = _errors_in_order(validators[name], values, schema)
+        if errors:
+            raise _to_gateway_error(errors[0], schema, endpoint, missing=_missing(errors))
         refuse_nul(data)  # after the schema: a field's own rule on control characters speaks first
         return Checked(values, repair.warnings)
 
@@ -118,7 +135,8 @@ class _Repair:
             spec = self.properties.get(key)
             if spec is None:
                 if self.strict:
-                    raise GatewayError("field_unknown", field=key, endpoint=self.endpoint)
+                    raise GatewayError("field_unknown", field=key, endpoint=self.endpoint,
+                                       suggestion=closest(key, self.properties))
                 self.warnings.append(f"{key}: not a parameter of {self.endpoint}, ignored")
                 continue
             if value is None or value == "":
@@ -216,18 +234,25 @@ def _value_check(rules: dict):
                           and (enum is None or value in enum))
 
 
-def _first_error(validator: Draft202012Validator, values: dict, schema: dict) -> ValidationError | None:
-    """The error a reader expects first: by the field's place in the schema, then by rule."""
+def _errors_in_order(validator: Draft202012Validator, values: dict, schema: dict) -> list[ValidationError]:
+    """Every error, the one a reader expects first first: missing fields, then by the field's
+    place in the schema, then by rule."""
     order = {name: i for i, name in enumerate(schema.get("properties", {}))}
-    errors = list(validator.iter_errors(values))
-    if not errors:
-        return None
 
     def rank(error: ValidationError):
         name = _field_of(error)
         return (error.validator != "required", order.get(name, len(order)), str(error.validator))
 
-    return min(errors, key=rank)
+    return sorted(validator.iter_errors(values), key=rank)
+
+
+def _is_missing(error: ValidationError) -> bool:
+    return error.validator == "required" or (error.validator == "minLength" and error.instance == "")
+
+
+def _missing(errors: list[ValidationError]) -> tuple[str, ...]:
+    """Every field missing, in the schema's order: the gateway names the first, a reason all."""
+    return tuple(dict.fromkeys(_field_of(error) for error in errors if _is_missing(error)))
 
 
 def _field_of(error: ValidationError) -> str:
@@ -240,15 +265,18 @@ def _field_of(error: ValidationError) -> str:
     return "body"
 
 
-def _to_gateway_error(error: ValidationError, schema: dict, endpoint: str) -> GatewayError:
+def _to_gateway_error(error: ValidationError, schema: dict, endpoint: str,
+                      missing: tuple[str, ...] = ()) -> GatewayError:
+    """The GatewayError of the first error; a missing field's carries every field missing
+    (`missing`) and an unknown field's the name it may misspell (`suggestion`), for the reason."""
     name = _field_of(error)
     rule = error.validator
     spec = schema.get("properties", {}).get(name, {})
     override = spec.get("x-error", {}).get(rule)
     if override:
         return GatewayError(override, field=name)
-    if rule == "required" or (rule == "minLength" and error.instance == ""):
-        return GatewayError("field_missing", field=name)
+    if _is_missing(error):
+        return GatewayError("field_missing", field=name, missing=missing)
     if rule == "type":
         kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return GatewayError("field_type", field=name, expected=" or ".join(_EXPECTED.get(k, k) for k in kinds),
@@ -260,7 +288,8 @@ def _to_gateway_error(error: ValidationError, schema: dict, endpoint: str) -> Ga
     if rule == "minimum":
         return GatewayError("field_negative", field=name, got=error.instance)
     if rule == "additionalProperties":
-        return GatewayError("field_unknown", field=name, endpoint=endpoint)
+        return GatewayError("field_unknown", field=name, endpoint=endpoint,
+                            suggestion=closest(name, schema.get("properties", {})))
     if rule == "enum":
         return GatewayError("field_invalid", field=name,
                             rule="must be one of " + ", ".join(repr(v) for v in error.validator_value))

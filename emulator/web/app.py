@@ -18,7 +18,7 @@ from ..engines.validation import refuse_nul
 from ..waits import declared
 from . import access_log, control_api, dashboard, gateway_api, openapi, pages, request_log
 from .request_log import JOURNALED
-from .plumbing import find_client, host_problem, plkey, shown
+from .plumbing import EXPLAINED, REASON_HEADER, find_client, header_value, host_problem, plkey, reason, shown
 
 log = logging.getLogger("payletter_emulator")
 BODY_LIMIT = 1024 * 1024  # a request body past this gets 413; the server (serving/bridge.py) reads no more of it
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.before_request(refuse_nul_in_address)
     _install_instances(app, root, sandboxes)
     request_log.install(app)
+    app.after_request(tell_reason)  # registered after the journal's hook, so it runs before it
     access_log.install()
     return app
 
@@ -134,6 +135,8 @@ class SandboxPrefix:
 
 def _install_error_handlers(app: Flask) -> None:
     def envelope(error: GatewayError):
+        if error.status in EXPLAINED and not g.get("exception"):  # a 401's why was told by authenticate
+            g.exception = reason(error, g._get_current_object(), request._get_current_object())
         return jsonify(error.body()), error.status
 
     app.register_error_handler(GatewayError, envelope)
@@ -158,6 +161,17 @@ def _install_error_handlers(app: Flask) -> None:
         log.exception("unexpected error on %s %s", request.method, request.path)
         g.exception = f"{type(exc).__name__}: {exc}"
         return envelope(GatewayError("internal"))
+
+
+def tell_reason(response: Response) -> Response:
+    """Every 401, 403, 404 and 406 says which case it was in X-Emulator-Reason, the journal's
+    `error` text made ASCII; the body stays the gateway's `{"code", "message"}`. An answer made
+    elsewhere (a hosted page's error page) is named by its status."""
+    if response.status_code in EXPLAINED:
+        if not g.get("exception"):
+            g.exception = f"{response.status_code}: {response.status.partition(' ')[2]}; the page says why"
+        response.headers[REASON_HEADER] = header_value(g.exception)
+    return response
 
 
 def refuse_unreadable_host() -> None:

@@ -44,8 +44,11 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
     def wrap(handler):
         def view(**path_args):
             if schema:
-                values = emulator().schemas.check_request(
-                    f"control/{schema}", json_body(strict=False), strict=True, endpoint=f"_emulator{path}").values
+                try:
+                    values = emulator().schemas.check_request(
+                        f"control/{schema}", json_body(strict=False), strict=True, endpoint=f"_emulator{path}").values
+                except GatewayError as error:
+                    raise _said_more(error, method, path, schema) from None
                 path_args["values"] = values
             return handler(**path_args)
 
@@ -55,6 +58,18 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
         return view
 
     return wrap
+
+
+def _said_more(error: GatewayError, method: str, path: str, schema: str) -> GatewayError:
+    """The control API is ours, so its refusal of a field it does not take says more than the
+    gateway's would: the field meant (`card` for `card_number`) and the fields it takes. The
+    code and status stay."""
+    if error.kind == "field_unknown":
+        fields = ", ".join(emulator().schemas.documents[f"control/{schema}"].get("properties", {}))
+        guess = error.details.get("suggestion")
+        error.message = (f"{error.details['field']} is not a field of {method} /_emulator{path}"
+                         + (f"; did you mean {guess}?" if guess else "") + f" (its fields: {fields})")
+    return error
 
 
 @blueprint.before_request

@@ -67,6 +67,7 @@ def scenario_rule(instance, endpoint: str, client, data) -> None:
         return
     g.rule = answer.rule
     if answer.error is not None:
+        g.rule_error = answer.error  # the reason names the rule that answered
         raise answer.error
     if answer.late_seconds is not None:
         if answering_in_loop():  # the loop must not sleep: a request thread answers it, late

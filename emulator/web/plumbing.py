@@ -7,7 +7,7 @@ import hmac
 import ipaddress
 import json
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Request, current_app, g, request
 from werkzeug.exceptions import ClientDisconnected
@@ -16,8 +16,11 @@ from ..engines import lenient_json
 from ..config import Client
 from ..domain.callback_policy import callback_url_refusal
 from ..domain.text import is_text
+from ..domain.endpoints import GATEWAY, PREFIX
 from ..domain.errors import GatewayError
-from ..engines.validation import tolerate
+from ..domain.methods import table as method_table
+from ..engines.validation import closest, tolerate
+from .operations import OPERATIONS
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -64,8 +67,10 @@ def find_client(instance, environ: dict) -> tuple[Client, str] | None:
     return match
 
 
-def why_no_client(environ: dict) -> str:
-    """Which of the 998's three cases this is, for the journal (never the key itself)."""
+def why_no_client(environ: dict, instance=None) -> str:
+    """Which of the 998's cases this is, for the journal and X-Emulator-Reason (never the key
+    itself): no header, not `PLKEY <key>`, a key of another emulator of this server (the root's
+    sent into a sandbox, a sandbox's to the root or to another sandbox), or no key at all."""
     header = environ.get("HTTP_AUTHORIZATION", "").strip()
     if not header:
         return "998: no Authorization header"
@@ -76,7 +81,40 @@ def why_no_client(environ: dict) -> str:
         if scheme == header:  # one word: likely the key alone, which the journal does not keep
             return "998: the Authorization header is not `PLKEY <key>` (the value has no `PLKEY ` before it)"
         return f"998: the Authorization header is not `PLKEY <key>` (it starts with {scheme[:20]!r})"
+    if instance is not None and (owner := _key_owner(plkey(environ), instance)) is not None:
+        return f"998: the key is {owner}, but this request is for {_addressed(instance, environ)}"
     return "998: the key of `PLKEY <key>` is not a key of this emulator (nor of a sandbox)"
+
+
+def _client_with_key(instance, key: str) -> tuple[Client, str] | None:
+    """The client of `instance` holding `key`, and the key's kind; only asked once a key missed."""
+    for client in instance.settings.clients:
+        for kind, known in (("PAYMENT", client.payment_key), ("SEARCH", client.search_key)):
+            if hmac.compare_digest(known.encode(), key.encode()):
+                return client, kind
+    return None
+
+
+def _key_owner(key: str, instance) -> str | None:
+    """Whose key `key` is when it is not one of `instance`'s: the root's client's or a sandbox's."""
+    root = emulator_root()
+    found, other = (_client_with_key(root, key), root) if instance is not root else (None, None)
+    if found is None:
+        other = sandboxes().with_key(key)
+        found = _client_with_key(other, key) if other is not None and other is not instance else None
+    if found is None:
+        return None
+    (client, kind), whose = found, f"sandbox {other.sandbox}" if other.sandbox else "the root emulator"
+    return f"the {kind} key of {whose}'s client {client.client_id!r}"
+
+
+def _addressed(instance, environ: dict) -> str:
+    """Which emulator a request went to, and what sent it there."""
+    if not instance.sandbox:
+        return "the root emulator, which takes only its own clients' keys"
+    how = (f"its path prefix /_sandbox/{instance.sandbox}/" if environ.get("payletter.sandbox")
+           else "the X-Emulator-Sandbox header")
+    return f"sandbox {instance.sandbox} (by {how}), which takes only its own client's keys"
 
 
 def authenticate(key_type: str, endpoint: str, instance, http_request: Request, request_globals) -> Client:
@@ -84,7 +122,7 @@ def authenticate(key_type: str, endpoint: str, instance, http_request: Request, 
     `request_globals` is the request's `g`: the journal records the client there."""
     found = find_client(instance, http_request.environ)
     if found is None:
-        request_globals.exception = why_no_client(http_request.environ)  # the journal says why; the client sees the gateway's 998
+        request_globals.exception = why_no_client(http_request.environ, instance)  # the journal says why; the client sees the gateway's 998
         raise GatewayError("auth_missing")
     client, kind = found
     request_globals.client_id = client.client_id
@@ -245,3 +283,95 @@ def _own_addresses(instance, http_request: Request) -> tuple[set[str], set[int]]
                 continue
             hosts.add(parts.hostname or "")
     return hosts, ports
+
+
+# --- Near misses: which case a refused answer was (X-Emulator-Reason and the journal) ---
+
+EXPLAINED = (401, 403, 404, 406)  # the answers whose case X-Emulator-Reason names
+REASON_HEADER = "X-Emulator-Reason"
+REASON_CHARS = 500  # a sentence; a long path or value it quotes is cut here, in the journal and the header alike
+_HEADER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
+
+
+def reason(error: GatewayError, request_globals, http_request: Request) -> str:
+    """Which case a refused answer was, starting with its code: the near miss when there is one
+    (whose key it was, which client, pgcode, path or field was meant, every field missing), else
+    the message. The body stays the gateway's; this is for the header and the journal."""
+    text = _near_miss(error, request_globals, http_request) or error.message
+    return f"{error.code}: {text}"[:REASON_CHARS]
+
+
+def header_value(text: str) -> str:
+    """A reason as a header carries it: ASCII only, so anything outside printable ASCII (and `%`
+    itself) is percent-encoded as UTF-8; `urllib.parse.unquote` gives the journal's text back."""
+    return quote(text, safe=_HEADER_SAFE)
+
+
+def _near_miss(error: GatewayError, request_globals, http_request: Request) -> str | None:
+    details = error.details
+    if error is request_globals.get("rule_error"):
+        return f"scenario rule {request_globals.get('rule')!r} answered this: {error.message}"
+    if error.kind == "key_type_forbidden":
+        return (f"a {details['given']} key (of client {request_globals.get('client_id')!r}) on {details['endpoint']}, "
+                f"which takes the {details['needed']} key: each client has one of each")
+    if error.kind == "client_forbidden":
+        return _other_client(str(details["client_id"]), request_globals)
+    if error.kind == "pgcode_unknown":
+        guess = closest(str(details["pgcode"]), method_table(), prefixes=False)
+        return f"{error.message}; did you mean {guess!r}?" if guess else None
+    if error.kind == "field_missing" and len(details.get("missing", ())) > 1:
+        missing = details["missing"]
+        return (f"{len(missing)} required fields are missing: {', '.join(missing)} "
+                f"(the gateway's message names only the first)")
+    if error.kind == "field_unknown" and details.get("suggestion") and "did you mean" not in error.message:
+        return f"{error.message}; did you mean {details['suggestion']}?"
+    if error.kind == "not_found":
+        return _no_route(http_request)
+    if error.kind == "sandbox_unknown":
+        how = "its path prefix" if http_request.environ.get("payletter.sandbox") else "the X-Emulator-Sandbox header"
+        return f"{error.message}; it was named by {how}"
+    return None
+
+
+def _other_client(given: str, request_globals) -> str:
+    """client_id `given` is not the key's client: whose it is, if anyone's of this server."""
+    instance, own = request_globals.instance, request_globals.get("client_id")
+    start = f"the key is of client {own!r} and the body's client_id is {given!r}"
+    if any(client.client_id == given for client in instance.settings.clients):
+        return f"{start}, another client of this emulator: send {given!r}'s own key, or client_id {own!r}"
+    if instance.sandbox and any(client.client_id == given for client in emulator_root().settings.clients):
+        return f"{start}, a client of the root emulator, not of sandbox {instance.sandbox}: use the sandbox's client_id {own!r}"
+    if any(row["client_id"] == given for row in sandboxes().list()):
+        return f"{start}, the client of sandbox {given}: send that sandbox's key, or client_id {own!r}"
+    guess = closest(given, [client.client_id for client in instance.settings.clients], prefixes=False)
+    return f"{start}, no client of this emulator" + (f"; did you mean {guess!r}?" if guess else "")
+
+
+def emulator_root():
+    """The root emulator, whatever emulator this request talks to."""
+    return current_app.extensions["payletter"]
+
+
+def _no_route(http_request: Request) -> str:
+    """A 404 for a path: the route it may misspell (the gateway's and the control API's), or why
+    there is none (the control API switched off)."""
+    path = http_request.path
+    shown_path = path[:200]
+    if path.startswith("/_emulator") and not emulator().settings.control:
+        return f"there is no route at {shown_path}: this server runs with --no-control, so only /_emulator/health answers"
+    routes = [PREFIX + endpoint.path for endpoint in GATEWAY] + ["/openapi.json"]
+    if emulator().settings.control:
+        routes += [operation.path for operation in OPERATIONS if operation.path.startswith("/_emulator/")]
+    guess = closest(path.rstrip("/") or "/", {_filled(route, path) for route in routes}, cutoff=0.85, prefixes=False)
+    if guess is None:
+        return f"there is no route at {shown_path}, nor one a letter or two from it (GET /openapi.json lists them)"
+    return f"there is no route at {shown_path}; did you mean {http_request.script_root}{guess}?"
+
+
+def _filled(route: str, path: str) -> str:
+    """`route` (/v1.0/receipt/info/{tid}) with its placeholders taken from `path`, when the two
+    have as many segments: so a misspelt fixed part is compared, not the tid."""
+    parts, given = route.split("/"), path.rstrip("/").split("/")
+    if len(parts) != len(given):
+        return route
+    return "/".join(value if part.startswith("{") else part for part, value in zip(parts, given))
