@@ -47,6 +47,9 @@ class Payer(Room):
         A scenario rule may make the payer decline or abandon instead, or choose for them."""
         with self.storage.atomic():  # the payment read once, and unchanged by anyone until approved
             payment = self._pending(token)
+            refused = checkout.refused_choice(known_method(payment.pgcode), payment, choices, self.clock.now())
+            if refused is not None:  # what the page would not take, before any test input declines
+                raise GatewayError("field_invalid", field=refused[0], rule=refused[1])
             if (failure := checkout.declining_input(payment.pgcode, choices)) is not None:  # first, as on the page
                 return self.decline(token, failure.code, failure.message)
             rule = self.context.decide(PAYER, payment, choices)

@@ -1,0 +1,81 @@
+"""Dead ends a new user met driving the payer without a browser: what the payment page refuses,
+the control API, the client and the CLI refuse too, with the gateway's envelope; and what a
+refusal says is enough to go on (issue 27)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from payletter_emulator.client import EmulatorClient, EmulatorError
+from payletter_emulator.config import ENV_PREFIX
+
+from .conftest import CLI, refused
+
+MISTYPED_DECLINE_CARD = "4000000000000003"  # 4000000000000002 (declines) with its last digit wrong
+DECLINE_CARD = "4000000000000002"
+
+
+@dataclass
+class Run:
+    status: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        assert self.status == 0 and self.stderr == "", self
+        return json.loads(self.stdout)
+
+    def refusal(self) -> dict:
+        assert self.status == 1 and self.stdout == "", self
+        return json.loads(self.stderr)
+
+
+@pytest.fixture
+def cli(api):
+    """`payletter-emulator ARGS` pointed at the clean session emulator, with no other settings."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+
+    def run(*args: str) -> Run:
+        done = subprocess.run([str(CLI), *args], env={**environ, ENV_PREFIX + "URL": api.url},
+                              capture_output=True, text=True, timeout=120)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture
+def client(api):
+    made = EmulatorClient(api.url)
+    yield made
+    made.close()
+
+
+def approve_raw(api, token: int, body: dict):
+    return api.http.post(f"{api.url}/_emulator/payments/{token}/approve", json=body, timeout=30)
+
+
+# --- 1. a card number the page refuses is refused by approve too -----------------------------------
+
+def test_approve_refuses_a_card_number_that_fails_the_luhn_check(api):
+    token = api.request_payment()
+    body = refused(approve_raw(api, token, {"card_number": MISTYPED_DECLINE_CARD}), 406, 2004)
+    assert "card_number" in body["message"] and "Luhn" in body["message"], body
+    assert MISTYPED_DECLINE_CARD in body["message"]
+    assert api.control(f"/payments/{token}", method="GET")["status"] == "created"  # still to be paid
+    declined = api.control(f"/payments/{token}/approve", {"card_number": DECLINE_CARD})
+    assert declined["fields"]["code"] == "6001"  # the decline card, typed right, declines as on the page
+
+
+def test_the_client_and_the_cli_refuse_a_mistyped_decline_card(api, client, cli):
+    token = api.request_payment()
+    with pytest.raises(EmulatorError) as refusal:
+        client.approve(token, card_number=MISTYPED_DECLINE_CARD)
+    assert refusal.value.status == 406 and refusal.value.code == 2004
+    assert "card_number" in refusal.value.message and "Luhn" in refusal.value.message
+    shown = cli("approve", str(token), "--card-number", MISTYPED_DECLINE_CARD).refusal()
+    assert shown["status"] == 406 and shown["code"] == 2004 and "Luhn" in shown["message"], shown
+    assert cli("approve", str(token), "--card-number", "4111111111111111").json()["fields"]["code"] == "0"
