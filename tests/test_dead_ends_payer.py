@@ -79,3 +79,34 @@ def test_the_client_and_the_cli_refuse_a_mistyped_decline_card(api, client, cli)
     shown = cli("approve", str(token), "--card-number", MISTYPED_DECLINE_CARD).refusal()
     assert shown["status"] == 406 and shown["code"] == 2004 and "Luhn" in shown["message"], shown
     assert cli("approve", str(token), "--card-number", "4111111111111111").json()["fields"]["code"] == "0"
+
+
+# --- 2. approve after the page expired: refused unless asked ---------------------------------------
+
+def test_approve_after_the_page_expired_is_refused_unless_asked(api):
+    token = api.request_payment()
+    api.advance(seconds=31 * 60)
+    body = refused(approve_raw(api, token, {}), 410, 4402)
+    assert "expired" in body["message"] and "ignore_expiry" in body["message"], body
+    assert api.control(f"/payments/{token}", method="GET")["status"] == "created"
+    approved = approve_raw(api, token, {"ignore_expiry": True})
+    assert approved.status_code == 200 and approved.json()["fields"]["code"] == "0", approved.text
+    refused(approve_raw(api, api.request_payment(), {"ignore_expiry": "yes"}), 406)  # a flag, not text
+
+
+def test_approve_within_the_page_lifetime_needs_nothing(api):
+    token = api.request_payment()
+    api.advance(seconds=29 * 60)
+    assert approve_raw(api, token, {}).json()["fields"]["code"] == "0"
+
+
+def test_the_client_and_the_cli_approve_an_expired_payment_only_when_asked(api, client, cli):
+    by_client, by_cli = api.request_payment(), api.request_payment()
+    api.advance(seconds=31 * 60)
+    with pytest.raises(EmulatorError) as refusal:
+        client.approve(by_client)
+    assert refusal.value.status == 410 and refusal.value.code == 4402
+    assert client.approve(by_client, ignore_expiry=True)["fields"]["code"] == "0"
+    shown = cli("approve", str(by_cli)).refusal()
+    assert shown["status"] == 410 and "--ignore-expiry" in shown["message"], shown
+    assert cli("approve", str(by_cli), "--ignore-expiry").json()["fields"]["code"] == "0"

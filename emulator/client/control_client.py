@@ -226,11 +226,14 @@ class EmulatorClient:
         return reply.json() if reply.content else None
 
     # --- the payer -----------------------------------------------------------------------------
-    def approve(self, token: int | str, **choices: Any) -> dict:
+    def approve(self, token: int | str, *, ignore_expiry: bool = False, **choices: Any) -> dict:
         """Finish the payment as the payer would (`option`, `card_number`, `install_month`,
         `bank_code`); `{"return_url", "fields"}`: what the browser would POST to return_url.
+        Once the payment page has expired (30 minutes after the request, on the emulator's
+        clock) it is refused with 410, as the page is, unless `ignore_expiry=True`.
         The callback's first attempt follows in the background (see `callbacks.wait`)."""
-        return self.control("POST", f"/payments/{token}/approve", choices)
+        body = {**choices, "ignore_expiry": True} if ignore_expiry else choices
+        return self.control("POST", f"/payments/{token}/approve", body)
 
     def decline(self, token: int | str, code: str | None = None, message: str | None = None) -> dict:
         """The payer's payment fails (default code 6001); the same shape as `approve`."""

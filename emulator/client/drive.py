@@ -111,11 +111,15 @@ def pay(client: EmulatorClient, pgcode: str, amount: int, callback_url: str, dec
 @click.option("--card-number", help="A test card number (a declining one declines, as on the page).")
 @click.option("--install-month", help="Installment months.")
 @click.option("--bank-code", help="The bank of a transfer or virtual account.")
+@click.option("--ignore-expiry", is_flag=True,
+              help="Approve even once the payment page has expired (30 minutes after the request).")
 @connection(sandbox=True)
-def approve(client: EmulatorClient, token: str, **choices):
+def approve(client: EmulatorClient, token: str, ignore_expiry: bool, **choices):
     """Pay TOKEN as the payer would: {"return_url", "fields"}, what the browser POSTs to return_url.
+    Refused (410) once its page has expired, as the page is, unless --ignore-expiry.
     The callback's first attempt follows (`callbacks flush` waits for it)."""
-    return client.approve(token, **{name: value for name, value in choices.items() if value is not None})
+    return client.approve(token, ignore_expiry=ignore_expiry,
+                          **{name: value for name, value in choices.items() if value is not None})
 
 
 @click.command()

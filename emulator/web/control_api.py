@@ -206,7 +206,8 @@ def set_clock(values):
 
 @control("/payments/{token}/approve", "POST", "Finish the payment as the payer would", schema="approve")
 def approve(token, values):
-    return jsonify(service().payer.approve(_token(token), values))
+    choices = {name: value for name, value in values.items() if name != "ignore_expiry"}
+    return jsonify(service().payer.approve(_token(token), choices, ignore_expiry=values.get("ignore_expiry", False)))
 
 
 @control("/payments/{token}/decline", "POST", "The payer's payment fails", schema="decline")
