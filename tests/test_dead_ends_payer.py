@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from payletter_emulator.client import EmulatorClient, EmulatorError
+from payletter_emulator.client import CallbackWaitError, EmulatorClient, EmulatorError
 from payletter_emulator.config import ENV_PREFIX
 
-from .conftest import CLI, refused
+from .conftest import CLI, ONLY_OUR_PLUGIN, refused
+
+pytest_plugins = ["pytester"]
 
 MISTYPED_DECLINE_CARD = "4000000000000003"  # 4000000000000002 (declines) with its last digit wrong
 DECLINE_CARD = "4000000000000002"
@@ -110,3 +112,62 @@ def test_the_client_and_the_cli_approve_an_expired_payment_only_when_asked(api, 
     shown = cli("approve", str(by_cli)).refusal()
     assert shown["status"] == 410 and "--ignore-expiry" in shown["message"], shown
     assert cli("approve", str(by_cli), "--ignore-expiry").json()["fields"]["code"] == "0"
+
+
+# --- 3. a merchant's refusal is shown, and the way on is the CLI's own command ----------------------
+
+MERCHANT_REFUSAL = b'{"error": "payhash mismatch"}'
+
+
+@pytest.fixture
+def refusing_merchant(callback_receiver):
+    """The merchant's callback endpoint answers 400 with its reason."""
+    callback_receiver.clear()
+    callback_receiver.status, callback_receiver.answer = 400, MERCHANT_REFUSAL
+    yield callback_receiver
+    callback_receiver.clear()
+
+
+def test_callbacks_wait_shows_the_merchants_answer_and_how_to_move_the_clock(api, client, refusing_merchant):
+    tid = client.approve(api.request_payment())["fields"]["tid"]
+    with pytest.raises(CallbackWaitError) as refusal:
+        client.callbacks.wait(tid=tid)
+    message = str(refusal.value)
+    assert "last attempt: HTTP 400 " + MERCHANT_REFUSAL.decode() in message, message
+    assert "clock.advance(minutes=5)" in message and 240 < refusal.value.retry_in <= 300
+    client.clock.advance(minutes=5)
+    assert client.callbacks.wait(tid=tid, status="pending")["attempts_made"] == 2
+
+
+def test_the_cli_shows_the_merchants_answer_and_its_own_clock_command(api, cli, refusing_merchant):
+    token = api.request_payment()
+    tid = cli("approve", str(token)).json()["fields"]["tid"]
+    message = cli("callbacks", "wait", "--tid", tid).refusal()["message"]
+    assert "last attempt: HTTP 400 " + MERCHANT_REFUSAL.decode() in message, message
+    assert "clock.advance" not in message
+    hint = message.rsplit("advance it (", 1)[1].split(")", 1)[0]
+    assert hint == "payletter-emulator clock advance 5m", message
+    cli(*hint.split()[1:]).json()  # the hint is a command the CLI runs
+    assert cli("callbacks", "wait", "--tid", tid, "--status", "pending").json()["attempts_made"] == 2
+
+
+def test_the_plugins_report_shows_the_merchants_answer(pytester, refusing_merchant):
+    pytester.makepyfile(f'''
+import requests
+
+
+def test_fails(payletter):
+    body = {{"pgcode": "creditcard", "client_id": payletter.client_id, "user_id": "u1", "amount": 1000,
+            "product_name": "p", "return_url": "https://merchant.example/result",
+            "callback_url": {refusing_merchant.url!r}}}
+    token = requests.post(payletter.url + "/v1.0/payments/request", json=body,
+                          headers={{"Authorization": "PLKEY " + payletter.payment_key}}).json()["token"]
+    tid = payletter.approve(token)["fields"]["tid"]
+    payletter.callbacks.wait(tid=tid)
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *ONLY_OUR_PLUGIN, "--payletter-no-coverage")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*payletter callbacks (payletter)*",
+        "*1. first at *: HTTP 400 " + MERCHANT_REFUSAL.decode() + " (not acknowledged*",
+    ])

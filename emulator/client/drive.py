@@ -310,7 +310,13 @@ def callbacks_flush(client: EmulatorClient, max_seconds: float):
 def callbacks_wait(client: EmulatorClient, tid: str | None, status: str, wait_seconds: float):
     """Flush, then the first notification (of --tid) in --status; exit 1, saying what each
     notification went through, when none is once nothing is due."""
-    return client.callbacks.wait(tid=tid, status=status, timeout=wait_seconds)
+    from .control_client import CallbackWaitError
+
+    try:
+        return client.callbacks.wait(tid=tid, status=status, timeout=wait_seconds)
+    except CallbackWaitError as exc:  # the way on written as this CLI's command, not the client's Python
+        sandbox = f" --sandbox {client.sandbox}" if client.sandbox else ""
+        raise exc.for_command(f"payletter-emulator clock advance{sandbox}") from None
 
 
 @callbacks.command("tail")
