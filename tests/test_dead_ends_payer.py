@@ -171,3 +171,42 @@ def test_fails(payletter):
         "*payletter callbacks (payletter)*",
         "*1. first at *: HTTP 400 " + MERCHANT_REFUSAL.decode() + " (not acknowledged*",
     ])
+
+
+# --- 4. a decline code given as a number -----------------------------------------------------------
+
+def test_the_client_sends_a_numeric_decline_code_as_the_text_the_control_api_takes(api, client):
+    declined = client.decline(api.request_payment(), code=6002)
+    assert declined["fields"]["code"] == "6002"
+    as_text = api.http.post(f"{api.url}/_emulator/payments/{api.request_payment()}/decline",
+                            json={"code": "6003"}, timeout=30)
+    assert as_text.status_code == 200 and as_text.json()["fields"]["code"] == "6003", as_text.text
+    with pytest.raises(EmulatorError) as refusal:
+        client.decline(api.request_payment(), code=0)  # 0 is an approval's code, not a failure's
+    assert refusal.value.status == 406
+
+
+# --- 5. an unknown status is refused alike by payments and callbacks --------------------------------
+
+@pytest.mark.parametrize("path", ["/payments", "/callbacks"])
+def test_the_control_api_refuses_an_unknown_status(api, path):
+    body = refused(api.http.get(f"{api.url}/_emulator{path}", params={"status": "aproved"}, timeout=30), 406, 4314)
+    assert "'aproved' is not one of" in body["message"], body
+
+
+def test_payments_status_filter_names_its_choices(api, client):
+    body = refused(api.http.get(f"{api.url}/_emulator/payments", params={"status": "aproved"}, timeout=30), 406)
+    for status in ("created", "page_entered", "awaiting_deposit", "approved", "verified", "failed", "abandoned"):
+        assert status in body["message"], body
+    token = api.request_payment()
+    approved = client.approve(api.request_payment())["fields"]["tid"]
+    assert [p["tid"] for p in client.payments(status="approved")] == [approved]
+    assert [p["token"] for p in client.payments(status="created")] == [token]
+
+
+@pytest.mark.parametrize("command", [("payments", "list"), ("callbacks", "list")])
+def test_the_cli_refuses_an_unknown_status_as_a_usage_error(cli, command):
+    done = cli(*command, "--status", "aproved")
+    assert done.status == 2 and done.stdout == "", done
+    assert "'aproved' is not one of" in done.stderr, done
+    assert cli(*command, "--status", "failed").status == 0

@@ -236,9 +236,11 @@ class EmulatorClient:
         body = {**choices, "ignore_expiry": True} if ignore_expiry else choices
         return self.control("POST", f"/payments/{token}/approve", body)
 
-    def decline(self, token: int | str, code: str | None = None, message: str | None = None) -> dict:
-        """The payer's payment fails (default code 6001); the same shape as `approve`."""
-        body = {k: v for k, v in (("code", code), ("message", message)) if v is not None}
+    def decline(self, token: int | str, code: str | int | None = None, message: str | None = None) -> dict:
+        """The payer's payment fails (default code 6001; `6002` or `"6002"`: a code is text on
+        the wire, as in the return fields); the same shape as `approve`."""
+        body = {k: v for k, v in (("code", None if code is None else str(code)), ("message", message))
+                if v is not None}
         return self.control("POST", f"/payments/{token}/decline", body)
 
     def abandon(self, token: int | str) -> dict:

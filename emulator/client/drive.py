@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
+from ..domain.payment import STATUS_CODES
 from .drive_options import ENV_PREFIX, connection, fail, parse_duration, stopped_by_signals
 from .journal_tools import JournalReader, LedgerReader, json_line, matches, status_test
 
@@ -157,7 +158,7 @@ def payments():
 
 
 @payments.command("list")
-@click.option("--status", help="created, page_entered, awaiting_deposit, approved, verified, failed or abandoned.")
+@click.option("--status", type=click.Choice(list(STATUS_CODES)), help="Only payments in this status.")
 @click.option("--client-id", help="Only this client's.")
 @connection(sandbox=True)
 def payments_list(client: EmulatorClient, status: str | None, client_id: str | None):
