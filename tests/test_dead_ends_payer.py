@@ -210,3 +210,39 @@ def test_the_cli_refuses_an_unknown_status_as_a_usage_error(cli, command):
     assert done.status == 2 and done.stdout == "", done
     assert "'aproved' is not one of" in done.stderr, done
     assert cli(*command, "--status", "failed").status == 0
+
+
+# --- 6. one set of decline codes: the built-in test cards and the declined-cards scenario -----------
+
+def _cause(message: str) -> str:
+    """The English cause a failure message ends with: '잔액이 부족합니다. (insufficient funds)'."""
+    return message.rsplit("(", 1)[-1].rstrip(")")
+
+
+def test_the_declined_cards_scenario_and_the_built_in_cards_use_one_code_per_cause():
+    import yaml
+
+    from payletter_emulator.engines.checkout import test_inputs
+    from payletter_emulator.resources import scenarios_dir
+
+    inputs = test_inputs()
+    built_in = [*inputs.cards.values(), *inputs.auth_codes.values(), *inputs.pins.values(), inputs.app_decline]
+    by_code = {failure.code: failure.message for failure in built_in}
+    by_cause = {_cause(failure.message): failure.code for failure in built_in}
+    scenario = yaml.safe_load((scenarios_dir() / "declined-cards.yaml").read_text("utf-8"))
+    declines = [rule["then"]["decline"] for rule in scenario["rules"] if "decline" in rule["then"]]
+    assert len(declines) == 4
+    shared = 0
+    for decline in declines:
+        if decline["code"] in by_code or _cause(decline["message"]) in by_cause:
+            assert by_code.get(decline["code"]) == decline["message"], decline  # same cause, same code and words
+            shared += 1
+    assert shared == 3  # declined, insufficient funds, expired card; suspected fraud has no test card
+
+
+def test_a_scenario_decline_and_its_test_card_reach_return_url_alike(api, client):
+    client.use_scenario("declined-cards")
+    by_scenario = client.approve(api.request_payment(amount=1013))["fields"]  # an amount ending in 13
+    by_card = client.approve(api.request_payment(), card_number="4000000000009995")["fields"]
+    assert (by_scenario["code"], by_scenario["message"]) == (by_card["code"], by_card["message"]) == (
+        "6002", "잔액이 부족합니다. (insufficient funds)")
