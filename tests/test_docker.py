@@ -203,7 +203,7 @@ def test_the_cmd_serves_with_every_setting_from_the_environment(data, callback_r
         # The scenario declines an amount ending in 13.
         outcome = requests.post(url + f"/_emulator/payments/{requested['token']}/approve", json={},
                                 headers=control, timeout=10).json()
-        assert outcome["fields"]["code"] == "6013"
+        assert outcome["fields"]["code"] == "6002"
         approved = request_payment(amount=1000).json()
         requests.post(url + f"/_emulator/payments/{approved['token']}/approve", json={}, headers=control, timeout=10)
         requests.post(url + "/_emulator/callbacks/flush", json={}, headers=control, timeout=30)

@@ -168,7 +168,7 @@ def test_a_sandbox_is_created_driven_listed_and_deleted(api, cli):
     sandbox = SandboxMerchant(made, api)
     token = sandbox.request_payment(amount=1013)
     # --sandbox (or PAYLETTER_EMULATOR_SANDBOX) drives the sandbox; the root sees nothing.
-    assert cli("approve", token, "--sandbox", made["id"]).json()["fields"]["code"] == "6013"
+    assert cli("approve", token, "--sandbox", made["id"]).json()["fields"]["code"] == "6002"
     assert cli("scenario", "get", env={ENV_PREFIX + "SANDBOX": made["id"]}).json()["scenario"]["name"] == "declined-cards"
     assert cli("payments", "list").json() == {"payments": []}
     assert made["id"] in [s["id"] for s in cli("sandbox", "list").json()["sandboxes"]]
@@ -196,7 +196,7 @@ class SandboxMerchant:
 
 def test_scenario_put_from_a_name_a_file_and_standard_input_then_clear(api, cli, tmp_path):
     assert cli("scenario", "put", "declined-cards").json()["scenario"]["name"] == "declined-cards"
-    assert cli("approve", str(api.request_payment(amount=1013))).json()["fields"]["code"] == "6013"
+    assert cli("approve", str(api.request_payment(amount=1013))).json()["fields"]["code"] == "6002"
 
     merged = cli("scenario", "put", str(SCENARIOS / "declined-cards.yaml"), "flaky-callbacks").json()
     assert merged["scenario"]["name"] == "declined-cards + flaky-callbacks"

@@ -36,7 +36,7 @@ class DeclinedCardsTest(unittest.TestCase):
 
     def test_the_scenario_declines_an_amount_ending_in_13(self):
         token = request_payment(self.emulator, 1013)
-        self.assertEqual(self.emulator.approve(token)["fields"]["code"], "6013")
+        self.assertEqual(self.emulator.approve(token)["fields"]["code"], "6002")
         self.emulator.assert_requested("payments/request", amount=1013)
 
     def test_the_control_api_wants_the_token(self):

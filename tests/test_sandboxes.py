@@ -90,7 +90,7 @@ def test_each_sandbox_has_its_own_clock_and_scenario(server, callback_receiver):
     assert first.control("/clock", method="GET")["now"] == T0
     assert second.control("/clock", method="GET")["frozen"] is False
     assert root.control("/clock", method="GET")["frozen"] is False
-    assert first.pay(amount=1013)["code"] == "6013"  # declined-cards: an amount ending in 13
+    assert first.pay(amount=1013)["code"] == "6002"  # declined-cards: an amount ending in 13
     assert second.pay(amount=1013)["code"] == "0"
     assert root.control("/scenario", method="GET")["rules"] == []
     second.control("/reset")

@@ -98,7 +98,7 @@ def test_a_header_of_the_payment_request_chooses_the_payers_outcome(api, use):
 
 def test_the_card_number_typed_by_the_payer(api, use):
     use("declined-cards")
-    assert approve(api, api.request_payment(), card_number="4000000000000101")["fields"]["code"] == "6069"
+    assert approve(api, api.request_payment(), card_number="4000000000000101")["fields"]["code"] == "6004"
     assert approve(api, api.request_payment(), card_number="4111111111111111")["fields"]["code"] == "0"
 
 

@@ -14,6 +14,7 @@ with the envelope's `code` and `message`. A client talks to one emulator, or to 
 from __future__ import annotations
 
 import json as jsonlib
+import math
 import os
 import time
 from datetime import datetime, timedelta
@@ -226,15 +227,20 @@ class EmulatorClient:
         return reply.json() if reply.content else None
 
     # --- the payer -----------------------------------------------------------------------------
-    def approve(self, token: int | str, **choices: Any) -> dict:
+    def approve(self, token: int | str, *, ignore_expiry: bool = False, **choices: Any) -> dict:
         """Finish the payment as the payer would (`option`, `card_number`, `install_month`,
         `bank_code`); `{"return_url", "fields"}`: what the browser would POST to return_url.
+        Once the payment page has expired (30 minutes after the request, on the emulator's
+        clock) it is refused with 410, as the page is, unless `ignore_expiry=True`.
         The callback's first attempt follows in the background (see `callbacks.wait`)."""
-        return self.control("POST", f"/payments/{token}/approve", choices)
+        body = {**choices, "ignore_expiry": True} if ignore_expiry else choices
+        return self.control("POST", f"/payments/{token}/approve", body)
 
-    def decline(self, token: int | str, code: str | None = None, message: str | None = None) -> dict:
-        """The payer's payment fails (default code 6001); the same shape as `approve`."""
-        body = {k: v for k, v in (("code", code), ("message", message)) if v is not None}
+    def decline(self, token: int | str, code: str | int | None = None, message: str | None = None) -> dict:
+        """The payer's payment fails (default code 6001; `6002` or `"6002"`: a code is text on
+        the wire, as in the return fields); the same shape as `approve`."""
+        body = {k: v for k, v in (("code", None if code is None else str(code)), ("message", message))
+                if v is not None}
         return self.control("POST", f"/payments/{token}/decline", body)
 
     def abandon(self, token: int | str) -> dict:
@@ -359,7 +365,18 @@ def _as_list(scenario) -> list:
 
 
 class CallbackWaitError(AssertionError):
-    """`callbacks.wait` found no notification in the wanted state once nothing was due."""
+    """`callbacks.wait` found no notification in the wanted state once nothing was due; the
+    message says what each notification went through (the merchant's last answer) and, when a
+    retry is due later, how far to advance the clock (`retry_in` seconds, or None)."""
+
+    def __init__(self, tid: str | None, status: str | None, found: list[dict], flushed: dict,
+                 retry_in: float | None = None, command: str | None = None):
+        self.tid, self.status, self.found, self.flushed, self.retry_in = tid, status, found, flushed, retry_in
+        super().__init__(describe_wait(tid, status, found, flushed, retry_in, command))
+
+    def for_command(self, command: str) -> "CallbackWaitError":
+        """The same refusal, its clock advance written as `command` (the CLI's) rather than Python."""
+        return CallbackWaitError(self.tid, self.status, self.found, self.flushed, self.retry_in, command)
 
 
 class Clock:
@@ -448,7 +465,16 @@ class Callbacks:
             if matching:
                 return matching[0]
             if flushed["idle"] or time.monotonic() >= deadline:
-                raise CallbackWaitError(_describe_wait(tid, status, found, flushed))
+                retry_in = self._retry_in(found) if flushed["idle"] else None
+                raise CallbackWaitError(tid, status, found, flushed, retry_in)
+
+    def _retry_in(self, found: list[dict]) -> float | None:
+        """Seconds of emulator time until the first retry due, if any is scheduled."""
+        due = [datetime.fromisoformat(c["next_attempt_at"]) for c in found
+               if c["status"] == "pending" and c.get("next_attempt_at")]
+        if not due:
+            return None
+        return max(0.0, (min(due) - self._client.clock.now()).total_seconds())
 
 
 class Gateway:
@@ -469,19 +495,45 @@ class Gateway:
         return self._client.send("GET", path, headers={"Authorization": f"PLKEY {key}"}, params=params)
 
 
-def _describe_wait(tid: str | None, status: str | None, found: list[dict], flushed: dict) -> str:
+def attempt_outcome(attempt: dict, body_chars: int = 240) -> str:
+    """What one attempt came to, as a person reads it: the merchant's status and body when it
+    answered (a 400 with its reason is why a callback is not acknowledged), else what went wrong."""
+    status = attempt.get("http_status")
+    if status is None:
+        return attempt.get("error") or "no answer yet"
+    body = (attempt.get("response_body") or "").strip()
+    if len(body) > body_chars:
+        body = body[:body_chars] + "..."
+    answer = f"HTTP {status} " + (body or "(empty body)")
+    return answer + (f" ({attempt['error']})" if attempt.get("error") else "")
+
+
+def advance_hint(seconds: float, command: str | None = None) -> str:
+    """How to move the emulator's clock by at least `seconds`: the client's call, or `command`
+    (the CLI's `payletter-emulator clock advance`) with its DURATION."""
+    if seconds > 60:  # whole minutes, rounded up: a little further is harmless, and reads as the policy's delays
+        minutes = math.ceil(seconds / 60)
+        return f"{command} {minutes}m" if command else f"clock.advance(minutes={minutes})"
+    whole = max(1, math.ceil(seconds))
+    return f"{command} {whole}s" if command else f"clock.advance({whole})"
+
+
+def describe_wait(tid: str | None, status: str | None, found: list[dict], flushed: dict,
+                  retry_in: float | None, command: str | None = None) -> str:
+    """Why `callbacks.wait` found nothing: each notification, its merchant's last answer, and how
+    to go on (the clock advance written for the client, or as the CLI's `command`)."""
     which = f"tid {tid}" if tid else "any payment"
     if not found:
         return f"no notification for {which}: nothing was queued (was the payment approved, or deposited?)"
     lines = [f"no {status + ' ' if status else ''}notification for {which} once nothing was due:"]
     for callback in found:
         last = callback["attempts"][-1] if callback["attempts"] else None
-        answer = ("no attempt yet" if last is None else
-                  f"last attempt: {last.get('error') or 'HTTP ' + str(last.get('http_status'))}")
+        answer = "no attempt yet" if last is None else f"last attempt: {attempt_outcome(last)}"
         nxt = f", next attempt at {callback['next_attempt_at']}" if callback.get("next_attempt_at") else ""
         lines.append(f"  #{callback['id']} {callback['status']}, {callback['attempts_made']} attempt(s); {answer}{nxt}")
     if not flushed["idle"]:
         lines.append("  attempts were still being made when the timeout passed")
-    elif any(c["status"] == "pending" for c in found):
-        lines.append("  a retry is due later on the emulator's clock: advance it (clock.advance(minutes=5)), then wait")
+    elif retry_in is not None:
+        lines.append(f"  a retry is due later on the emulator's clock: advance it ({advance_hint(retry_in, command)}), "
+                     "then wait")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
+from ..domain.payment import STATUS_CODES
 from .drive_options import ENV_PREFIX, connection, fail, parse_duration, stopped_by_signals
 from .journal_tools import JournalReader, LedgerReader, json_line, matches, status_test
 
@@ -111,11 +112,15 @@ def pay(client: EmulatorClient, pgcode: str, amount: int, callback_url: str, dec
 @click.option("--card-number", help="A test card number (a declining one declines, as on the page).")
 @click.option("--install-month", help="Installment months.")
 @click.option("--bank-code", help="The bank of a transfer or virtual account.")
+@click.option("--ignore-expiry", is_flag=True,
+              help="Approve even once the payment page has expired (30 minutes after the request).")
 @connection(sandbox=True)
-def approve(client: EmulatorClient, token: str, **choices):
+def approve(client: EmulatorClient, token: str, ignore_expiry: bool, **choices):
     """Pay TOKEN as the payer would: {"return_url", "fields"}, what the browser POSTs to return_url.
+    Refused (410) once its page has expired, as the page is, unless --ignore-expiry.
     The callback's first attempt follows (`callbacks flush` waits for it)."""
-    return client.approve(token, **{name: value for name, value in choices.items() if value is not None})
+    return client.approve(token, ignore_expiry=ignore_expiry,
+                          **{name: value for name, value in choices.items() if value is not None})
 
 
 @click.command()
@@ -153,7 +158,7 @@ def payments():
 
 
 @payments.command("list")
-@click.option("--status", help="created, page_entered, awaiting_deposit, approved, verified, failed or abandoned.")
+@click.option("--status", type=click.Choice(list(STATUS_CODES)), help="Only payments in this status.")
 @click.option("--client-id", help="Only this client's.")
 @connection(sandbox=True)
 def payments_list(client: EmulatorClient, status: str | None, client_id: str | None):
@@ -306,7 +311,13 @@ def callbacks_flush(client: EmulatorClient, max_seconds: float):
 def callbacks_wait(client: EmulatorClient, tid: str | None, status: str, wait_seconds: float):
     """Flush, then the first notification (of --tid) in --status; exit 1, saying what each
     notification went through, when none is once nothing is due."""
-    return client.callbacks.wait(tid=tid, status=status, timeout=wait_seconds)
+    from .control_client import CallbackWaitError
+
+    try:
+        return client.callbacks.wait(tid=tid, status=status, timeout=wait_seconds)
+    except CallbackWaitError as exc:  # the way on written as this CLI's command, not the client's Python
+        sandbox = f" --sandbox {client.sandbox}" if client.sandbox else ""
+        raise exc.for_command(f"payletter-emulator clock advance{sandbox}") from None
 
 
 @callbacks.command("tail")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .control_client import EmulatorClient
+from .control_client import EmulatorClient, attempt_outcome
 
 SHOWN_REQUESTS = 50  # journal entries shown for a failing test (the newest)
 BODY_CHARS = 240  # characters of a body shown per journal line or attempt
@@ -57,10 +57,7 @@ def _callback_lines(callback: dict) -> list[str]:
              f"{callback['attempts_made']} attempt(s){nxt}",
              f"    body {_short(callback['body'])}"]
     for attempt in callback["attempts"]:
-        if attempt.get("error"):
-            outcome = _short(attempt["error"])
-        else:
-            outcome = f"HTTP {attempt.get('http_status')} {_short(attempt.get('response_body') or '')}"
+        outcome = attempt_outcome(attempt, BODY_CHARS)  # the merchant's status and body, not only "not acknowledged"
         lines.append(f"    {attempt['number']}. {attempt['kind']} at {_time(attempt['at'])}: {outcome}")
     return lines
 

@@ -190,6 +190,19 @@ INPUT_RULES = {"card_number": _card_number, "card_expiry": _card_expiry, "instal
                "pin": _pin, "option": _option_input, "member_phone": _member_phone}
 # The inputs Payer.approve takes as the payer's choices; the others are only checked.
 CHOICES = ("card_number", "install_month", "bank_code", "option")
+# The page's checks a choice sent to the control API's approve must pass too, in the words of the
+# refusal (the others, install_month, bank_code and option, are checked where they are used).
+CHOICE_RULES = {"card_number": "must be 12 to 19 digits that pass the Luhn check, as on the payment page"}
+
+
+def refused_choice(method: PaymentMethod, payment: Payment, choices: dict, now: datetime) -> tuple[str, str] | None:
+    """(field, rule) of the first choice the payment page would refuse, or None: the control
+    API's approve takes what the page takes, so a mistyped test card is refused, not approved."""
+    page = PaymentPage(method, payment, now)
+    for name, rule in CHOICE_RULES.items():
+        if choices.get(name) is not None and INPUT_RULES[name](str(choices[name]), page)[1] is not None:
+            return name, f"{rule}: {str(choices[name])[:40]!r} does not"
+    return None
 
 
 def asks_cash_receipt(method: PaymentMethod, payment: Payment) -> bool:

@@ -42,11 +42,17 @@ class Payer(Room):
                                     kst_datetime(now), payment.amount)
         return billkey
 
-    def approve(self, token: int, choices: dict) -> dict:
+    def approve(self, token: int, choices: dict, *, ignore_expiry: bool = False) -> dict:
         """Finish a payment as the payer would: the return fields, the callback queued (and sent).
-        A scenario rule may make the payer decline or abandon instead, or choose for them."""
+        A scenario rule may make the payer decline or abandon instead, or choose for them. Once
+        its page has expired it is refused, as the page is, unless `ignore_expiry`."""
         with self.storage.atomic():  # the payment read once, and unchanged by anyone until approved
             payment = self._pending(token)
+            if not ignore_expiry:
+                self._refuse_expired(payment, hint="; ignore_expiry (--ignore-expiry) approves it all the same")
+            refused = checkout.refused_choice(known_method(payment.pgcode), payment, choices, self.clock.now())
+            if refused is not None:  # what the page would not take, before any test input declines
+                raise GatewayError("field_invalid", field=refused[0], rule=refused[1])
             if (failure := checkout.declining_input(payment.pgcode, choices)) is not None:  # first, as on the page
                 return self.decline(token, failure.code, failure.message)
             rule = self.context.decide(PAYER, payment, choices)
@@ -112,14 +118,20 @@ class Payer(Room):
         """The payment behind a payment page's token: still pending, the page not expired, and a
         return address a browser can be sent to."""
         payment = self._pending(token)
-        deadline = parse_kst_datetime(payment.created_at) + checkout.PAGE_LIFETIME
-        if self.clock.now() > deadline:
-            raise GatewayError("page_expired", token=token, deadline=kst_datetime(deadline))
+        self._refuse_expired(payment)
         target = checkout.return_target(payment)
         if not checkout.browser_can_go(target, app=target != payment.request["return_url"]):
             field = "return_url" if target == payment.request["return_url"] else "app_return_url"
             raise GatewayError("page_url_unusable", field=field, url=target)
         return payment
+
+    def _refuse_expired(self, payment: Payment, hint: str = "") -> None:
+        """410 once the payment page is past its lifetime on the emulator's clock."""
+        deadline = parse_kst_datetime(payment.created_at) + checkout.PAGE_LIFETIME
+        if self.clock.now() > deadline:
+            error = GatewayError("page_expired", token=payment.token, deadline=kst_datetime(deadline))
+            error.message += hint  # the control API's way past it, which the page has not
+            raise error
 
     def open_page(self, token: int) -> Payment:
         """The payer opens the payment page: payments/status says 2 (page entered) from now on."""

@@ -23,10 +23,12 @@ from ..waits import ARRIVED, SETTLE, THREAD, MustWait, answering_in_loop, waitin
 from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
+from ..domain.payment import STATUS_CODES
 from .operations import OPERATIONS
 from .plumbing import body_bytes, emulator, json_body, request_host, root_url, sandboxes, shown
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
+PAYMENT_STATUSES = tuple(STATUS_CODES)  # every status a payment can have, in its life's order
 SETTLED = "payletter.settled"  # environ key: a flush that has waited for the event loop's attempts
 
 blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
@@ -221,7 +223,8 @@ def set_clock(values):
 
 @control("/payments/{token}/approve", "POST", "Finish the payment as the payer would", schema="approve")
 def approve(token, values):
-    return jsonify(service().payer.approve(_token(token), values))
+    choices = {name: value for name, value in values.items() if name != "ignore_expiry"}
+    return jsonify(service().payer.approve(_token(token), choices, ignore_expiry=values.get("ignore_expiry", False)))
 
 
 @control("/payments/{token}/decline", "POST", "The payer's payment fails", schema="decline")
@@ -234,11 +237,16 @@ def abandon(token):
     return jsonify(service().payer.abandon(_token(token)))
 
 
-@control("/payments", "GET", "Payments with their cancellations (?client_id=, ?status=), a page at a time "
+@control("/payments", "GET", "Payments with their cancellations (?client_id=, ?status=created|page_entered|"
+                              "awaiting_deposit|approved|verified|failed|abandoned), a page at a time "
                               "(?limit=, ?after=<next>)")
 def payments():
+    status = request.args.get("status")
+    if status not in (None, "", *PAYMENT_STATUSES):
+        raise GatewayError("control_request_invalid",
+                           detail=f"status {status[:40]!r} is not one of {', '.join(PAYMENT_STATUSES)}")
     limit, after = _page()
-    found = emulator().storage.payments(client_id=request.args.get("client_id"), status=request.args.get("status"),
+    found = emulator().storage.payments(client_id=request.args.get("client_id"), status=status or None,
                                         limit=limit + 1, after=after)
     return jsonify(payments=[service().context.payment_view(p) for p in found[:limit]],
                    next=str(found[limit - 1].token) if len(found) > limit else None)
