@@ -33,6 +33,7 @@ SERVER_KEY = pytest.StashKey[Any]()  # this process's PayletterServer, once star
 KEPT_TITLE = "payletter sandbox kept (payletter)"
 ISOLATIONS = ("sandbox", "reset")
 _UNKNOWN = object()
+REACH_TIMEOUT = 10.0  # seconds the session-start check of --payletter-url waits for an answer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +64,34 @@ def pytest_configure(config: pytest.Config) -> None:
                    "test's `payletter` or `payletter_app`, instead of --payletter-scenario")
     config.stash[COVERAGE_KEY] = {}
     _refuse_what_cannot_work(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An emulator at --payletter-url that does not answer is one usage error at start, not a wait
+    and a traceback in every test (pytest-xdist's controller asks; its workers need not)."""
+    config = session.config
+    url = config.getoption("payletter_url", None)
+    if url and not hasattr(config, "workerinput"):
+        _refuse_an_absent_emulator(config, url)
+
+
+def _refuse_an_absent_emulator(config: pytest.Config, url: str) -> None:
+    client = EmulatorClient(url, control_token=config.getoption("payletter_token"),
+                            verify=config.getoption("payletter_ca") or True, timeout=REACH_TIMEOUT)
+    try:
+        client.health()
+    except EmulatorError as exc:
+        raise pytest.UsageError(
+            f"--payletter-url {url}: it answers, but not as payletter-emulator ({exc}); give the URL of "
+            f"`payletter-emulator serve` (e.g. http://127.0.0.1:8080)") from None
+    except OSError as exc:  # refused, unknown name, timed out, TLS not trusted
+        tls = " (for HTTPS, trust its CA with --payletter-ca FILE)" if url.startswith("https://") else ""
+        raise pytest.UsageError(
+            f"--payletter-url {url}: no emulator answers there ({type(exc).__name__}: {exc}). Start it "
+            f"first (`payletter-emulator serve`, or `docker compose up`) and check the URL{tls}, or leave "
+            f"out --payletter-url so that the plugin starts an emulator of its own") from None
+    finally:
+        client.close()
 
 
 def parallel(config: pytest.Config) -> bool:

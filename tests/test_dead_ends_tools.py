@@ -1,0 +1,42 @@
+"""Dead ends a new user met with the plugin, the settings and the tools, each now a clear answer:
+tried through what the user touches (a merchant's suite run by pytest with the plugin as
+installed, the console script, HTTP)."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from .conftest import ONLY_OUR_PLUGIN
+
+pytest_plugins = ["pytester"]
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *ONLY_OUR_PLUGIN, *args)
+
+
+@pytest.fixture
+def silent_port():
+    """A port bound but not listening: a connection to it is refused for as long as the test runs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_a_payletter_url_where_nothing_listens_is_one_usage_error_at_start(pytester, silent_port):
+    pytester.makepyfile('''
+def test_one(payletter):
+    pass
+
+
+def test_two(payletter):
+    pass
+''')
+    url = f"http://127.0.0.1:{silent_port}"
+    result = run(pytester, "--payletter-url", url)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --payletter-url {url}: no emulator answers there*Start it first*"
+                                 f"leave out --payletter-url*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "test_one" not in result.stdout.str()  # no test ran, none failed one by one
