@@ -6,8 +6,9 @@ from __future__ import annotations
 import socket
 
 import pytest
+import requests
 
-from .conftest import ONLY_OUR_PLUGIN
+from .conftest import ONLY_OUR_PLUGIN, EmulatorProcess
 
 pytest_plugins = ["pytester"]
 
@@ -40,3 +41,27 @@ def test_two(payletter):
                                  f"leave out --payletter-url*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "test_one" not in result.stdout.str()  # no test ran, none failed one by one
+
+
+MISSPELT = {"PAYLETTER_EMULATOR_CALLBACK_TIMOUT": "2", "PAYLETTER_EMULATOR_URL": "http://127.0.0.1:1"}
+
+
+def test_serve_warns_of_a_misspelt_variable_with_the_setting_it_meant(tmp_path):
+    process = EmulatorProcess(tmp_path, env=MISSPELT)
+    try:
+        assert requests.get(process.url + "/_emulator/health", timeout=10).status_code == 200
+    finally:
+        process.stop()
+    log = process.log_path.read_text()
+    assert "warning: PAYLETTER_EMULATOR_CALLBACK_TIMOUT is not a setting of payletter-emulator and is ignored; " \
+           "did you mean PAYLETTER_EMULATOR_CALLBACK_TIMEOUT?" in log
+    assert "PAYLETTER_EMULATOR_URL" not in log  # the commands' own variable is known
+
+
+def test_the_plugin_warns_of_a_misspelt_variable(pytester, monkeypatch):
+    monkeypatch.setenv("PAYLETTER_EMULATOR_STRICTT", "1")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stderr.fnmatch_lines(["payletter: warning: PAYLETTER_EMULATOR_STRICTT is not a setting*"
+                                 "did you mean PAYLETTER_EMULATOR_STRICT?"])

@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from . import drive
-from ..config import SETTINGS, Setting, Settings, split
+from ..config import SETTINGS, Setting, Settings, split, unknown_variables
 
 
 @click.group()
@@ -94,7 +94,10 @@ def serve(**options):
     """
     from ..engines.scenario import ScenarioError, load
     from ..serving.bridge import processes, serve, shareable
+    from .drive_options import CA_VARIABLE, SANDBOX_VARIABLE, URL_VARIABLE  # the other commands' variables
 
+    for warning in unknown_variables(os.environ, others=(URL_VARIABLE, CA_VARIABLE, SANDBOX_VARIABLE)):
+        click.echo(f"warning: {warning}", err=True)
     try:  # click has read the options' variables; from_env reads those without an option (the clients)
         settings = Settings.from_env(os.environ, **options)
     except ValueError as exc:

@@ -15,7 +15,9 @@ which `payletter_emulator.running()` uses outside pytest.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -70,9 +72,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """An emulator at --payletter-url that does not answer is one usage error at start, not a wait
     and a traceback in every test (pytest-xdist's controller asks; its workers need not)."""
     config = session.config
+    if not hasattr(config, "workerinput"):
+        _warn_of_unknown_variables()
     url = config.getoption("payletter_url", None)
     if url and not hasattr(config, "workerinput"):
         _refuse_an_absent_emulator(config, url)
+
+
+def _warn_of_unknown_variables() -> None:
+    """A misspelt PAYLETTER_EMULATOR_* variable, which the emulator the plugin starts would ignore
+    (and say so only in its log)."""
+    from ..config import unknown_variables
+    from .drive_options import CA_VARIABLE, SANDBOX_VARIABLE, URL_VARIABLE
+
+    for warning in unknown_variables(os.environ, others=(URL_VARIABLE, CA_VARIABLE, SANDBOX_VARIABLE)):
+        sys.stderr.write(f"payletter: warning: {warning}\n")
 
 
 def _refuse_an_absent_emulator(config: pytest.Config, url: str) -> None:
