@@ -8,7 +8,7 @@ import socket
 import pytest
 import requests
 
-from .conftest import ONLY_OUR_PLUGIN, EmulatorProcess
+from .conftest import ONLY_OUR_PLUGIN, EmulatorProcess, run_cli
 
 pytest_plugins = ["pytester"]
 
@@ -65,3 +65,28 @@ def test_the_plugin_warns_of_a_misspelt_variable(pytester, monkeypatch):
     result.assert_outcomes(passed=1)
     result.stderr.fnmatch_lines(["payletter: warning: PAYLETTER_EMULATOR_STRICTT is not a setting*"
                                  "did you mean PAYLETTER_EMULATOR_STRICT?"])
+
+
+def test_scenario_check_reports_every_problem_in_one_pass(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("""version: 1
+rules:
+  - name: declined
+    when: {pgcode: creditcrad}
+    then: {decline: {code: 6001}}
+  - name: slow
+    when: {endpoint: payment/request}
+    then: {latency: {ms: -5}}
+""", "utf-8")
+    result = run_cli("scenario", "check", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [
+        f"{path}: rules[0].then.decline.code: 6001 is not of type 'string'; quote it: '6001'",
+        f"{path}: rules[1].then.latency.ms: -5 is less than the minimum of 0",
+        f"{path}: rules[0].when.pgcode: 'creditcrad' is not a pgcode; did you mean 'creditcard'?",
+    ]
+    assert lines[3].startswith(f"{path}: rules[1].when.endpoint: 'payment/request' is not an endpoint; one of "
+                               "payments/request, ")
+    assert len(lines) == 4
+    assert "Traceback" not in result.stdout + result.stderr
