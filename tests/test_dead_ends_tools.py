@@ -90,3 +90,35 @@ rules:
                                "payments/request, ")
     assert len(lines) == 4
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_with_payletter_tls_the_code_under_test_trusts_the_emulator_and_the_internet(pytester, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", "/the/one/before")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    pytester.makeconftest('''
+import os
+
+
+def pytest_sessionfinish(session):
+    print("after the session:", os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE"))
+''')
+    pytester.makepyfile('''
+import os
+import urllib.request
+
+import certifi
+import requests
+
+
+def test_merchant_code_without_a_ca_argument(payletter):
+    assert requests.get(payletter.url + "/_emulator/health").status_code == 200
+    with urllib.request.urlopen(payletter.url + "/_emulator/health") as answer:  # OpenSSL's default paths
+        assert answer.status == 200
+    bundle = open(os.environ["REQUESTS_CA_BUNDLE"]).read()
+    assert os.environ["SSL_CERT_FILE"] == os.environ["REQUESTS_CA_BUNDLE"]
+    assert open(certifi.where()).read() in bundle  # the Internet's CAs stay trusted
+    assert open(payletter.ca_file).read() in bundle
+''')
+    result = run(pytester, "--payletter-tls", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*after the session: None /the/one/before"])

@@ -209,14 +209,62 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
                                                    tls=config.getoption("payletter_tls"))
         server = PayletterServer(client.base_url, client, isolation, process, log_path)
     config.stash[SERVER_KEY] = server
+    trusted = _trusted_for_the_session(server, tmp_path_factory) if server.url.startswith("https://") else {}
     try:
         yield server
     finally:
+        _restore(trusted)
         try:
             if not config.getoption("payletter_no_coverage"):
                 _keep_coverage(config, server)
         finally:
             server.stop()
+
+
+TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # read by requests, and by OpenSSL (urllib, httpx)
+
+
+def _trusted_for_the_session(server: PayletterServer, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The code under test trusts the HTTPS emulator as it trusts the Internet: REQUESTS_CA_BUNDLE and
+    SSL_CERT_FILE name a bundle of the system's CAs and the emulator's, for the session. Returns the
+    variables' values before, to restore."""
+    if not server.ca_file:
+        return {}
+    bundle = tmp_path_factory.mktemp("payletter-trust") / "ca-bundle.pem"
+    bundle.write_text(_system_cas() + "\n" + Path(server.ca_file).read_text("ascii"), "ascii")
+    before = {name: os.environ.get(name) for name in TRUST_VARIABLES}
+    os.environ.update(dict.fromkeys(TRUST_VARIABLES, str(bundle)))
+    return before
+
+
+def _system_cas() -> str:
+    """The CAs the code under test trusted without the plugin: certifi's bundle (what requests
+    uses) if installed, else the system's default verify paths."""
+    try:
+        import certifi
+
+        return Path(certifi.where()).read_text("ascii")
+    except ImportError:
+        pass
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for cafile in (paths.cafile, paths.openssl_cafile):
+        if cafile and os.path.isfile(cafile):
+            return Path(cafile).read_text("ascii", "replace")
+    folder = Path(paths.capath or paths.openssl_capath or "")
+    if folder.is_dir() and str(folder) != ".":
+        return "".join(path.read_text("ascii", "replace") for path in sorted(folder.iterdir())
+                       if path.is_file() and path.read_bytes().startswith(b"-----BEGIN CERTIFICATE"))
+    return ""
+
+
+def _restore(before: dict) -> None:
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _scenarios(request: pytest.FixtureRequest) -> list[Any]:
