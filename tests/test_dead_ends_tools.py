@@ -122,3 +122,52 @@ def test_merchant_code_without_a_ca_argument(payletter):
     result = run(pytester, "--payletter-tls", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*after the session: None /the/one/before"])
+
+
+IN_PROCESS_ONLY = '''
+def test_in_process(payletter_app):
+    answer = payletter_app.gateway.post("/v1.0/payments/request", {
+        "pgcode": "mobile", "client_id": "pay_test", "user_id": "u1", "amount": 1000, "product_name": "p",
+        "return_url": "https://merchant.example/result", "callback_url": "http://127.0.0.1:9/callback"})
+    assert answer.status_code == 200
+
+
+def test_in_process_again(payletter_app):
+    assert payletter_app.gateway.post("/v1.0/payments/request", {"pgcode": "bitcoin"}).status_code == 406
+'''
+
+
+def test_the_coverage_summary_counts_tests_on_payletter_app(pytester):
+    pytester.makepyfile(IN_PROCESS_ONLY)
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*payletter coverage (with payletter_app's in-process apps)*",
+                                 "endpoints: payments/request 2", "pgcodes: none", "error codes: 2001 1"])
+
+
+ONE_PAYMENT = '''
+import requests
+
+
+def test_one_payment(payletter):
+    answer = requests.post(payletter.url + "/v1.0/payments/request", json={
+        "pgcode": "creditcard", "client_id": payletter.client_id, "user_id": "u1", "amount": 1000,
+        "product_name": "p", "return_url": "https://merchant.example/result",
+        "callback_url": "http://127.0.0.1:9/callback"}, headers={"Authorization": "PLKEY " + payletter.payment_key})
+    assert answer.status_code == 200
+'''
+
+
+def test_on_a_shared_emulator_the_summary_counts_this_run_only(pytester, tmp_path):
+    pytester.makepyfile(ONE_PAYMENT)
+    process = EmulatorProcess(tmp_path)
+    try:
+        for _ in range(2):  # the second run finds the first's counts on the emulator
+            result = run(pytester, "--payletter-url", process.url)
+            result.assert_outcomes(passed=1)
+            result.stdout.fnmatch_lines([f"*payletter coverage ({process.url}, this run's counts only)*",
+                                         "endpoints: payments/request 1"])
+        assert requests.get(process.url + "/_emulator/coverage", timeout=10).json()["endpoints"] == \
+            {"payments/request": 2}  # the emulator itself keeps counting across runs
+    finally:
+        process.stop()
