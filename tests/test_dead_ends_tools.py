@@ -171,3 +171,12 @@ def test_on_a_shared_emulator_the_summary_counts_this_run_only(pytester, tmp_pat
             {"payments/request": 2}  # the emulator itself keeps counting across runs
     finally:
         process.stop()
+
+
+def test_docs_is_not_offered_to_merchants_but_still_runs(tmp_path):
+    listed = run_cli("--help")
+    assert listed.returncode == 0 and "serve" in listed.stdout
+    assert not [line for line in listed.stdout.splitlines() if line.strip().startswith("docs ")]
+    written = run_cli("docs", str(tmp_path))
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "error-codes.md").read_text("utf-8").startswith("#")

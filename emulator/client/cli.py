@@ -216,7 +216,7 @@ def scenario_check(files):
     sys.exit(1 if failed else 0)
 
 
-@main.command()
+@main.command(hidden=True)  # a maintainer's tool, not a merchant's command
 @click.argument("folder", default="docs", type=click.Path(file_okay=False))
 def docs(folder):
     """Write the reference pages made from the data tables (error codes, payment methods)."""
