@@ -275,3 +275,21 @@ def _declared(cls) -> dict[str, Setting]:
 
 
 SETTINGS: dict[str, Setting] = _declared(Settings)
+
+
+def unknown_variables(environ=os.environ, others=()) -> list[str]:
+    """A warning for each PAYLETTER_EMULATOR_* variable that no setting declares (nor `others`, the
+    variables the client's commands read), with the declared one it was probably meant to be:
+    an unknown variable is otherwise ignored without a word."""
+    import difflib
+
+    known = [setting.variable for setting in SETTINGS.values()] + list(others)
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        # Compared without the prefix, which every name shares and which would make any two look alike.
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):], [k[len(ENV_PREFIX):] for k in known], n=1)
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "`payletter-emulator serve --help` lists the settings"
+        warnings.append(f"{name} is not a setting of payletter-emulator and is ignored; {hint}")
+    return warnings

@@ -71,8 +71,8 @@ def test_in_process(payletter_app):
     result = run(pytester)
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([
-        "*payletter coverage (http://127.0.0.1:*)*",
-        "endpoints: payments/request 2",
+        "*payletter coverage (http://127.0.0.1:*; with payletter_app's in-process apps)*",
+        "endpoints: payments/request 3",  # two on the server, one in process
         "pgcodes: creditcard *",
         "callbacks: *exhausted 1*",
         "never exercised (endpoints): *payments/cancel*",
@@ -236,12 +236,13 @@ def test_the_readme_example_runs(pytester):
     pytester.makepyfile(test_readme=example)
     result = run(pytester)
     result.assert_outcomes(passed=example.count("\ndef test_"))
-    result.stdout.fnmatch_lines(["*payletter coverage*", "endpoints: payments/request 2"])
+    # Two requests on the server, one on the in-process app: one summary.
+    result.stdout.fnmatch_lines(["*payletter coverage*", "endpoints: payments/request 3"])
 
 
 HTTPS_TESTS = '''
+import certifi
 import pytest
-import requests
 import requests
 
 
@@ -254,8 +255,9 @@ def test_https(payletter):
         headers={"Authorization": "PLKEY " + payletter.payment_key})
     assert answer.json()["online_url"].startswith(payletter.url + "/pgsvc/")
     assert payletter.approve(answer.json()["token"])["fields"]["code"] == "0"
-    with pytest.raises(requests.exceptions.SSLError):
-        requests.get(payletter.url + "/_emulator/health")  # without the CA, not trusted
+    with pytest.raises(requests.exceptions.SSLError):  # the emulator's CA is none of the Internet's
+        requests.get(payletter.url + "/_emulator/health", verify=certifi.where())
+    assert requests.get(payletter.url + "/_emulator/health").status_code == 200  # the session's bundle has it
 '''
 
 
@@ -386,7 +388,8 @@ def test_under_xdist_on_one_emulator_the_coverage_is_counted_once(pytester, tmp_
     try:
         result = run(pytester, "-n", "2", "--payletter-url", process.url)
         result.assert_outcomes(passed=8)
-        result.stdout.fnmatch_lines([f"*payletter coverage ({process.url})*", "endpoints: payments/request 8"])
+        result.stdout.fnmatch_lines([f"*payletter coverage ({process.url}, this run's counts only)*",
+                                     "endpoints: payments/request 8"])
     finally:
         process.stop()
 

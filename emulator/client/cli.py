@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from . import drive
-from ..config import SETTINGS, Setting, Settings, is_loopback_host, split
+from ..config import SETTINGS, Setting, Settings, is_loopback_host, split, unknown_variables
 
 
 @click.group()
@@ -95,7 +95,10 @@ def serve(**options):
     from ..engines.scenario import ScenarioError, load
     from ..serving.bridge import processes, serve, shareable
     from ..startup import Refusal, make_whole, open_database
+    from .drive_options import CA_VARIABLE, SANDBOX_VARIABLE, URL_VARIABLE  # the other commands' variables
 
+    for warning in unknown_variables(os.environ, others=(URL_VARIABLE, CA_VARIABLE, SANDBOX_VARIABLE)):
+        click.echo(f"warning: {warning}", err=True)
     try:  # click has read the options' variables; from_env reads those without an option (the clients)
         settings = Settings.from_env(os.environ, **options)
     except ValueError as exc:
@@ -220,7 +223,7 @@ def scenario_check(files):
     sys.exit(1 if failed else 0)
 
 
-@main.command()
+@main.command(hidden=True)  # a maintainer's tool, not a merchant's command
 @click.argument("folder", default="docs", type=click.Path(file_okay=False))
 def docs(folder):
     """Write the reference pages made from the data tables (error codes, payment methods)."""

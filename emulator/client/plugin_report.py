@@ -1,5 +1,5 @@
 """What the pytest plugin prints: a failing test's journal and callbacks, and the run's coverage
-(several emulators' merged, under pytest-xdist)."""
+(several emulators' merged, under pytest-xdist; a shared emulator's earlier runs subtracted)."""
 from __future__ import annotations
 
 import json
@@ -73,6 +73,24 @@ def merge_coverage(parts: list[dict], combine=sum) -> dict:
     merged["never"] = {name: [item for item in nevers[0].get(name, []) if all(item in n.get(name, []) for n in nevers)]
                        for name in nevers[0]}
     return merged
+
+
+def subtract_coverage(now: dict, before: dict) -> dict:
+    """What one emulator counted since `before` was read (a shared emulator's earlier runs left
+    out): counts less those of `before`, and what only earlier runs exercised is never exercised
+    again."""
+    delta: dict = {}
+    never = {name: list(items) for name, items in (now.get("never") or {}).items()}
+    for name in ("endpoints", "pgcodes", "error_codes", "rules", "callbacks"):
+        counts = {key: count - (before.get(name) or {}).get(key, 0) for key, count in (now.get(name) or {}).items()}
+        if name == "callbacks":  # its outcomes are always listed, zero or not
+            delta[name] = {key: max(count, 0) for key, count in counts.items()}
+            continue
+        delta[name] = {key: count for key, count in counts.items() if count > 0}
+        if name in never:
+            never[name] += [key for key in counts if key not in delta[name] and key not in never[name]]
+    delta["never"] = never
+    return delta
 
 
 def coverage_lines(coverage: dict) -> list[str]:

@@ -15,7 +15,9 @@ which `payletter_emulator.running()` uses outside pytest.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,14 +27,17 @@ import pytest
 from .app_server import serve_app
 from .control_client import EmulatorClient, EmulatorError
 from .local_emulator import start_emulator, stop_emulator, wait_ready
-from .plugin_report import coverage_lines, describe, merge_coverage
+from .plugin_report import coverage_lines, describe, merge_coverage, subtract_coverage
 
 COVERAGE_KEY = pytest.StashKey[dict]()  # url -> coverage, for the terminal summary
 OUTCOME_KEY = pytest.StashKey[dict]()  # a test's reports by phase, for the fixtures' teardown
 SERVER_KEY = pytest.StashKey[Any]()  # this process's PayletterServer, once started
+IN_PROCESS_KEY = pytest.StashKey[dict]()  # the payletter_app fixtures' coverage, added up
+BEFORE_KEY = pytest.StashKey[dict]()  # url -> the coverage a --payletter-url emulator had at the start
 KEPT_TITLE = "payletter sandbox kept (payletter)"
 ISOLATIONS = ("sandbox", "reset")
 _UNKNOWN = object()
+REACH_TIMEOUT = 10.0  # seconds the session-start check of --payletter-url waits for an answer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,7 +67,50 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "payletter_scenario(*names): the scenario (shipped names, files or dicts) in force for this "
                    "test's `payletter` or `payletter_app`, instead of --payletter-scenario")
     config.stash[COVERAGE_KEY] = {}
+    config.stash[BEFORE_KEY] = {}
     _refuse_what_cannot_work(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An emulator at --payletter-url that does not answer is one usage error at start, not a wait
+    and a traceback in every test (pytest-xdist's controller asks; its workers need not)."""
+    config = session.config
+    if not hasattr(config, "workerinput"):
+        _warn_of_unknown_variables()
+    url = config.getoption("payletter_url", None)
+    if url and not hasattr(config, "workerinput"):
+        _refuse_an_absent_emulator(config, url)
+
+
+def _warn_of_unknown_variables() -> None:
+    """A misspelt PAYLETTER_EMULATOR_* variable, which the emulator the plugin starts would ignore
+    (and say so only in its log)."""
+    from ..config import unknown_variables
+    from .drive_options import CA_VARIABLE, SANDBOX_VARIABLE, URL_VARIABLE
+
+    for warning in unknown_variables(os.environ, others=(URL_VARIABLE, CA_VARIABLE, SANDBOX_VARIABLE)):
+        sys.stderr.write(f"payletter: warning: {warning}\n")
+
+
+def _refuse_an_absent_emulator(config: pytest.Config, url: str) -> None:
+    client = EmulatorClient(url, control_token=config.getoption("payletter_token"),
+                            verify=config.getoption("payletter_ca") or True, timeout=REACH_TIMEOUT)
+    try:
+        client.health()
+        if not config.getoption("payletter_no_coverage"):
+            config.stash[BEFORE_KEY][client.base_url] = _coverage_of(client)
+    except EmulatorError as exc:
+        raise pytest.UsageError(
+            f"--payletter-url {url}: it answers, but not as payletter-emulator ({exc}); give the URL of "
+            f"`payletter-emulator serve` (e.g. http://127.0.0.1:8080)") from None
+    except OSError as exc:  # refused, unknown name, timed out, TLS not trusted
+        tls = " (for HTTPS, trust its CA with --payletter-ca FILE)" if url.startswith("https://") else ""
+        raise pytest.UsageError(
+            f"--payletter-url {url}: no emulator answers there ({type(exc).__name__}: {exc}). Start it "
+            f"first (`payletter-emulator serve`, or `docker compose up`) and check the URL{tls}, or leave "
+            f"out --payletter-url so that the plugin starts an emulator of its own") from None
+    finally:
+        client.close()
 
 
 def parallel(config: pytest.Config) -> bool:
@@ -166,14 +214,62 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
                                                    tls=config.getoption("payletter_tls"))
         server = PayletterServer(client.base_url, client, isolation, process, log_path)
     config.stash[SERVER_KEY] = server
+    trusted = _trusted_for_the_session(server, tmp_path_factory) if server.url.startswith("https://") else {}
     try:
         yield server
     finally:
+        _restore(trusted)
         try:
             if not config.getoption("payletter_no_coverage"):
                 _keep_coverage(config, server)
         finally:
             server.stop()
+
+
+TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # read by requests, and by OpenSSL (urllib, httpx)
+
+
+def _trusted_for_the_session(server: PayletterServer, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The code under test trusts the HTTPS emulator as it trusts the Internet: REQUESTS_CA_BUNDLE and
+    SSL_CERT_FILE name a bundle of the system's CAs and the emulator's, for the session. Returns the
+    variables' values before, to restore."""
+    if not server.ca_file:
+        return {}
+    bundle = tmp_path_factory.mktemp("payletter-trust") / "ca-bundle.pem"
+    bundle.write_text(_system_cas() + "\n" + Path(server.ca_file).read_text("ascii"), "ascii")
+    before = {name: os.environ.get(name) for name in TRUST_VARIABLES}
+    os.environ.update(dict.fromkeys(TRUST_VARIABLES, str(bundle)))
+    return before
+
+
+def _system_cas() -> str:
+    """The CAs the code under test trusted without the plugin: certifi's bundle (what requests
+    uses) if installed, else the system's default verify paths."""
+    try:
+        import certifi
+
+        return Path(certifi.where()).read_text("ascii")
+    except ImportError:
+        pass
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for cafile in (paths.cafile, paths.openssl_cafile):
+        if cafile and os.path.isfile(cafile):
+            return Path(cafile).read_text("ascii", "replace")
+    folder = Path(paths.capath or paths.openssl_capath or "")
+    if folder.is_dir() and str(folder) != ".":
+        return "".join(path.read_text("ascii", "replace") for path in sorted(folder.iterdir())
+                       if path.is_file() and path.read_bytes().startswith(b"-----BEGIN CERTIFICATE"))
+    return ""
+
+
+def _restore(before: dict) -> None:
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _scenarios(request: pytest.FixtureRequest) -> list[Any]:
@@ -212,8 +308,14 @@ def payletter_app(request: pytest.FixtureRequest):
     scenarios = _scenarios(request)
     if scenarios:
         client.use_scenario(*scenarios)
-    yield client
-    app.extensions["payletter"].dispatcher.stop()
+    try:
+        yield client
+        if not request.config.getoption("payletter_no_coverage"):
+            counted = request.config.stash.get(IN_PROCESS_KEY, None)
+            coverage = client.coverage()
+            request.config.stash[IN_PROCESS_KEY] = merge_coverage([counted, coverage]) if counted else coverage
+    finally:
+        app.extensions["payletter"].dispatcher.stop()
 
 
 # --- the merchant's own app, served so that callbacks reach it ---------------------------------------
@@ -275,25 +377,43 @@ def _session_server(config: pytest.Config) -> PayletterServer | None:
 
 # --- the run's coverage ---------------------------------------------------------------------------
 
-def _keep_coverage(config: pytest.Config, server: PayletterServer) -> None:
+def _coverage_of(client: EmulatorClient) -> dict | None:
     try:
-        coverage = server.client.coverage()
+        return client.coverage()
     except EmulatorError:  # an emulator without the coverage endpoint: nothing to say
-        return
-    config.stash[COVERAGE_KEY][server.url] = coverage
-    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: hand it to the controller
-        config.workeroutput["payletter_coverage"] = json.dumps({server.url: coverage})
+        return None
+
+
+def _keep_coverage(config: pytest.Config, server: PayletterServer) -> None:
+    coverage = _coverage_of(server.client)
+    if coverage is not None:
+        config.stash[COVERAGE_KEY][server.url] = coverage
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands its coverage (its emulator's, its in-process apps') to the
+    controller, once its session fixtures are torn down."""
+    config = session.config
+    if hasattr(config, "workeroutput") and not config.getoption("payletter_no_coverage"):
+        config.workeroutput["payletter_coverage"] = json.dumps(config.stash.get(COVERAGE_KEY, {}))
+        config.workeroutput["payletter_app_coverage"] = json.dumps(config.stash.get(IN_PROCESS_KEY, None))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
     """pytest-xdist: a worker's coverage reaches the controller's summary. Workers sharing one
-    emulator (--payletter-url) each read all of it, at different moments: the fullest is kept."""
-    sent = getattr(node, "workeroutput", {}).get("payletter_coverage")
-    if sent:
-        found = node.config.stash[COVERAGE_KEY]
-        for url, coverage in json.loads(sent).items():
-            found[url] = merge_coverage([found[url], coverage], combine=max) if url in found else coverage
+    emulator (--payletter-url) each read all of it, at different moments: the fullest is kept.
+    In-process apps are each their own: their counts are added."""
+    output = getattr(node, "workeroutput", {})
+    config = node.config
+    found = config.stash[COVERAGE_KEY]
+    for url, coverage in json.loads(output.get("payletter_coverage") or "{}").items():
+        found[url] = merge_coverage([found[url], coverage], combine=max) if url in found else coverage
+    in_process = json.loads(output.get("payletter_app_coverage") or "null")
+    if in_process:
+        counted = config.stash.get(IN_PROCESS_KEY, None)
+        config.stash[IN_PROCESS_KEY] = merge_coverage([counted, in_process]) if counted else in_process
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -304,15 +424,35 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_sep("-", "payletter sandboxes kept (--payletter-keep-failed)")
             for nodeid, where in kept:
                 terminalreporter.write_line(f"{nodeid}: {where}")
-    found = config.stash.get(COVERAGE_KEY, {})
-    if not found or config.getoption("payletter_no_coverage"):
+    if config.getoption("payletter_no_coverage") or hasattr(config, "workerinput"):
         return
-    if len(found) == 1:
-        [(url, coverage)] = found.items()
-        title = f"payletter coverage ({url})"
-    else:  # pytest-xdist workers, each with the emulator it started
-        coverage = merge_coverage(list(found.values()))
-        title = f"payletter coverage ({len(found)} emulators, one per pytest-xdist worker, merged)"
+    summary = _run_coverage(config)
+    if summary is None:
+        return
+    title, coverage = summary
     terminalreporter.write_sep("-", title)
     for line in coverage_lines(coverage):
         terminalreporter.write_line(line)
+
+
+def _run_coverage(config: pytest.Config) -> tuple[str, dict] | None:
+    """The title and the counts of this run: the emulators' (on one this run did not start, what it
+    had counted at the start subtracted) and the in-process apps', added up."""
+    found = config.stash.get(COVERAGE_KEY, {})
+    before = config.stash.get(BEFORE_KEY, {})
+    parts = [subtract_coverage(coverage, before[url]) if before.get(url) else coverage
+             for url, coverage in found.items()]
+    if len(found) == 1:
+        [url] = found
+        titles = [f"{url}, this run's counts only" if before.get(url) else url]
+    elif found:  # pytest-xdist workers, each with the emulator it started
+        titles = [f"{len(found)} emulators, one per pytest-xdist worker, merged"]
+    else:
+        titles = []
+    in_process = config.stash.get(IN_PROCESS_KEY, None)
+    if in_process:
+        parts.append(in_process)
+        titles.append("with payletter_app's in-process apps")
+    if not parts:
+        return None
+    return f"payletter coverage ({'; '.join(titles)})", merge_coverage(parts) if len(parts) > 1 else parts[0]

@@ -80,8 +80,8 @@ def check(document, source: str) -> None:
     found = [best_match([e]) for e in _validator().iter_errors(document)]
     problems = [f"{source}: {_where(e.absolute_path)}: {_message(e)}"[:MESSAGE_LIMIT]
                 for e in sorted(found, key=lambda e: list(map(str, e.absolute_path)))]
-    if not problems:
-        problems = [f"{source}: {where}: {what}" for where, what in _sense(document)]
+    # In the same pass, not once the schema's are fixed: a file is mended in one round.
+    problems += [f"{source}: {where}: {what}" for where, what in _sense(document)]
     if problems:
         raise ScenarioError(problems)
 
@@ -112,6 +112,9 @@ def _message(error) -> str:
         return f"{error.instance!r} is not allowed here; expected: {expected}{_did_you_mean(error)}"
     if error.validator == "additionalProperties":
         return error.message + _did_you_mean(error)
+    if error.validator == "type" and error.validator_value == "string" and isinstance(error.instance, (int, float)) \
+            and not isinstance(error.instance, bool):
+        return f"{error.message}; quote it: '{error.instance}'"  # YAML reads an unquoted 6001 as a number
     return error.message
 
 
@@ -142,47 +145,68 @@ def _where(path) -> str:
     return text or "(top)"
 
 
-def _sense(document: dict):
+def _sense(document):
     """What a schema cannot say: regexes that compile, moments that parse, names used once,
-    conditions that can apply at the rule's moment."""
+    conditions that can apply at the rule's moment. It reads only the parts whose shape is right,
+    so that it can run beside the schema's check on a document that fails it."""
+    if not isinstance(document, dict):
+        return
     names = set()
-    for index, rule in enumerate(document.get("rules", [])):
+    for index, rule in enumerate(_items(document.get("rules"))):
         where = f"rules[{index}]"
-        if rule["name"] in names:
-            yield f"{where}.name", f"{rule['name']!r} is the name of an earlier rule; names must be unique"
-        names.add(rule["name"])
-        when = rule.get("when", {})
-        [outcome] = rule["then"]
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        if isinstance(name, str):
+            if name in names:
+                yield f"{where}.name", f"{name!r} is the name of an earlier rule; names must be unique"
+            names.add(name)
+        when = _mapping(rule.get("when"))
+        then = _mapping(rule.get("then"))
+        outcome = next(iter(then)) if len(then) == 1 and next(iter(then)) in STAGES else None
         for key, spec in when.items():
-            for inner, value in (spec.items() if key == "header" else [(None, spec)]):
-                if isinstance(value, dict) and "regex" in value:
+            for inner, value in (_mapping(spec).items() if key == "header" else [(None, spec)]):
+                if isinstance(value, dict) and isinstance(value.get("regex"), str):
                     try:
                         re.compile(value["regex"])
                     except re.error as exc:
                         path = f"{where}.when.{key}" + (f".{inner}" if inner else "")
                         yield f"{path}.regex", f"{value['regex']!r} is not a regular expression: {exc}"
+        time = _mapping(when.get("time"))
         for bound in ("from", "until"):
-            if bound in when.get("time", {}):
-                yield from _moment_problem(when["time"][bound], f"{where}.when.time.{bound}")
-        if STAGES[outcome] != API and "endpoint" in when:
+            if bound in time:
+                yield from _moment_problem(time[bound], f"{where}.when.time.{bound}")
+        if outcome and STAGES[outcome] != API and "endpoint" in when:
             yield f"{where}.when.endpoint", f"{outcome} happens to a payment, not to an API request: drop endpoint"
-        if STAGES[outcome] == API and "card_number" in when:
+        if outcome and STAGES[outcome] == API and "card_number" in when:
             yield f"{where}.when.card_number", "the payer types the card number after the API request: " \
                                                "card_number can only choose approve, decline or abandon"
         if "endpoint" in when:
             yield from _endpoint_problems(when["endpoint"], f"{where}.when.endpoint")
         if "pgcode" in when:
             yield from _pgcode_problems(when["pgcode"], f"{where}.when.pgcode")
-    for index, event in enumerate(document.get("timeline", [])):
-        yield from _moment_problem(event["at"], f"timeline[{index}].at")
-        if "outage" in event:
-            yield from _moment_problem(event["outage"]["until"], f"timeline[{index}].outage.until")
-            start, end = _moment(event["at"]), _moment(event["outage"]["until"])
+    for index, event in enumerate(_items(document.get("timeline"))):
+        if not isinstance(event, dict):
+            continue
+        if "at" in event:
+            yield from _moment_problem(event["at"], f"timeline[{index}].at")
+        outage = _mapping(event.get("outage"))
+        if "until" in outage:
+            yield from _moment_problem(outage["until"], f"timeline[{index}].outage.until")
+            start, end = _moment(event.get("at")), _moment(outage["until"])
             if start and end and end <= start:
                 yield f"timeline[{index}].outage.until", "the outage must end after it starts"
-    start = document.get("settings", {}).get("clock", {}).get("start")
+    start = _mapping(_mapping(document.get("settings")).get("clock")).get("start")
     if start is not None:
         yield from _moment_problem(start, "settings.clock.start")
+
+
+def _items(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _endpoint_problems(spec, where: str):
@@ -204,7 +228,7 @@ def _pgcode_problems(spec, where: str):
 
 
 def _moment_problem(text: str, where: str):
-    if _moment(text) is None:
+    if isinstance(text, str) and _moment(text) is None:  # not a text at all: the schema says so
         yield where, f"{text!r} is not an ISO 8601 date and time (e.g. 2026-11-29T10:00:00+09:00)"
 
 
