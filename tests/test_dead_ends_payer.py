@@ -3,10 +3,8 @@ the control API, the client and the CLI refuse too, with the gateway's envelope;
 refusal says is enough to go on (issue 27)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-from dataclasses import dataclass
 
 import pytest
 
@@ -14,26 +12,12 @@ from payletter_emulator.client import CallbackWaitError, EmulatorClient, Emulato
 from payletter_emulator.config import ENV_PREFIX
 
 from .conftest import CLI, ONLY_OUR_PLUGIN, refused
+from .test_drive import Run
 
 pytest_plugins = ["pytester"]
 
 MISTYPED_DECLINE_CARD = "4000000000000003"  # 4000000000000002 (declines) with its last digit wrong
 DECLINE_CARD = "4000000000000002"
-
-
-@dataclass
-class Run:
-    status: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        assert self.status == 0 and self.stderr == "", self
-        return json.loads(self.stdout)
-
-    def refusal(self) -> dict:
-        assert self.status == 1 and self.stdout == "", self
-        return json.loads(self.stderr)
 
 
 @pytest.fixture
