@@ -5,10 +5,12 @@ SQLite files made whole at a clean stop."""
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import PAY_TEST, SETTINGS, Settings
+from .domain.clock import KST, ClockState, iso
 from .storage import Storage
 from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES, DriverMissing, checkpoint
 
@@ -58,7 +60,8 @@ def hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_file=None) -> list[str]:
+def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_file=None,
+          clock: ClockState | None = None) -> list[str]:
     """The startup lines; the first says where the server listens (tools read its URL from it),
     the second, over HTTPS with the emulator's CA, the CA's file (tools read it too)."""
     extra = f", {workers} workers" if workers else ""
@@ -73,6 +76,9 @@ def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_f
         shown.append(f"  dashboard:   {base_url}/_emulator/")
     shown.append(f"  API spec:    {base_url}/openapi.json")
     shown.append(f"  data:        {where_data_lives(settings.db)}")
+    if clock is not None and (clock.frozen_at is not None or clock.offset):
+        shown.append(f"  clock:       {_clock_left(clock)}, as an earlier run left it; "
+                     f"`payletter-emulator clock real` returns to real time")
     shown.append(f"  test client: {PAY_TEST.client_id} (built in, the reference's test keys)")
     shown.append(f"    PAYMENT key {PAY_TEST.payment_key}")
     shown.append(f"    SEARCH key  {PAY_TEST.search_key}")
@@ -82,17 +88,27 @@ def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_f
     return shown
 
 
-def open_database(db: str) -> None:
+def _clock_left(clock: ClockState) -> str:
+    if clock.frozen_at is not None:
+        return f"frozen at {iso(datetime.fromtimestamp(clock.frozen_at, KST))}"
+    return f"{abs(clock.offset):,.0f} s {'ahead of' if clock.offset > 0 else 'behind'} real time"
+
+
+def open_database(db: str) -> ClockState | None:
     """Open the database once, before any process serves: its tables are made (and a SQLite file
     is put in WAL mode) here, so that workers starting together never race on a fresh file, and a
-    database that cannot be used is refused once, in one line, instead of by every worker."""
+    database that cannot be used is refused once, in one line, instead of by every worker. The
+    clock an earlier run left in it, if any."""
     if db == ":memory:":  # each process's own, made when it starts
-        return
+        return None
     try:
         storage = Storage(db)
     except Exception as error:  # whatever the driver raised, the user reads one line and acts on it
         raise refusal(db, error) from None
-    storage.close()
+    try:
+        return storage.shared_state()[0]
+    finally:
+        storage.close()
 
 
 # What to do about a SQLite file the emulator cannot use, by SQLite's name for what went wrong.

@@ -122,14 +122,14 @@ def serve(**options):
         raise click.ClickException("the scenario cannot be used:\n" + str(exc)) from None
     count = processes(settings)
     try:
-        open_database(settings.db)  # once, here: the workers find it made, or none starts
+        clock = open_database(settings.db)  # once, here: the workers find it made, or none starts
         # Bound here, so that `--port 0` can say which port it got before any process serves.
         listener = _listen(settings.host, settings.port)
     except Refusal as refusal:
         raise click.ClickException(str(refusal)) from None
     port = listener.getsockname()[1]
     try:  # the lines once every process accepts connections: a request sent on reading them is served
-        serve(settings, listener, certificates, count, ready=lambda: _announce(settings, port, certificates, count))
+        serve(settings, listener, certificates, count, ready=lambda: _announce(settings, port, certificates, count, clock))
     except Refusal as refusal:
         raise click.ClickException(str(refusal)) from None
     except KeyboardInterrupt:  # Ctrl-C before serving began: nothing was served
@@ -182,13 +182,13 @@ def _certificates(settings: Settings):
     return certificates
 
 
-def _announce(settings: Settings, port: int, certificates=None, count: int = 1) -> None:
+def _announce(settings: Settings, port: int, certificates=None, count: int = 1, clock=None) -> None:
     from ..startup import lines
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     scheme = "https" if certificates else "http"
     click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=count if count > 1 else None,
-                               ca_file=certificates.ca_file if certificates else None)))
+                               ca_file=certificates.ca_file if certificates else None, clock=clock)))
     sys.stdout.flush()
     if settings.control and settings.control_token is None and not is_loopback_host(settings.host):
         click.echo(f"warning: the control API (/_emulator/...) is open to anyone who reaches {settings.host}; "

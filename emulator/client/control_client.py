@@ -419,6 +419,10 @@ class Clock:
     def unfreeze(self) -> datetime:
         return self._moment(self._client.control("POST", "/clock", {"freeze": False}))
 
+    def real(self) -> datetime:
+        """Back to real time (no offset, not frozen), without a reset."""
+        return self._moment(self._client.control("POST", "/clock", {"real": True}))
+
     @staticmethod
     def _moment(state: dict) -> datetime:
         return datetime.fromisoformat(state["now"])

@@ -278,6 +278,14 @@ def clock_unfreeze(client: EmulatorClient):
     return client.control("POST", "/clock", {"freeze": False})
 
 
+@clock.command("real")
+@connection(sandbox=True)
+def clock_real(client: EmulatorClient):
+    """Back to real time: no offset, not frozen (what an earlier run left), without a reset.
+    {"now", "frozen"}."""
+    return client.control("POST", "/clock", {"real": True})
+
+
 @click.group()
 def callbacks():
     """The callback ledger: every notification with its attempts."""

@@ -75,6 +75,12 @@ class Clock:
                 self._state = ClockState(target - self._wall(), None)
             return self._state
 
+    def real(self) -> ClockState:
+        """Real time again: no offset, not frozen."""
+        with self._lock:
+            self._state = ClockState()
+            return self._state
+
     def freeze(self, frozen: bool) -> ClockState:
         with self._lock:
             now = self.timestamp()

@@ -80,7 +80,9 @@ class ClockJobs(Room):
         return round(self.clock.timestamp() * 1000)
 
     def set_clock(self, change: dict) -> dict:
-        if "freeze" in change:
+        if "real" in change:
+            state = self.clock.real()
+        elif "freeze" in change:
             state = self.clock.freeze(change["freeze"])
         else:
             target = self._clock_target(change)

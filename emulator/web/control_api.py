@@ -217,7 +217,7 @@ def clock():
 @control("/clock", "POST", "Advance, set or freeze the clock", schema="clock")
 def set_clock(values):
     if len(values) != 1:
-        raise GatewayError("clock_request_invalid", detail="give exactly one of advance_seconds, set, freeze")
+        raise GatewayError("clock_request_invalid", detail="give exactly one of advance_seconds, set, freeze, real")
     return jsonify(service().clock_jobs.set_clock(values))
 
 
