@@ -13,6 +13,7 @@ import requests
 import trustme
 from cryptography import x509
 
+from payletter_emulator.domain.errors import catalog
 from payletter_emulator.serving import tls
 from payletter_emulator.config import Settings
 
@@ -214,7 +215,8 @@ def test_the_readme_example_runs_against_an_https_server(https_server):
 def test_plain_http_on_the_https_port_is_told_to_use_https(https_server):
     answer = requests.get(f"http://127.0.0.1:{https_server.port}/_emulator/health?x=1", timeout=10)
     hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{https_server.port}/_emulator/health?x=1"
-    assert (answer.status_code, answer.text) == (400, hint + "\n")
+    assert answer.status_code == 400 and answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == {"code": catalog()["plain_http"].code, "message": hint}  # the gateway's envelope
     assert hint in (https_server.workdir / "emulator.log").read_text()
     # HTTPS on the same server still works, and the hint has not eaten a request.
     assert requests.get(https_server.url + "/_emulator/health", verify=https_server.ca, timeout=10).ok
@@ -225,7 +227,7 @@ def test_plain_http_to_https_workers_is_told_to_use_https_too(tmp_path):
     try:
         answer = requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
         hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{server.port}/_emulator/health"
-        assert (answer.status_code, answer.text) == (400, hint + "\n")
+        assert (answer.status_code, answer.json()) == (400, {"code": catalog()["plain_http"].code, "message": hint})
         assert requests.get(server.url + "/_emulator/health", verify=server.ca, timeout=10).ok
         server.stop()
         assert hint in (tmp_path / "emulator.log").read_text()

@@ -18,6 +18,7 @@ import contextlib
 import copy
 import functools
 import io
+import json
 import logging
 import os
 import signal
@@ -396,9 +397,9 @@ class TLSFront(asyncio.Protocol):
         host, port = self.transport.get_extra_info("sockname")[:2]
         hint = plain_http_hint(first, f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
         if hint is not None:
-            logging.getLogger("uvicorn.error").warning("%s", hint)
-            body = (hint + "\n").encode()
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            logging.getLogger("uvicorn.error").warning("%s", hint.message)
+            body = json.dumps(hint.body(), ensure_ascii=False, separators=(",", ":")).encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
         self.transport.close()
 

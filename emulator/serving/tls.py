@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..storage.backends import POSTGRES_SCHEMES
 from ..config import Settings
+from ..domain.errors import GatewayError
+from ..storage.backends import POSTGRES_SCHEMES
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # the gateway's own floor
 CA_FILE = "payletter-emulator-ca.pem"  # what clients trust: the CA's certificate alone
@@ -176,12 +177,13 @@ PLAIN_HTTP = re.compile(rb"^[A-Z]{3,7} (\S+) HTTP/1\.[01]\r?\n")
 PEEK_BYTES = 2048
 
 
-def plain_http_hint(first: bytes, fallback_host: str) -> str | None:
-    """What to say when a connection's first bytes are an HTTP request, not a TLS hello: the same
-    address with https://; None for anything else (a TLS hello starts with byte 0x16)."""
+def plain_http_hint(first: bytes, fallback_host: str) -> GatewayError | None:
+    """What to answer when a connection's first bytes are an HTTP request, not a TLS hello: the
+    gateway's envelope naming the same address with https://; None for anything else (a TLS
+    hello starts with byte 0x16)."""
     match = PLAIN_HTTP.match(first)
     if not match:
         return None
     host = re.search(rb"\r?\nhost:[ \t]*([^\r\n]+)", first, re.I)
     where = host.group(1).decode("latin-1").strip() if host else fallback_host
-    return f"plain HTTP on the HTTPS port: use https://{where}{match.group(1).decode('latin-1')}"
+    return GatewayError("plain_http", url=f"https://{where}{match.group(1).decode('latin-1')}")
