@@ -2,6 +2,7 @@
 and a small client that speaks the gateway's API the way a merchant's code does."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,24 @@ CLI = Path(sys.executable).parent / "payletter-emulator"  # the console script, 
 def cli(*args: str) -> list[str]:
     """The command line `payletter-emulator <args>`: the console script beside this Python."""
     return [str(CLI), *args]
+
+
+@contextlib.contextmanager
+def piped_serve(*args: str, env: dict | None = None, stderr=subprocess.PIPE):
+    """`payletter-emulator serve --port 0 <args>` with its output piped as text, for the tests of how
+    it starts and stops (its exit status, what it says): killed if still running, and its pipes
+    closed, however the test ends."""
+    process = subprocess.Popen(cli("serve", "--port", "0", *args), stdout=subprocess.PIPE, stderr=stderr,
+                               text=True, env={**os.environ, **(env or {})})
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def run_cli(*args: str, **options) -> subprocess.CompletedProcess:

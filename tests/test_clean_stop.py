@@ -7,19 +7,15 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 import requests
 
 from payletter_emulator.client.app_server import serve_app
 
-from .conftest import PAYMENT_KEY
+from .conftest import PAYMENT_KEY, piped_serve
 
-CLI = str(Path(sys.executable).parent / "payletter-emulator")
 REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000, "product_name": "p",
            "return_url": "https://m.example/r", "callback_url": "http://127.0.0.1:9/cb"}
 
@@ -28,9 +24,7 @@ REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amo
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_clean_stop_exits_0_and_leaves_the_file_alone_holding_the_run(tmp_path, workers, stop):
     db = tmp_path / "payletter-emulator.db"
-    process = subprocess.Popen([CLI, "serve", "--port", "0", "--db", str(db), "--workers", workers],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with piped_serve("--db", str(db), "--workers", workers) as process:
         url = process.stdout.readline().split("listening on ")[1].split()[0]
         orders = [f"kept-{n}" for n in range(5)]
         for order_no in orders:
@@ -40,12 +34,6 @@ def test_a_clean_stop_exits_0_and_leaves_the_file_alone_holding_the_run(tmp_path
         process.send_signal(stop)
         assert process.wait(60) == 0
         assert "Traceback" not in process.stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
     artifact = tmp_path / "artifact"
     artifact.mkdir()
     shutil.copy(db, artifact / db.name)  # the file alone, as `docker cp` or a CI artifact takes it

@@ -8,21 +8,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import requests
 
-from .conftest import serving_processes
+from .conftest import piped_serve, run_cli, serving_processes
 
-CLI = str(Path(sys.executable).parent / "payletter-emulator")
 
 
 def serve(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, "serve", "--port", "0", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+    return run_cli("serve", "--port", "0", *args, env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def refused_with(done: subprocess.CompletedProcess, *said: str) -> str:
@@ -128,21 +125,13 @@ def test_a_worker_that_cannot_start_stops_serve_with_its_line(tmp_path):
 def test_a_replacement_that_cannot_start_stops_serve_instead_of_restarting_forever(tmp_path):
     env = faulty_environment(tmp_path, FAULT)
     db = tmp_path / "e.db"
-    process = subprocess.Popen([CLI, "serve", "--port", "0", "--db", str(db), "--workers", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
-    try:
+    with piped_serve("--db", str(db), "--workers", "2", env=env) as process:
         assert "listening on" in process.stdout.readline()
         first, second = serving_processes(process.pid)
         Path(env["FAIL_AFTER_FORK"]).touch()  # from now on a new worker cannot open the database
         os.kill(first, signal.SIGKILL)  # a worker crashes; its replacement cannot start
         assert process.wait(60) == 1
         errors = process.stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
     assert errors.count("starting another") == 1  # the crashed worker was replaced, once
     assert errors.splitlines()[-1].startswith(f"Error: cannot use the database {db}: unable to open database file")
     assert "Traceback" not in errors
@@ -172,21 +161,13 @@ os.register_at_fork(after_in_child=_after_fork)
 def test_a_fresh_file_is_made_before_the_workers_start(tmp_path):
     env = faulty_environment(tmp_path, LOCKED_SWITCH)
     db = tmp_path / "fresh.db"
-    process = subprocess.Popen([CLI, "serve", "--port", "0", "--db", str(db), "--workers", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
-    try:
+    with piped_serve("--db", str(db), "--workers", "2", env=env) as process:
         url = process.stdout.readline().split("listening on ")[1].split()[0]
         assert len(serving_processes(process.pid)) == 2
         assert requests.get(url + "/_emulator/health", timeout=30).status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
         errors = process.stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
     assert "ended" not in errors and "Error" not in errors, errors  # no worker failed, none was replaced
 
 
@@ -214,10 +195,8 @@ os.register_at_fork(after_in_child=_after_fork)
 def test_every_process_answers_once_the_startup_lines_appear(tmp_path):
     env = faulty_environment(tmp_path, SLOW_START)
     opened = tmp_path / "opened"
-    process = subprocess.Popen([CLI, "serve", "--port", "0", "--db", str(tmp_path / "e.db"), "--workers", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, **env, "OPENED": str(opened)})
-    try:
+    with piped_serve("--db", str(tmp_path / "e.db"), "--workers", "2", env={**env, "OPENED": str(opened)},
+                     stderr=subprocess.DEVNULL) as process:
         url = process.stdout.readline().split("listening on ")[1].split()[0]
         assert sorted(map(int, opened.read_text().split())) == sorted(serving_processes(process.pid))
         start = threading.Barrier(48)
@@ -236,7 +215,5 @@ def test_every_process_answers_once_the_startup_lines_appear(tmp_path):
         for thread in threads:
             thread.join()
         assert failures == [] and answers == [200] * 48
-    finally:
         process.terminate()
         process.wait(60)
-        process.stdout.close()
