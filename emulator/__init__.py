@@ -1,5 +1,4 @@
 """payletter-emulator: a local, stateful sandbox of the Payletter payment gateway."""
-from .config import VERSION as __version__
 
 
 def create_app(*args, **kwargs):
@@ -16,6 +15,14 @@ def running(*args, **kwargs):
     from .client.local_emulator import running as served
 
     return served(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # read when asked: importing the package reads no package metadata
+        from .config import package_version
+
+        return package_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["create_app", "running", "__version__"]

@@ -4,15 +4,23 @@ and the default, and `declare` adds the bound and the help text. The environment
 `payletter-emulator serve` and the README's table are all made from these declarations."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import typing
 from dataclasses import dataclass, field, fields
-from importlib.metadata import version
 from typing import Any, Callable
 
-VERSION = version("payletter-emulator")  # pyproject.toml's, the one place it is written
 ENV_PREFIX = "PAYLETTER_EMULATOR_"
+
+
+@functools.cache
+def package_version() -> str:
+    """pyproject.toml's version, the one place it is written; read when first asked, so that
+    importing the package (as the pytest plugin does in every run) reads no package metadata."""
+    from importlib.metadata import version
+
+    return version("payletter-emulator")
 
 
 def is_loopback_host(host: str) -> bool:

@@ -10,7 +10,7 @@ from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from ..config import VERSION, Settings
+from ..config import Settings, package_version
 from ..domain.errors import GatewayError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(dashboard.front)
-    document = openapi.build(root.schemas, VERSION)
+    document = openapi.build(root.schemas, package_version())
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document))
     _install_error_handlers(app)
     app.before_request(refuse_unreadable_host)
