@@ -201,9 +201,8 @@ class Settings:
                                               option="--callback-host", shown_default="any host")
     scenario: tuple[str, ...] = declare((), "Scenario file, or the name of a shipped one; merged in order.",
                                         shown_default="none")
-    workers: int | None = declare(None, "Processes serving, sharing the database (a file or PostgreSQL).",
-                                  low=1, shown_default="one per core, capped; one for "
-                                                       "`:memory:` and where processes cannot fork (Windows)")
+    workers: int | None = declare(None, "Processes serving, sharing the database (a file or PostgreSQL); "
+                                        "gunicorn forks them (Linux, macOS).", low=1, shown_default="1")
     journal_limit: int = declare(10_000, "API requests kept in the journal.", low=100)
     callback_limit: int = declare(10_000, "Finished notifications kept with their attempts; pending ones "
                                           "always stay.", low=100)

@@ -128,66 +128,6 @@ def test_a_worker_that_dies_is_replaced_and_a_sigterm_stops_them_all(tmp_path):
         process.process.send_signal(signal.SIGTERM)
         assert process.process.wait(30) == 0
         assert [pid for pid in now if Path(f"/proc/{pid}").exists()] == []  # waited for, before it ended
-        assert "worker %d ended (signal SIGKILL); starting another" % first in (tmp_path / "emulator.log").read_text()
-    finally:
-        process.stop()
-
-
-def held_connections(pid: int, port: int) -> set[int]:
-    """The client ports of the established TCP connections to `port` that process `pid` holds."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except FileNotFoundError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    held = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
-                held.add(int(remote.rsplit(":", 1)[1], 16))
-    return held
-
-
-def test_connections_go_to_the_worker_holding_the_fewest(tmp_path):
-    import http.client
-    from urllib.parse import urlsplit
-
-    process = EmulatorProcess(tmp_path, "--workers", "2")
-    try:
-        workers = started_workers(process, 2)
-        port = urlsplit(process.url).port
-
-        def open_connections(count: int) -> dict[int, http.client.HTTPConnection]:
-            opened = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(count)]
-            for connection in opened:  # all connected before any request: they arrive together
-                connection.connect()
-            for connection in opened:
-                connection.request("GET", "/_emulator/health")
-                assert connection.getresponse().read()
-            return {connection.sock.getsockname()[1]: connection for connection in opened}
-
-        def split() -> list[set[int]]:
-            return [held_connections(pid, port) for pid in workers]
-
-        clients = open_connections(8)
-        assert sorted(map(len, split())) == [4, 4]  # by chance, 8 together landed 7/1 as often as 4/4
-        first, second = split()
-        for client_port in first:
-            clients.pop(client_port).close()
-        # The worker counts a connection gone (uvicorn's connection_lost) before its descriptor is
-        # closed, so once the descriptors are gone the supervisor knows.
-        deadline = time.monotonic() + 10
-        while split()[0] and time.monotonic() < deadline:
-            time.sleep(0.02)
-        clients.update(open_connections(4))
-        now = split()
-        assert len(now[0]) == 4 and now[1] == second  # all four to the worker holding none
-        for connection in clients.values():
-            connection.close()
+        assert f"(pid:{first}) was sent SIGKILL" in (tmp_path / "emulator.log").read_text()  # gunicorn's words
     finally:
         process.stop()

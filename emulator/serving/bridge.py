@@ -1,4 +1,5 @@
-"""How `payletter-emulator serve` serves: uvicorn, in one process or several on one database.
+"""How `payletter-emulator serve` serves: uvicorn, in one process (or, with `--workers N`,
+several on one database: emulator/serving/workers.py).
 
 uvicorn reads every request (headers and body) in its event loop, so a client that sends
 nothing, or dribbles its headers, costs little memory and no thread; only a whole request
@@ -7,9 +8,8 @@ hand-over to a thread and back cost as much as the app's work (benchmarks/RESULT
 waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
 the loop's own callback attempts) is handed, before it has done anything, to the process's
 request threads (emulator/waits.py: two, and one more for each request that waits, so
-a flush holds up nobody). Several processes serve, each given its connections by the supervisor
-(emulator/serving/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
-work so that no attempt is made twice). The choice: docs/decisions.md ("Serving"); its
+a flush holds up nobody). Where several processes serve, each runs the same app (and its own
+callback dispatcher, which claims work so that no attempt is made twice). The choice: docs/decisions.md ("Serving"); its
 figures: benchmarks/RESULTS.md."""
 from __future__ import annotations
 
@@ -46,38 +46,20 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
-MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
 # A request's head (its line and headers) past this is refused (400) and its connection closed:
 # otherwise one connection could send headers until the process runs out of memory.
 HEAD_LIMIT = 64 * 1024
-# uvicorn's logging, with `--access-log`'s lines on stderr as its help says (uvicorn's own default
-# is stdout, which carries the startup lines tools read).
-LOG_CONFIG = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-LOG_CONFIG["handlers"]["access"]["stream"] = "ext://sys.stderr"
 
 
 def processes(settings: Settings) -> int:
-    """How many processes serve: --workers, or one per core this process may use (at most
-    MOST_PROCESSES) where they can share the database (a file or PostgreSQL, on a system that
-    forks); one otherwise."""
-    if settings.workers:
-        return settings.workers
-    if settings.db == ":memory:" or not shareable():
-        return 1
-    return min(cores(), MOST_PROCESSES)
-
-
-def cores() -> int:
-    """The cores this process may run on (a container's cpuset, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+    """How many processes serve: --workers, or one. One process answers a merchant's suite
+    sooner and in a third of the memory (docs/decisions.md, "One serving process by default")."""
+    return settings.workers or 1
 
 
 def shareable() -> bool:
-    """Whether several processes can serve here: they are forked (emulator/serving/supervisor.py), and they tell
-    each other's liveness by pid (emulator/storage/board.py)."""
+    """Whether several processes can serve here: gunicorn forks them (emulator/serving/workers.py),
+    and they tell each other's liveness by pid (emulator/storage/board.py)."""
     return os.name == "posix" and hasattr(os, "fork")
 
 
@@ -85,18 +67,18 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
           ready=lambda: None) -> None:
     """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until SIGTERM or
     SIGINT, and return once the last request is answered. `ready` is called once every process
-    accepts connections; a process that cannot start raises `startup.Refusal` (one line)."""
+    has made its app; a process that cannot start raises `startup.Refusal` (one line)."""
     settings = replace(settings, port=listener.getsockname()[1])  # the port it got: no callback may lead there
-    config = Config(settings, certificates, count)
-    if count == 1:
-        config.load()  # the app, before serving: a refusal leaves here, not from inside uvicorn
-        server = _Server(config, ready)
-        with _graceful_stop(server):
-            server.run(sockets=[listener])
-        return
-    from .supervisor import Supervisor
+    _raise_file_limit()  # here, before any worker process starts: they inherit it
+    options = uvicorn_options(settings, certificates)
+    if count > 1:
+        from .workers import run
 
-    Supervisor(config, listener, count, ready).run()
+        run(functools.partial(_application, settings, certificates), options, listener, count, GRACE, ready)
+        return
+    server = _Server(uvicorn.Config(_application(settings, certificates, None), **options), ready)
+    with _graceful_stop(server):
+        server.run(sockets=[listener])
 
 
 class _Server(uvicorn.Server):
@@ -149,8 +131,8 @@ def _raise_file_limit() -> None:
 
 
 def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
-    """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
-    supervisor's pid, for a worker process. An app that cannot be made is refused in one line."""
+    """Run in each serving process before it serves; `parent`: the arbiter's pid, for a worker
+    process. An app that cannot be made is refused in one line."""
     try:
         app = create_app(settings)
     except Exception as error:  # a database gone since `serve` opened it, say: one line, not a traceback
@@ -178,44 +160,56 @@ def _leave_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _parser(settings: Settings) -> dict:
-    if is_loopback_host(settings.host):
-        return {"http": "auto"}
-    return {"http": "h11", "h11_max_incomplete_event_size": HEAD_LIMIT}
+def uvicorn_options(settings: Settings, certificates) -> dict:
+    """uvicorn's settings for the emulator, the same in every serving process.
+
+    Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets bound a
+    request's head (h11_max_incomplete_event_size). On loopback, httptools, which reads headers
+    without a limit but parses in C (h11's Python costs a quarter more CPU per request:
+    benchmarks/RESULTS.md). Over HTTPS, asyncio's own loop: TLSFront starts TLS on a connection
+    it has looked at, which uvloop's start_tls left hanging; its context is emulator.tls's (TLS
+    1.2 at least, as at the gateway)."""
+    loopback = is_loopback_host(settings.host)
+    http = "auto" if loopback else "h11"
+    if certificates:
+        from .tls import server_context
+
+        http = functools.partial(TLSFront, _protocol_class(http), server_context(certificates))
+    options = dict(
+        http=http, loop="asyncio" if certificates else "auto", lifespan="off", log_level=None,
+        access_log=settings.access_log, log_config=_logging(settings.access_log), server_header=False,
+        proxy_headers=False,
+        timeout_keep_alive=KEEPALIVE, timeout_graceful_shutdown=GRACE, backlog=2048)
+    if not loopback:
+        options["h11_max_incomplete_event_size"] = HEAD_LIMIT
+    return options
 
 
-class Config(uvicorn.Config):
-    """uvicorn's settings for the emulator, the same in every worker process."""
+def _logging(access_log: bool) -> dict:
+    """uvicorn's logging: warnings and errors, and with `--access-log` a line per request (at INFO),
+    on stderr as its help says (uvicorn's own default is stdout, which carries the startup lines
+    tools read)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return config
 
-    def __init__(self, settings: Settings, certificates, count: int):
-        _raise_file_limit()  # here, before any worker process starts: they inherit it
-        parent = os.getpid() if count > 1 else None  # the supervisor the workers are forked from
-        super().__init__(
-            functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
-            # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
-            # which uvloop's start_tls left hanging.
-            # Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets
-            # bound a request's head (h11_max_incomplete_event_size). On loopback, httptools,
-            # which reads headers without a limit but parses in C (h11's Python costs a quarter
-            # more CPU per request: benchmarks/RESULTS.md).
-            workers=1, **_parser(settings),
-            loop="asyncio" if certificates else "auto", log_level="warning",
-            access_log=settings.access_log, log_config=LOG_CONFIG,
-            server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
-            timeout_graceful_shutdown=GRACE, backlog=2048)
-        self.certificates = certificates
-        if settings.access_log:  # uvicorn logs its access lines at INFO, below log_level
-            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
-    def load(self) -> None:
-        super().load()
-        if self.certificates:
-            # TLS is started by TLSFront, which first looks at the connection's first bytes; the
-            # context is emulator.tls's: TLS 1.2 at least, as at the gateway.
-            from .tls import server_context
+def _protocol_class(http: str):
+    """The class of uvicorn's HTTP protocol that `http` names ("auto": httptools where installed)."""
+    if http == "auto":
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            http = "h11"
+    if http == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol
 
-            self.http_protocol_class = functools.partial(TLSFront, self.http_protocol_class,
-                                                         server_context(self.certificates))
+        return H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    return HttpToolsProtocol
 
 
 class Bridge:

@@ -1,0 +1,96 @@
+"""Several serving processes (`serve --workers N`, N > 1): gunicorn's arbiter forks them, each
+running uvicorn (uvicorn-worker's `UvicornWorker`), all accepting on the one listening socket
+`serve` bound. Only their public faces are used: gunicorn's custom application
+(`BaseApplication`, its settings and server hooks) and the worker's `CONFIG_KWARGS`.
+
+What the emulator adds is what gunicorn cannot know: each worker says on a pipe that it has made
+the app ("ready"), or the one line saying why it cannot ("refused ..."). `serve` prints its
+startup lines once every worker is ready; a worker that cannot start waits while the arbiter is
+stopped (gracefully, so gunicorn logs nothing), and its line is the refusal: restarting it would
+only fail again. POSIX only, as gunicorn
+is (`shareable()`)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from ..startup import Refusal
+
+READY = b"ready"
+REFUSED = b"refused "
+
+
+def run(make_app, options: dict, listener, count: int, grace: float, ready=lambda: None) -> None:
+    """Serve with `count` processes until SIGTERM or SIGINT; `make_app(parent)` makes a worker's
+    ASGI app (or raises `Refusal`), `options` are uvicorn's settings."""
+    from gunicorn.app.base import BaseApplication
+    from uvicorn_worker import UvicornWorker
+
+    said, hear = _pipe()
+    socket_fd = os.dup(listener.fileno())  # gunicorn closes the descriptor it is given; `serve` closes its own
+    refused: list[str] = []
+    parent = os.getpid()
+
+    class Worker(UvicornWorker):
+        CONFIG_KWARGS = options
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            wanted = {
+                "bind": [f"fd://{socket_fd}"], "workers": count, "worker_class": Worker,
+                "graceful_timeout": grace, "keepalive": options["timeout_keep_alive"],
+                "loglevel": "warning", "proc_name": "payletter-emulator",
+                "post_worker_init": lambda worker: _say(said, READY),
+                "control_socket_disable": True,  # gunicorn >= 25 opens a control socket by default
+            }
+            for key, value in wanted.items():
+                if key in self.cfg.settings:  # gunicorn's own recipe for a custom application
+                    self.cfg.set(key, value)
+
+        def load(self):
+            os.close(hear)
+            try:
+                return make_app(parent)
+            except Refusal as refusal:
+                _say(said, REFUSED + str(refusal).encode())
+                signal.pause()  # until the arbiter, told by `_listen`, stops every worker
+
+    threading.Thread(target=_listen, args=(hear, count, ready, refused), daemon=True,
+                     name="workers-ready").start()
+    try:
+        Application().run()
+    except SystemExit as exit:
+        if os.getpid() != parent:  # a worker leaving: gunicorn ends a forked worker by SystemExit
+            raise
+        if refused:
+            raise Refusal(refused[0]) from None
+        if exit.code not in (0, None):
+            raise Refusal(f"the serving processes stopped (status {exit.code}); the lines above say why") from None
+    if os.getpid() == parent:
+        os.close(said)
+
+
+def _pipe() -> tuple[int, int]:
+    hear, said = os.pipe()
+    os.set_inheritable(said, True)
+    return said, hear
+
+
+def _say(said: int, word: bytes) -> None:
+    os.write(said, word.replace(b"\n", b" ") + b"\n")
+
+
+def _listen(hear: int, count: int, ready, refused: list[str]) -> None:
+    """In the arbiter: once `count` workers are ready, `ready()`; a refusal is kept. Replacements
+    of workers that died say "ready" too, and are not announced again."""
+    answered = 0
+    with os.fdopen(hear, "rb") as lines:
+        for line in lines:
+            if line.startswith(REFUSED):
+                refused.append(line[len(REFUSED):].decode(errors="replace").strip())
+                os.kill(os.getpid(), signal.SIGTERM)  # the arbiter stops them all: restarting would fail again
+            elif line.strip() == READY:
+                answered += 1
+                if answered == count:
+                    ready()
