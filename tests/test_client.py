@@ -147,6 +147,24 @@ def test_in_process(payletter_app):
     assert client.reset()["status"] == "reset" and client.payments() == []
 
 
+def test_in_process_requests_keep_their_query_and_name_the_clients_host():
+    from payletter_emulator import create_app
+
+    app = create_app(db=":memory:")
+    try:
+        client = EmulatorClient.for_app(app, base_url="http://127.0.0.1:8080")
+        # A query written in the path goes as over the network (it was dropped in process).
+        refused = client.send("GET", "/_emulator/callbacks?status=sent", root=True)
+        assert (refused.status_code, refused.json()["code"]) == (406, 4314)
+        # The URLs the app hands out start with the client's base URL, as a server's do.
+        answer = client.gateway.post("/v1.0/payments/request", {
+            "pgcode": "creditcard", "client_id": "pay_test", "user_id": "u1", "amount": 1000, "product_name": "p",
+            "return_url": "https://merchant.example/result", "callback_url": "http://127.0.0.1:9/cb"})
+        assert answer.json()["online_url"].startswith("http://127.0.0.1:8080/pgsvc/hub.asp?")
+    finally:
+        app.extensions["payletter"].dispatcher.stop()
+
+
 def test_a_control_token_is_sent(tmp_path):
     process = EmulatorProcess(tmp_path, "--control-token", "s3cret")
     try:

@@ -1,6 +1,7 @@
 """The docs cannot rot: generated pages match the tables, the README's example runs."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -12,11 +13,16 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 import requests
 import yaml
 
-from payletter_emulator.client import docgen
+from payletter_emulator.client import docgen, error_examples
+from payletter_emulator.client.control_client import EmulatorClient
 from payletter_emulator.config import ENV_PREFIX, Settings
+from payletter_emulator.domain.errors import ErrorKind, catalog
+
+from .conftest import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,9 +34,95 @@ def test_generated_pages_are_up_to_date():
 
 def test_every_error_kind_is_documented_with_its_code():
     page = (ROOT / "docs" / "error-codes.md").read_text("utf-8")
-    from payletter_emulator.domain.errors import catalog
     for kind in catalog().values():
-        assert f"| {kind.code} | `{kind.name}` |" in page
+        if kind.example is not None:
+            assert f"| {kind.code} | [`{kind.name}`](#{kind.name}) |" in page and f"\n### `{kind.name}`\n" in page
+        else:
+            assert f"| {kind.code} | `{kind.name}` |" in page and f"- `{kind.name}` ({kind.code}): " in page
+
+
+# What no request provokes on purpose (error_codes.toml's `no_example` says why); every other kind
+# shows a request that does. A kind added without either fails here and in the page's generation.
+UNPROVOKED = {"internal", "callback_busy"}
+
+
+def test_every_kind_a_client_can_provoke_has_an_example():
+    kinds = catalog()
+    assert {name for name, kind in kinds.items() if kind.example is None} == UNPROVOKED
+    assert all(kinds[name].no_example for name in UNPROVOKED)
+    assert [kind.name for kind in error_examples.shown_kinds()] == [name for name in kinds if name not in UNPROVOKED]
+
+
+def test_a_kind_with_neither_an_example_nor_a_reason_is_refused(monkeypatch):
+    bare = ErrorKind(name="new_rule", code=4999, status=406, message="{field} breaks the new rule", meaning="")
+    monkeypatch.setattr(error_examples, "catalog", lambda: {**catalog(), "new_rule": bare})
+    with pytest.raises(error_examples.ExampleError, match="new_rule: declare the request that provokes it"):
+        error_examples.shown_kinds()
+    # A misspelt key would leave part of the request out without a word: it is refused too.
+    misspelt = ErrorKind(name="new_rule", code=4999, status=406, message="", meaning="",
+                         example={"request": "POST /v1.0/payments/request", "based_on": "payment request",
+                                  "bdy": {"amount": 5}})
+    monkeypatch.setattr(error_examples, "catalog", lambda: {**catalog(), "new_rule": misspelt})
+    with pytest.raises(error_examples.ExampleError, match="new_rule: .* not bdy"):
+        error_examples.shown_kinds()
+
+
+@pytest.fixture(scope="module")
+def served_answers(tmp_path_factory):
+    """Every example sent to `payletter-emulator serve` on a port, one server for each set of settings
+    the examples need (--strict, --control-token, --tls), none of the caller's PAYLETTER_EMULATOR_*."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+    answers = {}
+    for settings, kinds in error_examples.groups().items():
+        process = EmulatorProcess(tmp_path_factory.mktemp("examples"), *error_examples.serve_args(settings),
+                                  db=":memory:", environ=environ)
+        try:
+            client = EmulatorClient(process.url, control_token=dict(settings).get("control_token"),
+                                    verify=process.ca or True)
+            with contextlib.closing(client):
+                answers.update(error_examples.run(client, kinds))
+        finally:
+            process.stop()
+    return answers
+
+
+def test_each_example_is_answered_with_its_kinds_status_and_code(served_answers):
+    assert set(served_answers) == {kind.name for kind in error_examples.shown_kinds()}
+    for name, exchange in served_answers.items():
+        kind, answer = catalog()[name], exchange.answer
+        assert answer.status == kind.status, (name, answer)
+        if answer.is_page:  # a hosted page's error: HTML, its kind named on the page
+            assert answer.page_error()[0] == name, (name, answer.page_error())
+        else:
+            assert answer.code() == kind.code, (name, answer.body)
+            reason = answer.header("X-Emulator-Reason")
+            assert reason is None or reason.startswith(f"{kind.code}: "), (name, reason)
+
+
+def test_the_readme_error_example_answers_what_it_says(api):
+    [session] = blocks(readme_section("## Errors"), "sh")
+    said = re.search(r"^# (.*)$", session, re.M).group(1)
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", session.replace("http://127.0.0.1:8080", api.url)],
+                          env=shell_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == said
+    page = (ROOT / "docs" / "error-codes.md").read_text("utf-8")
+    assert f"\n{said}\n```" in page.split("### `tid_unknown`")[1]  # the page's answer to the same request
+
+
+def test_the_readme_error_row_is_the_catalogs():
+    [row] = blocks(readme_section("## Development"), "toml")
+    for name, declared in tomllib.loads(row).items():
+        kind = catalog()[name]
+        example = declared.pop("example")
+        assert declared == {"code": kind.code, "status": kind.status, "message": kind.message, "meaning": kind.meaning}
+        assert example == kind.example
+
+
+def test_the_error_page_shows_what_a_served_emulator_answers(served_answers):
+    """The examples on the page, made in process, are the answers of `payletter-emulator serve`."""
+    page = (ROOT / "docs" / "error-codes.md").read_text("utf-8")
+    assert page == docgen.error_codes(served_answers), "the page differs from a served emulator's answers"
 
 
 def test_fidelity_lists_observed_behaviours_each_with_evidence_and_a_verdict():
@@ -100,7 +192,8 @@ CLI_SECTION = "## CI in any language: the command line"
 def readme_section(title: str) -> str:
     readme = (ROOT / "README.md").read_text("utf-8")
     start = readme.index(title + "\n")
-    return readme[start:readme.index("\n## ", start + 1)]
+    end = readme.find("\n## ", start + 1)
+    return readme[start:end if end != -1 else None]  # the last section runs to the end
 
 
 def blocks(text: str, language: str) -> list[str]:

@@ -102,9 +102,14 @@ class _InProcess:
 
     def send(self, method: str, url: str, *, headers: Mapping[str, str], json: Any = None,
              data: bytes | None = None, params: Mapping[str, Any] | None = None, timeout: float | None = None) -> Reply:
-        path = urlsplit(url).path
+        parts = urlsplit(url)
         kwargs: dict[str, Any] = {"json": json} if json is not None else {"data": data}
-        response = self.test_client.open(path, method=method, headers=dict(headers), query_string=params, **kwargs)
+        if params:
+            kwargs["query_string"] = params
+        elif parts.query:  # a query written in the URL goes as written, as over the network
+            kwargs["query_string"] = parts.query
+        response = self.test_client.open(parts.path, method=method, headers=dict(headers),
+                                         base_url=f"{parts.scheme}://{parts.netloc}", **kwargs)
         return Reply(response.status_code, dict(response.headers), response.get_data())
 
     def close(self) -> None:
@@ -138,11 +143,12 @@ class EmulatorClient:
         self.gateway = Gateway(self)
 
     @classmethod
-    def for_app(cls, app, *, sandbox: str | Sandbox | None = None,
-                control_token: str | None = None) -> "EmulatorClient":
+    def for_app(cls, app, *, sandbox: str | Sandbox | None = None, control_token: str | None = None,
+                base_url: str = "http://localhost") -> "EmulatorClient":
         """A client of an in-process app (`payletter_emulator.create_app(db=":memory:")`), through
-        Flask's test client: no server, no port; `.app` and `.test_client` are at hand."""
-        return cls("http://localhost", sandbox=sandbox, control_token=control_token, _transport=_InProcess(app))
+        Flask's test client: no server, no port; `.app` and `.test_client` are at hand. The requests
+        name `base_url`'s host (their Host header), which the URLs the app hands out start with."""
+        return cls(base_url, sandbox=sandbox, control_token=control_token, _transport=_InProcess(app))
 
     def __repr__(self) -> str:
         return f"EmulatorClient({self.url!r})"

@@ -1,11 +1,13 @@
 """Reference pages made from the data tables, so the docs cannot drift from the code."""
 from __future__ import annotations
 
+from http import HTTPStatus
 from pathlib import Path
 
 from ..domain import windows
 from ..domain.methods import PaymentMethod, table, verification_methods
-from ..domain.errors import catalog
+from ..domain.errors import ErrorKind, catalog
+from . import error_examples
 
 
 def _yes(flag: bool) -> str:
@@ -18,7 +20,12 @@ def _asks(method: PaymentMethod) -> str:
     return ", ".join(asked) or "nothing"
 
 
-def error_codes() -> str:
+def error_codes(exchanges: dict[str, error_examples.Exchange] | None = None) -> str:
+    """The catalog, and each kind's example as the emulator answers it (run in process unless
+    `exchanges` are given: the tests hand in a served emulator's)."""
+    if exchanges is None:
+        exchanges = error_examples.in_process()
+    kinds = sorted(catalog().values(), key=lambda k: (k.code, k.name))
     lines = ["# Error codes", "",
              "Every error body is `{\"code\": <number>, \"message\": <text>}`. The 99x codes are the gateway's",
              "own (reference, \"Table of Error code\"; 996 and 997 from a captured answer and Payletter's error",
@@ -27,11 +34,77 @@ def error_codes() -> str:
              "rule. The control API (`/_emulator/...`) uses the 43xx codes. Made from `emulator/domain/error_codes.toml`.",
              "Every 401, 403, 404 and 406 also carries the header `X-Emulator-Reason` (ASCII, percent-encoded), the",
              "same text as the journal entry's `error`: which case it was (whose key, the pgcode or path meant, every",
-             "missing field); the body stays the gateway's.", "",
+             "missing field); the body stays the gateway's. Each name leads to a request that provokes it and the",
+             "emulator's answer ([Examples](#examples)).", "",
              "| HTTP | code | name | meaning | example message |", "|---|---|---|---|---|"]
-    for kind in sorted(catalog().values(), key=lambda k: (k.code, k.name)):
-        lines.append(f"| {kind.status} | {kind.code} | `{kind.name}` | {kind.meaning} | {kind.example} |")
+    for kind in kinds:
+        shown = exchanges.get(kind.name)
+        name = f"[`{kind.name}`](#{kind.name})" if shown else f"`{kind.name}`"
+        message = _cell(shown.answer.message()) if shown else f"*{_cell(kind.message)}*"
+        lines.append(f"| {kind.status} | {kind.code} | {name} | {kind.meaning} | {message} |")
+    lines += ["", "## Examples", "", *EXAMPLES_INTRO, "", "### What examples start from", "",
+              "A given's steps run in order, each one answered with success; `{name}` is a value a step kept.", ""]
+    used = {entry for kind in kinds if kind.example for entry in kind.example.get("given", []) if isinstance(entry, str)}
+    for given, steps in error_examples.GIVENS.items():
+        if given in used:
+            lines.append(f"- **{given}**: " + "; then ".join(_step(step) for step in steps))
+    for kind in kinds:
+        if kind.name in exchanges:
+            lines += ["", *_example(kind, exchanges[kind.name])]
+    lines += ["", "### Not shown", "", "No request provokes these on purpose:", ""]
+    lines += [f"- `{kind.name}` ({kind.code}): {kind.no_example}" for kind in kinds if kind.no_example]
     return "\n".join(lines) + "\n"
+
+
+EXAMPLES_INTRO = [
+    "Every answer below is the emulator's own. `payletter-emulator docs` sends each request to an emulator",
+    "in memory (`payletter-emulator serve --db :memory: --seed 1`, run in process through Flask's test",
+    "client; for the one answer the server gives before the app, a `serve --tls` on a free port) and writes",
+    "what came back; `tests/test_docs.py` sends them again to a running `payletter-emulator serve` and checks",
+    "that this page is what it answers. The request is declared beside its kind in",
+    "`emulator/domain/error_codes.toml` (`example.*`, the keys explained in `emulator/client/error_examples.py`).",
+    "",
+    "Before each example the emulator is reset (`POST /_emulator/reset`), has no scenario (`DELETE",
+    "/_emulator/scenario`) and its clock is frozen at 2026-11-29 12:00:00 KST (`POST /_emulator/clock`), so",
+    "the answers repeat. A token is the clock's epoch milliseconds and a counter, a tid the day and a",
+    "counter, and a reset keeps the counters: an example's identifiers are those a fresh emulator gives it",
+    "after the examples before it, in the order of `error_codes.toml`. One thing is rewritten: wherever the",
+    "emulator listened, its address is written `127.0.0.1:8080`.",
+]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _step(step: dict) -> str:
+    """A given's step as the page tells it, `{name}`s as written."""
+    sent = error_examples.request(step, None)
+    told = f"`{sent.line}`" + (f" `{sent.shown_body}`" if sent.shown_body else "")
+    kept = ", ".join(f"`{name}`" for name in step.get("keep", {}))
+    return told + (f" (keeps {kept})" if kept else "")
+
+
+def _example(kind: ErrorKind, exchange: error_examples.Exchange) -> list[str]:
+    sent, answer = exchange.sent, exchange.answer
+    said = [f"{kind.status}, code {kind.code}."]
+    if exchange.settings:
+        said.append(f"On `payletter-emulator serve {' '.join(error_examples.options(exchange.settings))}`.")
+    if exchange.given:
+        said.append("Given " + "; then ".join(exchange.given) + ".")
+    if sent.note:
+        said.append(f"The body is {sent.note}.")
+    request = [sent.line, *(f"{name}: {value}" for name, value in sent.headers)]
+    if sent.shown_body:
+        request += ["", sent.shown_body]
+    reply = [f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}",
+             *(f"{name}: {value}" for name, value in answer.headers), ""]
+    if answer.is_page:
+        error, detail = answer.page_error()
+        reply += [f'<!-- an HTML page: data-error="{error}", and its detail line: -->', detail]
+    else:
+        reply.append(answer.body)
+    return [f"### `{kind.name}`", "", " ".join(said), "", "```http", *request, "```", "", "```http", *reply, "```"]
 
 
 def payment_methods() -> str:

@@ -14,7 +14,10 @@ class ErrorKind:
     status: int
     message: str
     meaning: str
-    example: str
+    # The request that provokes it, as data (client/error_examples.py sends it for the docs), or why
+    # a client cannot provoke it on purpose.
+    example: dict | None = None
+    no_example: str | None = None
 
 
 @cache
