@@ -1,4 +1,4 @@
-"""The benchmark suite runs end to end (`benchmarks/run.py --quick`) and produces every figure.
+"""The benchmark scripts run end to end in their smallest forms and produce every figure.
 Nothing here is timed: the figures are checked for presence, not for speed."""
 from __future__ import annotations
 
@@ -86,3 +86,29 @@ def test_the_lifecycle_ab_runs_each_variant_and_prints_every_step():
         for step in ("request", "approve", "flush", "cancel", "lifecycle", "health"):
             figure = float(line.split(f" {step} ")[1].split()[0])
             assert figure > 0
+
+
+@pytest.mark.slow
+def test_the_merchant_suite_runs_on_the_plugin_as_is_and_under_xdist(tmp_path):
+    """benchmarks/merchant_suite.py in its smallest form: a suite of 5 tests, one round, as is and
+    under `-n 2`, for this repository; each run passes (else the script fails) and has its time, its
+    median and its ratio to the first checkout (not checked: speed; two checkouts in turn: the
+    feel.py test below)."""
+    out = tmp_path / "suite.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "merchant_suite.py"), "--python",
+                          f"a={sys.executable}", "--tests", "5", "--rounds", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["tests"] == 5
+    assert list(results["seconds"]) == ["pytest", "pytest -n 2"]
+    for runs in results["seconds"].values():
+        assert list(runs) == ["a"] and len(runs["a"]) == 1 and runs["a"][0] > 0
+    # A merchant's plugins: the emulator's and those of its and pytest-xdist's dependencies, no test extra's.
+    assert {"payletter_emulator", "xdist"} <= set(results["plugins"]["a"])
+    assert not {"hypothesispytest", "schemathesis"} & set(results["plugins"]["a"])
+    rows = {tuple(line.split()[:-4]): line.split()[-4:] for line in run.stdout.splitlines()
+            if line.startswith("pytest ")}
+    assert set(rows) == {("pytest", "a"), ("pytest", "-n", "2", "a")}
+    assert all(float(median) > 0 and ratio == "1.000" for median, _, ratio, _ in rows.values())
+
