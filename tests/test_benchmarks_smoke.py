@@ -112,3 +112,38 @@ def test_the_merchant_suite_runs_on_the_plugin_as_is_and_under_xdist(tmp_path):
     assert set(rows) == {("pytest", "a"), ("pytest", "-n", "2", "a")}
     assert all(float(median) > 0 and ratio == "1.000" for median, _, ratio, _ in rows.values())
 
+
+FEEL_LATENCIES = ("lifecycle, new connection per request", "lifecycle, keep-alive session",
+                  "between tests, sandbox created and deleted", "between tests, reset and scenario cleared")
+
+
+@pytest.mark.slow
+def test_feel_measures_every_figure_of_each_checkout_in_both_configurations(tmp_path):
+    """benchmarks/feel.py in its smallest form: 3 lifecycles each way, 20 pending callbacks, short
+    idle windows, two checkouts (this repository's interpreter twice, `a` and `b`), `serve` and
+    `serve --workers 1`: every figure for each, printed with its ratio (not checked: speed)."""
+    out = tmp_path / "feel.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "feel.py"), "--python", f"a={sys.executable}",
+                          "--python", f"b={sys.executable}", "--rounds", "1",
+                          "--lifecycles", "3", "--warmup", "1", "--between", "2", "--idle-seconds", "0.3",
+                          "--pending", "20", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert list(results["figures"]) == ["serve", "serve --workers 1"]
+    for configuration, by_checkout in results["figures"].items():
+        assert list(by_checkout) == ["a", "b"]
+        for figures in by_checkout.values():
+            for name in FEEL_LATENCIES:
+                assert figures[name]["p90"] >= figures[name]["p50"] > 0, (configuration, name)
+            assert figures["startup, to the first line and health"]["median"] > 0
+            assert figures["idle RSS of the tree, after the rounds"]["median"] > 0
+            assert figures["idle RSS of the tree, started"]["median"] > 0
+            assert figures["idle CPU of the tree, 0 pending"]["median"] >= 0
+            assert figures["idle CPU of the tree, 20 pending"]["median"] >= 0
+    printed = run.stdout.splitlines()
+    for name in FEEL_LATENCIES:
+        rows = [line for line in printed if line.startswith(name)]
+        assert len(rows) == 4, name  # p50 and p90, in each configuration
+        assert all(len(line[len(name):].split()) == 4 for line in rows)  # the statistic, a, b, b ÷ a
+    assert sum(line.startswith("idle CPU of the tree, 20 pending") for line in printed) == 2
