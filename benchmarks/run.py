@@ -89,6 +89,14 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants (a supervisor, its workers, their helpers)."""
+    found = [pid]
+    for child in children(pid):
+        found += tree(child)
+    return found
+
+
 def cpu_ticks(pids: list[int]) -> int:
     """utime + stime of the processes (all their threads), in clock ticks."""
     total = 0
@@ -139,27 +147,43 @@ def stop_server(process: subprocess.Popen, log) -> None:
 
 class Server:
     """One server on a free loopback port; `startup` is the time from spawning to the first 200
-    from the health route."""
+    from the health route, `announced` the time until its log shows `announcement` (the line a
+    server prints once it listens), when it has one."""
+
+    announcement: bytes | None = None
 
     def __init__(self, command: list[str], workdir: Path, env: dict, name: str, processes: int):
         self.name = name
         self.processes = processes  # the processes that serve, once all are up
         self.log = open(workdir / f"{name.replace('/', '_').replace(' ', '_')}.log", "ab")
+        self.log_start = self.log.tell()  # a log reused by a later start is read from here on
+        self.announced: float | None = None
         started = time.perf_counter()
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env, cwd=workdir)
         self.startup = self._wait_healthy(started)
 
     def _wait_healthy(self, started: float, timeout: float = 60.0) -> float:
+        healthy = None
         while time.perf_counter() - started < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited at start:\n{self._log_tail()}")
-            try:
-                if call(self.port, "GET", "/_emulator/health", timeout=2)[0] == 200:
-                    return time.perf_counter() - started
-            except OSError:
-                pass
+            if self.announcement and self.announced is None and self._announced():
+                self.announced = time.perf_counter() - started
+            if healthy is None:
+                try:
+                    if call(self.port, "GET", "/_emulator/health", timeout=2)[0] == 200:
+                        healthy = time.perf_counter() - started
+                except OSError:
+                    pass
+            if healthy is not None and (self.announced is not None or not self.announcement):
+                return healthy
             time.sleep(0.002)
-        raise RuntimeError(f"{self.name} never became healthy:\n{self._log_tail()}")
+        raise RuntimeError(f"{self.name} never became healthy and announced:\n{self._log_tail()}")
+
+    def _announced(self) -> bool:
+        with open(self.log.name, "rb") as log:
+            log.seek(self.log_start)
+            return self.announcement in log.read()
 
     def _log_tail(self, size: int = 3000) -> str:
         """The end of the server's log (the run's folder, and the log with it, is gone after)."""
@@ -168,7 +192,8 @@ class Server:
 
     @property
     def pids(self) -> list[int]:
-        return [self.process.pid, *children(self.process.pid)]
+        """Every process of the server: the one started and its descendants."""
+        return tree(self.process.pid)
 
     def settle(self, longest: float) -> None:
         """Until every process is up and their memory has stopped growing (loading is done)."""
@@ -224,14 +249,20 @@ class Gunicorn(Server):
 
 
 class Emulator(Server):
-    """The emulator in one of the shipped configurations, started as users start it."""
+    """The emulator in one of the shipped configurations, started as users start it: the console
+    script beside `python` (default: this one), with `source` first on the Python path (None: only
+    what that interpreter has installed)."""
+
+    announcement = b"payletter-emulator listening on "  # the first startup line (emulator/startup.py)
 
     def __init__(self, configuration: str, db: str, workdir: Path, options: argparse.Namespace, name: str,
-                 env: dict | None = None, source: Path = ROOT):
+                 env: dict | None = None, source: Path | None = ROOT, python: str = sys.executable):
         self.port = free_port()
         environ = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
-        environ["PYTHONPATH"] = str(source)  # the copy measured (an A/B run), else this repository
-        command = [*emulator_command(), "serve"]
+        environ.pop("PYTHONPATH", None)
+        if source is not None:
+            environ["PYTHONPATH"] = str(source)  # the copy measured (an A/B run), else this repository
+        command = [*emulator_command(python), "serve"]
         processes = min(len(os.sched_getaffinity(0)), 8)  # what `serve` picks (emulator/serving/bridge.py)
         if configuration == "docker":
             environ.update(docker_env())
@@ -249,12 +280,14 @@ class Emulator(Server):
         super().__init__(command, workdir, environ, name, processes)
 
 
-def emulator_command() -> list[str]:
-    """`payletter-emulator`, the installed command beside this Python (a virtualenv that is not
-    activated), or on the PATH."""
-    beside = Path(sys.executable).parent / "payletter-emulator"
-    found = str(beside) if beside.exists() else shutil.which("payletter-emulator")
-    return [found] if found else [sys.executable, "-m", "payletter_emulator"]
+def emulator_command(python: str = sys.executable) -> list[str]:
+    """`payletter-emulator`, the installed command beside `python` (a virtualenv that is not
+    activated), or (this Python's) on the PATH."""
+    beside = Path(python).parent / "payletter-emulator"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("payletter-emulator") if python == sys.executable else None
+    return [found] if found else [python, "-m", "payletter_emulator"]
 
 
 def docker_env() -> dict:
@@ -725,12 +758,13 @@ def machine() -> dict:
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "system": platform.platform()}
 
 
-def commit() -> str:
+def commit(root: Path = ROOT) -> str:
+    """The short commit of the checkout at `root`, and whether its emulator/ differs from it."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "emulator"],
-                               cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+                               cwd=root, capture_output=True, text=True, check=False).stdout.strip()
         return head + (" (emulator/ modified)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -1,5 +1,7 @@
 """Fills an emulator's SQLite file before its server starts, through the emulator's own
-service (its rooms, as the API calls them, without HTTP), many payments per transaction."""
+service (its rooms, as the API calls them, without HTTP), many payments per transaction.
+Imported by the benchmarks; run as a script by a checkout's own interpreter, it seeds with that
+checkout's code (`python benchmarks/seed.py FILE --held-callbacks 10000`)."""
 from __future__ import annotations
 
 import sqlite3
@@ -95,3 +97,21 @@ def empty_outbox(path: str) -> None:
     A benchmark fixture: the emulator itself never does this."""
     with sqlite3.connect(path) as db:
         db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL")
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Seed a SQLite file with callbacks that wait, pending.")
+    parser.add_argument("db", help="the SQLite file (made if missing)")
+    parser.add_argument("--held-callbacks", type=int, required=True, metavar="N",
+                        help="N paid card payments whose callbacks (to a closed port, 127.0.0.1:9) are pending, "
+                             "the clock frozen a minute before the first is due")
+    options = parser.parse_args()
+    with Seeder(options.db) as seed:
+        seed.approved(options.held_callbacks, "http://127.0.0.1:9/callback", step_seconds=0)
+        seed.hold_clock_before_due(60)
+
+
+if __name__ == "__main__":  # run by a checkout's own interpreter (benchmarks/feel.py), its schema with it
+    main()

@@ -1,4 +1,4 @@
-"""The benchmark suite runs end to end (`benchmarks/run.py --quick`) and produces every figure.
+"""The benchmark scripts run end to end in their smallest forms and produce every figure.
 Nothing here is timed: the figures are checked for presence, not for speed."""
 from __future__ import annotations
 
@@ -86,3 +86,64 @@ def test_the_lifecycle_ab_runs_each_variant_and_prints_every_step():
         for step in ("request", "approve", "flush", "cancel", "lifecycle", "health"):
             figure = float(line.split(f" {step} ")[1].split()[0])
             assert figure > 0
+
+
+@pytest.mark.slow
+def test_the_merchant_suite_runs_on_the_plugin_as_is_and_under_xdist(tmp_path):
+    """benchmarks/merchant_suite.py in its smallest form: a suite of 5 tests, one round, as is and
+    under `-n 2`, for this repository; each run passes (else the script fails) and has its time, its
+    median and its ratio to the first checkout (not checked: speed; two checkouts in turn: the
+    feel.py test below)."""
+    out = tmp_path / "suite.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "merchant_suite.py"), "--python",
+                          f"a={sys.executable}", "--tests", "5", "--rounds", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["tests"] == 5
+    assert list(results["seconds"]) == ["pytest", "pytest -n 2"]
+    for runs in results["seconds"].values():
+        assert list(runs) == ["a"] and len(runs["a"]) == 1 and runs["a"][0] > 0
+    # A merchant's plugins: the emulator's and those of its and pytest-xdist's dependencies, no test extra's.
+    assert {"payletter_emulator", "xdist"} <= set(results["plugins"]["a"])
+    assert not {"hypothesispytest", "schemathesis"} & set(results["plugins"]["a"])
+    rows = {tuple(line.split()[:-4]): line.split()[-4:] for line in run.stdout.splitlines()
+            if line.startswith("pytest ")}
+    assert set(rows) == {("pytest", "a"), ("pytest", "-n", "2", "a")}
+    assert all(float(median) > 0 and ratio == "1.000" for median, _, ratio, _ in rows.values())
+
+
+FEEL_LATENCIES = ("lifecycle, new connection per request", "lifecycle, keep-alive session",
+                  "between tests, sandbox created and deleted", "between tests, reset and scenario cleared")
+
+
+@pytest.mark.slow
+def test_feel_measures_every_figure_of_each_checkout_in_both_configurations(tmp_path):
+    """benchmarks/feel.py in its smallest form: 3 lifecycles each way, 20 pending callbacks, short
+    idle windows, two checkouts (this repository's interpreter twice, `a` and `b`), `serve` and
+    `serve --workers 1`: every figure for each, printed with its ratio (not checked: speed)."""
+    out = tmp_path / "feel.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "feel.py"), "--python", f"a={sys.executable}",
+                          "--python", f"b={sys.executable}", "--rounds", "1",
+                          "--lifecycles", "3", "--warmup", "1", "--between", "2", "--idle-seconds", "0.3",
+                          "--pending", "20", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert list(results["figures"]) == ["serve", "serve --workers 1"]
+    for configuration, by_checkout in results["figures"].items():
+        assert list(by_checkout) == ["a", "b"]
+        for figures in by_checkout.values():
+            for name in FEEL_LATENCIES:
+                assert figures[name]["p90"] >= figures[name]["p50"] > 0, (configuration, name)
+            assert figures["startup, to the first line and health"]["median"] > 0
+            assert figures["idle RSS of the tree, after the rounds"]["median"] > 0
+            assert figures["idle RSS of the tree, started"]["median"] > 0
+            assert figures["idle CPU of the tree, 0 pending"]["median"] >= 0
+            assert figures["idle CPU of the tree, 20 pending"]["median"] >= 0
+    printed = run.stdout.splitlines()
+    for name in FEEL_LATENCIES:
+        rows = [line for line in printed if line.startswith(name)]
+        assert len(rows) == 4, name  # p50 and p90, in each configuration
+        assert all(len(line[len(name):].split()) == 4 for line in rows)  # the statistic, a, b, b ÷ a
+    assert sum(line.startswith("idle CPU of the tree, 20 pending") for line in printed) == 2
