@@ -1,7 +1,9 @@
-"""The emulator as it ships: a wheel that carries schemas/, scenarios/ and probes/ (the Docker image: test_docker.py)."""
+"""The emulator as it ships: a wheel that carries schemas/, scenarios/ and probes/, with the metadata PyPI
+shows (the Docker image: test_docker.py)."""
 from __future__ import annotations
 
 import ast
+import email
 import os
 import re
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ONLY_OUR_PLUGIN
+from .doc_blocks import repository_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,14 +23,19 @@ PACKAGE = "payletter_emulator"  # the import name the wheel ships; the folder is
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """The wheel, built from this checkout and unpacked (its dist-info too: its entry points)."""
+def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from this checkout."""
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
                    check=True, capture_output=True)
-    wheel = next(out.glob("payletter_emulator-*.whl"))
-    zipfile.ZipFile(wheel).extractall(out / "site")
-    return out / "site"
+    return next(out.glob("payletter_emulator-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def site(wheel) -> Path:
+    """The wheel unpacked (its dist-info too: its entry points)."""
+    zipfile.ZipFile(wheel).extractall(wheel.parent / "site")
+    return wheel.parent / "site"
 
 
 def wheel_only(site: Path) -> dict:
@@ -80,6 +88,37 @@ def test_a_project_with_its_own_emulator_module_runs_its_pytest_with_the_plugin_
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# --- what PyPI shows, and how to install it today -----------------------------------------------
+
+@pytest.mark.slow
+def test_the_wheels_metadata_says_where_the_project_lives_and_what_it_is(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.message_from_bytes(archive.read(name))
+    repository = repository_url()
+    urls = dict(entry.split(", ", 1) for entry in metadata.get_all("Project-URL"))
+    assert urls == {"Homepage": repository, "Documentation": f"{repository}/tree/main/docs",
+                    "Repository": repository, "Issues": f"{repository}/issues"}
+    classifiers = set(metadata.get_all("Classifier"))
+    assert {"Framework :: Pytest", "Topic :: Software Development :: Testing",
+            "License :: OSI Approved :: MIT License", "Operating System :: OS Independent",
+            "Programming Language :: Python :: 3.11", "Programming Language :: Python :: 3.12",
+            "Programming Language :: Python :: 3.13"} <= classifiers
+    assert any(c.startswith("Development Status :: ") for c in classifiers)
+    assert {"payletter", "payment gateway", "emulator", "mock", "pytest", "korea"} <= set(metadata["Keywords"].split(","))
+    # The description is docs/pypi.md: short, not the README, and every link absolute.
+    description = metadata.get_payload()
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    assert description.strip() == (ROOT / "docs" / "pypi.md").read_text("utf-8").strip()
+    assert len(description) < 4000 < len((ROOT / "README.md").read_text("utf-8"))
+    links = re.findall(r"\]\(([^)]+)\)", description)
+    assert links and [link for link in links if not link.startswith("https://")] == []
+    # A link into the repository names a file that is there.
+    for link in links:
+        if link.startswith(f"{repository}/blob/main/"):
+            assert (ROOT / link.removeprefix(f"{repository}/blob/main/")).is_file(), link
 
 
 # --- the folder's generic name --------------------------------------------------------------------
