@@ -1,5 +1,5 @@
 # payletter-emulator: `payletter-emulator serve` (uvicorn, a process per core), as a non-root user, its state in
-# the /data volume. Every setting comes from PAYLETTER_EMULATOR_* (README, "Configuration").
+# the /data volume. Every setting comes from PAYLETTER_EMULATOR_* (docs/configuration.md).
 # The base is pinned by tag and by digest (the multi-platform index), so a rebuild gets the same
 # Python and Debian. To update: pick the newest python:3.11.X-slim-bookworm tag, read its digest with
 # `docker buildx imagetools inspect python:3.11.X-slim-bookworm` (the "Digest:" line), and change both.

@@ -193,9 +193,9 @@ def test_every_setting_comes_from_the_environment():
     settings = Settings.from_env(env)
     assert {name: getattr(settings, name) for name in expected} == expected
     assert [c.client_id for c in settings.clients] == ["pay_test", OTHER_CLIENT[0]]
-    # ... and each variable is in the README's configuration table.
-    readme = (ROOT / "README.md").read_text()
-    assert [name for name in env if f"`{name}`" not in readme] == []
+    # ... and each variable is in the configuration table.
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert [name for name in env if f"`{name}`" not in page] == []
 
 
 def test_the_cmd_serves_with_every_setting_from_the_environment(data, callback_receiver):
