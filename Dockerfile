@@ -1,5 +1,5 @@
 # payletter-emulator: `payletter-emulator serve` (uvicorn, a process per core), as a non-root user, its state in
-# the /data volume. Every setting comes from PAYLETTER_EMULATOR_* (README, "Configuration").
+# the /data volume. Every setting comes from PAYLETTER_EMULATOR_* (docs/configuration.md).
 # The base is pinned by tag and by digest (the multi-platform index), so a rebuild gets the same
 # Python and Debian. To update: pick the newest python:3.11.X-slim-bookworm tag, read its digest with
 # `docker buildx imagetools inspect python:3.11.X-slim-bookworm` (the "Digest:" line), and change both.
@@ -12,10 +12,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PAYLETTER_EMULATOR_DB=/data/payletter-emulator.db
 
 WORKDIR /app
-COPY pyproject.toml README.md hatch_build.py ./
+# What the package's build reads: pyproject.toml's readme and the wheel's force-included files too.
+COPY pyproject.toml hatch_build.py ./
+COPY docs/pypi.md docs/fidelity.md ./docs/
 COPY emulator ./emulator
 COPY schemas ./schemas
 COPY scenarios ./scenarios
+COPY probes ./probes
 # pip compiles the bytecode as it installs, so a start imports without compiling anything.
 RUN pip install --no-cache-dir './[postgres]' \
     && useradd --system --uid 10001 --user-group --home-dir /data emulator \

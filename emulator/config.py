@@ -1,7 +1,7 @@
 """Settings of one emulator, each declared once: its field of `Settings` gives the name, the type
 and the default, and `declare` adds the bound and the help text. The environment variable
 (PAYLETTER_EMULATOR_<NAME>), `Settings.from_env`, the checks of `Settings`, the options of
-`payletter-emulator serve` and the README's table are all made from these declarations."""
+`payletter-emulator serve` and docs/configuration.md's table are all made from these declarations."""
 from __future__ import annotations
 
 import functools
@@ -115,7 +115,7 @@ class Setting:
 
     @property
     def default_text(self) -> str:
-        """The default as `serve --help` and the README tell it."""
+        """The default as `serve --help` and docs/configuration.md tell it."""
         if self.shown_default is not None:
             return self.shown_default
         if self.kind is bool:

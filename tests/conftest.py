@@ -530,7 +530,7 @@ def _system_tool(names: tuple[str, ...], package: str, why: str) -> str:
 
 @pytest.fixture(scope="session")
 def node() -> str:
-    """Node (Debian's nodejs): the Node shop's suite and the README's Node examples."""
+    """Node (Debian's nodejs): the Node shop's suite and the Node examples of docs/ci.md."""
     return _system_tool(("node", "nodejs"), "nodejs", "the Node example")
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import typing
 from pathlib import Path
 from urllib.parse import urlparse
@@ -130,15 +131,42 @@ def test_the_base_image_is_pinned_by_tag_and_digest():
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
 
 
+def left_out(path: str) -> bool:
+    """Whether .dockerignore keeps `path` out of the build context, as Docker reads it: the last
+    pattern that matches the path or a folder above it decides, and a `!` pattern lets it in."""
+    decided = False
+    parents = [str(Path(path))] + [str(p) for p in Path(path).parents if str(p) != "."]
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        keep = pattern.startswith("!")
+        if any(fnmatch.fnmatch(name, pattern.removeprefix("!")) for name in parents):
+            decided = not keep
+    return decided
+
+
+def copied() -> list[str]:
+    return [source for arguments in instruction("COPY") for source in shlex.split(arguments)[:-1]]
+
+
 def test_what_the_image_copies_is_in_the_build_context():
-    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
-    for arguments in instruction("COPY"):
-        for source in shlex.split(arguments)[:-1]:
-            assert (ROOT / source).exists(), source
-            assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
-    for kept_out in (".venv", ".git", "payletter-emulator.db", "tests", tls.CA_KEY_FILE):
-        assert any(fnmatch.fnmatch(kept_out, pattern) for pattern in ignored), kept_out
+    for source in copied():
+        assert (ROOT / source).exists(), source
+        assert not left_out(source), source
+    for kept_out in (".venv", ".git", "payletter-emulator.db", "tests", tls.CA_KEY_FILE, "docs/decisions.md"):
+        assert left_out(kept_out), kept_out
+
+
+def test_the_image_copies_every_file_the_packages_build_reads():
+    """`pip install .` in the image builds the wheel: pyproject.toml's readme, its build hook and
+    the files the wheel force-includes must be there, or the build stops."""
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wheel = build["tool"]["hatch"]["build"]["targets"]["wheel"]
+    needed = {"pyproject.toml", build["project"]["readme"], "hatch_build.py", *wheel["force-include"], *wheel["packages"]}
+    present = copied()
+    assert [name for name in needed if not any(name == source or name.startswith(source.rstrip("/") + "/")
+                                               for source in present)] == []
 
 
 def test_every_setting_comes_from_the_environment():
@@ -165,9 +193,9 @@ def test_every_setting_comes_from_the_environment():
     settings = Settings.from_env(env)
     assert {name: getattr(settings, name) for name in expected} == expected
     assert [c.client_id for c in settings.clients] == ["pay_test", OTHER_CLIENT[0]]
-    # ... and each variable is in the README's configuration table.
-    readme = (ROOT / "README.md").read_text()
-    assert [name for name in env if f"`{name}`" not in readme] == []
+    # ... and each variable is in the configuration table.
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert [name for name in env if f"`{name}`" not in page] == []
 
 
 def test_the_cmd_serves_with_every_setting_from_the_environment(data, callback_receiver):

@@ -1,6 +1,8 @@
-"""The docs cannot rot: generated pages match the tables, the README's example runs."""
+"""The docs cannot rot: generated pages match the tables, every code block of the README and
+docs/*.md is run, checked or said not to be, and every relative link leads somewhere."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import re
@@ -11,7 +13,6 @@ import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -22,7 +23,8 @@ from payletter_emulator.client.control_client import EmulatorClient
 from payletter_emulator.config import ENV_PREFIX, Settings
 from payletter_emulator.domain.errors import ErrorKind, catalog
 
-from .conftest import EmulatorProcess
+from .conftest import EmulatorProcess, cli
+from .doc_blocks import all_blocks, doc_block, pages, repository_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,8 +101,8 @@ def test_each_example_is_answered_with_its_kinds_status_and_code(served_answers)
             assert reason is None or reason.startswith(f"{kind.code}: "), (name, reason)
 
 
-def test_the_readme_error_example_answers_what_it_says(api):
-    [session] = blocks(readme_section("## Errors"), "sh")
+def test_the_documented_error_example_answers_what_it_says(api):
+    session = doc_block("error-example").text
     said = re.search(r"^# (.*)$", session, re.M).group(1)
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", session.replace("http://127.0.0.1:8080", api.url)],
                           env=shell_env(), capture_output=True, text=True, timeout=60)
@@ -110,8 +112,8 @@ def test_the_readme_error_example_answers_what_it_says(api):
     assert f"\n{said}\n```" in page.split("### `tid_unknown`")[1]  # the page's answer to the same request
 
 
-def test_the_readme_error_row_is_the_catalogs():
-    [row] = blocks(readme_section("## Development"), "toml")
+def test_the_documented_error_row_is_the_catalogs():
+    row = doc_block("error-row").text
     for name, declared in tomllib.loads(row).items():
         kind = catalog()[name]
         example = declared.pop("example")
@@ -139,17 +141,17 @@ def test_fidelity_lists_observed_behaviours_each_with_evidence_and_a_verdict():
         assert "fidelity.md" in (ROOT / page_name).read_text("utf-8"), page_name
 
 
-def readme_example(api, callback_receiver, marker: str) -> None:
-    """Run the README's Python example that contains `marker` against the live emulator."""
-    readme = (ROOT / "README.md").read_text("utf-8")
-    [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if marker in block]
-    example = example.replace("http://127.0.0.1:8080", api.url).replace(
+def run_example(name: str, api, callback_receiver, namespace: dict | None = None) -> None:
+    """Run the Python block `name` (README.md or docs/*.md) against the live emulator, with its
+    merchant's callback endpoint the receiver's."""
+    block = doc_block(name)
+    example = block.text.replace("http://127.0.0.1:8080", api.url).replace(
         "https://merchant.example/callback", callback_receiver.url)
-    exec(compile(example, "README.md", "exec"), {})
+    exec(compile(example, block.page, "exec"), {} if namespace is None else namespace)
 
 
-def test_readme_example_runs_against_a_live_emulator(api, callback_receiver):
-    readme_example(api, callback_receiver, "# 5. Too late for a card payment")
+def test_the_payer_example_runs_against_a_live_emulator(api, callback_receiver):
+    run_example("drive-a-payment", api, callback_receiver)
     # The example's payment really happened: two cancellations, and its callbacks arrived.
     payments = api.control("/payments", method="GET")["payments"]
     assert [c["amount"] for c in payments[0]["cancellations"]] == [300, 700]
@@ -157,8 +159,8 @@ def test_readme_example_runs_against_a_live_emulator(api, callback_receiver):
     assert len(callback_receiver.received) == 2
 
 
-def test_readme_callback_example_runs_against_a_live_emulator(api, callback_receiver):
-    readme_example(api, callback_receiver, "given_up = notification()")
+def test_the_callback_example_runs_against_a_live_emulator(api, callback_receiver):
+    run_example("callback-retries", api, callback_receiver)
     [notification] = api.control("/callbacks", method="GET")["callbacks"]
     assert notification["url"] == "http://127.0.0.1:9/callback"
     assert notification["status"] == "failed"
@@ -166,38 +168,26 @@ def test_readme_callback_example_runs_against_a_live_emulator(api, callback_rece
 
 
 def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
-    readme = (ROOT / "README.md").read_text("utf-8")
-    quick = re.search(r"## Quick start.*?```sh\n(.*?)```", readme, re.S).group(1)
-    commands = [line.split("#")[0].strip() for line in quick.splitlines() if line.strip()]
+    quick = doc_block("quick-start")
+    assert quick.page == "README.md"
+    commands = [line.split("#")[0].strip() for line in quick.text.splitlines() if line.strip()]
     assert commands == ["make run", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_scenario_example_runs_against_a_live_emulator(api, callback_receiver):
-    readme_example(api, callback_receiver, "decline-big-mobile-payments")
+def test_the_scenario_example_runs_against_a_live_emulator(api, callback_receiver):
+    run_example("scenario-rule", api, callback_receiver)
     assert api.control("/scenario", method="GET")["rules"] == []
 
 
-def test_readme_sandbox_example_runs_against_a_live_emulator(api, callback_receiver):
-    readme_example(api, callback_receiver, "this sandbox's scenario declined it")
+def test_the_sandbox_example_runs_against_a_live_emulator(api, callback_receiver):
+    run_example("sandbox-example", api, callback_receiver)
     assert api.control("/sandboxes", method="GET")["sandboxes"] == []
 
 
 # --- the command line and CI snippets ---------------------------------------------------------------
 
 BIN = Path(sys.executable).parent
-CLI_SECTION = "## CI in any language: the command line"
-
-
-def readme_section(title: str) -> str:
-    readme = (ROOT / "README.md").read_text("utf-8")
-    start = readme.index(title + "\n")
-    end = readme.find("\n## ", start + 1)
-    return readme[start:end if end != -1 else None]  # the last section runs to the end
-
-
-def blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
 
 
 def shell_env(**extra: str) -> dict[str, str]:
@@ -207,8 +197,8 @@ def shell_env(**extra: str) -> dict[str, str]:
     return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
 
 
-def test_the_readme_cli_session_runs_against_a_live_emulator(api, callback_receiver):
-    [session] = blocks(readme_section(CLI_SECTION), "sh")
+def test_the_cli_session_runs_against_a_live_emulator(api, callback_receiver):
+    session = doc_block("cli-session").text
     # The session's callback endpoint (`listen`) relays every callback to the receiver.
     script = session.replace("http://127.0.0.1:8080", api.url).replace(
         "listen --port 0", f"listen --port 0 --forward-to {callback_receiver.url}")
@@ -226,10 +216,10 @@ def test_the_readme_cli_session_runs_against_a_live_emulator(api, callback_recei
     assert api.control("/sandboxes", method="GET")["sandboxes"] == []
 
 
-def test_the_readme_cli_session_shows_every_command():
+def test_the_cli_session_shows_every_command():
     from payletter_emulator.client.cli import main
 
-    [session] = blocks(readme_section(CLI_SECTION), "sh")
+    session = doc_block("cli-session").text
     shown = set()
     for name, sub in re.findall(r"payletter-emulator ([a-z]+)(?: ([a-z]+))?", session):
         shown |= {name, f"{name} {sub}"}
@@ -262,19 +252,17 @@ def _steps(job: dict) -> list[dict]:
     return [step for step in job["steps"] if "run" in step]
 
 
-def test_the_readme_github_actions_job_runs_here(tmp_path, node):
+def test_the_github_actions_job_runs_here(tmp_path, node):
     """The job's shell steps, run in order as the runner would (each its own bash, background
     processes living on), in a checkout whose examples/ is the repository's; `pip install` is the
     one step not run: this package is what it installs."""
-    [pip_job, _] = [yaml.safe_load(block) for block in blocks(readme_section(CLI_SECTION), "yaml")]
-    job = pip_job["jobs"]["payments"]
+    job = yaml.safe_load(doc_block("github-actions-job").text)["jobs"]["payments"]
     actions = {step["uses"].split("@")[0]: step.get("with", {}) for step in job["steps"] if "uses" in step}
     assert actions["actions/setup-python"]["python-version"] == "3.11"
     node_major = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     assert node_major.split(".")[0] == "v" + actions["actions/setup-node"]["node-version"]
     steps = _steps(job)
-    assert steps[0]["run"] == "pip install payletter-emulator"
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == "payletter-emulator"
+    assert steps[0]["run"] == f'pip install "payletter-emulator @ git+{repository_url()}"'
 
     checkout = node_shop_checkout(tmp_path)
     port = free_port()  # the job serves on 8080; here, a port of the test's, through the same variable
@@ -290,15 +278,15 @@ def test_the_readme_github_actions_job_runs_here(tmp_path, node):
     assert f"listening on http://127.0.0.1:{port}" in (checkout / "emulator.log").read_text()
 
 
-def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path, node):
+def test_the_service_container_job_runs_against_the_images_cmd(tmp_path, node):
     """No Docker engine here: the job is held to the image and the release by reading, and its steps
     run against the image's CMD run as a process with the service's environment (as
     tests/test_docker.py does), with what only Docker gives replaced: the mapped port, and the name
     host.docker.internal."""
     from .test_docker import Container
 
-    [pip_job, service_job] = [yaml.safe_load(block) for block in blocks(readme_section(CLI_SECTION), "yaml")]
-    job = service_job["jobs"]["payments"]
+    pip_job = yaml.safe_load(doc_block("github-actions-job").text)
+    job = yaml.safe_load(doc_block("service-container-job").text)["jobs"]["payments"]
     [service] = job["services"].values()
     release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
     images = [step["with"]["images"] for step in release["jobs"]["image"]["steps"]
@@ -335,23 +323,151 @@ def test_the_readme_service_container_job_runs_against_the_images_cmd(tmp_path, 
         container.stop()
 
 
-def test_the_readme_testcontainers_snippet_is_node_that_waits_for_the_health_check(tmp_path, node):
-    section = readme_section(CLI_SECTION)
-    [snippet] = blocks(section, "js")
+def test_the_testcontainers_snippet_is_node_that_waits_for_the_health_check(tmp_path, node):
+    snippet = doc_block("testcontainers").text
     script = tmp_path / "emulator.js"
     script.write_text(snippet)
     checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    [_, service_job] = [yaml.safe_load(block) for block in blocks(section, "yaml")]
-    [service] = service_job["jobs"]["payments"]["services"].values()
+    [service] = yaml.safe_load(doc_block("service-container-job").text)["jobs"]["payments"]["services"].values()
     assert f"GenericContainer('{service['image']}')" in snippet
     assert ".withExposedPorts(8080)" in snippet and ".withWaitStrategy(Wait.forHealthCheck())" in snippet
 
 
-def test_readme_paging_example_runs_against_a_live_emulator(api, callback_receiver):
+def test_the_paging_example_runs_against_a_live_emulator(api, callback_receiver):
     tokens = [api.request_payment(order_no=f"page-{i}") for i in range(5)]
     namespace = {}
-    readme = (ROOT / "README.md").read_text("utf-8")
-    [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if 'params["after"]' in block]
-    exec(compile(example.replace("http://127.0.0.1:8080", api.url), "README.md", "exec"), namespace)
+    run_example("paging-example", api, callback_receiver, namespace)
     assert [p["token"] for p in namespace["payments"]] == tokens  # three pages of two, all of them
+
+
+# --- every block accounted for, every link leading somewhere ----------------------------------------
+
+def _reads_block(module: Path, test: str, name: str) -> bool:
+    """Whether `test` in `module` reads the block `name`: it calls doc_block("name"), or a helper of
+    the module that calls doc_block, with the name as its first argument."""
+    tree = ast.parse(module.read_text("utf-8"))
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+    def called(node) -> str:
+        return node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+
+    helpers = {"doc_block"} | {name for name, node in functions.items()
+                               if any(isinstance(call, ast.Call) and called(call) == "doc_block"
+                                      for call in ast.walk(node))}
+    return test in functions and any(
+        isinstance(call, ast.Call) and called(call) in helpers and call.args
+        and isinstance(call.args[0], ast.Constant) and call.args[0].value == name
+        for call in ast.walk(functions[test]))
+
+
+def test_every_block_of_the_readme_and_docs_is_run_checked_or_said_not_to_be():
+    # The pages `payletter-emulator docs` writes are checked whole: each equals what the generator
+    # makes (test_generated_pages_are_up_to_date), and error-codes.md's blocks are the answers a
+    # served emulator gives (test_the_error_page_shows_what_a_served_emulator_answers).
+    found = [block for block in all_blocks() if Path(block.page).name not in docgen.PAGES]
+    assert len(found) >= 30
+    unaccounted = [f"{b.page}:{b.line}" for b in found if b.name is None]
+    assert unaccounted == [], ("a block without its line `<!-- block NAME: run by tests/FILE.py::TEST -->` "
+                               "(or `checked by ...`, or `not run: why`) above it: " + ", ".join(unaccounted))
+    names = Counter(b.name for b in found)
+    assert [name for name, count in names.items() if count > 1] == []
+    for block in found:
+        where = f"{block.page}:{block.line} ({block.name})"
+        if block.status == "not run:":
+            assert len(block.by.split()) >= 3, f"{where}: say why it is not run"
+            continue
+        module, _, test = block.by.partition("::")
+        assert module.startswith("tests/test_") and test.startswith("test_"), where
+        assert (ROOT / module).exists(), f"{where}: no {module}"
+        assert _reads_block(ROOT / module, test, block.name), \
+            f'{where}: {block.by} does not read it (doc_block("{block.name}"))'
+
+
+def test_the_block_check_sees_a_test_that_does_not_read_its_block(tmp_path):
+    module = tmp_path / "test_x.py"
+    module.write_text('from .doc_blocks import doc_block\n\n\ndef helper(name):\n    return doc_block(name).text\n\n\n'
+                      'def test_a():\n    doc_block("one")\n\n\ndef test_b():\n    helper("two")\n\n\n'
+                      'def test_c():\n    doc_block(NAME)\n')
+    assert _reads_block(module, "test_a", "one") and _reads_block(module, "test_b", "two")
+    assert not _reads_block(module, "test_a", "two") and not _reads_block(module, "test_c", "one")
+    assert not _reads_block(module, "test_missing", "one")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces made hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def outside_blocks(text: str) -> list[str]:
+    """The page's lines that are not inside a fenced code block."""
+    kept, fence = [], None
+    for line in text.splitlines():
+        opening = re.match(r"^(`{3,})", line)
+        if fence is None and opening:
+            fence = opening.group(1)
+        elif fence is not None and line.startswith(fence) and not line.strip("`").strip():
+            fence = None
+        elif fence is None:
+            kept.append(line)
+    return kept
+
+
+def anchors(page: Path) -> set[str]:
+    seen: Counter = Counter()
+    found = set()
+    for line in outside_blocks(page.read_text("utf-8")):
+        if heading := re.match(r"^#{1,6} (.+?)\s*#*$", line):
+            base = slug(heading.group(1))
+            found.add(base if not seen[base] else f"{base}-{seen[base]}")
+            seen[base] += 1
+    return found
+
+
+def test_the_slug_is_githubs():
+    assert slug("CI in any language: the command line") == "ci-in-any-language-the-command-line"
+    assert slug("120. `serve` on werkzeug, `--workers` and the image on gunicorn") \
+        == "120-serve-on-werkzeug---workers-and-the-image-on-gunicorn"
+    assert slug("Test cards and the payer's choices") == "test-cards-and-the-payers-choices"
+
+
+LINKED_PAGES = [*pages(), ROOT / "scenarios" / "README.md", *sorted((ROOT / "examples").glob("*/README.md"))]
+
+
+def test_every_relative_link_leads_to_a_file_and_a_heading_there():
+    broken = []
+    for page in LINKED_PAGES:
+        text = "\n".join(line for line in outside_blocks(page.read_text("utf-8")))
+        text = re.sub(r"`[^`]*`", "", text)  # a link's form in inline code is not a link
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            where = (page.parent / path).resolve() if path else page
+            name = f"{page.relative_to(ROOT)}: ({target})"
+            if not where.exists():
+                broken.append(f"{name}: no such file")
+            elif anchor and where.suffix == ".md" and anchor not in anchors(where):
+                broken.append(f"{name}: no such heading")
+    assert broken == []
+
+
+def test_the_serving_refusal_is_what_serve_says(tmp_path):
+    command, *said = doc_block("serve-refusal").text.splitlines()
+    program, *args = shlex.split(command.removeprefix("$ "))
+    assert program == "payletter-emulator"
+    done = subprocess.run(cli(*args), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**shell_env(), ENV_PREFIX + "PORT": "0"})  # the refusal comes before any port
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", said)
+
+
+def test_the_folder_map_names_what_is_there():
+    named = set()
+    for line in doc_block("folder-map").text.splitlines():
+        if entry := re.match(r"^( {0,2})([\w./-]+(?:/|\.py))(?=\s)", line):
+            indent, name = entry.groups()
+            named.add(("emulator/" if indent else "") + name)
+    missing = [name for name in named if not (ROOT / name).exists()]
+    assert missing == []
+    folders = {f"emulator/{p.name}/" for p in (ROOT / "emulator").iterdir() if (p / "__init__.py").exists()}
+    assert folders - named == set(), "a folder of emulator/ the map does not name"

@@ -16,6 +16,7 @@ import requests
 from payletter_emulator.config import PAY_TEST
 
 from .conftest import NEEDS, PAYMENT_KEY, EmulatorProcess, run_cli
+from .doc_blocks import doc_block
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "u", "amount": 1000,
@@ -78,6 +79,12 @@ def test_the_system_check_names_each_missing_package(tmp_path):
 def test_serve_says_where_the_dashboard_the_keys_the_api_description_and_the_data_are(tmp_path):
     server = EmulatorProcess(tmp_path, db=None, environ=dict(os.environ))  # the defaults, as `make run`
     try:
+        # The README's lines, with this run's port and folder (and its number of processes: one per core).
+        shown = doc_block("startup-lines").text.replace("http://127.0.0.1:8080", server.url).replace(
+            "/home/you/shop", str(tmp_path)).splitlines()
+        server.line("SEARCH key")
+        assert [re.sub(r", \d+ workers\)", ")", line) for line in server.lines[:len(shown)]] == \
+            [re.sub(r", \d+ workers\)", ")", line) for line in shown]
         assert server.line("dashboard") == f"{server.url}/_emulator/"
         assert server.line("API spec") == f"{server.url}/openapi.json"
         assert server.line("data") == f"{tmp_path / 'payletter-emulator.db'} (kept between runs; --fresh starts empty)"

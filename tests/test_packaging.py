@@ -1,17 +1,22 @@
-"""The emulator as it ships: a wheel that carries schemas/, scenarios/ and probes/ (the Docker image: test_docker.py)."""
+"""The emulator as it ships: a wheel that carries schemas/, scenarios/ and probes/, with the metadata PyPI
+shows, installed as the README says (the Docker image: test_docker.py)."""
 from __future__ import annotations
 
 import ast
+import email
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ONLY_OUR_PLUGIN
+from .doc_blocks import doc_block, repository_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,14 +25,19 @@ PACKAGE = "payletter_emulator"  # the import name the wheel ships; the folder is
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """The wheel, built from this checkout and unpacked (its dist-info too: its entry points)."""
+def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from this checkout."""
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
                    check=True, capture_output=True)
-    wheel = next(out.glob("payletter_emulator-*.whl"))
-    zipfile.ZipFile(wheel).extractall(out / "site")
-    return out / "site"
+    return next(out.glob("payletter_emulator-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def site(wheel) -> Path:
+    """The wheel unpacked (its dist-info too: its entry points)."""
+    zipfile.ZipFile(wheel).extractall(wheel.parent / "site")
+    return wheel.parent / "site"
 
 
 def wheel_only(site: Path) -> dict:
@@ -80,6 +90,97 @@ def test_a_project_with_its_own_emulator_module_runs_its_pytest_with_the_plugin_
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# --- what PyPI shows, and how to install it today -----------------------------------------------
+
+@pytest.mark.slow
+def test_the_wheels_metadata_says_where_the_project_lives_and_what_it_is(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.message_from_bytes(archive.read(name))
+    repository = repository_url()
+    urls = dict(entry.split(", ", 1) for entry in metadata.get_all("Project-URL"))
+    assert urls == {"Homepage": repository, "Documentation": f"{repository}/tree/main/docs",
+                    "Repository": repository, "Issues": f"{repository}/issues"}
+    classifiers = set(metadata.get_all("Classifier"))
+    assert {"Framework :: Pytest", "Topic :: Software Development :: Testing",
+            "License :: OSI Approved :: MIT License", "Operating System :: OS Independent",
+            "Programming Language :: Python :: 3.11", "Programming Language :: Python :: 3.12",
+            "Programming Language :: Python :: 3.13"} <= classifiers
+    assert any(c.startswith("Development Status :: ") for c in classifiers)
+    assert {"payletter", "payment gateway", "emulator", "mock", "pytest", "korea"} <= set(metadata["Keywords"].split(","))
+    # The description is docs/pypi.md: short, not the README, and every link absolute.
+    description = metadata.get_payload()
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    assert description.strip() == (ROOT / "docs" / "pypi.md").read_text("utf-8").strip()
+    assert len(description) < 4000 < len((ROOT / "README.md").read_text("utf-8"))
+    links = re.findall(r"\]\(([^)]+)\)", description)
+    assert links and [link for link in links if not link.startswith("https://")] == []
+    # A link into the repository names a file that is there.
+    for link in links:
+        if link.startswith(f"{repository}/blob/main/"):
+            assert (ROOT / link.removeprefix(f"{repository}/blob/main/")).is_file(), link
+
+
+def test_every_install_line_names_the_repository():
+    """The repository's address is pyproject.toml's; every line that installs from it says the same."""
+    repository = repository_url()
+    from_git = f'pip install "payletter-emulator @ git+{repository}"'
+    assert doc_block("install-from-git").text.strip() == from_git
+    assert doc_block("install-from-wheel").text.splitlines()[0] == f"git clone {repository}"
+    for job in ("github-actions-job", "service-container-job"):
+        steps = [step["run"] for step in yaml.safe_load(doc_block(job).text)["jobs"]["payments"]["steps"]
+                 if "run" in step]
+        assert steps[0] == from_git, job
+    for example in ("shop", "node-shop"):
+        readme = (ROOT / "examples" / example / "README.md").read_text("utf-8")
+        assert re.findall(r"pip install[^`\n]*", readme) and all(
+            f"git+{repository}" in line for line in re.findall(r"pip install[^`\n]*", readme)), example
+    everywhere = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "examples").glob("*/README.md")]
+    other = {url for page in everywhere for url in re.findall(r"https://github\.com/[\w.-]+/payletter-emulator\b",
+                                                                 page.read_text("utf-8"))}
+    assert other <= {repository}
+
+
+@pytest.mark.slow
+def test_the_readme_wheel_install_runs_in_a_fresh_venv(tmp_path):
+    """The README's second way, its lines as they are after the clone (a copy of this checkout
+    stands for it: no network here), in a fresh virtual environment whose python and pip come
+    first on PATH; then the installed command serves."""
+    clone, venv = tmp_path / "payletter-emulator", tmp_path / "venv"
+    lines = doc_block("install-from-wheel").text.splitlines()
+    assert lines[:2] == [f"git clone {repository_url()}", "cd payletter-emulator"]
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                             check=True, capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines[2:])], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # The command the wheel installed, from the fresh environment (not this checkout), serves.
+    command = venv / "bin" / "payletter-emulator"
+    with subprocess.Popen([str(command), "serve", "--port", "0", "--db", ":memory:"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path) as server:
+        try:
+            first = server.stdout.readline()
+            assert "listening on " in first, first
+            url = first.split("listening on ")[1].split()[0]
+            health = subprocess.run([str(command), "health", "--url", url, "--wait", "30"], env=env,
+                                    capture_output=True, text=True, timeout=60)
+            assert health.returncode == 0, health.stderr
+            where = subprocess.run([str(venv / "bin" / "python"), "-c", "import payletter_emulator; "
+                                    "print(payletter_emulator.__file__)"], env=env, cwd=tmp_path,
+                                   capture_output=True, text=True, check=True).stdout
+            assert where.startswith(str(venv)), where
+        finally:
+            server.terminate()
+            server.wait(30)
 
 
 # --- the folder's generic name --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from payletter_emulator.domain.methods import lookup, table
 
 from .browser import chromium, desktop, merchant, payhash, phone, screenshot, shop, wait_for_callback  # noqa: F401
 from .conftest import SCHEMAS, stored
+from .doc_blocks import doc_block
 
 CUSTOM = 'order=7&note="우유" <b>&amp;</b>'
 
@@ -73,6 +74,17 @@ def test_a_card_payment_with_installments_online(api, desktop, shop, callback_re
     assert_paid(fields, callback, pgcode="creditcard", amount="55000", install_month="03",
                 card_info="457973******1235", domestic_flag="N", user_name="홍길동")
     assert stored(api, fields["tid"])["status"] == "approved"
+
+
+def test_the_docs_playwright_snippet_pays_on_the_online_page(api, desktop, shop, callback_receiver):
+    """docs/payer.md's snippet as it is, with `page` and `payment` given, and its return_url this
+    test's merchant: the card with installments is approved and the merchant gets the POST."""
+    payment = request(api, shop, pgcode="creditcard", amount=55000)
+    snippet = doc_block("playwright-snippet")
+    code = snippet.text.replace("https://merchant.example/result", f"{shop.url}/result")
+    exec(compile(code, snippet.page, "exec"), {"page": desktop, "payment": payment})
+    fields = shop.wait_for("/result").form
+    assert (fields["code"], fields["install_month"], fields["amount"]) == ("0", "03", "55000")
 
 
 def test_a_mobile_payment_on_the_mobile_page(api, phone, shop, callback_receiver):

@@ -22,6 +22,7 @@ from payletter_emulator.domain.methods import table
 from payletter_emulator.web.operations import OPERATIONS
 
 from .conftest import ACK, PAYMENT_KEY, SEARCH_KEY, CallbackReceiver, serve_receiver
+from .doc_blocks import doc_block
 from .parity_standin import FIXTURES, StandIn, fixtures, serve
 from .test_fidelity import php_shop_body
 
@@ -361,9 +362,7 @@ def test_the_stored_answers_name_their_evidence():
 
 
 def test_the_case_shown_in_docs_parity_is_a_case_the_probe_runs(api, tmp_path):
-    page = (ROOT / "docs" / "parity.md").read_text("utf-8")
-    [example] = [block for block in page.split("```yaml\n")[1:] if block.startswith("version: 1")]
-    (tmp_path / "example.yaml").write_text(example.split("```")[0], "utf-8")
+    (tmp_path / "example.yaml").write_text(doc_block("probe-case").text, "utf-8")
     done = run("probe", "--against", api.url, "--cases", str(tmp_path / "example.yaml"), "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "report.json").read_text("utf-8"))

@@ -6,17 +6,16 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
 
 
 from .conftest import ONLY_OUR_PLUGIN, EmulatorProcess
+from .doc_blocks import doc_block
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # What a merchant's code does: request a payment with its keys, at the URL it is configured with.
 PRELUDE = '''
@@ -229,10 +228,7 @@ def test_two(payletter):
         process.stop()
 
 def test_the_readme_example_runs(pytester):
-    readme = (ROOT / "README.md").read_text("utf-8")
-    section = re.search(r"\n## Testing with pytest\n(.*?)\n## ", readme, re.S).group(1)
-    [example] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S)
-                 if "def test_" in block and "payletter_serve_app" not in block]
+    example = doc_block("pytest-example").text
     pytester.makepyfile(test_readme=example)
     result = run(pytester)
     result.assert_outcomes(passed=example.count("\ndef test_"))
@@ -476,9 +472,6 @@ def test_keep_failed_with_reset_isolation_is_refused_at_start(pytester):
                                  "--payletter-isolation=sandbox*"])
 
 
-def test_the_readme_app_example_runs(pytester):
-    readme = (ROOT / "README.md").read_text("utf-8")
-    section = re.search(r"\n## Testing with pytest\n(.*?)\n## ", readme, re.S).group(1)
-    [example] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "payletter_serve_app" in block]
-    pytester.makepyfile(test_readme_app=example)
+def test_the_docs_app_example_runs(pytester):
+    pytester.makepyfile(test_docs_app=doc_block("serve-app-example").text)
     run(pytester, "--payletter-no-coverage").assert_outcomes(passed=1)

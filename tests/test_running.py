@@ -1,19 +1,17 @@
 """`payletter_emulator.running()` outside pytest's fixtures: from a unittest TestCase, and from a
-plain script run as a subprocess (the README's); importing the package stays light."""
+plain script run as a subprocess (docs/pytest.md's); importing the package stays light."""
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import unittest
-from pathlib import Path
 
 import pytest
 import requests
 
 import payletter_emulator
 
-ROOT = Path(__file__).resolve().parent.parent
+from .doc_blocks import doc_block
 
 
 def request_payment(emulator, amount: int) -> int:
@@ -45,11 +43,8 @@ class DeclinedCardsTest(unittest.TestCase):
         self.assertEqual(set(answer.json()), {"code", "message"})
 
 
-def test_the_readme_script_runs_and_its_emulator_is_stopped_at_the_end(tmp_path):
-    readme = (ROOT / "README.md").read_text("utf-8")
-    section = re.search(r"\n## Testing with pytest\n(.*?)\n## ", readme, re.S).group(1)
-    [script] = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if ".running(" in block]
-    (tmp_path / "script.py").write_text(script, "utf-8")
+def test_the_docs_script_runs_and_its_emulator_is_stopped_at_the_end(tmp_path):
+    (tmp_path / "script.py").write_text(doc_block("running-script").text, "utf-8")
     done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     [url] = done.stdout.split()

@@ -1,5 +1,5 @@
 """Each setting is declared once (emulator/config.py): `serve`'s options, their variables, the
-checks of `Settings`, the drive commands' defaults and the README's table are made from it, and a
+checks of `Settings`, the drive commands' defaults and docs/configuration.md's table are made from it, and a
 bad value, from an option or a variable, is refused in one line, never with a traceback."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import click
 import pytest
 
 from payletter_emulator.client import drive_options
-from payletter_emulator.client.cli import configuration_table, serve
+from payletter_emulator.client.cli import serve
+from payletter_emulator.client.docgen import configuration_table
 from payletter_emulator.config import ENV_PREFIX, PAY_TEST, SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,13 +91,12 @@ def test_serve_help_shows_each_option_with_its_variable_default_and_bound(no_set
         assert "".join(f"{flags} {text}".split()) in shown, setting.name
 
 
-def test_the_readme_table_is_made_from_the_declarations():
-    readme = (ROOT / "README.md").read_text("utf-8")
-    section = readme[readme.index("## Configuration\n"):readme.index("## The control API\n")]
-    start = section.index("| option |")
-    table = section[start:section.index("\n\n", start) + 1]
+def test_the_configuration_page_is_made_from_the_declarations():
+    page = (ROOT / "docs" / "configuration.md").read_text("utf-8")
+    start = page.index("| option |")
+    table = page[start:page.index("\n\n", start) + 1]
     expected = configuration_table()
-    assert table == expected, f"README.md's Configuration table differs from emulator/config.py; it is:\n{expected}"
+    assert table == expected, f"docs/configuration.md's table differs from emulator/config.py; it is:\n{expected}"
     for setting in SETTINGS.values():
         assert f"`{setting.variable}`" in table
 

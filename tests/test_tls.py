@@ -6,7 +6,6 @@ import re
 import socket
 import ssl
 import warnings
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,9 +16,9 @@ from payletter_emulator.domain.errors import catalog
 from payletter_emulator.serving import tls
 from payletter_emulator.config import Settings
 
-from .conftest import PAYMENT_KEY, EmulatorProcess, run_cli
+from .conftest import PAYMENT_KEY, EmulatorProcess, cli, run_cli
+from .doc_blocks import doc_block
 
-ROOT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
 PAYMENT = {"pgcode": "creditcard", "client_id": "pay_test", "user_id": "test_user_id", "service_name": "shop",
            "order_no": "tls-1", "amount": 1000, "product_name": "a book",
@@ -204,12 +203,31 @@ def test_tls_settings_come_from_the_environment():
     assert tls.ca_path("data/emulator.db") == tls.data_folder("data/emulator.db") / "payletter-emulator-ca.pem"
 
 
-def test_the_readme_example_runs_against_an_https_server(https_server):
-    readme = (ROOT / "README.md").read_text("utf-8")
-    [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "_emulator/ca.pem" in block]
-    example = example.replace("https://127.0.0.1:8080", https_server.url).replace(
+def test_the_docs_example_runs_against_an_https_server(https_server):
+    block = doc_block("https-example")
+    example = block.text.replace("https://127.0.0.1:8080", https_server.url).replace(
         '"payletter-emulator-ca.pem"', repr(https_server.ca))
-    exec(compile(example, "README.md", "exec"), {})
+    exec(compile(example, block.page, "exec"), {})
+
+
+def test_the_docs_https_start_prints_the_lines_shown(tmp_path):
+    """The block's command as it is, in a folder of its own (the port from the environment: 0);
+    the lines it shows as comments are printed, with this run's port, folder and number of
+    processes (one per core)."""
+    command, *shown = doc_block("https-start").text.splitlines()
+    program, *args = command.split()
+    assert program == "payletter-emulator"
+    server = EmulatorProcess(tmp_path, argv=cli(*args), env={"PAYLETTER_EMULATOR_PORT": "0"})
+    try:
+        def processes(line: str) -> str:
+            return re.sub(r", \d+ workers\)", ")", line)
+
+        expected = [processes(line.removeprefix("# ").replace("https://127.0.0.1:8080", server.url)
+                              .replace("/home/you/shop", str(tmp_path))) for line in shown]
+        assert server.line("CA certificate") == str(tmp_path / tls.CA_FILE)
+        assert [line for line in expected if line not in map(processes, server.lines)] == [], server.lines
+    finally:
+        server.stop()
 
 
 def test_plain_http_on_the_https_port_is_told_to_use_https(https_server):

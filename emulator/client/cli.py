@@ -67,20 +67,6 @@ def _settings_options(command):
     return command
 
 
-def configuration_table() -> str:
-    """README.md's table of the settings (its Configuration section), made from the declarations
-    as `serve`'s options are; tests/test_settings.py holds the README to it."""
-    rows = ["| option | environment variable | value | default | what it does |", "|---|---|---|---|---|"]
-    for setting in SETTINGS.values():
-        option = " / ".join(f"`{flag}`" for flag in (setting.option, setting.off) if flag) or "(environment only)"
-        variable = f"`{setting.variable}`" + (" (comma separated)" if setting.many and setting.option else "")
-        value = ", ".join(filter(None, (setting.value_name, setting.bound,
-                                        "repeatable" if setting.many and setting.option else "")))
-        default = f"`{setting.default_text}`" if setting.shown_default is None else setting.default_text
-        rows.append(f"| {option} | {variable} | {value} | {default} | {setting.help} |")
-    return "\n".join(rows) + "\n"
-
-
 _ENVIRONMENT_ONLY = "\n\n".join(f"{s.variable} (environment only; {s.value_name}): {s.help}"
                                   for s in SETTINGS.values() if not s.option)
 
@@ -226,7 +212,7 @@ def scenario_check(files):
 @main.command(hidden=True)  # a maintainer's tool, not a merchant's command
 @click.argument("folder", default="docs", type=click.Path(file_okay=False))
 def docs(folder):
-    """Write the reference pages made from the data tables (error codes, payment methods)."""
+    """Write the reference pages made from the data tables (error codes, payment methods, configuration)."""
     from pathlib import Path
 
     from .docgen import write

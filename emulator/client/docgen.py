@@ -1,9 +1,11 @@
-"""Reference pages made from the data tables, so the docs cannot drift from the code."""
+"""Reference pages made from the data tables and the settings' declarations, so the docs cannot
+drift from the code."""
 from __future__ import annotations
 
 from http import HTTPStatus
 from pathlib import Path
 
+from ..config import SETTINGS
 from ..domain import windows
 from ..domain.methods import PaymentMethod, table, verification_methods
 from ..domain.errors import ErrorKind, catalog
@@ -144,7 +146,38 @@ def payment_methods() -> str:
     return "\n".join(lines) + "\n"
 
 
-PAGES = {"error-codes.md": error_codes, "payment-methods.md": payment_methods}
+def configuration_table() -> str:
+    """The table of the settings, made from the declarations as `serve`'s options are."""
+    rows = ["| option | environment variable | value | default | what it does |", "|---|---|---|---|---|"]
+    for setting in SETTINGS.values():
+        option = " / ".join(f"`{flag}`" for flag in (setting.option, setting.off) if flag) or "(environment only)"
+        variable = f"`{setting.variable}`" + (" (comma separated)" if setting.many and setting.option else "")
+        value = ", ".join(filter(None, (setting.value_name, setting.bound,
+                                        "repeatable" if setting.many and setting.option else "")))
+        default = f"`{setting.default_text}`" if setting.shown_default is None else setting.default_text
+        rows.append(f"| {option} | {variable} | {value} | {default} | {setting.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def configuration() -> str:
+    lines = ["# Configuration", "",
+             "`payletter-emulator serve [OPTIONS]` (`payletter-emulator serve --help` says the same). Each",
+             "option can also come from its environment variable; an option given wins over its variable.",
+             "Made from the declarations in `emulator/config.py` (`payletter-emulator docs` writes this page).", "",
+             configuration_table(),
+             "How many processes `--workers` defaults to, and why: [Serving](serving.md#serving-processes-and-slow-clients).",
+             "`--tls` and `--tls-cert`: [HTTPS](https.md). The journal: [the control API](control-api.md).", "",
+             "A value is read and checked the same way from an option and from its variable, before anything",
+             "starts: a bad one stops `serve` with one line naming the option or the variable, the value and",
+             "the rule, and exit status 2 (`PAYLETTER_EMULATOR_PORT='abc' is not an integer`,",
+             "`PAYLETTER_EMULATOR_WORKERS='-1' must be at least 1`). A boolean variable takes",
+             "`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`; an empty variable counts as unset. In Python,",
+             "`payletter_emulator.create_app(db=\":memory:\", strict=True)` gives the same app in-process (the",
+             "fields of `payletter_emulator.config.Settings`, checked against the same bounds)."]
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {"error-codes.md": error_codes, "payment-methods.md": payment_methods, "configuration.md": configuration}
 
 
 def write(folder: Path) -> list[Path]:
