@@ -37,6 +37,7 @@ from ..delivery import handover
 from ..startup import refusal
 from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
 from ..web.app import BODY_LIMIT, create_app, route_waits
+from .intercept import listen
 from .threads import RUNNING, RequestThreads
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
@@ -82,12 +83,14 @@ def shareable() -> bool:
 
 
 def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1,
-          ready=lambda: None) -> None:
+          ready=lambda: None, intercept: socket.socket | None = None, gateway=None) -> None:
     """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until SIGTERM or
-    SIGINT, and return once the last request is answered. `ready` is called once every process
-    accepts connections; a process that cannot start raises `startup.Refusal` (one line)."""
+    SIGINT, and return once the last request is answered; with `intercept` (a bound socket), the
+    `--intercept` proxy there too, answering the gateway's hosts with `gateway` (tls.Certificates).
+    `ready` is called once every process accepts connections; a process that cannot start raises
+    `startup.Refusal` (one line)."""
     settings = replace(settings, port=listener.getsockname()[1])  # the port it got: no callback may lead there
-    config = Config(settings, certificates, count)
+    config = Config(settings, certificates, count, intercept, gateway)
     if count == 1:
         config.load()  # the app, before serving: a refusal leaves here, not from inside uvicorn
         server = _Server(config, ready)
@@ -109,6 +112,7 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
+            await listen(self)
             self.ready()
 
 
@@ -148,17 +152,19 @@ def _raise_file_limit() -> None:
             pass
 
 
-def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
+def _application(settings: Settings, certificates, parent: int | None, gateway=None) -> "Bridge":
     """Run in each serving process (uvicorn calls it when the process starts); `parent`: the
     supervisor's pid, for a worker process. An app that cannot be made is refused in one line."""
     try:
         app = create_app(settings)
     except Exception as error:  # a database gone since `serve` opened it, say: one line, not a traceback
         raise refusal(settings.db, error) from None
-    if certificates:
+    # The CA's certificate is served where the emulator's CA is used: by --tls, or by --intercept.
+    signed = next((c for c in (certificates, gateway) if c is not None and c.ca_file is not None), None)
+    if signed:
         from .tls import install
 
-        install(app, certificates)
+        install(app, signed)
     if parent is not None:
         _leave_with_parent(parent)
     return Bridge(app)
@@ -187,35 +193,41 @@ def _parser(settings: Settings) -> dict:
 class Config(uvicorn.Config):
     """uvicorn's settings for the emulator, the same in every worker process."""
 
-    def __init__(self, settings: Settings, certificates, count: int):
+    def __init__(self, settings: Settings, certificates, count: int, intercept: socket.socket | None = None,
+                 gateway=None):
         _raise_file_limit()  # here, before any worker process starts: they inherit it
         parent = os.getpid() if count > 1 else None  # the supervisor the workers are forked from
         super().__init__(
-            functools.partial(_application, settings, certificates, parent), factory=True, lifespan="off",
-            # asyncio's own loop for HTTPS: TLSFront starts TLS on a connection it has looked at,
-            # which uvloop's start_tls left hanging.
+            functools.partial(_application, settings, certificates, parent, gateway), factory=True, lifespan="off",
+            # asyncio's own loop for HTTPS (and for --intercept's tunnels): TLSFront starts TLS on
+            # a connection it has looked at, which uvloop's start_tls left hanging.
             # Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets
             # bound a request's head (h11_max_incomplete_event_size). On loopback, httptools,
             # which reads headers without a limit but parses in C (h11's Python costs a quarter
             # more CPU per request: benchmarks/RESULTS.md).
             workers=1, **_parser(settings),
-            loop="asyncio" if certificates else "auto", log_level="warning",
+            loop="asyncio" if certificates or intercept else "auto", log_level="warning",
             access_log=settings.access_log, log_config=LOG_CONFIG,
             server_header=False, proxy_headers=False, timeout_keep_alive=KEEPALIVE,
             timeout_graceful_shutdown=GRACE, backlog=2048)
         self.certificates = certificates
+        self.intercept = intercept  # the --intercept port's socket (serving/intercept.py), or None
+        self.gateway = gateway
+        self.intercept_front = None  # what a granted tunnel is handed to, made by load()
         if settings.access_log:  # uvicorn logs its access lines at INFO, below log_level
             logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
     def load(self) -> None:
         super().load()
-        if self.certificates:
-            # TLS is started by TLSFront, which first looks at the connection's first bytes; the
-            # context is emulator.tls's: TLS 1.2 at least, as at the gateway.
-            from .tls import server_context
+        # TLS is started by TLSFront, which first looks at the connection's first bytes; the
+        # context is emulator.tls's: TLS 1.2 at least, as at the gateway.
+        from .tls import server_context
 
-            self.http_protocol_class = functools.partial(TLSFront, self.http_protocol_class,
-                                                         server_context(self.certificates))
+        plain = self.http_protocol_class
+        if self.certificates:
+            self.http_protocol_class = functools.partial(TLSFront, plain, server_context(self.certificates))
+        if self.gateway:  # a tunnel of --intercept: the same front, as the gateway's hosts
+            self.intercept_front = functools.partial(TLSFront, plain, server_context(self.gateway))
 
 
 class Bridge:

@@ -29,6 +29,7 @@ import time
 import uvicorn
 
 from ..startup import Refusal
+from .intercept import listen
 
 log = logging.getLogger("uvicorn.error")
 READY = b"ready"  # what a worker says on its report pipe once it accepts connections
@@ -275,6 +276,7 @@ class Worker(uvicorn.Server):
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=[])
+        await listen(self)  # --intercept's port, shared by the workers: each takes the tunnels it accepts
         self.channel.setblocking(False)
         asyncio.get_running_loop().add_reader(self.channel.fileno(), self._take)
         self.say(READY.decode())
