@@ -4,6 +4,7 @@ code calling https://testpgapi.payletter.com itself; only its proxy and its trus
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -211,6 +212,7 @@ def test_a_port_that_cannot_be_had_is_refused_in_one_line(tmp_path):
 
 MERCHANT_SUITE = '''
 import json
+import re
 import os
 import urllib.request
 
@@ -270,8 +272,9 @@ def test_the_variables_the_session_set(payletter_server):
     assert os.environ["NO_PROXY"].split(",") == ["intranet.example", "localhost", "127.0.0.1", "::1"]
     assert open(payletter_server.proxy_ca).read() in open(os.environ["SSL_CERT_FILE"]).read()
 ''')
+    pytester.makepyfile(test_doc=example("python", "def test_a_payment"))  # docs/intercept.md's, as written
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *ONLY_OUR_PLUGIN, "--payletter-intercept")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_the_plugin_refuses_intercept_with_an_emulator_elsewhere(pytester):
@@ -280,3 +283,39 @@ def test_the_plugin_refuses_intercept_with_an_emulator_elsewhere(pytester):
                                            "--payletter-url", "http://127.0.0.1:9")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--payletter-intercept starts the plugin's emulator with --intercept*"])
+
+
+# --- docs/intercept.md's examples, run as written (the ports and the CA's path replaced) -------------
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "intercept.md").read_text("utf-8")
+
+
+def example(language: str, marker: str) -> str:
+    [block] = [block for block in re.findall(rf"```{language}\n(.*?)```", DOC, re.S) if marker in block]
+    return block
+
+
+def as_served(text: str, intercepted: Intercepted) -> str:
+    return (text.replace("http://127.0.0.1:8443", intercepted.proxy).replace("port: 8443", f"port: {intercepted.port}")
+            .replace("http://127.0.0.1:8080", intercepted.server.url)
+            .replace("payletter-emulator-ca.pem", intercepted.ca))
+
+
+def test_the_python_example(intercepted):
+    code = as_served(example("python", "intercept-1"), intercepted)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=intercepted.env(REQUESTS_CA_BUNDLE=intercepted.ca))
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_curl_example(intercepted):
+    done = subprocess.run(["sh", "-c", as_served(example("sh", "curl -sS --proxy"), intercepted)],
+                          capture_output=True, text=True, timeout=60, env=intercepted.env())
+    assert done.returncode == 0 and json.loads(done.stdout)["token"], done.stderr
+
+
+def test_the_node_example(intercepted, node, tmp_path):
+    script = tmp_path / "example.js"
+    script.write_text(as_served(example("js", "CONNECT"), intercepted))
+    done = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout)["token"], done.stderr
