@@ -199,6 +199,21 @@ def test_https_workers_and_the_variable(tmp_path):
         server.stop()
 
 
+def test_a_stop_does_not_wait_for_an_idle_tunnel(tmp_path):
+    """A client keeping its tunnel open (a requests Session) never answers TLS's close_notify: the
+    stop closes it without running out uvicorn's graceful-stop time."""
+    server = EmulatorProcess(tmp_path, "--intercept", "0")
+    intercepted = Intercepted(server)
+    with requests.Session() as session:
+        for _ in range(2):  # the second request reuses the tunnel
+            answer = session.get("https://testpgapi.payletter.com/_emulator/health", timeout=10,
+                                 proxies={"https": intercepted.proxy}, verify=intercepted.ca)
+            assert answer.json() == {"status": "ok"}
+        server.stop()
+    assert server.process.returncode == 0
+    assert "graceful shutdown exceeded" not in server.log_path.read_text()
+
+
 def test_a_port_that_cannot_be_had_is_refused_in_one_line(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

@@ -44,6 +44,9 @@ KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
+# Seconds a closing HTTPS connection waits for the client's close_notify: an idle keep-alive client
+# never sends it, and a stop waited for it until GRACE ran out (HTTP needs none: answers are framed).
+TLS_SHUTDOWN = 1.0
 # A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
@@ -420,7 +423,7 @@ class TLSFront(asyncio.Protocol):
         early = _Early()  # what arrives between the handshake and the line after the await
         try:
             secure = await loop.start_tls(self.transport, early, self.context, server_side=True,
-                                          ssl_handshake_timeout=60)
+                                          ssl_handshake_timeout=60, ssl_shutdown_timeout=TLS_SHUTDOWN)
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
             self.transport.close()  # an old TLS version, a broken hello, a client gone
             return
