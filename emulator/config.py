@@ -226,6 +226,12 @@ class Settings:
                                          "implies `--tls`.", file=True, shown_default="none")
     tls_key: str | None = declare(None, "The private key of `--tls-cert`.", file=True,
                                   shown_default="in the `--tls-cert` file")
+    intercept: int | None = declare(None, "Also listen on this port as an HTTPS proxy (`HTTPS_PROXY=http://"
+                                          "127.0.0.1:<port>`): a CONNECT to the gateway's hosts "
+                                          "(testpgapi.payletter.com, pgapi.payletter.com) is answered by this "
+                                          "emulator, with a certificate signed by its CA; any other host is "
+                                          "refused, nothing is forwarded. 0 picks a free port.",
+                                    low=0, high=65535, shown_default="off", metavar="port")
     access_log: bool = declare(False, "Log a line per request on stderr, the value of any `token=` query "
                                       "parameter replaced by `[redacted]` (the journal keeps every API "
                                       "request either way).", off="--no-access-log")

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .config import PAY_TEST, SETTINGS, Settings
 from .domain.clock import KST, ClockState, iso
+from .domain.endpoints import GATEWAY_HOSTS
 from .storage import Storage
 from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES, DriverMissing, checkpoint
 
@@ -61,9 +62,11 @@ def hide_password(url: str) -> str:
 
 
 def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_file=None,
-          clock: ClockState | None = None) -> list[str]:
+          clock: ClockState | None = None, intercept: tuple[str, Path] | None = None) -> list[str]:
     """The startup lines; the first says where the server listens (tools read its URL from it),
-    the second, over HTTPS with the emulator's CA, the CA's file (tools read it too)."""
+    the second, over HTTPS with the emulator's CA, the CA's file (tools read it too). `intercept`:
+    the `--intercept` proxy's URL and the CA its certificate is signed by, said on the `intercept:`
+    line (tools read the URL from it)."""
     extra = f", {workers} workers" if workers else ""
     shown = [f"payletter-emulator listening on {base_url} (db: {hide_password(settings.db)}{extra})"]
     if ca_file:
@@ -75,6 +78,10 @@ def lines(settings: Settings, base_url: str, *, workers: int | None = None, ca_f
     else:
         shown.append(f"  dashboard:   {base_url}/_emulator/")
     shown.append(f"  API spec:    {base_url}/openapi.json")
+    if intercept is not None:
+        proxy, proxy_ca = intercept
+        shown.append(f"  intercept:   {proxy} (HTTPS_PROXY) answers as {', '.join(GATEWAY_HOSTS)}; "
+                     f"trust the CA certificate {proxy_ca}")
     shown.append(f"  data:        {where_data_lives(settings.db)}")
     if clock is not None and (clock.frozen_at is not None or clock.offset):
         shown.append(f"  clock:       {_clock_left(clock)}, as an earlier run left it; "

@@ -20,7 +20,7 @@ import yaml
 
 from payletter_emulator.client import docgen, error_examples
 from payletter_emulator.client.control_client import EmulatorClient
-from payletter_emulator.config import ENV_PREFIX, Settings
+from payletter_emulator.config import ENV_PREFIX
 from payletter_emulator.domain.errors import ErrorKind, catalog
 
 from .conftest import EmulatorProcess, cli
@@ -45,7 +45,7 @@ def test_every_error_kind_is_documented_with_its_code():
 
 # What no request provokes on purpose (error_codes.toml's `no_example` says why); every other kind
 # shows a request that does. A kind added without either fails here and in the page's generation.
-UNPROVOKED = {"internal", "callback_busy"}
+UNPROVOKED = {"internal", "callback_busy", "intercept_refused"}
 
 
 def test_every_kind_a_client_can_provoke_has_an_example():

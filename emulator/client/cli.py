@@ -102,6 +102,7 @@ def serve(**options):
         except (OSError, ValueError) as exc:
             raise click.UsageError(str(exc)) from None
     certificates = _certificates(settings)
+    gateway = _gateway_certificates(settings)
     try:
         load(settings.scenario)  # a broken scenario stops here, not in every process
     except ScenarioError as exc:
@@ -113,23 +114,35 @@ def serve(**options):
         listener = _listen(settings.host, settings.port)
     except Refusal as refusal:
         raise click.ClickException(str(refusal)) from None
+    try:
+        intercept = _listen(settings.host, settings.intercept, "--intercept") if gateway else None
+    except Refusal as refusal:
+        listener.close()
+        raise click.ClickException(str(refusal)) from None
     port = listener.getsockname()[1]
+    proxy = intercept.getsockname()[1] if intercept else None
+
+    def ready():
+        _announce(settings, port, certificates, count, clock, proxy, gateway)
+
     try:  # the lines once every process accepts connections: a request sent on reading them is served
-        serve(settings, listener, certificates, count, ready=lambda: _announce(settings, port, certificates, count, clock))
+        serve(settings, listener, certificates, count, ready=ready, intercept=intercept, gateway=gateway)
     except Refusal as refusal:
         raise click.ClickException(str(refusal)) from None
     except KeyboardInterrupt:  # Ctrl-C before serving began: nothing was served
         return
     finally:
         listener.close()
+        if intercept:
+            intercept.close()
     make_whole(settings.db)  # stopped cleanly: the SQLite file alone holds the run
 
 
-def _listen(host: str, port: int):
-    """The listening socket. Made with IPPROTO_TCP, not 0 as socket.create_server makes it:
-    asyncio sets TCP_NODELAY only on connections whose protocol says TCP, and without it an
-    answer's body waits for the client's delayed ACK of its head. A port that cannot be had is
-    refused in one line."""
+def _listen(host: str, port: int, option: str = "--port"):
+    """The listening socket (of `option`'s port). Made with IPPROTO_TCP, not 0 as
+    socket.create_server makes it: asyncio sets TCP_NODELAY only on connections whose protocol says
+    TCP, and without it an answer's body waits for the client's delayed ACK of its head. A port
+    that cannot be had is refused in one line."""
     import errno
     import socket
 
@@ -145,11 +158,11 @@ def _listen(host: str, port: int):
     except OSError as error:
         listener.close()
         if error.errno == errno.EADDRINUSE:
-            advice = "another program (another emulator?) uses it: stop it, or choose another --port (0: any free one)"
+            advice = f"another program (another emulator?) uses it: stop it, or choose another {option} (0: any free one)"
         elif error.errno == errno.EACCES:
-            advice = "ports below 1024 need privileges: choose another --port (0: any free one)"
+            advice = f"ports below 1024 need privileges: choose another {option} (0: any free one)"
         else:
-            advice = "check --host (an address of this machine) and --port"
+            advice = f"check --host (an address of this machine) and {option}"
         raise Refusal(f"cannot listen on {host}:{port}: {error.strerror or error}; {advice}") from None
     return listener
 
@@ -168,13 +181,31 @@ def _certificates(settings: Settings):
     return certificates
 
 
-def _announce(settings: Settings, port: int, certificates=None, count: int = 1, clock=None) -> None:
+def _gateway_certificates(settings: Settings):
+    """The files `--intercept` answers the gateway's hosts with, made or found before any request;
+    None without `--intercept`."""
+    from ..serving import tls
+
+    if settings.intercept is None:
+        return None
+    try:
+        certificates = tls.gateway_certificates(settings.db)
+        tls.server_context(certificates)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"--intercept: {exc}") from None
+    return certificates
+
+
+def _announce(settings: Settings, port: int, certificates=None, count: int = 1, clock=None,
+              proxy: int | None = None, gateway=None) -> None:
     from ..startup import lines
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     scheme = "https" if certificates else "http"
+    intercept = (f"http://{host}:{proxy}", gateway.ca_file) if proxy is not None else None
     click.echo("\n".join(lines(settings, f"{scheme}://{host}:{port}", workers=count if count > 1 else None,
-                               ca_file=certificates.ca_file if certificates else None, clock=clock)))
+                               ca_file=certificates.ca_file if certificates else None, clock=clock,
+                               intercept=intercept)))
     sys.stdout.flush()
     if settings.control and settings.control_token is None and not is_loopback_host(settings.host):
         click.echo(f"warning: the control API (/_emulator/...) is open to anyone who reaches {settings.host}; "

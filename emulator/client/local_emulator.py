@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from .control_client import EmulatorClient, EmulatorError
 
@@ -20,14 +20,27 @@ READY_TIMEOUT = 30.0  # seconds for a spawned emulator to answer /_emulator/heal
 STOP_TIMEOUT = 10.0  # seconds a stopped emulator has to finish before it is killed
 
 
-def start_emulator(workdir: Path, *args: str, token: str | None = None,
-                   tls: bool = False) -> tuple[subprocess.Popen, EmulatorClient, Path]:
-    """`python -m payletter_emulator serve --port 0` in `workdir` (with `--tls`, HTTPS): the process, a
-    client of it (trusting its CA) and its log, once /_emulator/health answers."""
+class Started(NamedTuple):
+    """An emulator `start_emulator` started."""
+
+    process: subprocess.Popen
+    client: EmulatorClient  # of its main port (trusting its CA over HTTPS)
+    log_path: Path
+    proxy: str | None = None  # with `intercept`: the proxy's URL (`http://127.0.0.1:<port>`), for HTTPS_PROXY
+    proxy_ca: str | None = None  # the CA the proxy's certificate for the gateway's hosts is signed by
+
+
+def start_emulator(workdir: Path, *args: str, token: str | None = None, tls: bool = False,
+                   intercept: bool = False) -> Started:
+    """`python -m payletter_emulator serve --port 0` in `workdir` (with `--tls`, HTTPS; with
+    `intercept`, `--intercept 0` too), once /_emulator/health answers."""
+    from ..serving.tls import ca_path  # the server's CA, made by its first start, beside its database
+
     log_path, db = workdir / "emulator.log", str(workdir / "emulator.db")
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", PACKAGE, "serve", "--port", "0", "--db", db,
-                                    *(["--tls"] if tls else []), *args],
+                                    *(["--tls"] if tls else []), *(["--intercept", "0"] if intercept else []),
+                                    *args],
                                    stdout=subprocess.PIPE, stderr=log, cwd=workdir)
     line = process.stdout.readline().decode("utf-8", "replace")
     if "listening on " not in line:
@@ -35,20 +48,27 @@ def start_emulator(workdir: Path, *args: str, token: str | None = None,
         process.wait()
         process.stdout.close()
         raise RuntimeError(f"the emulator did not start: {line.strip()!r}\n{log_path.read_text('utf-8', 'replace')}")
+    proxy = _intercept_line(process.stdout) if intercept else None  # printed with the first, at once
     threading.Thread(target=_drain, args=(process.stdout, log_path), daemon=True).start()
     url = line.split("listening on ")[1].split()[0]
-    verify: bool | str = True
-    if tls:
-        from ..serving.tls import ca_path  # made by the server's first --tls start, beside its database
-
-        verify = str(ca_path(db))
-    client = EmulatorClient(url, control_token=token, verify=verify)
+    client = EmulatorClient(url, control_token=token, verify=str(ca_path(db)) if tls else True)
     try:
+        if intercept and proxy is None:
+            raise RuntimeError("the emulator started with --intercept but printed no `intercept:` line")
         wait_ready(client, process)
     except RuntimeError:
         stop_emulator(process)
         raise
-    return process, client, log_path
+    return Started(process, client, log_path, proxy, str(ca_path(db)) if intercept else None)
+
+
+def _intercept_line(stdout) -> str | None:
+    """The proxy's URL, from the startup line `  intercept:   <url> ...`; None if the output ends first."""
+    for raw in stdout:
+        words = raw.decode("utf-8", "replace").split()
+        if words[:1] == ["intercept:"]:
+            return words[1]
+    return None
 
 
 def _drain(stream, log_path: Path) -> None:
@@ -103,7 +123,7 @@ def running(*serve_args: str, scenario: str | Iterable[str] = (), control_token:
     with contextlib.ExitStack() as stack:
         folder = Path(workdir) if workdir is not None else \
             Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="payletter-emulator-")))
-        process, client, _ = start_emulator(folder, *flags, token=control_token, tls=tls)
+        process, client, *_ = start_emulator(folder, *flags, token=control_token, tls=tls)
         stack.callback(stop_emulator, process)
         stack.callback(client.close)
         yield client

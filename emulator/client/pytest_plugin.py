@@ -6,7 +6,7 @@ Fixtures: `payletter_server` (session: an emulator process on a free port, or th
 `payletter_app` (the same client on an in-process app, no server) and `payletter_serve_app`
 (serves the merchant's own WSGI or ASGI app on a free port, so callbacks reach it). Options:
 `--payletter-url`, `--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
-`--payletter-token`, `--payletter-tls`, `--payletter-ca`, `--payletter-no-coverage`,
+`--payletter-token`, `--payletter-tls`, `--payletter-intercept`, `--payletter-ca`, `--payletter-no-coverage`,
 `--payletter-keep-failed`. Marker: `@pytest.mark.payletter_scenario(name, ...)`. Under
 pytest-xdist the workers' coverage is merged into one summary. `payletter.assert_requested(path,
 **fields)` checks the journal (EmulatorClient's); the server is started by local_emulator.py,
@@ -53,6 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="The control token of an emulator started with --control-token.")
     group.addoption("--payletter-tls", action="store_true", default=False,
                     help="Start the emulator with --tls (HTTPS, TLS 1.2+); tests get its CA as payletter.ca_file.")
+    group.addoption("--payletter-intercept", action="store_true", default=False,
+                    help="Start the emulator with --intercept too, and set HTTPS_PROXY (and the CA variables) "
+                         "for the session, so code that hard-codes https://testpgapi.payletter.com reaches it.")
     group.addoption("--payletter-ca", metavar="FILE", default=None,
                     help="The CA certificate to trust for an emulator at an https:// --payletter-url.")
     group.addoption("--payletter-no-coverage", action="store_true", default=False,
@@ -130,6 +133,10 @@ def _refuse_what_cannot_work(config: pytest.Config) -> None:
             "(--payletter-url): each test's reset would empty the emulator under the other workers' tests. "
             "Use --payletter-isolation=sandbox (the default: every test its own sandbox), or leave out "
             "--payletter-url so that each worker starts its own emulator, or run without -n.")
+    if config.getoption("payletter_intercept", False) and config.getoption("payletter_url", None):
+        raise pytest.UsageError("--payletter-intercept starts the plugin's emulator with --intercept: it cannot "
+                                "apply to an emulator at --payletter-url; start that one with --intercept and "
+                                "set HTTPS_PROXY and SSL_CERT_FILE yourself (docs/intercept.md)")
     if config.getoption("payletter_keep_failed", False) and isolation == "reset":
         raise pytest.UsageError("--payletter-keep-failed keeps a failed test's sandbox: it needs "
                                 "--payletter-isolation=sandbox (the default), not reset")
@@ -147,6 +154,8 @@ class PayletterServer:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     shared_in_parallel: bool = False  # pytest-xdist workers on one emulator (--payletter-url)
+    proxy: str | None = None  # --payletter-intercept: the emulator's HTTPS proxy, the session's HTTPS_PROXY
+    proxy_ca: str | None = None  # the CA its certificate for the gateway's hosts is signed by
     root_scenario: Any = field(default=_UNKNOWN, init=False)  # the root's, when the session began
 
     @property
@@ -210,11 +219,12 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         flags = [arg for name in scenarios for arg in ("--scenario", name)]
         if token:
             flags += ["--control-token", token]
-        process, client, log_path = start_emulator(tmp_path_factory.mktemp("payletter"), *flags, token=token,
-                                                   tls=config.getoption("payletter_tls"))
-        server = PayletterServer(client.base_url, client, isolation, process, log_path)
+        started = start_emulator(tmp_path_factory.mktemp("payletter"), *flags, token=token,
+                                 tls=config.getoption("payletter_tls"), intercept=config.getoption("payletter_intercept"))
+        server = PayletterServer(started.client.base_url, started.client, isolation, started.process,
+                                 started.log_path, proxy=started.proxy, proxy_ca=started.proxy_ca)
     config.stash[SERVER_KEY] = server
-    trusted = _trusted_for_the_session(server, tmp_path_factory) if server.url.startswith("https://") else {}
+    trusted = {**_trusted_for_the_session(server, tmp_path_factory), **_proxied_for_the_session(server)}
     try:
         yield server
     finally:
@@ -226,19 +236,38 @@ def payletter_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
             server.stop()
 
 
-TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # read by requests, and by OpenSSL (urllib, httpx)
+TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # read by requests, and by OpenSSL (urllib, httpx, Go)
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy")  # read by requests, httpx, urllib, curl, Go
+NO_PROXY_VARIABLES = ("NO_PROXY", "no_proxy")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # never through the proxy: it refuses every host but the gateway's
 
 
 def _trusted_for_the_session(server: PayletterServer, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The code under test trusts the HTTPS emulator as it trusts the Internet: REQUESTS_CA_BUNDLE and
-    SSL_CERT_FILE name a bundle of the system's CAs and the emulator's, for the session. Returns the
-    variables' values before, to restore."""
-    if not server.ca_file:
+    """The code under test trusts the emulator's CA (its HTTPS port's, its proxy's) as it trusts
+    the Internet: REQUESTS_CA_BUNDLE and SSL_CERT_FILE name a bundle of the system's CAs and the
+    emulator's, for the session. Returns the variables' values before, to restore."""
+    cas = dict.fromkeys(ca for ca in (server.ca_file if server.url.startswith("https://") else None,
+                                      server.proxy_ca) if ca)
+    if not cas:
         return {}
     bundle = tmp_path_factory.mktemp("payletter-trust") / "ca-bundle.pem"
-    bundle.write_text(_system_cas() + "\n" + Path(server.ca_file).read_text("ascii"), "ascii")
+    bundle.write_text("\n".join([_system_cas(), *(Path(ca).read_text("ascii") for ca in cas)]), "ascii")
     before = {name: os.environ.get(name) for name in TRUST_VARIABLES}
     os.environ.update(dict.fromkeys(TRUST_VARIABLES, str(bundle)))
+    return before
+
+
+def _proxied_for_the_session(server: PayletterServer) -> dict:
+    """--payletter-intercept: HTTPS_PROXY names the emulator's proxy for the session, and NO_PROXY
+    keeps loopback (the emulator's own port, the merchant's app) off it. Returns the variables'
+    values before, to restore."""
+    if not server.proxy:
+        return {}
+    before = {name: os.environ.get(name) for name in PROXY_VARIABLES + NO_PROXY_VARIABLES}
+    kept = [part.strip() for name in NO_PROXY_VARIABLES for part in (os.environ.get(name) or "").split(",")
+            if part.strip()]
+    os.environ.update(dict.fromkeys(PROXY_VARIABLES, server.proxy))
+    os.environ.update(dict.fromkeys(NO_PROXY_VARIABLES, ",".join(dict.fromkeys([*kept, *LOOPBACK]))))
     return before
 
 

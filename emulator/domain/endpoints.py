@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PREFIX = "/v1.0"
+# Where the real gateway answers (the test gateway, the live one): the hosts `serve --intercept`
+# answers for itself (emulator/serving/intercept.py).
+GATEWAY_HOSTS = ("testpgapi.payletter.com", "pgapi.payletter.com")
+GATEWAY_PORT = 443
 
 
 @dataclass(frozen=True)

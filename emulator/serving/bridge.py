@@ -43,6 +43,9 @@ KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
+# Seconds a closing HTTPS connection waits for the client's close_notify: an idle keep-alive client
+# never sends it, and a stop waited for it until GRACE ran out (HTTP needs none: answers are framed).
+TLS_SHUTDOWN = 1.0
 # A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
@@ -64,21 +67,25 @@ def shareable() -> bool:
 
 
 def serve(settings: Settings, listener: socket.socket, certificates=None, count: int = 1,
-          ready=lambda: None) -> None:
+          ready=lambda: None, intercept: socket.socket | None = None, gateway=None) -> None:
     """Serve on `listener` (bound by the caller, so `--port 0` can say its port) until SIGTERM or
-    SIGINT, and return once the last request is answered. `ready` is called once every process
-    has made its app; a process that cannot start raises `startup.Refusal` (one line)."""
+    SIGINT, and return once the last request is answered; with `intercept` (a bound socket), the
+    `--intercept` proxy there too, answering the gateway's hosts with `gateway` (tls.Certificates).
+    `ready` is called once every process has made its app; a process that cannot start raises
+    `startup.Refusal` (one line)."""
     settings = replace(settings, port=listener.getsockname()[1])  # the port it got: no callback may lead there
     _raise_file_limit()  # here, before any worker process starts: they inherit it
-    options = uvicorn_options(settings, certificates)
+    options = uvicorn_options(settings, certificates, intercept, gateway)
+    sockets = [listener, intercept] if intercept is not None else [listener]
     if count > 1:
         from .workers import run
 
-        run(functools.partial(_application, settings, certificates), options, listener, count, GRACE, ready)
+        run(functools.partial(_application, settings, certificates, gateway=gateway), options, sockets, count,
+            GRACE, ready)
         return
-    server = _Server(uvicorn.Config(_application(settings, certificates, None), **options), ready)
+    server = _Server(uvicorn.Config(_application(settings, certificates, None, gateway), **options), ready)
     with _graceful_stop(server):
-        server.run(sockets=[listener])
+        server.run(sockets=sockets)
 
 
 class _Server(uvicorn.Server):
@@ -130,17 +137,19 @@ def _raise_file_limit() -> None:
             pass
 
 
-def _application(settings: Settings, certificates, parent: int | None) -> "Bridge":
+def _application(settings: Settings, certificates, parent: int | None, gateway=None) -> "Bridge":
     """Run in each serving process before it serves; `parent`: the arbiter's pid, for a worker
     process. An app that cannot be made is refused in one line."""
     try:
         app = create_app(settings)
     except Exception as error:  # a database gone since `serve` opened it, say: one line, not a traceback
         raise refusal(settings.db, error) from None
-    if certificates:
+    # The CA's certificate is served where the emulator's CA is used: by --tls, or by --intercept.
+    signed = next((c for c in (certificates, gateway) if c is not None and c.ca_file is not None), None)
+    if signed:
         from .tls import install
 
-        install(app, certificates)
+        install(app, signed)
     if parent is not None:
         _leave_with_parent(parent)
     return Bridge(app)
@@ -160,7 +169,8 @@ def _leave_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def uvicorn_options(settings: Settings, certificates) -> dict:
+def uvicorn_options(settings: Settings, certificates, intercept: socket.socket | None = None,
+                    gateway=None) -> dict:
     """uvicorn's settings for the emulator, the same in every serving process.
 
     Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets bound a
@@ -168,15 +178,22 @@ def uvicorn_options(settings: Settings, certificates) -> dict:
     without a limit but parses in C (h11's Python costs a quarter more CPU per request:
     benchmarks/RESULTS.md). Over HTTPS, asyncio's own loop: TLSFront starts TLS on a connection
     it has looked at, which uvloop's start_tls left hanging; its context is emulator.tls's (TLS
-    1.2 at least, as at the gateway)."""
+    1.2 at least, as at the gateway). With `--intercept`, the connections to its port are told
+    apart from the others by the port they came to (serving/intercept.py)."""
     loopback = is_loopback_host(settings.host)
     http = "auto" if loopback else "h11"
-    if certificates:
+    if certificates or intercept is not None:
         from .tls import server_context
 
-        http = functools.partial(TLSFront, _protocol_class(http), server_context(certificates))
+        plain = _protocol_class(http)
+        http = functools.partial(TLSFront, plain, server_context(certificates)) if certificates else plain
+        if intercept is not None:
+            from .intercept import Front
+
+            http = functools.partial(Front, http, functools.partial(TLSFront, plain, server_context(gateway)),
+                                     intercept.getsockname()[1])
     options = dict(
-        http=http, loop="asyncio" if certificates else "auto", lifespan="off", log_level=None,
+        http=http, loop="asyncio" if certificates or intercept is not None else "auto", lifespan="off", log_level=None,
         access_log=settings.access_log, log_config=_logging(settings.access_log), server_header=False,
         proxy_headers=False,
         timeout_keep_alive=KEEPALIVE, timeout_graceful_shutdown=GRACE, backlog=2048)
@@ -199,10 +216,9 @@ def _logging(access_log: bool) -> dict:
 def _protocol_class(http: str):
     """The class of uvicorn's HTTP protocol that `http` names ("auto": httptools where installed)."""
     if http == "auto":
-        try:
-            import httptools  # noqa: F401
-        except ImportError:
-            http = "h11"
+        import importlib.util
+
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     if http == "h11":
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -402,7 +418,7 @@ class TLSFront(asyncio.Protocol):
         early = _Early()  # what arrives between the handshake and the line after the await
         try:
             secure = await loop.start_tls(self.transport, early, self.context, server_side=True,
-                                          ssl_handshake_timeout=60)
+                                          ssl_handshake_timeout=60, ssl_shutdown_timeout=TLS_SHUTDOWN)
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
             self.transport.close()  # an old TLS version, a broken hello, a client gone
             return

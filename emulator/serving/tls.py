@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..config import Settings
+from ..domain.endpoints import GATEWAY_HOSTS
 from ..domain.errors import GatewayError
 from ..storage.backends import POSTGRES_SCHEMES
 
@@ -75,11 +76,21 @@ def prepare(settings: Settings) -> Certificates:
     a certificate for `hosts(settings)` signed by the data folder's CA, both made if missing."""
     if settings.tls_cert:
         return Certificates(Path(settings.tls_cert), Path(settings.tls_key or settings.tls_cert))
-    folder = data_folder(settings.db)
+    return signed(settings.db, hosts(settings))
+
+
+def gateway_certificates(db: str) -> Certificates:
+    """What `--intercept` answers the gateway's hosts with: a certificate for them signed by the
+    same CA (beside `db`), whether or not `--tls` is on."""
+    return signed(db, list(GATEWAY_HOSTS))
+
+
+def signed(db: str, names: list[str]) -> Certificates:
+    """A certificate for `names` signed by the data folder's CA, both made if missing."""
+    folder = data_folder(db)
     folder.mkdir(parents=True, exist_ok=True)
     key_pem, ca_cert = _split(_create_once(folder / CA_KEY_FILE, _new_ca))
     _write_if_changed(folder / CA_FILE, ca_cert)
-    names = hosts(settings)
     digest = hashlib.sha256(ca_cert + "\n".join(names).encode()).hexdigest()[:12]
     # Named after the CA and the hosts: a new CA or another --host gets its own file.
     server = folder / f"payletter-emulator-tls-{digest}.pem"

@@ -21,14 +21,15 @@ READY = b"ready"
 REFUSED = b"refused "
 
 
-def run(make_app, options: dict, listener, count: int, grace: float, ready=lambda: None) -> None:
+def run(make_app, options: dict, sockets: list, count: int, grace: float, ready=lambda: None) -> None:
     """Serve with `count` processes until SIGTERM or SIGINT; `make_app(parent)` makes a worker's
     ASGI app (or raises `Refusal`), `options` are uvicorn's settings."""
     from gunicorn.app.base import BaseApplication
     from uvicorn_worker import UvicornWorker
 
     said, hear = _pipe()
-    socket_fd = os.dup(listener.fileno())  # gunicorn closes the descriptor it is given; `serve` closes its own
+    # gunicorn closes the descriptors it is given; `serve` closes its own sockets
+    bind = [f"fd://{os.dup(listener.fileno())}" for listener in sockets]
     refused: list[str] = []
     parent = os.getpid()
 
@@ -38,7 +39,7 @@ def run(make_app, options: dict, listener, count: int, grace: float, ready=lambd
     class Application(BaseApplication):
         def load_config(self) -> None:
             wanted = {
-                "bind": [f"fd://{socket_fd}"], "workers": count, "worker_class": Worker,
+                "bind": bind, "workers": count, "worker_class": Worker,
                 "graceful_timeout": grace, "keepalive": options["timeout_keep_alive"],
                 "loglevel": "warning", "proc_name": "payletter-emulator",
                 "post_worker_init": lambda worker: _say(said, READY),
