@@ -10,6 +10,7 @@ import re
 import sqlite3
 
 from .board import SIZE, Board
+from .capabilities import why_unfit
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # A SQLite database is these files: the database, SQLite's write-ahead log, its shared memory, its
@@ -24,6 +25,11 @@ WRITER_GRACE = 5.0  # seconds a checkpoint at the stop waits for a writer still 
 
 class DriverMissing(RuntimeError):
     """The database's driver is not installed; the message says what to install."""
+
+
+class UnfitDatabase(DriverMissing):
+    """A server that speaks PostgreSQL's protocol but is not one the emulator runs on
+    (storage/capabilities.py): refused in one line like a missing driver, saying what to use."""
 
 
 def connect(target: str, schema: str | None = None):
@@ -137,6 +143,15 @@ def _rows(cursor):
     return lambda values: Row(zip(names, values))
 
 
+def _refuse_if_unfit(connection) -> None:
+    """Before any table is made: CockroachDB, YugabyteDB or a PostgreSQL too old is refused."""
+    reason = why_unfit(connection.execute("SELECT version()").fetchone()[0])
+    if reason is not None:
+        where = f"{connection.info.host}:{connection.info.port}/{connection.info.dbname}"
+        connection.close()
+        raise UnfitDatabase(f"cannot use the database at {where}: {reason}")
+
+
 class Postgres:
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
@@ -149,6 +164,7 @@ class Postgres:
             raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
                                 "pip install 'payletter-emulator[postgres]'") from None
         self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
+        _refuse_if_unfit(self.connection)
         if schema is not None:
             self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self.connection.execute(f'SET search_path TO "{schema}"')
