@@ -3,14 +3,18 @@ backtracks, a scenario of 256 KiB, a page of a thousand payments, a lock held by
 a real `serve` process answers /_emulator/health, and payments/request, within LATENCY each time."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 import pytest
 import requests
 
 from payletter_emulator.client import EmulatorClient
 from payletter_emulator.engines.scenario import ScenarioError
+from payletter_emulator.waits import LOCK_WAIT
 
 from .conftest import PAYMENT_KEY, Api, EmulatorProcess, ok, refused, run_cli
 
@@ -18,6 +22,8 @@ from .conftest import PAYMENT_KEY, Api, EmulatorProcess, ok, refused, run_cli
 # the fault (seconds), so the bound is generous.
 LATENCY = 0.1
 SAMPLES = 5  # latencies taken during each fault, at least
+LOCKED_MESSAGE = (f"Internal server error (the emulator's database is locked by another process; "
+                  f"waited {LOCK_WAIT:g} s)")
 
 
 class Sampler:
@@ -174,3 +180,76 @@ def test_control_lists_answer_a_page_of_at_most_a_thousand_off_the_event_loop(ap
         assert len(page["payments"]) == 1000 and page["next"] is not None
 
     Sampler(api).during(repeat(whole_page))
+
+
+# --- 4. a lock another process holds -----------------------------------------------------------------
+
+def test_a_write_lock_another_process_holds_stalls_no_other_request(server, api):
+    """SQLite: another process holds the write lock (BEGIN IMMEDIATE). A payment waits for it
+    where it stops no one else, and is refused (503, code 999) once LOCK_WAIT has passed; one
+    whose lock ends sooner is answered then."""
+    api.request_payment()
+    foreign = sqlite3.connect(server.db, isolation_level=None, check_same_thread=False)
+    answers = {}
+
+    def held_past_the_wait(stop):
+        foreign.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            answers["refused"] = api.post("/v1.0/payments/request", api.request_body())
+            answers["waited"] = time.monotonic() - started
+        finally:
+            foreign.execute("ROLLBACK")
+
+    Sampler(api).during(held_past_the_wait, probes=("health",))
+    assert refused(answers["refused"], 503, 999)["message"] == LOCKED_MESSAGE
+    assert LOCK_WAIT <= answers["waited"] < LOCK_WAIT + 5
+
+    foreign.execute("BEGIN IMMEDIATE")
+    waiting = ThreadPoolExecutor(1).submit(api.post, "/v1.0/payments/request", api.request_body())
+    assert not released_when_answered(waiting, foreign, after=1.0)
+    ok(waiting.result(30))  # answered once the lock was gone
+    foreign.close()
+
+
+def released_when_answered(answer, connection, after: float) -> bool:
+    """Whether `answer` came before `connection` ended its transaction, `after` seconds on."""
+    try:
+        answer.result(after)
+        return True
+    except FuturesTimeout:
+        return False
+    finally:
+        connection.execute("ROLLBACK")
+
+
+def test_a_payment_row_another_process_locks_stalls_only_its_own_cancel(postgres_server, tmp_path, callback_receiver):
+    """PostgreSQL: a payment's row locked in psql (SELECT ... FOR UPDATE) while a cancel of that
+    payment arrives. The cancel waits without holding the process's connection or the writers'
+    lock; other payments are made meanwhile; it is refused (503) once LOCK_WAIT has passed."""
+    import psycopg
+
+    url = postgres_server.new_database()
+    process = EmulatorProcess(tmp_path, "--workers", "1", db=url)
+    try:
+        api = Api(process.url, callback_receiver.url)
+        fields = api.pay()
+        locker = psycopg.connect(url)
+        answers = {}
+
+        def row_locked(stop):
+            locker.execute("SELECT token FROM payments WHERE tid = %s FOR UPDATE", (fields["tid"],))
+            try:
+                started = time.monotonic()
+                answers["refused"] = api.cancel(fields)
+                answers["waited"] = time.monotonic() - started
+            finally:
+                locker.rollback()
+
+        Sampler(api).during(row_locked)
+        assert refused(answers["refused"], 503, 999)["message"] == LOCKED_MESSAGE
+        assert LOCK_WAIT <= answers["waited"] < LOCK_WAIT + 5
+        ok(api.cancel(fields))  # the lock gone, the same cancel goes through
+        locker.close()
+    finally:
+        process.stop()

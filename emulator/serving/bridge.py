@@ -35,7 +35,7 @@ import uvicorn
 from ..config import Settings, is_loopback_host
 from ..delivery import handover
 from ..startup import refusal
-from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
+from ..waits import ARRIVED, LOCK_WAIT, REFUSE, RERUN, SETTLE, THREAD, Busy, MustWait, attempt, in_loop, waiting
 from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
 
@@ -46,6 +46,9 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
+# A request whose write finds the database locked by another process (waits.Busy) is run again
+# after these pauses (doubling), on a request thread, until LOCK_WAIT after it arrived.
+LOCKED_PAUSE_FIRST, LOCKED_PAUSE_MOST = 0.01, 0.2
 MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
 # A request's head (its line and headers) past this is refused (400) and its connection closed:
 # otherwise one connection could send headers until the process runs out of memory.
@@ -251,19 +254,19 @@ class Bridge:
         if waits == SETTLE:  # a flush: once the loop's own attempts are made, it is answered at once
             await handover.settled(timeout=SETTLE_FIRST)
         while not in_thread and answer is None:
-            attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+            run = dict(environ, **{"wsgi.input": io.BytesIO(body)})
             try:
-                with in_loop():
-                    answer = self.call(attempt)
+                with in_loop(), attempt(RERUN):
+                    answer = self.call(run)
             except MustWait as wait:  # answered on a request thread instead, with what it decided
                 environ.update(wait.keep)
                 if wait.until is not None:  # or in the loop again, once what it waits for is done
                     await wait.until()
                     continue
-                in_thread = True
+                in_thread = True  # a write the database's lock refused (Busy) waits there too
         if answer is None:
-            environ["wsgi.input"] = io.BytesIO(body)
-            answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
+            answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call_on_thread,
+                                                                      environ, body)
         status, headers, content, later = answer
         try:
             if dropped:
@@ -279,6 +282,22 @@ class Bridge:
                     handover.start(task)
                 else:
                     work()
+
+    def call_on_thread(self, environ: dict, body: bytes) -> tuple[int, list, bytes, list]:
+        """On a request thread: the request, run again after a pause that holds nothing while a
+        write finds the database locked by another process (waits.Busy), until LOCK_WAIT after it
+        arrived; then once more, where a lock still held is refused (503, `database_locked`)."""
+        deadline = environ[ARRIVED] + LOCK_WAIT
+        pause = LOCKED_PAUSE_FIRST
+        while True:
+            last = time.monotonic() >= deadline
+            try:
+                with attempt(REFUSE if last else RERUN):
+                    return self.call(dict(environ, **{"wsgi.input": io.BytesIO(body)}))
+            except Busy:
+                with waiting():  # another thread may answer requests meanwhile
+                    time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                pause = min(pause * 2, LOCKED_PAUSE_MOST)
 
     def call(self, environ: dict) -> tuple[int, list, bytes, list]:
         started = []
