@@ -3,9 +3,11 @@ backtracks, a scenario of 256 KiB, a page of a thousand payments, a lock held by
 a real `serve` process answers /_emulator/health, and payments/request, within LATENCY each time."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -18,6 +20,7 @@ from payletter_emulator.waits import LOCK_WAIT
 
 from .conftest import PAYMENT_KEY, Api, EmulatorProcess, ok, refused, run_cli
 
+ROOT = Path(__file__).resolve().parent.parent
 # The behaviour under test: a loopback answer takes a few milliseconds, a stalled one as long as
 # the fault (seconds), so the bound is generous.
 LATENCY = 0.1
@@ -253,3 +256,10 @@ def test_a_payment_row_another_process_locks_stalls_only_its_own_cancel(postgres
         locker.close()
     finally:
         process.stop()
+
+
+def test_the_lock_example_of_the_architecture_page_runs(server, api):
+    page = (ROOT / "docs" / "architecture.md").read_text("utf-8")
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", page, re.S) if "BEGIN IMMEDIATE" in block]
+    example = example.replace("http://127.0.0.1:8080", api.url).replace('"payletter-emulator.db"', repr(server.db))
+    exec(compile(example, "docs/architecture.md", "exec"), {})
