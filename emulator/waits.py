@@ -65,6 +65,52 @@ class MustWait(BaseException):
         self.until = until
 
 
+# Seconds a request's write waits for a lock another process holds (SQLite's write lock, a
+# PostgreSQL row): then it is refused, 503 with the gateway's code 999 (`database_locked`).
+LOCK_WAIT = 5.0
+RERUN = "rerun"  # a write that finds the lock held raises Busy: the request is run again later
+REFUSE = "refuse"  # ... is refused at once (the last run, once LOCK_WAIT has passed)
+
+
+class Busy(MustWait):
+    """A write found the database locked by another process and gave up at once, having changed
+    nothing (storage/connection.py), in a run of a request that may be run again (`attempt`):
+    the bridge runs it again on a request thread, after a pause that holds nothing, until the
+    lock is gone or LOCK_WAIT has passed. Waiting where it was would hold the event loop, or the
+    process's one database connection, and so every other request."""
+
+    def __init__(self):
+        super().__init__({})
+
+
+class attempt:
+    """Around one run of a request by the bridge: what a write that finds the database locked by
+    another process does (RERUN or REFUSE), until the run commits a write. After that, and outside
+    any such run (another server, the dispatcher's threads), a write waits where it is, LOCK_WAIT
+    at most: running the request again would do twice what was committed."""
+
+    __slots__ = ("mode",)
+
+    def __init__(self, mode: str = RERUN):
+        self.mode = mode
+
+    def __enter__(self) -> None:
+        this_thread.on_lock = self.mode
+
+    def __exit__(self, *exc) -> None:
+        this_thread.on_lock = None
+
+
+def on_lock() -> str | None:
+    """RERUN, REFUSE, or None (wait where it is): see `attempt`."""
+    return getattr(this_thread, "on_lock", None)
+
+
+def committed() -> None:
+    """A write has committed: from now on, this run of the request is not run again."""
+    this_thread.on_lock = None
+
+
 class in_loop:
     """Around a request answered in the event loop's thread, where nothing may wait."""
 

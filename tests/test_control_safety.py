@@ -250,6 +250,11 @@ def test_control_lists_page_instead_of_stopping_at_a_thousand(both_api):
     assert len(older["requests"]) == 1 and older["earlier"] is None
     assert older["requests"][0]["id"] < latest["requests"][0]["id"]
     assert len(client.requests()) == 1001 and len(client.requests(limit=5)) == 5
+    assert [e["id"] for e in client.requests(limit=1001)] == [e["id"] for e in older["requests"] + latest["requests"]]
+    for path in ("/payments", "/requests", "/callbacks"):  # a page is at most 1,000: more is refused, not built
+        too_many = requests.get(f"{api.url}/_emulator{path}?limit=1001", timeout=30)
+        assert too_many.status_code == 406 and too_many.json()["message"].startswith(
+            "control API: limit 1001 is more than 1000, the most one page holds; follow "), too_many.text
 
     for token in tokens[:3]:
         api.control(f"/payments/{token}/approve", {})

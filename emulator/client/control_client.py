@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..config import LIST_PAGE
+
 
 __all__ = ["EmulatorClient", "EmulatorError", "CallbackWaitError", "Sandbox", "Reply", "PAY_TEST"]
 
@@ -269,17 +271,18 @@ class EmulatorClient:
 
     def requests(self, limit: int | None = None) -> list[dict]:
         """The journal of gateway API requests and responses, newest last: the last `limit`
-        entries, or every entry kept (all the pages)."""
-        if limit is not None:
-            return self.control("GET", "/requests", params={"limit": limit})["requests"]
+        entries, or every entry kept; page by page (the server answers LIST_PAGE at most at once)."""
         entries: list[dict] = []
         params: dict[str, Any] = {}
-        while True:
+        while limit is None or len(entries) < limit:
+            if limit is not None:
+                params["limit"] = min(limit - len(entries), LIST_PAGE)
             page = self.control("GET", "/requests", params=params)
             entries[:0] = page["requests"]
             if not page.get("earlier"):
-                return entries
+                break
             params["before"] = page["earlier"]
+        return entries
 
     def assert_requested(self, path: str, times: int | None = None, **fields: Any) -> list[dict]:
         """Assert that the journal holds requests to `path` ("payments/cancel", or

@@ -417,13 +417,18 @@ def _documents(references: tuple[str, ...]) -> list[Any]:
     """Names and paths as they are; `-` read from standard input (YAML, or JSON, which YAML reads)."""
     import yaml
 
+    from ..engines.scenario import SIZE_LIMIT, load_yaml, too_large
+
     documents = []
     for reference in references:
         if reference != "-":
             documents.append(reference)
             continue
+        text = sys.stdin.read(SIZE_LIMIT + 1)  # characters: at least as many bytes
+        if len(text.encode("utf-8")) > SIZE_LIMIT:
+            fail({"status": None, "code": None, "message": too_large("standard input")})
         try:
-            document = yaml.safe_load(sys.stdin.read())
+            document = load_yaml(text)
         except yaml.YAMLError as exc:
             fail({"status": None, "code": None, "message": f"standard input is not YAML or JSON: {exc}"})
         if not isinstance(document, dict):

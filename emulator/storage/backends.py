@@ -9,6 +9,8 @@ import os
 import re
 import sqlite3
 
+from ..domain.errors import GatewayError
+from ..waits import LOCK_WAIT, RERUN, Busy, on_lock
 from .board import SIZE, Board
 from .capabilities import why_unfit
 
@@ -21,6 +23,17 @@ SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
 _WRITER_LOCK = 7_420_611_001
 _SCHEMA_LOCK = 7_420_611_002
 WRITER_GRACE = 5.0  # seconds a checkpoint at the stop waits for a writer still at work
+# Seconds a write in a run of a request that may give up (waits.attempt) waits for a lock first:
+# another emulator process's writes are that short; a lock held longer is another program's.
+BUSY_WAIT = 0.01
+
+
+def locked(mode: str | None) -> BaseException:
+    """What a write that found the database locked by another process raises, having changed
+    nothing: waits.Busy for a request run again later (RERUN), else the gateway's 503."""
+    if mode == RERUN:
+        return Busy()
+    return GatewayError("database_locked", seconds=LOCK_WAIT)
 
 
 class DriverMissing(RuntimeError):
@@ -85,7 +98,7 @@ class SQLite:
     def ddl(text: str) -> str:
         return text
 
-    def begin(self, exclusive: bool) -> bool:
+    def begin(self, exclusive: bool, mode: str | None = None) -> bool:
         """BEGIN IMMEDIATE (either way: SQLite has one writer at a time, and a claim is a write);
         False at once, with no transaction, while another connection writes. The caller waits
         and tries again (storage/connection.py): SQLite's busy handler would sleep a
@@ -165,6 +178,8 @@ class Postgres:
                                 "pip install 'payletter-emulator[postgres]'") from None
         self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
         _refuse_if_unfit(self.connection)
+        self._lock_not_available = psycopg.errors.LockNotAvailable
+        self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
         if schema is not None:
             self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self.connection.execute(f'SET search_path TO "{schema}"')
@@ -180,7 +195,10 @@ class Postgres:
         return translated
 
     def execute(self, sql: str, args=()):
-        return self.connection.execute(self._translated(sql), tuple(args))
+        try:
+            return self.connection.execute(self._translated(sql), tuple(args))
+        except self._lock_not_available:  # a row another program has locked (lock_timeout, `begin`)
+            raise locked(on_lock()) from None
 
     def tuples(self, sql: str, args=()) -> list[tuple]:
         from psycopg.rows import tuple_row
@@ -213,10 +231,22 @@ class Postgres:
                                        "WHERE table_schema = current_schema() AND table_name = %s", (table,))
         return {row["column_name"] for row in rows}
 
-    def begin(self, exclusive: bool) -> bool:
+    def begin(self, exclusive: bool, mode: str | None = None) -> bool:
+        """BEGIN, and the writers' lock for an exclusive transaction. Every lock the transaction
+        waits for (that one, a row another program has locked) is waited for BUSY_WAIT at most in
+        a run of a request that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since
+        the wait holds this process's one connection; then `locked` is raised."""
+        wait = BUSY_WAIT if mode is not None else LOCK_WAIT
+        if wait != self._lock_timeout:  # set outside the transaction, so that a rollback keeps it
+            self.connection.execute(f"SET lock_timeout = {round(wait * 1000)}")
+            self._lock_timeout = wait
         self.connection.execute("BEGIN")
         if exclusive:
-            self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
+            try:
+                self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
+            except self._lock_not_available:
+                self.connection.execute("ROLLBACK")
+                raise locked(mode) from None
         return True
 
     def end(self) -> None:

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 
-from .backends import connect
+from .. import waits
+from ..waits import LOCK_WAIT, RERUN
+from .backends import BUSY_WAIT, connect, locked
 from .schema import ADDED_COLUMNS, ADDED_INDEXES, PENDING_CALLBACKS, SCHEMA
 
 TOKEN_BLOCK = 100
-# A SQLite writer finding another process writing tries again after these pauses (doubling), for
-# WRITER_WAIT seconds at most (SQLite's busy timeout was the same).
-WRITER_PAUSE_FIRST, WRITER_PAUSE_MOST, WRITER_WAIT = 0.00005, 0.001, 30.0
+# A SQLite writer finding another process writing tries again after these pauses (doubling): for
+# BUSY_WAIT seconds in a run of a request that may give up (waits.attempt: another emulator
+# process's writes are that short), LOCK_WAIT seconds otherwise.
+WRITER_PAUSE_FIRST, WRITER_PAUSE_MOST = 0.00005, 0.001
 _STORAGES: weakref.WeakSet[Connection] = weakref.WeakSet()  # every storage of this process
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps, without making an encoder per call
 
@@ -37,11 +39,12 @@ class _Transaction:
     """Storage.atomic's context: the outermost use begins and ends the transaction, inner uses
     join it; hooks wait for the commit (a plain class: it runs several times per request)."""
 
-    __slots__ = ("storage", "exclusive")
+    __slots__ = ("storage", "exclusive", "at_once")
 
-    def __init__(self, storage: Connection, exclusive: bool):
+    def __init__(self, storage: Connection, exclusive: bool, at_once: bool = False):
         self.storage = storage
         self.exclusive = exclusive
+        self.at_once = at_once
 
     def __enter__(self) -> None:
         storage = self.storage
@@ -49,10 +52,11 @@ class _Transaction:
         if storage._depth:
             storage._depth += 1
             return
+        mode = RERUN if self.at_once else waits.on_lock()
         pause, deadline = WRITER_PAUSE_FIRST, None
         while True:
             try:
-                if storage._db.begin(self.exclusive):
+                if storage._db.begin(self.exclusive, mode):
                     break
             except BaseException:
                 storage._lock.release()
@@ -60,9 +64,11 @@ class _Transaction:
             # Another process writes: wait without holding this process's connection, so that
             # its other threads can read meanwhile; a short pause first, as writes are short.
             storage._lock.release()
-            deadline = deadline or time.monotonic() + WRITER_WAIT
-            if time.monotonic() > deadline:
-                raise sqlite3.OperationalError(f"database is locked (waited {WRITER_WAIT:g} s for the writer)")
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + (0.0 if self.at_once else BUSY_WAIT if mode is not None else LOCK_WAIT)
+            if now >= deadline:
+                raise locked(mode)
             time.sleep(pause)
             pause = min(pause * 2, WRITER_PAUSE_MOST)
             storage._lock.acquire()
@@ -79,6 +85,7 @@ class _Transaction:
             if kind is None:
                 storage._db.execute("COMMIT")
                 committed = True
+                waits.committed()
             else:
                 storage._db.execute("ROLLBACK")
         finally:
@@ -137,10 +144,12 @@ class Connection:
         with self._lock:
             self._db.drop_schema(schema)
 
-    def atomic(self, exclusive: bool = True) -> _Transaction:
+    def atomic(self, exclusive: bool = True, at_once: bool = False) -> _Transaction:
         """A write transaction; nested uses join the outer one. `exclusive=False` (claims) only
-        locks the rows it selects FOR UPDATE, where the database can (PostgreSQL)."""
-        return _Transaction(self, exclusive)
+        locks the rows it selects FOR UPDATE, where the database can (PostgreSQL). A database
+        locked by another process is waited for (waits.attempt says how long, and what then);
+        `at_once`: not at all, waits.Busy is raised."""
+        return _Transaction(self, exclusive, at_once)
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Call `hook` once what is being written is visible to every process: at the end of
@@ -179,14 +188,16 @@ class Connection:
         in blocks of TOKEN_BLOCK, so most payment requests write no counter: each process hands
         out its own block, so tokens stay unique, and ascend within a process."""
         with self._lock:
+            if self._tokens:
+                return self._tokens.popleft()
+        with self.atomic():  # not within the lock above: a writer waiting for another holds nothing
             if not self._tokens:
-                with self.atomic():
-                    last = self._db.execute(
-                        "INSERT INTO counters (name, value) VALUES ('token', ?) "
-                        "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
-                        (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
-                    self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
-                    self._on_rollback.append(self._tokens.clear)  # rolled back: the block is no longer reserved
+                last = self._db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('token', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
+                    (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
+                self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
+                self._on_rollback.append(self._tokens.clear)  # rolled back: the block is no longer reserved
             return self._tokens.popleft()
 
 

@@ -12,7 +12,7 @@ import weakref
 from collections import Counter
 
 from ..domain.text import is_text
-from ..waits import waiting
+from ..waits import Busy, waiting
 from .connection import _STORAGES, _json
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process
@@ -99,36 +99,43 @@ class JournalTables:
             with self.atomic():
                 self._write_journal([item])
             return
-        with self._lock:
-            if self._slot is None:
-                with self.atomic():  # claims are made under the writers' lock
+        if self._slot is None:
+            with self.atomic():  # claims are made under the writers' lock (and not within `_lock`:
+                if self._slot is None:  # a writer waiting for another process holds nothing)
                     self._slot = self._board.claim()
-                self._pid = os.getpid()
-                self._release_slot = weakref.finalize(self, self._board.release, self._slot)
+                    self._pid = os.getpid()
+                    self._release_slot = weakref.finalize(self, self._board.release, self._slot)
+        with self._lock:
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append(item)
             self._taken += 1
             self._board.progress(self._slot, self._pid, self._taken, self._written)
-            if len(self._held) >= JOURNAL_BATCH:
-                self.write_held()
-            elif len(self._held) == 1:
+            batch_full, first = len(self._held) >= JOURNAL_BATCH, len(self._held) == 1
+        if batch_full:
+            try:
+                self.write_held(at_once=True)
+            except Busy:  # another process holds the database: the journal writer writes them later
                 _JOURNAL_WRITER.nudge()
+        elif first:
+            _JOURNAL_WRITER.nudge()
 
-    def write_held(self, only_if_due: bool = False) -> None:
+    def write_held(self, only_if_due: bool = False, at_once: bool = False) -> None:
         """Write the entries held back: in one transaction, or in the one under way. They are
-        counted as written once it commits; if it rolls back they are held again."""
+        counted as written once it commits; if it rolls back they are held again. A database
+        another process holds is waited for as `atomic` says, holding nothing meanwhile
+        (`at_once`: not at all, waits.Busy is raised)."""
         with self._lock:
-            if not self._held:
+            if not self._held or (only_if_due and time.monotonic() - self._held_since < JOURNAL_HOLD):
                 return
-            if only_if_due and time.monotonic() - self._held_since < JOURNAL_HOLD:
+        with self.atomic(at_once=at_once):
+            if not self._held:
                 return
             batch, self._held = self._held, []
             taken = self._taken
-            with self.atomic():
-                self._write_journal(batch)
-                self.after_commit(lambda: self._mark_written(taken))
-                self._on_rollback.append(lambda: self._hold_again(batch))
+            self._write_journal(batch)
+            self.after_commit(lambda: self._mark_written(taken))
+            self._on_rollback.append(lambda: self._hold_again(batch))
 
     def _mark_written(self, taken: int) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ import yaml
 
 from flask import Blueprint, jsonify, request
 
+from ..config import LIST_PAGE
 from ..delivery import handover
 from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import callback_view
@@ -239,7 +240,7 @@ def abandon(token):
 
 @control("/payments", "GET", "Payments with their cancellations (?client_id=, ?status=created|page_entered|"
                               "awaiting_deposit|approved|verified|failed|abandoned), a page at a time "
-                              "(?limit=, ?after=<next>)")
+                              f"(?limit= up to {LIST_PAGE}, ?after=<next>)", waits=THREAD)
 def payments():
     status = request.args.get("status")
     if status not in (None, "", *PAYMENT_STATUSES):
@@ -267,7 +268,7 @@ def deposit(tid, values):
 
 
 @control("/callbacks", "GET", "Notifications with their attempts (?tid=, ?status=pending|delivered|failed), "
-                               "a page at a time (?limit=, ?after=<next>)")
+                               f"a page at a time (?limit= up to {LIST_PAGE}, ?after=<next>)", waits=THREAD)
 def callbacks():
     status = request.args.get("status")
     if status not in (None, "", *CALLBACK_STATUSES):
@@ -325,11 +326,13 @@ def scenario():
     return jsonify({**service().context.rules.rules_view(), "jobs": emulator().storage.jobs()})
 
 
-@control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml)")
+@control("/scenario", "PUT", "Put a scenario in force (JSON, or YAML with Content-Type application/yaml; "
+                             "at most 256 KiB)", waits=THREAD)
 def put_scenario():
+    """On a request thread: a document of 256 KiB takes a fifth of a second to read and check."""
     try:
-        raw = body_bytes().decode("utf-8")
-        document = yaml.safe_load(raw) if "yaml" in (request.mimetype or "") else json.loads(raw or "null")
+        raw = _scenario_bytes().decode("utf-8")
+        document = scenario_files.load_yaml(raw) if "yaml" in (request.mimetype or "") else json.loads(raw or "null")
         scenario_files.check(document, "the request body")  # first: it bounds what an alias can expand to
         if not is_text(document):
             raise ValueError("a \\u escape of a lone surrogate is not text")
@@ -349,9 +352,18 @@ def delete_scenario():
     return scenario()
 
 
+def _scenario_bytes() -> bytes:
+    """The body of a request that carries a scenario; 413 past the scenario's size limit."""
+    raw = body_bytes()
+    if len(raw) > scenario_files.SIZE_LIMIT:
+        raise GatewayError("scenario_too_large", size=len(raw), limit=scenario_files.SIZE_LIMIT)
+    return raw
+
+
 @control("/sandboxes", "POST", "A new sandbox: its own client and keys, state, clock and scenario", schema="sandbox",
-         status="201")
+         status="201", waits=THREAD)
 def create_sandbox(values):
+    _scenario_bytes()  # the body is mostly the scenario, if it has one
     scenario = values.get("scenario")
     if isinstance(scenario, str):
         scenario = _scenario_document(lambda: scenario_files.read(scenario), "scenario")
@@ -415,23 +427,26 @@ def _coverage_parts() -> list:
     return [instance] if instance.sandbox else [instance, *sandboxes().open_instances()]
 
 
-@control("/requests", "GET", "The journal of API requests, newest last (?limit=), a page at a time going back "
-                               "(?before=<earlier>)", waits=THREAD)
+@control("/requests", "GET", f"The journal of API requests, newest last (?limit= up to {LIST_PAGE}), a page at a time "
+                               "going back (?before=<earlier>)", waits=THREAD)
 def requests_journal():
     limit, before = _page("before")
     found = emulator().storage.journal(limit + 1, before=before)
     return jsonify(requests=found[-limit:], earlier=str(found[-limit]["id"]) if len(found) > limit else None)
 
 
-PAGE = 1000  # entries of a list in one answer, unless ?limit= says otherwise
-
-
 def _page(cursor: str = "after") -> tuple[int, int | None]:
-    """?limit= (a count; anything else reads as the default) and the cursor of the page asked for."""
+    """?limit= (a count up to LIST_PAGE, refused above it; anything else reads as LIST_PAGE) and the
+    cursor of the page asked for."""
     limit = request.args.get("limit", "")
     given = request.args.get(cursor)
     if given not in (None, "") and not _is_number(given, 19):
         raise GatewayError("control_request_invalid",
                            detail=f"{cursor} {given[:40]!r} is not a cursor this list handed out")
-    count = int(limit) if _is_number(limit, 9) and int(limit) > 0 else PAGE
+    if re.fullmatch("[0-9]+", limit) and int(limit) > LIST_PAGE:
+        follow = "earlier (?before=)" if cursor == "before" else "next (?after=)"
+        raise GatewayError("control_request_invalid",
+                           detail=f"limit {limit[:40]} is more than {LIST_PAGE}, the most one page holds; "
+                                  f"follow {follow} for the rest")
+    count = int(limit) if _is_number(limit, 9) and int(limit) > 0 else LIST_PAGE
     return count, int(given) if given else None
