@@ -77,7 +77,8 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
     service = Service(storage, Clock(), settings, faker)
     clock_jobs = service.clock_jobs
     # The senders record their claims and attempts on a connection of their own, so that a request
-    # waits only for the database's writer lock, not behind every statement of theirs.
+    # waits only for the database's lock (SQLite's writer, PostgreSQL's rows), not behind every
+    # statement of theirs.
     outbox = storage if settings.db == ":memory:" else connect()
     dispatcher = Dispatcher(outbox, clock_jobs.milliseconds, DeliverySettings.of(settings), jobs=clock_jobs.run_jobs)
     service.context.on_callback_queued = dispatcher.wake

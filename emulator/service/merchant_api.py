@@ -46,7 +46,7 @@ class MerchantApi(Room):
             self._check_expiry(values, now)
         payment = self._new_payment(client, method, values, now, amounts,
                                     kind="verification" if verification else "payment")
-        self.storage.insert_payment(payment)  # one statement: the transaction holds the writers' lock no longer
+        self.storage.insert_payment(payment)
         return {"token": payment.token, **payment_page_urls(base_url, payment.token)}
 
     def _new_payment(self, client: Client, method: PaymentMethod, values: dict, now: datetime,
@@ -81,7 +81,7 @@ class MerchantApi(Room):
             raise GatewayError("amount_not_positive", field="amount")
         amounts = self._amounts(method, values, endpoint="payments/autopay", cup_allowed=method.autopay_cup_deposit)
         with self.storage.atomic():
-            billkey = self.storage.billkey(values["billkey"])
+            billkey = self.storage.billkey(values["billkey"], to_change=True)
             if billkey is None or billkey["client_id"] != client.client_id:
                 raise GatewayError("billkey_unknown", billkey=values["billkey"], client_id=client.client_id)
             if billkey["user_id"] != values["user_id"]:
@@ -104,7 +104,7 @@ class MerchantApi(Room):
 
     def cancel(self, client: Client, values: dict, warnings: list[str], *, partial: bool) -> dict:
         with self.storage.atomic():
-            payment = self._client_payment(client, values["tid"])
+            payment = self._client_payment(client, values["tid"], to_change=True)
             if payment.user_id != values["user_id"]:
                 raise GatewayError("user_mismatch", user_id=values["user_id"], tid=payment.tid)
             method = known_method(payment.pgcode)
@@ -126,7 +126,7 @@ class MerchantApi(Room):
 
     def issue_cash_receipt(self, client: Client, tid: str, values: dict, base_url: str) -> dict:
         with self.storage.atomic():  # the payment is checked and the receipt kept in one transaction
-            payment = self._client_payment(client, tid)
+            payment = self._client_payment(client, tid, to_change=True)
             method = known_method(payment.pgcode)
             reason = None
             if not method.cash_receipt:
@@ -185,8 +185,9 @@ class MerchantApi(Room):
         return {"code": 0, "message": "ok", "client_id": client.client_id, "order_no": payment.order_no,
                 "token": str(payment.token), "tid": payment.tid or "", "status_code": STATUS_CODES[payment.status]}
 
-    def _client_payment(self, client: Client, tid: str) -> Payment:
-        payment = self.storage.payment_by_tid(tid)
+    def _client_payment(self, client: Client, tid: str, to_change: bool = False) -> Payment:
+        """`to_change`: kept from every other writer until the transaction ends (storage's `to_change`)."""
+        payment = self.storage.payment_by_tid(tid, to_change=to_change)
         if payment is None or payment.client_id != client.client_id:
             raise GatewayError("tid_unknown", tid=tid, client_id=client.client_id)
         return payment

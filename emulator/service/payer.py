@@ -28,8 +28,9 @@ class Payer(Room):
         self.virtual_accounts = virtual_accounts  # where a payment by virtual account goes on
 
     # --- the payer's actions (a page's buttons, or the control API) ---
-    def _pending(self, token: int) -> Payment:
-        payment = self.storage.payment_by_token(token)
+    def _pending(self, token: int, to_change: bool = False) -> Payment:
+        """`to_change`: kept from every other writer until the transaction ends (storage's `to_change`)."""
+        payment = self.storage.payment_by_token(token, to_change=to_change)
         if payment is None or payment.kind == "autopay":
             raise GatewayError("token_unknown", token=token)
         if payment.status not in PENDING:
@@ -47,7 +48,7 @@ class Payer(Room):
         A scenario rule may make the payer decline or abandon instead, or choose for them. Once
         its page has expired it is refused, as the page is, unless `ignore_expiry`."""
         with self.storage.atomic():  # the payment read once, and unchanged by anyone until approved
-            payment = self._pending(token)
+            payment = self._pending(token, to_change=True)
             if not ignore_expiry:
                 self._refuse_expired(payment, hint="; ignore_expiry (--ignore-expiry) approves it all the same")
             refused = checkout.refused_choice(known_method(payment.pgcode), payment, choices, self.clock.now())
@@ -96,7 +97,7 @@ class Payer(Room):
 
     def decline(self, token: int, code: str | None, message: str | None) -> dict:
         with self.storage.atomic():
-            payment = self._pending(token)
+            payment = self._pending(token, to_change=True)
             payment.status = FAILED
             payment.details = {"failure": {"code": code or DECLINE_CODE, "message": message or DECLINE_MESSAGE}}
             self.storage.save_payment(payment)
@@ -106,7 +107,7 @@ class Payer(Room):
 
     def abandon(self, token: int) -> dict:
         with self.storage.atomic():
-            payment = self._pending(token)
+            payment = self._pending(token, to_change=True)
             payment.status = ABANDONED
             self.storage.save_payment(payment)
         method = known_method(payment.pgcode)
@@ -114,10 +115,10 @@ class Payer(Room):
         return {"redirect_url": redirect}
 
     # --- the payer's pages ---
-    def page_payment(self, token: int) -> Payment:
+    def page_payment(self, token: int, to_change: bool = False) -> Payment:
         """The payment behind a payment page's token: still pending, the page not expired, and a
         return address a browser can be sent to."""
-        payment = self._pending(token)
+        payment = self._pending(token, to_change)
         self._refuse_expired(payment)
         target = checkout.return_target(payment)
         if not checkout.browser_can_go(target, app=target != payment.request["return_url"]):
@@ -136,7 +137,7 @@ class Payer(Room):
     def open_page(self, token: int) -> Payment:
         """The payer opens the payment page: payments/status says 2 (page entered) from now on."""
         with self.storage.atomic():
-            payment = self.page_payment(token)
+            payment = self.page_payment(token, to_change=True)
             if payment.status == CREATED:
                 payment.status = PAGE
                 self.storage.save_payment(payment)
@@ -163,7 +164,7 @@ class Payer(Room):
     def _ask_cash_receipt(self, token: int, asked: dict) -> None:
         """Kept with the request, so the approval's return fields and callback carry it."""
         with self.storage.atomic():
-            payment = self._pending(token)
+            payment = self._pending(token, to_change=True)
             payment.request[fields.PAYER_CASH_RECEIPT] = checkout.cash_receipt_result(
                 asked, cid=self.context.details.digits(9), deal_no=payment.order_no or str(token))
             self.storage.save_payment(payment)
@@ -171,7 +172,7 @@ class Payer(Room):
     def _record_page_cash_receipt(self, tid: str) -> None:
         """Listed with the payment's cash receipts, as one issued on the receipt form is."""
         with self.storage.atomic():
-            payment = self.storage.payment_by_tid(tid)
+            payment = self.storage.payment_by_tid(tid, to_change=True)
             token = self.context.token()
             self.storage.insert_cash_receipt(token, tid, payment.client_id, "0", "N", payment.request["return_url"],
                                              kst_datetime(self.clock.now()))
@@ -195,14 +196,15 @@ class Payer(Room):
         return {"payment": payment, "method": known_method(payment.pgcode),
                 "cancellations": self.storage.cancellations_of(payment.tid), "cash_receipt": fields.cash_receipt(payment)}
 
-    def cash_receipt_request(self, token: int, tid: str) -> tuple[dict, Payment]:
-        """The cashreceipt/issue request behind a receipt form, if its receipt can still be issued."""
-        request = self.storage.cash_receipt(token)
+    def cash_receipt_request(self, token: int, tid: str, to_change: bool = False) -> tuple[dict, Payment]:
+        """The cashreceipt/issue request behind a receipt form, if its receipt can still be issued
+        (`to_change`: it and its payment kept from every other writer until the transaction ends)."""
+        request = self.storage.cash_receipt(token, to_change=to_change)
         if request is None or request["tid"] != tid:
             raise GatewayError("cash_receipt_form_unknown", token=token, tid=tid)
         if request["status"] != "requested":
             raise GatewayError("cash_receipt_form_used", token=token)
-        payment = self.storage.payment_by_tid(tid)
+        payment = self.storage.payment_by_tid(tid, to_change=to_change)
         if payment.remaining == 0:
             raise GatewayError("cash_receipt_not_available", tid=tid, reason="it is fully cancelled")
         if not checkout.browser_can_go(request["return_url"]):
@@ -213,7 +215,7 @@ class Payer(Room):
         """The receipt form is sent: the cash receipt is issued, later callbacks and return fields
         carry it, and its fields go to the request's return_url."""
         with self.storage.atomic():
-            request, payment = self.cash_receipt_request(token, tid)
+            request, payment = self.cash_receipt_request(token, tid, to_change=True)
             receipt = checkout.cash_receipt_result(asked, cid=self.context.details.digits(9),
                                                    deal_no=payment.order_no or payment.tid)
             self.storage.complete_cash_receipt(token, receipt)

@@ -51,7 +51,8 @@ class VirtualAccounts(Room):
         return self.context.payment_view(payment)
 
     def _issued(self, tid: str) -> Payment:
-        payment = self.storage.payment_by_tid(tid)
+        """Read to be changed: kept from every other writer until the transaction ends."""
+        payment = self.storage.payment_by_tid(tid, to_change=True)
         if payment is None:
             raise GatewayError("payment_unknown", tid=tid)
         if payment.status != ISSUED:

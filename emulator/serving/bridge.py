@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import ssl
@@ -49,8 +50,10 @@ TLS_SHUTDOWN = 1.0
 # A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
 # the loop is making) first waits for it this long at most, before it is called.
 SETTLE_FIRST = 0.05
-# A request whose write finds the database locked by another process (waits.Busy) is run again
-# after these pauses (doubling), on a request thread, until LOCK_WAIT after it arrived.
+# A request whose write finds the database locked by another process, or whose transaction
+# PostgreSQL ended in a conflict with another (waits.Busy), is run again after these pauses
+# (doubling, each drawn between half and one and a half of it, so that hosts that met do not meet
+# again in step), on a request thread, until LOCK_WAIT after it arrived.
 LOCKED_PAUSE_FIRST, LOCKED_PAUSE_MOST = 0.01, 0.2
 # Seconds a thread holds the interpreter while another waits for it (Python's default: 0.005). A
 # request thread's long Python work (a scenario checked, a page of a thousand payments built)
@@ -302,8 +305,9 @@ class Bridge:
 
     def call_on_thread(self, environ: dict, body: bytes) -> tuple[int, list, bytes, list]:
         """On a request thread: the request, run again after a pause that holds nothing while a
-        write finds the database locked by another process (waits.Busy), until LOCK_WAIT after it
-        arrived; then once more, where a lock still held is refused (503, `database_locked`)."""
+        write finds the database locked by another process or ends in a conflict (waits.Busy),
+        until LOCK_WAIT after it arrived; then once more, where a lock still held is refused (503,
+        `database_locked`; a conflict, `database_conflict`)."""
         deadline = environ[ARRIVED] + LOCK_WAIT
         pause = LOCKED_PAUSE_FIRST
         while True:
@@ -313,7 +317,7 @@ class Bridge:
                     return self.call(dict(environ, **{"wsgi.input": io.BytesIO(body)}))
             except Busy:
                 with waiting():  # another thread may answer requests meanwhile
-                    time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                    time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.5), deadline - time.monotonic())))
                 pause = min(pause * 2, LOCKED_PAUSE_MOST)
 
     def call(self, environ: dict) -> tuple[int, list, bytes, list]:

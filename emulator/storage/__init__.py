@@ -18,9 +18,10 @@ __all__ = ["JOURNAL_BATCH", "SCHEMA", "TOKEN_BLOCK", "Storage"]
 
 class Storage(PaymentTables, BillkeyAndReceiptTables, CallbackTables, ClockAndJobTables, JournalTables,
               SandboxTables, Connection):
-    """One connection per process, used under a lock. Write transactions exclude each other
-    across processes (SQLite's BEGIN IMMEDIATE, or PostgreSQL's advisory lock), so every
-    check-then-write holds whatever the number of servers on one database."""
+    """One connection per process, used under a lock. Every check-then-write holds whatever the
+    number of servers on one database: SQLite's write transactions exclude each other (BEGIN
+    IMMEDIATE); PostgreSQL's lock the rows they change and those they read to change (FOR UPDATE),
+    and identifiers come from counter rows changed in one statement (UPDATE ... RETURNING)."""
 
     def __init__(self, path: str = ":memory:", journal_limit: int = 10_000, callback_limit: int = 10_000,
                  schema: str | None = None):

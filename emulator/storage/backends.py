@@ -1,13 +1,17 @@
 """The two databases the storage module speaks to: SQLite (a file, or memory) and PostgreSQL
 (`postgresql://...`, for deployments shared by several hosts). Each gives the storage module
 the same small surface: execute with `?` placeholders, rows readable by name and by index,
-and write transactions that exclude each other as SQLite's do."""
+write transactions (begin, commit, rollback), and what a failure of the database means to a
+request. SQLite's writers take turns (BEGIN IMMEDIATE); PostgreSQL's lock only the rows they
+change, a transaction's statements travel together (psycopg's pipeline mode), and a connection
+that broke is made again at its next use."""
 from __future__ import annotations
 
 import mmap
 import os
 import re
 import sqlite3
+import time
 
 from ..domain.errors import GatewayError
 from ..waits import LOCK_WAIT, RERUN, Busy, on_lock
@@ -18,14 +22,20 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # A SQLite database is these files: the database, SQLite's write-ahead log, its shared memory, its
 # rollback journal, and the emulator's page of memory (`<db>-lock`, storage/board.py).
 SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
-# Every write transaction takes this lock, so writers take turns as in SQLite; claims of
-# callbacks do not: they lock only the rows they take (FOR UPDATE SKIP LOCKED).
-_WRITER_LOCK = 7_420_611_001
-_SCHEMA_LOCK = 7_420_611_002
+_SCHEMA_LOCK = 7_420_611_002  # held while one process makes the tables (7_420_611_001 was the writers' lock)
 WRITER_GRACE = 5.0  # seconds a checkpoint at the stop waits for a writer still at work
 # Seconds a write in a run of a request that may give up (waits.attempt) waits for a lock first:
 # another emulator process's writes are that short; a lock held longer is another program's.
 BUSY_WAIT = 0.01
+# A PostgreSQL connection that could not be made is not tried again for this long: requests
+# meanwhile are refused at once (503), and a server back is found within it.
+RECONNECT_PAUSE = 0.5
+CONNECT_TIMEOUT = 3  # seconds a new PostgreSQL connection may take, unless the URL says (connect_timeout)
+# SQLSTATEs: the connection is gone (class 08) or the server is stopping or starting (57P01-57P03);
+# a transaction ended by a conflict with another (serialization failure, deadlock); a lock not had.
+_UNREACHABLE = ("08", "57P01", "57P02", "57P03")
+_CONFLICTS = ("40001", "40P01")
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def locked(mode: str | None) -> BaseException:
@@ -34,6 +44,19 @@ def locked(mode: str | None) -> BaseException:
     if mode == RERUN:
         return Busy()
     return GatewayError("database_locked", seconds=LOCK_WAIT)
+
+
+def conflict(mode: str | None, reason: str) -> BaseException:
+    """What a transaction PostgreSQL ended in a conflict with another (a deadlock, a serialization
+    failure) raises, having changed nothing: waits.Busy, so that the request (and so the whole
+    transaction) is run again after a pause, or the gateway's 503 where it cannot be."""
+    if mode == RERUN:
+        return Busy()
+    return GatewayError("database_conflict", reason=reason)
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 class DriverMissing(RuntimeError):
@@ -53,6 +76,7 @@ def connect(target: str, schema: str | None = None):
 class SQLite:
     name = "sqlite"
     skip_locked = ""
+    for_update = ""  # one writer at a time: what a transaction has read stays as it read it
 
     def __init__(self, path: str):
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -119,8 +143,16 @@ class SQLite:
         finally:
             connection.execute("PRAGMA busy_timeout = 30000")
 
-    def end(self) -> None:
-        """After COMMIT or ROLLBACK: nothing to release (SQLite's lock ends with the transaction)."""
+    def commit(self) -> None:
+        self.connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.connection.execute("ROLLBACK")
+
+    @staticmethod
+    def problem() -> str | None:
+        """A file is always there to be read (what else goes wrong with it is an error of its own)."""
+        return None
 
     def close(self) -> None:
         self.connection.close()
@@ -166,27 +198,90 @@ def _refuse_if_unfit(connection) -> None:
 
 
 class Postgres:
+    """One connection, in autocommit: a read outside a transaction is one statement; a write
+    transaction is sent in pipeline mode, so that its statements go together and it waits for the
+    server only where a result is read (a row to check, an id) and at its COMMIT. No lock is taken
+    but the rows a transaction changes or reads to change (`for_update`). A connection that broke
+    (the server restarted, the network cut) is made again at the next use."""
+
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    for_update = " FOR UPDATE"
     board = None  # processes on other hosts share nothing but the database
 
     def __init__(self, url: str, schema: str | None = None):
         try:
             import psycopg
+            from psycopg.conninfo import conninfo_to_dict
+            from psycopg.rows import tuple_row
         except ImportError:
             raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
                                 "pip install 'payletter-emulator[postgres]'") from None
-        self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
-        _refuse_if_unfit(self.connection)
-        self._lock_not_available = psycopg.errors.LockNotAvailable
-        self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
-        if schema is not None:
-            self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self.connection.execute(f'SET search_path TO "{schema}"')
+        self._psycopg, self._tuple_row = psycopg, tuple_row
+        self._url, self._schema = url, schema
+        self._options = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
         self._sql: dict[str, str] = {}
+        self._pipeline = None  # the open transaction's psycopg Pipeline, and the context that made it
+        self._pipeline_context = None
+        self._mode: str | None = None  # the open transaction's waits.on_lock()
+        self._retry_at = 0.0  # no new connection is tried before this (time.monotonic())
+        self._why = ""  # why the last connection could not be made, or broke
+        self.connection = self._connect()  # at start, psycopg's own error: `serve` says it in one line
+
+    def _connect(self):
+        connection = self._psycopg.connect(self._url, autocommit=True, row_factory=_rows, **self._options)
+        _refuse_if_unfit(connection)  # every time: a name may lead to another server after a failover
+        if self._schema is not None:
+            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            connection.execute(f'SET search_path TO "{self._schema}"')
+        self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
+        return connection
+
+    def _live(self):
+        """The connection; a new one if it broke, tried at once and then at most every
+        RECONNECT_PAUSE seconds while the server cannot be reached (503 meanwhile)."""
+        if not self.connection.closed:
+            return self.connection
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise GatewayError("database_unreachable", reason=self._why)
+        try:
+            self.connection = self._connect()
+        except self._psycopg.OperationalError as error:
+            self._retry_at, self._why = now + RECONNECT_PAUSE, _first_line(error)
+            raise GatewayError("database_unreachable", reason=self._why) from None
+        return self.connection
+
+    def _failure(self, error: Exception, mode: str | None) -> Exception:
+        """What an error of the driver means to a request: the database unreachable (the
+        connection is dropped, to be made again), a lock not had, a conflict; else itself."""
+        state = getattr(error, "sqlstate", None) or ""
+        if self.connection.closed or state.startswith(_UNREACHABLE):
+            self._why = _first_line(error)
+            self.connection.close()
+            return GatewayError("database_unreachable", reason=self._why)
+        if state == _LOCK_NOT_AVAILABLE:  # a row another transaction holds (lock_timeout, `begin`)
+            return locked(mode)
+        if state in _CONFLICTS:
+            return conflict(mode, _first_line(error))
+        return error
+
+    def _outside(self, run):
+        """`run(connection)` outside a transaction, where the storage only reads (and makes its
+        tables): once more on a new connection if the one it had broke under it."""
+        psycopg = self._psycopg
+        try:
+            return run(self._live())
+        except psycopg.Error as error:
+            if not self.connection.closed:
+                raise self._failure(error, on_lock()) from None
+        try:
+            return run(self._live())
+        except psycopg.Error as error:
+            raise self._failure(error, on_lock()) from None
 
     def drop_schema(self, schema: str) -> None:
-        self.connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        self._outside(lambda connection: connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
     def _translated(self, sql: str) -> str:
         translated = self._sql.get(sql)
@@ -195,16 +290,26 @@ class Postgres:
         return translated
 
     def execute(self, sql: str, args=()):
+        sql, args = self._translated(sql), tuple(args)
+        if self._pipeline is None:
+            return self._outside(lambda connection: connection.execute(sql, args))
         try:
-            return self.connection.execute(self._translated(sql), tuple(args))
-        except self._lock_not_available:  # a row another program has locked (lock_timeout, `begin`)
-            raise locked(on_lock()) from None
+            return _Pending(self, self.connection.execute(sql, args))
+        except self._psycopg.Error as error:
+            raise self._failure(error, self._mode) from None
 
     def tuples(self, sql: str, args=()) -> list[tuple]:
-        from psycopg.rows import tuple_row
+        sql, args = self._translated(sql), tuple(args)
 
-        cursor = self.connection.cursor(row_factory=tuple_row)
-        return cursor.execute(self._translated(sql), tuple(args)).fetchall()
+        def read(connection) -> list[tuple]:
+            return connection.cursor(row_factory=self._tuple_row).execute(sql, args).fetchall()
+
+        if self._pipeline is None:
+            return self._outside(read)
+        try:
+            return read(self.connection)
+        except self._psycopg.Error as error:
+            raise self._failure(error, self._mode) from None
 
     def executemany(self, sql: str, rows: list) -> None:
         for row in rows:
@@ -219,38 +324,130 @@ class Postgres:
 
     def create(self, schema: str) -> None:
         """The same tables as SQLite's; one process at a time creates them."""
-        self.connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        connection = self._live()
+        connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
             for statement in filter(str.strip, self.ddl(schema).split(";")):
-                self.connection.execute(statement)
+                connection.execute(statement)
         finally:
-            self.connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
     def columns(self, table: str) -> set[str]:
-        rows = self.connection.execute("SELECT column_name FROM information_schema.columns "
-                                       "WHERE table_schema = current_schema() AND table_name = %s", (table,))
+        rows = self._outside(lambda connection: connection.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s", (table,)).fetchall())
         return {row["column_name"] for row in rows}
 
     def begin(self, exclusive: bool, mode: str | None = None) -> bool:
-        """BEGIN, and the writers' lock for an exclusive transaction. Every lock the transaction
-        waits for (that one, a row another program has locked) is waited for BUSY_WAIT at most in
-        a run of a request that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since
-        the wait holds this process's one connection; then `locked` is raised."""
+        """BEGIN, in pipeline mode: it leaves with the transaction's first statement. No lock is
+        taken here (`exclusive` means nothing to PostgreSQL): each statement locks the rows it
+        changes. A lock another transaction holds is waited for BUSY_WAIT at most in a run of a
+        request that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since the wait
+        holds this process's one connection; then `locked` is raised."""
         wait = BUSY_WAIT if mode is not None else LOCK_WAIT
         if wait != self._lock_timeout:  # set outside the transaction, so that a rollback keeps it
-            self.connection.execute(f"SET lock_timeout = {round(wait * 1000)}")
+            self._outside(lambda connection: connection.execute(f"SET lock_timeout = {round(wait * 1000)}"))
             self._lock_timeout = wait
-        self.connection.execute("BEGIN")
-        if exclusive:
-            try:
-                self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
-            except self._lock_not_available:
-                self.connection.execute("ROLLBACK")
-                raise locked(mode) from None
+        connection = self._live()
+        try:
+            context = connection.pipeline()
+            self._pipeline = context.__enter__()
+            self._pipeline_context = context
+            connection.execute("BEGIN")
+        except self._psycopg.Error as error:
+            self.rollback()
+            raise self._failure(error, mode) from None
+        self._mode = mode
         return True
 
-    def end(self) -> None:
-        """The advisory lock ends with the transaction."""
+    def _sync(self) -> None:
+        """Every statement sent so far answered (the first error raised), the pipeline kept."""
+        try:
+            self._pipeline.sync()
+        except self._psycopg.Error as error:
+            raise self._failure(error, self._mode) from None
+
+    def _leave_pipeline(self) -> None:
+        """Out of pipeline mode, every answer read: the first error among them is raised."""
+        context, self._pipeline_context, self._pipeline = self._pipeline_context, None, None
+        if context is not None:
+            context.__exit__(None, None, None)
+
+    def commit(self) -> None:
+        """COMMIT, and every answer of the transaction read. If it fails (a lock not had, the
+        connection lost) the transaction is rolled back and what the failure means is raised:
+        a connection lost at COMMIT may have committed, so that request is not run again."""
+        try:
+            self.connection.execute("COMMIT")
+            self._leave_pipeline()
+        except self._psycopg.Error as error:
+            self.rollback()
+            raise self._failure(error, self._mode) from None
+
+    def rollback(self) -> None:
+        """ROLLBACK, with the pipeline; never raises: on a broken connection the transaction is
+        gone with it, and after an error the server already ended it."""
+        psycopg = self._psycopg
+        try:
+            if self._pipeline is not None:
+                self.connection.execute("ROLLBACK")  # leaves with the pipeline's last answers
+        except psycopg.Error:
+            pass
+        try:
+            self._leave_pipeline()
+        except psycopg.Error:  # the error the transaction ended on, raised already
+            pass
+        connection = self.connection
+        if not connection.closed and connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                connection.execute("ROLLBACK")
+            except psycopg.Error:
+                connection.close()  # in no state to be used again: made anew at the next use
+
+    def problem(self) -> str | None:
+        """Why the database cannot be used now, or None: one round trip (on a new connection if
+        the last one broke)."""
+        try:
+            self._outside(lambda connection: connection.execute("SELECT 1"))
+        except GatewayError as error:
+            if error.kind != "database_unreachable":
+                raise
+            return self._why
+        return None
 
     def close(self) -> None:
         self.connection.close()
+
+
+class _Pending:
+    """A statement of a transaction in pipeline mode: its result is read from the server when it
+    is asked for (with every statement sent before it), so statements whose results nobody reads
+    wait for none."""
+
+    __slots__ = ("backend", "cursor", "pipeline")
+
+    def __init__(self, backend: Postgres, cursor):
+        self.backend = backend
+        self.cursor = cursor
+        self.pipeline = backend._pipeline
+
+    def fetchone(self):
+        try:
+            return self.cursor.fetchone()
+        except self.backend._psycopg.Error as error:
+            raise self.backend._failure(error, self.backend._mode) from None
+
+    def fetchall(self) -> list:
+        try:
+            return self.cursor.fetchall()
+        except self.backend._psycopg.Error as error:
+            raise self.backend._failure(error, self.backend._mode) from None
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        if self.pipeline is self.backend._pipeline:  # else its transaction has ended: every answer is in
+            self.backend._sync()
+        return self.cursor.rowcount

@@ -11,8 +11,11 @@ class BillkeyAndReceiptTables:
         self._run("INSERT INTO billkeys VALUES (?, ?, ?, ?, ?, ?)",
                   (billkey, client_id, user_id, pgcode, issued_at, amount))
 
-    def billkey(self, billkey: str) -> dict | None:
-        row = self._one("SELECT * FROM billkeys WHERE billkey = ?", (billkey,))
+    def billkey(self, billkey: str, *, to_change: bool = False) -> dict | None:
+        """`to_change`: read by a rule that then pays with it (the month's repayment checked
+        against the payments made with it), kept from every other writer until the transaction ends."""
+        read = self._one_to_change if to_change else self._one
+        row = read("SELECT * FROM billkeys WHERE billkey = ?", (billkey,))
         return dict(row) if row else None
 
     def insert_cash_receipt(self, token: int, tid: str, client_id: str, type_: str, tax_flag: str,
@@ -24,8 +27,10 @@ class BillkeyAndReceiptTables:
         rows = self._all("SELECT * FROM cash_receipts WHERE tid = ? ORDER BY token", (tid,))
         return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
 
-    def cash_receipt(self, token: int) -> dict | None:
-        row = self._one("SELECT * FROM cash_receipts WHERE token = ?", (token,))
+    def cash_receipt(self, token: int, *, to_change: bool = False) -> dict | None:
+        """`to_change`: read to be issued, kept from every other writer until the transaction ends."""
+        read = self._one_to_change if to_change else self._one
+        row = read("SELECT * FROM cash_receipts WHERE token = ?", (token,))
         return {**dict(row), "details": json.loads(row["details"])} if row else None
 
     def complete_cash_receipt(self, token: int, receipt: dict) -> None:

@@ -75,10 +75,12 @@ class ClockAndJobTables:
                                     (due_at, kind, json.dumps(params, ensure_ascii=False), origin)).fetchone()[0]
 
     def take_due_job(self, now: int) -> dict | None:
-        """The earliest job due at `now`, taken by this caller alone."""
+        """The earliest job due at `now`, taken by this caller alone: its row stays locked until
+        the transaction that runs it ends, and another host that finds it locked waits, then sees
+        it done (and its effect)."""
         with self.atomic():
-            row = self._db.execute("SELECT * FROM jobs WHERE done = 0 AND due_at <= ? ORDER BY due_at, id LIMIT 1",
-                                   (now,)).fetchone()
+            row = self._db.execute("SELECT * FROM jobs WHERE done = 0 AND due_at <= ? ORDER BY due_at, id LIMIT 1"
+                                   + self._db.for_update, (now,)).fetchone()
             if row is None:
                 return None
             self._db.execute("UPDATE jobs SET done = 1 WHERE id = ?", (row["id"],))

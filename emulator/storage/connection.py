@@ -1,6 +1,7 @@
 """The connection every table family of the storage speaks through: one per process, used under
-a lock, with every transaction boundary (atomic, after_commit, what a rollback undoes) and the
-block of token serials this process hands out."""
+a lock, with every transaction boundary (atomic, after_commit, what a rollback undoes), the
+rows a transaction reads to change (locked until it ends), and the block of token serials this
+process hands out."""
 from __future__ import annotations
 
 import json
@@ -83,14 +84,13 @@ class _Transaction:
         committed = False
         try:
             if kind is None:
-                storage._db.execute("COMMIT")
+                storage._db.commit()  # on failure: rolled back, and what the failure means raised
                 committed = True
                 waits.committed()
             else:
-                storage._db.execute("ROLLBACK")
+                storage._db.rollback()
         finally:
             storage._depth = 0
-            storage._db.end()
             hooks, storage._after_commit = storage._after_commit, []
             undo, storage._on_rollback = storage._on_rollback, []
             if not committed:
@@ -123,10 +123,16 @@ class Connection:
         self._count_pending_callbacks()
 
     def _count_pending_callbacks(self) -> None:
-        """PENDING_CALLBACKS counted once at open, then kept as callbacks change (callback_tables.py)."""
+        """PENDING_CALLBACKS counted once at open, then kept as callbacks change (callback_tables.py).
+        Its row is locked before the count, so a callback another host queues meanwhile is either
+        counted here or added after."""
         with self.atomic():
-            self._db.execute("INSERT INTO counters (name, value) SELECT ?, count(*) FROM callbacks WHERE status = 'pending' "
-                             "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (PENDING_CALLBACKS,))
+            self._db.execute("INSERT INTO counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+                             (PENDING_CALLBACKS,))
+            self._db.execute("SELECT value FROM counters WHERE name = ?" + self._db.for_update,
+                             (PENDING_CALLBACKS,)).fetchone()
+            self._db.execute("UPDATE counters SET value = (SELECT count(*) FROM callbacks WHERE status = 'pending') "
+                             "WHERE name = ?", (PENDING_CALLBACKS,))
 
     def _add_missing_columns(self) -> None:
         """A database made by an earlier version gains the columns added since."""
@@ -145,10 +151,11 @@ class Connection:
             self._db.drop_schema(schema)
 
     def atomic(self, exclusive: bool = True, at_once: bool = False) -> _Transaction:
-        """A write transaction; nested uses join the outer one. `exclusive=False` (claims) only
-        locks the rows it selects FOR UPDATE, where the database can (PostgreSQL). A database
-        locked by another process is waited for (waits.attempt says how long, and what then);
-        `at_once`: not at all, waits.Busy is raised."""
+        """A write transaction; nested uses join the outer one. SQLite has one writer at a time;
+        on PostgreSQL a transaction locks only the rows it changes, and those it reads to change
+        (`_one_to_change`), so `exclusive=False` (the claims' way of saying so) changes nothing
+        any more. A lock another process holds is waited for (waits.attempt says how long, and
+        what then); `at_once`: not at all, waits.Busy is raised."""
         return _Transaction(self, exclusive, at_once)
 
     def after_commit(self, hook: Callable[[], None]) -> None:
@@ -171,6 +178,20 @@ class Connection:
     def _one(self, sql: str, args=()):
         with self._lock:
             return self._db.execute(sql, args).fetchone()
+
+    def _one_to_change(self, sql: str, args=()):
+        """`_one`, for a row a rule reads and then changes: within a write transaction it stays
+        locked until the transaction ends (PostgreSQL's FOR UPDATE; SQLite has one writer), so no
+        other host changes it in between (a payment is never cancelled past its amount)."""
+        with self._lock:
+            if self._depth:
+                sql += self._db.for_update
+            return self._db.execute(sql, args).fetchone()
+
+    def unreachable(self) -> str | None:
+        """Why the database cannot be used now (PostgreSQL down, the network cut), or None."""
+        with self._lock:
+            return self._db.problem()
 
     def _run(self, sql: str, args=()):
         with self.atomic():

@@ -10,6 +10,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from contextlib import nullcontext
 
 from ..domain.text import is_text
 from ..waits import Busy, waiting
@@ -93,7 +94,7 @@ class JournalTables:
         """Keep an entry. Where processes share a board (SQLite), entries are held back and
         written JOURNAL_BATCH at a time (within the transaction under way, if any), or by this
         process's journal writer within JOURNAL_HOLD seconds; a reader waits for them (settle_journal).
-        PostgreSQL writes each at once."""
+        PostgreSQL writes each at once, in the transaction under way if any (`journaled`)."""
         item = (_journal_row(entry), entry.get("coverage", ()))
         if self._board is None:
             with self.atomic():
@@ -119,6 +120,12 @@ class JournalTables:
                 _JOURNAL_WRITER.nudge()
         elif first:
             _JOURNAL_WRITER.nudge()
+
+    def journaled(self):
+        """Around a request whose answer the journal takes inside it (web/request_log.py's
+        `journaled`): where each entry is written at once (PostgreSQL), the request's writes and
+        its entry are one transaction, one commit; where entries are held back (SQLite), nothing."""
+        return self.atomic() if self._board is None else nullcontext()
 
     def write_held(self, only_if_due: bool = False, at_once: bool = False) -> None:
         """Write the entries held back: in one transaction, or in the one under way. They are

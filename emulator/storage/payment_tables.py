@@ -30,11 +30,16 @@ class PaymentTables:
         assignments = ", ".join(f"{name} = ?" for name in row)
         self._run(f"UPDATE payments SET {assignments} WHERE token = ?", (*row.values(), token))
 
-    def payment_by_token(self, token: int) -> Payment | None:
-        return _payment(self._one("SELECT * FROM payments WHERE token = ?", (token,)))
+    def payment_by_token(self, token: int, *, to_change: bool = False) -> Payment | None:
+        """`to_change`: read by a rule that then changes it, in a write transaction, which keeps
+        it from every other writer until it ends (connection.py's `_one_to_change`)."""
+        read = self._one_to_change if to_change else self._one
+        return _payment(read("SELECT * FROM payments WHERE token = ?", (token,)))
 
-    def payment_by_tid(self, tid: str) -> Payment | None:
-        return _payment(self._one("SELECT * FROM payments WHERE tid = ?", (tid,)))
+    def payment_by_tid(self, tid: str, *, to_change: bool = False) -> Payment | None:
+        """`to_change`: as for payment_by_token."""
+        read = self._one_to_change if to_change else self._one
+        return _payment(read("SELECT * FROM payments WHERE tid = ?", (tid,)))
 
     def latest_payment_for_order(self, client_id: str, order_no: str) -> Payment | None:
         return _payment(self._one(
