@@ -197,8 +197,14 @@ def _is_number(text: str, most_digits: int) -> bool:
     return re.fullmatch(rf"[0-9]{{1,{most_digits}}}", text) is not None
 
 
-@control("/health", "GET", "200 once ready")
+@control("/health", "GET", "200 once ready; 503 while its database cannot be reached")
 def health():
+    """Ready once the database answers: a round trip (on PostgreSQL, on a new connection if the
+    last one broke); while it cannot be reached, 503 saying why."""
+    reason = emulator().storage.unreachable()
+    if reason is not None:
+        return jsonify(status="unavailable", reason=f"the database is unreachable ({reason}); the emulator "
+                                                    "connects again at the next request"), 503
     return jsonify(status="ok")
 
 

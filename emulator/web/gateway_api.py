@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, g, jsonify, request
 from ..domain.endpoints import BY_NAME, PREFIX
 from ..domain.errors import GatewayError
 from ..waits import MustWait, answering_in_loop, waiting
+from . import request_log
 from .operations import Operation, register
 from .plumbing import authenticate, base_url, check_callback_url, check_urls, is_credential, json_body, warnings
 
@@ -19,7 +20,8 @@ blueprint = Blueprint("gateway_api", __name__, url_prefix=PREFIX)
 def endpoint(name: str):
     """Route the gateway endpoint `name` as domain/endpoints.py declares it. The handler gets
     (emulator, client, values, **path_args), values already checked against
-    schemas/requests/<schema>.json; the journal takes the answer (journal.install)."""
+    schemas/requests/<schema>.json; the journal takes the answer in the transaction of its writes
+    (request_log.journaled)."""
     declared = BY_NAME[name]
     path, key, schema, query = declared.path, declared.key, declared.schema, declared.query
     in_messages = path.lstrip("/")  # how the refusals name it: receipt/info/{tid}
@@ -42,7 +44,8 @@ def endpoint(name: str):
                 warnings().extend(checked.warnings)
             if checked.values.get("client_id") != client.client_id:
                 raise GatewayError("client_forbidden", client_id=checked.values.get("client_id"))
-            return jsonify(handler(instance, client, checked.values, **path_args))
+            return request_log.journaled(instance, lambda: jsonify(handler(instance, client, checked.values,
+                                                                           **path_args)))
 
         flask_path = path.replace("{tid}", "<tid>")
         blueprint.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[declared.method])

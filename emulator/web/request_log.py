@@ -1,16 +1,19 @@
 """The request journal: every gateway API request and its answer, as `GET /_emulator/requests`
-shows them. Each answer, errors included, is taken once it is made (after the transaction of a
-request that changes state has committed), before it is sent. Storage decides when entries are
-written (in batches) and makes every read see all of them. No header is kept, and the value of a
-query parameter named like a credential is kept as [redacted]."""
+shows them. Each answer, errors included, is taken once it is made, before it is sent: a gateway
+endpoint's answer within the transaction of its writes (`journaled`), so that on PostgreSQL both
+commit together; an error's once the transaction has been rolled back. Storage decides when
+entries are written (in batches on SQLite) and makes every read see all of them. No header is
+kept, and the value of a query parameter named like a credential is kept as [redacted]."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 from flask import Flask, Request, Response, g, request
 
 from ..domain.clock import iso
+from ..domain.errors import GatewayError
 from .plumbing import REDACTED, is_credential
 
 log = logging.getLogger("payletter_emulator")
@@ -22,11 +25,24 @@ def install(app: Flask) -> None:
     @app.after_request
     def journal(response: Response) -> Response:
         request_globals = g._get_current_object()
-        if request_globals.get("instance") is not None and not request_globals.get("unjournaled"):
+        if (request_globals.get("instance") is not None and not request_globals.get("unjournaled")
+                and not request_globals.get("journaled")):
             http_request = request._get_current_object()
             if http_request.path.startswith(JOURNALED):
                 _record(response, request_globals, http_request)
         return response
+
+
+def journaled(instance, answer: Callable[[], Response]) -> Response:
+    """`answer()`, its entry taken in the same transaction as the writes that made it (storage's
+    `journaled`: one commit on PostgreSQL). If that transaction fails, nothing of it is kept, and
+    the error it becomes is journaled as any error is (the after_request hook)."""
+    request_globals, http_request = g._get_current_object(), request._get_current_object()
+    with instance.storage.journaled():
+        response = answer()
+        _record(response, request_globals, http_request)
+    request_globals.journaled = True
+    return response
 
 
 def _record(response: Response, request_globals, http_request: Request) -> None:
@@ -52,6 +68,8 @@ def _record(response: Response, request_globals, http_request: Request) -> None:
             "warnings": request_globals.get("warnings", []), "error": request_globals.get("exception", ""), "rule": request_globals.get("rule"),
             "coverage": coverage,
         })
+    except GatewayError as error:  # the database unreachable or locked: said in one line
+        log.warning("could not write the journal: %s", error.message)
     except Exception:
         log.exception("could not write the journal")
 
