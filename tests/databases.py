@@ -25,9 +25,11 @@ def _binaries() -> Path:
 
 class PostgresServer:
     """initdb + pg_ctl in a temporary folder, on a free loopback port; as the `postgres` user
-    when the tests run as root, since PostgreSQL refuses to run as root."""
+    when the tests run as root, since PostgreSQL refuses to run as root. `settings`: more
+    `-c name=value` for the server (a library to preload). `pause` stops it as an administrator
+    would (`pg_ctl stop -m fast`: every connection ended), `resume` starts it again on its port."""
 
-    def __init__(self):
+    def __init__(self, *settings: str):
         self.bin = _binaries()
         self.folder = Path(tempfile.mkdtemp(prefix="payletter-pg-"))
         self.data = self.folder / "data"
@@ -39,10 +41,20 @@ class PostgresServer:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "server.log"), "-w", "start")
+        self.options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                        f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                        + "".join(f" -c {setting}" for setting in settings))
+        self.resume()
         self._names = itertools.count(1)
+
+    def resume(self) -> None:
+        """Started (again), once it accepts connections (`pg_ctl -w`)."""
+        self._run("pg_ctl", "-D", str(self.data), "-o", self.options, "-l", str(self.folder / "server.log"), "-w",
+                  "start")
+
+    def pause(self) -> None:
+        """Stopped as an administrator stops it: every client's connection is ended."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bin / program), *args]
