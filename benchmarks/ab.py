@@ -12,6 +12,15 @@ Python path (a copy of the repository, its `emulator/` folder seen under the ins
 runs this repository's `payletter_emulator.serving.wsgi:app` under gunicorn with sync workers instead (what the
 benchmark measured before it measured what ships). The configuration is `serve`'s unless the
 arguments say otherwise.
+
+`--db=postgresql://USER@HOST:PORT/NAME` among a variant's arguments runs it on PostgreSQL: a
+database of its own is made on that server for the run (NAME_ab1, ...; dropped after), and the
+CPU time of the server's processes (a server on this machine) is measured too, per request.
+Without it a variant runs on a fresh SQLite file. `--against NAME` also prints each variant's
+ratios to that variant (PostgreSQL against SQLite, say):
+
+    python benchmarks/ab.py --against sqlite --variant "sqlite=.:--workers=2" \
+        --variant "postgresql=.:--workers=2,--db=postgresql://postgres@127.0.0.1:5432/postgres"
 """
 from __future__ import annotations
 
@@ -34,8 +43,14 @@ class Variant(run.Server):
     def __init__(self, name: str, spec: str, workdir: Path, options: argparse.Namespace):
         source, _, arguments = spec.partition(":")
         self.port = run.free_port()
-        db = str(workdir / f"{abs(hash(name))}.db")
-        Seeder(db).__exit__()  # the schema made before the processes start, as the benchmark's stores
+        server = next((a.split("=", 1)[1] for a in arguments.split(",") if a.startswith("--db=")), None)
+        arguments = ",".join(a for a in arguments.split(",") if a and not a.startswith("--db="))
+        self.postgres = None if server is None else run.FreshDatabase(server, name)
+        if self.postgres is not None:
+            db = self.postgres.url  # serve makes its tables there at start
+        else:
+            db = str(workdir / f"{abs(hash(name))}.db")
+            Seeder(db).__exit__()  # the schema made before the processes start, as the benchmark's stores
         env = {key: value for key, value in os.environ.items() if not key.startswith("PAYLETTER_EMULATOR_")}
         env.update({"PAYLETTER_EMULATOR_FAKER_SEED": "7", "PAYLETTER_EMULATOR_DB": db})
         if source == "gunicorn":
@@ -56,6 +71,15 @@ class Variant(run.Server):
         pids = super().serving_pids()
         return pids if pids or self.processes > 1 else [self.process.pid]
 
+    def database_pids(self) -> list[int]:
+        """The PostgreSQL server's processes (its postmaster and every child), or none."""
+        return [] if self.postgres is None else self.postgres.pids()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.postgres is not None:
+            self.postgres.drop()
+
 
 def _as_installed(source: Path, folder: Path) -> Path:
     """A folder to put first on the Python path where `payletter_emulator` is the copy's `emulator/`
@@ -73,6 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="the baseline's gunicorn sync workers")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads-wrk", type=int, default=1)
+    parser.add_argument("--against", help="also print each variant's ratios to this variant's figures")
     parser.add_argument("--json", help="also write the figures to this file")
     options = parser.parse_args(argv)
     load_before = os.getloadavg()
@@ -93,22 +118,34 @@ def main(argv=None) -> int:
             runs = {name: [] for name in servers}
             for round_ in range(options.rounds):
                 for name, server in servers.items():
-                    runs[name].append(run.wrk(server, load, options.duration, options, workdir))
+                    database = server.database_pids() if isinstance(server, Variant) else []
+                    before = run.cpu_ticks(database)
+                    figures = run.wrk(server, load, options.duration, options, workdir)
+                    figures["database_cpu_seconds"] = (run.cpu_ticks(database) - before) / run.CLOCK_TICK
+                    runs[name].append(figures)
                 print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} done", file=sys.stderr, flush=True)
         finally:
             for server in servers.values():
                 server.stop()
             receiver.stop()
     summary = {name: run.summarise(figures) for name, figures in runs.items()}
+    for name, figures in runs.items():
+        summary[name]["database_cpu_us_per_request"] = round(statistics.mean(
+            r["database_cpu_seconds"] * 1e6 / max(1, r["requests"]) for r in figures), 1)
     base = summary["baseline"]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}, after: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'variant':<32} {'req/s':>7} {'p99 ms':>7} {'CPU us/req':>10} {'÷ baseline: req/s':>18} {'p99':>6}"
-          f" {'rounds (req/s)':>24}")
+    against = summary.get(options.against) if options.against else None
+    print(f"{'variant':<32} {'req/s':>7} {'p99 ms':>7} {'CPU us/req':>10} {'db CPU us/req':>13}"
+          f" {'÷ baseline: req/s':>18} {'p99':>6}" + (f" {'÷ ' + options.against + ': req/s':>18} {'p99':>6}"
+                                                      if against else "") + f" {'rounds (req/s)':>24}")
     for name, case in summary.items():
         rates = [round(r["requests"] / (r["duration_us"] / 1e6)) for r in runs[name]]
+        ratios = (f" {case['req_s'] / against['req_s']:>18.3f} {case['p99_ms'] / against['p99_ms']:>6.2f}"
+                  if against else "")
         print(f"{name:<32} {case['req_s']:>7.0f} {case['p99_ms']:>7.2f} {case['cpu_us_per_request']:>10.0f} "
-              f"{case['req_s'] / base['req_s']:>18.3f} {case['p99_ms'] / base['p99_ms']:>6.2f}   {rates}"
+              f"{case['database_cpu_us_per_request']:>13.0f} "
+              f"{case['req_s'] / base['req_s']:>18.3f} {case['p99_ms'] / base['p99_ms']:>6.2f}{ratios}   {rates}"
               + (f"  (errors: {case['errors']})" if case["errors"] else ""))
     if options.json:
         Path(options.json).write_text(json.dumps({"summary": summary, "load_before": load_before,

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -321,6 +322,39 @@ class Receiver:
         self.process.terminate()
         self.process.wait(10)
         self.log.close()
+
+
+class FreshDatabase:
+    """A database of one server's own (a variant's, a run's) on the PostgreSQL server of `url`
+    (made now, dropped by `drop`), and that server's postmaster (the parent of a backend), when
+    it runs on this machine: its processes' CPU time can be read."""
+
+    _made = 0
+
+    def __init__(self, url: str, user: str):
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        FreshDatabase._made += 1
+        self.server = url
+        self.name = f"{conninfo_to_dict(url).get('dbname', 'postgres')}_bench{FreshDatabase._made}"
+        self.url = urlsplit(url)._replace(path=f"/{self.name}").geturl()
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            connection.execute(f'CREATE DATABASE "{self.name}"')
+            stat = Path(f"/proc/{connection.info.backend_pid}/stat")  # read while the backend lives
+            self.postmaster = int(stat.read_text().rsplit(")", 1)[1].split()[1]) if stat.exists() else 0
+        print(f"{user}: PostgreSQL database {self.name}", file=sys.stderr)
+
+    def pids(self) -> list[int]:
+        """The server's processes: its postmaster and every child (none if it runs elsewhere)."""
+        return tree(self.postmaster) if self.postmaster else []
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 # --- load ---
