@@ -3,8 +3,8 @@
 the same small surface: execute with `?` placeholders, rows readable by name and by index,
 write transactions (begin, commit, rollback), and what a failure of the database means to a
 request. SQLite's writers take turns (BEGIN IMMEDIATE); PostgreSQL's lock only the rows they
-change, a transaction's statements travel together (psycopg's pipeline mode), and a connection
-that broke is made again at its next use."""
+change, a transaction's statements travel together (held until a result is read or it commits,
+then sent as one query), and a connection that broke is made again at its next use."""
 from __future__ import annotations
 
 import mmap
@@ -198,10 +198,11 @@ def _refuse_if_unfit(connection) -> None:
 
 
 class Postgres:
-    """One connection, in autocommit: a read outside a transaction is one statement; a write
-    transaction is sent in pipeline mode, so that its statements go together and it waits for the
-    server only where a result is read (a row to check, an id) and at its COMMIT. No lock is taken
-    but the rows a transaction changes or reads to change (`for_update`). A connection that broke
+    """One connection, in autocommit: a read outside a transaction is one statement (prepared by
+    psycopg after a few uses). A write transaction's statements are held, and sent together as one
+    query (client-side binding: psycopg's ClientCursor) when a result is read or at COMMIT, so it
+    waits for the server once per result it reads, and once more to commit. No lock is taken but
+    the rows a transaction changes or reads to change (`for_update`). A connection that broke
     (the server restarted, the network cut) is made again at the next use."""
 
     name = "postgresql"
@@ -218,11 +219,11 @@ class Postgres:
             raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
                                 "pip install 'payletter-emulator[postgres]'") from None
         self._psycopg, self._tuple_row = psycopg, tuple_row
+        self._idle = psycopg.pq.TransactionStatus.IDLE
         self._url, self._schema = url, schema
         self._options = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
         self._sql: dict[str, str] = {}
-        self._pipeline = None  # the open transaction's psycopg Pipeline, and the context that made it
-        self._pipeline_context = None
+        self._held: list[_Held] | None = None  # the open transaction's statements not sent yet; None: no transaction
         self._mode: str | None = None  # the open transaction's waits.on_lock()
         self._retry_at = 0.0  # no new connection is tried before this (time.monotonic())
         self._why = ""  # why the last connection could not be made, or broke
@@ -235,6 +236,7 @@ class Postgres:
             connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
             connection.execute(f'SET search_path TO "{self._schema}"')
         self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
+        self._sender = self._psycopg.ClientCursor(connection, row_factory=_rows)  # a transaction's held statements
         return connection
 
     def _live(self):
@@ -290,26 +292,21 @@ class Postgres:
         return translated
 
     def execute(self, sql: str, args=()):
-        sql, args = self._translated(sql), tuple(args)
-        if self._pipeline is None:
-            return self._outside(lambda connection: connection.execute(sql, args))
-        try:
-            return _Pending(self, self.connection.execute(sql, args))
-        except self._psycopg.Error as error:
-            raise self._failure(error, self._mode) from None
+        sql = self._translated(sql)
+        if self._held is None:
+            return self._outside(lambda connection: connection.execute(sql, tuple(args)))
+        held = _Held(self, sql, args)
+        self._held.append(held)
+        return held
 
     def tuples(self, sql: str, args=()) -> list[tuple]:
+        if self._held is not None:
+            held = self.execute(sql, args)
+            held.factory = self._tuple_row
+            return held.fetchall()
         sql, args = self._translated(sql), tuple(args)
-
-        def read(connection) -> list[tuple]:
-            return connection.cursor(row_factory=self._tuple_row).execute(sql, args).fetchall()
-
-        if self._pipeline is None:
-            return self._outside(read)
-        try:
-            return read(self.connection)
-        except self._psycopg.Error as error:
-            raise self._failure(error, self._mode) from None
+        return self._outside(lambda connection: connection.cursor(row_factory=self._tuple_row).execute(
+            sql, args).fetchall())
 
     def executemany(self, sql: str, rows: list) -> None:
         for row in rows:
@@ -339,70 +336,62 @@ class Postgres:
         return {row["column_name"] for row in rows}
 
     def begin(self, exclusive: bool, mode: str | None = None) -> bool:
-        """BEGIN, in pipeline mode: it leaves with the transaction's first statement. No lock is
-        taken here (`exclusive` means nothing to PostgreSQL): each statement locks the rows it
-        changes. A lock another transaction holds is waited for BUSY_WAIT at most in a run of a
-        request that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since the wait
-        holds this process's one connection; then `locked` is raised."""
+        """BEGIN, held: it leaves with the transaction's first statement sent. No lock is taken
+        here (`exclusive` means nothing to PostgreSQL): each statement locks the rows it changes.
+        A lock another transaction holds is waited for BUSY_WAIT at most in a run of a request
+        that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since the wait holds this
+        process's one connection; then `locked` is raised."""
         wait = BUSY_WAIT if mode is not None else LOCK_WAIT
         if wait != self._lock_timeout:  # set outside the transaction, so that a rollback keeps it
             self._outside(lambda connection: connection.execute(f"SET lock_timeout = {round(wait * 1000)}"))
             self._lock_timeout = wait
-        connection = self._live()
-        try:
-            context = connection.pipeline()
-            self._pipeline = context.__enter__()
-            self._pipeline_context = context
-            connection.execute("BEGIN")
-        except self._psycopg.Error as error:
-            self.rollback()
-            raise self._failure(error, mode) from None
-        self._mode = mode
+        self._live()  # a connection that broke is made again before the transaction, not within it
+        self._held, self._mode = [_Held(self, "BEGIN", ())], mode
         return True
 
-    def _sync(self) -> None:
-        """Every statement sent so far answered (the first error raised), the pipeline kept."""
+    def _send(self) -> None:
+        """Every statement held, sent as one query (one round trip), each given its result; the
+        first to fail fails them all, and what that means is raised."""
+        held = self._held
+        if not held:  # nothing held, or no transaction (a result read after it ended: it has one)
+            return
+        self._held, sender = [], self._sender
         try:
-            self._pipeline.sync()
+            sender.execute("; ".join(statement.sql for statement in held),
+                           [value for statement in held for value in statement.args])
+            for statement in held:  # one result each, in order
+                statement.count = sender.rowcount
+                if sender.description is not None:
+                    sender.row_factory = statement.factory
+                    statement.rows = sender.fetchall()
+                sender.nextset()
         except self._psycopg.Error as error:
             raise self._failure(error, self._mode) from None
-
-    def _leave_pipeline(self) -> None:
-        """Out of pipeline mode, every answer read: the first error among them is raised."""
-        context, self._pipeline_context, self._pipeline = self._pipeline_context, None, None
-        if context is not None:
-            context.__exit__(None, None, None)
 
     def commit(self) -> None:
-        """COMMIT, and every answer of the transaction read. If it fails (a lock not had, the
-        connection lost) the transaction is rolled back and what the failure means is raised:
-        a connection lost at COMMIT may have committed, so that request is not run again."""
+        """COMMIT, sent with whatever is held. If it fails (a lock not had, the connection lost)
+        the transaction is rolled back and what the failure means is raised: a connection lost
+        at COMMIT may have committed, so that request is not run again."""
+        self._held.append(_Held(self, "COMMIT", ()))
         try:
-            self.connection.execute("COMMIT")
-            self._leave_pipeline()
-        except self._psycopg.Error as error:
+            self._send()
+        except BaseException:
             self.rollback()
-            raise self._failure(error, self._mode) from None
+            raise
+        self._held = None
 
     def rollback(self) -> None:
-        """ROLLBACK, with the pipeline; never raises: on a broken connection the transaction is
-        gone with it, and after an error the server already ended it."""
-        psycopg = self._psycopg
-        try:
-            if self._pipeline is not None:
-                self.connection.execute("ROLLBACK")  # leaves with the pipeline's last answers
-        except psycopg.Error:
-            pass
-        try:
-            self._leave_pipeline()
-        except psycopg.Error:  # the error the transaction ended on, raised already
-            pass
+        """ROLLBACK, if any of the transaction reached the server (else the held statements are
+        dropped: nothing to undo); never raises: on a broken connection the transaction is gone
+        with it."""
+        self._held = None
         connection = self.connection
-        if not connection.closed and connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            try:
-                connection.execute("ROLLBACK")
-            except psycopg.Error:
-                connection.close()  # in no state to be used again: made anew at the next use
+        if connection.closed or connection.info.transaction_status == self._idle:
+            return
+        try:
+            connection.execute("ROLLBACK")
+        except self._psycopg.Error:
+            connection.close()  # in no state to be used again: made anew at the next use
 
     def problem(self) -> str | None:
         """Why the database cannot be used now, or None: one round trip (on a new connection if
@@ -419,35 +408,37 @@ class Postgres:
         self.connection.close()
 
 
-class _Pending:
-    """A statement of a transaction in pipeline mode: its result is read from the server when it
-    is asked for (with every statement sent before it), so statements whose results nobody reads
-    wait for none."""
+class _Held:
+    """A statement of a transaction, held until a result of it (or of one after it) is read, or
+    the transaction commits: then it is sent with every other statement held (Postgres._send)."""
 
-    __slots__ = ("backend", "cursor", "pipeline")
+    __slots__ = ("backend", "sql", "args", "factory", "rows", "count")
 
-    def __init__(self, backend: Postgres, cursor):
+    def __init__(self, backend: Postgres, sql: str, args):
         self.backend = backend
-        self.cursor = cursor
-        self.pipeline = backend._pipeline
+        self.sql = sql
+        self.args = tuple(args)
+        self.factory = _rows
+        self.rows: list | None = None
+        self.count: int | None = None
+
+    def _answered(self) -> None:
+        if self.count is None:
+            self.backend._send()
 
     def fetchone(self):
-        try:
-            return self.cursor.fetchone()
-        except self.backend._psycopg.Error as error:
-            raise self.backend._failure(error, self.backend._mode) from None
+        self._answered()
+        return self.rows.pop(0) if self.rows else None
 
     def fetchall(self) -> list:
-        try:
-            return self.cursor.fetchall()
-        except self.backend._psycopg.Error as error:
-            raise self.backend._failure(error, self.backend._mode) from None
+        self._answered()
+        rows, self.rows = self.rows or [], []
+        return rows
 
     def __iter__(self):
         return iter(self.fetchall())
 
     @property
     def rowcount(self) -> int:
-        if self.pipeline is self.backend._pipeline:  # else its transaction has ended: every answer is in
-            self.backend._sync()
-        return self.cursor.rowcount
+        self._answered()
+        return self.count
