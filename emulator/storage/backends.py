@@ -8,9 +8,11 @@ import mmap
 import os
 import re
 import sqlite3
+import threading
 
 from ..domain.errors import GatewayError
 from ..waits import LOCK_WAIT, RERUN, Busy, on_lock
+from . import pg_sessions
 from .board import SIZE, Board
 from .capabilities import why_unfit
 
@@ -55,6 +57,7 @@ class SQLite:
     skip_locked = ""
 
     def __init__(self, path: str):
+        self.lock = threading.RLock()  # the storage's, held for a statement or a transaction
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
@@ -176,7 +179,10 @@ class Postgres:
         except ImportError:
             raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
                                 "pip install 'payletter-emulator[postgres]'") from None
-        self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
+        # One of the process's few connections, shared with every other storage (storage/pg_sessions.py)
+        self.connection = pg_sessions.connect(url, schema, row_factory=_rows)
+        self.lock = self.connection.lock
+        self.url = url
         _refuse_if_unfit(self.connection)
         self._lock_not_available = psycopg.errors.LockNotAvailable
         self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
