@@ -105,3 +105,21 @@ def test_a_lost_listening_connection_listens_again_and_nothing_is_missed(url):
         assert storage.shared_generation() != heard  # what changed while deaf is read again
     finally:
         storage.close()
+
+
+def test_a_shared_connection_killed_under_its_storages_is_made_again_at_the_next_statement(url):
+    root, sandbox = Storage(url), Storage(url, schema="sb")
+    try:
+        root.next_value("serial")
+        sandbox.next_value("serial")
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                   "current_database() AND pid <> pg_backend_pid() AND application_name <> "
+                                   "'payletter-emulator news'").fetchall()
+        assert killed
+        with pytest.raises(psycopg.OperationalError):  # the statement that finds it dead
+            root.next_value("serial")
+        assert (root.next_value("serial"), sandbox.next_value("serial")) == (2, 2)  # each in its schema again
+    finally:
+        root.close()
+        sandbox.close()

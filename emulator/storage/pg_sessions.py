@@ -9,6 +9,7 @@ import os
 import re
 import threading
 from collections import Counter
+from contextlib import contextmanager
 
 # A storage and its callback senders' storage (instance.py) are views of one schema opened one
 # after the other: they go to different connections, so a request never waits behind a sender.
@@ -25,12 +26,25 @@ class _Session:
     """A real connection, and the lock a view holds over it for a statement or a transaction."""
 
     def __init__(self, url: str, row_factory):
-        import psycopg
-
-        self.connection = psycopg.connect(url, autocommit=True, row_factory=row_factory)
+        self.url, self.row_factory = url, row_factory
         self.lock = threading.RLock()
         self.current: View | None = None  # whose settings are in place
         self.schemas: Counter = Counter()  # the schemas of the views open on it
+        self.connection = self._connect()
+
+    def _connect(self):
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, row_factory=self.row_factory)
+
+    def live(self):
+        """The connection; a new one (the caller holds the lock) if it broke or was closed: the
+        server restarted, or a view closed it on an error that said so. Its views' settings are
+        said again on it."""
+        if self.connection.closed:
+            self.connection = self._connect()
+            self.current = None
+        return self.connection
 
 
 class _Pool:
@@ -76,14 +90,14 @@ class View:
         self._key, self._session, self._schema = key, session, schema
         self.lock = session.lock
         self._settings: dict[str, str] = {}  # a setting's name: the SET statement that gave its value
-        self.closed = False
+        self._closed = False
 
     def _taken(self):
         """The real connection with this view's settings in place (the caller holds the lock). A
         view never takes it from another in the middle of that one's transaction: the lock is
         held for the whole of it, by the same thread that would then need it here."""
         session = self._session
-        connection = session.connection
+        connection = session.live()
         if session.current is not self:
             if connection.info.transaction_status != _idle():
                 raise RuntimeError("a storage of another schema used the connection inside a transaction of "
@@ -106,19 +120,28 @@ class View:
         if setting is not None:
             self._settings[setting.group(1).lower()] = query
 
+    @contextmanager
+    def pipeline(self):
+        """psycopg's pipeline mode on the connection, with this view's settings in place, under
+        the lock (a transaction's statements sent together)."""
+        with self.lock:
+            with self._taken().pipeline() as pipeline:
+                yield pipeline
+
     @property
     def info(self):
         return self._session.connection.info
 
     @property
-    def broken(self) -> bool:
-        return self._session.connection.broken
+    def closed(self) -> bool:
+        """This view closed, or its connection (a new one is made at the next statement)."""
+        return self._closed or self._session.connection.closed
 
     def close(self) -> None:
         """This view is done; the connection closes with the last view of the pool."""
-        if self.closed:
+        if self._closed:
             return
-        self.closed = True
+        self._closed = True
         with _POOLS_LOCK:  # not the connection's lock too: a storage closing holds that one already
             session = self._session
             session.schemas[self._schema] -= 1
