@@ -8,6 +8,8 @@ with or without a hundred sandboxes, on no more connections."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +20,11 @@ import psycopg
 import pytest
 import requests
 
+from payletter_emulator.config import ENV_PREFIX
 from payletter_emulator.storage.pg_sessions import POOL_SIZE
 
 from .conftest import Answer, Api, EmulatorProcess, freeze_at, ok
+from .doc_blocks import doc_block
 
 T0 = "2026-11-29T10:00:00+09:00"
 LIST = "/v1.0/payments/transaction/list"
@@ -266,3 +270,37 @@ def test_an_idle_host_sends_no_statements_and_sandboxes_add_no_connection(tmp_pa
         assert statements <= window
         assert cpu_sandboxes <= 2 * cpu_alone + 0.05  # a tick or so of slack: idle is a few ticks at most
 
+
+
+# --- docs/deploy-shared.md's "Running it" -------------------------------------------------------
+
+def test_the_running_it_example_runs_against_two_hosts(tmp_path, shared, receiver, capsys):
+    """The page's hosts, each started as its shell block says (its database the test's, each on a
+    free loopback port), then its check run against them, their addresses put in."""
+    env, commands = {}, []
+    for line in doc_block("shared-hosts-serve").text.splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].partition("=")
+            env[name] = value
+        elif line:
+            commands.append(shlex.split(line))
+    assert set(env) == {ENV_PREFIX + "DB", ENV_PREFIX + "PUBLIC_URL", ENV_PREFIX + "CONTROL_TOKEN"}
+    env[ENV_PREFIX + "DB"] = shared
+    started = []
+    try:
+        for number, command in enumerate(commands):
+            assert command[:2] == ["payletter-emulator", "serve"]
+            args = command[2:]
+            for option, value in (("--host", "127.0.0.1"), ("--port", "0")):
+                args[args.index(option) + 1] = value
+            workdir = tmp_path / f"host-{number}"
+            workdir.mkdir()
+            started.append(EmulatorProcess(workdir, *args, db=None, env=env))
+        code = doc_block("shared-hosts-check").text
+        addresses = re.search(r"^A, B = .*$", code, re.MULTILINE).group(0)
+        exec(code.replace(addresses, f"A, B = {started[0].url!r}, {started[1].url!r}"), {})
+        assert "one gateway; the clock moved on B" in capsys.readouterr().out
+    finally:
+        for process in started:
+            process.stop()
