@@ -111,6 +111,7 @@ class _Listener:
 
     def __init__(self, url: str):
         self.url = url
+        self._pid = os.getpid()
         self.stopped = False
         self._hearings: dict[str, list[Hearing]] = {}
         self._lock = threading.Lock()
@@ -144,6 +145,8 @@ class _Listener:
             hearing._generation = next(_generations)
 
     def listening(self) -> bool:
+        if self._pid != os.getpid():  # a copy in a forked process, whose thread did not come along
+            return False
         if self._thread is None and not self.stopped:
             with self._lock:
                 if self._thread is None:
