@@ -18,15 +18,17 @@ POOL_SIZE = 2
 # it is the view's own, and is said again whenever the view takes the connection back.
 _SESSION_SETTING = re.compile(r"\s*SET\s+(?:SESSION\s+)?(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b|SESSION\b)([\w.]+)",
                               re.IGNORECASE)
-_POOLS: dict[tuple[int, str], _Pool] = {}  # (process, database URL): a forked process opens its own
+# (process, database URL): a forked process opens its own. A pool is kept once made, with the lock of
+# each of its connections: a storage holds its connection's lock from its start (connection.py).
+_POOLS: dict[tuple[int, str], _Pool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 class _Session:
     """A real connection, and the lock a view holds over it for a statement or a transaction."""
 
-    def __init__(self, url: str, row_factory):
-        self.url, self.row_factory = url, row_factory
+    def __init__(self, url: str, row_factory, options: dict):
+        self.url, self.row_factory, self.options = url, row_factory, options
         self.lock = threading.RLock()
         self.current: View | None = None  # whose settings are in place
         self.schemas: Counter = Counter()  # the schemas of the views open on it
@@ -35,7 +37,7 @@ class _Session:
     def _connect(self):
         import psycopg
 
-        return psycopg.connect(self.url, autocommit=True, row_factory=self.row_factory)
+        return psycopg.connect(self.url, autocommit=True, row_factory=self.row_factory, **self.options)
 
     def live(self):
         """The connection; a new one (the caller holds the lock) if it broke or was closed: the
@@ -52,25 +54,28 @@ class _Pool:
         self.url = url
         self.sessions: list[_Session] = []
 
-    def session_for(self, schema: str | None, row_factory) -> _Session:
+    def session_for(self, schema: str | None, row_factory, options: dict) -> _Session:
         """The first connection with no view of `schema` yet (a new one while the pool has room),
         else the one with the fewest."""
         free = next((session for session in self.sessions if not session.schemas[schema]), None)
         if free is None and len(self.sessions) < POOL_SIZE:
-            free = _Session(self.url, row_factory)
+            free = _Session(self.url, row_factory, options)
             self.sessions.append(free)
         return free or min(self.sessions, key=lambda session: session.schemas[schema])
 
+    def in_use(self) -> bool:
+        return any(+session.schemas for session in self.sessions)
 
-def connect(url: str, schema: str | None = None, row_factory=None) -> View:
+
+def connect(url: str, schema: str | None = None, row_factory=None, **options) -> View:
     """A view, for a storage in `schema` (None: the database's own search path), of one of this
-    process's connections to `url`."""
+    process's connections to `url` (`options`: psycopg.connect's, for a connection made now or later)."""
     with _POOLS_LOCK:
         key = (os.getpid(), url)
         pool = _POOLS.get(key)
         if pool is None:
             pool = _POOLS[key] = _Pool(url)
-        session = pool.session_for(schema, row_factory)
+        session = pool.session_for(schema, row_factory, options)
         session.schemas[schema] += 1
         return View(key, session, schema)
 
@@ -78,7 +83,7 @@ def connect(url: str, schema: str | None = None, row_factory=None) -> View:
 def open_connections(url: str) -> int:
     """How many connections to `url` this process holds for its storages (its listener aside)."""
     pool = _POOLS.get((os.getpid(), url))
-    return 0 if pool is None else len(pool.sessions)
+    return 0 if pool is None else sum(not session.connection.closed for session in pool.sessions)
 
 
 class View:
@@ -112,8 +117,8 @@ class View:
             self._remember(query)
             return cursor
 
-    def cursor(self, *args, **kwargs) -> _Cursor:
-        return _Cursor(self, self._session.connection.cursor(*args, **kwargs))
+    def cursor(self, **options) -> _Cursor:
+        return _Cursor(self, options)
 
     def _remember(self, query) -> None:
         setting = _SESSION_SETTING.match(query) if isinstance(query, str) else None
@@ -138,7 +143,7 @@ class View:
         return self._closed or self._session.connection.closed
 
     def close(self) -> None:
-        """This view is done; the connection closes with the last view of the pool."""
+        """This view is done; the pool's connections close with its last view."""
         if self._closed:
             return
         self._closed = True
@@ -147,26 +152,34 @@ class View:
             session.schemas[self._schema] -= 1
             if session.current is self:
                 session.current = None
-            pool = _POOLS.get(self._key)
-            if pool is None or any(+other.schemas for other in pool.sessions):
+            pool = _POOLS[self._key]
+            if pool.in_use():
                 return
-            del _POOLS[self._key]
-        for other in pool.sessions:
-            other.connection.close()
+            sessions = list(pool.sessions)
+        # The last view of the pool closed: its connections too, each under its own lock (always taken
+        # before the pools' lock), unless a view was opened meanwhile. The pool and its locks stay: a
+        # storage that opens later takes the same lock, on a new connection.
+        for other in sessions:
+            with other.lock, _POOLS_LOCK:
+                if pool.in_use():
+                    return
+                other.connection.close()
+                other.current = None
 
 
 class _Cursor:
-    """A cursor of the real connection whose statements run as the view's."""
+    """A cursor whose statement runs as the view's: a cursor of the real connection, made once the
+    view has taken it (a new connection, if the last one broke), and returned by `execute`."""
 
-    def __init__(self, view: View, cursor):
-        self._view, self._cursor = view, cursor
+    def __init__(self, view: View, options: dict):
+        self._view, self._options = view, options
 
     def execute(self, query, params=None, **options):
         with self._view.lock:
-            self._view._taken()
-            self._cursor.execute(query, params, **options)
+            cursor = self._view._taken().cursor(**self._options)
+            cursor.execute(query, params, **options)
             self._view._remember(query)
-            return self._cursor
+            return cursor
 
 
 def _idle():
