@@ -76,6 +76,9 @@ class Dispatcher:
         self._pool = None
         self.thread: threading.Thread | None = None  # the background thread of this process
         self._stopped = threading.Event()
+        # Where every change is told (instance.py wires storage/pg_news.py's news to `wake`): how
+        # long to wait for work instead of polling; None, until woken.
+        self.until_next: Callable[[], float | None] | None = None
 
     # --- the background thread ---
     def start(self) -> None:
@@ -139,7 +142,9 @@ class Dispatcher:
             self._wake.wait(wait)
             self._wake.clear()
 
-    def _seconds_to_next_due(self) -> float:
+    def _seconds_to_next_due(self) -> float | None:
+        if self.until_next is not None:
+            return self.until_next()
         next_due = self.storage.next_callback_due(self.now())
         return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, (next_due - self.now()) / 1000))
 

@@ -8,9 +8,11 @@ import mmap
 import os
 import re
 import sqlite3
+import threading
 
 from ..domain.errors import GatewayError
 from ..waits import LOCK_WAIT, RERUN, Busy, on_lock
+from . import pg_news, pg_sessions
 from .board import SIZE, Board
 from .capabilities import why_unfit
 
@@ -53,8 +55,10 @@ def connect(target: str, schema: str | None = None):
 class SQLite:
     name = "sqlite"
     skip_locked = ""
+    news = None  # processes on one file tell each other through its page of memory (`board`)
 
     def __init__(self, path: str):
+        self.lock = threading.RLock()  # the storage's, held for a statement or a transaction
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
@@ -176,7 +180,11 @@ class Postgres:
         except ImportError:
             raise DriverMissing("a postgresql:// database needs psycopg, which is not installed: "
                                 "pip install 'payletter-emulator[postgres]'") from None
-        self.connection = psycopg.connect(url, autocommit=True, row_factory=_rows)
+        # One of the process's few connections, shared with every other storage (storage/pg_sessions.py)
+        self.connection = pg_sessions.connect(url, schema, row_factory=_rows)
+        self.lock = self.connection.lock
+        self.url = url
+        self.news: pg_news.Hearing | None = None  # once the tables are made
         _refuse_if_unfit(self.connection)
         self._lock_not_available = psycopg.errors.LockNotAvailable
         self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
@@ -218,13 +226,17 @@ class Postgres:
         return re.sub(r"\bREAL\b", "DOUBLE PRECISION", text)
 
     def create(self, schema: str) -> None:
-        """The same tables as SQLite's; one process at a time creates them."""
+        """The same tables as SQLite's, and the triggers that tell other processes what changed
+        (storage/pg_news.py); one process at a time creates them."""
         self.connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
             for statement in filter(str.strip, self.ddl(schema).split(";")):
                 self.connection.execute(statement)
+            told = pg_news.install(self.connection)
         finally:
             self.connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        if self.news is None:
+            self.news = pg_news.hear(self.url, told)
 
     def columns(self, table: str) -> set[str]:
         rows = self.connection.execute("SELECT column_name FROM information_schema.columns "
@@ -253,4 +265,6 @@ class Postgres:
         """The advisory lock ends with the transaction."""
 
     def close(self) -> None:
+        if self.news is not None:
+            self.news.close()
         self.connection.close()

@@ -185,6 +185,17 @@ class CallbackTables:
         return self._one("SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?",
                          (now,))[0]
 
+    def next_work(self, now: float, wall: float) -> tuple[bool, int | None, float | None]:
+        """What a sender that is told of every change waits for, in one read: whether a callback
+        is due now and claimable, when the next one falls due (emulator milliseconds), and when
+        the first live claim on a pending one lapses (wall time: its holder may have stopped)."""
+        row = self._one(
+            f"SELECT EXISTS ({_ANY_DUE}) AS due_now, "
+            "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due, "
+            "(SELECT min(claim_expires) FROM callbacks WHERE claim_expires >= ? AND status = 'pending') AS next_lapse",
+            (now, wall, now, wall))
+        return bool(row["due_now"]), row["next_due"], row["next_lapse"]
+
     def _attempts(self, ids: list[int]) -> dict[int, list[dict]]:
         if not ids:
             return {}
