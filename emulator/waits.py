@@ -1,9 +1,10 @@
 """What a request tells whoever serves it: that it waits for something outside the process
 (`waiting`), or that it must be run again on a request thread (`MustWait`).
 
-A serving process answers requests in its event loop (`in_loop`); one that must wait (a reset, a resend, the journal, a scenario's latency, a
-flush with more to wait for than the loop's own attempts) raises `MustWait` before it has changed
-anything, and is run again on a request thread (serving/threads.py).
+A serving process answers requests in its event loop (`in_loop`); a route that always waits (a flush,
+a reset, a resend, the journal) says so (THREAD) and runs on a request thread (serving/threads.py)
+from the start; a request that reaches a wait its route does not declare (a scenario's latency)
+raises `MustWait` before it has changed anything, and is run again on a request thread.
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
@@ -41,28 +42,24 @@ class waiting:
 ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
 
 
-THREAD = "thread"  # a route that always waits for something outside the process: run on a request thread
-SETTLE = "settle"  # a route that first waits for the event loop's own work (a flush: the first attempts)
+THREAD = "thread"  # a route that always waits (for callbacks, other processes): run on a request thread
 
 
 def declared(view) -> str | None:
-    """How a route's view declares it waits (THREAD, SETTLE), or None: most never wait."""
+    """How a route's view declares it waits (THREAD), or None: most never wait."""
     return getattr(view, "waits", None)
 
 
 class MustWait(BaseException):
     """A request answered in the event loop has reached a wait its route does not declare (a
-    scenario's latency, a flush with more to wait for than the loop's own attempts): it must be
-    run again in a request thread, with `keep` (what it has decided already, such as the scenario
-    rule it has counted) added to its environ; `until`: what it waits for is work of the event
-    loop itself (a coroutine function), after which it is run in the loop again. Raised before
+    scenario's latency): it must be run again in a request thread, with `keep` (what it has
+    decided already, such as the scenario rule it has counted) added to its environ. Raised before
     anything is written; a BaseException, so that Flask lets it through unanswered and
     unjournaled."""
 
-    def __init__(self, keep: dict, until=None):
+    def __init__(self, keep: dict):
         super().__init__()
         self.keep = keep
-        self.until = until
 
 
 class in_loop:

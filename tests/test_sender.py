@@ -1,6 +1,5 @@
-"""The callback sender itself, both ways it runs: `send` on a sender's thread (retries, resends)
-and `send_async` in a serving process's event loop (first attempts), on asyncio's loop and on
-uvloop's (the one `serve` runs). Each case is a real merchant on a port, scripted byte by byte."""
+"""The callback sender itself (aiohttp, in an event loop), on asyncio's loop and on uvloop's (the one
+`serve` runs). Each case is a real merchant on a port, scripted byte by byte."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +12,7 @@ import pytest
 
 from payletter_emulator.delivery import sender as callbacks
 from payletter_emulator.delivery.sender import RESPONSE_LIMIT
+from payletter_emulator.domain.callback_policy import Listening
 
 from .conftest import RawMerchant
 
@@ -24,18 +24,17 @@ def _uvloop_runner():
     return lambda: asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def in_thread(url: str, body: dict, **options):
-    return callbacks.send(url, body, **options)
-
-
-def _in_a_loop_of_its_own(make_runner, url: str, body: dict, **options):
-    """send_async in a fresh event loop, on a thread of its own (a loop other tests leave marked
-    running on the main thread, as Playwright's does, would refuse a second one there)."""
+def _in_a_loop_of_its_own(make_runner, url: str, body: dict, loops: list | None = None, **options):
+    """send in a fresh event loop, on a thread of its own (a loop other tests leave marked running
+    on the main thread, as Playwright's does, would refuse a second one there); the loop is put in
+    `loops`, if given."""
     done = {}
 
     def run():
         with make_runner() as runner:
-            done["outcome"] = runner.run(callbacks.send_async(url, body, **options))
+            if loops is not None:
+                loops.append(runner.get_loop())
+            done["outcome"] = runner.run(callbacks.send(url, body, **options))
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -51,7 +50,7 @@ def in_uvloop(url: str, body: dict, **options):
     return _in_a_loop_of_its_own(_uvloop_runner(), url, body, **options)
 
 
-@pytest.fixture(params=[in_thread, in_asyncio, in_uvloop], ids=["thread", "asyncio", "uvloop"])
+@pytest.fixture(params=[in_asyncio, in_uvloop], ids=["asyncio", "uvloop"])
 def sender(request):
     return request.param
 
@@ -111,7 +110,7 @@ def test_only_the_first_bytes_of_a_long_answer_are_kept(sender, merchant):
 
 def test_a_merchant_that_hangs_up_without_a_word(sender, merchant):
     outcome = sender(merchant(lambda connection, request: None).url, {}, timeout=2)
-    assert outcome.error.startswith("ConnectionError") and outcome.http_status is None and outcome.sent
+    assert outcome.error.startswith("ConnectionError") and outcome.http_status is None
 
 
 def test_nobody_listening(sender):
@@ -145,12 +144,33 @@ def test_a_dribbling_merchant_cannot_stretch_the_attempt(sender, merchant):
     assert shop.wait_ended(1) == 1 and shop.cut_off == 1  # hung up on mid-answer, not read to the end
 
 
-def test_nothing_leaves_when_the_ledger_says_no(sender, merchant):
+def test_a_stall_of_the_process_is_not_held_against_the_merchant(sender, merchant):
+    """The merchant answers in 0.3 s while the process stands still for 2 s (its loop blocked, as
+    a process stopped and continued): its answer is read, not cut off by the 1 s timeout."""
+    loops = []
+
+    def late(connection, request):
+        loops[0].call_soon_threadsafe(time.sleep, 2.0)  # the sender's process stands still: the case under test
+        time.sleep(0.3)  # the merchant thinks
+        answer(200, ACK)(connection, request)
+
+    outcome = sender(merchant(late).url, {}, timeout=1, loops=loops)
+    assert outcome.acknowledged and outcome.http_status == 200, outcome
+    assert outcome.latency_ms >= 2000  # the time it took, stall and all
+
+
+def test_the_emulator_itself_is_never_connected_to(sender, merchant):
+    """An address where the emulator listens is refused before the connection is opened: the
+    one listening there never sees it."""
     shop = merchant(answer(200, ACK))
-    outcome = sender(shop.url, {}, timeout=2, on_connected=lambda: False)
-    assert not outcome.sent and outcome.error.startswith("not sent")
-    assert shop.wait_ended(1) == 1  # the connection it opened is over
-    assert shop.requests == []
+    port = int(shop.url.split(":")[2].split("/")[0])
+    outcome = sender(shop.url.replace("127.0.0.1", "localhost"), {}, timeout=2,
+                     listening=Listening("0.0.0.0", (port,)))
+    assert outcome.blocked and not outcome.acknowledged and outcome.http_status is None
+    assert outcome.error.startswith("blocked: callback_url reaches the emulator itself") and f":{port}," in outcome.error
+    with socket.create_connection(("127.0.0.1", port), timeout=5):  # a connection of the test's own, to count by
+        pass
+    assert shop.wait_ended(1) == 1 and shop.requests == []  # the only connection it saw was the test's
 
 
 def test_a_url_that_is_not_http(sender):

@@ -4,13 +4,13 @@ uvicorn reads every request (headers and body) in its event loop, so a client th
 nothing, or dribbles its headers, costs little memory and no thread; only a whole request
 reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
 hand-over to a thread and back cost as much as the app's work (benchmarks/RESULTS.md). A request that
-waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
-the loop's own callback attempts) is handed, before it has done anything, to the process's
-request threads (emulator/waits.py: two, and one more for each request that waits, so
-a flush holds up nobody). Several processes serve, each given its connections by the supervisor
-(emulator/serving/supervisor.py); each runs the same app (and its own callback dispatcher, which claims
-work so that no attempt is made twice). The choice: docs/decisions.md ("Serving"); its
-figures: benchmarks/RESULTS.md."""
+waits (a flush, a reset, a resend, the journal, a scenario's latency) is handed, before it has done
+anything, to the process's request threads (emulator/waits.py: two, and one more for each request
+that waits, so a flush holds up nobody). The loop also makes the process's callback attempts
+(emulator/delivery/dispatcher.py), and a stop lets those in flight end. Several processes serve,
+each given its connections by the supervisor (emulator/serving/supervisor.py); each runs the same
+app (and its own callback dispatcher, which claims work so that no attempt is made twice). The
+choice: docs/decisions.md ("Serving"); its figures: benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +33,9 @@ from urllib.parse import unquote_to_bytes
 import uvicorn
 
 from ..config import Settings, is_loopback_host
-from ..delivery import handover
+from ..delivery import dispatcher
 from ..startup import refusal
-from ..waits import ARRIVED, SETTLE, THREAD, MustWait, in_loop
+from ..waits import ARRIVED, THREAD, MustWait, in_loop
 from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
 
@@ -43,9 +43,6 @@ KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
 PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
-# A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
-# the loop is making) first waits for it this long at most, before it is called.
-SETTLE_FIRST = 0.05
 MOST_PROCESSES = 8  # by default: each process costs memory, and SQLite's writers take turns anyway
 # A request's head (its line and headers) past this is refused (400) and its connection closed:
 # otherwise one connection could send headers until the process runs out of memory.
@@ -89,7 +86,6 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
     settings = replace(settings, port=listener.getsockname()[1])  # the port it got: no callback may lead there
     config = Config(settings, certificates, count)
     if count == 1:
-        config.load()  # the app, before serving: a refusal leaves here, not from inside uvicorn
         server = _Server(config, ready)
         with _graceful_stop(server):
             server.run(sockets=[listener])
@@ -99,8 +95,25 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
     Supervisor(config, listener, count, ready).run()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server in the one serving process, which says when it accepts connections."""
+class Server(uvicorn.Server):
+    """uvicorn's server in a serving process, whose event loop also makes the process's callback
+    attempts: made first, before the app (the loop is given to delivery, then the app is built: a
+    refusal leaves before anything serves); a stop lets the attempts in flight end."""
+
+    def run(self, sockets=None) -> None:
+        with asyncio.Runner(loop_factory=self.config.get_loop_factory()) as runner:
+            dispatcher.serve_in(runner.get_loop())
+            if not self.config.loaded:
+                self.config.load()
+            runner.run(self.serve(sockets=sockets))
+
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets=sockets)
+        await dispatcher.finish()
+
+
+class _Server(Server):
+    """The one serving process, which says when it accepts connections."""
 
     def __init__(self, config: uvicorn.Config, ready):
         super().__init__(config)
@@ -220,9 +233,9 @@ class Config(uvicorn.Config):
 
 class Bridge:
     """The ASGI app uvicorn serves: the Flask (WSGI) app, called with the whole request read
-    in the event loop (or on a request thread, for a request that raises `MustWait`), its
-    answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to a thread for
-    every read and write (measured in benchmarks/RESULTS.md)."""
+    in the event loop (or on a request thread, for a route that waits or a request that raises
+    `MustWait`), its answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to
+    a thread for every read and write (measured in benchmarks/RESULTS.md)."""
 
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
@@ -246,61 +259,39 @@ class Bridge:
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
         answer = None
-        waits = route_waits(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"])
-        in_thread = waits == THREAD
-        if waits == SETTLE:  # a flush: once the loop's own attempts are made, it is answered at once
-            await handover.settled(timeout=SETTLE_FIRST)
-        while not in_thread and answer is None:
-            attempt = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+        if route_waits(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"]) != THREAD:
             try:
                 with in_loop():
-                    answer = self.call(attempt)
+                    answer = self.call(dict(environ, **{"wsgi.input": io.BytesIO(body)}))
             except MustWait as wait:  # answered on a request thread instead, with what it decided
                 environ.update(wait.keep)
-                if wait.until is not None:  # or in the loop again, once what it waits for is done
-                    await wait.until()
-                    continue
-                in_thread = True
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
-        status, headers, content, later = answer
-        try:
-            if dropped:
-                _abort(send)
-                return
-            if unread:
-                headers.append((b"connection", b"close"))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": content})
-        finally:
-            for work, task in later:  # what the answer did not wait for (a callback's first attempt)
-                if task is not None:
-                    handover.start(task)
-                else:
-                    work()
+        status, headers, content = answer
+        if dropped:
+            _abort(send)
+            return
+        if unread:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
-    def call(self, environ: dict) -> tuple[int, list, bytes, list]:
+    def call(self, environ: dict) -> tuple[int, list, bytes]:
         started = []
 
         def start_response(status, headers, exc_info=None):
             started[:] = [int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]]
             return _no_write
 
-        with handover.collecting() as later:
-            try:
-                result = self.app(environ, start_response)
-                try:
-                    content = b"".join(result)
-                finally:
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-            except BaseException:
-                for work, _ in later:
-                    work()
-                raise
-        return started[0], started[1], content, later
+        result = self.app(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return started[0], started[1], content
 
 
 def _no_write(data: bytes) -> None:

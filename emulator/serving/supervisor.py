@@ -29,6 +29,7 @@ import time
 import uvicorn
 
 from ..startup import Refusal
+from .bridge import Server
 
 log = logging.getLogger("uvicorn.error")
 READY = b"ready"  # what a worker says on its report pipe once it accepts connections
@@ -182,8 +183,7 @@ class Supervisor:
                 if read_end is not None:
                     os.close(read_end)
             worker = Worker(self.config, theirs, self.loads, slot, report)
-            self.config.load()  # the app; a refusal goes to the supervisor, which stops them all
-            worker.run(sockets=[])
+            worker.run(sockets=[])  # the app first: a refusal goes to the supervisor, which stops them all
         except BaseException as error:  # noqa: BLE001  (a worker never returns into the supervisor's code)
             code = 1
             if worker is None or not worker.say(str(error) if isinstance(error, Refusal) else
@@ -258,7 +258,7 @@ class Supervisor:
                 pass
 
 
-class Worker(uvicorn.Server):
+class Worker(Server):
     """uvicorn's server in a worker process: its connections come over `channel`, from the
     supervisor, instead of from a listening socket."""
 
