@@ -230,3 +230,71 @@ def test_https_with_a_certificate_nobody_vouches_for(sender, tls_merchant):
     outcome = sender(shop.url, {"tid": "t-1"}, timeout=3)
     assert outcome.error.startswith("ConnectionError") and "CERTIFICATE_VERIFY_FAILED" in outcome.error
     assert shop.requests == []
+
+
+# --- through a serving emulator: what the ledger says ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from .conftest import EmulatorProcess
+
+    process = EmulatorProcess(tmp_path_factory.mktemp("sender"), "--workers", "1", "--callback-timeout", "2")
+    yield process
+    process.stop()
+
+
+def _approved(server, callback_url: str) -> tuple:
+    """A payment approved with `callback_url`, on a frozen clock; (the client, the tid)."""
+    from .conftest import Api
+
+    api = Api(server.url, callback_url)
+    api.control("/reset")
+    api.control("/clock", {"freeze": True})
+    token = api.request_payment()
+    return api, api.control(f"/payments/{token}/approve")["fields"]["tid"]
+
+
+def test_a_merchant_dribbling_a_byte_each_half_second_is_cut_off_at_the_deadline(server, merchant):
+    """The answer comes one byte every 0.5 s: the attempt ends at the 2 s deadline, the ledger says
+    it timed out, and the merchant is hung up on mid-answer."""
+    def dribble(connection, request):
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 33\r\n\r\n" + ACK:
+            connection.sendall(bytes([byte]))
+            time.sleep(0.5)  # the merchant dribbles: the case under test
+
+    shop = merchant(dribble)
+    api, tid = _approved(server, shop.url)
+    api.flush()
+    [callback] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+    [attempt] = callback["attempts"]
+    assert attempt["state"] == "done" and attempt["error"].startswith("Timeout") and attempt["http_status"] is None
+    assert 2000 <= attempt["latency_ms"] < 6000  # the deadline, not the 36 s the whole answer would take
+    assert callback["status"] == "pending" and callback["attempts_made"] == 1
+    assert shop.wait_ended(1) == 1 and shop.cut_off == 1
+
+
+def test_every_post_the_merchant_receives_is_an_attempt_on_the_ledger(server):
+    """A refusal, a dropped connection, an answer too late, an acknowledgement, then a resend: as
+    many attempts on the ledger as POSTs received, each recorded as the merchant answered it."""
+    from .conftest import Answer, CallbackReceiver, serve_receiver
+
+    receiver = CallbackReceiver()
+    listener = serve_receiver(receiver)
+    try:
+        receiver.script.extend([Answer(status=500), Answer(drop=True), Answer(delay=3), Answer()])
+        api, tid = _approved(server, receiver.url)
+        api.flush()
+        for _ in range(3):
+            api.advance(seconds=300)
+            api.flush()
+        [callback] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+        api.control(f"/callbacks/{callback['id']}/resend")
+        [callback] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+        attempts = callback["attempts"]
+        assert len(attempts) == len(receiver.wait_for(5)) == 5
+        assert [(a["kind"], a["http_status"], a["error"].split(":")[0]) for a in attempts] == [
+            ("first", 500, "not acknowledged"), ("retry", None, "ConnectionError"), ("retry", None, "Timeout"),
+            ("retry", 200, ""), ("resend", 200, "")]
+        assert callback["status"] == "delivered" and {a["state"] for a in attempts} == {"done"}
+    finally:
+        listener.shutdown()
