@@ -40,6 +40,9 @@ class waiting:
 
 
 ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
+# environ key: a task of the event loop that a request answered there waits for (a flush): the bridge
+# awaits it, then reads the answer's body, which is made from it.
+LATER = "payletter.later"
 
 
 THREAD = "thread"  # a route that always waits (for callbacks, other processes): run on a request thread

@@ -282,18 +282,24 @@ class Dispatcher:
         is left or `max_seconds` have passed."""
         return self._wait_for(self._flush, max_seconds)
 
+    def flush_in_loop(self, max_seconds: float) -> asyncio.Task:
+        """`flush` as a task, for a caller in this process's loop (a request answered there) to await."""
+        self.start()
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("flush_in_loop is for the loop that sends the callbacks")
+        return self._loop.create_task(self._flush(max_seconds))
+
     async def _flush(self, max_seconds: float) -> dict:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_seconds
         look_again = LOOK_AGAIN_FIRST
         while True:
             await self._settled(deadline - loop.time())  # this process's attempts first: they end it soonest
-            started = self._round()
             backlog = self.storage.callback_backlog(self.now(), self._wall())
             idle = not backlog["busy"] and self.storage.jobs_due(self.now()) == 0
             if idle or loop.time() > deadline:
                 return _flushed(idle, backlog)
-            if not started:  # what is left is being sent elsewhere, where nothing says when it ends
+            if not self._round():  # what is left is being sent elsewhere, where nothing says when it ends
                 await asyncio.sleep(look_again)
                 look_again = min(2 * look_again, LOOK_AGAIN_MOST)
 

@@ -35,7 +35,8 @@ import uvicorn
 from ..config import Settings, is_loopback_host
 from ..delivery import dispatcher
 from ..startup import refusal
-from ..waits import ARRIVED, THREAD, MustWait, in_loop
+from ..domain.errors import GatewayError
+from ..waits import ARRIVED, LATER, THREAD, MustWait, in_loop
 from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
 
@@ -268,7 +269,10 @@ class Bridge:
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call, environ)
-        status, headers, content = answer
+        status, headers, content, later = answer
+        if later is not None:  # the answer is made from what the loop has to finish first (a flush)
+            await asyncio.wait((later,))
+            status, headers, content = _read_later(status, headers, content)
         if dropped:
             _abort(send)
             return
@@ -277,7 +281,9 @@ class Bridge:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def call(self, environ: dict) -> tuple[int, list, bytes]:
+    def call(self, environ: dict) -> tuple[int, list, bytes, asyncio.Task | None]:
+        """The app's answer: its status, headers, body, and what the body waits for (LATER: the
+        body is then left unread)."""
         started = []
 
         def start_response(status, headers, exc_info=None):
@@ -285,13 +291,31 @@ class Bridge:
             return _no_write
 
         result = self.app(environ, start_response)
-        try:
-            content = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        return started[0], started[1], content
+        later = environ.get(LATER)
+        return started[0], started[1], result if later is not None else _read(result), later
+
+
+def _read(result) -> bytes:
+    try:
+        return b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
+def _read_later(status: int, headers: list, result) -> tuple[int, list, bytes]:
+    """A body made once LATER has ended, with its length; what failed in it answers as any
+    unexpected failure does (500, the gateway's envelope)."""
+    try:
+        content = _read(result)
+    except Exception:
+        logging.getLogger("payletter_emulator").exception("an answer waiting for the event loop failed")
+        error = GatewayError("internal")
+        content, status = json.dumps(error.body()).encode(), error.status
+        headers = [(b"content-type", b"application/json")]
+    headers = [header for header in headers if header[0] != b"content-length"]
+    return status, [*headers, (b"content-length", str(len(content)).encode())], content
 
 
 def _no_write(data: bytes) -> None:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import callback_view
@@ -17,7 +17,7 @@ from ..domain.callback_policy import matches_any, own_name
 from ..domain.identifiers import is_token
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
-from ..waits import ARRIVED, THREAD, waiting
+from ..waits import ARRIVED, LATER, THREAD, answering_in_loop, waiting
 from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -280,14 +280,27 @@ def callback(callback_id):
     return jsonify(callback_view(_callback(callback_id)))
 
 
-@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush",
-         waits=THREAD)
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
 def flush(values):
     arrived = request.environ.get(ARRIVED)
-    left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
+    left = max(0.0, values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0))
+    if answering_in_loop():  # the loop that sends the callbacks awaits the flush, then reads this answer
+        flushing = request.environ[LATER] = dispatcher().flush_in_loop(left)
+        return current_app.response_class(_Later(flushing, current_app.json.response), mimetype="application/json")
     with waiting():  # mostly for attempts: their merchants may call back meanwhile
-        flushed = dispatcher().flush(max(0.0, left))
+        flushed = dispatcher().flush(left)
     return jsonify(flushed)
+
+
+class _Later:
+    """An answer's body made from what `task` gives, read once the event loop has awaited it."""
+
+    def __init__(self, task, respond):
+        self.task = task
+        self.respond = respond
+
+    def __iter__(self):
+        yield self.respond(self.task.result()).get_data()
 
 
 @control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=THREAD)
