@@ -156,6 +156,10 @@ class Dispatcher:
             self._soon(self._wake.set)
 
     def _soon(self, function, *args) -> None:
+        """`function(*args)` at the loop's next turn, from any thread."""
+        if _running_loop() is self._loop:
+            self._loop.call_soon(function, *args)
+            return
         try:
             self._loop.call_soon_threadsafe(function, *args)
         except RuntimeError:  # the loop has closed (its process is ending): a claim lapses for the next
@@ -164,11 +168,7 @@ class Dispatcher:
     def _wait_for(self, work, *args):
         """`work(*args)`, a coroutine, run in this process's loop while this thread waits for its result."""
         self.start()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
+        if _running_loop() is self._loop:
             raise RuntimeError("a wait for callbacks in the loop that sends them would never end")
         return asyncio.run_coroutine_threadsafe(work(*args), self._loop).result()
 
@@ -285,7 +285,7 @@ class Dispatcher:
     def flush_in_loop(self, max_seconds: float) -> asyncio.Task:
         """`flush` as a task, for a caller in this process's loop (a request answered there) to await."""
         self.start()
-        if asyncio.get_running_loop() is not self._loop:
+        if _running_loop() is not self._loop:
             raise RuntimeError("flush_in_loop is for the loop that sends the callbacks")
         return self._loop.create_task(self._flush(max_seconds))
 
@@ -321,6 +321,13 @@ class Dispatcher:
         """Until the attempts this process is making have ended (a reset waits for them, so that
         nothing from before it reaches a merchant after it)."""
         self._wait_for(self._settled, self.settings.lease)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _flushed(idle: bool, backlog: dict) -> dict:

@@ -22,9 +22,9 @@ BLOCKED = "blocked: the host of callback_url is not in the callback allow-list"
 ITSELF = ("blocked: callback_url reaches the emulator itself ({peer}, where it listens); a callback goes to the "
           "merchant, it must never drive the emulator")
 NOWHERE = Listening("", ())  # an emulator that listens on no port (in-process) has no address to avoid
-# The deadline is counted in steps of TICK seconds; a step that took STALL seconds more than it asked
-# for is one the process stood still in (SIGSTOP, a suspended machine): it is not counted.
-TICK, STALL = 0.25, 1.0
+# A deadline whose timer comes STALL seconds late found the process standing still (SIGSTOP, a
+# suspended machine, a loop held up): the attempt gets GRACE seconds more, to read what has come.
+STALL, GRACE = 0.5, 0.25
 
 _aiohttp = None  # imported by the first attempt (a tenth of a second), off the event loop
 _tls: ssl.SSLContext | None = None
@@ -90,22 +90,22 @@ def _socket(listening: Listening, address_info: tuple) -> socket.socket:
 
 
 async def _within(seconds: float, work):
-    """`work`'s result, or TimeoutError (and `work` cancelled) once it has had `seconds` of this
-    process's running time."""
+    """`work`'s result, or TimeoutError (`work` cancelled) once `seconds` have passed, but for a
+    time the process stood still."""
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(work)
-    left = seconds
-    try:
-        while not task.done() and left > 0:
-            step, began = min(left, TICK), loop.time()
-            await asyncio.wait((task,), timeout=step)
-            took = loop.time() - began
-            left -= 0.0 if took > step + STALL else took  # after a stall, what is ready is read first
-        if task.done():
-            return task.result()
-    finally:
-        task.cancel()
-    raise TimeoutError(f"the callback timeout ({seconds:g} s) passed")
+    async with asyncio.timeout(None) as bound:
+        def expire(deadline: float) -> None:
+            nonlocal timer
+            if loop.time() - deadline > STALL:
+                timer = loop.call_later(GRACE, expire, loop.time() + GRACE)
+            else:
+                bound.reschedule(loop.time())
+
+        timer = loop.call_later(seconds, expire, loop.time() + seconds)
+        try:
+            return await work
+        finally:
+            timer.cancel()
 
 
 async def _client_library():
