@@ -148,7 +148,10 @@ class Dispatcher:
         loop at its next turn (after the answer that queued it, when the loop is writing that
         answer). Once stopped, the claim lapses and whoever serves next sends it."""
         self.start()
-        self._soon(self._launch, callback, *_scheduled(callback))
+        if _running_loop() is self._loop:  # in the loop: a task's first step waits for its next turn anyway
+            self._launch(callback, *_scheduled(callback))
+        else:
+            self._soon(self._launch, callback, *_scheduled(callback))
 
     def wake(self) -> None:
         """Something was queued or the clock moved: look again now."""

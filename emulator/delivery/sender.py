@@ -1,14 +1,14 @@
-"""Sends one callback over HTTP, as the gateway would, and says what happened: one POST with aiohttp
-in the running event loop, on a connection of its own. One deadline bounds the whole attempt: the
-name lookup, the connection, TLS, the request and every byte of the answer, however slowly the
-merchant dribbles it; a time the process itself stood still (stopped, suspended) is not held against
-the merchant. No connection is opened to where the emulator itself listens, whatever name led there."""
+"""Sends one callback over HTTP, as the gateway would, and says what happened: one POST in the
+running event loop, on a connection of its own, spoken through h11 (uvicorn's HTTP/1.1 library:
+aiohttp measured slower, docs/decisions.md). One deadline bounds the whole attempt: the name
+lookup, the connection, TLS, the request and every byte of the answer, however slowly the merchant
+dribbles it; a time the process itself stood still (stopped, suspended) is not held against the
+merchant. A connection whose peer is the emulator itself (its own address and port, whatever name
+led there) is closed before TLS and before anything is sent on it."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import socket
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from ..domain.callback_policy import Listening, Outcome, acknowledged, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
-HEADERS = {"Content-Type": "application/json", "User-Agent": "payletter-emulator callback", "Accept": "*/*",
-           "Connection": "close"}
+READ_SIZE = 65536
+USER_AGENT = "payletter-emulator callback"
 BLOCKED = "blocked: the host of callback_url is not in the callback allow-list"
 ITSELF = ("blocked: callback_url reaches the emulator itself ({peer}, where it listens); a callback goes to the "
           "merchant, it must never drive the emulator")
@@ -26,67 +26,96 @@ NOWHERE = Listening("", ())  # an emulator that listens on no port (in-process) 
 # suspended machine, a loop held up): the attempt gets GRACE seconds more, to read what has come.
 STALL, GRACE = 0.5, 0.25
 
-_aiohttp = None  # imported by the first attempt (a tenth of a second), off the event loop
 _tls: ssl.SSLContext | None = None
 
 
 class ReachesItself(Exception):
-    """The address about to be connected to is the emulator itself: no connection is opened."""
+    """The connection opened leads to the emulator itself: nothing is sent on it."""
 
 
 async def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = (),
                listening: Listening = NOWHERE) -> Outcome:
     """POST `body` as JSON to `url`: no redirects followed, no proxy, the whole attempt over within
-    `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. A host off the allow-list,
-    or an address where the emulator is `listening`, is never connected to (the outcome is blocked)."""
+    `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. A host off the allow-list is
+    never contacted, and a connection to where the emulator is `listening` is closed unused (the
+    outcome is blocked)."""
     if not host_allowed(url, allowed_hosts):
         return Outcome(None, "", BLOCKED, 0.0, acknowledged=False, blocked=True)
-    aiohttp = await _client_library()
+    h11 = _h11()
     started = time.monotonic()
-    status, answer, error = None, b"", ""
+    exchange, error = None, ""
     try:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL with a host: {url!r}")
-        content = json.dumps(body, ensure_ascii=False).encode()
-        status, answer = await _within(timeout, _post(aiohttp, url, content, listening))
+        exchange = _Exchange(h11, parts, json.dumps(body, ensure_ascii=False).encode())
+        await _within(timeout, _post(exchange, parts, listening))
     except ReachesItself as exc:
         return Outcome(None, "", str(exc), _since(started), acknowledged=False, blocked=True)
     except TimeoutError:
         error = f"Timeout: no whole answer within the callback timeout ({timeout:g} s)"
-    except (aiohttp.ClientError, OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        cause = getattr(exc, "os_error", exc)  # a refused connection says so by its type
-        error = f"ConnectionError: {type(cause).__name__}: {cause}"
+    except (OSError, h11.ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
+        error = f"ConnectionError: {type(exc).__name__}: {exc}"
+    status, answer = (exchange.status, bytes(exchange.answer)) if exchange and not error else (None, b"")
     ok = error == "" and acknowledged(status, answer)
     error = error or ("" if ok else 'not acknowledged: HTTP 200 with {"code": 0} expected')
     return Outcome(status, answer.decode("utf-8", "replace"), error, _since(started), acknowledged=ok)
 
 
-async def _post(aiohttp, url: str, content: bytes, listening: Listening) -> tuple[int, bytes]:
-    """The POST and its answer's status and first RESPONSE_LIMIT bytes; the connection is closed after."""
-    connector = aiohttp.TCPConnector(ssl=_tls_context(), force_close=True, happy_eyeballs_delay=None,
-                                     socket_factory=functools.partial(_socket, listening))
-    async with aiohttp.ClientSession(connector=connector, headers=HEADERS, skip_auto_headers=("Accept-Encoding",),
-                                     auto_decompress=False, trust_env=False,
-                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
-        async with session.post(url, data=content, allow_redirects=False) as response:
-            answer = bytearray()
-            while len(answer) < RESPONSE_LIMIT:
-                chunk = await response.content.read(RESPONSE_LIMIT - len(answer))
-                if not chunk:
-                    break
-                answer += chunk
-            return response.status, bytes(answer)
+async def _post(exchange: _Exchange, parts, listening: Listening) -> None:
+    """The connection (the name looked up by the loop), the peer checked, TLS, the request, and
+    the answer read into `exchange`; the connection is dropped after, with no closing handshake."""
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme])
+    try:
+        address, port = writer.get_extra_info("peername")[:2]
+        if listening.reached_by(address, port):
+            raise ReachesItself(ITSELF.format(peer=f"[{address}]:{port}" if ":" in address else f"{address}:{port}"))
+        if parts.scheme == "https":  # TLS once the peer is known not to be the emulator
+            await writer.start_tls(_tls_context(), server_hostname=parts.hostname)
+        writer.write(exchange.request)
+        await writer.drain()
+        while not exchange.done:
+            exchange.receive(await reader.read(READ_SIZE))
+    finally:
+        writer.transport.abort()
 
 
-def _socket(listening: Listening, address_info: tuple) -> socket.socket:
-    """The socket for one address the name led to (aiohttp's socket_factory), unless that address
-    is the emulator's own: the address connected to is the connection's peer."""
-    family, kind, proto, _, address = address_info
-    if listening.reached_by(address[0], address[1]):
-        shown = f"[{address[0]}]:{address[1]}" if family == socket.AF_INET6 else f"{address[0]}:{address[1]}"
-        raise ReachesItself(ITSELF.format(peer=shown))
-    return socket.socket(family, kind, proto)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _Exchange:
+    """One POST and its answer, in h11 (no I/O): `request` to send, then `receive` what comes back
+    (b"" for the end of the connection) until `done`; `status` and at most RESPONSE_LIMIT bytes of
+    the `answer`."""
+
+    def __init__(self, h11, parts, body: bytes):
+        self.h11 = h11
+        self.connection = h11.Connection(h11.CLIENT)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [("Host", parts.netloc.rpartition("@")[2]), ("Content-Type", "application/json"),
+                   ("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Connection", "close"),
+                   ("Content-Length", str(len(body)))]
+        self.request = b"".join((
+            self.connection.send(h11.Request(method="POST", target=target.encode("utf-8"), headers=headers)),
+            self.connection.send(h11.Data(data=body)), self.connection.send(h11.EndOfMessage())))
+        self.status: int | None = None
+        self.answer = bytearray()
+        self.done = False
+
+    def receive(self, data: bytes) -> None:
+        h11 = self.h11
+        self.connection.receive_data(data)
+        while not self.done:
+            event = self.connection.next_event()  # h11.RemoteProtocolError if the merchant left early
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Response):
+                self.status = event.status_code
+            elif isinstance(event, h11.Data):
+                self.answer += event.data[:RESPONSE_LIMIT - len(self.answer)]
+                self.done = len(self.answer) >= RESPONSE_LIMIT
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                self.done = True
 
 
 async def _within(seconds: float, work):
@@ -108,14 +137,11 @@ async def _within(seconds: float, work):
             timer.cancel()
 
 
-async def _client_library():
-    """aiohttp, imported on a thread the first time: the loop serves on meanwhile."""
-    global _aiohttp
-    if _aiohttp is None:
-        import importlib
+def _h11():
+    """h11, imported by the first attempt rather than by every start of the emulator."""
+    import h11
 
-        _aiohttp = await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "aiohttp")
-    return _aiohttp
+    return h11
 
 
 def _since(started: float) -> float:
