@@ -1,15 +1,17 @@
 """What a request tells whoever serves it: that it waits for something outside the process
 (`waiting`), or that it must be run again on a request thread (`MustWait`).
 
-A serving process answers requests in its event loop (`in_loop`); a route that always waits (a flush,
-a reset, a resend, the journal) says so (THREAD) and runs on a request thread (serving/threads.py)
-from the start; a request that reaches a wait its route does not declare (a scenario's latency)
-raises `MustWait` before it has changed anything, and is run again on a request thread.
+A serving process answers requests in its event loop (`in_loop`). A flush answered there hands the
+loop what it waits for (`LATER`), and the loop finishes it before it reads the answer. A route that
+always waits otherwise (a reset, a resend, the journal) says so (THREAD) and runs on a request
+thread (serving/threads.py) from the start; a request that reaches a wait its route does not
+declare (a scenario's latency) raises `MustWait` before it has changed anything, and is run again
+on a request thread.
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
 `payments/request` long (benchmarks/RESULTS.md, issue 14). But a request
-that waits (a flush waiting for an attempt, a scenario's latency, a resend's POST, the journal
+that waits (a reset waiting for attempts, a scenario's latency, a resend's POST, the journal
 of the other processes) must not hold up the others: a merchant's callback handler may call back
 while its callback is being flushed. Such a wait is marked with `waiting()`, and while it lasts
 another thread may run requests in its place (a managed block, as in Java's ForkJoinPool).

@@ -109,8 +109,8 @@ class Dispatcher:
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task | None = None
-        self._wake = asyncio.Event()
-        self._senders = asyncio.Semaphore(settings.concurrency)
+        self._wake: asyncio.Event | None = None  # made by `start`, once per process, as the two below
+        self._senders: asyncio.Semaphore | None = None
         self._attempts: set[asyncio.Task] = set()  # this process's, in flight
         self._stopped = False
 
@@ -137,7 +137,12 @@ class Dispatcher:
         """No round and no attempt any more; those in flight are cancelled (the emulator closes)."""
         self._stopped = True
         if self._loop is not None:
-            self._soon(lambda: [task.cancel() for task in (self._runner, *self._attempts) if task is not None])
+            self._soon(self._cancel)
+
+    def _cancel(self) -> None:
+        for task in (self._runner, *self._attempts):
+            if task is not None:
+                task.cancel()
 
     def claim_expiry(self) -> float:
         """The wall time a claim taken now holds until."""
