@@ -2,16 +2,18 @@
 dispatcher. The server runs one for the root and one per sandbox."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from functools import cache, partial
 
 from .engines import scenario as scenario_files
 from .domain.clock import Clock
 from .config import Settings
-from .delivery.dispatcher import DeliverySettings, Dispatcher
+from .delivery.dispatcher import POLL_SECONDS, DeliverySettings, Dispatcher
 from .resources import schemas_dir
 from .engines.scenario import Scenario
 from .service import Service
+from .service.clock_jobs import ClockJobs
 from .storage import Storage
 from .engines.validation import Schemas
 
@@ -83,6 +85,9 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
     dispatcher = Dispatcher(outbox, clock_jobs.milliseconds, DeliverySettings.of(settings), jobs=clock_jobs.run_jobs)
     service.context.on_callback_queued = dispatcher.wake
     service.context.sender = dispatcher
+    if storage.backend == "postgresql":  # told of every change (storage/pg_news.py): nothing to poll
+        storage.on_news(lambda table: dispatcher.wake())
+        dispatcher.until_next = partial(until_next_work, outbox, clock_jobs)
     emulator = Emulator(settings, service, schemas(), dispatcher, sandbox)
     service.context.on_scenario = lambda chosen: _apply(emulator, settings, chosen, faker)
     clock_jobs.sync_clock()  # the clock and the scenario a previous run left in the database
@@ -91,6 +96,28 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
         clock_jobs.install_scenario(document)
     dispatcher.start()  # what a previous run left due goes out now, before any request
     return emulator
+
+
+# A callback due now that this process could not claim is being claimed by another: look again this soon.
+LOOK_AGAIN = 0.05
+
+
+def until_next_work(storage: Storage, clock_jobs: ClockJobs) -> float | None:
+    """How long the dispatcher of a database that tells every change waits before it looks again:
+    until a callback or a timed job falls due, or a claim lapses (its holder, another host, may
+    have stopped); None, until woken by news, when nothing is scheduled. A clock standing still
+    makes nothing due until it moves, which is news. While this process hears nothing (not yet
+    listening, or listening again after a lost connection) it looks every POLL_SECONDS."""
+    now, wall = clock_jobs.milliseconds(), time.time()
+    due_now, next_due, next_lapse = storage.next_work(now, wall)
+    waits = [LOOK_AGAIN] if due_now else []
+    if not clock_jobs.clock.frozen:
+        waits += [(moment - now) / 1000 for moment in (next_due, clock_jobs.next_job_due()) if moment is not None]
+    if next_lapse is not None:
+        waits.append(next_lapse - wall)
+    if not storage.hears_every_change():
+        waits.append(POLL_SECONDS)
+    return max(0.0, min(waits)) if waits else None
 
 
 def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> None:

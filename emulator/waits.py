@@ -1,14 +1,17 @@
 """What a request tells whoever serves it: that it waits for something outside the process
 (`waiting`), or that it must be run again on a request thread (`MustWait`).
 
-A serving process answers requests in its event loop (`in_loop`); one that must wait (a reset, a resend, the journal, a scenario's latency, a
-flush with more to wait for than the loop's own attempts) raises `MustWait` before it has changed
-anything, and is run again on a request thread (serving/threads.py).
+A serving process answers requests in its event loop (`in_loop`). A flush answered there hands the
+loop what it waits for (`LATER`), and the loop finishes it before it reads the answer. A route that
+always waits otherwise (a reset, a resend, the journal) says so (THREAD) and runs on a request
+thread (serving/threads.py) from the start; a request that reaches a wait its route does not
+declare (a scenario's latency) raises `MustWait` before it has changed anything, and is run again
+on a request thread.
 
 The interpreter runs one thread at a time, so more requests running at once do not finish more
 work: they take turns at random, each waiting behind the others, which made the tail of
 `payments/request` long (benchmarks/RESULTS.md, issue 14). But a request
-that waits (a flush waiting for an attempt, a scenario's latency, a resend's POST, the journal
+that waits (a reset waiting for attempts, a scenario's latency, a resend's POST, the journal
 of the other processes) must not hold up the others: a merchant's callback handler may call back
 while its callback is being flushed. Such a wait is marked with `waiting()`, and while it lasts
 another thread may run requests in its place (a managed block, as in Java's ForkJoinPool).
@@ -39,30 +42,29 @@ class waiting:
 
 
 ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
+# environ key: a task of the event loop that a request answered there waits for (a flush): the bridge
+# awaits it, then reads the answer's body, which is made from it.
+LATER = "payletter.later"
 
 
-THREAD = "thread"  # a route that always waits for something outside the process: run on a request thread
-SETTLE = "settle"  # a route that first waits for the event loop's own work (a flush: the first attempts)
+THREAD = "thread"  # a route that always waits (for callbacks, other processes): run on a request thread
 
 
 def declared(view) -> str | None:
-    """How a route's view declares it waits (THREAD, SETTLE), or None: most never wait."""
+    """How a route's view declares it waits (THREAD), or None: most never wait."""
     return getattr(view, "waits", None)
 
 
 class MustWait(BaseException):
     """A request answered in the event loop has reached a wait its route does not declare (a
-    scenario's latency, a flush with more to wait for than the loop's own attempts): it must be
-    run again in a request thread, with `keep` (what it has decided already, such as the scenario
-    rule it has counted) added to its environ; `until`: what it waits for is work of the event
-    loop itself (a coroutine function), after which it is run in the loop again. Raised before
+    scenario's latency): it must be run again in a request thread, with `keep` (what it has
+    decided already, such as the scenario rule it has counted) added to its environ. Raised before
     anything is written; a BaseException, so that Flask lets it through unanswered and
     unjournaled."""
 
-    def __init__(self, keep: dict, until=None):
+    def __init__(self, keep: dict):
         super().__init__()
         self.keep = keep
-        self.until = until
 
 
 # Seconds a request's write waits for a lock another process holds (SQLite's write lock, a

@@ -6,6 +6,7 @@ import glob
 import itertools
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -73,6 +74,25 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def log_statements(self, url: str) -> None:
+        """Every statement of the connections made to `url`'s database from now on goes to the
+        server's log (`log_statement = all`, for that database alone)."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET log_statement = 'all'")
+
+    def log_size(self) -> int:
+        return (self.folder / "server.log").stat().st_size
+
+    def statements_since(self, offset: int) -> list[str]:
+        """The statements logged after `offset` bytes of the server's log: each simple query
+        (`statement:`) and each execution of an extended-protocol one (`execute ...:`)."""
+        with open(self.folder / "server.log", "rb") as log:
+            log.seek(offset)
+            text = log.read().decode("utf-8", "replace")
+        return [line for line in text.splitlines() if re.search(r"LOG:  (statement|execute [^:]*): ", line)]
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")

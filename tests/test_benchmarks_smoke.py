@@ -147,3 +147,15 @@ def test_feel_measures_every_figure_of_each_checkout_in_both_configurations(tmp_
         assert len(rows) == 4, name  # p50 and p90, in each configuration
         assert all(len(line[len(name):].split()) == 4 for line in rows)  # the statistic, a, b, b ÷ a
     assert sum(line.startswith("idle CPU of the tree, 20 pending") for line in printed) == 2
+
+
+@pytest.mark.slow
+def test_the_hosts_callbacks_benchmark_sends_each_once(postgres_server):
+    """benchmarks/pg_hosts_callbacks.py in a small form: 50 callbacks due at once on 2 hosts."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pg_hosts_callbacks.py"),
+                          "--db", postgres_server.new_database(), "--hosts", "2", "--callbacks", "50"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["posts_received"] == result["ledger_attempts"] == result["delivered"] == 50
+    assert "each sent once: yes" in run.stdout

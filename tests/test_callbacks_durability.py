@@ -1,15 +1,19 @@
-"""Nothing due is lost and nothing acknowledged is sent again: a server killed with SIGKILL
-and started on the same database, and two servers sharing one database; on SQLite and on
-PostgreSQL."""
+"""Nothing due is lost and no attempt is made twice: a server killed with SIGKILL and started on
+the same database, a server stopped (SIGTERM) with attempts in flight, a server that stands still
+(SIGSTOP) past its claim while another shares its database, and two servers sharing one database;
+on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections import Counter
 from contextlib import contextmanager
 
 import pytest
 
-from .conftest import Answer, Api, EmulatorProcess, freeze_at
+from .conftest import Answer, Api, CallbackReceiver, EmulatorProcess, freeze_at, serve_receiver
+from .doc_blocks import doc_block
 
 T0 = "2026-11-29T10:00:00+09:00"
 
@@ -22,11 +26,11 @@ def receiver(callback_receiver):
 
 
 @contextmanager
-def serving(tmp_path, name: str, receiver, database: str):
+def serving(tmp_path, name: str, receiver, database: str, *args: str):
     """A server on the test's shared database, and a client for it; stopped at the end."""
     workdir = tmp_path / name
     workdir.mkdir()
-    process = EmulatorProcess(workdir, "--callback-timeout", "1", db=database)
+    process = EmulatorProcess(workdir, "--callback-timeout", "1", *args, db=database)
     try:
         yield process, Api(process.url, receiver.url)
     finally:
@@ -64,7 +68,13 @@ def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, database, rec
         assert sent == {"acknowledged": 1, "retried": 2}
 
 
-def test_an_attempt_cut_by_a_crash_is_on_the_ledger_and_made_again(tmp_path, database, receiver):
+def ledger(api: Api, tid: str) -> list[tuple]:
+    return [(a["number"], a["kind"], a["state"], a["http_status"]) for a in notification(api, tid)["attempts"]]
+
+
+def test_an_attempt_cut_by_a_crash_is_on_the_ledger_and_never_made_again(tmp_path, database, receiver):
+    """The crash leaves the attempt started: whoever claims next records it as unknown (it reached
+    the merchant, or not), counts it, and the policy goes on: the retry, when it is due."""
     with serving(tmp_path, "first", receiver, database) as (first, api):
         freeze_at(api, T0)
         receiver.script.append(Answer(delay=3))  # the server dies while the merchant thinks
@@ -74,15 +84,100 @@ def test_an_attempt_cut_by_a_crash_is_on_the_ledger_and_made_again(tmp_path, dat
         kill(first)
 
     with serving(tmp_path, "second", receiver, database) as (_, api):
-        cut = notification(api, tid)["attempts"]
-        assert [(a["number"], a["state"]) for a in cut] == [(1, "sending")]  # recorded before it left
-        api.flush()  # waits for the dead server's claim to lapse, then makes the attempt again
+        assert ledger(api, tid) == [(1, "first", "sending", None)]  # recorded before it left
+        flushed = api.flush()  # waits for the dead server's claim to lapse
+        assert (flushed["pending"], flushed["next_attempt_at"]) == (1, "2026-11-29T10:05:00+09:00")
         found = notification(api, tid)
-        assert found["status"] == "delivered" and found["attempts_made"] == 1
-        assert [(a["number"], a["kind"], a["state"]) for a in found["attempts"]] == [
-            (1, "first", "interrupted"), (2, "first", "done")]
-        assert found["attempts"][0]["error"].startswith("interrupted")
-        assert len(receiver.received) == len(found["attempts"]) == 2  # every POST is on the ledger
+        assert (found["status"], found["attempts_made"]) == ("pending", 1)
+        assert ledger(api, tid) == [(1, "first", "unknown", None)]
+        assert found["attempts"][0]["error"].startswith("outcome unknown")
+        assert len(receiver.received) == 1  # not sent again
+        api.advance(seconds=300)
+        api.flush()
+        assert ledger(api, tid) == [(1, "first", "unknown", None), (2, "retry", "done", 200)]
+        assert notification(api, tid)["status"] == "delivered"
+        assert len(receiver.received) == 2  # every POST is on the ledger
+
+
+def test_the_unknown_attempts_example_runs(tmp_path, receiver, capfd):
+    """docs/callbacks.md's example lists the attempt a crash left unknown."""
+    with serving(tmp_path, "first", receiver, str(tmp_path / "shared.db")) as (first, api):
+        freeze_at(api, T0)
+        receiver.script.append(Answer(delay=3))
+        token = api.request_payment()
+        tid = api.control(f"/payments/{token}/approve")["fields"]["tid"]
+        assert len(receiver.wait_for(1)) == 1
+        kill(first)
+    with serving(tmp_path, "second", receiver, str(tmp_path / "shared.db")) as (_, api):
+        api.flush()
+        example = doc_block("callbacks-unknown").text.replace("http://127.0.0.1:8080", api.url)
+        exec(compile(example, "docs/callbacks.md", "exec"), {})
+    assert capfd.readouterr().out.strip() == repr([(tid, 1)])
+
+
+@pytest.fixture
+def own_receiver():
+    """A merchant of this test's own (the session's receiver may hold other tests' answers)."""
+    receiver = CallbackReceiver()
+    server = serve_receiver(receiver)
+    yield receiver
+    server.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_clean_stop_ends_the_attempts_in_flight_and_a_restart_repeats_none(tmp_path, database, own_receiver,
+                                                                            workers):
+    """SIGTERM while 8 attempts wait for a merchant that holds each POST a second: the server ends
+    them (within the callback timeout), exits 0, and the server started after it sends nothing again."""
+    orders = [f"held-{n}" for n in range(8)]
+    own_receiver.script.extend(Answer(delay=1) for _ in orders)
+    with serving(tmp_path, "first", own_receiver, database, "--callback-timeout", "5", "--workers", workers) as (
+            first, api):
+        freeze_at(api, T0)
+        for order_no in orders:
+            token = api.request_payment(order_no=order_no)
+            api.control(f"/payments/{token}/approve")
+        assert len(own_receiver.wait_for(len(orders))) == len(orders)  # all 8 in flight
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(30) == 0
+
+    with serving(tmp_path, "second", own_receiver, database) as (_, api):
+        api.flush()
+        callbacks = api.control("/callbacks", method="GET")["callbacks"]
+        assert Counter(r.json()["order_no"] for r in own_receiver.received) == Counter(orders)  # each once
+        assert {c["status"] for c in callbacks} == {"delivered"}
+        assert sorted((c["body"]["order_no"], ledger(api, c["tid"])) for c in callbacks) == [
+            (order_no, [(1, "first", "done", 200)]) for order_no in orders]  # the ledger is what the merchant saw
+
+
+@pytest.mark.slow
+def test_a_server_that_stands_still_past_its_claim_never_has_its_attempt_made_twice(tmp_path, database, own_receiver):
+    """The server making an attempt is stopped (SIGSTOP) while the merchant answers in 0.3 s, and
+    stays stopped past its claim; the other server sharing the database records the attempt as
+    unknown and sends nothing. Continued (SIGCONT), the first reads the answer the merchant gave and
+    records it: the attempt was acknowledged, the notification is delivered, no retry goes out."""
+    own_receiver.script.append(Answer(delay=0.3))
+    with serving(tmp_path, "one", own_receiver, database, "--workers", "1") as (one, first), \
+            serving(tmp_path, "two", own_receiver, database, "--workers", "1") as (_, second):
+        freeze_at(first, T0)
+        token = first.request_payment()
+        tid = first.control(f"/payments/{token}/approve")["fields"]["tid"]
+        assert len(own_receiver.wait_for(1)) == 1  # the attempt has left
+        os.kill(one.process.pid, signal.SIGSTOP)
+        try:
+            flushed = second.flush()  # waits for the claim to lapse
+            assert (flushed["pending"], flushed["next_attempt_at"]) == (1, "2026-11-29T10:05:00+09:00")
+            assert ledger(second, tid) == [(1, "first", "unknown", None)]
+        finally:
+            os.kill(one.process.pid, signal.SIGCONT)
+        first.flush()  # the first server's own attempt ends: it reads the answer waiting for it
+        assert ledger(second, tid) == [(1, "first", "done", 200)]
+        assert notification(second, tid)["status"] == "delivered"
+        second.advance(seconds=300)
+        second.flush()
+        first.flush()
+        assert len(own_receiver.received) == 1  # one POST, on the ledger once
 
 
 def test_two_servers_on_one_database_never_send_an_attempt_twice(tmp_path, database, receiver):

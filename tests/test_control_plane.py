@@ -130,8 +130,7 @@ def test_an_alias_of_this_machine_reaches_no_path_of_the_emulator(api, bound, al
 
 
 def test_a_refused_callback_is_refused_again_when_resent(api):
-    """A resend is made on a sender's thread (the other way of sending): refused the same way,
-    and it changes nothing."""
+    """A resend is refused the same way, and it changes nothing."""
     port = port_of(api)
     notification = first_attempt(api, f"http://localhost:{port}/_sandbox/x/openapi.json")
     refused_on_the_ledger(notification, port)

@@ -1,4 +1,4 @@
-"""Whether a request may wait is declared by its route (waits.THREAD, waits.SETTLE) and found by
+"""Whether a request may wait is declared by its route (waits.THREAD) and found by
 the route, never learned from raw paths: a sandbox's prefix or a token in the path changes nothing,
 however many sandboxes a run makes."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from payletter_emulator import create_app
-from payletter_emulator.waits import SETTLE, THREAD
+from payletter_emulator.waits import THREAD
 from payletter_emulator.web.app import route_waits
 
 
@@ -17,7 +17,7 @@ def app():
 
 @pytest.mark.parametrize("method,path,waits", [
     ("POST", "/_emulator/reset", THREAD),
-    ("POST", "/_emulator/callbacks/flush", SETTLE),
+    ("POST", "/_emulator/callbacks/flush", None),  # awaited in the event loop (waits.LATER)
     ("POST", "/_emulator/callbacks/12/resend", THREAD),
     ("GET", "/_emulator/requests", THREAD),
     ("DELETE", "/_emulator/coverage", THREAD),
@@ -35,7 +35,7 @@ def test_a_sandbox_prefix_never_changes_the_answer(app):
     for n in range(200):  # more sandboxes than any memory of paths would have held
         prefix = f"/_sandbox/sb{n:04d}"
         assert route_waits(app, "POST", prefix + "/_emulator/reset") == THREAD
-        assert route_waits(app, "POST", prefix + "/_emulator/callbacks/flush") == SETTLE
+        assert route_waits(app, "POST", prefix + "/_emulator/callbacks/12/resend") == THREAD
         assert route_waits(app, "POST", prefix + "/v1.0/payments/request") is None
 
 
@@ -43,6 +43,5 @@ def test_every_control_operation_that_waits_for_others_declares_it(app):
     declared = {rule.rule: route_waits(app, method, rule.rule)
                 for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}
                 if rule.rule.startswith("/_emulator") and "<" not in rule.rule}
-    assert declared["/_emulator/reset"] == THREAD and declared["/_emulator/callbacks/flush"] == SETTLE
-    assert {path for path, waits in declared.items() if waits} >= {"/_emulator/reset", "/_emulator/requests",
-                                                                  "/_emulator/callbacks/flush"}
+    assert declared["/_emulator/reset"] == THREAD
+    assert {path for path, waits in declared.items() if waits} >= {"/_emulator/reset", "/_emulator/requests"}

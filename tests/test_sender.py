@@ -1,6 +1,5 @@
-"""The callback sender itself, both ways it runs: `send` on a sender's thread (retries, resends)
-and `send_async` in a serving process's event loop (first attempts), on asyncio's loop and on
-uvloop's (the one `serve` runs). Each case is a real merchant on a port, scripted byte by byte."""
+"""The callback sender itself (h11, in an event loop), on asyncio's loop and on uvloop's (the one
+`serve` runs). Each case is a real merchant on a port, scripted byte by byte."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +12,7 @@ import pytest
 
 from payletter_emulator.delivery import sender as callbacks
 from payletter_emulator.delivery.sender import RESPONSE_LIMIT
+from payletter_emulator.domain.callback_policy import Listening
 
 from .conftest import RawMerchant
 
@@ -24,18 +24,17 @@ def _uvloop_runner():
     return lambda: asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def in_thread(url: str, body: dict, **options):
-    return callbacks.send(url, body, **options)
-
-
-def _in_a_loop_of_its_own(make_runner, url: str, body: dict, **options):
-    """send_async in a fresh event loop, on a thread of its own (a loop other tests leave marked
-    running on the main thread, as Playwright's does, would refuse a second one there)."""
+def _in_a_loop_of_its_own(make_runner, url: str, body: dict, loops: list | None = None, **options):
+    """send in a fresh event loop, on a thread of its own (a loop other tests leave marked running
+    on the main thread, as Playwright's does, would refuse a second one there); the loop is put in
+    `loops`, if given."""
     done = {}
 
     def run():
         with make_runner() as runner:
-            done["outcome"] = runner.run(callbacks.send_async(url, body, **options))
+            if loops is not None:
+                loops.append(runner.get_loop())
+            done["outcome"] = runner.run(callbacks.send(url, body, **options))
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -51,7 +50,7 @@ def in_uvloop(url: str, body: dict, **options):
     return _in_a_loop_of_its_own(_uvloop_runner(), url, body, **options)
 
 
-@pytest.fixture(params=[in_thread, in_asyncio, in_uvloop], ids=["thread", "asyncio", "uvloop"])
+@pytest.fixture(params=[in_asyncio, in_uvloop], ids=["asyncio", "uvloop"])
 def sender(request):
     return request.param
 
@@ -111,7 +110,7 @@ def test_only_the_first_bytes_of_a_long_answer_are_kept(sender, merchant):
 
 def test_a_merchant_that_hangs_up_without_a_word(sender, merchant):
     outcome = sender(merchant(lambda connection, request: None).url, {}, timeout=2)
-    assert outcome.error.startswith("ConnectionError") and outcome.http_status is None and outcome.sent
+    assert outcome.error.startswith("ConnectionError") and outcome.http_status is None
 
 
 def test_nobody_listening(sender):
@@ -145,12 +144,31 @@ def test_a_dribbling_merchant_cannot_stretch_the_attempt(sender, merchant):
     assert shop.wait_ended(1) == 1 and shop.cut_off == 1  # hung up on mid-answer, not read to the end
 
 
-def test_nothing_leaves_when_the_ledger_says_no(sender, merchant):
+def test_a_stall_of_the_process_is_not_held_against_the_merchant(sender, merchant):
+    """The merchant answers in 0.3 s while the process stands still for 3 s (its loop blocked, as
+    a process stopped and continued): its answer is read, not cut off by the 1 s timeout."""
+    loops = []
+
+    def late(connection, request):
+        loops[0].call_soon_threadsafe(time.sleep, 3.0)  # the sender's process stands still: the case under test
+        time.sleep(0.3)  # the merchant thinks
+        answer(200, ACK)(connection, request)
+
+    outcome = sender(merchant(late).url, {}, timeout=1, loops=loops)
+    assert outcome.acknowledged and outcome.http_status == 200, outcome
+    assert outcome.latency_ms >= 3000  # the time it took, stall and all
+
+
+def test_the_emulator_itself_is_never_sent_to(sender, merchant):
+    """A connection whose peer is where the emulator listens (reached by a name) is closed before
+    a byte is sent on it."""
     shop = merchant(answer(200, ACK))
-    outcome = sender(shop.url, {}, timeout=2, on_connected=lambda: False)
-    assert not outcome.sent and outcome.error.startswith("not sent")
-    assert shop.wait_ended(1) == 1  # the connection it opened is over
-    assert shop.requests == []
+    port = int(shop.url.split(":")[2].split("/")[0])
+    outcome = sender(shop.url.replace("127.0.0.1", "localhost"), {}, timeout=2,
+                     listening=Listening("0.0.0.0", (port,)))
+    assert outcome.blocked and not outcome.acknowledged and outcome.http_status is None
+    assert outcome.error.startswith("blocked: callback_url reaches the emulator itself") and f":{port}," in outcome.error
+    assert shop.wait_ended(1) == 1 and shop.requests == []  # closed with nothing sent
 
 
 def test_a_url_that_is_not_http(sender):
@@ -210,3 +228,72 @@ def test_https_with_a_certificate_nobody_vouches_for(sender, tls_merchant):
     outcome = sender(shop.url, {"tid": "t-1"}, timeout=3)
     assert outcome.error.startswith("ConnectionError") and "CERTIFICATE_VERIFY_FAILED" in outcome.error
     assert shop.requests == []
+
+
+# --- through a serving emulator: what the ledger says ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from .conftest import EmulatorProcess
+
+    process = EmulatorProcess(tmp_path_factory.mktemp("sender"), "--workers", "1", "--callback-timeout", "2")
+    yield process
+    process.stop()
+
+
+def _approved(server, callback_url: str) -> tuple:
+    """A payment approved with `callback_url`, on a frozen clock; (the client, the tid)."""
+    from .conftest import Api
+
+    api = Api(server.url, callback_url)
+    api.control("/reset")
+    api.control("/clock", {"freeze": True})
+    token = api.request_payment()
+    return api, api.control(f"/payments/{token}/approve")["fields"]["tid"]
+
+
+def test_a_merchant_dribbling_a_byte_each_half_second_is_cut_off_at_the_deadline(server, merchant):
+    """The answer comes one byte every 0.5 s: the attempt ends at the 2 s deadline, the ledger says
+    it timed out, and the merchant is hung up on mid-answer."""
+    def dribble(connection, request):
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 33\r\n\r\n" + ACK:
+            connection.sendall(bytes([byte]))
+            time.sleep(0.5)  # the merchant dribbles: the case under test
+
+    shop = merchant(dribble)
+    api, tid = _approved(server, shop.url)
+    api.flush()
+    [callback] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+    [attempt] = callback["attempts"]
+    assert attempt["state"] == "done" and attempt["error"].startswith("Timeout") and attempt["http_status"] is None
+    # the deadline (the loop's timer may fire a fraction of a millisecond early), not the 36 s of the whole answer
+    assert 1990 <= attempt["latency_ms"] < 6000
+    assert callback["status"] == "pending" and callback["attempts_made"] == 1
+    assert shop.wait_ended(1) == 1 and shop.cut_off == 1
+
+
+def test_every_post_the_merchant_receives_is_an_attempt_on_the_ledger(server):
+    """A refusal, a dropped connection, an answer too late, an acknowledgement, then a resend: as
+    many attempts on the ledger as POSTs received, each recorded as the merchant answered it."""
+    from .conftest import Answer, CallbackReceiver, serve_receiver
+
+    receiver = CallbackReceiver()
+    listener = serve_receiver(receiver)
+    try:
+        receiver.script.extend([Answer(status=500), Answer(drop=True), Answer(delay=3), Answer()])
+        api, tid = _approved(server, receiver.url)
+        api.flush()
+        for _ in range(3):
+            api.advance(seconds=300)
+            api.flush()
+        [callback] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+        api.control(f"/callbacks/{callback['id']}/resend")
+        [callback] = api.control(f"/callbacks?tid={tid}", method="GET")["callbacks"]
+        attempts = callback["attempts"]
+        assert len(attempts) == len(receiver.wait_for(5)) == 5
+        assert [(a["kind"], a["http_status"], a["error"].split(":")[0]) for a in attempts] == [
+            ("first", 500, "not acknowledged"), ("retry", None, "ConnectionError"), ("retry", None, "Timeout"),
+            ("retry", 200, ""), ("resend", 200, "")]
+        assert callback["status"] == "delivered" and {a["state"] for a in attempts} == {"done"}
+    finally:
+        listener.shutdown()

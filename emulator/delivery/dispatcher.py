@@ -1,5 +1,8 @@
-"""Delivers the callback outbox: each due attempt once, on the emulator's clock, from any
-number of threads and processes sharing one database."""
+"""Delivers the callback outbox: each due attempt once, on the emulator's clock, from any number of
+processes sharing one database. A process makes every attempt in one event loop: the serving
+process's (uvicorn's: `serve_in`), else one of its own on a thread. A caller on any other thread (a
+flush, a reset or a resend on a request thread, a test's client) hands its work to that loop and
+waits for the result."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
@@ -16,7 +19,7 @@ from ..config import Settings
 from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Listening, Outcome, Policy, next_state
 from ..domain.clock import KST, iso
 from ..storage import Storage
-from . import handover, sender
+from . import sender
 
 log = logging.getLogger("payletter_emulator.delivery.dispatcher")
 POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
@@ -24,6 +27,43 @@ POLL_SECONDS = 0.2  # how soon a clock moved by another process is noticed
 # soon at first, then less often, up to the second bound below.
 LOOK_AGAIN_FIRST, LOOK_AGAIN_MOST = 0.0005, 0.005
 LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
+UNKNOWN = Outcome(None, "", "", 0.0, acknowledged=False)  # an attempt whose answer nobody recorded
+
+_lock = threading.RLock()
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, the loop this process's attempts are made in)
+_dispatchers: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+def serve_in(loop: asyncio.AbstractEventLoop) -> None:
+    """This process's attempts are made in `loop`: the serving process's, given before its app is built."""
+    global _loop
+    with _lock:
+        _loop = (os.getpid(), loop)
+
+
+def _process_loop() -> asyncio.AbstractEventLoop:
+    """The loop this process makes its attempts in: the one `serve_in` gave, or one of its own,
+    started here on a daemon thread."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop[0] != os.getpid() or _loop[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="callback-loop", daemon=True).start()
+            _loop = (os.getpid(), loop)
+        return _loop[1]
+
+
+async def finish() -> None:
+    """In the loop of a serving process that stops: no attempt starts any more, and those in flight
+    end (each within its deadline), so that none is left for a restart to make again."""
+    here = [dispatcher for dispatcher in _dispatchers if dispatcher._pid == os.getpid()]
+    for dispatcher in here:
+        dispatcher._stopped = True
+        if dispatcher._runner is not None:
+            dispatcher._runner.cancel()
+    attempts = {task for dispatcher in here for task in dispatcher._attempts}
+    if attempts:
+        await asyncio.wait(attempts, timeout=max(dispatcher.settings.lease for dispatcher in here))
 
 
 @dataclass(frozen=True)
@@ -52,161 +92,193 @@ class Dispatcher:
     """`now` gives the emulator's time (epoch milliseconds) as every process sees it; due
     times in the outbox are epoch milliseconds of emulator time, claims' expiries wall time.
 
-    A background thread sends what falls due; `flush` sends everything due from the calling
-    thread and returns once nothing due is left or being sent; `resend` makes one extra
-    attempt now. All three claim a callback before sending it.
+    A task of the loop sends what falls due; `flush` sends everything due and returns once
+    nothing due is left or being sent; `resend` makes one extra attempt now. Each claims a
+    callback before sending it.
     """
 
     def __init__(self, storage: Storage, now: Callable[[], int], settings: DeliverySettings,
                  send=sender.send, wall: Callable[[], float] = time.time,
-                 jobs: Callable[[int], int] = lambda now: 0, send_async=sender.send_async):
+                 jobs: Callable[[int], int] = lambda now: 0):
         self.storage = storage
         self.now = now
         self.settings = settings
         self.jobs = jobs  # runs the timed jobs due at a moment (a scenario's deposits); how many ran
-        self._send = send
-        self._send_async = send_async
-        self._loop_senders: asyncio.Semaphore | None = None  # in the serving process's event loop
+        self._send = send  # a coroutine function: sender.send
         self._wall = wall
-        self._wake = threading.Event()
-        self._in_flight = 0
-        self._finished = 0  # attempts this process has finished: a flush waits for the count to move
-        self._idle = threading.Condition()
-        self._pid = None
-        self._pool = None
-        self.thread: threading.Thread | None = None  # the background thread of this process
-        self._stopped = threading.Event()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None  # made by `start`, once per process, as the two below
+        self._senders: asyncio.Semaphore | None = None
+        self._attempts: set[asyncio.Task] = set()  # this process's, in flight
+        self._stopped = False
+        # Where every change is told (instance.py wires storage/pg_news.py's news to `wake`): how
+        # long to wait for work instead of polling; None, until woken.
+        self.until_next: Callable[[], float | None] | None = None
 
-    # --- the background thread ---
+    # --- in the loop, from any thread ---
     def start(self) -> None:
-        """Start (again, in a forked worker) the pool and the background thread of this process."""
+        """Start (again, in a forked worker) the task that sends what falls due, in this process's loop."""
         if self._pid == os.getpid():
             return
-        self._pid = os.getpid()
-        self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="callback")
-        self.thread = threading.Thread(target=self._run, name="callback-dispatcher", daemon=True)
-        self.thread.start()
+        with _lock:
+            if self._pid == os.getpid():
+                return
+            self._loop = _process_loop()
+            self._wake, self._senders = asyncio.Event(), asyncio.Semaphore(self.settings.concurrency)
+            self._attempts = set()
+            _dispatchers.add(self)
+            self._pid = os.getpid()
+        self._soon(self._begin)
+
+    def _begin(self) -> None:
+        if not self._stopped:
+            self._runner = self._loop.create_task(self._run())
 
     def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """No round and no attempt any more; those in flight are cancelled (the emulator closes)."""
+        self._stopped = True
+        if self._loop is not None:
+            self._soon(self._cancel)
+
+    def _cancel(self) -> None:
+        for task in (self._runner, *self._attempts):
+            if task is not None:
+                task.cancel()
 
     def claim_expiry(self) -> float:
         """The wall time a claim taken now holds until."""
         return self._wall() + self.settings.lease
 
     def send_claimed(self, callback: dict) -> None:
-        """A callback claimed where it was queued (due at once): its first attempt, made now,
-        with no round of the background thread in between, once the answer that queued it has
-        left: in the serving process's event loop where there is one, else by this process's
-        senders. Once stopped, the claim lapses and whoever serves next sends it."""
+        """A callback claimed where it was queued (due at once): its first attempt, started in the
+        loop at its next turn (after the answer that queued it, when the loop is writing that
+        answer). Once stopped, the claim lapses and whoever serves next sends it."""
         self.start()
-
-        def submit():
-            try:
-                self._pool.submit(self._attempt_scheduled, callback)
-            except RuntimeError:  # the pool was shut down (the emulator is closing)
-                pass
-
-        async def in_loop():
-            if self._loop_senders is None:
-                self._loop_senders = asyncio.Semaphore(self.settings.concurrency)
-            async with self._loop_senders:
-                await self._attempt(callback, *_scheduled(callback), self._send_async)
-
-        handover.later(submit, in_loop)
+        if _running_loop() is self._loop:  # in the loop: a task's first step waits for its next turn anyway
+            self._launch(callback, *_scheduled(callback))
+        else:
+            self._soon(self._launch, callback, *_scheduled(callback))
 
     def wake(self) -> None:
         """Something was queued or the clock moved: look again now."""
-        self._wake.set()
+        if self._loop is not None:
+            self._soon(self._wake.set)
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
+    def _soon(self, function, *args) -> None:
+        """`function(*args)` at the loop's next turn, from any thread."""
+        if _running_loop() is self._loop:
+            self._loop.call_soon(function, *args)
+            return
+        try:
+            self._loop.call_soon_threadsafe(function, *args)
+        except RuntimeError:  # the loop has closed (its process is ending): a claim lapses for the next
+            pass
+
+    def _wait_for(self, work, *args):
+        """`work(*args)`, a coroutine, run in this process's loop while this thread waits for its result."""
+        self.start()
+        if _running_loop() is self._loop:
+            raise RuntimeError("a wait for callbacks in the loop that sends them would never end")
+        return asyncio.run_coroutine_threadsafe(work(*args), self._loop).result()
+
+    # --- what falls due ---
+    async def _run(self) -> None:
+        while not self._stopped:
             try:
-                if self.run_due():
+                started = self._round()
+                if started:
+                    await asyncio.wait(started)
                     continue
                 wait = self._seconds_to_next_due()
-            except RuntimeError as exc:
-                if self._stopped.is_set() or "shutdown" in str(exc):  # the emulator or the interpreter is ending
-                    return
-                log.exception("callback dispatcher round failed")
-                wait = POLL_SECONDS
             except Exception:  # a broken round must not stop delivery for good
                 log.exception("callback dispatcher round failed")
                 wait = POLL_SECONDS
-            self._wake.wait(wait)
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
             self._wake.clear()
 
-    def _seconds_to_next_due(self) -> float:
+    def _seconds_to_next_due(self) -> float | None:
+        if self.until_next is not None:
+            return self.until_next()
         next_due = self.storage.next_callback_due(self.now())
         return POLL_SECONDS if next_due is None else max(0.0, min(POLL_SECONDS, (next_due - self.now()) / 1000))
 
-    # --- delivering ---
-    def run_due(self) -> int:
-        """One round: the timed jobs due now, then the callbacks due now, sent in parallel; how
-        many of both."""
-        self.start()
-        ran = self.jobs(self.now())
+    def _round(self) -> list[asyncio.Task]:
+        """The timed jobs due now, then the callbacks due now (as many as there are senders), each
+        attempt started; those attempts."""
+        if self._stopped:
+            return []
+        self.jobs(self.now())
         claimed = self.storage.claim_due_callbacks(self.now(), self._wall(), self.settings.lease,
-                                                   limit=self.settings.concurrency * 4)
-        if claimed:
-            list(self._pool.map(self._attempt_scheduled, claimed))
-        return ran + len(claimed)
+                                                   limit=self.settings.concurrency)
+        return [task for callback in claimed if (task := self._launch(callback, *_scheduled(callback)))]
 
-    def _attempt_scheduled(self, callback: dict) -> None:
-        _run_through(self._attempt(callback, *_scheduled(callback), self._sending_now))
+    def _launch(self, callback: dict, kind: str, number: int) -> asyncio.Task | None:
+        if self._stopped:
+            return None
+        task = self._loop.create_task(self._attempt(callback, kind, number))
+        self._attempts.add(task)
+        task.add_done_callback(self._ended)
+        return task
 
-    async def _sending_now(self, url: str, body: dict, **options) -> Outcome:
-        """The synchronous sender, as the coroutine `_attempt` awaits: it never suspends."""
-        return self._send(url, body, **options)
+    def _ended(self, task: asyncio.Task) -> None:
+        self._attempts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a callback attempt failed", exc_info=task.exception())
 
-    async def _attempt(self, callback: dict, kind: str, number: int, send) -> dict | None:
-        """Make one attempt (`number` counts the policy's attempts) with `send` (a coroutine
-        function: `send_async`, or `_sending_now` on a sender's thread) and record it; the
-        attempt as recorded, or None if a reset took the notification back meanwhile."""
-        with self._idle:
-            self._in_flight += 1
-        try:
+    # --- one attempt ---
+    async def _attempt(self, callback: dict, kind: str, number: int) -> dict | None:
+        """Make one attempt (`number` counts the policy's attempts) and record it; the attempt as
+        recorded, or None if none was made (the claim was lost, or the callback's scheduled
+        attempt turned out to be one another process had started and never finished)."""
+        async with self._senders:
             scheduled = callback["next_attempt_at"]
+            unknown = [made for made in callback.get("unknown", ()) if made in (FIRST, RETRY)]
+            if unknown:
+                # That attempt counts as made, its answer unknown: the policy goes on from it, and
+                # it is never made again as it was (the merchant may have had it).
+                status, made, due = next_state(self.settings.policy, unknown[0], callback["status"],
+                                               callback["attempts_made"], scheduled, UNKNOWN)
+                if kind != RESEND:
+                    self.storage.finish_attempt(callback["id"], callback["claim"], None, status, made, due)
+                    return None
+                callback = {**callback, "status": status, "attempts_made": made, "next_attempt_at": due}
+                scheduled = due
             attempt, outcome = await self._send_once(callback, kind, number,
-                                                     _moment(scheduled) if kind != RESEND else None, send)
-            if not outcome.sent:
+                                                     _moment(scheduled) if kind != RESEND else None)
+            if outcome is None:
                 return None
             duplicate = None
             if outcome.acknowledged and kind != RESEND and callback["fault"].get("duplicate"):
                 # Sent again while the claim still holds: nobody (a flush) sees this one idle before.
-                duplicate, _ = await self._send_once(callback, DUPLICATE, number + 1, None, send)
+                duplicate, again = await self._send_once(callback, DUPLICATE, number + 1, None)
+                duplicate = duplicate if again is not None else None
             status, made, due = next_state(self.settings.policy, kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
             release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
                                                    extra=duplicate, release_held_at=release)
             return _attempt_view(recorded) if recorded else None
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._finished += 1
-                self._idle.notify_all()
 
-    async def _send_once(self, callback: dict, kind: str, number: int, scheduled_at: str | None,
-                         send) -> tuple[dict, Outcome]:
-        """One POST; the attempt (on the ledger, as "sending", from the moment the connection
-        is open and before the request leaves) and what it saw."""
+    async def _send_once(self, callback: dict, kind: str, number: int,
+                         scheduled_at: str | None) -> tuple[dict, Outcome | None]:
+        """One POST, on the ledger (as "sending") before anything leaves; the attempt and what it
+        saw, or no outcome, and nothing sent, if the claim no longer holds (a reset took it back)."""
         attempt = {"kind": kind, "at": _moment(self.now()), "wall_time": _wall_moment(self._wall()),
                    "scheduled_at": scheduled_at, "number": number}
-
-        def on_connected() -> bool:
-            started = self.storage.start_attempt(callback["id"], callback["claim"], attempt, self._wall(),
-                                                 self.settings.lease)
-            if started is not None:
-                attempt.update(started)
-            return started is not None
-
-        outcome: Outcome = await send(callback["url"], callback["body"], timeout=self.settings.timeout,
-                                      allowed_hosts=self.settings.allowed_hosts, listening=self.settings.listening,
-                                      on_connected=on_connected)
+        started = self.storage.start_attempt(callback["id"], callback["claim"], attempt, self._wall(),
+                                             self.settings.lease)
+        if started is None:
+            return attempt, None
+        attempt.update(started)
+        outcome: Outcome = await self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
+                                            allowed_hosts=self.settings.allowed_hosts,
+                                            listening=self.settings.listening)
         fault = callback["fault"]
         if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
             # The merchant answered well, but the scenario says the gateway never heard it.
@@ -217,58 +289,58 @@ class Dispatcher:
                        error=outcome.error, latency_ms=outcome.latency_ms)
         return attempt, outcome
 
+    # --- what a thread waits for ---
     def flush(self, max_seconds: float = 30.0) -> dict:
-        """Send everything due, waiting for what other threads or processes are sending,
-        until nothing due is left or `max_seconds` have passed."""
-        deadline = time.monotonic() + max_seconds
+        """Send everything due, waiting for what other processes are sending, until nothing due
+        is left or `max_seconds` have passed."""
+        return self._wait_for(self._flush, max_seconds)
+
+    def flush_in_loop(self, max_seconds: float) -> asyncio.Task:
+        """`flush` as a task, for a caller in this process's loop (a request answered there) to await."""
+        self.start()
+        if _running_loop() is not self._loop:
+            raise RuntimeError("flush_in_loop is for the loop that sends the callbacks")
+        return self._loop.create_task(self._flush(max_seconds))
+
+    async def _flush(self, max_seconds: float) -> dict:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_seconds
         look_again = LOOK_AGAIN_FIRST
         while True:
-            with self._idle:
-                # This process's attempts first: looking for more meanwhile only slows them down.
-                self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, deadline - time.monotonic()))
-                finished = self._finished
-            sent = self.run_due()
-            handover.run_now()  # the first attempts of callbacks this round queued (timed jobs)
+            await self._settled(deadline - loop.time())  # this process's attempts first: they end it soonest
             backlog = self.storage.callback_backlog(self.now(), self._wall())
             idle = not backlog["busy"] and self.storage.jobs_due(self.now()) == 0
-            if idle or time.monotonic() > deadline:
-                break
-            if not sent:  # what is left is being sent elsewhere: look again once this process's
-                self._wait_for_an_attempt(finished, look_again)  # background thread finishes an attempt, or shortly
+            if idle or loop.time() > deadline:
+                return _flushed(idle, backlog)
+            if not self._round():  # what is left is being sent elsewhere, where nothing says when it ends
+                await asyncio.sleep(look_again)
                 look_again = min(2 * look_again, LOOK_AGAIN_MOST)
-        return _flushed(idle, backlog)
 
-    def flushed_already(self) -> dict | None:
-        """What a flush would answer at once, without waiting or sending: nothing due, being sent
-        or in a timed job due now, anywhere; None if there is."""
-        with self._idle:
-            if self._in_flight:
-                return None
-        backlog = self.storage.callback_backlog(self.now(), self._wall())
-        if backlog["busy"] or self.storage.jobs_due(self.now()):
-            return None
-        return _flushed(True, backlog)
-
-    def _wait_for_an_attempt(self, finished: int, longest: float) -> None:
-        """Until this process has finished more than `finished` attempts, or `longest` seconds
-        (what another process sends is only seen by looking again)."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._finished != finished, timeout=longest)
+    async def _settled(self, timeout: float) -> None:
+        """Until the attempts this process is making have ended, or `timeout` seconds."""
+        if self._attempts:
+            await asyncio.wait(set(self._attempts), timeout=max(0.0, timeout))
 
     def resend(self, callback_id: int) -> dict | None:
         """One extra attempt now, whatever the notification's status; None while it is being sent."""
-        self.start()
+        return self._wait_for(self._resend, callback_id)
+
+    async def _resend(self, callback_id: int) -> dict | None:
         callback = self.storage.claim_callback(callback_id, self._wall(), self.settings.lease)
-        if callback is None:
-            return None
-        return _run_through(self._attempt(callback, RESEND, 0, self._sending_now))
+        task = self._launch(callback, RESEND, 0) if callback is not None else None
+        return await task if task is not None else None
 
     def wait_in_flight(self) -> None:
-        """Until the attempts this process is making have finished (a reset waits for them, so
-        that nothing from before it reaches a merchant after it)."""
-        handover.run_now()
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=self.settings.lease)
+        """Until the attempts this process is making have ended (a reset waits for them, so that
+        nothing from before it reaches a merchant after it)."""
+        self._wait_for(self._settled, self.settings.lease)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _flushed(idle: bool, backlog: dict) -> dict:
@@ -281,19 +353,9 @@ def _scheduled(callback: dict) -> tuple[str, int]:
     return (FIRST if made == 0 else RETRY), made + 1
 
 
-def _run_through(coroutine):
-    """Run a coroutine that never suspends (its sender is synchronous) to its end, here."""
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        return finished.value
-    coroutine.close()
-    raise RuntimeError("an attempt made on a sender's thread waited for an event loop")
-
-
 def callback_view(callback: dict) -> dict:
     """A notification as tests see it: no claim bookkeeping, times as ISO 8601."""
-    shown = {k: v for k, v in callback.items() if k not in ("claimed_by", "claim_expires", "claim")}
+    shown = {k: v for k, v in callback.items() if k not in ("claimed_by", "claim_expires", "claim", "unknown")}
     shown["next_attempt_at"] = _moment(callback["next_attempt_at"]) if callback["status"] == "pending" else None
     shown["held"] = callback["status"] == "pending" and callback["next_attempt_at"] is None
     return shown

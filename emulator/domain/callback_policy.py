@@ -61,7 +61,6 @@ class Outcome:
     latency_ms: float
     acknowledged: bool
     blocked: bool = False  # never sent: the host is not allowed; retrying cannot help
-    sent: bool = True  # False: stopped before the request left (the claim was taken back)
 
 
 def next_state(policy: Policy, kind: str, status: str, attempts_made: int, scheduled_at: int | None,

@@ -20,7 +20,9 @@ from .virtual_accounts import VirtualAccounts
 # where both make sense.
 CLOCK_RANGE = (datetime(2002, 1, 1, tzinfo=KST), datetime(2200, 1, 1, tzinfo=KST))
 CLOCK_SPAN = 200 * 366 * 86400
-RESYNC_SECONDS = 1.0  # the shared state is read at least this often, in case a process died mid-change
+# The shared state is read at least this often, in case a process died mid-change (SQLite's page of
+# memory); not where every change is told as it commits (PostgreSQL's news, storage/pg_news.py).
+RESYNC_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class ClockJobs(Room):
         They are read again when the storage's shared generation says they changed, and at
         least every RESYNC_SECONDS whatever it says."""
         generation = self.storage.shared_generation()
-        if generation is not None and generation == self._synced and time.monotonic() < self._resync_at:
+        if generation is not None and generation == self._synced and (
+                time.monotonic() < self._resync_at or self.storage.hears_every_change()):
             return
         state, clock_version, version, self._next_job = self.storage.shared_state()
         self._synced, self._resync_at = generation, time.monotonic() + RESYNC_SECONDS
@@ -160,6 +163,10 @@ class ClockJobs(Room):
             self.install_scenario(self.context.rules.scenario.document)
 
     # --- the timed jobs ---
+    def next_job_due(self) -> int | None:
+        """When the next timed job falls due (epoch ms of emulator time), as last read."""
+        return self._next_job
+
     def catch_up(self) -> None:
         """Run the timed jobs that are due now, if any."""
         self.run_jobs(round(self.clock.timestamp() * 1000))

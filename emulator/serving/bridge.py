@@ -5,12 +5,13 @@ uvicorn reads every request (headers and body) in its event loop, so a client th
 nothing, or dribbles its headers, costs little memory and no thread; only a whole request
 reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
 hand-over to a thread and back cost as much as the app's work (benchmarks/RESULTS.md). A request that
-waits (a reset, a resend, the journal, a scenario's latency, a flush with more to wait for than
-the loop's own callback attempts) is handed, before it has done anything, to the process's
-request threads (emulator/waits.py: two, and one more for each request that waits, so
-a flush holds up nobody). Where several processes serve, each runs the same app (and its own
-callback dispatcher, which claims work so that no attempt is made twice). The choice: docs/decisions.md ("Serving"); its
-figures: benchmarks/RESULTS.md."""
+waits (a flush, a reset, a resend, the journal, a scenario's latency) is handed, before it has done
+anything, to the process's request threads (emulator/waits.py: two, and one more for each request
+that waits, so a flush holds up nobody). The loop also makes the process's callback attempts
+(emulator/delivery/dispatcher.py), and a stop lets those in flight end. Where several processes
+serve, each runs the same app (and its own callback dispatcher, which claims work so that no
+attempt is made twice). The choice: docs/decisions.md ("Serving"); its figures:
+benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -34,9 +35,10 @@ from urllib.parse import unquote_to_bytes
 import uvicorn
 
 from ..config import Settings, is_loopback_host
-from ..delivery import handover
+from ..delivery import dispatcher
 from ..startup import refusal
-from ..waits import ARRIVED, LOCK_WAIT, REFUSE, RERUN, SETTLE, THREAD, Busy, MustWait, attempt, in_loop, waiting
+from ..domain.errors import GatewayError
+from ..waits import ARRIVED, LATER, LOCK_WAIT, REFUSE, RERUN, THREAD, Busy, MustWait, attempt, in_loop, waiting
 from ..web.app import BODY_LIMIT, create_app, route_waits
 from .threads import RUNNING, RequestThreads
 
@@ -47,9 +49,6 @@ PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS 
 # Seconds a closing HTTPS connection waits for the client's close_notify: an idle keep-alive client
 # never sends it, and a stop waited for it until GRACE ran out (HTTP needs none: answers are framed).
 TLS_SHUTDOWN = 1.0
-# A route that declares it waits for the loop's own work (SETTLE: a flush, for the first attempts
-# the loop is making) first waits for it this long at most, before it is called.
-SETTLE_FIRST = 0.05
 # A request whose write finds the database locked by another process, or whose transaction
 # PostgreSQL ended in a conflict with another (waits.Busy), is run again after these pauses
 # (doubling, each drawn between half and one and a half of it, so that hosts that met do not meet
@@ -95,13 +94,32 @@ def serve(settings: Settings, listener: socket.socket, certificates=None, count:
         run(functools.partial(_application, settings, certificates, gateway=gateway), options, sockets, count,
             GRACE, ready)
         return
-    server = _Server(uvicorn.Config(_application(settings, certificates, None, gateway), **options), ready)
+    # The app is made by Server.run, once its loop is given to delivery (a factory for uvicorn).
+    app = functools.partial(_application, settings, certificates, None, gateway)
+    server = _Server(uvicorn.Config(app, factory=True, **options), ready)
     with _graceful_stop(server):
         server.run(sockets=sockets)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server in the one serving process, which says when it accepts connections."""
+class Server(uvicorn.Server):
+    """uvicorn's server in a serving process, whose event loop also makes the process's callback
+    attempts: made first, before the app (the loop is given to delivery, then the app is built: a
+    refusal leaves before anything serves); a stop lets the attempts in flight end."""
+
+    def run(self, sockets=None) -> None:
+        with asyncio.Runner(loop_factory=self.config.get_loop_factory()) as runner:
+            dispatcher.serve_in(runner.get_loop())
+            if not self.config.loaded:
+                self.config.load()
+            runner.run(self.serve(sockets=sockets))
+
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets=sockets)
+        await dispatcher.finish()
+
+
+class _Server(Server):
+    """The one serving process, which says when it accepts connections."""
 
     def __init__(self, config: uvicorn.Config, ready):
         super().__init__(config)
@@ -243,9 +261,9 @@ def _protocol_class(http: str):
 
 class Bridge:
     """The ASGI app uvicorn serves: the Flask (WSGI) app, called with the whole request read
-    in the event loop (or on a request thread, for a request that raises `MustWait`), its
-    answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to a thread for
-    every read and write (measured in benchmarks/RESULTS.md)."""
+    in the event loop (or on a request thread, for a route that waits or a request that raises
+    `MustWait`), its answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to
+    a thread for every read and write (measured in benchmarks/RESULTS.md)."""
 
     def __init__(self, app, threads: int = RUNNING):
         self.app = app
@@ -269,39 +287,26 @@ class Bridge:
         dropped = []
         environ[DROP] = lambda: dropped.append(True)
         answer = None
-        waits = route_waits(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"])
-        in_thread = waits == THREAD
-        if waits == SETTLE:  # a flush: once the loop's own attempts are made, it is answered at once
-            await handover.settled(timeout=SETTLE_FIRST)
-        while not in_thread and answer is None:
-            run = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+        if route_waits(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"]) != THREAD:
             try:
                 with in_loop(), attempt(RERUN):
-                    answer = self.call(run)
+                    answer = self.call(dict(environ, **{"wsgi.input": io.BytesIO(body)}))
             except MustWait as wait:  # answered on a request thread instead, with what it decided
-                environ.update(wait.keep)
-                if wait.until is not None:  # or in the loop again, once what it waits for is done
-                    await wait.until()
-                    continue
-                in_thread = True  # a write the database's lock refused (Busy) waits there too
+                environ.update(wait.keep)  # (a write the database's lock refused, Busy, waits there too)
         if answer is None:
             answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call_on_thread,
                                                                       environ, body)
         status, headers, content, later = answer
-        try:
-            if dropped:
-                _abort(send)
-                return
-            if unread:
-                headers.append((b"connection", b"close"))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": content})
-        finally:
-            for work, task in later:  # what the answer did not wait for (a callback's first attempt)
-                if task is not None:
-                    handover.start(task)
-                else:
-                    work()
+        if later is not None:  # the answer is made from what the loop has to finish first (a flush)
+            await asyncio.wait((later,))
+            status, headers, content = _read_later(status, headers, content)
+        if dropped:
+            _abort(send)
+            return
+        if unread:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     def call_on_thread(self, environ: dict, body: bytes) -> tuple[int, list, bytes, list]:
         """On a request thread: the request, run again after a pause that holds nothing while a
@@ -320,27 +325,41 @@ class Bridge:
                     time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.5), deadline - time.monotonic())))
                 pause = min(pause * 2, LOCKED_PAUSE_MOST)
 
-    def call(self, environ: dict) -> tuple[int, list, bytes, list]:
+    def call(self, environ: dict) -> tuple[int, list, bytes, asyncio.Task | None]:
+        """The app's answer: its status, headers, body, and what the body waits for (LATER: the
+        body is then left unread)."""
         started = []
 
         def start_response(status, headers, exc_info=None):
             started[:] = [int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]]
             return _no_write
 
-        with handover.collecting() as later:
-            try:
-                result = self.app(environ, start_response)
-                try:
-                    content = b"".join(result)
-                finally:
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-            except BaseException:
-                for work, _ in later:
-                    work()
-                raise
-        return started[0], started[1], content, later
+        result = self.app(environ, start_response)
+        later = environ.get(LATER)
+        return started[0], started[1], result if later is not None else _read(result), later
+
+
+def _read(result) -> bytes:
+    try:
+        return b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
+def _read_later(status: int, headers: list, result) -> tuple[int, list, bytes]:
+    """A body made once LATER has ended, with its length; what failed in it answers as any
+    unexpected failure does (500, the gateway's envelope)."""
+    try:
+        content = _read(result)
+    except Exception:
+        logging.getLogger("payletter_emulator").exception("an answer waiting for the event loop failed")
+        error = GatewayError("internal")
+        content, status = json.dumps(error.body()).encode(), error.status
+        headers = [(b"content-type", b"application/json")]
+    headers = [header for header in headers if header[0] != b"content-length"]
+    return status, [*headers, (b"content-length", str(len(content)).encode())], content
 
 
 def _no_write(data: bytes) -> None:

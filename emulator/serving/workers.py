@@ -5,16 +5,20 @@ running uvicorn (uvicorn-worker's `UvicornWorker`), all accepting on the one lis
 
 What the emulator adds is what gunicorn cannot know: each worker says on a pipe that it has made
 the app ("ready"), or the one line saying why it cannot ("refused ..."). `serve` prints its
-startup lines once every worker is ready; a worker that cannot start waits while the arbiter is
-stopped (gracefully, so gunicorn logs nothing), and its line is the refusal: restarting it would
-only fail again. POSIX only, as gunicorn
+startup lines once every worker is ready; a worker that cannot start leaves quietly while the
+arbiter is stopped (gracefully, so gunicorn logs nothing), and its line is the refusal: restarting
+it would only fail again. A worker's app is made in its event loop (the ASGI lifespan's startup),
+which is first given to callback delivery. POSIX only, as gunicorn
 is (`shareable()`)."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import signal
 import threading
 
+from ..delivery import dispatcher
 from ..startup import Refusal
 
 READY = b"ready"
@@ -34,7 +38,7 @@ def run(make_app, options: dict, sockets: list, count: int, grace: float, ready=
     parent = os.getpid()
 
     class Worker(UvicornWorker):
-        CONFIG_KWARGS = options
+        CONFIG_KWARGS = dict(options, lifespan="on")  # the app is made at its startup: `_Made`
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -42,7 +46,6 @@ def run(make_app, options: dict, sockets: list, count: int, grace: float, ready=
                 "bind": bind, "workers": count, "worker_class": Worker,
                 "graceful_timeout": grace, "keepalive": options["timeout_keep_alive"],
                 "loglevel": "warning", "proc_name": "payletter-emulator",
-                "post_worker_init": lambda worker: _say(said, READY),
                 "control_socket_disable": True,  # gunicorn >= 25 opens a control socket by default
             }
             for key, value in wanted.items():
@@ -51,11 +54,7 @@ def run(make_app, options: dict, sockets: list, count: int, grace: float, ready=
 
         def load(self):
             os.close(hear)
-            try:
-                return make_app(parent)
-            except Refusal as refusal:
-                _say(said, REFUSED + str(refusal).encode())
-                signal.pause()  # until the arbiter, told by `_listen`, stops every worker
+            return _Made(functools.partial(make_app, parent), said)
 
     threading.Thread(target=_listen, args=(hear, count, ready, refused), daemon=True,
                      name="workers-ready").start()
@@ -70,6 +69,36 @@ def run(make_app, options: dict, sockets: list, count: int, grace: float, ready=
             raise Refusal(f"the serving processes stopped (status {exit.code}); the lines above say why") from None
     if os.getpid() == parent:
         os.close(said)
+
+
+class _Made:
+    """A worker's ASGI app, made at the lifespan's startup, in the worker's event loop: the loop is
+    given to delivery first (its callback attempts are made there, and the lifespan's shutdown,
+    once the last request is answered, lets those in flight end), then the app is made, and the
+    worker says "ready" on the pipe, or its refusal."""
+
+    def __init__(self, make, said: int):
+        self.make, self.said, self.app = make, said, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                dispatcher.serve_in(asyncio.get_running_loop())
+                try:
+                    self.app = self.make()
+                except Refusal as refusal:
+                    _say(self.said, REFUSED + str(refusal).encode())
+                    os._exit(0)  # quietly: the arbiter, told by `_listen`, stops every worker
+                _say(self.said, READY)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await dispatcher.finish()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def _pipe() -> tuple[int, int]:

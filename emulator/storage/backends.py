@@ -11,10 +11,12 @@ import mmap
 import os
 import re
 import sqlite3
+import threading
 import time
 
 from ..domain.errors import GatewayError
 from ..waits import LOCK_WAIT, RERUN, Busy, on_lock
+from . import pg_news, pg_sessions
 from .board import SIZE, Board
 from .capabilities import why_unfit
 
@@ -77,8 +79,10 @@ class SQLite:
     name = "sqlite"
     skip_locked = ""
     for_update = ""  # one writer at a time: what a transaction has read stays as it read it
+    news = None  # processes on one file tell each other through its page of memory (`board`)
 
     def __init__(self, path: str):
+        self.lock = threading.RLock()  # the storage's, held for a statement or a transaction
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
@@ -188,22 +192,24 @@ def _rows(cursor):
     return lambda values: Row(zip(names, values))
 
 
-def _refuse_if_unfit(connection) -> None:
-    """Before any table is made: CockroachDB, YugabyteDB or a PostgreSQL too old is refused."""
+def _refuse_if_unfit(connection, close) -> None:
+    """Before any table is made: CockroachDB, YugabyteDB or a PostgreSQL too old is refused
+    (`close()` called first)."""
     reason = why_unfit(connection.execute("SELECT version()").fetchone()[0])
     if reason is not None:
         where = f"{connection.info.host}:{connection.info.port}/{connection.info.dbname}"
-        connection.close()
+        close()
         raise UnfitDatabase(f"cannot use the database at {where}: {reason}")
 
 
 class Postgres:
-    """One connection, in autocommit: a read outside a transaction is one statement (prepared by
-    psycopg after a few uses). A write transaction's statements are held, and sent together as one
-    query (client-side binding: psycopg's ClientCursor) when a result is read or at COMMIT, so it
-    waits for the server once per result it reads, and once more to commit. No lock is taken but
-    the rows a transaction changes or reads to change (`for_update`). A connection that broke
-    (the server restarted, the network cut) is made again at the next use."""
+    """A view of one of the process's connections (storage/pg_sessions.py), in autocommit: a read
+    outside a transaction is one statement (prepared by psycopg after a few uses). A write
+    transaction's statements are held, and sent together as one query (client-side binding:
+    psycopg's ClientCursor) when a result is read or at COMMIT, so it waits for the server once
+    per result it reads, and once more to commit. No lock is taken but the rows a transaction
+    changes or reads to change (`for_update`). A connection that broke (the server restarted,
+    the network cut) is made again at the next use."""
 
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
@@ -222,37 +228,50 @@ class Postgres:
         self._idle = psycopg.pq.TransactionStatus.IDLE
         self._url, self._schema = url, schema
         self._options = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
+        self.news: pg_news.Hearing | None = None  # once the tables are made
         self._sql: dict[str, str] = {}
         self._held: list[_Held] | None = None  # the open transaction's statements not sent yet; None: no transaction
         self._mode: str | None = None  # the open transaction's waits.on_lock()
         self._retry_at = 0.0  # no new connection is tried before this (time.monotonic())
         self._why = ""  # why the last connection could not be made, or broke
+        self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
         self.connection = self._connect()  # at start, psycopg's own error: `serve` says it in one line
+        # The connection's lock, held for a statement or a transaction by every storage sharing it
+        self.lock = self.connection.lock
 
     def _connect(self):
-        connection = self._psycopg.connect(self._url, autocommit=True, row_factory=_rows, **self._options)
-        _refuse_if_unfit(connection)  # every time: a name may lead to another server after a failover
-        if self._schema is not None:
-            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-            connection.execute(f'SET search_path TO "{self._schema}"')
-        self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
-        self._sender = self._psycopg.ClientCursor(connection, row_factory=_rows)  # a transaction's held statements
+        """A view of one of the process's few connections, shared with every other storage
+        (storage/pg_sessions.py): a hundred sandboxes add no connection."""
+        connection = pg_sessions.connect(self._url, self._schema, row_factory=_rows, **self._options)
+        try:
+            _refuse_if_unfit(connection, connection.close)
+            if self._schema is not None:
+                connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+                connection.execute(f'SET search_path TO "{self._schema}"')  # said again on a new connection
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _live(self):
-        """The connection; a new one if it broke, tried at once and then at most every
-        RECONNECT_PAUSE seconds while the server cannot be reached (503 meanwhile)."""
-        if not self.connection.closed:
-            return self.connection
+        """The connection; a new one if it broke (the view makes it, with this storage's settings),
+        tried at once and then at most every RECONNECT_PAUSE seconds while the server cannot be
+        reached (503 meanwhile)."""
+        connection = self.connection
+        if not connection.closed:
+            return connection
         now = time.monotonic()
         if now < self._retry_at:
             raise GatewayError("database_unreachable", reason=self._why)
         try:
-            self.connection = self._connect()
+            connection.reopen()
+            # every time: a name may lead to another server after a failover
+            _refuse_if_unfit(connection, connection.drop)
         except self._psycopg.OperationalError as error:
             self._retry_at, self._why = now + RECONNECT_PAUSE, _first_line(error)
+            connection.drop()
             raise GatewayError("database_unreachable", reason=self._why) from None
-        return self.connection
+        return connection
 
     def _failure(self, error: Exception, mode: str | None) -> Exception:
         """What an error of the driver means to a request: the database unreachable (the
@@ -260,7 +279,7 @@ class Postgres:
         state = getattr(error, "sqlstate", None) or ""
         if self.connection.closed or state.startswith(_UNREACHABLE):
             self._why = _first_line(error)
-            self.connection.close()
+            self.connection.drop()
             return GatewayError("database_unreachable", reason=self._why)
         if state == _LOCK_NOT_AVAILABLE:  # a row another transaction holds (lock_timeout, `begin`)
             return locked(mode)
@@ -320,14 +339,18 @@ class Postgres:
         return re.sub(r"\bREAL\b", "DOUBLE PRECISION", text)
 
     def create(self, schema: str) -> None:
-        """The same tables as SQLite's; one process at a time creates them."""
+        """The same tables as SQLite's, and the triggers that tell other processes what changed
+        (storage/pg_news.py); one process at a time creates them."""
         connection = self._live()
         connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
             for statement in filter(str.strip, self.ddl(schema).split(";")):
                 connection.execute(statement)
+            told = pg_news.install(connection)
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        if self.news is None:
+            self.news = pg_news.hear(self._url, told)
 
     def columns(self, table: str) -> set[str]:
         rows = self._outside(lambda connection: connection.execute(
@@ -339,8 +362,8 @@ class Postgres:
         """BEGIN, held: it leaves with the transaction's first statement sent. No lock is taken
         here (`exclusive` means nothing to PostgreSQL): each statement locks the rows it changes.
         A lock another transaction holds is waited for BUSY_WAIT at most in a run of a request
-        that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since the wait holds this
-        process's one connection; then `locked` is raised."""
+        that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since the wait holds the
+        connection this process's storages share; then `locked` is raised."""
         wait = BUSY_WAIT if mode is not None else LOCK_WAIT
         if wait != self._lock_timeout:  # set outside the transaction, so that a rollback keeps it
             self._outside(lambda connection: connection.execute(f"SET lock_timeout = {round(wait * 1000)}"))
@@ -355,16 +378,17 @@ class Postgres:
         held = self._held
         if not held:  # nothing held, or no transaction (a result read after it ended: it has one)
             return
-        self._held, sender = [], self._sender
+        self._held = []
         try:
-            sender.execute("; ".join(statement.sql for statement in held),
-                           [value for statement in held for value in statement.args])
-            for statement in held:  # one result each, in order
-                statement.count = sender.rowcount
-                if sender.description is not None:
-                    sender.row_factory = statement.factory
-                    statement.rows = sender.fetchall()
-                sender.nextset()
+            with self.connection.client_cursor() as sender:
+                sender.execute("; ".join(statement.sql for statement in held),
+                               [value for statement in held for value in statement.args])
+                for statement in held:  # one result each, in order
+                    statement.count = sender.rowcount
+                    if sender.description is not None:
+                        sender.row_factory = statement.factory
+                        statement.rows = sender.fetchall()
+                    sender.nextset()
         except self._psycopg.Error as error:
             raise self._failure(error, self._mode) from None
 
@@ -391,7 +415,7 @@ class Postgres:
         try:
             connection.execute("ROLLBACK")
         except self._psycopg.Error:
-            connection.close()  # in no state to be used again: made anew at the next use
+            connection.drop()  # in no state to be used again: made anew at the next use
 
     def problem(self) -> str | None:
         """Why the database cannot be used now, or None: one round trip (on a new connection if
@@ -405,6 +429,8 @@ class Postgres:
         return None
 
     def close(self) -> None:
+        if self.news is not None:
+            self.news.close()
         self.connection.close()
 
 

@@ -10,7 +10,8 @@ from .schema import PENDING_CALLBACKS
 
 _ANY_DUE = ("SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
             "AND (claim_expires IS NULL OR claim_expires < ?) LIMIT 1")
-INTERRUPTED = "interrupted: the process making this attempt stopped; the request may have reached the merchant"
+UNKNOWN = ("outcome unknown: the process making this attempt stopped answering before it recorded the merchant's "
+           "answer; the request may have reached the merchant")
 
 
 class CallbackTables:
@@ -97,18 +98,22 @@ class CallbackTables:
             return self._claim(row, wall + lease) if row else None
 
     def _claim(self, row, expires: float) -> dict:
+        """The callback with its new claim; `unknown`: the kinds of the attempts its lapsed claim's
+        holder had started and never finished (it stopped, or stood still), now `unknown`."""
         claim = uuid.uuid4().hex
         self._db.execute("UPDATE callbacks SET claimed_by = ?, claim_expires = ? WHERE id = ?",
                          (claim, expires, row["id"]))
-        if row["claimed_by"] is not None:  # its claim lapsed unfinished: whoever held it stopped
-            self._db.execute("UPDATE callback_attempts SET state = 'interrupted', error = ? "
-                             "WHERE callback_id = ? AND state = 'sending'", (INTERRUPTED, row["id"]))
-        return {**_callback(row, {}), "claim": claim}
+        unknown = []
+        if row["claimed_by"] is not None:
+            unknown = [attempt[0] for attempt in self._db.execute(
+                "UPDATE callback_attempts SET state = 'unknown', error = ? WHERE callback_id = ? AND state = 'sending' "
+                "RETURNING kind", (UNKNOWN, row["id"])).fetchall()]
+        return {**_callback(row, {}), "claim": claim, "unknown": unknown}
 
     def start_attempt(self, callback_id: int, claim: str, attempt: dict, wall: float, lease: float) -> dict | None:
-        """The request is about to leave: the attempt goes on the ledger first (state
-        "sending", numbered after the ones before it) and the claim is good for `lease` more
-        seconds. None, and nothing recorded, if the claim no longer holds."""
+        """The attempt is about to start: it goes on the ledger first (state "sending", numbered
+        after the ones before it) and the claim is good for `lease` more seconds. None, and nothing
+        recorded, if the claim no longer holds."""
         with self.atomic():
             cur = self._db.execute("UPDATE callbacks SET claim_expires = ? WHERE id = ? AND claimed_by = ?",
                                    (wall + lease, callback_id, claim))
@@ -117,35 +122,42 @@ class CallbackTables:
             return self._insert_attempt(callback_id, {**attempt, "http_status": None, "response_body": "",
                                                       "error": "", "latency_ms": 0.0}, "sending")
 
-    def finish_attempt(self, callback_id: int, claim: str, attempt: dict, status: str, attempts_made: int,
+    def finish_attempt(self, callback_id: int, claim: str, attempt: dict | None, status: str, attempts_made: int,
                        next_attempt_at: float | None, extra: dict | None = None,
                        release_held_at: float | None = None) -> dict | None:
         """Record an attempt's outcome (and an `extra` one made under the same claim, a
-        duplicate) and the callback's new state, if the claim still holds (a reset or an
-        expired lease voids it: then the callback is left alone and None comes back). An
-        attempt already on the ledger (started) gets its outcome whatever the claim: it left.
-        `release_held_at`: in the same transaction, the callbacks held before this one fall
+        duplicate; or none, `attempt` None) and the callback's new state, if the claim still holds;
+        a delivered callback stays delivered. An attempt already on the ledger (started) gets its
+        outcome whatever the claim: it left. A claim lost meanwhile (a reset, or a lapse while this
+        process stood still) leaves the callback alone, but for a delivery: it is delivered. None
+        then. `release_held_at`: in the same transaction, the callbacks held before this one fall
         due at that moment (`release_held`)."""
         with self.atomic():
             for made in (attempt, extra):
                 if made is not None and "id" in made:
                     self._complete_attempt(made)
-            before = self._db.execute("SELECT status FROM callbacks WHERE id = ? AND claimed_by = ?",
-                                      (callback_id, claim)).fetchone()
-            if before is None:
+            before = self._db.execute("SELECT status, claimed_by FROM callbacks WHERE id = ?", (callback_id,)).fetchone()
+            if before is None or before[1] != claim:
+                if before is not None and before[0] != "delivered" and status == "delivered":
+                    self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL WHERE id = ?",
+                                     (callback_id,))
+                    if before[0] == "pending":
+                        self._count_pending(-1)
                 return None
+            if before[0] == "delivered":
+                status, next_attempt_at = "delivered", None
             self._db.execute(
                 "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
                 "claim_expires = NULL WHERE id = ?", (status, attempts_made, next_attempt_at, callback_id))
             if (before[0] == "pending") != (status == "pending"):
                 self._count_pending(+1 if status == "pending" else -1)
-            if "id" not in attempt:
+            if attempt is not None and "id" not in attempt:
                 attempt = self._insert_attempt(callback_id, attempt)
             if extra is not None and "id" not in extra:
                 self._insert_attempt(callback_id, extra)
             if release_held_at is not None:
                 self.release_held(callback_id, release_held_at)
-            if attempt["kind"] in ("first", "retry") and status != "pending":
+            if attempt is not None and attempt["kind"] in ("first", "retry") and status != "pending":
                 self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
                     status, "exhausted"))
             return attempt
@@ -184,6 +196,17 @@ class CallbackTables:
         """When the next pending callback not yet due falls due (emulator milliseconds), if any."""
         return self._one("SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?",
                          (now,))[0]
+
+    def next_work(self, now: float, wall: float) -> tuple[bool, int | None, float | None]:
+        """What a sender that is told of every change waits for, in one read: whether a callback
+        is due now and claimable, when the next one falls due (emulator milliseconds), and when
+        the first live claim on a pending one lapses (wall time: its holder may have stopped)."""
+        row = self._one(
+            f"SELECT EXISTS ({_ANY_DUE}) AS due_now, "
+            "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due, "
+            "(SELECT min(claim_expires) FROM callbacks WHERE claim_expires >= ? AND status = 'pending') AS next_lapse",
+            (now, wall, now, wall))
+        return bool(row["due_now"]), row["next_due"], row["next_lapse"]
 
     def _attempts(self, ids: list[int]) -> dict[int, list[dict]]:
         if not ids:

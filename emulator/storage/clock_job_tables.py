@@ -10,12 +10,30 @@ from ..domain.clock import ClockState
 
 class ClockAndJobTables:
     def shared_generation(self) -> int | None:
-        """Changes whenever the shared state below does (None: unknown, read it)."""
-        return None if self._board is None else self._board.generation()
+        """Changes whenever the shared state below does (None: unknown, read it): SQLite's page of
+        memory (storage/board.py), or what PostgreSQL tells this process (storage/pg_news.py)."""
+        if self._board is not None:
+            return self._board.generation()
+        return None if self._db.news is None else self._db.news.generation()
+
+    def hears_every_change(self) -> bool:
+        """Whether every change of the clock, the scenario, the timed jobs and the callbacks, by any
+        process, is told to this one as it commits (PostgreSQL, while this process listens):
+        then nothing needs reading again in case it was missed, and nothing needs polling."""
+        return self._db.news is not None and self._db.news.hearing()
+
+    def on_news(self, handler) -> None:
+        """`handler(table)` is called when another process (or this one) has changed `table` (one
+        of storage/pg_news.py's TOLD_TABLES; None: anything may have changed), on the thread that
+        hears it; where nothing is heard (SQLite), never."""
+        if self._db.news is not None:
+            self._db.news.on_news(handler)
 
     def _shared_state_changed(self) -> None:
         if self._board is not None:
             self.after_commit(self._board.bump_generation)
+        elif self._db.news is not None:  # other processes hear it from PostgreSQL; this one at once
+            self.after_commit(self._db.news.changed_here)
 
     def shared_state(self) -> tuple[ClockState | None, int, int, int | None]:
         """In one read: the clock and its version, the scenario's version, and when the next

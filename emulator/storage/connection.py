@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import weakref
 from collections import deque
@@ -109,13 +108,15 @@ class Connection:
 
     def _open(self, path: str, schema: str | None) -> None:
         self.path = path
-        self._lock = threading.RLock()
+        self._db = connect(path, schema)
+        # The backend's lock: on PostgreSQL, every storage sharing its connection holds the same one
+        # (storage/pg_sessions.py), for a statement or a whole transaction.
+        self._lock = self._db.lock
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
         self._tokens: deque[int] = deque()  # this process's block of token serials
         _STORAGES.add(self)
-        self._db = connect(path, schema)
         self._board = self._db.board
         self.backend = self._db.name
         self._db.create(SCHEMA)

@@ -105,7 +105,7 @@ class _App(Flask):
 
 
 def route_waits(app: Flask, method: str, path: str) -> str | None:
-    """How the route a request reaches declares it waits (waits.THREAD, waits.SETTLE), or None:
+    """How the route a request reaches declares it waits (waits.THREAD), or None:
     found by the route, so a sandbox's prefix or a value in the path never changes it."""
     if path.startswith(SandboxPrefix.PREFIX):
         path = "/" + path[len(SandboxPrefix.PREFIX):].partition("/")[2]

@@ -1,7 +1,6 @@
 """The control API (/_emulator/...): what tests use to drive and inspect the emulator."""
 from __future__ import annotations
 
-import functools
 import hmac
 import json
 import re
@@ -10,17 +9,16 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from ..config import LIST_PAGE
-from ..delivery import handover
 from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import callback_view
 from ..domain.callback_policy import matches_any, own_name
 from ..domain.identifiers import is_token
 from ..domain.text import is_text
 from ..domain.errors import GatewayError
-from ..waits import ARRIVED, SETTLE, THREAD, MustWait, answering_in_loop, waiting
+from ..waits import ARRIVED, LATER, THREAD, answering_in_loop, waiting
 from ..engines.validation import refuse_nul
 from .operations import Operation, register
 from ..domain.methods import table as method_table
@@ -30,7 +28,6 @@ from .plumbing import body_bytes, emulator, json_body, request_host, root_url, s
 
 CALLBACK_STATUSES = ("pending", "delivered", "failed")
 PAYMENT_STATUSES = tuple(STATUS_CODES)  # every status a payment can have, in its life's order
-SETTLED = "payletter.settled"  # environ key: a flush that has waited for the event loop's attempts
 
 blueprint = Blueprint("control_api", __name__, url_prefix="/_emulator")
 
@@ -39,8 +36,7 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
             waits: str | None = None):
     """Route one control operation; a body, when it has a schema, is checked strictly. `waits`
     declares how the operation waits, for whoever serves it (waits.py): THREAD, it waits for
-    something outside the process (attempts, a merchant's answer, the other processes' journal);
-    SETTLE, for the event loop's own first attempts before it looks."""
+    callbacks being sent, a merchant's answer or the other processes' journal."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
                        request=f"control/{schema}" if schema else None, status=status))
 
@@ -291,23 +287,27 @@ def callback(callback_id):
     return jsonify(callback_view(_callback(callback_id)))
 
 
-@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush",
-         waits=SETTLE)
+@control("/callbacks/flush", "POST", "Deliver everything due; return once nothing due is left", schema="flush")
 def flush(values):
     arrived = request.environ.get(ARRIVED)
-    left = values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0)
-    if answering_in_loop():
-        if handover.running():  # first attempts the event loop is making
-            if SETTLED not in request.environ:  # waited for there, then looked at again
-                raise MustWait({SETTLED: True}, until=functools.partial(handover.settled, timeout=max(0.0, left)))
-            raise MustWait({})  # still sending after that wait: the rest on a request thread
-        flushed = dispatcher().flushed_already()
-        if flushed is not None:
-            return jsonify(flushed)
-        raise MustWait({})  # something to send or wait for: on a request thread
+    left = max(0.0, values.get("max_seconds", 30) - (time.monotonic() - arrived if arrived else 0.0))
+    if answering_in_loop():  # the loop that sends the callbacks awaits the flush, then reads this answer
+        flushing = request.environ[LATER] = dispatcher().flush_in_loop(left)
+        return current_app.response_class(_Later(flushing, current_app.json.response), mimetype="application/json")
     with waiting():  # mostly for attempts: their merchants may call back meanwhile
-        flushed = dispatcher().flush(max(0.0, left))
+        flushed = dispatcher().flush(left)
     return jsonify(flushed)
+
+
+class _Later:
+    """An answer's body made from what `task` gives, read once the event loop has awaited it."""
+
+    def __init__(self, task, respond):
+        self.task = task
+        self.respond = respond
+
+    def __iter__(self):
+        yield self.respond(self.task.result()).get_data()
 
 
 @control("/callbacks/{callback_id}/resend", "POST", "Make one extra attempt now, whatever the status", waits=THREAD)
