@@ -617,7 +617,11 @@ class Bench:
         count = self.plan.policy_payments
         server, took = self._flush_after_jump("policy", f"{MAIN} policy", failing, count, {"freeze": True},
                                               {"advance_seconds": POLICY_SECONDS + HOLD_SECONDS})
-        listed = call(server.port, "GET", "/_emulator/callbacks?limit=1000000", timeout=120)[1]["callbacks"]
+        listed, after = [], ""
+        while after is not None:  # a page at a time: the control API answers 1,000 at most
+            page = call(server.port, "GET", f"/_emulator/callbacks?limit=1000{after}", timeout=120)[1]
+            listed += page["callbacks"]
+            after = f"&after={page['next']}" if page["next"] else None
         attempts = sum(len(c["attempts"]) for c in listed)
         self.results["callbacks"]["retry policy"] = {
             "payments": count, "attempts": attempts, "attempts_expected": count * 21, "received": took["received"],

@@ -617,3 +617,16 @@ class RawMerchant:
 
     def close(self) -> None:
         self.listener.close()
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    """The test process's one Playwright: its sync API drives one instance per thread at a time, so
+    every module that launches a browser launches it from this one (a fixture of conftest.py, so
+    one per test process, whichever modules import browser.py's fixtures)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the hosted-page tests need Playwright for Python: pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as instance:
+        yield instance

@@ -37,7 +37,8 @@ def test_quick_benchmark_produces_every_figure(tmp_path, wrk):
 
     for name in ("baseline", "baseline (fresh starts)", *shipped, *(f"{c} (fresh starts)" for c in shipped)):
         server = results["servers"][name]
-        assert server["startup_s"] > 0 and server["idle_rss"]["sum_mb"] > server["idle_rss"]["largest_mb"] > 0
+        # the sum over its processes; one process (serve's default) is its own largest
+        assert server["startup_s"] > 0 and server["idle_rss"]["sum_mb"] >= server["idle_rss"]["largest_mb"] > 0
     assert results["servers"]["serve"]["peak_rss"]["sum_mb"] > 0
 
     deliveries = results["callbacks"]["deliveries"]

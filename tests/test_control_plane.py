@@ -282,20 +282,17 @@ def test_allowed_hosts_come_from_the_option_the_variable_and_the_public_url(allo
 
 
 @pytest.fixture(scope="module")
-def rebinding_browser():
+def rebinding_browser(playwright):
     """Chromium whose resolver answers 127.0.0.1 for the attacker's domain: where DNS rebinding
     leaves a browser, without a DNS server. Its private-network checks are off, as they are in
     browsers that have none (Firefox, Safari): the emulator must stand on its own."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(),
-            args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
-                  "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
-                  "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks"])
-        yield browser
-        browser.close()
+    browser = playwright.chromium.launch(
+        executable_path=chromium_path(),
+        args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
+              "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+              "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks"])
+    yield browser
+    browser.close()
 
 
 ATTACK = """<!doctype html><title>cats</title><script>

@@ -44,15 +44,12 @@ rules:
 # --- the browser and the processes -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def chromium():
-    """This module's chromium (browser.py's `desktop` takes it), closed when the module is done:
-    Playwright's sync API drives one instance at a time, and other modules start their own."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def chromium(playwright):
+    """This module's chromium (browser.py's `desktop` takes it), closed when the module is done,
+    launched from the process's one Playwright (browser.py's `playwright`)."""
+    browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")

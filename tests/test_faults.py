@@ -23,7 +23,11 @@ from .doc_blocks import doc_block
 ROOT = Path(__file__).resolve().parent.parent
 # The behaviour under test: a loopback answer takes a few milliseconds, a stalled one as long as
 # the fault (seconds), so the bound is generous.
-LATENCY = 0.1  # what health and payments/request take at most during a fault, on an idle machine
+# An answer slower than this during a fault is a stall (the faults held every answer for seconds).
+# The 0.1 s is a figure of an idle machine; on a loaded one (CI, the suite's own workers)
+# single answers reach 0.1-0.2 s with no fault at all, so the test holds them to this, and to
+# CALM_FACTOR times the slowest of the same probes just before the fault.
+LATENCY = 0.25
 SAMPLES = 5  # latencies taken during each fault, at least
 CALM = 30  # rounds of the probes timed before the fault, whose slowest raises LATENCY on a loaded machine
 CALM_FACTOR = 3
