@@ -10,6 +10,7 @@ the order in which they take turns, so that the machine's slow minutes fall on a
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -95,3 +96,11 @@ def turns(items: list, round_: int) -> list:
 
 def ratio(value: float, first: float) -> str:
     return f"{value / first:.3f}" if first else "-"
+
+
+def report(options, results: dict, render) -> int:
+    """Print the figures (`render(results)`), and write them to --json's file if given."""
+    print(render(results))
+    if options.json:
+        Path(options.json).write_text(json.dumps(results, indent=2))
+    return 0

@@ -24,7 +24,6 @@ others: the median of the rounds):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -273,11 +272,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pending", type=int, default=10_000, help="callbacks pending [default: 10,000]")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to this file")
     options = parser.parse_args(argv)
-    results = measure(options, checkouts.chosen(options))
-    print(render(results))
-    if options.json:
-        Path(options.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return checkouts.report(options, measure(options, checkouts.chosen(options)), render)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ ratio to the first checkout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -192,11 +191,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-xdist", dest="xdist", action="store_const", const=0, help="only without -n")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to this file")
     options = parser.parse_args(argv)
-    results = measure(options, checkouts.chosen(options))
-    print(render(results))
-    if options.json:
-        Path(options.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return checkouts.report(options, measure(options, checkouts.chosen(options)), render)
 
 
 if __name__ == "__main__":

@@ -327,6 +327,14 @@ def callback_receiver():
     server.shutdown()
 
 
+@pytest.fixture
+def receiver(callback_receiver):
+    """The session's receiver, emptied before and after the test: what it holds is this test's."""
+    callback_receiver.clear()
+    yield callback_receiver
+    callback_receiver.clear()
+
+
 SCHEMAS = Schemas(schemas_dir())
 _ROUTES = [(re.compile(re.sub(r"\{[^}]+\}", "[^/]+", op.path) + "/?"), op.response) for op in OPERATIONS if op.key]
 _PAYER_ACTION = re.compile(r"/_emulator/payments/[^/]+/(approve|decline)/?")

@@ -18,13 +18,6 @@ from .doc_blocks import doc_block
 T0 = "2026-11-29T10:00:00+09:00"
 
 
-@pytest.fixture
-def receiver(callback_receiver):
-    callback_receiver.clear()
-    yield callback_receiver
-    callback_receiver.clear()
-
-
 @contextmanager
 def serving(tmp_path, name: str, receiver, database: str, *args: str):
     """A server on the test's shared database, and a client for it; stopped at the end."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-import requests
 
 from payletter_emulator.config import ENV_PREFIX
 from payletter_emulator.storage.pg_sessions import POOL_SIZE
@@ -43,13 +42,6 @@ class Host:
 def shared(postgres_server) -> str:
     """A fresh PostgreSQL database for the hosts of one test."""
     return postgres_server.new_database()
-
-
-@pytest.fixture
-def receiver(callback_receiver):
-    callback_receiver.clear()
-    yield callback_receiver
-    callback_receiver.clear()
 
 
 @contextmanager
