@@ -638,3 +638,17 @@ def playwright():
         pytest.fail("the hosted-page tests need Playwright for Python: pip install -e '.[test]'", pytrace=False)
     with sync_playwright() as instance:
         yield instance
+
+
+def until(condition, timeout: float = 30.0, what: str = "the condition"):
+    """Poll `condition()` until it answers something true, within `timeout` seconds; that answer.
+    The tests' one way to wait for a state another process reaches in its own time (a host hearing
+    the news, a pool's connection made again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = condition()
+        if answer:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not come within {timeout} s")
+        time.sleep(0.005)

@@ -22,7 +22,7 @@ import pytest
 from payletter_emulator.config import ENV_PREFIX
 from payletter_emulator.storage.pg_sessions import POOL_SIZE
 
-from .conftest import Answer, Api, EmulatorProcess, freeze_at, ok
+from .conftest import Answer, Api, EmulatorProcess, freeze_at, ok, until
 from .doc_blocks import doc_block
 
 T0 = "2026-11-29T10:00:00+09:00"
@@ -56,18 +56,6 @@ def hosts(tmp_path, url: str, count: int, receiver, *args: str):
             stack.callback(process.stop)
             started.append(Host(process, Api(process.url, receiver.url)))
         yield started
-
-
-def until(condition, timeout: float = 30.0, what: str = "the condition"):
-    """Poll `condition()` until it answers something true, within `timeout` seconds; that answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come within {timeout} s")
-        time.sleep(0.005)
 
 
 def every_host_shows(every: list[Host], path: str, expected) -> None:

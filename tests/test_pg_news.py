@@ -6,7 +6,6 @@ missed."""
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest
@@ -16,19 +15,12 @@ from payletter_emulator.domain.errors import GatewayError
 from payletter_emulator.storage import Storage
 from payletter_emulator.storage.pg_sessions import POOL_SIZE, open_connections
 
+from .conftest import until
+
 
 @pytest.fixture
 def url(postgres_server) -> str:
     return postgres_server.new_database()
-
-
-def until(condition, timeout: float = 10.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while not (answer := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come within {timeout} s")
-        time.sleep(0.005)
-    return answer
 
 
 def test_storages_of_many_schemas_share_the_pool_each_in_its_own_schema(url):
