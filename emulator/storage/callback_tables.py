@@ -131,25 +131,22 @@ class CallbackTables:
         outcome whatever the claim: it left. A claim lost meanwhile (a reset, or a lapse while this
         process stood still) leaves the callback alone, but for a delivery: it is delivered. None
         then. `release_held_at`: in the same transaction, the callbacks held before this one fall
-        due at that moment (`release_held`)."""
+        due at that moment (`release_held`).
+
+        The claim is checked by the UPDATE that writes the new state, not by a read before it: on
+        PostgreSQL a read takes no lock, so a claim taken over between the two would be
+        overwritten, and the attempt recorded by both holders."""
         with self.atomic():
             for made in (attempt, extra):
                 if made is not None and "id" in made:
                     self._complete_attempt(made)
-            before = self._db.execute("SELECT status, claimed_by FROM callbacks WHERE id = ?", (callback_id,)).fetchone()
-            if before is None or before[1] != claim:
-                if before is not None and before[0] != "delivered" and status == "delivered":
-                    self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL WHERE id = ?",
-                                     (callback_id,))
-                    if before[0] == "pending":
-                        self._count_pending(-1)
+            was = self._settle(callback_id, claim, status, attempts_made, next_attempt_at)
+            if was is None:
+                if status == "delivered":
+                    self._deliver_unclaimed(callback_id)
                 return None
-            if before[0] == "delivered":
-                status, next_attempt_at = "delivered", None
-            self._db.execute(
-                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
-                "claim_expires = NULL WHERE id = ?", (status, attempts_made, next_attempt_at, callback_id))
-            if (before[0] == "pending") != (status == "pending"):
+            was_pending, status = was
+            if was_pending != (status == "pending"):
                 self._count_pending(+1 if status == "pending" else -1)
             if attempt is not None and "id" not in attempt:
                 attempt = self._insert_attempt(callback_id, attempt)
@@ -161,6 +158,39 @@ class CallbackTables:
                 self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
                     status, "exhausted"))
             return attempt
+
+    def _settle(self, callback_id: int, claim: str, status: str, attempts_made: int,
+                next_attempt_at: float | None) -> tuple[bool, str] | None:
+        """The callback's new state written and its claim let go, by UPDATEs that hold only while
+        `claim` does: (whether it was pending, the status it has now), or None if the claim is lost.
+        A pending callback (every scheduled attempt's) takes the first statement; one a resend
+        found failed the second; one already delivered stays delivered."""
+        claimed = "WHERE id = ? AND claimed_by = ?"
+        if self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                f"claim_expires = NULL {claimed} AND status = 'pending'",
+                (status, attempts_made, next_attempt_at, callback_id, claim)).rowcount == 1:
+            return True, status
+        if self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                f"claim_expires = NULL {claimed} AND status <> 'delivered'",
+                (status, attempts_made, next_attempt_at, callback_id, claim)).rowcount == 1:
+            return False, status
+        if self._db.execute(
+                "UPDATE callbacks SET attempts = ?, next_attempt_at = NULL, claimed_by = NULL, claim_expires = NULL "
+                f"{claimed}", (attempts_made, callback_id, claim)).rowcount == 1:
+            return False, "delivered"
+        return None
+
+    def _deliver_unclaimed(self, callback_id: int) -> None:
+        """An acknowledgement read under a claim since lost: the callback is delivered all the same
+        (its claim, if another holds one now, is left to lapse or end)."""
+        if self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL "
+                            "WHERE id = ? AND status = 'pending'", (callback_id,)).rowcount == 1:
+            self._count_pending(-1)
+            return
+        self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL "
+                         "WHERE id = ? AND status = 'failed'", (callback_id,))
 
     def _insert_attempt(self, callback_id: int, attempt: dict, state: str = "done") -> dict:
         """The attempt, numbered after the ones before it, with its id."""
