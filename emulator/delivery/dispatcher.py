@@ -18,6 +18,7 @@ from typing import Callable
 from ..config import Settings
 from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Listening, Outcome, Policy, next_state
 from ..domain.clock import KST, iso
+from ..domain.errors import GatewayError
 from ..storage import Storage
 from . import sender
 
@@ -113,6 +114,7 @@ class Dispatcher:
         self._senders: asyncio.Semaphore | None = None
         self._attempts: set[asyncio.Task] = set()  # this process's, in flight
         self._stopped = False
+        self._unreachable = False  # the database was out of reach at the last look: said once, not every round
         # Where every change is told (instance.py wires storage/pg_news.py's news to `wake`): how
         # long to wait for work instead of polling; None, until woken.
         self.until_next: Callable[[], float | None] | None = None
@@ -189,11 +191,13 @@ class Dispatcher:
             try:
                 started = self._round()
                 if started:
+                    self._reached()
                     await asyncio.wait(started)
                     continue
                 wait = self._seconds_to_next_due()
-            except Exception:  # a broken round must not stop delivery for good
-                log.exception("callback dispatcher round failed")
+                self._reached()
+            except Exception as error:  # a broken round must not stop delivery for good
+                self._failed(error, "callback dispatcher round failed")
                 wait = POLL_SECONDS
             try:
                 async with asyncio.timeout(wait):
@@ -201,6 +205,24 @@ class Dispatcher:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    def _failed(self, error: Exception, what: str) -> None:
+        """A round or an attempt that failed. A database out of reach (PostgreSQL stopped, the
+        network cut) is said in one line when it goes, not in a traceback every round while it
+        stays away; anything else with its traceback, each time."""
+        if isinstance(error, GatewayError) and error.kind == "database_unreachable":
+            if not self._unreachable:
+                self._unreachable = True
+                log.warning("callback delivery waits: the database cannot be reached (%s); looking again every "
+                            "%g s", error.details.get("reason", ""), POLL_SECONDS)
+            return
+        log.error(what, exc_info=error)
+
+    def _reached(self) -> None:
+        """A round read the database: if it was out of reach, say once that delivery goes on."""
+        if self._unreachable:
+            self._unreachable = False
+            log.warning("callback delivery goes on: the database answers again")
 
     def _seconds_to_next_due(self) -> float | None:
         if self.until_next is not None:
@@ -229,7 +251,7 @@ class Dispatcher:
     def _ended(self, task: asyncio.Task) -> None:
         self._attempts.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("a callback attempt failed", exc_info=task.exception())
+            self._failed(task.exception(), "a callback attempt failed")
 
     # --- one attempt ---
     async def _attempt(self, callback: dict, kind: str, number: int) -> dict | None:
