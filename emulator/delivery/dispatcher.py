@@ -197,6 +197,8 @@ class Dispatcher:
                 wait = self._seconds_to_next_due()
                 self._reached()
             except Exception as error:  # a broken round must not stop delivery for good
+                if self._stopped:  # its storage closed under it: the emulator is closing
+                    return
                 self._failed(error, "callback dispatcher round failed")
                 wait = POLL_SECONDS
             try:
