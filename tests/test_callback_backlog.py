@@ -1,17 +1,22 @@
 """What a flush and the dispatcher's idle look read costs what is due, not what is pending: each
 finds its answer by an index, and the number pending is kept as callbacks change. Counted (SQLite's
 virtual-machine steps), not timed: the storage's reads alone, and a whole emulator's dispatcher
-(its flush, its rounds with their timed jobs) on the connections it reads through."""
+(its flush, its rounds with their timed jobs) on the connections it reads through. On PostgreSQL,
+the pages its statements read (pg_stat_statements), before and after the table's statistics are
+made: a plan made without them must not scan either."""
 from __future__ import annotations
 
 import threading
 from contextlib import ExitStack, contextmanager
+
+import pytest
 
 from payletter_emulator.config import Settings
 from payletter_emulator.instance import build
 from payletter_emulator.storage import Storage
 
 from .conftest import until
+from .databases import PostgresServer
 
 URL = "http://127.0.0.1:9/cb"
 CREATED = "2026-11-29T10:00:00+09:00"
@@ -31,11 +36,12 @@ def pend(storage: Storage, count: int, due: int = FAR) -> None:
 
 
 def looks(storage: Storage) -> None:
-    """What a flush with nothing due reads, and the idle look."""
+    """What a flush with nothing due reads, and the idle look (polled, or told of every change)."""
     storage.callback_backlog(NOW, WALL)
     storage.claim_due_callbacks(NOW, WALL, LEASE, limit=8)
     storage.jobs_due(NOW)
     storage.next_callback_due(NOW)
+    storage.next_work(NOW, WALL)
 
 
 def vm_steps(storage: Storage, work) -> int:
@@ -147,3 +153,47 @@ def test_an_emulators_flush_and_idle_rounds_read_as_much_with_10000_pending_as_w
             emulator.close()
     assert per_flush[10_000] <= 1.5 * per_flush[0] + 100, per_flush  # an index's depth, not a step per callback
     assert per_round[10_000] <= 1.5 * per_round[0] + 100, per_round
+
+
+@pytest.fixture(scope="module")
+def counting_postgres():
+    """A server of this module's own that counts the pages each statement reads."""
+    server = PostgresServer("shared_preload_libraries=pg_stat_statements")
+    yield server
+    server.stop()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_looks_read_as_many_pages_with_10000_pending_as_with_none(counting_postgres):
+    import psycopg
+
+    pages = {}
+    for pending in (0, 10_000):
+        url = counting_postgres.new_database()
+        storage = Storage(url)
+        watcher = psycopg.connect(url, autocommit=True)
+        try:
+            pend(storage, pending)
+            watcher.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+            def read() -> int:  # pages read by this database's statements so far
+                return int(watcher.execute(
+                    "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements "
+                    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND query NOT LIKE '%pg_stat_statements%'").fetchone()[0])
+
+            for statistics in ("none yet", "made"):
+                if statistics == "made":
+                    watcher.execute("ANALYZE callbacks")
+                before = read()
+                for _ in range(10):  # past psycopg's preparing of statements, and so PostgreSQL's generic plans
+                    looks(storage)
+                pages[pending, statistics] = (read() - before) / 10
+        finally:
+            watcher.close()
+            storage.close()
+    for statistics in ("none yet", "made"):
+        few, many = pages[0, statistics], pages[10_000, statistics]
+        # Each of a look's index probes reads a page or two more once its index has a level more;
+        # one scan of the 10,000 reads the table's 140-odd pages.
+        assert many <= 1.5 * few + 40, pages

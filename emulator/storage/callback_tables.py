@@ -8,8 +8,12 @@ import uuid
 from .connection import _where
 from .schema import PENDING_CALLBACKS
 
-_ANY_DUE = ("SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
-            "AND (claim_expires IS NULL OR claim_expires < ?) LIMIT 1")
+# Each look below is a min() or max() over an index, never EXISTS or LIMIT 1: PostgreSQL plans a
+# min() as the index's first entry whatever its statistics say, where an EXISTS may be planned as a
+# scan expected to stop at its first match, which (nothing due) reads every pending callback.
+# The first callback due at emulator time ? that no live claim (at wall time ?) holds: NULL, none.
+_FIRST_DUE = ("SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
+              "AND (claim_expires IS NULL OR claim_expires < ?)")
 UNKNOWN = ("outcome unknown: the process making this attempt stopped answering before it recorded the merchant's "
            "answer; the request may have reached the merchant")
 
@@ -80,7 +84,7 @@ class CallbackTables:
         holds. Each gets a claim of its own, good until wall time `wall + lease`: whoever
         holds it makes the next attempt, so no attempt is made twice, by any process. When
         nothing is due (most looks), a read says so without taking the writer lock."""
-        if self._one(_ANY_DUE, (now, wall)) is None:
+        if self._one(_FIRST_DUE, (now, wall))[0] is None:
             return []
         with self.atomic(exclusive=False):
             rows = self._db.execute(
@@ -216,8 +220,8 @@ class CallbackTables:
         and when the next one falls due; each found by an index, whatever the number pending."""
         row = self._one(
             "SELECT (SELECT value FROM counters WHERE name = ?) AS pending, "
-            "(EXISTS (SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ?) "
-            "OR EXISTS (SELECT 1 FROM callbacks WHERE claim_expires IS NOT NULL AND claim_expires >= ?)) AS busy, "
+            "((SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ?) IS NOT NULL "
+            "OR coalesce((SELECT max(claim_expires) FROM callbacks WHERE claim_expires IS NOT NULL) >= ?, FALSE)) AS busy, "
             "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due",
             (PENDING_CALLBACKS, now, wall, now))
         return {"pending": row["pending"] or 0, "busy": bool(row["busy"]), "next_due": row["next_due"]}
@@ -230,11 +234,13 @@ class CallbackTables:
     def next_work(self, now: float, wall: float) -> tuple[bool, int | None, float | None]:
         """What a sender that is told of every change waits for, in one read: whether a callback
         is due now and claimable, when the next one falls due (emulator milliseconds), and when
-        the first live claim on a pending one lapses (wall time: its holder may have stopped)."""
+        the first live claim lapses (wall time: its holder may have stopped). That claim may be a
+        resend's, on a callback no longer pending: a look more, where asking for pending ones only
+        had SQLite read every pending callback (the status's index chosen over the claims')."""
         row = self._one(
-            f"SELECT EXISTS ({_ANY_DUE}) AS due_now, "
+            f"SELECT ({_FIRST_DUE}) IS NOT NULL AS due_now, "
             "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due, "
-            "(SELECT min(claim_expires) FROM callbacks WHERE claim_expires >= ? AND status = 'pending') AS next_lapse",
+            "(SELECT min(claim_expires) FROM callbacks WHERE claim_expires >= ?) AS next_lapse",
             (now, wall, now, wall))
         return bool(row["due_now"]), row["next_due"], row["next_lapse"]
 
