@@ -36,6 +36,7 @@ import uvicorn
 
 from ..config import Settings, is_loopback_host
 from ..delivery import dispatcher
+from ..storage.journal_tables import write_all_held
 from ..startup import refusal
 from ..domain.errors import GatewayError
 from ..waits import ARRIVED, LATER, LOCK_WAIT, REFUSE, RERUN, THREAD, Busy, MustWait, attempt, in_loop, waiting
@@ -116,6 +117,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         await super().shutdown(sockets=sockets)
         await dispatcher.finish()
+        write_all_held()  # the journal entries of the requests just drained
 
 
 class _Server(Server):

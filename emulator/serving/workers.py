@@ -19,6 +19,7 @@ import signal
 import threading
 
 from ..delivery import dispatcher
+from ..storage.journal_tables import write_all_held
 from ..startup import Refusal
 
 READY = b"ready"
@@ -97,6 +98,7 @@ class _Made:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await dispatcher.finish()
+                write_all_held()  # the journal entries of the requests just drained
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -72,6 +72,18 @@ class _JournalWriter:
 _JOURNAL_WRITER = _JournalWriter()
 
 
+def write_all_held() -> None:
+    """Every storage of this process writes the journal entries it holds back. A serving process
+    that stops calls it once its last request is answered: its journal writer is a daemon thread,
+    and a worker ends without running exit hooks, so what it held (a drained request's entry)
+    would be lost."""
+    for storage in list(_STORAGES):
+        try:
+            storage.write_held()
+        except Exception:  # a closed or broken database: nothing more can be written to it
+            log.exception("could not write held journal entries")
+
+
 class JournalTables:
     def _hold_journal(self, journal_limit: int) -> None:
         """This process's entries held back (journal_append), and its slot on the board."""
