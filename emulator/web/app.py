@@ -104,9 +104,9 @@ class _App(Flask):
         return sync
 
 
-def route_waits(app: Flask, method: str, path: str) -> str | None:
-    """How the route a request reaches declares it waits (waits.THREAD), or None:
-    found by the route, so a sandbox's prefix or a value in the path never changes it."""
+def route_work(app: Flask, method: str, path: str) -> str | None:
+    """How the route a request reaches declares its work (waits.LONG), or None: found by the
+    route, so a sandbox's prefix or a value in the path never changes it."""
     if path.startswith(SandboxPrefix.PREFIX):
         path = "/" + path[len(SandboxPrefix.PREFIX):].partition("/")[2]
     try:
