@@ -47,9 +47,16 @@ def process_loop() -> asyncio.AbstractEventLoop:
         return _loop[1]
 
 
-def soon(coroutine) -> Future:
-    """`coroutine` run in this process's loop, from any other thread: its future."""
-    return asyncio.run_coroutine_threadsafe(coroutine, process_loop())
+def soon(coroutine) -> Future | asyncio.Future:
+    """`coroutine` run in this process's loop: its future (a task, where the caller is the loop)."""
+    loop = process_loop()
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        return loop.create_task(coroutine)
+    return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
 
 def declared(view) -> str | None:

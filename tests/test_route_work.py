@@ -16,7 +16,7 @@ def app():
 
 
 @pytest.mark.parametrize("method,path,work", [
-    ("POST", "/_emulator/reset", None),  # its wait for attempts in flight is the loop's (waits.LATER)
+    ("POST", "/_emulator/reset", LONG),  # it waits for the other processes' journal
     ("POST", "/_emulator/callbacks/flush", None),  # awaited in the event loop (waits.LATER)
     ("POST", "/_emulator/callbacks/12/resend", None),  # so is the merchant's answer
     ("GET", "/_emulator/requests", LONG),

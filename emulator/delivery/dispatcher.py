@@ -19,7 +19,7 @@ from ..config import Settings
 from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Listening, Outcome, Policy, next_state
 from ..domain.clock import KST, iso
 from ..storage import Storage
-from ..waits import process_loop
+from ..waits import process_loop, soon
 from . import sender
 
 log = logging.getLogger("payletter_emulator.delivery.dispatcher")
@@ -160,9 +160,7 @@ class Dispatcher:
     def _in_loop(self, work, *args) -> Future:
         """`work(*args)`, a coroutine, run in this process's loop: its future, for another thread."""
         self.start()
-        if _running_loop() is self._loop:
-            raise RuntimeError("a wait for callbacks in the loop that sends them would never end")
-        return asyncio.run_coroutine_threadsafe(work(*args), self._loop)
+        return soon(work(*args))
 
     # --- what falls due ---
     async def _run(self) -> None:

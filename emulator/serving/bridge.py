@@ -3,7 +3,8 @@ several on one database: emulator/serving/workers.py).
 
 uvicorn reads every request (headers and body) in the process's event loop, so a client that
 sends nothing, or dribbles its headers, costs little memory and no thread. A whole request is run
-once on a thread of a plain executor (two threads; routes declared long have their own). A handler
+once: in the loop when it is alone and short (no hand-over), else on a thread of a plain executor
+(two threads; routes declared long have their own). A handler
 that must wait (a flush, a reset, a resend, a scenario's latency) hands the loop what it waits for
 (emulator/waits.py): the loop awaits it, holding no thread, then sends the answer. The loop also
 makes the process's callback attempts (emulator/delivery/dispatcher.py), and a stop lets those in
@@ -263,9 +264,10 @@ def _protocol_class(http: str):
 
 
 class Bridge:
-    """The ASGI app uvicorn serves: the Flask (WSGI) app, called once per request on a thread of
-    a plain executor, with the whole request read in the event loop; its answer sent from the
-    loop, once what it waits for (waits.LATER) is done. A general WSGI adapter such as a2wsgi
+    """The ASGI app uvicorn serves: the Flask (WSGI) app, called once per request, with the whole
+    request read in the event loop: in the loop itself when no other request is running and its
+    route is short, else on a thread of a plain executor; its answer sent from the loop, once what
+    it waits for (waits.LATER) is done. A general WSGI adapter such as a2wsgi
     hands over to a thread for every read and write (measured in benchmarks/RESULTS.md)."""
 
     def __init__(self, app):
@@ -277,6 +279,7 @@ class Bridge:
         self.short = ThreadPoolExecutor(RUNNING, thread_name_prefix="request")
         self.long = ThreadPoolExecutor(LONG_RUNNING, thread_name_prefix="long-request")
         self.bodies = _Bodies(BODIES_HELD)
+        self.running = 0  # requests being run, here or on a thread
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -298,7 +301,16 @@ class Bridge:
             dropped = []
             environ[DROP] = lambda: dropped.append(True)
             long = route_work(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"]) == LONG
-            status, headers, content, later = await self._run(self.long if long else self.short, environ, body)
+            self.running += 1
+            try:
+                # Alone, a short request is answered here, in the loop: a hand-over to a thread and
+                # back would cost as much as its work (docs/decisions.md, "Every request runs once").
+                answer = self.call(dict(environ), body, RERUN) if self.running == 1 and not long else None
+                if answer is None:  # others are running, the work is long, or a write met a lock
+                    answer = await self._run(self.long if long else self.short, environ, body)
+            finally:
+                self.running -= 1
+            status, headers, content, later = answer
         if later is not None:
             status, headers, content = await _answer_later(later, status, headers, content)
         if dropped:

@@ -37,7 +37,8 @@ def control(path: str, method: str, summary: str, *, schema: str | None = None, 
             work: str | None = None):
     """Route one control operation; a body, when it has a schema, is checked strictly. `work`
     declares, for whoever serves it (serving/bridge.py), work that is long (waits.LONG): a page
-    of a thousand entries, a scenario parsed, the other processes' journal waited for."""
+    of a thousand entries, a scenario parsed, the other processes' journal waited for (a reset,
+    coverage, the journal)."""
     register(Operation(path=f"/_emulator{path}", method=method, summary=summary,
                        request=f"control/{schema}" if schema else None, status=status))
 
@@ -205,7 +206,7 @@ def health():
     return jsonify(status="ok")
 
 
-@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients")
+@control("/reset", "POST", "Forget payments, callbacks and the journal; keep clients", work=LONG)
 def reset():
     service().clock_jobs.reset()
     answer = {"status": "reset", "clock": service().clock_jobs.clock_view()}
