@@ -24,7 +24,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -45,10 +44,6 @@ from ..web.app import BODY_LIMIT, create_app, route_work
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
-PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
-# Seconds a closing HTTPS connection waits for the client's close_notify: an idle keep-alive client
-# never sends it, and a stop waited for it until GRACE ran out (HTTP needs none: answers are framed).
-TLS_SHUTDOWN = 1.0
 # A request whose write finds the database locked by another process, or whose transaction
 # PostgreSQL ended in a conflict with another (waits.Busy), is run again after these pauses
 # (doubling, each drawn between half and one and a half of it, so that hosts that met do not meet
@@ -211,27 +206,29 @@ def uvicorn_options(settings: Settings, certificates, intercept: socket.socket |
     Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets bound a
     request's head (h11_max_incomplete_event_size). On loopback, httptools, which reads headers
     without a limit but parses in C (h11's Python costs a quarter more CPU per request:
-    benchmarks/RESULTS.md). Over HTTPS, asyncio's own loop: TLSFront starts TLS on a connection
-    it has looked at, which uvloop's start_tls left hanging; its context is emulator.tls's (TLS
-    1.2 at least, as at the gateway). With `--intercept`, the connections to its port are told
-    apart from the others by the port they came to (serving/intercept.py)."""
+    benchmarks/RESULTS.md). HTTPS is uvicorn's own, with emulator.tls's context (TLS 1.2 at least,
+    as at the gateway). With `--intercept`, the connections to its port are told apart from the
+    others by the port they came to, and TLS is started by the protocol (serving/intercept.py): on
+    both ports with `--tls` too, on asyncio's loop then, since uvloop hands a new connection's first
+    bytes to the protocol before TLS can be started on it."""
     loopback = is_loopback_host(settings.host)
-    http = "auto" if loopback else "h11"
-    if certificates or intercept is not None:
-        from .tls import server_context
-
-        plain = _protocol_class(http)
-        http = functools.partial(TLSFront, plain, server_context(certificates)) if certificates else plain
-        if intercept is not None:
-            from .intercept import Front
-
-            http = functools.partial(Front, http, functools.partial(TLSFront, plain, server_context(gateway)),
-                                     intercept.getsockname()[1])
     options = dict(
-        http=http, loop="asyncio" if certificates or intercept is not None else "auto", lifespan="off", log_level=None,
+        http="auto" if loopback else "h11", loop="auto", lifespan="off", log_level=None,
         access_log=settings.access_log, log_config=_logging(settings.access_log), server_header=False,
         proxy_headers=False,
         timeout_keep_alive=KEEPALIVE, timeout_graceful_shutdown=GRACE, backlog=2048)
+    if intercept is not None:
+        from .intercept import Front
+        from .tls import server_context
+
+        main = server_context(certificates) if certificates else None
+        options["http"] = functools.partial(Front, _protocol_class(options["http"]), intercept.getsockname()[1],
+                                            server_context(gateway), main)
+        options["loop"] = "asyncio" if certificates else "auto"
+    elif certificates:
+        from .tls import uvicorn_options as https
+
+        options.update(https(certificates))
     if not loopback:
         options["h11_max_incomplete_event_size"] = HEAD_LIMIT
     return options
@@ -476,93 +473,3 @@ def _abort(send) -> None:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is not None:
         transport.abort()
-
-
-class TLSFront(asyncio.Protocol):
-    """A connection to an HTTPS server, before TLS: its first bytes are looked at (peeked, not
-    read). A TLS hello starts TLS and hands the connection to uvicorn's HTTP protocol; a plain-HTTP
-    request gets a 400 saying to use https:// with its address (and the log says it too), where
-    TLS would only fail with an error no one reads."""
-
-    def __init__(self, protocol_class, context, *args, **kwargs):
-        self.inner = protocol_class(*args, **kwargs)
-        self.context = context
-        self.transport = None
-        self.peeker = None
-        self.handshake = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.pause_reading()  # the bytes stay in the socket for TLS to read
-        self.peeker = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
-        self.peeker.setblocking(False)
-        asyncio.get_running_loop().add_reader(self.peeker.fileno(), self._first_bytes)
-
-    def _first_bytes(self) -> None:
-        try:
-            first = self.peeker.recv(PEEK_BYTES, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            first = b""
-        self._stop_peeking()
-        if first[:1] == b"\x16" or not first:  # a TLS record (or the end: TLS will see it)
-            self.handshake = asyncio.ensure_future(self._start_tls())
-            return
-        from .tls import plain_http_hint
-
-        host, port = self.transport.get_extra_info("sockname")[:2]
-        hint = plain_http_hint(first, f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
-        if hint is not None:
-            logging.getLogger("uvicorn.error").warning("%s", hint.message)
-            body = json.dumps(hint.body(), ensure_ascii=False, separators=(",", ":")).encode()
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-        self.transport.close()
-
-    async def _start_tls(self) -> None:
-        loop = asyncio.get_running_loop()
-        early = _Early()  # what arrives between the handshake and the line after the await
-        try:
-            secure = await loop.start_tls(self.transport, early, self.context, server_side=True,
-                                          ssl_handshake_timeout=60, ssl_shutdown_timeout=TLS_SHUTDOWN)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
-            self.transport.close()  # an old TLS version, a broken hello, a client gone
-            return
-        secure.set_protocol(self.inner)
-        self.inner.connection_made(secure)
-        early.replay(self.inner)
-
-    def _stop_peeking(self) -> None:
-        if self.peeker is not None:
-            asyncio.get_running_loop().remove_reader(self.peeker.fileno())
-            self.peeker.close()
-            self.peeker = None
-
-    def connection_lost(self, exc) -> None:
-        self._stop_peeking()
-        if self.handshake is not None:
-            self.handshake.cancel()
-
-    def data_received(self, data: bytes) -> None:  # reading is paused until TLS takes over
-        pass
-
-
-class _Early(asyncio.Protocol):
-    """Holds what the TLS connection delivers before the HTTP protocol has it."""
-
-    def __init__(self):
-        self.events = []
-
-    def data_received(self, data: bytes) -> None:
-        self.events.append(("data_received", data))
-
-    def eof_received(self):
-        self.events.append(("eof_received",))
-
-    def connection_lost(self, exc) -> None:
-        self.events.append(("connection_lost", exc))
-
-    def replay(self, protocol) -> None:
-        for name, *args in self.events:
-            getattr(protocol, name)(*args)
