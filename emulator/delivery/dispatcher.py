@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Callable
 
 from ..config import Settings
-from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Listening, Outcome, Policy, next_state
+from ..domain.callback_policy import (DOMESTIC, DUPLICATE, FIRST, GATEWAYS, RESEND, RETRY, Listening, Outcome,
+                                      Policy, next_state)
 from ..domain.clock import KST, iso
 from ..storage import Storage
 from ..waits import process_loop, soon
@@ -221,7 +222,7 @@ class Dispatcher:
             if unknown:
                 # That attempt counts as made, its answer unknown: the policy goes on from it, and
                 # it is never made again as it was (the merchant may have had it).
-                status, made, due = next_state(self.settings.policy, unknown[0], callback["status"],
+                status, made, due = next_state(self._policy(callback), unknown[0], callback["status"],
                                                callback["attempts_made"], scheduled, UNKNOWN)
                 if kind != RESEND:
                     self.storage.finish_attempt(callback["id"], callback["claim"], None, status, made, due)
@@ -237,7 +238,7 @@ class Dispatcher:
                 # Sent again while the claim still holds: nobody (a flush) sees this one idle before.
                 duplicate, again = await self._send_once(callback, DUPLICATE, number + 1, None)
                 duplicate = duplicate if again is not None else None
-            status, made, due = next_state(self.settings.policy, kind, callback["status"],
+            status, made, due = next_state(self._policy(callback), kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
             release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
@@ -255,9 +256,12 @@ class Dispatcher:
         if started is None:
             return attempt, None
         attempt.update(started)
+        gateway = callback.get("gateway", DOMESTIC)
+        # A domestic callback is sent with the sender's defaults; another gateway's says whose it is.
+        whose = {} if gateway == DOMESTIC else {"gateway": gateway}
         outcome: Outcome = await self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
                                             allowed_hosts=self.settings.allowed_hosts,
-                                            listening=self.settings.listening)
+                                            listening=self.settings.listening, **whose)
         fault = callback["fault"]
         if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
             # The merchant answered well, but the scenario says the gateway never heard it.
@@ -267,6 +271,10 @@ class Dispatcher:
         attempt.update(http_status=outcome.http_status, response_body=outcome.response_body,
                        error=outcome.error, latency_ms=outcome.latency_ms)
         return attempt, outcome
+
+    def _policy(self, callback: dict) -> Policy:
+        """The retries of a callback's gateway: fixed by it (Payletter Global's), else the settings'."""
+        return GATEWAYS[callback.get("gateway", DOMESTIC)].policy or self.settings.policy
 
     # --- what another thread waits for: futures of the loop ---
     def flushing(self, max_seconds: float = 30.0) -> Future:
