@@ -290,3 +290,13 @@ def test_a_sandbox_has_its_own_global_store(server, noti):
     assert answer.status_code == 200, answer.text
     assert answer.json()["online_url"].startswith(f"{server.url}{sandbox['path']}/Web/")
     refused(requests.post(url, json=payment(noti.url), headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30), 401, 998)
+
+
+# --- docs/global.md ---
+
+def test_the_example_of_the_global_page_runs(server, noti, capsys):
+    from .doc_blocks import doc_block
+
+    example = doc_block("global-example").text.replace("http://127.0.0.1:8080", server.url)
+    exec(compile(example, "docs/global.md", "exec"), {})
+    assert capsys.readouterr().out == "6.00\n"
