@@ -401,7 +401,9 @@ def coverage():
         for kind, names in part.storage.coverage().items():
             for name, count in names.items():
                 found.setdefault(kind, {})[name] = found.get(kind, {}).get(name, 0) + count
-    endpoints = sorted({op.path.removeprefix("/v1.0/").removesuffix("/{tid}") for op in OPERATIONS if op.key})
+    # Payletter Global's endpoints are not counted yet (its coverage comes with a later slice).
+    endpoints = sorted({op.path.removeprefix("/v1.0/").removesuffix("/{tid}") for op in OPERATIONS
+                        if op.key and op.key != "GLOBAL"})
     callbacks = found.get("callback", {})
     return jsonify(endpoints=found.get("endpoint", {}), error_codes=found.get("error_code", {}),
                    pgcodes=found.get("pgcode", {}), rules=found.get("rule", {}),
