@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote_plus
 import pytest
 import requests
 
-from .conftest import CallbackReceiver, EmulatorProcess, serve_receiver
+from .conftest import CallbackReceiver, serve_receiver
 
 STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
 OK, FAIL = b"<RESULT>OK</RESULT>", b"<RESULT>FAIL</RESULT>"
@@ -41,18 +41,14 @@ def notification_hash(form: dict, key: str = KEY) -> str:
 
 # --- one server for the module, a strict one, and a merchant's notification page ---
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    process = EmulatorProcess(tmp_path_factory.mktemp("global"))
-    yield process
-    process.stop()
+@pytest.fixture
+def server(emulator_process):
+    return emulator_process  # the suite's one server (tests/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def strict_server(tmp_path_factory):
-    process = EmulatorProcess(tmp_path_factory.mktemp("global-strict"), "--strict")
-    yield process
-    process.stop()
+@pytest.fixture
+def strict_server(strict_process):
+    return strict_process
 
 
 @pytest.fixture(scope="module")
