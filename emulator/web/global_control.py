@@ -11,7 +11,7 @@ from ..waits import LONG
 from .control_api import control
 from .plumbing import emulator
 
-STATUSES = ("requested", "paid", "declined", "partially_refunded", "refunded")
+STATUSES = ("requested", "paid", "declined", "cancelled", "partially_refunded", "refunded")
 
 
 def room():
@@ -19,7 +19,7 @@ def room():
 
 
 @control("/global/payments", "GET", "Payletter Global payments with their refunds (?store_id=, ?status=requested|"
-                                    f"paid|declined|partially_refunded|refunded), a page at a time (?limit= up to "
+                                    f"paid|declined|cancelled|partially_refunded|refunded), a page at a time (?limit= up to "
                                     f"{LIST_PAGE}, ?after=<next>)", work=LONG)
 def global_payments():
     status = request.args.get("status") or None
