@@ -15,6 +15,8 @@ from urllib.parse import quote_plus
 from .errors import GatewayError
 
 GATEWAY = "global"  # how the outbox names a Global notification (domestic ones are "domestic")
+# What a Global payment can be, in the order it lives them (the control API's and the CLI's ?status=).
+PAYMENT_STATUSES = ("requested", "paid", "declined", "cancelled", "partially_refunded", "refunded")
 AUTH_GPLKEY, AUTH_POQAPI = "GPLKEY", "POQAPI"
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _BOM = "\ufeff"

@@ -7,11 +7,12 @@ from flask import jsonify, request
 
 from ..config import LIST_PAGE
 from ..domain.errors import GatewayError
+from ..domain.global_rules import PAYMENT_STATUSES
 from ..waits import LONG
 from .control_api import control
 from .plumbing import emulator
 
-STATUSES = ("requested", "paid", "declined", "cancelled", "partially_refunded", "refunded")
+STATUSES = PAYMENT_STATUSES
 
 
 def room():
