@@ -310,3 +310,12 @@ def test_a_sandbox_has_its_own_page_and_its_own_store_key(server, noti):
     assert fields["hash"] == merchant_hash(fields, key)
     assert notified(noti, fields["paytoken"])["hash"] == merchant_hash(fields, key)
     requests.delete(f"{server.url}/_emulator/sandboxes/{sandbox['id']}", timeout=30)
+
+
+def test_a_hosted_form_whose_returnurl_is_not_http_leaves_no_payment_behind(server):
+    answer = requests.post(f"{server.url}/Web/Payment.aspx", data=hosted_form(returnurl="javascript:alert(1)"),
+                           timeout=30)
+    assert "returnurl" in page_error(answer, 406, 995)
+    assert "amount" in page_error(requests.post(f"{server.url}/Web/Payment.aspx", timeout=30,
+                                                data=hosted_form(payamt="10.001")), 406, 995)
+    assert requests.get(f"{server.url}/_emulator/global/payments", timeout=30).json()["payments"] == []

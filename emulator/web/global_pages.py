@@ -162,7 +162,6 @@ def _hosted_form(layout: str):
     if not hmac.compare_digest(expected, str(checked["hash"]).lower()):
         raise GlobalError("unauthorized", "hash is not SHA-256 of storeid, currency, storeorderno, payamt, "
                                           "payerid, timestamp and the store's key")
+    _check_return({"request": checked})  # before the payment exists: a refused form leaves nothing behind
     answer = room().request_from_form(store, checked, base_url(instance), warnings())
-    payment = room().page_payment(answer["token"])
-    _check_return(payment)
     return render("global_gopay.html", layout, token=answer["token"])
