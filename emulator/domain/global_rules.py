@@ -15,6 +15,8 @@ from urllib.parse import quote_plus
 from .errors import GatewayError
 
 GATEWAY = "global"  # how the outbox names a Global notification (domestic ones are "domestic")
+# What a Global payment can be, in the order it lives them (the control API's and the CLI's ?status=).
+PAYMENT_STATUSES = ("requested", "paid", "declined", "cancelled", "partially_refunded", "refunded")
 AUTH_GPLKEY, AUTH_POQAPI = "GPLKEY", "POQAPI"
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _BOM = "\ufeff"
@@ -196,3 +198,59 @@ def acknowledged(status: int | None, body: bytes) -> bool:
         return False
     text = body.decode("utf-8", "replace").strip().lstrip(_BOM).strip()
     return text == table()["notification"]["acknowledgement"]
+
+
+# --- the hosted page ---
+
+_EXPIRY = re.compile(r"(0[1-9]|1[0-2]) ?/ ?([0-9]{2})")
+
+
+def read_card(form: dict) -> tuple[dict, dict]:
+    """What the payer typed on the card page, cleaned (`card_number` digits only, `card_expiry`
+    MM/YY, `card_cvv`), and each field's error (a key of the page's `invalid` words): a number of
+    12 to 19 digits, a month and a two-digit year, a CVV of 3 or 4 digits. Which numbers pay is
+    not decided here (`card_kind`), nor whether the date has passed (`expired`)."""
+    number = re.sub(r"[ -]", "", str(form.get("card_number", "")))
+    expiry = str(form.get("card_expiry", "")).strip()
+    cvv = str(form.get("card_cvv", "")).strip()
+    values, errors = {"card_number": number, "card_expiry": expiry, "card_cvv": cvv}, {}
+    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
+        errors["card_number"] = "card_number"
+    if not _EXPIRY.fullmatch(expiry):
+        errors["card_expiry"] = "card_expiry"
+    if not (cvv.isascii() and cvv.isdigit() and 3 <= len(cvv) <= 4):
+        errors["card_cvv"] = "card_cvv"
+    return values, errors
+
+
+def expired(expiry: str, today) -> bool:
+    """Whether a card whose expiry is MM/YY (as read_card took it) can no longer pay on `today`
+    (a date): a card is good through the last day of its month."""
+    month, year = _EXPIRY.fullmatch(expiry.strip()).groups()
+    return (2000 + int(year), int(month)) < (today.year, today.month)
+
+
+def page_outcome(name: str) -> dict:
+    """retcode and retmsg of a page's ending that is not a payment (global_gateway.toml's [page])."""
+    return table()["page"]["outcomes"][name]
+
+
+def return_fields(payment: dict, key: str, *, timestamp: str, outcome: str | None = None) -> dict:
+    """What the browser POSTs to `returnurl` when the page ends: the notification's fields (its
+    `hash` too, so the return can be checked as the notification is), for the payment as it
+    stands; `outcome` names a decline or a cancel (page_outcome), None a payment made. No
+    `notifyid`: that names a notification, and this is none."""
+    body = notification_body({**payment, "paytoken": payment.get("paytoken") or ""}, key, notifytype=NOTIFY_PAID,
+                             payamt=payment["amount"], timestamp=timestamp, notifyid="")
+    del body["notifyid"]
+    if outcome is not None:
+        body.update(page_outcome(outcome))
+    return body
+
+
+def hosted_form_hash(form: dict, key: str) -> str:
+    """The hash a merchant signs the hosted form with (the WooCommerce plugin, a Django shop): the
+    notification's formula over the form's own strings, `payamt` as posted."""
+    return notification_hash(str(form.get("storeid", "")), str(form.get("currency", "")),
+                             str(form.get("storeorderno", "")), str(form.get("payamt", "")),
+                             str(form.get("payerid", "")), str(form.get("timestamp", "")), key)

@@ -7,11 +7,11 @@ from datetime import datetime
 
 from ..config import GlobalStore
 from ..domain import global_rules
-from ..domain.clock import iso, kst_datetime
+from ..domain.clock import KST, iso, kst_datetime
 from ..domain.global_rules import GATEWAY, NOTIFY_PAID, NOTIFY_REFUND, GlobalError
 from .context import Room
 
-REQUESTED, PAID, DECLINED = "requested", "paid", "declined"
+REQUESTED, PAID, DECLINED, CANCELLED = "requested", "paid", "declined", "cancelled"
 REFUNDABLE = (PAID, "partially_refunded")
 TEST_CARD = "4111111111111111"  # what an approval without a card number pays with (a Visa test card)
 
@@ -74,32 +74,90 @@ class GlobalPayments(Room):
             "amount": global_rules.units_text(payment["amount_units"], currency), "refundamount": amount,
             "remainamount": global_rules.units_text(left - units, currency), "trantime": kst_datetime(now)}}
 
-    # --- the payer (a test through the control API) ---
+    # --- the payer (on the hosted page, or a test through the control API) ---
     def approve(self, token: str, card_number: str | None = None) -> dict:
         """Paid, and its notification queued; or declined when a card payment's number is none of
         the test cards (no notification: only successes are notified)."""
         with self.storage.atomic():
-            payment = self._pending(token)
-            now = self.clock.now()
-            card = global_rules.table()["pginfo"][payment["pginfo"]]["card"]
-            number = card_number or TEST_CARD
-            kind = global_rules.card_kind(number) if card else ""
-            if kind is None:
-                self.storage.settle_global_payment(token, DECLINED, None, kst_datetime(now), "", "", "")
-                return self.view(self.storage.global_payment(token))
-            paytoken = f"PT{now.strftime('%Y%m%d')}{self.storage.next_value('global_paytoken'):010d}"
-            poqtoken = f"POQ{paytoken[2:]}" if payment["request"].get("recurringtype") == "Y" else ""
-            self.storage.settle_global_payment(token, PAID, paytoken, kst_datetime(now), poqtoken, kind,
-                                               global_rules.mask_card(number) if card else "")
-            paid = self.storage.global_payment(token)
-            self._notify(paid, self._store(paid), NOTIFY_PAID, paid["amount"], now)
-        return self.view(paid)
+            payment, _ = self._settle(self._pending(token), card_number)
+        return self.view(payment)
 
     def decline(self, token: str) -> dict:
         with self.storage.atomic():
             self._pending(token)
             self.storage.settle_global_payment(token, DECLINED, None, kst_datetime(self.clock.now()), "", "", "")
         return self.view(self.storage.global_payment(token))
+
+    def page_payment(self, token: str) -> dict:
+        """The payment a hosted page shows: still waiting for its payer (404/996 for no such
+        token, 406/995 once paid, declined or cancelled)."""
+        return self._pending(token, to_change=False)
+
+    def pay_on_page(self, token: str, card_number: str | None = None, expiry: str | None = None) -> dict:
+        """The payer's Pay (card pages: the number and the MM/YY typed, as global_rules.read_card
+        took them; PayPal's and the other methods' pages: none). `{"target": returnurl, "fields":
+        ..., "outcome": "paid" | "declined"}`: what the browser POSTs next. A number that is no
+        test card, or an expiry passed on the emulator's clock (Korea's date), declines."""
+        with self.storage.atomic():
+            payment = self._pending(token)
+            if expiry and global_rules.expired(expiry, self.clock.now().astimezone(KST).date()):
+                payment, outcome = self._refuse(payment, DECLINED), "expired"
+            else:
+                payment, outcome = self._settle(payment, card_number)
+        return self._return(payment, outcome)
+
+    def decline_on_page(self, token: str) -> dict:
+        """The Decline of a page without a card (PayPal's, and the methods Payletter's test
+        environment lacks): declined, nothing notified, the browser back at returnurl."""
+        with self.storage.atomic():
+            payment = self._refuse(self._pending(token), DECLINED)
+        return self._return(payment, "declined")
+
+    def cancel_on_page(self, token: str) -> dict:
+        """The payer's Cancel: the payment cancelled, nothing notified. `{"backurl": ...}` when the
+        request gave one (the browser goes there), else the POST to returnurl, with the cancel's
+        retcode."""
+        with self.storage.atomic():
+            payment = self._refuse(self._pending(token), CANCELLED)
+        backurl = payment["request"].get("backurl")
+        if backurl:
+            return {"backurl": backurl, "outcome": "cancelled"}
+        return self._return(payment, "cancelled")
+
+    def request_from_form(self, store: GlobalStore, form: dict, base_url: str, warnings: list[str]) -> dict:
+        """The hosted form posted without an API call (its hash checked by the page): a payment
+        requested as the API requests one, `payamt` its amount as written."""
+        values = {name: value for name, value in form.items() if name not in ("hash", "payamt")}
+        return self.request_payment(store, {**values, "amount": form["payamt"]}, base_url, warnings)
+
+    def _settle(self, payment: dict, card_number: str | None) -> tuple[dict, str | None]:
+        """Inside the caller's transaction: the payment paid with `card_number` (a card method's
+        default is a Visa test card) and its notification queued, or declined when the number is
+        none of the test cards. (the payment as it is now, the page's outcome: None if paid)."""
+        token, now = payment["token"], self.clock.now()
+        card = global_rules.table()["pginfo"][payment["pginfo"]]["card"]
+        number = card_number or TEST_CARD
+        kind = global_rules.card_kind(number) if card else ""
+        if kind is None:
+            return self._refuse(payment, DECLINED), "not_a_test_card"
+        paytoken = f"PT{now.strftime('%Y%m%d')}{self.storage.next_value('global_paytoken'):010d}"
+        poqtoken = f"POQ{paytoken[2:]}" if payment["request"].get("recurringtype") == "Y" else ""
+        self.storage.settle_global_payment(token, PAID, paytoken, kst_datetime(now), poqtoken, kind,
+                                           global_rules.mask_card(number) if card else "")
+        paid = self.storage.global_payment(token)
+        self._notify(paid, self._store(paid), NOTIFY_PAID, paid["amount"], now)
+        return paid, None
+
+    def _refuse(self, payment: dict, status: str) -> dict:
+        """Inside the caller's transaction: the payment declined or cancelled (nothing notified)."""
+        self.storage.settle_global_payment(payment["token"], status, None, kst_datetime(self.clock.now()), "", "", "")
+        return self.storage.global_payment(payment["token"])
+
+    def _return(self, payment: dict, outcome: str | None) -> dict:
+        fields = global_rules.return_fields(payment, self._store(payment).key,
+                                            timestamp=str(int(self.clock.now().timestamp())), outcome=outcome)
+        return {"target": payment["request"].get("returnurl", ""), "fields": fields,
+                "outcome": "paid" if outcome is None else ("cancelled" if outcome == "cancelled" else "declined")}
 
     # --- what the control API shows ---
     def payments(self, *, store_id: str | None, status: str | None, limit: int, after: str | None) -> list[dict]:
@@ -111,8 +169,8 @@ class GlobalPayments(Room):
         shown["refunds"] = self.storage.global_refunds_of(payment["paytoken"]) if payment["paytoken"] else []
         return shown
 
-    def _pending(self, token: str) -> dict:
-        payment = self.storage.global_payment(token, to_change=True)
+    def _pending(self, token: str, *, to_change: bool = True) -> dict:
+        payment = self.storage.global_payment(token, to_change=to_change)
         if payment is None:
             raise GlobalError("not_found", f"no Global payment has token {token!r}")
         if payment["status"] != REQUESTED:

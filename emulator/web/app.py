@@ -16,7 +16,7 @@ from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from ..engines.validation import refuse_nul
 from ..waits import declared
-from . import access_log, control_api, dashboard, gateway_api, global_api, global_control, openapi, pages, request_log
+from . import access_log, control_api, dashboard, gateway_api, global_api, global_control, global_pages, openapi, pages, request_log
 from .request_log import JOURNALED
 from .plumbing import EXPLAINED, REASON_HEADER, find_client, header_value, host_problem, plkey, reason, shown
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.register_blueprint(global_api.blueprint)
     app.register_blueprint(control_api.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(global_pages.blueprint)
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(dashboard.front)
     document = openapi.build(root.schemas, package_version())

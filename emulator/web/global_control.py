@@ -7,11 +7,12 @@ from flask import jsonify, request
 
 from ..config import LIST_PAGE
 from ..domain.errors import GatewayError
+from ..domain.global_rules import PAYMENT_STATUSES
 from ..waits import LONG
 from .control_api import control
 from .plumbing import emulator
 
-STATUSES = ("requested", "paid", "declined", "partially_refunded", "refunded")
+STATUSES = PAYMENT_STATUSES
 
 
 def room():
@@ -19,7 +20,7 @@ def room():
 
 
 @control("/global/payments", "GET", "Payletter Global payments with their refunds (?store_id=, ?status=requested|"
-                                    f"paid|declined|partially_refunded|refunded), a page at a time (?limit= up to "
+                                    f"paid|declined|cancelled|partially_refunded|refunded), a page at a time (?limit= up to "
                                     f"{LIST_PAGE}, ?after=<next>)", work=LONG)
 def global_payments():
     status = request.args.get("status") or None
