@@ -280,12 +280,17 @@ def test_a_resend_that_gets_ok_delivers_it(server, noti):
 
 def test_a_sandbox_has_its_own_global_store(server, noti):
     sandbox = control(server, "/sandboxes", {})
-    url = f"{server.url}{sandbox['path']}/api/payment/request"
-    body = payment(noti.url, storeid=sandbox["global_store_id"])
-    answer = requests.post(url, json=body, headers={"Authorization": f"GPLKEY {sandbox['global_key']}"}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["online_url"].startswith(f"{server.url}{sandbox['path']}/Web/")
-    refused(requests.post(url, json=payment(noti.url), headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30), 401, 998)
+    try:
+        url = f"{server.url}{sandbox['path']}/api/payment/request"
+        body = payment(noti.url, storeid=sandbox["global_store_id"])
+        answer = requests.post(url, json=body, headers={"Authorization": f"GPLKEY {sandbox['global_key']}"},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["online_url"].startswith(f"{server.url}{sandbox['path']}/Web/")
+        refused(requests.post(url, json=payment(noti.url), headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30),
+                401, 998)
+    finally:  # the server is the suite's: leave no sandbox behind for the next test
+        control(server, f"/sandboxes/{sandbox['id']}", method="DELETE")
 
 
 # --- docs/global.md ---
