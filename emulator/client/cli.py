@@ -266,5 +266,10 @@ from . import listen  # noqa: E402
 
 listen.register(main)
 
+# Payletter Global's payments from a shell (emulator/client/global_cli.py).
+from . import global_cli  # noqa: E402
+
+global_cli.register(main)
+
 if __name__ == "__main__":
     main()

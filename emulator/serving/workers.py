@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 
+from .. import waits
 from ..delivery import dispatcher
 from ..storage.journal_tables import write_all_held
 from ..startup import Refusal
@@ -88,7 +89,7 @@ class _Made:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                dispatcher.serve_in(asyncio.get_running_loop())
+                waits.serve_in(asyncio.get_running_loop())
                 try:
                     self.app = self.make()
                 except Refusal as refusal:

@@ -20,28 +20,32 @@ UNKNOWN = ("outcome unknown: the process making this attempt stopped answering b
 
 class CallbackTables:
     def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
-                         warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
-        """`due` None holds the callback until `release_held`."""
-        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status)["id"]
+                         warnings: list[str], fault: dict | None = None, status: str = "pending",
+                         gateway: str = "domestic") -> int:
+        """`due` None holds the callback until `release_held`. `gateway`: whose notification it is
+        (domestic, or Payletter Global's), which says how it is sent and acknowledged."""
+        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status, gateway=gateway)["id"]
 
     def enqueue_claimed_callback(self, tid: str, url: str, body: dict, created_at: str, due: int,
-                                 warnings: list[str], fault: dict, claim_expires: float) -> dict:
+                                 warnings: list[str], fault: dict, claim_expires: float, gateway: str = "domestic") -> dict:
         """A callback due at once, queued with a claim for its first attempt (good until wall time
         `claim_expires`): the callback as a claim gives it."""
         claim = uuid.uuid4().hex
-        row = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim, claim_expires)
+        row = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim, claim_expires,
+                                    gateway)
         return {**_callback(row, {}), "claim": claim}
 
     def _insert_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
                          warnings: list[str], fault: dict | None, status: str, claim: str | None = None,
-                         claim_expires: float | None = None):
+                         claim_expires: float | None = None, gateway: str = "domestic"):
         with self.atomic():
             row = self._db.execute(
                 "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
-                "warnings, fault, claimed_by, claim_expires) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING *",
+                "warnings, fault, claimed_by, claim_expires, gateway) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING *",
                 (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
                  json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False),
-                 claim, claim_expires)).fetchone()
+                 claim, claim_expires, gateway)).fetchone()
             if status == "pending":
                 self._count_pending(+1)
             if row["id"] % 100 == 0:

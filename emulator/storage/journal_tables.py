@@ -13,7 +13,7 @@ from collections import Counter
 from contextlib import nullcontext
 
 from ..domain.text import is_text
-from ..waits import Busy, waiting
+from ..waits import Busy
 from .connection import _STORAGES, _json
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process
@@ -174,8 +174,7 @@ class JournalTables:
         self.write_held()
         if self._board is None:
             return
-        with waiting():
-            settled = self._board.wait_for_others(self._slot, JOURNAL_WAIT)
+        settled = self._board.wait_for_others(self._slot, JOURNAL_WAIT)
         if not settled:
             log.warning("another process did not write its journal entries within %s s", JOURNAL_WAIT)
 
