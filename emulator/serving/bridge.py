@@ -48,13 +48,14 @@ DROP = "payletter.drop"  # environ key: call it to end the connection with no an
 # A request whose write finds the database locked by another process, or whose transaction
 # PostgreSQL ended in a conflict with another (waits.Busy), is run again after these pauses
 # (doubling, each drawn between half and one and a half of it, so that hosts that met do not meet
-# again in step), on a request thread, until LOCK_WAIT after it arrived.
+# again in step), awaited in the loop, until LOCK_WAIT after it arrived.
 LOCKED_PAUSE_FIRST, LOCKED_PAUSE_MOST = 0.01, 0.2
 # Seconds a thread holds the interpreter while another waits for it (Python's default: 0.005). A
 # request thread's long Python work (a scenario checked, a page of a thousand payments built)
 # would make the event loop wait up to that each of the few dozen times a request in the loop
 # takes the interpreter back (after each database call, each socket read): a payments/request took
-# 0.1-0.15 s beside a scenario's check at 5 ms, under 0.1 s at 1 ms (tests/test_faults.py).
+# 0.1-0.15 s beside a scenario's check at 5 ms, under 0.1 s at 1 ms (benchmarks/faults.py measures
+# health during each fault).
 SWITCH_INTERVAL = 0.001
 # A request's head (its line and headers) past this is refused (400) and its connection closed:
 # otherwise one connection could send headers until the process runs out of memory.
