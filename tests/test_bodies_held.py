@@ -1,13 +1,13 @@
 """The bytes of request bodies a serving process holds while they arrive are bounded in total
 (serving/bridge.py's BODIES_HELD): a hundred uploads stalled one byte short of whole cost the
-bound, not their sum, and the process answers meanwhile."""
+bound, not their sum, the process answers meanwhile, and the memory goes back once they close."""
 from __future__ import annotations
 
 import socket
 
 import requests
 
-from .conftest import EmulatorProcess
+from .conftest import EmulatorProcess, until
 
 BODY = 1024 * 1024  # the gateway's body limit: each upload as large as a request may be
 UPLOADS = 100  # 100 MiB in all, past the 64 MiB bound
@@ -38,6 +38,10 @@ def test_stalled_uploads_hold_no_more_than_the_bound(tmp_path):
         assert requests.get(process.url + "/_emulator/health", timeout=10).status_code == 200
         held = rss_mb(process.process.pid) - before
         assert held < 64 + 32, f"{held:.0f} MB held for {UPLOADS} stalled uploads of 1 MiB"
+        for upload in uploads:
+            upload.close()
+        # once the uploads have closed, their bytes go back to the system
+        until(lambda: rss_mb(process.process.pid) - before < 32, 30, "the held bodies' memory returned")
     finally:
         for upload in uploads:
             upload.close()
