@@ -4,9 +4,11 @@ the same small surface: execute with `?` placeholders, rows readable by name and
 write transactions (begin, commit, rollback), and what a failure of the database means to a
 request. SQLite's writers take turns (BEGIN IMMEDIATE); PostgreSQL's lock only the rows they
 change, a transaction's statements travel together (held until a result is read or it commits,
-then sent as one query), and a connection that broke is made again at its next use."""
+then sent as one query, its plain INSERTs as prepared statements), and a connection that broke
+is made again at its next use."""
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import re
@@ -36,6 +38,17 @@ CONNECT_TIMEOUT = 3  # seconds a new PostgreSQL connection may take, unless the 
 # SQLSTATEs: the connection is gone (class 08) or the server is stopping or starting (57P01-57P03);
 # a transaction ended by a conflict with another (serialization failure, deadlock); a lock not had.
 _UNREACHABLE = ("08", "57P01", "57P02", "57P03")
+# A transaction's INSERT seen this often (by one storage) is prepared on its connection: PostgreSQL
+# then neither parses, analyses nor plans it again at each run, about a fifth of its work for a
+# payments/request (benchmarks/RESULTS.md). One seen once is left as it is.
+PREPARE_AFTER = 2
+# What is prepared: `INSERT INTO table (columns) VALUES (...)` whose parameters are all values of its
+# rows, where no parenthesis (a call, a cast, a subquery) is; what follows (ON CONFLICT, RETURNING)
+# takes none. A value's type is then its column's, as in the statement sent with literals, and the
+# literal is converted to it the same way (an assignment): prepared or not, it means the same.
+_PLAIN_INSERT = re.compile(r"INSERT INTO [\w\"]+ \([^()%]*\) VALUES \([^()]*\)(?:, \([^()]*\))*(?P<rest>[^%]*)",
+                           re.DOTALL)
+_PARAMETER = re.compile(r"%%|%s")  # in a statement translated for psycopg: a literal %, a parameter
 _CONFLICTS = ("40001", "40P01")
 _LOCK_NOT_AVAILABLE = "55P03"
 
@@ -207,7 +220,8 @@ class Postgres:
     outside a transaction is one statement (prepared by psycopg after a few uses). A write
     transaction's statements are held, and sent together as one query (client-side binding:
     psycopg's ClientCursor) when a result is read or at COMMIT, so it waits for the server once
-    per result it reads, and once more to commit. No lock is taken but the rows a transaction
+    per result it reads, and once more to commit; its plain INSERTs go as EXECUTEs of statements
+    prepared on the connection (`_prepare`). No lock is taken but the rows a transaction
     changes or reads to change (`for_update`). A connection that broke (the server restarted,
     the network cut) is made again at the next use."""
 
@@ -230,6 +244,10 @@ class Postgres:
         self._options = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
         self.news: pg_news.Hearing | None = None  # once the tables are made
         self._sql: dict[str, str] = {}
+        # A translated statement: what PREPARE takes for it (`$1`... for its parameters, and how
+        # many), or None if it is not prepared (_PLAIN_INSERT); and how often a transaction held it.
+        self._preparable: dict[str, tuple[str, int] | None] = {}
+        self._seen: dict[str, int] = {}
         self._held: list[_Held] | None = None  # the open transaction's statements not sent yet; None: no transaction
         self._mode: str | None = None  # the open transaction's waits.on_lock()
         self._retry_at = 0.0  # no new connection is tried before this (time.monotonic())
@@ -374,14 +392,18 @@ class Postgres:
 
     def _send(self) -> None:
         """Every statement held, sent as one query (one round trip), each given its result; the
-        first to fail fails them all, and what that means is raised."""
+        first to fail fails them all, and what that means is raised. A statement prepared on the
+        connection is sent as its EXECUTE."""
         held = self._held
         if not held:  # nothing held, or no transaction (a result read after it ended: it has one)
             return
         self._held = []
+        prepared = self.connection.prepared()
+        if held[0].sql == "BEGIN":  # nothing of the transaction sent yet: the connection is outside one
+            prepared = self._prepare(held, prepared)
         try:
             with self.connection.client_cursor() as sender:
-                sender.execute("; ".join(statement.sql for statement in held),
+                sender.execute("; ".join(prepared.get(statement.sql, statement.sql) for statement in held),
                                [value for statement in held for value in statement.args])
                 for statement in held:  # one result each, in order
                     statement.count = sender.rowcount
@@ -391,6 +413,34 @@ class Postgres:
                     sender.nextset()
         except self._psycopg.Error as error:
             raise self._failure(error, self._mode) from None
+
+    def _prepare(self, held: list[_Held], prepared: dict[str, str]) -> dict[str, str]:
+        """The connection's prepared statements, with those of `held` that are now due
+        (PREPARE_AFTER) prepared first: each a round trip, once per connection. One PostgreSQL
+        refuses to prepare is never tried again; any other failure (the connection lost) is the
+        transaction's, as if it had been sent."""
+        for statement in held:
+            sql = statement.sql
+            if sql in prepared:
+                continue
+            try:
+                preparable = self._preparable[sql]
+            except KeyError:
+                preparable = self._preparable[sql] = _preparable(sql)
+            if preparable is None:
+                continue
+            seen = self._seen[sql] = self._seen.get(sql, 0) + 1
+            if seen < PREPARE_AFTER:
+                continue
+            try:
+                self.connection.prepare(sql, *preparable)
+            except self._psycopg.Error as error:
+                if (getattr(error, "sqlstate", None) or "").startswith("42"):  # PostgreSQL's no (a type, a name)
+                    self._preparable[sql] = None
+                    continue
+                raise self._failure(error, self._mode) from None
+            prepared = self.connection.prepared()
+        return prepared
 
     def commit(self) -> None:
         """COMMIT, sent with whatever is held. If it fails (a lock not had, the connection lost)
@@ -432,6 +482,17 @@ class Postgres:
         if self.news is not None:
             self.news.close()
         self.connection.close()
+
+
+def _preparable(sql: str) -> tuple[str, int] | None:
+    """What PREPARE takes for a statement translated for psycopg (`$1`... for its parameters), and
+    how many parameters it has; None unless it is a plain INSERT (_PLAIN_INSERT) with some."""
+    insert = _PLAIN_INSERT.fullmatch(sql)
+    if insert is None or "%s" not in sql:
+        return None
+    numbers = itertools.count(1)
+    body = _PARAMETER.sub(lambda found: "%" if found.group() == "%%" else f"${next(numbers)}", sql)
+    return body, next(numbers) - 1
 
 
 class _Held:

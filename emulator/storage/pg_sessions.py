@@ -2,9 +2,11 @@
 (the root's and each sandbox's, a schema each): a pool of POOL_SIZE real connections, each
 storage a view of one of them with session settings of its own (its `search_path`, its
 `lock_timeout`), put back in place whenever it takes the connection. A hundred sandboxes cost no
-connection more than none."""
+connection more than none. A connection also keeps the statements its views have prepared on it
+(PREPARE), which a new connection has to prepare again."""
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -34,6 +36,10 @@ class _Session:
         self.schemas: Counter = Counter()  # the schemas of the views open on it
         self.connection = self._connect()
         self.client = None  # a ClientCursor of `connection`, made at its first use (View.client_cursor)
+        # A statement's text: how `connection` runs it as prepared (`EXECUTE name(%s, ...)`), for
+        # every view of it (PostgreSQL parses it again for a view whose search_path differs).
+        self.prepared: dict[str, str] = {}
+        self._names = itertools.count(1)
 
     def _connect(self):
         import psycopg
@@ -47,7 +53,11 @@ class _Session:
         if self.connection.closed:
             self.connection = self._connect()
             self.current = None
+            self.prepared = {}  # what the last connection prepared went with it
         return self.connection
+
+    def next_name(self) -> str:
+        return f"payletter_{next(self._names)}"
 
 
 class _Pool:
@@ -89,7 +99,7 @@ def open_connections(url: str) -> int:
 
 class View:
     """What the PostgreSQL backend (backends.py) uses as its connection: `execute`, `cursor`,
-    `client_cursor`, `info`, `closed`, `reopen`, `drop`, `close`. Each statement runs under the connection's lock (`lock`, which the storage
+    `client_cursor`, `prepared`, `prepare`, `info`, `closed`, `reopen`, `drop`, `close`. Each statement runs under the connection's lock (`lock`, which the storage
     holds for a whole transaction) with this view's settings in place."""
 
     def __init__(self, key: tuple[int, str], session: _Session, schema: str | None):
@@ -120,6 +130,23 @@ class View:
 
     def cursor(self, **options) -> _Cursor:
         return _Cursor(self, options)
+
+    def prepared(self) -> dict[str, str]:
+        """The statements prepared on the real connection, each text with how to run it (the
+        caller holds the lock): empty on a connection just made."""
+        return self._session.prepared if not self._session.connection.closed else {}
+
+    def prepare(self, text: str, body: str, parameters: int) -> str:
+        """`body` (`$1`... for its parameters) prepared on the real connection, outside a
+        transaction, under a new name; what runs it as `text` did (`EXECUTE name(%s, ...)`).
+        psycopg's error if PostgreSQL refuses it."""
+        with self.lock:
+            connection = self._taken()
+            session = self._session
+            name = session.next_name()
+            connection.execute(f"PREPARE {name} AS {body}")
+            run = session.prepared[text] = f"EXECUTE {name}({', '.join(['%s'] * parameters)})"
+            return run
 
     def _remember(self, query) -> None:
         setting = _SESSION_SETTING.match(query) if isinstance(query, str) else None
