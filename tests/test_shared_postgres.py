@@ -96,7 +96,7 @@ def test_a_payment_request_is_one_transaction_of_at_most_four_round_trips(own_po
     try:
         watcher.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         api = Api(process.url, callback_receiver.url)
-        for _ in range(10):  # past psycopg's preparing of statements (its 5th execution) and the first token block
+        for _ in range(10):  # past the preparing of statements (at their second use) and the first token block
             api.request_payment()
 
         def shared_state_reads() -> int:
