@@ -45,7 +45,9 @@ from seed import request_body  # noqa: E402
 
 CONFIGURATIONS = {"serve": None, "serve --workers 1": 1}  # name: --workers (None: serve's default)
 LATENCIES = ("lifecycle, new connection per request", "lifecycle, keep-alive session",
-             "between tests, sandbox created and deleted", "between tests, reset and scenario cleared")
+             "between tests, sandbox created and deleted", "between tests, reset and scenario cleared",
+             "flush, nothing due, 0 pending", "flush, nothing due, --pending pending")
+FLUSHES = 50  # timed flushes, keep-alive, on each server
 STARTUP = "startup, to the first line and health"
 RSS_STARTED, RSS_AFTER = "idle RSS of the tree, started", "idle RSS of the tree, after the rounds"
 CPU_IDLE, CPU_PENDING = "idle CPU of the tree, 0 pending", "idle CPU of the tree, {pending:,} pending"
@@ -143,6 +145,17 @@ def between_tests(emulator: run.Emulator, receiver: run.Receiver, count: int) ->
     return samples
 
 
+def flushes(emulator: run.Emulator, count: int) -> list[float]:
+    """`count` flushes with nothing due, one after another over a keep-alive session: what a
+    merchant's suite pays per flush, against what is pending (issue 23: with 100,000 pending, at
+    most 1.5 times the same flush with none)."""
+    root = Gateway(f"http://127.0.0.1:{emulator.port}", keep_alive=True)
+    try:
+        return [timed(lambda: root.ok("POST", "/_emulator/callbacks/flush", {"max_seconds": 5})) for _ in range(count)]
+    finally:
+        root.close()
+
+
 def idle_cpu(emulator: run.Emulator, seconds: float) -> float:
     """CPU time of the whole process tree over `seconds` of no requests, in % of one core."""
     pids = emulator.pids
@@ -176,6 +189,7 @@ class Round:
             singles[CPU_IDLE] = idle_cpu(emulator, options.idle_seconds)
             samples = lifecycles(emulator, receiver, options.lifecycles, options.warmup)
             samples.update(between_tests(emulator, receiver, options.between))
+            samples[LATENCIES[4]] = flushes(emulator, FLUSHES)
             singles[RSS_AFTER] = emulator.memory()["sum_mb"]
         finally:
             emulator.stop()
@@ -184,6 +198,7 @@ class Round:
         emulator = self.start(db)
         try:
             singles[CPU_PENDING.format(pending=options.pending)] = idle_cpu(emulator, options.idle_seconds)
+            samples[LATENCIES[5]] = flushes(emulator, FLUSHES)
             backlog = run.call(emulator.port, "POST", "/_emulator/callbacks/flush", {"max_seconds": 5})[1]
             if backlog.get("pending") != options.pending:
                 raise RuntimeError(f"{options.pending} callbacks seeded, the emulator has {backlog} pending")

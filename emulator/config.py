@@ -70,6 +70,34 @@ def _more_clients(text: str) -> tuple[Client, ...]:
     return (PAY_TEST, *parse_clients(text))  # the variable adds clients; pay_test stays
 
 
+@dataclass(frozen=True)
+class GlobalStore:
+    """A Payletter Global store: its id and its one key, which authenticates `GPLKEY`, signs
+    `POQAPI` and hashes the notification (docs/fidelity.md, "Payletter Global")."""
+
+    store_id: str
+    key: str
+
+
+# Payletter Global's built-in test store: as in Payletter's own samples, its key is its id.
+GLOBAL_TEST = GlobalStore("global_test", "global_test")
+
+
+def parse_global_stores(text: str) -> tuple[GlobalStore, ...]:
+    """`storeid:key`, several separated by commas."""
+    stores = []
+    for item in split(text):
+        store_id, colon, key = item.partition(":")
+        if not (store_id and colon and key) or ":" in key:
+            raise ValueError(f"Global store {item.partition(':')[0]!r} is not storeid:key")
+        stores.append(GlobalStore(store_id, key))
+    return tuple(stores)
+
+
+def _more_global_stores(text: str) -> tuple[GlobalStore, ...]:
+    return (GLOBAL_TEST, *parse_global_stores(text))  # the variable adds stores; global_test stays
+
+
 def split(text: str) -> tuple[str, ...]:
     """A comma-separated variable's values, without blanks."""
     return tuple(filter(None, (part.strip() for part in text.split(","))))
@@ -243,6 +271,11 @@ class Settings:
     clients: tuple[Client, ...] = declare((PAY_TEST,), "More clients besides pay_test.", option=None,
                                           parse=_more_clients, secret=True, shown_default="pay_test only",
                                           metavar="`id:payment_key:search_key`, comma separated")
+    global_stores: tuple[GlobalStore, ...] = declare((GLOBAL_TEST,), "More Payletter Global stores besides "
+                                                     "global_test (docs/global.md).", option=None,
+                                                     parse=_more_global_stores, secret=True,
+                                                     shown_default="global_test only",
+                                                     metavar="`storeid:key`, comma separated")
 
     def __post_init__(self):
         if self.control_token == "":  # an empty token guards nothing: read as none, so the server warns

@@ -10,7 +10,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Client
+from .config import Client, GlobalStore
+from .domain.global_rules import sandbox_store_key
 from .instance import Emulator, build
 from .storage.backends import POSTGRES_SCHEMES, SQLITE_FILES
 
@@ -100,7 +101,9 @@ class Sandboxes:
     def sandbox_view(row: dict) -> dict:
         return {"id": row["id"], "client_id": row["id"], "payment_key": row["payment_key"],
                 "search_key": row["search_key"], "path": f"/_sandbox/{row['id']}",
-                "idle_seconds": row["idle_seconds"]}
+                "idle_seconds": row["idle_seconds"],
+                # Its Payletter Global store: the sandbox's id, a key made from its own secret.
+                "global_store_id": row["id"], "global_key": sandbox_store_key(row["payment_key"])}
 
     # --- where a sandbox's data lives ---
     def _new_id(self) -> str:
@@ -134,7 +137,8 @@ class Sandboxes:
         db, schema = self._location(sandbox_id)
         if schema is None and db != ":memory:":
             Path(db).parent.mkdir(exist_ok=True)
-        settings = replace(self.base, db=db, clients=(client,), scenario=())
+        settings = replace(self.base, db=db, clients=(client,), scenario=(),
+                           global_stores=(GlobalStore(sandbox_id, sandbox_store_key(client.payment_key)),))
         return build(settings, sandbox=sandbox_id, schema=schema, scenario=scenario)
 
     def _touch(self, sandbox_id: str) -> None:

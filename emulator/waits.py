@@ -1,70 +1,67 @@
-"""What a request tells whoever serves it: that it waits for something outside the process
-(`waiting`), or that it must be run again on a request thread (`MustWait`).
+"""Where a process waits: in its one event loop.
 
-A serving process answers requests in its event loop (`in_loop`). A flush answered there hands the
-loop what it waits for (`LATER`), and the loop finishes it before it reads the answer. A route that
-always waits otherwise (a reset, a resend, the journal) says so (THREAD) and runs on a request
-thread (serving/threads.py) from the start; a request that reaches a wait its route does not
-declare (a scenario's latency) raises `MustWait` before it has changed anything, and is run again
-on a request thread.
+Each process has one event loop (`process_loop`): the serving process's (uvicorn's, given by
+`serve_in` before the app is made), else one of the process's own on a thread. It owns every wait:
+a callback's attempts, a flush, a reset waiting for the attempts in flight, a resend, a scenario's
+latency. A request runs once, start to end, on a thread of a plain executor
+(serving/bridge.py); a handler that must wait hands the loop what it waits for, as a future
+(`soon`), and says so in its answer (`LATER`): the loop awaits it, holding no thread, then sends
+the answer. Served by anything else (Flask's test client), the handler waits for it where it is.
 
-The interpreter runs one thread at a time, so more requests running at once do not finish more
-work: they take turns at random, each waiting behind the others, which made the tail of
-`payments/request` long (benchmarks/RESULTS.md, issue 14). But a request
-that waits (a reset waiting for attempts, a scenario's latency, a resend's POST, the journal
-of the other processes) must not hold up the others: a merchant's callback handler may call back
-while its callback is being flushed. Such a wait is marked with `waiting()`, and while it lasts
-another thread may run requests in its place (a managed block, as in Java's ForkJoinPool).
-
-The bridge (serving/bridge.py) runs the app on those threads; in a thread of anything else
-(another server, a test), `waiting` does nothing."""
+The other waits here are the database's: a write that finds a lock another process holds (see
+`attempt`)."""
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
-
-this_thread = threading.local()  # `threads`: the RequestThreads running it (serving/threads.py); `in_loop`
-
-
-class waiting:
-    """Around a wait for something outside this process: another thread may run requests
-    meanwhile."""
-
-    __slots__ = ("threads",)
-
-    def __enter__(self) -> None:
-        self.threads = getattr(this_thread, "threads", None)
-        if self.threads is not None:
-            self.threads.begin_wait()
-
-    def __exit__(self, *exc) -> None:
-        if self.threads is not None:
-            self.threads.end_wait()
-
+from concurrent.futures import Future
 
 ARRIVED = "payletter.arrived"  # environ key: time.monotonic() when the bridge had the request
-# environ key: a task of the event loop that a request answered there waits for (a flush): the bridge
-# awaits it, then reads the answer's body, which is made from it.
+# environ key: where the bridge serves a request, it puts None here; a handler that must wait puts
+# there the future (`soon`) its answer waits for. The bridge awaits it in the loop, then reads the
+# answer's body (which may be made from the future's result).
 LATER = "payletter.later"
+LONG = "long"  # a route whose work is long (a page of a thousand entries, a scenario parsed)
+
+_lock = threading.Lock()
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, this process's loop)
 
 
-THREAD = "thread"  # a route that always waits (for callbacks, other processes): run on a request thread
+def serve_in(loop: asyncio.AbstractEventLoop) -> None:
+    """This process's waits are in `loop`: the serving process's, given before its app is made."""
+    global _loop
+    with _lock:
+        _loop = (os.getpid(), loop)
+
+
+def process_loop() -> asyncio.AbstractEventLoop:
+    """This process's loop: the one `serve_in` gave, or one of its own, started here on a daemon
+    thread (a forked process starts its own)."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop[0] != os.getpid() or _loop[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="payletter-loop", daemon=True).start()
+            _loop = (os.getpid(), loop)
+        return _loop[1]
+
+
+def soon(coroutine) -> Future | asyncio.Future:
+    """`coroutine` run in this process's loop: its future (a task, where the caller is the loop)."""
+    loop = process_loop()
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        return loop.create_task(coroutine)
+    return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
 
 def declared(view) -> str | None:
-    """How a route's view declares it waits (THREAD), or None: most never wait."""
-    return getattr(view, "waits", None)
-
-
-class MustWait(BaseException):
-    """A request answered in the event loop has reached a wait its route does not declare (a
-    scenario's latency): it must be run again in a request thread, with `keep` (what it has
-    decided already, such as the scenario rule it has counted) added to its environ. Raised before
-    anything is written; a BaseException, so that Flask lets it through unanswered and
-    unjournaled."""
-
-    def __init__(self, keep: dict):
-        super().__init__()
-        self.keep = keep
+    """How a route's view declares its work (LONG), or None: most are short."""
+    return getattr(view, "work", None)
 
 
 # Seconds a request's write waits for a lock another process holds (SQLite's write lock, a
@@ -73,23 +70,23 @@ LOCK_WAIT = 5.0
 RERUN = "rerun"  # a write that finds the lock held raises Busy: the request is run again later
 REFUSE = "refuse"  # ... is refused at once (the last run, once LOCK_WAIT has passed)
 
+_run = threading.local()  # `on_lock`: the mode of the run of a request on this thread
 
-class Busy(MustWait):
-    """A write found the database locked by another process and gave up at once, having changed
-    nothing (storage/connection.py), in a run of a request that may be run again (`attempt`):
-    the bridge runs it again on a request thread, after a pause that holds nothing, until the
-    lock is gone or LOCK_WAIT has passed. Waiting where it was would hold the event loop, or the
-    process's one database connection, and so every other request."""
 
-    def __init__(self):
-        super().__init__({})
+class Busy(BaseException):
+    """A write found the database locked by another process, or PostgreSQL ended its transaction
+    in a conflict with another, having changed nothing (storage/connection.py), in a run of a
+    request that may be run again (`attempt`): the bridge runs it again after a pause that holds
+    no thread, until the lock is gone or LOCK_WAIT has passed. This is a transaction retried,
+    not a wait: nothing of the run was written. A BaseException, so that Flask lets it through
+    unanswered and unjournaled."""
 
 
 class attempt:
     """Around one run of a request by the bridge: what a write that finds the database locked by
     another process does (RERUN or REFUSE), until the run commits a write. After that, and outside
-    any such run (another server, the dispatcher's threads), a write waits where it is, LOCK_WAIT
-    at most: running the request again would do twice what was committed."""
+    any such run (another server, the dispatcher), a write waits where it is, LOCK_WAIT at most:
+    running the request again would do twice what was committed."""
 
     __slots__ = ("mode",)
 
@@ -97,34 +94,29 @@ class attempt:
         self.mode = mode
 
     def __enter__(self) -> None:
-        this_thread.on_lock = self.mode
+        _run.on_lock = self.mode
 
     def __exit__(self, *exc) -> None:
-        this_thread.on_lock = None
+        _run.on_lock = None
 
 
 def on_lock() -> str | None:
     """RERUN, REFUSE, or None (wait where it is): see `attempt`."""
-    return getattr(this_thread, "on_lock", None)
+    return getattr(_run, "on_lock", None)
 
 
 def committed() -> None:
     """A write has committed: from now on, this run of the request is not run again."""
-    this_thread.on_lock = None
+    _run.on_lock = None
 
 
-class in_loop:
-    """Around a request answered in the event loop's thread, where nothing may wait."""
+class Later:
+    """What a request's answer waits for, put in its environ (LATER) for the bridge: `future`
+    (`soon`'s), and, where the answer is made from its result, `answer(result) -> (status, JSON
+    body)`; without it, the answer the handler gave, sent once the future is done."""
 
-    __slots__ = ()
+    __slots__ = ("future", "answer")
 
-    def __enter__(self) -> None:
-        this_thread.in_loop = True
-
-    def __exit__(self, *exc) -> None:
-        this_thread.in_loop = False
-
-
-def answering_in_loop() -> bool:
-    """Whether this thread is answering a request in the event loop (see `in_loop`)."""
-    return getattr(this_thread, "in_loop", False)
+    def __init__(self, future: Future, answer=None):
+        self.future = future
+        self.answer = answer

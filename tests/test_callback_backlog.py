@@ -1,9 +1,22 @@
 """What a flush and the dispatcher's idle look read costs what is due, not what is pending: each
 finds its answer by an index, and the number pending is kept as callbacks change. Counted (SQLite's
-virtual-machine steps), not timed."""
+virtual-machine steps), not timed: the storage's reads alone, and a whole emulator's dispatcher
+(its flush, its rounds with their timed jobs) on the connections it reads through. On PostgreSQL,
+the pages its statements read (pg_stat_statements), before and after the table's statistics are
+made: a plan made without them must not scan either."""
 from __future__ import annotations
 
+import threading
+from contextlib import ExitStack, contextmanager
+
+import pytest
+
+from payletter_emulator.config import Settings
+from payletter_emulator.instance import build
 from payletter_emulator.storage import Storage
+
+from .conftest import until
+from .databases import PostgresServer
 
 URL = "http://127.0.0.1:9/cb"
 CREATED = "2026-11-29T10:00:00+09:00"
@@ -23,28 +36,42 @@ def pend(storage: Storage, count: int, due: int = FAR) -> None:
 
 
 def looks(storage: Storage) -> None:
-    """What a flush with nothing due reads, and the idle look."""
+    """What a flush with nothing due reads, and the idle look (polled, or told of every change)."""
     storage.callback_backlog(NOW, WALL)
     storage.claim_due_callbacks(NOW, WALL, LEASE, limit=8)
     storage.jobs_due(NOW)
     storage.next_callback_due(NOW)
+    storage.next_work(NOW, WALL)
 
 
 def vm_steps(storage: Storage, work) -> int:
-    steps = 0
+    with counted(storage) as steps:
+        work()
+    return steps[0]
+
+
+@contextmanager
+def counted(*storages: Storage):
+    """The virtual-machine steps SQLite runs on the storages' connections, from any thread, while
+    the block runs: a list whose one item grows."""
+    steps, lock = [0], threading.Lock()
 
     def step() -> int:
-        nonlocal steps
-        steps += 1
+        with lock:
+            steps[0] += 1
         return 0
 
-    connection = storage._db.connection  # this project's own SQLite backend
-    connection.set_progress_handler(step, 1)
-    try:
-        work()
-    finally:
-        connection.set_progress_handler(None, 1)
-    return steps
+    def handle(storage: Storage, handler) -> None:
+        # Set between two statements (under the storage's lock): SQLite waits for a statement under
+        # way on another thread, whose handler waits for the interpreter this thread holds.
+        with storage._lock:
+            storage._db.connection.set_progress_handler(handler, 1)  # this project's own SQLite backend
+
+    with ExitStack() as handlers:
+        for storage in storages:
+            handle(storage, step)
+            handlers.callback(handle, storage, None)
+        yield steps
 
 
 def test_a_flush_and_the_idle_look_read_as_much_with_10000_pending_as_with_none(tmp_path):
@@ -85,3 +112,88 @@ def test_a_callback_being_sent_keeps_a_flush_busy_until_its_attempt_ends(tmp_pat
     assert storage.callback_backlog(NOW - 1, WALL)["busy"] is True  # not due, but being sent
     storage.finish_attempt(callback["id"], callback["claim"], attempt(), "pending", 1, FAR)
     assert storage.callback_backlog(NOW, WALL) == {"pending": 1, "busy": False, "next_due": FAR}
+
+
+LATER = 10**13  # emulator milliseconds: long after today's real clock, which a built emulator runs on
+ROUNDS = 5  # the dispatcher's idle rounds counted, one every POLL_SECONDS
+
+
+def test_an_emulators_flush_and_idle_rounds_read_as_much_with_10000_pending_as_with_none(tmp_path):
+    """A whole emulator (instance.build, as `serve` makes it): its dispatcher's flush, and its idle
+    rounds with the timed jobs each runs first, read through both of its connections (the
+    requests' and the senders')."""
+    per_flush, per_round = {}, {}
+    for pending in (0, 10_000):
+        db = str(tmp_path / f"{pending}.db")
+        seeded = Storage(db)
+        pend(seeded, pending, due=LATER)
+        seeded.close()
+        emulator = build(Settings(db=db))
+        try:
+            dispatcher, rounds = emulator.dispatcher, [0]
+            jobs = dispatcher.jobs
+
+            def counting_jobs(now: int, jobs=jobs, rounds=rounds) -> int:
+                rounds[0] += 1
+                return jobs(now)
+
+            dispatcher.jobs = counting_jobs
+            until(lambda: rounds[0] >= 1, what="the dispatcher's first round")
+            connections = (emulator.storage, dispatcher.storage)
+            with counted(*connections) as steps:
+                assert dispatcher.flush()["idle"] is True
+            per_flush[pending] = steps[0]
+            first = rounds[0] + 1
+            until(lambda: rounds[0] >= first, what="the start of a round")
+            with counted(*connections) as steps:
+                until(lambda: rounds[0] >= first + ROUNDS, what=f"{ROUNDS} idle rounds")
+            per_round[pending] = steps[0] / ROUNDS
+            assert emulator.storage.callback_backlog(0, 0.0)["pending"] == pending
+        finally:
+            emulator.close()
+    assert per_flush[10_000] <= 1.5 * per_flush[0] + 100, per_flush  # an index's depth, not a step per callback
+    assert per_round[10_000] <= 1.5 * per_round[0] + 100, per_round
+
+
+@pytest.fixture(scope="module")
+def counting_postgres():
+    """A server of this module's own that counts the pages each statement reads."""
+    server = PostgresServer("shared_preload_libraries=pg_stat_statements")
+    yield server
+    server.stop()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_looks_read_as_many_pages_with_10000_pending_as_with_none(counting_postgres):
+    import psycopg
+
+    pages = {}
+    for pending in (0, 10_000):
+        url = counting_postgres.new_database()
+        storage = Storage(url)
+        watcher = psycopg.connect(url, autocommit=True)
+        try:
+            pend(storage, pending)
+            watcher.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+            def read() -> int:  # pages read by this database's statements so far
+                return int(watcher.execute(
+                    "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements "
+                    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND query NOT LIKE '%pg_stat_statements%'").fetchone()[0])
+
+            for statistics in ("none yet", "made"):
+                if statistics == "made":
+                    watcher.execute("ANALYZE callbacks")
+                before = read()
+                for _ in range(10):  # past psycopg's preparing of statements, and so PostgreSQL's generic plans
+                    looks(storage)
+                pages[pending, statistics] = (read() - before) / 10
+        finally:
+            watcher.close()
+            storage.close()
+    for statistics in ("none yet", "made"):
+        few, many = pages[0, statistics], pages[10_000, statistics]
+        # Each of a look's index probes reads a page or two more once its index has a level more;
+        # one scan of the 10,000 reads the table's 140-odd pages.
+        assert many <= 1.5 * few + 40, pages

@@ -17,7 +17,7 @@ import click
 import pytest
 
 from payletter_emulator.config import ENV_PREFIX
-from payletter_emulator.client.drive_options import default_url, default_verify, parse_duration
+from payletter_emulator.client.drive_options import Refused, default_url, default_verify, parse_duration
 
 from .conftest import CLI, EmulatorProcess, freeze_at
 
@@ -280,7 +280,7 @@ def test_the_default_url_and_ca():
     assert default_url({ENV_PREFIX + "HOST": "::1"}) == "http://[::1]:8080"
     assert default_verify("http://127.0.0.1:8080", {}) is True
     assert default_verify("https://x", {ENV_PREFIX + "CA_FILE": "ca.pem"}) == "ca.pem"
-    with pytest.raises(click.UsageError, match="eighty"):
+    with pytest.raises(Refused, match="eighty"):
         default_url({ENV_PREFIX + "PORT": "eighty"})
 
 

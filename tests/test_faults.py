@@ -1,14 +1,24 @@
-"""Nothing one request does stalls the others (issue 23): while a fault goes on (a regex that
-backtracks, a scenario of 256 KiB, a page of a thousand payments, a lock held by another process),
-a real `serve` process answers /_emulator/health, and payments/request, within LATENCY each time."""
+"""Nothing one request does stalls the others (issue 23). While a fault goes on (a regex that
+backtracks, a scenario of 256 KiB, a page of a thousand payments on SQLite and on PostgreSQL, a
+lock held by another process, a hundred bodies of 1 MiB held half-sent), a real `serve` process
+answers /_emulator/health, and payments/request, each time; and, where the fault's request is slow
+by its nature, several times while one such request is under way, which a fault holding up the
+process would prevent (its probes would wait for it to end). What each probe took is a figure,
+not asserted: benchmarks/faults.py measures it, and the same probes with no fault, in one run."""
 from __future__ import annotations
 
+import json
+import math
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
 
 import pytest
 import requests
@@ -21,28 +31,24 @@ from .conftest import PAYMENT_KEY, Api, EmulatorProcess, ok, refused, run_cli
 from .doc_blocks import doc_block
 
 ROOT = Path(__file__).resolve().parent.parent
-# The behaviour under test: a loopback answer takes a few milliseconds, a stalled one as long as
-# the fault (seconds), so the bound is generous.
-# An answer slower than this during a fault is a stall (the faults held every answer for seconds).
-# The issue's 0.1 s is a figure of an idle machine; on a loaded one (CI, the suite's own workers)
-# single answers reach 0.1-0.2 s with no fault at all, so the test holds them to this, and to
-# CALM_FACTOR times the slowest of the same probes just before the fault.
-LATENCY = 0.25
-SAMPLES = 5  # latencies taken during each fault, at least
-CALM = 30  # rounds of the probes timed before the fault, whose slowest raises LATENCY on a loaded machine
-CALM_FACTOR = 3
+SAMPLES = 5  # rounds of probes during each fault, at least
+WITHIN_ONE = 3  # probes answered while one slow request of the fault was under way, at least
+TIMES = 30  # a repeated fault's requests, at most: it ends even if the probes never get their turn
 LOCKED_MESSAGE = (f"Internal server error (the emulator's database is locked by another process; "
                   f"waited {LOCK_WAIT:g} s)")
 
 
 class Sampler:
-    """Times /_emulator/health and payments/request, one after the other, while a fault runs on a
-    thread of its own."""
+    """Sends /_emulator/health and payments/request, one after the other, while a fault runs on a
+    thread of its own; keeps when each probe was sent and answered, and when each of the fault's
+    slow requests was under way (`slow`)."""
 
     def __init__(self, api: Api):
         self.api = api
-        self.http = requests.Session()  # one connection, kept: what is timed is the server's answer
+        self.http = requests.Session()  # one connection, kept: what is probed is the server's answer
         self.headers = {"Authorization": f"PLKEY {PAYMENT_KEY}"}
+        self.spans: list[list[float]] = []  # the fault's slow requests: [sent, answered] (inf: under way)
+        self.probes: list[tuple[str, float, float]] = []  # (name, sent, answered)
 
     def health(self) -> None:
         assert self.http.get(self.api.url + "/_emulator/health", timeout=30).status_code == 200
@@ -52,19 +58,33 @@ class Sampler:
                                   headers=self.headers, timeout=30)
         assert response.status_code == 200, response.text
 
-    def during(self, fault, probes=("health", "payment"), least: int = SAMPLES) -> list[tuple[str, float]]:
-        """Run `fault(stop)` on a thread (a fault that repeats stops once `stop` is set) and time
-        `probes` over and over from here until it has returned, and at least `least` rounds; the
-        latencies, each checked against LATENCY, or on a loaded machine against CALM_FACTOR times
-        the slowest of the same probes timed just before the fault (the faults stalled answers for
-        seconds; a machine's load slows the calm probes too)."""
-        calm = [self._timed(name) for _ in range(CALM) for name in probes]
-        bound = max(LATENCY, CALM_FACTOR * max(calm))
+    @contextmanager
+    def slow(self):
+        """Around one slow request of the fault: when it was under way is kept."""
+        span = [time.monotonic(), math.inf]
+        self.spans.append(span)
+        try:
+            yield
+        finally:
+            span[1] = time.monotonic()
+
+    def within_one(self) -> int:
+        """The most probes sent and answered while one and the same slow request was under way (or
+        is: one still under way counts those answered so far)."""
+        return max((sum(start <= sent and answered <= end for _, sent, answered in self.probes)
+                    for start, end in self.spans), default=0)
+
+    def during(self, fault, probes=("health", "payment"), within_one: int = WITHIN_ONE) -> list[tuple[str, float]]:
+        """Run `fault(stop, slow)` on a thread (a fault that repeats stops once `stop` is set, and
+        wraps each slow request in `slow()`) and send `probes` over and over from here until it
+        has returned: at least SAMPLES rounds, and until `within_one` probes were answered while
+        one slow request was under way. Each probe must be answered (200); the probes' latencies
+        are returned."""
         stop, ended, failures = threading.Event(), threading.Event(), []
 
         def run():
             try:
-                fault(stop)
+                fault(stop, self.slow)
             except BaseException as exc:  # noqa: BLE001  (raised again below, in the test's thread)
                 failures.append(exc)
             finally:
@@ -72,34 +92,33 @@ class Sampler:
 
         thread = threading.Thread(target=run, name="fault", daemon=True)
         thread.start()
-        timings: list[tuple[str, float]] = []
         rounds = 0
         while not ended.is_set():
             for name in probes:
-                timings.append((name, self._timed(name)))
+                sent = time.monotonic()
+                getattr(self, name)()
+                self.probes.append((name, sent, time.monotonic()))
             rounds += 1
-            if rounds >= least:
+            if rounds >= SAMPLES and (within_one == 0 or self.within_one() >= within_one):
                 stop.set()
         thread.join(60)
         if failures:
             raise failures[0]
-        assert rounds >= least, f"the fault ended after {rounds} rounds of probes"
-        slow = [(name, round(seconds, 3)) for name, seconds in timings if seconds > bound]
-        assert slow == [], (f"answered later than {bound:.3f} s during the fault (calm: at most "
-                            f"{max(calm):.3f} s): {slow} of {len(timings)}")
-        return timings
-
-    def _timed(self, name: str) -> float:
-        started = time.perf_counter()
-        getattr(self, name)()
-        return time.perf_counter() - started
+        assert rounds >= SAMPLES, f"the fault ended after {rounds} rounds of probes"
+        assert self.within_one() >= within_one, (
+            f"{self.within_one()} probes answered while one of the fault's {len(self.spans)} slow requests was "
+            f"under way, of {len(self.probes)}: the fault held the process up")
+        return [(name, answered - sent) for name, sent, answered in self.probes]
 
 
-def repeat(request):
-    """A fault that makes `request()` again and again until told to stop."""
-    def fault(stop: threading.Event) -> None:
-        while not stop.is_set():
-            request()
+def repeat(request, times: int = TIMES):
+    """A fault that makes `request()`, a slow request, again and again until told to stop, `times` at most."""
+    def fault(stop: threading.Event, slow) -> None:
+        for _ in range(times):
+            if stop.is_set():
+                return
+            with slow():
+                request()
     return fault
 
 
@@ -129,7 +148,9 @@ def test_a_regex_that_would_backtrack_for_seconds_is_matched_at_once(api):
     def unmatched():
         ok(api.post("/v1.0/payments/request", api.request_body(user_id="a" * 27 + "!")))
 
-    Sampler(api).during(repeat(unmatched))
+    # A match takes microseconds now: no request of this fault is under way long enough for a probe
+    # to be answered within it; that every probe is answered as it repeats is what is left to check.
+    Sampler(api).during(repeat(unmatched), within_one=0)
 
 
 def test_a_regex_re2_cannot_run_is_refused_when_the_scenario_is_put(api):
@@ -184,6 +205,22 @@ def test_a_scenario_past_256_kib_is_refused_and_one_within_is_read_off_the_event
 # --- 3. a control list asked for in one page ---------------------------------------------------------
 
 def test_control_lists_answer_a_page_of_at_most_a_thousand_off_the_event_loop(api):
+    pages_of_a_thousand(api)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_page_of_a_thousand_stalls_no_other_request(postgres_server, tmp_path, callback_receiver):
+    """The list took 4.6 s on PostgreSQL, every other request of the process held up meanwhile."""
+    process = EmulatorProcess(tmp_path, "--workers", "1", db=postgres_server.new_database())
+    try:
+        pages_of_a_thousand(Api(process.url, callback_receiver.url))
+    finally:
+        process.stop()
+
+
+def pages_of_a_thousand(api: Api) -> None:
+    """1,100 payments; a page past 1,000 refused on every list; pages of 1,000 asked for again and
+    again while the probes run."""
     http = requests.Session()
     for index in range(1100):
         assert http.post(api.url + "/v1.0/payments/request", json=api.request_body(order_no=f"o{index}"),
@@ -192,11 +229,16 @@ def test_control_lists_answer_a_page_of_at_most_a_thousand_off_the_event_loop(ap
         refusal = refused(requests.get(f"{api.url}/_emulator/{path}?limit=1000000", timeout=30), 406, 4314)
         assert refusal["message"].startswith("control API: limit 1000000 is more than 1000, the most one page holds")
 
-    def whole_page():
-        page = requests.get(f"{api.url}/_emulator/payments?limit=1000", timeout=30).json()
-        assert len(page["payments"]) == 1000 and page["next"] is not None
+    def whole_pages(stop, slow):
+        for _ in range(TIMES):
+            if stop.is_set():
+                return
+            with slow():  # until the answer's head: the page is made by then, and read after
+                answer = requests.get(f"{api.url}/_emulator/payments?limit=1000", timeout=30, stream=True)
+            page = answer.json()
+            assert len(page["payments"]) == 1000 and page["next"] is not None
 
-    Sampler(api).during(repeat(whole_page))
+    Sampler(api).during(whole_pages)
 
 
 # --- 4. a lock another process holds -----------------------------------------------------------------
@@ -209,35 +251,33 @@ def test_a_write_lock_another_process_holds_stalls_no_other_request(server, api)
     foreign = sqlite3.connect(server.db, isolation_level=None, check_same_thread=False)
     answers = {}
 
-    def held_past_the_wait(stop):
+    def held_past_the_wait(stop, slow):
         foreign.execute("BEGIN IMMEDIATE")
         try:
-            started = time.monotonic()
-            answers["refused"] = api.post("/v1.0/payments/request", api.request_body())
-            answers["waited"] = time.monotonic() - started
+            with slow():
+                started = time.monotonic()
+                answers["refused"] = api.post("/v1.0/payments/request", api.request_body())
+                answers["waited"] = time.monotonic() - started
         finally:
             foreign.execute("ROLLBACK")
 
     Sampler(api).during(held_past_the_wait, probes=("health",))
     assert refused(answers["refused"], 503, 999)["message"] == LOCKED_MESSAGE
-    assert LOCK_WAIT <= answers["waited"] < LOCK_WAIT + 5
+    assert answers["waited"] >= LOCK_WAIT  # refused once the wait was over, not before
 
-    foreign.execute("BEGIN IMMEDIATE")
-    waiting = ThreadPoolExecutor(1).submit(api.post, "/v1.0/payments/request", api.request_body())
-    assert not released_when_answered(waiting, foreign, after=1.0)
-    ok(waiting.result(30))  # answered once the lock was gone
+    def held_then_released(stop, slow):
+        foreign.execute("BEGIN IMMEDIATE")
+        with slow():
+            waiting = ThreadPoolExecutor(1).submit(api.post, "/v1.0/payments/request", api.request_body())
+            stop.wait(60)  # set once health was answered several times while the payment waited
+            answers["answered while held"] = waiting.done()
+            foreign.execute("ROLLBACK")
+            answers["once released"] = waiting.result(30)
+
+    Sampler(api).during(held_then_released, probes=("health",))
+    assert answers["answered while held"] is False, answers["once released"].text
+    ok(answers["once released"])  # answered once the lock was gone
     foreign.close()
-
-
-def released_when_answered(answer, connection, after: float) -> bool:
-    """Whether `answer` came before `connection` ended its transaction, `after` seconds on."""
-    try:
-        answer.result(after)
-        return True
-    except FuturesTimeout:
-        return False
-    finally:
-        connection.execute("ROLLBACK")
 
 
 def test_a_payment_row_another_process_locks_stalls_only_its_own_cancel(postgres_server, tmp_path, callback_receiver):
@@ -254,24 +294,78 @@ def test_a_payment_row_another_process_locks_stalls_only_its_own_cancel(postgres
         locker = psycopg.connect(url)
         answers = {}
 
-        def row_locked(stop):
+        def row_locked(stop, slow):
             locker.execute("SELECT token FROM payments WHERE tid = %s FOR UPDATE", (fields["tid"],))
             try:
-                started = time.monotonic()
-                answers["refused"] = api.cancel(fields)
-                answers["waited"] = time.monotonic() - started
+                with slow():
+                    started = time.monotonic()
+                    answers["refused"] = api.cancel(fields)
+                    answers["waited"] = time.monotonic() - started
             finally:
                 locker.rollback()
 
         Sampler(api).during(row_locked)
         assert refused(answers["refused"], 503, 999)["message"] == LOCKED_MESSAGE
-        assert LOCK_WAIT <= answers["waited"] < LOCK_WAIT + 5
+        assert answers["waited"] >= LOCK_WAIT  # refused once the wait was over, not before
         ok(api.cancel(fields))  # the lock gone, the same cancel goes through
         locker.close()
     finally:
         process.stop()
 
 
+# --- 5. bodies held half-sent -------------------------------------------------------------------------
+
+HELD_BODIES = 100
+BODY = 1024 * 1024  # the most a body may be
+
+
+def test_bodies_held_half_sent_stall_no_other_request(api):
+    """Connections that each declare a body of 1 MiB, send what the server takes of it without
+    waiting, and hold the rest back."""
+    address = urlsplit(api.url)
+    head = (f"POST /v1.0/payments/request HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: application/json\r\n"
+            f"Authorization: PLKEY {PAYMENT_KEY}\r\nContent-Length: {BODY}\r\n\r\n").encode()
+
+    def held_bodies(stop, slow):
+        connections = []
+        try:
+            with slow():
+                for _ in range(HELD_BODIES):
+                    connection = socket.create_connection((address.hostname, address.port), timeout=30)
+                    connection.setblocking(False)
+                    connections.append(connection)
+                    body = memoryview(head + b" " * (BODY - 1))  # one byte short: never a whole request
+                    try:
+                        while body:
+                            body = body[connection.send(body):]
+                    except BlockingIOError:  # the server reads no more for now: the rest is held back
+                        pass
+                stop.wait(60)  # set once the probes were answered while the bodies are held
+        finally:
+            for connection in connections:
+                connection.close()
+
+    Sampler(api).during(held_bodies)
+    Sampler(api).health()  # and after they went
+
+
 def test_the_lock_example_of_the_architecture_page_runs(server, api):
     example = doc_block("lock-example").text.replace("http://127.0.0.1:8080", api.url).replace('"payletter-emulator.db"', repr(server.db))
     exec(compile(example, "docs/architecture.md", "exec"), {})
+
+
+@pytest.mark.slow
+def test_the_faults_benchmark_gives_every_figure(tmp_path):
+    """benchmarks/faults.py in its smallest form: every probe's figures during every fault."""
+    figures = tmp_path / "faults.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faults.py"), "--rounds", "1", "--probes", "3",
+                           "--warmup", "1", "--json", str(figures)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(figures.read_text())
+    health = ("health, keep-alive", "health, new connection")
+    assert {fault: sorted(probes) for fault, probes in results["figures"].items()} == {
+        fault: sorted(health if fault == "lock" else (*health, "payments/request, keep-alive"))
+        for fault in ("calm", "regex", "scenario", "page", "lock", "bodies")}
+    assert all(cell["p50"] > 0 and cell["count"] >= 1 for probes in results["figures"].values() for cell in probes.values())
+    assert set(results["rss"]) == {"before", "held", "after"}
+    assert "| lock | health, keep-alive |" in done.stdout

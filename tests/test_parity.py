@@ -160,7 +160,7 @@ def test_a_running_emulator_can_stand_in_for_the_one_the_probe_starts(api, stand
 
 def test_the_shipped_cases_cover_every_endpoint_and_method():
     ids = {case.id for case in load()}
-    endpoints = {op.path for op in OPERATIONS if op.key}
+    endpoints = {op.path for op in OPERATIONS if op.key and op.key != "GLOBAL"}  # the probe is the domestic gateway's
     asked = {step["path"].split("/t{{")[0] for case in load() if case.id.startswith("auth-")
              for step in case.steps if step.get("auth") == "none"}
     assert {path.replace("/{tid}", "") for path in endpoints} == {path.removesuffix("/") for path in asked}

@@ -176,8 +176,10 @@ BAD = [  # (option, value, the rule's words)
 ]
 
 
-def refusal(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, done.stdout + done.stderr
+def refusal(done: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The one line a refused command says; its exit status: 2 for an option (a usage mistake),
+    1 for an environment variable (a refusal to start)."""
+    assert done.returncode == status, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     [line] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     return line
@@ -192,10 +194,10 @@ def test_a_bad_option_is_refused_in_one_line(tmp_path, option, value, rule):
 @pytest.mark.parametrize("option,value,rule", BAD)
 def test_a_bad_variable_is_refused_in_one_line(tmp_path, option, value, rule):
     setting = next(s for s in SETTINGS.values() if s.option == option)
-    line = refusal(run("serve", "--db", ":memory:", cwd=tmp_path, **{setting.name.upper(): value}))
+    line = refusal(run("serve", "--db", ":memory:", cwd=tmp_path, **{setting.name.upper(): value}), 1)
     assert line == f"Error: {setting.variable}='{value}' {rule}"
 
 
 def test_the_drive_commands_refuse_a_bad_variable_alike(tmp_path):
-    line = refusal(run("health", cwd=tmp_path, WORKERS="-1"))
+    line = refusal(run("health", cwd=tmp_path, WORKERS="-1"), 1)
     assert line == f"Error: {ENV_PREFIX}WORKERS='-1' must be at least 1"

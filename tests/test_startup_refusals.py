@@ -58,6 +58,15 @@ def test_a_file_that_is_not_a_database_is_refused_in_one_line(tmp_path, workers)
     assert garbage.read_text().startswith("these are my notes")  # left as it was
 
 
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["default", "two workers"])
+def test_a_database_where_no_file_may_be_made_is_refused_in_one_line(workers):
+    """A folder nobody may write in, root included (the tests may run as root, whom file modes do
+    not stop): /proc."""
+    refused_with(serve("--db", "/proc/payletter-emulator.db", *workers),
+                 "cannot use the database /proc/payletter-emulator.db: unable to open database file",
+                 "check that its folder exists and is writable, or choose another --db")
+
+
 def test_a_folder_given_as_the_database_is_refused_in_one_line(tmp_path):
     refused_with(serve("--db", str(tmp_path), "--workers", "2"), f"{tmp_path}: it is a folder")
 

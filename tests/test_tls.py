@@ -10,9 +10,9 @@ import warnings
 import pytest
 import requests
 import trustme
+import uvicorn
 from cryptography import x509
 
-from payletter_emulator.domain.errors import catalog
 from payletter_emulator.serving import tls
 from payletter_emulator.config import Settings
 
@@ -134,6 +134,8 @@ def test_workers_serve_https_from_the_environment_and_the_ca_stays_open(tmp_path
         assert served.content == open(server.ca, "rb").read()
         assert requests.get(server.url + "/_emulator/clock", verify=server.ca, timeout=10).status_code == 401
         _refuses_old_clients(server.port)
+        with pytest.raises(requests.exceptions.ConnectionError, match="without response"):
+            requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
     finally:
         server.stop()
 
@@ -230,24 +232,39 @@ def test_the_docs_https_start_prints_the_lines_shown(tmp_path):
         server.stop()
 
 
-def test_plain_http_on_the_https_port_is_told_to_use_https(https_server):
-    answer = requests.get(f"http://127.0.0.1:{https_server.port}/_emulator/health?x=1", timeout=10)
-    hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{https_server.port}/_emulator/health?x=1"
-    assert answer.status_code == 400 and answer.headers["Content-Type"] == "application/json"
-    assert answer.json() == {"code": catalog()["plain_http"].code, "message": hint}  # the gateway's envelope
-    assert hint in (https_server.workdir / "emulator.log").read_text()
-    # HTTPS on the same server still works, and the hint has not eaten a request.
+def test_plain_http_on_the_https_port_is_closed_without_an_answer(https_server):
+    """TLS is uvicorn's: a request in plain HTTP fails the handshake, and the connection is closed with
+    nothing said (curl: "Empty reply from server"); the server logs nothing."""
+    with pytest.raises(requests.exceptions.ConnectionError, match="without response"):
+        requests.get(f"http://127.0.0.1:{https_server.port}/_emulator/health", timeout=10)
     assert requests.get(https_server.url + "/_emulator/health", verify=https_server.ca, timeout=10).ok
+    assert "Traceback" not in (https_server.workdir / "emulator.log").read_text()
 
 
-def test_plain_http_to_https_workers_is_told_to_use_https_too(tmp_path):
-    server = EmulatorProcess(tmp_path, "--workers", "2", "--tls")
+def test_a_stop_does_not_wait_for_an_idle_https_client(tmp_path):
+    """A keep-alive client (a requests Session) never answers TLS's close_notify: the stop closes
+    its connection after tls.TLS_SHUTDOWN, without running out uvicorn's graceful-stop time."""
+    server = EmulatorProcess(tmp_path, "--tls")
+    with requests.Session() as session:
+        for _ in range(2):  # the second request reuses the connection
+            assert session.get(server.url + "/_emulator/health", verify=server.ca, timeout=10).ok
+        server.stop()
+    assert server.process.returncode == 0
+    assert "graceful shutdown exceeded" not in server.log_path.read_text()
+
+
+def test_https_is_uvicorns_own_on_its_default_loop(tmp_path):
+    """`--tls` sets uvicorn's public options: the context is tls.server_context's (TLS 1.2 at least),
+    the loop uvicorn's default one (uvloop where installed) with TLS_SHUTDOWN for a closing client."""
+    from payletter_emulator.serving.bridge import uvicorn_options
+
+    settings = Settings(db=str(tmp_path / "e.db"), tls=True)
+    config = uvicorn.Config(lambda scope, receive, send: None, **uvicorn_options(settings, tls.prepare(settings)))
+    config.load()
+    assert config.ssl.minimum_version == ssl.TLSVersion.TLSv1_2
+    loop, default = config.get_loop_factory()(), uvicorn.Config(None).get_loop_factory()()
     try:
-        answer = requests.get(f"http://127.0.0.1:{server.port}/_emulator/health", timeout=10)
-        hint = f"plain HTTP on the HTTPS port: use https://127.0.0.1:{server.port}/_emulator/health"
-        assert (answer.status_code, answer.json()) == (400, {"code": catalog()["plain_http"].code, "message": hint})
-        assert requests.get(server.url + "/_emulator/health", verify=server.ca, timeout=10).ok
-        server.stop()
-        assert hint in (tmp_path / "emulator.log").read_text()
+        assert isinstance(loop, type(default))
     finally:
-        server.stop()
+        loop.close()
+        default.close()

@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from . import drive
+from .drive_options import Refused
 from ..config import SETTINGS, Setting, Settings, is_loopback_host, split, unknown_variables
 
 
@@ -42,7 +43,7 @@ class _Value(click.ParamType):
         except ValueError as exc:
             if ctx is not None and param is not None \
                     and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
-                raise click.UsageError(self.setting.refusal(value, str(exc)), ctx) from None
+                raise Refused(self.setting.refusal(value, str(exc))) from None
             self.fail(f"{value!r} {exc}", param, ctx)
 
 
@@ -88,7 +89,7 @@ def serve(**options):
     try:  # click has read the options' variables; from_env reads those without an option (the clients)
         settings = Settings.from_env(os.environ, **options)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Refused(str(exc)) from None
     if settings.workers and settings.workers > 1 and settings.db == ":memory:":
         raise click.UsageError("--workers needs a database the workers can share: a file or postgresql://...")
     if settings.workers and settings.workers > 1 and not shareable():
@@ -265,6 +266,11 @@ capture.register(main)
 from . import listen  # noqa: E402
 
 listen.register(main)
+
+# Payletter Global's payments from a shell (emulator/client/global_cli.py).
+from . import global_cli  # noqa: E402
+
+global_cli.register(main)
 
 if __name__ == "__main__":
     main()

@@ -55,11 +55,18 @@ def default_verify(url: str, environ=os.environ) -> bool | str:
     return True
 
 
+
+class Refused(click.ClickException):
+    """A setting out of range in the environment: one line saying which variable and why, and
+    exit 1, as any refusal to start (a mistake on the command line is click's usage error, 2)."""
+
+    exit_code = 1
+
 def _settings(environ) -> Settings:
     try:
         return Settings.from_env(environ)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None  # the variable, its value and the rule
+        raise Refused(str(exc)) from None  # the variable, its value and the rule
 
 
 def parse_duration(text: str) -> float:

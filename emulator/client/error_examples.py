@@ -4,8 +4,8 @@ is kept for docs/error-codes.md (docgen.py). tests/test_docs.py sends the same r
 running `payletter-emulator serve` and compares.
 
 An example's keys (`example.<key>` in the kind's row; a step of `given` takes the same ones):
-  request   "METHOD /path?query". `{name}` is a value kept by a step of `given`. An absolute
-            http://127.0.0.1:8080/... URL is sent with its own scheme to the emulator's address.
+  request   "METHOD /path?query". `{name}` is a value kept by a step of `given`. An absolute URL
+            (one an answer handed out) is sent to the emulator's address.
   given     what happens first, in order: the name of a step list of GIVENS, or a step.
   based_on  a body of BODIES to start from; `body` (a JSON object) adds to it or replaces it,
             `without` leaves fields out.
@@ -26,7 +26,6 @@ import contextlib
 import html
 import json
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlencode, urlsplit
@@ -39,7 +38,6 @@ from .control_client import EmulatorClient, Reply
 MOMENT = "2026-11-29T12:00:00+09:00"  # where every example's clock stands, frozen
 SEED = 1  # --seed: card numbers, banks and approval numbers are the same in every run
 ADDRESS = "127.0.0.1:8080"  # the emulator's address as answers show it, wherever it really listened
-SERVER_ONLY = ("tls",)  # settings an in-process app cannot honour: plain HTTP on a TLS port is the server's answer
 KEYS = {"PAYMENT": PAY_TEST.payment_key, "SEARCH": PAY_TEST.search_key}
 REASON_HEADER = "X-Emulator-Reason"
 
@@ -220,7 +218,7 @@ def options(settings) -> list[str]:
 # --- running them ----------------------------------------------------------------------------------
 
 def in_process() -> dict[str, Exchange]:
-    """Every example's exchange, from in-process apps (a served emulator for SERVER_ONLY settings)."""
+    """Every example's exchange, from in-process apps."""
     done: dict[str, Exchange] = {}
     for settings, kinds in groups().items():
         with _emulator(dict(settings)) as client:
@@ -231,14 +229,6 @@ def in_process() -> dict[str, Exchange]:
 @contextlib.contextmanager
 def _emulator(settings: dict) -> Iterator[EmulatorClient]:
     token = settings.get("control_token")
-    if any(name in settings for name in SERVER_ONLY):
-        from .local_emulator import running
-
-        with tempfile.TemporaryDirectory(prefix="payletter-examples-") as folder, \
-                running(*serve_args(settings), "--workers", "1", tls=bool(settings.get("tls")),
-                        control_token=token, workdir=folder) as client:
-            yield client
-        return
     from .. import create_app
 
     app = create_app(db=":memory:", faker_seed=SEED, **settings)
@@ -376,13 +366,8 @@ def send(client: EmulatorClient, sent: Sent, *, control: bool = False) -> Answer
     if control and client.control_token and urlsplit(sent.target).path.startswith("/_emulator/"):
         headers["X-Emulator-Token"] = client.control_token
     target = sent.target
-    if target.startswith(("http://", "https://")):  # a URL an answer handed out, or plain HTTP to HTTPS
-        parts = urlsplit(target)
-        target = target.split(parts.netloc, 1)[1]
-        if f"{parts.scheme}://{actual}" != client.base_url:
-            with contextlib.closing(EmulatorClient(f"{parts.scheme}://{actual}", verify=client.verify)) as other:
-                return _answer(other.send(sent.method, target, root=True, headers=headers, data=sent.body or None),
-                               actual)
+    if target.startswith(("http://", "https://")):  # a URL an answer handed out
+        target = target.split(urlsplit(target).netloc, 1)[1]
     return _answer(client.send(sent.method, target, root=True, headers=headers, data=sent.body or None), actual)
 
 

@@ -3,8 +3,9 @@ the gateway's view of a failing test in its report, and what the run exercised a
 
 Fixtures: `payletter_server` (session: an emulator process on a free port, or the one at
 `--payletter-url`), `payletter` (an EmulatorClient with a clean state for each test),
-`payletter_app` (the same client on an in-process app, no server) and `payletter_serve_app`
-(serves the merchant's own WSGI or ASGI app on a free port, so callbacks reach it). Options:
+`payletter_app` (the same client on an in-process app, no server), `payletter_serve_app`
+(serves the merchant's own WSGI or ASGI app on a free port, so callbacks reach it) and
+`payletter_global` (the test's Payletter Global store, global_client.py). Options:
 `--payletter-url`, `--payletter-scenario` (repeatable), `--payletter-isolation=sandbox|reset`,
 `--payletter-token`, `--payletter-tls`, `--payletter-intercept`, `--payletter-ca`, `--payletter-no-coverage`,
 `--payletter-keep-failed`. Marker: `@pytest.mark.payletter_scenario(name, ...)`. Under
@@ -26,6 +27,7 @@ import pytest
 
 from .app_server import serve_app
 from .control_client import EmulatorClient, EmulatorError
+from .global_client import PayletterGlobal
 from .local_emulator import start_emulator, stop_emulator, wait_ready
 from .plugin_report import coverage_lines, describe, merge_coverage, subtract_coverage
 
@@ -319,6 +321,15 @@ def payletter(payletter_server: PayletterServer, request: pytest.FixtureRequest)
     if client.sandbox and request.config.getoption("payletter_keep_failed") and _failed(request.node):
         return  # kept: the failure report names it (pytest_runtest_makereport)
     payletter_server.release(client)
+
+
+@pytest.fixture
+def payletter_global(payletter: EmulatorClient) -> PayletterGlobal:
+    """Payletter Global in this test's sandbox (the root's `global_test` under reset isolation):
+    give merchant code `.url`, `.store_id` and `.key`; `.approve(token)` pays a payment as its
+    payer would, `.payments()`, `.notifications()`, `.hosted_form(...)` signs the form posted
+    without an API call. `.client` is the test's `payletter`."""
+    return PayletterGlobal(payletter)
 
 
 def _failed(item: pytest.Item) -> bool:

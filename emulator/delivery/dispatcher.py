@@ -1,8 +1,7 @@
 """Delivers the callback outbox: each due attempt once, on the emulator's clock, from any number of
-processes sharing one database. A process makes every attempt in one event loop: the serving
-process's (uvicorn's: `serve_in`), else one of its own on a thread. A caller on any other thread (a
-flush, a reset or a resend on a request thread, a test's client) hands its work to that loop and
-waits for the result."""
+processes sharing one database. A process makes every attempt in its one event loop
+(waits.process_loop). A caller on any other thread (a flush, a reset or a resend on a request
+thread, a test's client) hands its work to that loop and gets a future of it."""
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +10,18 @@ import os
 import threading
 import time
 import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
 from ..config import Settings
-from ..domain.callback_policy import DUPLICATE, FIRST, RESEND, RETRY, Listening, Outcome, Policy, next_state
+from ..domain.callback_policy import (DOMESTIC, DUPLICATE, FIRST, GATEWAYS, RESEND, RETRY, Listening, Outcome,
+                                      Policy, next_state)
 from ..domain.clock import KST, iso
+from ..domain.errors import GatewayError
 from ..storage import Storage
+from ..waits import process_loop, soon
 from . import sender
 
 log = logging.getLogger("payletter_emulator.delivery.dispatcher")
@@ -29,28 +32,8 @@ LOOK_AGAIN_FIRST, LOOK_AGAIN_MOST = 0.0005, 0.005
 LEASE_MARGIN = 5.0  # seconds a claim outlives the attempt's timeout
 UNKNOWN = Outcome(None, "", "", 0.0, acknowledged=False)  # an attempt whose answer nobody recorded
 
-_lock = threading.RLock()
-_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, the loop this process's attempts are made in)
+_lock = threading.Lock()
 _dispatchers: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
-
-
-def serve_in(loop: asyncio.AbstractEventLoop) -> None:
-    """This process's attempts are made in `loop`: the serving process's, given before its app is built."""
-    global _loop
-    with _lock:
-        _loop = (os.getpid(), loop)
-
-
-def _process_loop() -> asyncio.AbstractEventLoop:
-    """The loop this process makes its attempts in: the one `serve_in` gave, or one of its own,
-    started here on a daemon thread."""
-    global _loop
-    with _lock:
-        if _loop is None or _loop[0] != os.getpid() or _loop[1].is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="callback-loop", daemon=True).start()
-            _loop = (os.getpid(), loop)
-        return _loop[1]
 
 
 async def finish() -> None:
@@ -113,6 +96,7 @@ class Dispatcher:
         self._senders: asyncio.Semaphore | None = None
         self._attempts: set[asyncio.Task] = set()  # this process's, in flight
         self._stopped = False
+        self._unreachable = False  # the database was out of reach at the last look: said once, not every round
         # Where every change is told (instance.py wires storage/pg_news.py's news to `wake`): how
         # long to wait for work instead of polling; None, until woken.
         self.until_next: Callable[[], float | None] | None = None
@@ -125,7 +109,7 @@ class Dispatcher:
         with _lock:
             if self._pid == os.getpid():
                 return
-            self._loop = _process_loop()
+            self._loop = process_loop()
             self._wake, self._senders = asyncio.Event(), asyncio.Semaphore(self.settings.concurrency)
             self._attempts = set()
             _dispatchers.add(self)
@@ -176,12 +160,10 @@ class Dispatcher:
         except RuntimeError:  # the loop has closed (its process is ending): a claim lapses for the next
             pass
 
-    def _wait_for(self, work, *args):
-        """`work(*args)`, a coroutine, run in this process's loop while this thread waits for its result."""
+    def _in_loop(self, work, *args) -> Future:
+        """`work(*args)`, a coroutine, run in this process's loop: its future, for another thread."""
         self.start()
-        if _running_loop() is self._loop:
-            raise RuntimeError("a wait for callbacks in the loop that sends them would never end")
-        return asyncio.run_coroutine_threadsafe(work(*args), self._loop).result()
+        return soon(work(*args))
 
     # --- what falls due ---
     async def _run(self) -> None:
@@ -189,11 +171,15 @@ class Dispatcher:
             try:
                 started = self._round()
                 if started:
+                    self._reached()
                     await asyncio.wait(started)
                     continue
                 wait = self._seconds_to_next_due()
-            except Exception:  # a broken round must not stop delivery for good
-                log.exception("callback dispatcher round failed")
+                self._reached()
+            except Exception as error:  # a broken round must not stop delivery for good
+                if self._stopped:  # its storage closed under it: the emulator is closing
+                    return
+                self._failed(error, "callback dispatcher round failed")
                 wait = POLL_SECONDS
             try:
                 async with asyncio.timeout(wait):
@@ -201,6 +187,24 @@ class Dispatcher:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    def _failed(self, error: Exception, what: str) -> None:
+        """A round or an attempt that failed. A database out of reach (PostgreSQL stopped, the
+        network cut) is said in one line when it goes, not in a traceback every round while it
+        stays away; anything else with its traceback, each time."""
+        if isinstance(error, GatewayError) and error.kind == "database_unreachable":
+            if not self._unreachable:
+                self._unreachable = True
+                log.warning("callback delivery waits: the database cannot be reached (%s); looking again every "
+                            "%g s", error.details.get("reason", ""), POLL_SECONDS)
+            return
+        log.error(what, exc_info=error)
+
+    def _reached(self) -> None:
+        """A round read the database: if it was out of reach, say once that delivery goes on."""
+        if self._unreachable:
+            self._unreachable = False
+            log.warning("callback delivery goes on: the database answers again")
 
     def _seconds_to_next_due(self) -> float | None:
         if self.until_next is not None:
@@ -229,7 +233,7 @@ class Dispatcher:
     def _ended(self, task: asyncio.Task) -> None:
         self._attempts.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("a callback attempt failed", exc_info=task.exception())
+            self._failed(task.exception(), "a callback attempt failed")
 
     # --- one attempt ---
     async def _attempt(self, callback: dict, kind: str, number: int) -> dict | None:
@@ -242,7 +246,7 @@ class Dispatcher:
             if unknown:
                 # That attempt counts as made, its answer unknown: the policy goes on from it, and
                 # it is never made again as it was (the merchant may have had it).
-                status, made, due = next_state(self.settings.policy, unknown[0], callback["status"],
+                status, made, due = next_state(self._policy(callback), unknown[0], callback["status"],
                                                callback["attempts_made"], scheduled, UNKNOWN)
                 if kind != RESEND:
                     self.storage.finish_attempt(callback["id"], callback["claim"], None, status, made, due)
@@ -258,7 +262,7 @@ class Dispatcher:
                 # Sent again while the claim still holds: nobody (a flush) sees this one idle before.
                 duplicate, again = await self._send_once(callback, DUPLICATE, number + 1, None)
                 duplicate = duplicate if again is not None else None
-            status, made, due = next_state(self.settings.policy, kind, callback["status"],
+            status, made, due = next_state(self._policy(callback), kind, callback["status"],
                                            callback["attempts_made"], scheduled, outcome)
             release = self.now() if outcome.acknowledged and kind != RESEND else None  # held ones arrive after it
             recorded = self.storage.finish_attempt(callback["id"], callback["claim"], attempt, status, made, due,
@@ -276,9 +280,12 @@ class Dispatcher:
         if started is None:
             return attempt, None
         attempt.update(started)
+        gateway = callback.get("gateway", DOMESTIC)
+        # A domestic callback is sent with the sender's defaults; another gateway's says whose it is.
+        whose = {} if gateway == DOMESTIC else {"gateway": gateway}
         outcome: Outcome = await self._send(callback["url"], callback["body"], timeout=self.settings.timeout,
                                             allowed_hosts=self.settings.allowed_hosts,
-                                            listening=self.settings.listening)
+                                            listening=self.settings.listening, **whose)
         fault = callback["fault"]
         if kind in (FIRST, RETRY) and number <= fault.get("fail_first", 0) and outcome.acknowledged:
             # The merchant answered well, but the scenario says the gateway never heard it.
@@ -289,18 +296,18 @@ class Dispatcher:
                        error=outcome.error, latency_ms=outcome.latency_ms)
         return attempt, outcome
 
-    # --- what a thread waits for ---
-    def flush(self, max_seconds: float = 30.0) -> dict:
-        """Send everything due, waiting for what other processes are sending, until nothing due
-        is left or `max_seconds` have passed."""
-        return self._wait_for(self._flush, max_seconds)
+    def _policy(self, callback: dict) -> Policy:
+        """The retries of a callback's gateway: fixed by it (Payletter Global's), else the settings'."""
+        return GATEWAYS[callback.get("gateway", DOMESTIC)].policy or self.settings.policy
 
-    def flush_in_loop(self, max_seconds: float) -> asyncio.Task:
-        """`flush` as a task, for a caller in this process's loop (a request answered there) to await."""
-        self.start()
-        if _running_loop() is not self._loop:
-            raise RuntimeError("flush_in_loop is for the loop that sends the callbacks")
-        return self._loop.create_task(self._flush(max_seconds))
+    # --- what another thread waits for: futures of the loop ---
+    def flushing(self, max_seconds: float = 30.0) -> Future:
+        """Send everything due, waiting for what other processes are sending, until nothing due
+        is left or `max_seconds` have passed; the future's result: what is left (`_flushed`)."""
+        return self._in_loop(self._flush, max_seconds)
+
+    def flush(self, max_seconds: float = 30.0) -> dict:
+        return self.flushing(max_seconds).result()
 
     async def _flush(self, max_seconds: float) -> dict:
         loop = asyncio.get_running_loop()
@@ -321,19 +328,21 @@ class Dispatcher:
         if self._attempts:
             await asyncio.wait(set(self._attempts), timeout=max(0.0, timeout))
 
-    def resend(self, callback_id: int) -> dict | None:
-        """One extra attempt now, whatever the notification's status; None while it is being sent."""
-        return self._wait_for(self._resend, callback_id)
+    def resending(self, callback_id: int) -> Future:
+        """One extra attempt now, whatever the notification's status; the future's result: the
+        attempt (None while the notification is being sent) and the notification after it."""
+        return self._in_loop(self._resend, callback_id)
 
-    async def _resend(self, callback_id: int) -> dict | None:
+    async def _resend(self, callback_id: int) -> tuple[dict | None, dict | None]:
         callback = self.storage.claim_callback(callback_id, self._wall(), self.settings.lease)
         task = self._launch(callback, RESEND, 0) if callback is not None else None
-        return await task if task is not None else None
+        attempt = await task if task is not None else None
+        return attempt, self.storage.callback(callback_id)
 
-    def wait_in_flight(self) -> None:
-        """Until the attempts this process is making have ended (a reset waits for them, so that
-        nothing from before it reaches a merchant after it)."""
-        self._wait_for(self._settled, self.settings.lease)
+    def in_flight_ended(self) -> Future:
+        """Done once the attempts this process is making have ended (a reset waits for them, so
+        that nothing from before it reaches a merchant after it)."""
+        return self._in_loop(self._settled, self.settings.lease)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -11,9 +11,9 @@ import asyncio
 import json
 import ssl
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-from ..domain.callback_policy import Listening, Outcome, acknowledged, host_allowed
+from ..domain.callback_policy import DOMESTIC, GATEWAYS, Listening, Outcome, host_allowed
 
 RESPONSE_LIMIT = 4096  # bytes of the merchant's answer kept in the ledger
 READ_SIZE = 65536
@@ -34,21 +34,26 @@ class ReachesItself(Exception):
 
 
 async def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str, ...] = (),
-               listening: Listening = NOWHERE) -> Outcome:
-    """POST `body` as JSON to `url`: no redirects followed, no proxy, the whole attempt over within
+               listening: Listening = NOWHERE, gateway: str = DOMESTIC) -> Outcome:
+    """POST `body` to `url`, as JSON (or a form, for a gateway that sends forms: Payletter
+    Global), acknowledged as that gateway's policy says: no redirects followed, no proxy, the whole attempt over within
     `timeout` seconds, at most RESPONSE_LIMIT bytes of the answer read. A host off the allow-list is
     never contacted, and a connection to where the emulator is `listening` is closed unused (the
     outcome is blocked)."""
     if not host_allowed(url, allowed_hosts):
         return Outcome(None, "", BLOCKED, 0.0, acknowledged=False, blocked=True)
     h11 = _h11()
+    delivery = GATEWAYS[gateway]
     started = time.monotonic()
     exchange, error = None, ""
     try:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL with a host: {url!r}")
-        exchange = _Exchange(h11, parts, json.dumps(body, ensure_ascii=False).encode())
+        if delivery.form:
+            exchange = _Exchange(h11, parts, urlencode(body).encode(), FORM_TYPE)
+        else:
+            exchange = _Exchange(h11, parts, json.dumps(body, ensure_ascii=False).encode())
         await _within(timeout, _post(exchange, parts, listening))
     except ReachesItself as exc:
         return Outcome(None, "", str(exc), _since(started), acknowledged=False, blocked=True)
@@ -57,8 +62,8 @@ async def send(url: str, body: dict, *, timeout: float, allowed_hosts: tuple[str
     except (OSError, h11.ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
         error = f"ConnectionError: {type(exc).__name__}: {exc}"
     status, answer = (exchange.status, bytes(exchange.answer)) if exchange and not error else (None, b"")
-    ok = error == "" and acknowledged(status, answer)
-    error = error or ("" if ok else 'not acknowledged: HTTP 200 with {"code": 0} expected')
+    ok = error == "" and delivery.acknowledged(status, answer)
+    error = error or ("" if ok else f"not acknowledged: {delivery.expected}")
     return Outcome(status, answer.decode("utf-8", "replace"), error, _since(started), acknowledged=ok)
 
 
@@ -81,6 +86,7 @@ async def _post(exchange: _Exchange, parts, listening: Listening) -> None:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+JSON_TYPE, FORM_TYPE = "application/json", "application/x-www-form-urlencoded; charset=utf-8"
 
 
 class _Exchange:
@@ -88,11 +94,11 @@ class _Exchange:
     (b"" for the end of the connection) until `done`; `status` and at most RESPONSE_LIMIT bytes of
     the `answer`."""
 
-    def __init__(self, h11, parts, body: bytes):
+    def __init__(self, h11, parts, body: bytes, content_type: str = JSON_TYPE):
         self.h11 = h11
         self.connection = h11.Connection(h11.CLIENT)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = [("Host", parts.netloc.rpartition("@")[2]), ("Content-Type", "application/json"),
+        headers = [("Host", parts.netloc.rpartition("@")[2]), ("Content-Type", content_type),
                    ("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Connection", "close"),
                    ("Content-Length", str(len(body)))]
         self.request = b"".join((

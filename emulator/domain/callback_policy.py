@@ -9,8 +9,10 @@ import json
 import socket
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from typing import Callable
 from urllib.parse import unquote, urlsplit
 
+from . import global_rules
 from .payhash import payhash
 
 DELIVERED, PENDING, FAILED = "delivered", "pending", "failed"
@@ -49,6 +51,30 @@ class Policy:
         if attempts_made >= self.attempts:
             return None
         return scheduled_at + round(self.interval * 1000)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """How one gateway's notifications travel: the body's encoding, what acknowledges one, what a
+    failed attempt is told, and the policy when the gateway fixes it (None: the settings', which
+    are the domestic gateway's)."""
+
+    form: bool  # form-encoded (Payletter Global) rather than JSON
+    acknowledged: Callable[[int | None, bytes], bool]
+    expected: str
+    policy: Policy | None = None
+
+
+DOMESTIC = "domestic"
+GATEWAYS = {
+    DOMESTIC: Gateway(form=False, acknowledged=acknowledged, expected='HTTP 200 with {"code": 0} expected'),
+    # Payletter Global: every 5 minutes, up to 10 times, until the page says <RESULT>OK</RESULT>.
+    global_rules.GATEWAY: Gateway(
+        form=True, acknowledged=global_rules.acknowledged,
+        expected=f"a 2xx whose body is exactly {global_rules.table()['notification']['acknowledgement']} expected",
+        policy=Policy(global_rules.table()["notification"]["interval_seconds"],
+                      global_rules.table()["notification"]["retries"])),
+}
 
 
 @dataclass(frozen=True)

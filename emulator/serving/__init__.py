@@ -1,2 +1,2 @@
 """Serving: the event loop that reads every request (uvicorn), the processes gunicorn forks for
-`--workers N`, the request threads and the TLS front."""
+`--workers N`, the request executor and TLS."""

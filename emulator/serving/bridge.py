@@ -1,17 +1,16 @@
 """How `payletter-emulator serve` serves: uvicorn, in one process (or, with `--workers N`,
 several on one database: emulator/serving/workers.py).
 
-uvicorn reads every request (headers and body) in its event loop, so a client that sends
-nothing, or dribbles its headers, costs little memory and no thread; only a whole request
-reaches the app, and is answered in the loop itself, one at a time, as a sync worker answers: a
-hand-over to a thread and back cost as much as the app's work (benchmarks/RESULTS.md). A request that
-waits (a flush, a reset, a resend, the journal, a scenario's latency) is handed, before it has done
-anything, to the process's request threads (emulator/waits.py: two, and one more for each request
-that waits, so a flush holds up nobody). The loop also makes the process's callback attempts
-(emulator/delivery/dispatcher.py), and a stop lets those in flight end. Where several processes
-serve, each runs the same app (and its own callback dispatcher, which claims work so that no
-attempt is made twice). The choice: docs/decisions.md ("Serving"); its figures:
-benchmarks/RESULTS.md."""
+uvicorn reads every request (headers and body) in the process's event loop, so a client that
+sends nothing, or dribbles its headers, costs little memory and no thread. A whole request is run
+once: in the loop when it is alone and short (no hand-over), else on a thread of a plain executor
+(two threads; routes declared long have their own). A handler
+that must wait (a flush, a reset, a resend, a scenario's latency) hands the loop what it waits for
+(emulator/waits.py): the loop awaits it, holding no thread, then sends the answer. The loop also
+makes the process's callback attempts (emulator/delivery/dispatcher.py), and a stop lets those in
+flight end. Where several processes serve, each runs the same app (and its own callback
+dispatcher, which claims work so that no attempt is made twice). The choice: docs/decisions.md
+("Serving"); its figures: benchmarks/RESULTS.md; a drawing: docs/architecture.md."""
 from __future__ import annotations
 
 import asyncio
@@ -25,10 +24,10 @@ import os
 import random
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from urllib.parse import unquote_to_bytes
 
@@ -36,33 +35,35 @@ import uvicorn
 
 from ..config import Settings, is_loopback_host
 from ..delivery import dispatcher
+from ..storage.journal_tables import write_all_held
 from ..startup import refusal
 from ..domain.errors import GatewayError
-from ..waits import ARRIVED, LATER, LOCK_WAIT, REFUSE, RERUN, THREAD, Busy, MustWait, attempt, in_loop, waiting
-from ..web.app import BODY_LIMIT, create_app, route_waits
-from .threads import RUNNING, RequestThreads
+from .. import waits
+from ..waits import ARRIVED, LATER, LOCK_WAIT, LONG, REFUSE, RERUN, Busy, attempt
+from ..web.app import BODY_LIMIT, create_app, route_work
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
 DROP = "payletter.drop"  # environ key: call it to end the connection with no answer
-PEEK_BYTES = 2048  # of an HTTPS connection's first bytes, looked at before TLS starts
-# Seconds a closing HTTPS connection waits for the client's close_notify: an idle keep-alive client
-# never sends it, and a stop waited for it until GRACE ran out (HTTP needs none: answers are framed).
-TLS_SHUTDOWN = 1.0
 # A request whose write finds the database locked by another process, or whose transaction
 # PostgreSQL ended in a conflict with another (waits.Busy), is run again after these pauses
 # (doubling, each drawn between half and one and a half of it, so that hosts that met do not meet
-# again in step), on a request thread, until LOCK_WAIT after it arrived.
+# again in step), awaited in the loop, until LOCK_WAIT after it arrived.
 LOCKED_PAUSE_FIRST, LOCKED_PAUSE_MOST = 0.01, 0.2
 # Seconds a thread holds the interpreter while another waits for it (Python's default: 0.005). A
 # request thread's long Python work (a scenario checked, a page of a thousand payments built)
 # would make the event loop wait up to that each of the few dozen times a request in the loop
 # takes the interpreter back (after each database call, each socket read): a payments/request took
-# 0.1-0.15 s beside a scenario's check at 5 ms, under 0.1 s at 1 ms (tests/test_faults.py).
+# 0.1-0.15 s beside a scenario's check at 5 ms, under 0.1 s at 1 ms (benchmarks/faults.py measures
+# health during each fault).
 SWITCH_INTERVAL = 0.001
 # A request's head (its line and headers) past this is refused (400) and its connection closed:
 # otherwise one connection could send headers until the process runs out of memory.
 HEAD_LIMIT = 64 * 1024
+RUNNING, LONG_RUNNING = 2, 8  # threads that run requests, and requests of routes declared long
+# Bytes of request bodies a process holds while they arrive (64 bodies at the 1 MiB limit), and
+# the seconds a body may take to arrive whole: then its request is given up, its bytes let go.
+BODIES_HELD, BODY_SECONDS = 64 * 1024 * 1024, 30
 
 
 def processes(settings: Settings) -> int:
@@ -108,7 +109,7 @@ class Server(uvicorn.Server):
 
     def run(self, sockets=None) -> None:
         with asyncio.Runner(loop_factory=self.config.get_loop_factory()) as runner:
-            dispatcher.serve_in(runner.get_loop())
+            waits.serve_in(runner.get_loop())
             if not self.config.loaded:
                 self.config.load()
             runner.run(self.serve(sockets=sockets))
@@ -116,6 +117,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         await super().shutdown(sockets=sockets)
         await dispatcher.finish()
+        write_all_held()  # the journal entries of the requests just drained
 
 
 class _Server(Server):
@@ -207,27 +209,29 @@ def uvicorn_options(settings: Settings, certificates, intercept: socket.socket |
     Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets bound a
     request's head (h11_max_incomplete_event_size). On loopback, httptools, which reads headers
     without a limit but parses in C (h11's Python costs a quarter more CPU per request:
-    benchmarks/RESULTS.md). Over HTTPS, asyncio's own loop: TLSFront starts TLS on a connection
-    it has looked at, which uvloop's start_tls left hanging; its context is emulator.tls's (TLS
-    1.2 at least, as at the gateway). With `--intercept`, the connections to its port are told
-    apart from the others by the port they came to (serving/intercept.py)."""
+    benchmarks/RESULTS.md). HTTPS is uvicorn's own, with emulator.tls's context (TLS 1.2 at least,
+    as at the gateway). With `--intercept`, the connections to its port are told apart from the
+    others by the port they came to, and TLS is started by the protocol (serving/intercept.py): on
+    both ports with `--tls` too, on asyncio's loop then, since uvloop hands a new connection's first
+    bytes to the protocol before TLS can be started on it."""
     loopback = is_loopback_host(settings.host)
-    http = "auto" if loopback else "h11"
-    if certificates or intercept is not None:
-        from .tls import server_context
-
-        plain = _protocol_class(http)
-        http = functools.partial(TLSFront, plain, server_context(certificates)) if certificates else plain
-        if intercept is not None:
-            from .intercept import Front
-
-            http = functools.partial(Front, http, functools.partial(TLSFront, plain, server_context(gateway)),
-                                     intercept.getsockname()[1])
     options = dict(
-        http=http, loop="asyncio" if certificates or intercept is not None else "auto", lifespan="off", log_level=None,
+        http="auto" if loopback else "h11", loop="auto", lifespan="off", log_level=None,
         access_log=settings.access_log, log_config=_logging(settings.access_log), server_header=False,
         proxy_headers=False,
         timeout_keep_alive=KEEPALIVE, timeout_graceful_shutdown=GRACE, backlog=2048)
+    if intercept is not None:
+        from .intercept import Front
+        from .tls import server_context
+
+        main = server_context(certificates) if certificates else None
+        options["http"] = functools.partial(Front, _protocol_class(options["http"]), intercept.getsockname()[1],
+                                            server_context(gateway), main)
+        options["loop"] = "asyncio" if certificates else "auto"
+    elif certificates:
+        from .tls import uvicorn_options as https
+
+        options.update(https(certificates))
     if not loopback:
         options["h11_max_incomplete_event_size"] = HEAD_LIMIT
     return options
@@ -260,46 +264,55 @@ def _protocol_class(http: str):
 
 
 class Bridge:
-    """The ASGI app uvicorn serves: the Flask (WSGI) app, called with the whole request read
-    in the event loop (or on a request thread, for a route that waits or a request that raises
-    `MustWait`), its answer sent from the loop. A general WSGI adapter such as a2wsgi hands over to
-    a thread for every read and write (measured in benchmarks/RESULTS.md)."""
+    """The ASGI app uvicorn serves: the Flask (WSGI) app, called once per request, with the whole
+    request read in the event loop: in the loop itself when no other request is running and its
+    route is short, else on a thread of a plain executor; its answer sent from the loop, once what
+    it waits for (waits.LATER) is done. A general WSGI adapter such as a2wsgi
+    hands over to a thread for every read and write (measured in benchmarks/RESULTS.md)."""
 
-    def __init__(self, app, threads: int = RUNNING):
+    def __init__(self, app):
         self.app = app
-        self.executor = RequestThreads(threads)
+        # Two threads run the requests: one runs while the other's database work or answer is
+        # under way; more would only take turns at the interpreter and lengthen the tail
+        # (benchmarks/RESULTS.md). Routes declared long (waits.LONG) have threads of their own, so
+        # a page of a thousand entries holds up nobody.
+        self.short = ThreadPoolExecutor(RUNNING, thread_name_prefix="request")
+        self.long = ThreadPoolExecutor(LONG_RUNNING, thread_name_prefix="long-request")
+        self.bodies = _Bodies(BODIES_HELD)
+        self.running = 0  # requests being run, here or on a thread
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
         environ = _environ(scope)
         environ[ARRIVED] = time.monotonic()
+        environ[LATER] = None  # here, a handler may hand the loop what its answer waits for
         length = environ.get("CONTENT_LENGTH")
         unread = bool(length and length.isdigit() and int(length) > BODY_LIMIT)
-        if unread:
-            body = b""  # the app answers 413 from the length alone; the connection closes after
-        else:
-            body = await _read_body(receive, BODY_LIMIT + 1)
-            if body is None:
-                return  # the client left before its request was whole: nothing to answer
-            if not length:
-                environ["CONTENT_LENGTH"] = str(len(body))
-        dropped = []
-        environ[DROP] = lambda: dropped.append(True)
-        answer = None
-        if route_waits(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"]) != THREAD:
+        async with self.bodies.holding() as held:
+            if unread:
+                body = b""  # the app answers 413 from the length alone; the connection closes after
+            else:
+                body = await held.read(receive, BODY_LIMIT + 1)
+                if body is None:
+                    return  # the client left, or took too long, before its request was whole
+                if not length:
+                    environ["CONTENT_LENGTH"] = str(len(body))
+            dropped = []
+            environ[DROP] = lambda: dropped.append(True)
+            long = route_work(self.app, environ["REQUEST_METHOD"], environ["PATH_INFO"]) == LONG
+            self.running += 1
             try:
-                with in_loop(), attempt(RERUN):
-                    answer = self.call(dict(environ, **{"wsgi.input": io.BytesIO(body)}))
-            except MustWait as wait:  # answered on a request thread instead, with what it decided
-                environ.update(wait.keep)  # (a write the database's lock refused, Busy, waits there too)
-        if answer is None:
-            answer = await asyncio.get_running_loop().run_in_executor(self.executor, self.call_on_thread,
-                                                                      environ, body)
-        status, headers, content, later = answer
-        if later is not None:  # the answer is made from what the loop has to finish first (a flush)
-            await asyncio.wait((later,))
-            status, headers, content = _read_later(status, headers, content)
+                # Alone, a short request is answered here, in the loop: a hand-over to a thread and
+                # back would cost as much as its work (docs/decisions.md, "Every request runs once").
+                answer = self.call(dict(environ), body, RERUN) if self.running == 1 and not long else None
+                if answer is None:  # others are running, the work is long, or a write met a lock
+                    answer = await self._run(self.long if long else self.short, environ, body)
+            finally:
+                self.running -= 1
+            status, headers, content, later = answer
+        if later is not None:
+            status, headers, content = await _answer_later(later, status, headers, content)
         if dropped:
             _abort(send)
             return
@@ -308,35 +321,109 @@ class Bridge:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def call_on_thread(self, environ: dict, body: bytes) -> tuple[int, list, bytes, list]:
-        """On a request thread: the request, run again after a pause that holds nothing while a
-        write finds the database locked by another process or ends in a conflict (waits.Busy),
-        until LOCK_WAIT after it arrived; then once more, where a lock still held is refused (503,
-        `database_locked`; a conflict, `database_conflict`)."""
+    async def _run(self, executor, environ: dict, body: bytes):
+        """The request, run once; run again, after a pause that holds no thread, only where a
+        write found the database locked by another process or ended in a conflict (waits.Busy:
+        nothing was written), until LOCK_WAIT after it arrived; then once more, where a lock still
+        held is refused (503, `database_locked`; a conflict, `database_conflict`)."""
+        loop = asyncio.get_running_loop()
         deadline = environ[ARRIVED] + LOCK_WAIT
         pause = LOCKED_PAUSE_FIRST
         while True:
-            last = time.monotonic() >= deadline
-            try:
-                with attempt(REFUSE if last else RERUN):
-                    return self.call(dict(environ, **{"wsgi.input": io.BytesIO(body)}))
-            except Busy:
-                with waiting():  # another thread may answer requests meanwhile
-                    time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.5), deadline - time.monotonic())))
-                pause = min(pause * 2, LOCKED_PAUSE_MOST)
+            mode = REFUSE if time.monotonic() >= deadline else RERUN
+            answer = await loop.run_in_executor(executor, self.call, dict(environ), body, mode)
+            if answer is not None:
+                return answer
+            await asyncio.sleep(max(0.0, min(pause * random.uniform(0.5, 1.5), deadline - time.monotonic())))
+            pause = min(pause * 2, LOCKED_PAUSE_MOST)
 
-    def call(self, environ: dict) -> tuple[int, list, bytes, asyncio.Task | None]:
-        """The app's answer: its status, headers, body, and what the body waits for (LATER: the
-        body is then left unread)."""
+    def call(self, environ: dict, body: bytes, mode: str):
+        """On an executor's thread: the app's answer (status, headers, body, and the waits.Later
+        it waits for), or None where the database refused a write (waits.Busy)."""
         started = []
 
         def start_response(status, headers, exc_info=None):
             started[:] = [int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]]
             return _no_write
 
-        result = self.app(environ, start_response)
-        later = environ.get(LATER)
-        return started[0], started[1], result if later is not None else _read(result), later
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            with attempt(mode):
+                content = _read(self.app(environ, start_response))
+        except Busy:
+            return None
+        return started[0], started[1], content, environ[LATER]
+
+
+class _Bodies:
+    """The bytes of request bodies held by a process while they arrive, bounded in total: a
+    request that would pass the bound waits, unread (its client is held back by TCP), until
+    others have ended; a body that takes longer than BODY_SECONDS to arrive is given up. So a few
+    hundred stalled uploads cost at most the bound, not their sum."""
+
+    def __init__(self, most: int):
+        self.most = most
+        self.held = 0
+        self.room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def holding(self):
+        held = _Held(self)
+        try:
+            yield held
+        finally:
+            if held.size:
+                async with self.room:
+                    self.held -= held.size
+                    self.room.notify_all()
+
+
+class _Held:
+    def __init__(self, bodies: _Bodies):
+        self.bodies = bodies
+        self.size = 0
+
+    async def read(self, receive, limit: int) -> bytes | None:
+        """The request's body, at most `limit` bytes of it; None if the client went away first,
+        or took longer than BODY_SECONDS."""
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                return await self._read(receive, limit)
+        except TimeoutError:
+            return None
+
+    async def _read(self, receive, limit: int) -> bytes | None:
+        chunks, bodies = [], self.bodies
+        while self.size < limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                async with bodies.room:
+                    await bodies.room.wait_for(lambda: bodies.held + len(chunk) <= bodies.most or not bodies.held)
+                    bodies.held += len(chunk)
+                self.size += len(chunk)
+                chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+
+async def _answer_later(later, status: int, headers: list, content: bytes) -> tuple[int, list, bytes]:
+    """The answer once `later` (waits.Later) is done: the handler's, or the one made from the
+    future's result; what failed in it answers as any unexpected failure does (500, the gateway's
+    envelope)."""
+    try:
+        result = await asyncio.wrap_future(later.future)
+        if later.answer is None:
+            return status, headers, content
+        status, content = later.answer(result)
+    except Exception:
+        logging.getLogger("payletter_emulator").exception("an answer waiting for the event loop failed")
+        error = GatewayError("internal")
+        status, content = error.status, json.dumps(error.body()).encode()
+    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())], content
 
 
 def _read(result) -> bytes:
@@ -348,37 +435,8 @@ def _read(result) -> bytes:
             close()
 
 
-def _read_later(status: int, headers: list, result) -> tuple[int, list, bytes]:
-    """A body made once LATER has ended, with its length; what failed in it answers as any
-    unexpected failure does (500, the gateway's envelope)."""
-    try:
-        content = _read(result)
-    except Exception:
-        logging.getLogger("payletter_emulator").exception("an answer waiting for the event loop failed")
-        error = GatewayError("internal")
-        content, status = json.dumps(error.body()).encode(), error.status
-        headers = [(b"content-type", b"application/json")]
-    headers = [header for header in headers if header[0] != b"content-length"]
-    return status, [*headers, (b"content-length", str(len(content)).encode())], content
-
-
 def _no_write(data: bytes) -> None:
     raise NotImplementedError("the emulator's app returns its body; it never calls write()")
-
-
-async def _read_body(receive, limit: int) -> bytes | None:
-    """The request's body, at most `limit` bytes of it; None if the client went away first."""
-    chunks, size = [], 0
-    while size < limit:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
 
 
 def _environ(scope: dict) -> dict:
@@ -418,93 +476,3 @@ def _abort(send) -> None:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is not None:
         transport.abort()
-
-
-class TLSFront(asyncio.Protocol):
-    """A connection to an HTTPS server, before TLS: its first bytes are looked at (peeked, not
-    read). A TLS hello starts TLS and hands the connection to uvicorn's HTTP protocol; a plain-HTTP
-    request gets a 400 saying to use https:// with its address (and the log says it too), where
-    TLS would only fail with an error no one reads."""
-
-    def __init__(self, protocol_class, context, *args, **kwargs):
-        self.inner = protocol_class(*args, **kwargs)
-        self.context = context
-        self.transport = None
-        self.peeker = None
-        self.handshake = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.pause_reading()  # the bytes stay in the socket for TLS to read
-        self.peeker = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
-        self.peeker.setblocking(False)
-        asyncio.get_running_loop().add_reader(self.peeker.fileno(), self._first_bytes)
-
-    def _first_bytes(self) -> None:
-        try:
-            first = self.peeker.recv(PEEK_BYTES, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            first = b""
-        self._stop_peeking()
-        if first[:1] == b"\x16" or not first:  # a TLS record (or the end: TLS will see it)
-            self.handshake = asyncio.ensure_future(self._start_tls())
-            return
-        from .tls import plain_http_hint
-
-        host, port = self.transport.get_extra_info("sockname")[:2]
-        hint = plain_http_hint(first, f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
-        if hint is not None:
-            logging.getLogger("uvicorn.error").warning("%s", hint.message)
-            body = json.dumps(hint.body(), ensure_ascii=False, separators=(",", ":")).encode()
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-        self.transport.close()
-
-    async def _start_tls(self) -> None:
-        loop = asyncio.get_running_loop()
-        early = _Early()  # what arrives between the handshake and the line after the await
-        try:
-            secure = await loop.start_tls(self.transport, early, self.context, server_side=True,
-                                          ssl_handshake_timeout=60, ssl_shutdown_timeout=TLS_SHUTDOWN)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
-            self.transport.close()  # an old TLS version, a broken hello, a client gone
-            return
-        secure.set_protocol(self.inner)
-        self.inner.connection_made(secure)
-        early.replay(self.inner)
-
-    def _stop_peeking(self) -> None:
-        if self.peeker is not None:
-            asyncio.get_running_loop().remove_reader(self.peeker.fileno())
-            self.peeker.close()
-            self.peeker = None
-
-    def connection_lost(self, exc) -> None:
-        self._stop_peeking()
-        if self.handshake is not None:
-            self.handshake.cancel()
-
-    def data_received(self, data: bytes) -> None:  # reading is paused until TLS takes over
-        pass
-
-
-class _Early(asyncio.Protocol):
-    """Holds what the TLS connection delivers before the HTTP protocol has it."""
-
-    def __init__(self):
-        self.events = []
-
-    def data_received(self, data: bytes) -> None:
-        self.events.append(("data_received", data))
-
-    def eof_received(self):
-        self.events.append(("eof_received",))
-
-    def connection_lost(self, exc) -> None:
-        self.events.append(("connection_lost", exc))
-
-    def replay(self, protocol) -> None:
-        for name, *args in self.events:
-            getattr(protocol, name)(*args)

@@ -2,21 +2,22 @@
 
 The intercept port is one more socket of the same uvicorn server (and of each of `--workers`'
 processes), whose protocol (`Front`) tells its connections by the port they came to. A CONNECT to
-testpgapi.payletter.com:443 or pgapi.payletter.com:443 is answered 200, and the tunnel is handed,
-as it stands, to the TLS front (serving/bridge.py's TLSFront) with a certificate for those hosts
-signed by the emulator's CA: uvicorn's HTTP protocol reads the requests inside, and the same app,
-in the same process and loop, answers them. Anything else (another host
-or port, a plain-HTTP proxy request) is refused with the gateway's envelope; nothing is forwarded,
-nothing touches the network. The choice: docs/decisions.md ("Interception")."""
+testpgapi.payletter.com:443 or pgapi.payletter.com:443 is answered 200, TLS is started on the
+tunnel with a certificate for those hosts signed by the emulator's CA, and uvicorn's HTTP protocol
+reads the requests inside: the same app, in the same process and loop, answers them. Anything else
+(another host or port, a plain-HTTP proxy request) is refused with the gateway's envelope; nothing
+is forwarded, nothing touches the network. The choice: docs/decisions.md ("Interception")."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import ssl
 from typing import Callable
 
 from ..domain.endpoints import GATEWAY_HOSTS, GATEWAY_PORT
 from ..domain.errors import GatewayError
+from .tls import TLS_SHUTDOWN
 
 ALLOWED = tuple(f"{host}:{GATEWAY_PORT}" for host in GATEWAY_HOSTS)  # what a CONNECT may name
 HEAD_LIMIT = 8 * 1024  # a CONNECT is one line and a few headers
@@ -26,32 +27,43 @@ log = logging.getLogger("uvicorn.error")
 
 
 class Front(asyncio.Protocol):
-    """uvicorn's HTTP protocol where `--intercept` is on: a connection to the intercept port (told
-    by the port it came to) is an `Intercept`, any other is the main port's (`main`, plain HTTP or
-    TLSFront). Made by uvicorn with its protocol's arguments, which the chosen protocol gets."""
+    """uvicorn's protocol where `--intercept` is on: a connection to the intercept port (told by the
+    port it came to) is an `Intercept`, whose tunnel gets TLS with `gateway` (an SSLContext); any
+    other is the main port's: HTTP, or with `main` (`--tls`) HTTPS, TLS started as it arrives (on
+    asyncio's loop: uvloop hands a new connection's first bytes to its protocol before TLS could
+    start). Made by uvicorn with its HTTP protocol's arguments, which `http` (that protocol) gets."""
 
-    def __init__(self, main, tunnel, port: int, *args, **kwargs):
-        self.make = lambda protocol: protocol(*args, **kwargs)
-        self.main, self.tunnel, self.port = main, tunnel, port
+    def __init__(self, http, port: int, gateway: ssl.SSLContext, main: ssl.SSLContext | None, *args, **kwargs):
+        self.make = lambda: http(*args, **kwargs)
+        self.port, self.gateway, self.main = port, gateway, main
+        self.handshake = None
 
     def connection_made(self, transport) -> None:
         if transport.get_extra_info("sockname")[1] == self.port:
-            protocol = Intercept(lambda: self.make(self.tunnel))
+            protocol = Intercept(lambda: start_tls(transport, self.make(), self.gateway))
+        elif self.main is not None:
+            self.handshake = start_tls(transport, self.make(), self.main)
+            return
         else:
-            protocol = self.make(self.main)
+            protocol = self.make()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 
+    def connection_lost(self, exc) -> None:
+        if self.handshake is not None:
+            self.handshake.cancel()
+
 
 class Intercept(asyncio.Protocol):
-    """One proxy client's connection, until its CONNECT is read: granted (200, then the connection
-    belongs to the protocol `tunnel` makes) or refused (403, closed)."""
+    """One proxy client's connection, until its CONNECT is read: granted (200, then `tunnel()`
+    starts TLS on it) or refused (403, closed)."""
 
-    def __init__(self, tunnel: Callable[[], asyncio.Protocol]):
+    def __init__(self, tunnel: Callable[[], asyncio.Task]):
         self.tunnel = tunnel
         self.transport = None
         self.head = b""
         self.deadline = None
+        self.handshake = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -59,6 +71,8 @@ class Intercept(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.deadline.cancel()
+        if self.handshake is not None:
+            self.handshake.cancel()
 
     def data_received(self, data: bytes) -> None:
         if not self.head and data[:1] == b"\x16":  # TLS to the proxy itself: HTTPS_PROXY=https://...
@@ -72,19 +86,17 @@ class Intercept(asyncio.Protocol):
                 self.transport.close()
             return
         self.deadline.cancel()
-        self.transport.pause_reading()  # the tunnel's first bytes stay in the socket for the TLS front
+        self.transport.pause_reading()  # the tunnel's first bytes stay in the socket for TLS
         line = self.head.partition(b"\r\n")[0].decode("latin-1")
         parts = line.split(" ")
         if len(parts) != 3 or parts[0] != "CONNECT" or parts[1].lower() not in ALLOWED:
             self.refuse(" ".join(parts[:2])[:200] if len(parts) == 3 else repr(line[:100]))
             return
-        if self.head[end + 4:]:  # sent before the 200: no client does; the TLS front would never see it
+        if self.head[end + 4:]:  # sent before the 200: no client does; TLS would never see it
             self.transport.close()
             return
         self.transport.write(ESTABLISHED)
-        front = self.tunnel()
-        self.transport.set_protocol(front)
-        front.connection_made(self.transport)
+        self.handshake = self.tunnel()
 
     def refuse(self, request: str) -> None:
         error = GatewayError("intercept_refused", request=request, allowed=", ".join(ALLOWED))
@@ -93,3 +105,41 @@ class Intercept(asyncio.Protocol):
         self.transport.write(b"HTTP/1.1 %d Forbidden\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (error.status, len(body), body))
         self.transport.close()
+
+
+def start_tls(transport, protocol, context: ssl.SSLContext) -> asyncio.Task:
+    """TLS on `transport` (its reading paused, or not yet begun: its bytes wait in the socket), then
+    `protocol` (uvicorn's HTTP protocol) on the secure transport. A closing connection waits
+    TLS_SHUTDOWN for the client's close_notify."""
+
+    async def handshake() -> None:
+        early = _Early()  # what arrives between the handshake and the line after the await
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport, early, context, server_side=True, ssl_handshake_timeout=HEAD_TIMEOUT,
+                ssl_shutdown_timeout=TLS_SHUTDOWN)
+        except OSError:  # an old TLS version or a broken hello (ssl.SSLError), a client gone, a timeout
+            transport.close()
+            return
+        secure.set_protocol(protocol)
+        protocol.connection_made(secure)
+        for name, *args in early.events:
+            getattr(protocol, name)(*args)
+
+    return asyncio.ensure_future(handshake())
+
+
+class _Early(asyncio.Protocol):
+    """Holds what the TLS connection delivers before the HTTP protocol has it."""
+
+    def __init__(self):
+        self.events = []
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(("data_received", data))
+
+    def eof_received(self):
+        self.events.append(("eof_received",))
+
+    def connection_lost(self, exc) -> None:
+        self.events.append(("connection_lost", exc))

@@ -1,13 +1,16 @@
 """HTTPS like the gateway's: a CA kept beside the database, a certificate it signs for the hosts
-the server answers as, and server contexts that refuse anything older than TLS 1.2."""
+the server answers as, server contexts that refuse anything older than TLS 1.2, and uvicorn's
+options that serve them."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import os
 import re
 import socket
 import ssl
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +18,13 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..domain.endpoints import GATEWAY_HOSTS
-from ..domain.errors import GatewayError
 from ..storage.backends import POSTGRES_SCHEMES
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # the gateway's own floor
+# Seconds a closing HTTPS connection waits for the client's close_notify: an idle keep-alive client
+# never sends it, and a stop waited for it until uvicorn's graceful-stop time ran out (30 s is the
+# event loop's default). HTTP needs none: its answers are framed.
+TLS_SHUTDOWN = 1.0
 CA_FILE = "payletter-emulator-ca.pem"  # what clients trust: the CA's certificate alone
 CA_KEY_FILE = "payletter-emulator-ca.key"  # the CA's key with its certificate; stays on this machine
 CA_PATH = "/_emulator/ca.pem"
@@ -99,11 +105,35 @@ def signed(db: str, names: list[str]) -> Certificates:
 
 
 def server_context(certificates: Certificates) -> ssl.SSLContext:
-    """The server's context (emulator/serving/bridge.py): TLS 1.2 at least."""
+    """The server's context: TLS 1.2 at least, said here rather than left to Python's default."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
     context.load_cert_chain(certificates.cert_file, certificates.key_file)
     return context
+
+
+def uvicorn_options(certificates: Certificates) -> dict:
+    """uvicorn's options for HTTPS on the port it serves, through its public settings: the context
+    is `server_context`'s (`ssl_context_factory`), the loop `event_loop` (an import string)."""
+    return {"ssl_context_factory": lambda config, default: server_context(certificates),
+            "loop": f"{__name__}:event_loop"}
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The loop uvicorn picks by default (uvloop where installed, else asyncio's), whose TLS servers
+    wait TLS_SHUTDOWN for a client's close_notify: uvicorn has no setting for it."""
+    try:
+        from uvloop import Loop as base
+    except ImportError:
+        base = asyncio.ProactorEventLoop if sys.platform == "win32" else asyncio.SelectorEventLoop
+
+    class Loop(base):
+        async def create_server(self, *args, **kwargs):
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN)
+            return await super().create_server(*args, **kwargs)
+
+    return Loop()
 
 
 def install(app, certificates: Certificates) -> None:
@@ -180,21 +210,3 @@ def _usable(name: str) -> bool:
         return True
     except ValueError:
         return 0 < len(name) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in name.rstrip(".").split("."))
-
-
-# --- plain HTTP on the HTTPS port -----------------------------------------------------------------
-
-PLAIN_HTTP = re.compile(rb"^[A-Z]{3,7} (\S+) HTTP/1\.[01]\r?\n")
-PEEK_BYTES = 2048
-
-
-def plain_http_hint(first: bytes, fallback_host: str) -> GatewayError | None:
-    """What to answer when a connection's first bytes are an HTTP request, not a TLS hello: the
-    gateway's envelope naming the same address with https://; None for anything else (a TLS
-    hello starts with byte 0x16)."""
-    match = PLAIN_HTTP.match(first)
-    if not match:
-        return None
-    host = re.search(rb"\r?\nhost:[ \t]*([^\r\n]+)", first, re.I)
-    where = host.group(1).decode("latin-1").strip() if host else fallback_host
-    return GatewayError("plain_http", url=f"https://{where}{match.group(1).decode('latin-1')}")

@@ -18,7 +18,9 @@ import os
 import signal
 import threading
 
+from .. import waits
 from ..delivery import dispatcher
+from ..storage.journal_tables import write_all_held
 from ..startup import Refusal
 
 READY = b"ready"
@@ -87,7 +89,7 @@ class _Made:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                dispatcher.serve_in(asyncio.get_running_loop())
+                waits.serve_in(asyncio.get_running_loop())
                 try:
                     self.app = self.make()
                 except Refusal as refusal:
@@ -97,6 +99,7 @@ class _Made:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await dispatcher.finish()
+                write_all_held()  # the journal entries of the requests just drained
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -1,6 +1,6 @@
 """All state, in SQLite or PostgreSQL: every SQL statement and every transaction boundary of the
 emulator. `Storage` is one object made of a table family per module (payments, billkeys_receipts,
-callbacks, clock_jobs, journal, sandboxes), all speaking through one connection (connection.py),
+callbacks, clock_jobs, journal, sandboxes, Payletter Global's), all speaking through one connection (connection.py),
 which alone begins and ends transactions; every table is declared in schema.py."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from .billkey_receipt_tables import BillkeyAndReceiptTables
 from .callback_tables import CallbackTables
 from .clock_job_tables import ClockAndJobTables
 from .connection import TOKEN_BLOCK, Connection
+from .global_tables import GlobalTables
 from .journal_tables import JOURNAL_BATCH, JournalTables
 from .payment_tables import PaymentTables
 from .sandbox_tables import SandboxTables
@@ -17,7 +18,7 @@ __all__ = ["JOURNAL_BATCH", "SCHEMA", "TOKEN_BLOCK", "Storage"]
 
 
 class Storage(PaymentTables, BillkeyAndReceiptTables, CallbackTables, ClockAndJobTables, JournalTables,
-              SandboxTables, Connection):
+              SandboxTables, GlobalTables, Connection):
     """One connection per process, used under a lock. Every check-then-write holds whatever the
     number of servers on one database: SQLite's write transactions exclude each other (BEGIN
     IMMEDIATE); PostgreSQL's lock the rows they change and those they read to change (FOR UPDATE),

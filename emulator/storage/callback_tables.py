@@ -8,36 +8,44 @@ import uuid
 from .connection import _where
 from .schema import PENDING_CALLBACKS
 
-_ANY_DUE = ("SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
-            "AND (claim_expires IS NULL OR claim_expires < ?) LIMIT 1")
+# Each look below is a min() or max() over an index, never EXISTS or LIMIT 1: PostgreSQL plans a
+# min() as the index's first entry whatever its statistics say, where an EXISTS may be planned as a
+# scan expected to stop at its first match, which (nothing due) reads every pending callback.
+# The first callback due at emulator time ? that no live claim (at wall time ?) holds: NULL, none.
+_FIRST_DUE = ("SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ? "
+              "AND (claim_expires IS NULL OR claim_expires < ?)")
 UNKNOWN = ("outcome unknown: the process making this attempt stopped answering before it recorded the merchant's "
            "answer; the request may have reached the merchant")
 
 
 class CallbackTables:
     def enqueue_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
-                         warnings: list[str], fault: dict | None = None, status: str = "pending") -> int:
-        """`due` None holds the callback until `release_held`."""
-        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status)["id"]
+                         warnings: list[str], fault: dict | None = None, status: str = "pending",
+                         gateway: str = "domestic") -> int:
+        """`due` None holds the callback until `release_held`. `gateway`: whose notification it is
+        (domestic, or Payletter Global's), which says how it is sent and acknowledged."""
+        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status, gateway=gateway)["id"]
 
     def enqueue_claimed_callback(self, tid: str, url: str, body: dict, created_at: str, due: int,
-                                 warnings: list[str], fault: dict, claim_expires: float) -> dict:
+                                 warnings: list[str], fault: dict, claim_expires: float, gateway: str = "domestic") -> dict:
         """A callback due at once, queued with a claim for its first attempt (good until wall time
         `claim_expires`): the callback as a claim gives it."""
         claim = uuid.uuid4().hex
-        row = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim, claim_expires)
+        row = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim, claim_expires,
+                                    gateway)
         return {**_callback(row, {}), "claim": claim}
 
     def _insert_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
                          warnings: list[str], fault: dict | None, status: str, claim: str | None = None,
-                         claim_expires: float | None = None):
+                         claim_expires: float | None = None, gateway: str = "domestic"):
         with self.atomic():
             row = self._db.execute(
                 "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
-                "warnings, fault, claimed_by, claim_expires) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING *",
+                "warnings, fault, claimed_by, claim_expires, gateway) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING *",
                 (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
                  json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False),
-                 claim, claim_expires)).fetchone()
+                 claim, claim_expires, gateway)).fetchone()
             if status == "pending":
                 self._count_pending(+1)
             if row["id"] % 100 == 0:
@@ -80,7 +88,7 @@ class CallbackTables:
         holds. Each gets a claim of its own, good until wall time `wall + lease`: whoever
         holds it makes the next attempt, so no attempt is made twice, by any process. When
         nothing is due (most looks), a read says so without taking the writer lock."""
-        if self._one(_ANY_DUE, (now, wall)) is None:
+        if self._one(_FIRST_DUE, (now, wall))[0] is None:
             return []
         with self.atomic(exclusive=False):
             rows = self._db.execute(
@@ -131,25 +139,22 @@ class CallbackTables:
         outcome whatever the claim: it left. A claim lost meanwhile (a reset, or a lapse while this
         process stood still) leaves the callback alone, but for a delivery: it is delivered. None
         then. `release_held_at`: in the same transaction, the callbacks held before this one fall
-        due at that moment (`release_held`)."""
+        due at that moment (`release_held`).
+
+        The claim is checked by the UPDATE that writes the new state, not by a read before it: on
+        PostgreSQL a read takes no lock, so a claim taken over between the two would be
+        overwritten, and the attempt recorded by both holders."""
         with self.atomic():
             for made in (attempt, extra):
                 if made is not None and "id" in made:
                     self._complete_attempt(made)
-            before = self._db.execute("SELECT status, claimed_by FROM callbacks WHERE id = ?", (callback_id,)).fetchone()
-            if before is None or before[1] != claim:
-                if before is not None and before[0] != "delivered" and status == "delivered":
-                    self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL WHERE id = ?",
-                                     (callback_id,))
-                    if before[0] == "pending":
-                        self._count_pending(-1)
+            was = self._settle(callback_id, claim, status, attempts_made, next_attempt_at)
+            if was is None:
+                if status == "delivered":
+                    self._deliver_unclaimed(callback_id)
                 return None
-            if before[0] == "delivered":
-                status, next_attempt_at = "delivered", None
-            self._db.execute(
-                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
-                "claim_expires = NULL WHERE id = ?", (status, attempts_made, next_attempt_at, callback_id))
-            if (before[0] == "pending") != (status == "pending"):
+            was_pending, status = was
+            if was_pending != (status == "pending"):
                 self._count_pending(+1 if status == "pending" else -1)
             if attempt is not None and "id" not in attempt:
                 attempt = self._insert_attempt(callback_id, attempt)
@@ -161,6 +166,39 @@ class CallbackTables:
                 self.count("callback", {"delivered": "first_try" if attempts_made == 1 else "retried"}.get(
                     status, "exhausted"))
             return attempt
+
+    def _settle(self, callback_id: int, claim: str, status: str, attempts_made: int,
+                next_attempt_at: float | None) -> tuple[bool, str] | None:
+        """The callback's new state written and its claim let go, by UPDATEs that hold only while
+        `claim` does: (whether it was pending, the status it has now), or None if the claim is lost.
+        A pending callback (every scheduled attempt's) takes the first statement; one a resend
+        found failed the second; one already delivered stays delivered."""
+        claimed = "WHERE id = ? AND claimed_by = ?"
+        if self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                f"claim_expires = NULL {claimed} AND status = 'pending'",
+                (status, attempts_made, next_attempt_at, callback_id, claim)).rowcount == 1:
+            return True, status
+        if self._db.execute(
+                "UPDATE callbacks SET status = ?, attempts = ?, next_attempt_at = ?, claimed_by = NULL, "
+                f"claim_expires = NULL {claimed} AND status <> 'delivered'",
+                (status, attempts_made, next_attempt_at, callback_id, claim)).rowcount == 1:
+            return False, status
+        if self._db.execute(
+                "UPDATE callbacks SET attempts = ?, next_attempt_at = NULL, claimed_by = NULL, claim_expires = NULL "
+                f"{claimed}", (attempts_made, callback_id, claim)).rowcount == 1:
+            return False, "delivered"
+        return None
+
+    def _deliver_unclaimed(self, callback_id: int) -> None:
+        """An acknowledgement read under a claim since lost: the callback is delivered all the same
+        (its claim, if another holds one now, is left to lapse or end)."""
+        if self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL "
+                            "WHERE id = ? AND status = 'pending'", (callback_id,)).rowcount == 1:
+            self._count_pending(-1)
+            return
+        self._db.execute("UPDATE callbacks SET status = 'delivered', next_attempt_at = NULL "
+                         "WHERE id = ? AND status = 'failed'", (callback_id,))
 
     def _insert_attempt(self, callback_id: int, attempt: dict, state: str = "done") -> dict:
         """The attempt, numbered after the ones before it, with its id."""
@@ -186,8 +224,8 @@ class CallbackTables:
         and when the next one falls due; each found by an index, whatever the number pending."""
         row = self._one(
             "SELECT (SELECT value FROM counters WHERE name = ?) AS pending, "
-            "(EXISTS (SELECT 1 FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ?) "
-            "OR EXISTS (SELECT 1 FROM callbacks WHERE claim_expires IS NOT NULL AND claim_expires >= ?)) AS busy, "
+            "((SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at <= ?) IS NOT NULL "
+            "OR coalesce((SELECT max(claim_expires) FROM callbacks WHERE claim_expires IS NOT NULL) >= ?, FALSE)) AS busy, "
             "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due",
             (PENDING_CALLBACKS, now, wall, now))
         return {"pending": row["pending"] or 0, "busy": bool(row["busy"]), "next_due": row["next_due"]}
@@ -200,11 +238,13 @@ class CallbackTables:
     def next_work(self, now: float, wall: float) -> tuple[bool, int | None, float | None]:
         """What a sender that is told of every change waits for, in one read: whether a callback
         is due now and claimable, when the next one falls due (emulator milliseconds), and when
-        the first live claim on a pending one lapses (wall time: its holder may have stopped)."""
+        the first live claim lapses (wall time: its holder may have stopped). That claim may be a
+        resend's, on a callback no longer pending: a look more, where asking for pending ones only
+        had SQLite read every pending callback (the status's index chosen over the claims')."""
         row = self._one(
-            f"SELECT EXISTS ({_ANY_DUE}) AS due_now, "
+            f"SELECT ({_FIRST_DUE}) IS NOT NULL AS due_now, "
             "(SELECT min(next_attempt_at) FROM callbacks WHERE status = 'pending' AND next_attempt_at > ?) AS next_due, "
-            "(SELECT min(claim_expires) FROM callbacks WHERE claim_expires >= ? AND status = 'pending') AS next_lapse",
+            "(SELECT min(claim_expires) FROM callbacks WHERE claim_expires >= ?) AS next_lapse",
             (now, wall, now, wall))
         return bool(row["due_now"]), row["next_due"], row["next_lapse"]
 

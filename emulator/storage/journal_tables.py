@@ -13,7 +13,7 @@ from collections import Counter
 from contextlib import nullcontext
 
 from ..domain.text import is_text
-from ..waits import Busy, waiting
+from ..waits import Busy
 from .connection import _STORAGES, _json
 
 JOURNAL_BATCH = 32  # journal entries held back at most, per process
@@ -70,6 +70,18 @@ class _JournalWriter:
 
 
 _JOURNAL_WRITER = _JournalWriter()
+
+
+def write_all_held() -> None:
+    """Every storage of this process writes the journal entries it holds back. A serving process
+    that stops calls it once its last request is answered: its journal writer is a daemon thread,
+    and a worker ends without running exit hooks, so what it held (a drained request's entry)
+    would be lost."""
+    for storage in list(_STORAGES):
+        try:
+            storage.write_held()
+        except Exception:  # a closed or broken database: nothing more can be written to it
+            log.exception("could not write held journal entries")
 
 
 class JournalTables:
@@ -162,8 +174,7 @@ class JournalTables:
         self.write_held()
         if self._board is None:
             return
-        with waiting():
-            settled = self._board.wait_for_others(self._slot, JOURNAL_WAIT)
+        settled = self._board.wait_for_others(self._slot, JOURNAL_WAIT)
         if not settled:
             log.warning("another process did not write its journal entries within %s s", JOURNAL_WAIT)
 

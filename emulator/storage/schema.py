@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS callbacks (
     warnings TEXT NOT NULL DEFAULT '[]',
     claimed_by TEXT,
     claim_expires REAL,
-    fault TEXT NOT NULL DEFAULT '{}'
+    fault TEXT NOT NULL DEFAULT '{}',
+    gateway TEXT NOT NULL DEFAULT 'domestic'
 );
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS callbacks_by_tid ON callbacks (tid);
@@ -138,6 +139,37 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (done, due_at);
+-- Payletter Global: a payment by its token, its paytoken once paid, amounts in the smallest unit
+-- of the currency, and as the merchant wrote it (the notification echoes that text).
+CREATE TABLE IF NOT EXISTS global_payments (
+    token TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    order_no TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    amount_units INTEGER NOT NULL,
+    refunded_units INTEGER NOT NULL DEFAULT 0,
+    pginfo TEXT NOT NULL,
+    service_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    paytoken TEXT,
+    trantime TEXT NOT NULL DEFAULT '',
+    poqtoken TEXT NOT NULL DEFAULT '',
+    card_kind TEXT NOT NULL DEFAULT '',
+    card_no TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS global_payments_by_paytoken ON global_payments (paytoken) WHERE paytoken IS NOT NULL;
+CREATE TABLE IF NOT EXISTS global_refunds (
+    id INTEGER PRIMARY KEY,
+    paytoken TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    amount_units INTEGER NOT NULL,
+    generation TEXT NOT NULL,
+    trantime TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS global_refunds_by_paytoken ON global_refunds (paytoken);
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), "offset" REAL NOT NULL, frozen_at REAL,
                                   version INTEGER NOT NULL DEFAULT 0);
 """
@@ -145,7 +177,7 @@ CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), "offset
 # Columns added after the first release, with their declarations as in SCHEMA.
 ADDED_COLUMNS = {
     "callbacks": {"warnings": "TEXT NOT NULL DEFAULT '[]'", "claimed_by": "TEXT", "claim_expires": "REAL",
-                  "fault": "TEXT NOT NULL DEFAULT '{}'"},
+                  "fault": "TEXT NOT NULL DEFAULT '{}'", "gateway": "TEXT NOT NULL DEFAULT 'domestic'"},
     "journal": {"rule": "TEXT", "taken": "INTEGER"},
     "clock": {"version": "INTEGER NOT NULL DEFAULT 0"},
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
@@ -160,4 +192,4 @@ ADDED_INDEXES = (
 # is zeroed with it). Coverage and sandboxes outlive resets too.
 PENDING_CALLBACKS = "pending_callbacks"  # the callbacks pending, kept as they change: no count over them
 STATE_TABLES = ("payments", "cancellations", "billkeys", "cash_receipts", "callbacks",
-                "callback_attempts", "journal", "clock", "rule_hits", "jobs")
+                "callback_attempts", "journal", "clock", "rule_hits", "jobs", "global_payments", "global_refunds")

@@ -16,7 +16,7 @@ from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from ..engines.validation import refuse_nul
 from ..waits import declared
-from . import access_log, control_api, dashboard, gateway_api, openapi, pages, request_log
+from . import access_log, control_api, dashboard, gateway_api, global_api, global_control, global_pages, openapi, pages, request_log
 from .request_log import JOURNALED
 from .plumbing import EXPLAINED, REASON_HEADER, find_client, header_value, host_problem, plkey, reason, shown
 
@@ -41,8 +41,10 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.extensions["payletter_sandboxes"] = sandboxes
     app.wsgi_app = SandboxPrefix(app.wsgi_app)
     app.register_blueprint(gateway_api.blueprint)
+    app.register_blueprint(global_api.blueprint)
     app.register_blueprint(control_api.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(global_pages.blueprint)
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(dashboard.front)
     document = openapi.build(root.schemas, package_version())
@@ -104,9 +106,9 @@ class _App(Flask):
         return sync
 
 
-def route_waits(app: Flask, method: str, path: str) -> str | None:
-    """How the route a request reaches declares it waits (waits.THREAD), or None:
-    found by the route, so a sandbox's prefix or a value in the path never changes it."""
+def route_work(app: Flask, method: str, path: str) -> str | None:
+    """How the route a request reaches declares its work (waits.LONG), or None: found by the
+    route, so a sandbox's prefix or a value in the path never changes it."""
     if path.startswith(SandboxPrefix.PREFIX):
         path = "/" + path[len(SandboxPrefix.PREFIX):].partition("/")[2]
     try:

@@ -1,18 +1,18 @@
 """The gateway's REST API (/v1.0/...): authenticate, validate against schemas/, call the service."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
-import time
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
 from ..domain.endpoints import BY_NAME, PREFIX
 from ..domain.errors import GatewayError
-from ..waits import MustWait, answering_in_loop, waiting
+from ..waits import soon
 from . import request_log
 from .operations import Operation, register
-from .plumbing import authenticate, base_url, check_callback_url, check_urls, is_credential, json_body, warnings
+from .plumbing import answer_after, authenticate, base_url, check_callback_url, check_urls, is_credential, json_body, warnings
 
 blueprint = Blueprint("gateway_api", __name__, url_prefix=PREFIX)
 
@@ -54,29 +54,19 @@ def endpoint(name: str):
     return wrap
 
 
-DECIDED = "payletter.rule"  # environ key: the scenario's answer already decided for this request
-
-
 def scenario_rule(instance, endpoint: str, client, data) -> None:
     """The scenario's answer to this request, decided by the service before the gateway looks
     at it, in HTTP: the error's envelope, the answer given late, or the connection dropped.
     The journal records the rule."""
-    environ = request.environ
-    if DECIDED in environ:  # decided (and counted) in the event loop, before it handed the request on
-        answer = environ[DECIDED]
-    else:
-        answer = instance.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
+    answer = instance.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
     if answer is None:
         return
     g.rule = answer.rule
     if answer.error is not None:
         g.rule_error = answer.error  # the reason names the rule that answered
         raise answer.error
-    if answer.late_seconds is not None:
-        if answering_in_loop():  # the loop must not sleep: a request thread answers it, late
-            raise MustWait({DECIDED: answer})
-        with waiting():
-            time.sleep(answer.late_seconds)
+    if answer.late_seconds is not None:  # the answer, whatever it is, leaves that late
+        answer_after(soon(asyncio.sleep(answer.late_seconds)))
     if answer.drop:
         drop_connection()
 

@@ -5,10 +5,16 @@ import copy
 
 from .operations import OPERATIONS
 
-SECURITY = {"PAYMENT": [{"PLKEY": []}], "SEARCH": [{"PLKEY": []}], "ANY": [{"PLKEY": []}]}
+SECURITY = {"PAYMENT": [{"PLKEY": []}], "SEARCH": [{"PLKEY": []}], "ANY": [{"PLKEY": []}],
+            "GLOBAL": [{"GPLKEY": []}, {"POQAPI": []}]}  # Payletter Global (web/global_api.py)
 ERROR_STATUSES = {"400": "a body that is not UTF-8 (997)", "401": "missing or unknown key (998)", "403": "wrong key type or client (993)",
                   "405": "wrong HTTP method (995)", "406": "rule or validation failure (2000-5000)",
                   "500": "internal error (999)"}
+
+GLOBAL_ERROR_STATUSES = {"400": "an unreadable body (997)", "401": "missing key, wrong key or signature (998)",
+                         "403": "storeid not the key's store (993)", "404": "unknown path or paytoken route (996)",
+                         "405": "wrong HTTP method (995)", "406": "a field or business rule (995)",
+                         "500": "internal error (999)"}
 
 
 def _component(name: str) -> str:
@@ -46,8 +52,9 @@ def build(schemas, version: str) -> dict:
             params += [{"name": n, "in": "query", "required": n in doc.get("required", []), "schema": s}
                        for n, s in doc["properties"].items()]
         elif op.request:
-            item["requestBody"] = {"required": op.key is not None, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{_component(op.request)}"}}}}
+            body = {"schema": {"$ref": f"#/components/schemas/{_component(op.request)}"}}
+            types = ("application/json", "application/x-www-form-urlencoded") if op.key == "GLOBAL" else ("application/json",)
+            item["requestBody"] = {"required": op.key is not None, "content": {kind: body for kind in types}}
         if params:
             item["parameters"] = params
         ok = {"description": "OK"}
@@ -59,8 +66,10 @@ def build(schemas, version: str) -> dict:
         if op.key:
             item["security"] = SECURITY[op.key]
             item["tags"] = ["gateway"]
-            responses.update({status: {"description": text, "content": {"application/json": {"schema": error_ref}}}
-                              for status, text in ERROR_STATUSES.items()})
+            errors, ref = ((GLOBAL_ERROR_STATUSES, {"$ref": "#/components/schemas/global_error"}) if op.key == "GLOBAL"
+                           else (ERROR_STATUSES, error_ref))
+            responses.update({status: {"description": text, "content": {"application/json": {"schema": ref}}}
+                              for status, text in errors.items()})
         else:
             item["tags"] = ["control"]
             responses["default"] = {"description": "error envelope", "content": {"application/json": {"schema": error_ref}}}
@@ -73,5 +82,9 @@ def build(schemas, version: str) -> dict:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {"PLKEY": {
             "type": "apiKey", "in": "header", "name": "Authorization",
-            "description": "`PLKEY <key>`: the client's PAYMENT or SEARCH key"}}},
+            "description": "`PLKEY <key>`: the client's PAYMENT or SEARCH key"},
+            "GPLKEY": {"type": "apiKey", "in": "header", "name": "Authorization",
+                       "description": "Payletter Global: `GPLKEY <key>`, the store's key"},
+            "POQAPI": {"type": "apiKey", "in": "header", "name": "Authorization",
+                       "description": "Payletter Global: `POQAPI <storeid>:<signature>:<nonce>:<timestamp>`"}}},
     }

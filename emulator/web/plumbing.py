@@ -20,6 +20,7 @@ from ..domain.endpoints import GATEWAY, PREFIX
 from ..domain.errors import GatewayError
 from ..domain.methods import table as method_table
 from ..engines.validation import closest, tolerate
+from ..waits import LATER, Later
 from .operations import OPERATIONS
 
 JSON_TYPES = ("application/json",)
@@ -375,3 +376,32 @@ def _filled(route: str, path: str) -> str:
     if len(parts) != len(given):
         return route
     return "/".join(value if part.startswith("{") else part for part, value in zip(parts, given))
+
+
+def answer_later(future, respond):
+    """The answer made of what `future` (waits.soon's) gives: `respond(result)`, a JSON body, or
+    the gateway's error it raises. Where the bridge serves (it put LATER in the environ), the
+    process's loop awaits the future, holding no thread, then sends that answer; anywhere else
+    (Flask's test client), it is waited for here."""
+    dumps = current_app.json.dumps
+
+    def answer(result) -> tuple[int, bytes]:
+        try:
+            return 200, dumps(respond(result)).encode()
+        except GatewayError as error:
+            return error.status, dumps(error.body()).encode()
+
+    if LATER in request.environ:
+        request.environ[LATER] = Later(future, answer)
+        return current_app.response_class(status=204)  # stands in for the answer, never sent
+    status, content = answer(future.result())
+    return current_app.response_class(content, status=status, mimetype="application/json")
+
+
+def answer_after(future) -> None:
+    """This request's answer, whatever it is, is sent once `future` (waits.soon's) is done: by
+    the loop, where the bridge serves; anywhere else, after a wait here."""
+    if LATER in request.environ:
+        request.environ[LATER] = Later(future)
+    else:
+        future.result()

@@ -1,0 +1,47 @@
+"""The control API's Payletter Global operations (/_emulator/global/...): a test completes a Global
+payment without the hosted page, and lists them. Routed by control_api.control, so the control
+API's guard (token, cross-site refusal) covers them."""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from ..config import LIST_PAGE
+from ..domain.errors import GatewayError
+from ..domain.global_rules import PAYMENT_STATUSES
+from ..waits import LONG
+from .control_api import control
+from .plumbing import emulator
+
+STATUSES = PAYMENT_STATUSES
+
+
+def room():
+    return emulator().service.global_payments
+
+
+@control("/global/payments", "GET", "Payletter Global payments with their refunds (?store_id=, ?status=requested|"
+                                    f"paid|declined|cancelled|partially_refunded|refunded), a page at a time (?limit= up to "
+                                    f"{LIST_PAGE}, ?after=<next>)", work=LONG)
+def global_payments():
+    status = request.args.get("status") or None
+    if status not in (None, *STATUSES):
+        raise GatewayError("control_request_invalid", detail=f"status {status[:40]!r} is not one of {', '.join(STATUSES)}")
+    text = request.args.get("limit", str(LIST_PAGE))
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= LIST_PAGE):
+        raise GatewayError("control_request_invalid", detail=f"limit must be a whole number from 1 to {LIST_PAGE}")
+    limit = int(text)
+    found = room().payments(store_id=request.args.get("store_id") or None, status=status, limit=limit + 1,
+                            after=request.args.get("after") or None)
+    return jsonify(payments=found[:limit], next=found[limit - 1]["token"] if len(found) > limit else None)
+
+
+@control("/global/payments/{token}/approve", "POST", "A Payletter Global payment paid (card_number: a test card; "
+                                                      "another number declines it); its notification queued",
+         schema="global_approve")
+def global_approve(token, values):
+    return jsonify(room().approve(token, values.get("card_number")))
+
+
+@control("/global/payments/{token}/decline", "POST", "A Payletter Global payment declined (no notification)")
+def global_decline(token):
+    return jsonify(room().decline(token))

@@ -1,0 +1,303 @@
+"""Payletter Global through HTTP, against a real `payletter-emulator serve`: each public sample's
+part played from the facts it shows (docs/fidelity.md cites them by repository, path and
+commit), written here, not copied. The formulas are computed in this file with hashlib and
+urllib alone, so the emulator's own code is not checking itself."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from urllib.parse import parse_qsl, quote_plus
+
+import pytest
+import requests
+
+from .conftest import CallbackReceiver, serve_receiver
+
+STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
+OK, FAIL = b"<RESULT>OK</RESULT>", b"<RESULT>FAIL</RESULT>"
+CANONICAL = "https://dev-api.payletter.com"
+
+
+# --- the formulas, as a merchant's code computes them ---
+
+def signed_url(url: str) -> str:
+    """PHP's urlencode of the whole URL, lower-cased."""
+    return quote_plus(url, safe="").replace("~", "%7E").lower()
+
+
+def poqapi(url: str, body: str, *, nonce: str, timestamp: str | None = None, store: str = STORE,
+           key: str = KEY) -> str:
+    timestamp = timestamp or str(int(time.time()))
+    signature = hashlib.sha256(f"{store}{key}POST{signed_url(url)}{timestamp}{nonce}{body}".encode()).hexdigest()
+    return f"POQAPI {store}:{signature}:{nonce}:{timestamp}"
+
+
+def notification_hash(form: dict, key: str = KEY) -> str:
+    text = "".join(form[name] for name in ("storeid", "currency", "storeorderno", "payamt", "payerid", "timestamp"))
+    return hashlib.sha256((text + key).encode()).hexdigest()
+
+
+# --- one server for the module, a strict one, and a merchant's notification page ---
+
+@pytest.fixture
+def server(emulator_process):
+    return emulator_process  # the suite's one server (tests/conftest.py)
+
+
+@pytest.fixture
+def strict_server(strict_process):
+    return strict_process
+
+
+@pytest.fixture(scope="module")
+def noti_page():
+    page = CallbackReceiver()
+    http = serve_receiver(page)
+    yield page
+    http.shutdown()
+
+
+@pytest.fixture
+def noti(server, noti_page):
+    """The merchant's notification page, answering <RESULT>OK</RESULT>; the emulator reset."""
+    requests.post(f"{server.url}/_emulator/reset", json={}, timeout=30).raise_for_status()
+    noti_page.clear()
+    noti_page.answer = OK
+    yield noti_page
+    noti_page.clear()
+
+
+def control(server, path: str, body=None, method: str = "POST") -> dict:
+    answer = requests.request(method, f"{server.url}/_emulator{path}", json=body, timeout=30)
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def flush(server) -> None:
+    assert control(server, "/callbacks/flush", {})["idle"]
+
+
+def refused(answer: requests.Response, status: int, code: int) -> str:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert set(body) == {"code", "message"} and body["code"] == code, body
+    return body["message"]
+
+
+def php_sample_body(noti_url: str, order: str = "123456789") -> bytes:
+    """Payletter's newer PHP sample writes its JSON by hand: amount a number, a trailing comma."""
+    return ('{\n  "storeid"      : "%s",\n  "currency"     : "USD",\n  "storeorderno" : "%s",\n'
+            '  "amount"       : 1,\n  "payerid"      : "tester",\n  "payeremail"   : "tester@test.example",\n'
+            '  "returnurl"    : "https://merchant.example/Return.php",\n  "notiurl"      : "%s",\n'
+            '  "pginfo"       : "PLCreditCard",\n}' % (STORE, order, noti_url)).encode()
+
+
+def gplkey_request(server, body: dict, key: str = KEY) -> requests.Response:
+    return requests.post(f"{server.url}/api/payment/request", json=body, timeout=30,
+                         headers={"Authorization": f"GPLKEY {key}"})
+
+
+def payment(noti_url: str, **overrides) -> dict:
+    body = {"storeid": STORE, "currency": "USD", "storeorderno": "ORD-1001", "amount": "10.00",
+            "payerid": "user42", "payeremail": "buyer@example.com", "servicename": "A test product",
+            "returnurl": "https://merchant.example/return", "notiurl": noti_url, "pginfo": "PLCreditCard"}
+    return {k: v for k, v in {**body, **overrides}.items() if v is not None}
+
+
+def paid(server, noti, **overrides) -> tuple[dict, dict]:
+    """A payment requested with GPLKEY and paid through the control API: (its view, the form of its
+    first notification)."""
+    answer = gplkey_request(server, payment(noti.url, **overrides))
+    assert answer.status_code == 200, answer.text
+    view = control(server, f"/global/payments/{answer.json()['token']}/approve", {})
+    flush(server)
+    return view, dict(parse_qsl(noti.wait_for(1)[0].body.decode()))
+
+
+# --- the PHP sample: GPLKEY, JSON with a trailing comma ---
+
+def test_the_php_samples_gplkey_request_with_its_trailing_comma_gets_a_token_and_the_two_page_urls(server, noti):
+    answer = requests.post(f"{server.url}/api/payment/request", data=php_sample_body(noti.url), timeout=30,
+                           headers={"Authorization": f"GPLKEY {KEY}", "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"token", "online_url", "mobile_url"}
+    assert body["online_url"] == f"{server.url}/Web/Payment.aspx?token={body['token']}"
+    assert body["mobile_url"] == f"{server.url}/Smart/Payment.aspx?token={body['token']}"
+    assert "%" not in answer.text and "+" not in answer.text  # the sample urldecodes the answer first
+    journal = control(server, "/requests", method="GET")["requests"][-1]
+    assert journal["path"] == "/api/payment/request" and journal["client_id"] == STORE
+    assert any("trailing comma" in warning for warning in journal["warnings"]), journal
+
+
+def test_under_strict_the_trailing_comma_is_a_request_error(strict_server):
+    answer = requests.post(f"{strict_server.url}/api/payment/request", data=php_sample_body("https://m.example/n"),
+                           headers={"Authorization": f"GPLKEY {KEY}", "Content-Type": "application/json"}, timeout=30)
+    assert "trailing comma" in refused(answer, 400, 997)
+
+
+def test_the_php_samples_error_table(server, noti):
+    base = payment(noti.url)
+    assert refused(requests.post(f"{server.url}/api/payment/request", json=base, timeout=30), 401, 998)
+    refused(gplkey_request(server, base, key="not-a-key"), 401, 998)
+    refused(gplkey_request(server, {**base, "storeid": "another_store"}), 403, 993)
+    assert "payeremail is required" in refused(gplkey_request(server, {k: v for k, v in base.items()
+                                                                      if k != "payeremail"}), 406, 995)
+    assert "currency must be one of" in refused(gplkey_request(server, {**base, "currency": "EUR"}), 406, 995)
+    assert "whole number" in refused(gplkey_request(server, {**base, "currency": "JPY", "amount": "10.5"}), 406, 995)
+    assert "PLCreditCard" in refused(gplkey_request(server, {**base, "pginfo": "Visa"}), 406, 995)
+    refused(requests.post(f"{server.url}/api/payment/nowhere", json=base, timeout=30), 404, 996)
+    refused(requests.get(f"{server.url}/api/payment/request", timeout=30), 405, 995)
+    refused(requests.post(f"{server.url}/api/payment/request", data=b"{not json", timeout=30,
+                          headers={"Authorization": f"GPLKEY {KEY}", "Content-Type": "application/json"}), 400, 997)
+
+
+def test_pginfo_is_matched_without_regard_to_case_and_productname_reads_as_servicename(server, noti):
+    answer = gplkey_request(server, payment(noti.url, pginfo="plcreditcard", productname="Gold", servicename=None))
+    assert answer.status_code == 200, answer.text
+    stored = control(server, "/global/payments", method="GET")["payments"][-1]
+    assert stored["pginfo"] == "PLCreditCard" and stored["service_name"] == "Gold"
+
+
+# --- beatsomeone (the older PHP sample): POQAPI over a form, signing the URL it calls ---
+
+def test_a_poqapi_form_request_signed_over_the_url_called_or_the_canonical_one(server, noti):
+    for signed in (f"{server.url}/api/payment/request", f"{CANONICAL}/api/payment/request"):
+        form = (f"storeid={STORE}&currency=JPY&storeorderno=B-1&amount=1200&payerid=u1&payeremail=u1@example.com"
+                f"&returnurl=https://merchant.example/return&notiurl={noti.url}&pginfo=PLCreditCard")
+        nonce = "{" + str(uuid.uuid4()).upper() + "}"  # the sample's GUID in braces
+        answer = requests.post(f"{server.url}/api/payment/request", data=form.encode(), timeout=30, headers={
+            "Authorization": poqapi(signed, form, nonce=nonce),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200, (signed, answer.text)
+    form = f"storeid={STORE}&currency=USD&storeorderno=B-2&amount=1"
+    answer = requests.post(f"{server.url}/api/payment/request", data=form, timeout=30, headers={
+        "Authorization": poqapi("https://elsewhere.example/api/payment/request", form, nonce="n1"),
+        "Content-Type": "application/x-www-form-urlencoded"})
+    refused(answer, 401, 998)
+
+
+# --- the WooCommerce plugin: the notification's hash and <RESULT>OK</RESULT>; the older refund ---
+
+def test_the_notification_is_a_form_whose_hash_the_plugin_checks_and_ok_acknowledges_it(server, noti):
+    view, form = paid(server, noti)
+    received = noti.wait_for(1)[0]
+    assert received.headers["Content-Type"].startswith("application/x-www-form-urlencoded")
+    assert form["hash"] == notification_hash(form)
+    assert (form["notifytype"], form["retcode"], form["payamt"], form["paytoken"]) == ("1", "0", "10.00", view["paytoken"])
+    assert (form["cardkind"], form["cardno"]) == ("VISA", "************1111")
+    callback = control(server, f"/callbacks?tid={view['paytoken']}", method="GET")["callbacks"][0]
+    assert callback["status"] == "delivered" and callback["gateway"] == "global"
+
+
+def test_the_plugins_older_refund_partial_then_whole_never_past_the_amount(server, noti):
+    view, _ = paid(server, noti)
+    paytoken = view["paytoken"]
+
+    def refund(amount: str) -> requests.Response:
+        url = f"https://dev-api.payletter.com/payment/PLCreditCard/refund"
+        content = f"storeid={STORE}&paytoken={paytoken}&currency=USD&amount={amount}&pginfo=PLCreditCard"
+        nonce = hashlib.sha256(f"{paytoken}{time.time()}".encode()).hexdigest()  # 64 hex characters
+        return requests.post(f"{server.url}/payment/PLCreditCard/refund", timeout=30,
+                             data={"storeid": STORE, "paytoken": paytoken, "currency": "USD", "amount": amount,
+                                   "pginfo": "PLCreditCard"},
+                             headers={"Authorization": poqapi(url, content, nonce=nonce),
+                                      "Content-Type": "application/x-www-form-urlencoded;charset=euc-kr"})
+
+    first = refund("4.00")
+    assert first.status_code == 200, first.text
+    assert "data" in first.json()  # what the plugin counts a refund done by
+    assert first.json()["data"]["remainamount"] == "6.00"
+    assert "more than what is left" in refused(refund("6.01"), 406, 995)
+    assert refund("6.00").status_code == 200
+    assert "already refunded" in refused(refund("1.00"), 400, 997)
+    flush(server)
+    refunds = [dict(parse_qsl(r.body.decode())) for r in noti.wait_for(3)[1:]]
+    assert [(f["notifytype"], f["payamt"]) for f in refunds] == [("2", "4.00"), ("2", "6.00")]
+    assert all(f["hash"] == notification_hash(f) for f in refunds)
+    assert control(server, "/global/payments?status=refunded", method="GET")["payments"][0]["refunded_units"] == 1000
+
+
+def test_an_euc_kr_form_value_is_read_as_euc_kr(server, noti):
+    form = {"storeid": STORE, "currency": "KRW", "storeorderno": "K-1", "amount": "5000", "payerid": "u1",
+            "payeremail": "u1@example.com", "servicename": "상품", "returnurl": "https://merchant.example/r",
+            "notiurl": noti.url, "pginfo": "PLCreditCard"}
+    content = "&".join(f"{k}={v}" for k, v in form.items())
+    body = "&".join(f"{k}={quote_plus(v, encoding='euc-kr')}" for k, v in form.items())
+    answer = requests.post(f"{server.url}/api/payment/request", data=body, timeout=30, headers={
+        "Authorization": poqapi(f"{CANONICAL}/api/payment/request", content, nonce=secrets.token_hex(32)),
+        "Content-Type": "application/x-www-form-urlencoded; charset=euc-kr"})
+    assert answer.status_code == 200, answer.text
+    assert control(server, "/global/payments", method="GET")["payments"][-1]["service_name"] == "상품"
+
+
+# --- a TypeScript client (sudamk): GPLKEY, KRW, the newer refund, the hash compared case-insensitively ---
+
+def test_a_typescript_clients_krw_payment_newer_refund_and_hash_check(server, noti):
+    view, form = paid(server, noti, currency="KRW", amount=15000, storeorderno=str(uuid.uuid4()))
+    assert form["payamt"] == "15000" and form["hash"].upper() == notification_hash(form).upper()
+    answer = requests.post(f"{server.url}/api/payment/refund", timeout=30, headers={"Authorization": f"GPLKEY {KEY}"},
+                           json={"storeid": STORE, "paytoken": view["paytoken"], "currency": "KRW", "amount": 15000})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["remainamount"] == "0"
+
+
+def test_a_card_that_is_no_test_card_declines_and_nothing_is_notified(server, noti):
+    token = gplkey_request(server, payment(noti.url)).json()["token"]
+    assert control(server, f"/global/payments/{token}/approve", {"card_number": "6011000000000004"})["status"] == "declined"
+    flush(server)
+    assert noti.received == []
+
+
+# --- retries: every 5 minutes of the emulator's clock, 10 times after the first ---
+
+def test_a_notification_not_acknowledged_is_resent_every_5_minutes_ten_times(server, noti):
+    noti.answer = b'{"code": 0}'  # the domestic acknowledgement is none here
+    view, _ = paid(server, noti)
+    for _ in range(10):
+        control(server, "/clock", {"advance_seconds": 300})
+        flush(server)
+    control(server, "/clock", {"advance_seconds": 3600})
+    flush(server)
+    callback = control(server, f"/callbacks?tid={view['paytoken']}", method="GET")["callbacks"][0]
+    assert callback["status"] == "failed" and len(callback["attempts"]) == 11
+    assert "<RESULT>OK</RESULT>" in callback["attempts"][0]["error"]
+    assert len(noti.received) == 11
+
+
+def test_a_resend_that_gets_ok_delivers_it(server, noti):
+    noti.answer = FAIL
+    view, _ = paid(server, noti)
+    noti.answer = b"  <RESULT>OK</RESULT>\r\n"  # surrounding whitespace is tolerated
+    control(server, "/clock", {"advance_seconds": 300})
+    flush(server)
+    assert control(server, f"/callbacks?tid={view['paytoken']}", method="GET")["callbacks"][0]["status"] == "delivered"
+
+
+# --- a sandbox has a Global store of its own ---
+
+def test_a_sandbox_has_its_own_global_store(server, noti):
+    sandbox = control(server, "/sandboxes", {})
+    try:
+        url = f"{server.url}{sandbox['path']}/api/payment/request"
+        body = payment(noti.url, storeid=sandbox["global_store_id"])
+        answer = requests.post(url, json=body, headers={"Authorization": f"GPLKEY {sandbox['global_key']}"},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["online_url"].startswith(f"{server.url}{sandbox['path']}/Web/")
+        refused(requests.post(url, json=payment(noti.url), headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30),
+                401, 998)
+    finally:  # the server is the suite's: leave no sandbox behind for the next test
+        control(server, f"/sandboxes/{sandbox['id']}", method="DELETE")
+
+
+# --- docs/global.md ---
+
+def test_the_example_of_the_global_page_runs(server, noti, capsys):
+    from .doc_blocks import doc_block
+
+    example = doc_block("global-example").text.replace("http://127.0.0.1:8080", server.url)
+    exec(compile(example, "docs/global.md", "exec"), {})
+    assert capsys.readouterr().out == "6.00\n"
