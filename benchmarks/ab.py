@@ -17,7 +17,9 @@ arguments say otherwise.
 database of its own is made on that server for the run (NAME_ab1, ...; dropped after), and the
 CPU time of the server's processes (a server on this machine) is measured too, per request.
 Without it a variant runs on a fresh SQLite file. `--against NAME` also prints each variant's
-ratios to that variant (PostgreSQL against SQLite, say):
+ratios to that variant (PostgreSQL against SQLite, say). wrk keeps its connections alive;
+`--new-connections` makes it open a new one per request (`Connection: close`), as a client
+without a session does:
 
     python benchmarks/ab.py --against sqlite --variant "sqlite=.:--workers=2" \
         --variant "postgresql=.:--workers=2,--db=postgresql://postgres@127.0.0.1:5432/postgres"
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="the baseline's gunicorn sync workers")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads-wrk", type=int, default=1)
+    parser.add_argument("--new-connections", action="store_true",
+                        help="a new connection per request (`Connection: close`) instead of keep-alive")
     parser.add_argument("--against", help="also print each variant's ratios to this variant's figures")
     parser.add_argument("--json", help="also write the figures to this file")
     options = parser.parse_args(argv)
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
             r["database_cpu_seconds"] * 1e6 / max(1, r["requests"]) for r in figures), 1)
     base = summary["baseline"]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}, after: "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; commit {run.commit()}; client: wrk, "
+          + ("a new connection per request" if options.new_connections else "keep-alive"))
     against = summary.get(options.against) if options.against else None
     print(f"{'variant':<32} {'req/s':>7} {'p99 ms':>7} {'CPU us/req':>10} {'db CPU us/req':>13}"
           f" {'÷ baseline: req/s':>18} {'p99':>6}" + (f" {'÷ ' + options.against + ': req/s':>18} {'p99':>6}"
@@ -149,7 +154,8 @@ def main(argv=None) -> int:
               + (f"  (errors: {case['errors']})" if case["errors"] else ""))
     if options.json:
         Path(options.json).write_text(json.dumps({"summary": summary, "load_before": load_before,
-                                                  "variants": options.variant, "commit": run.commit()}, indent=2))
+                                                  "variants": options.variant, "commit": run.commit(),
+                                                  "new_connections": options.new_connections}, indent=2))
     return 0
 
 

@@ -1,5 +1,7 @@
 -- One wrk script for every case, set through the environment:
 --   BENCH_METHOD, BENCH_PATH, BENCH_BODY (text), BENCH_KEY (sent as `Authorization: PLKEY <key>`)
+--   BENCH_CLOSE: if set, each request asks for its connection to be closed after the answer
+--     (`Connection: close`), so that wrk opens a new connection per request
 --   BENCH_POOL: a file of items (tokens, tids), one a line; each request uses the next item in
 --     place of `{item}` in BENCH_PATH and BENCH_BODY, every item once across all threads
 --     (BENCH_THREADS of them); a thread that runs out stops.
@@ -24,6 +26,7 @@ end
 local headers = {}
 if body then headers["Content-Type"] = "application/json" end
 if key then headers["Authorization"] = "PLKEY " .. key end
+if os.getenv("BENCH_CLOSE") then headers["Connection"] = "close" end
 
 local items = nil
 local next_item = 1

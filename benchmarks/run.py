@@ -375,6 +375,8 @@ def wrk(server: Server, load: Load, seconds: int, options: argparse.Namespace, w
            "BENCH_THREADS": str(options.threads_wrk)}
     if load.body is not None:
         env["BENCH_BODY"] = load.body
+    if getattr(options, "new_connections", False):  # a new connection per request (ab.py's option)
+        env["BENCH_CLOSE"] = "1"
     if load.key:
         env["BENCH_KEY"] = load.key
     if load.pool is not None:

@@ -4,7 +4,8 @@ the same small surface: execute with `?` placeholders, rows readable by name and
 write transactions (begin, commit, rollback), and what a failure of the database means to a
 request. SQLite's writers take turns (BEGIN IMMEDIATE); PostgreSQL's lock only the rows they
 change, a transaction's statements travel together (held until a result is read or it commits,
-then sent as one query), and a connection that broke is made again at its next use."""
+then sent at once: prepared, in libpq's pipeline, or as one query), and a connection that broke
+is made again at its next use."""
 from __future__ import annotations
 
 import mmap
@@ -36,7 +37,15 @@ CONNECT_TIMEOUT = 3  # seconds a new PostgreSQL connection may take, unless the 
 # SQLSTATEs: the connection is gone (class 08) or the server is stopping or starting (57P01-57P03);
 # a transaction ended by a conflict with another (serialization failure, deadlock); a lock not had.
 _UNREACHABLE = ("08", "57P01", "57P02", "57P03")
+# A write statement (with the types of its values) held this often by one storage is prepared on its
+# connection (storage/pg_pipeline.py), before a transaction's first statement leaves; one seen once
+# is not. Prepared, a transaction whose statements return no rows goes in one pipeline.
+PREPARE_AFTER = 2
+_COMMANDS = {"BEGIN": b"BEGIN", "COMMIT": b"COMMIT"}
 _CONFLICTS = ("40001", "40P01")
+# A statement prepared on the connection was not there (someone said DEALLOCATE ALL): the transaction
+# has failed, nothing of it kept, and it is run again as after a conflict (the statements prepared anew).
+_STATEMENT_GONE = "26000"
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -204,12 +213,13 @@ def _refuse_if_unfit(connection, close) -> None:
 
 class Postgres:
     """A view of one of the process's connections (storage/pg_sessions.py), in autocommit: a read
-    outside a transaction is one statement (prepared by psycopg after a few uses). A write
-    transaction's statements are held, and sent together as one query (client-side binding:
-    psycopg's ClientCursor) when a result is read or at COMMIT, so it waits for the server once
-    per result it reads, and once more to commit. No lock is taken but the rows a transaction
-    changes or reads to change (`for_update`). A connection that broke (the server restarted,
-    the network cut) is made again at the next use."""
+    outside a transaction is one statement. A write transaction's statements are held, and sent
+    together when a result is read or at COMMIT, so it waits for the server once per result it
+    reads, and once more to commit: in libpq's pipeline, each statement prepared on the
+    connection, where none of them returns rows and each is prepared (storage/pg_pipeline.py);
+    else as one query (client-side binding: psycopg's ClientCursor). No lock is taken but the
+    rows a transaction changes or reads to change (`for_update`). A connection that broke (the
+    server restarted, the network cut) is made again at the next use."""
 
     name = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
@@ -230,6 +240,18 @@ class Postgres:
         self._options = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
         self.news: pg_news.Hearing | None = None  # once the tables are made
         self._sql: dict[str, str] = {}
+        self._pipeline = None  # storage/pg_pipeline.py, where libpq has a pipeline mode (14 and later)
+        if psycopg.Pipeline.is_supported():
+            from . import pg_pipeline
+
+            self._pipeline = pg_pipeline
+        self._rows_back: dict[str, bool] = {}  # a statement: whether it returns rows
+        # (statement, its values' types): how often a transaction held it (once prepared, a new
+        # connection prepares it at its first use); those to prepare before the next transaction;
+        # those PostgreSQL refused to prepare.
+        self._seen: dict[tuple[str, tuple[int, ...]], int] = {}
+        self._due: set[tuple[str, tuple[int, ...]]] = set()
+        self._refused: set[tuple[str, tuple[int, ...]]] = set()
         self._held: list[_Held] | None = None  # the open transaction's statements not sent yet; None: no transaction
         self._mode: str | None = None  # the open transaction's waits.on_lock()
         self._retry_at = 0.0  # no new connection is tried before this (time.monotonic())
@@ -283,7 +305,7 @@ class Postgres:
             return GatewayError("database_unreachable", reason=self._why)
         if state == _LOCK_NOT_AVAILABLE:  # a row another transaction holds (lock_timeout, `begin`)
             return locked(mode)
-        if state in _CONFLICTS:
+        if state in _CONFLICTS or state == _STATEMENT_GONE:
             return conflict(mode, _first_line(error))
         return error
 
@@ -373,13 +395,18 @@ class Postgres:
         return True
 
     def _send(self) -> None:
-        """Every statement held, sent as one query (one round trip), each given its result; the
-        first to fail fails them all, and what that means is raised."""
+        """Every statement held, sent at once (one round trip), each given its result; the first
+        to fail fails them all, and what that means is raised. In a pipeline of prepared
+        statements if each is prepared (or is now) and none returns rows, else as one query."""
         held = self._held
         if not held:  # nothing held, or no transaction (a result read after it ended: it has one)
             return
         self._held = []
         try:
+            with self.connection.taken() as connection:
+                pipeline = self._pipeline and self._pipelined(held, connection)
+                if pipeline and self._ran(held, pipeline, connection):
+                    return
             with self.connection.client_cursor() as sender:
                 sender.execute("; ".join(statement.sql for statement in held),
                                [value for statement in held for value in statement.args])
@@ -391,6 +418,85 @@ class Postgres:
                     sender.nextset()
         except self._psycopg.Error as error:
             raise self._failure(error, self._mode) from None
+
+    def _ran(self, held: list[_Held], pipeline: list, connection) -> bool:
+        """The statements held, run in one pipeline, each given its result; False if they are to
+        go as one query instead, as they can: a statement prepared on the connection was gone (the
+        connection's prepared statements are forgotten), and nothing of the transaction had been
+        run before. Then nothing of it was kept (it is rolled back)."""
+        try:
+            results = self._pipeline.run(connection.pgconn, pipeline, connection.info.encoding)
+        except self._psycopg.errors.InvalidSqlStatementName:
+            self.connection.prepared().clear()
+            if held[0].sql != "BEGIN":
+                raise
+            connection.execute("ROLLBACK")
+            return False
+        for statement, result in zip(held, results):
+            count = result.command_tuples
+            statement.count = -1 if count is None else count
+        return True
+
+    def _pipelined(self, held: list[_Held], connection) -> list | None:
+        """What storage/pg_pipeline.py's `run` takes for the statements held, or None if one
+        returns rows, has a value it does not send, or is not prepared on the connection. Before a
+        transaction's first statement leaves, those held often enough are prepared first (and
+        those seen often enough in an earlier transaction's later statements)."""
+        if connection.info.encoding != "utf-8":  # the values are sent as UTF-8
+            return None
+        outside = held[0].sql == "BEGIN"  # nothing of the transaction sent yet: the connection is outside one
+        if outside and self._due:
+            due, self._due = self._due, set()
+            for key in due:
+                self._prepared_as(key, connection)
+        pipeline, complete = [], True
+        for statement in held:
+            sql = statement.sql
+            command = _COMMANDS.get(sql)
+            if command is not None:
+                pipeline.append((None, command))
+                continue
+            rows_back = self._rows_back.get(sql)
+            if rows_back is None:
+                rows_back = self._rows_back[sql] = self._pipeline.returns_rows(sql)
+            converted = None if rows_back else self._pipeline.values(statement.args)
+            if converted is None:
+                return None
+            types, texts = converted
+            key = (sql, types)
+            name = self.connection.prepared().get(key)
+            if name is None and key not in self._refused:
+                seen = self._seen[key] = self._seen.get(key, 0) + 1
+                if seen >= PREPARE_AFTER:
+                    if outside:
+                        name = self._prepared_as(key, connection)
+                    else:
+                        self._due.add(key)
+            complete = complete and name is not None
+            pipeline.append((name, texts))
+        return pipeline if complete else None
+
+    def _prepared_as(self, key: tuple[str, tuple[int, ...]], connection) -> bytes | None:
+        """The statement of `key` prepared on the connection (outside a transaction); its name, or
+        None if it was not: PostgreSQL's no (a value's type it cannot tell) is never asked again."""
+        prepared = self.connection.prepared()
+        name = prepared.get(key)
+        if name is not None:
+            return name
+        name = self.connection.new_name()
+        sql, types = key
+        try:
+            self._pipeline.prepare(connection.pgconn, name, self._pipeline.numbered(sql), types,
+                                   connection.info.encoding)
+        except self._psycopg.Error as error:
+            state = getattr(error, "sqlstate", None) or ""
+            if connection.closed or state.startswith(_UNREACHABLE):
+                raise
+            if state.startswith("42"):  # a syntax error or access rule violation: it never will be
+                self._refused.add(key)
+            return None
+        prepared[key] = name
+        return name
 
     def commit(self) -> None:
         """COMMIT, sent with whatever is held. If it fails (a lock not had, the connection lost)

@@ -2,9 +2,11 @@
 (the root's and each sandbox's, a schema each): a pool of POOL_SIZE real connections, each
 storage a view of one of them with session settings of its own (its `search_path`, its
 `lock_timeout`), put back in place whenever it takes the connection. A hundred sandboxes cost no
-connection more than none."""
+connection more than none. A connection also keeps the statements prepared on it
+(storage/pg_pipeline.py), which a new connection has to have prepared again."""
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -34,11 +36,18 @@ class _Session:
         self.schemas: Counter = Counter()  # the schemas of the views open on it
         self.connection = self._connect()
         self.client = None  # a ClientCursor of `connection`, made at its first use (View.client_cursor)
+        # (statement, its values' types): the name it is prepared under on `connection`, for every
+        # view of it (PostgreSQL parses it again for a view whose search_path differs).
+        self.prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self._names = itertools.count(1)
 
     def _connect(self):
         import psycopg
 
-        return psycopg.connect(self.url, autocommit=True, row_factory=self.row_factory, **self.options)
+        # psycopg prepares nothing itself: it would DEALLOCATE ALL when it sees a ROLLBACK or a DROP
+        # go by, and with its statements the storages' own (`prepared`).
+        return psycopg.connect(self.url, autocommit=True, row_factory=self.row_factory, prepare_threshold=None,
+                               **self.options)
 
     def live(self):
         """The connection; a new one (the caller holds the lock) if it broke or was closed: the
@@ -47,7 +56,11 @@ class _Session:
         if self.connection.closed:
             self.connection = self._connect()
             self.current = None
+            self.prepared = {}  # what the last connection had prepared went with it
         return self.connection
+
+    def next_name(self) -> bytes:
+        return f"payletter_{next(self._names)}".encode()
 
 
 class _Pool:
@@ -89,7 +102,8 @@ def open_connections(url: str) -> int:
 
 class View:
     """What the PostgreSQL backend (backends.py) uses as its connection: `execute`, `cursor`,
-    `client_cursor`, `info`, `closed`, `reopen`, `drop`, `close`. Each statement runs under the connection's lock (`lock`, which the storage
+    `client_cursor`, `taken`, `prepared`, `new_name`, `info`, `closed`, `reopen`, `drop`, `close`.
+    Each statement runs under the connection's lock (`lock`, which the storage
     holds for a whole transaction) with this view's settings in place."""
 
     def __init__(self, key: tuple[int, str], session: _Session, schema: str | None):
@@ -120,6 +134,22 @@ class View:
 
     def cursor(self, **options) -> _Cursor:
         return _Cursor(self, options)
+
+    @contextmanager
+    def taken(self):
+        """The real connection with this view's settings in place, under the lock: for what the
+        backend says to libpq itself (its `pgconn`, storage/pg_pipeline.py)."""
+        with self.lock:
+            yield self._taken()
+
+    def prepared(self) -> dict[tuple[str, tuple[int, ...]], bytes]:
+        """The statements prepared on the real connection (the caller holds the lock), each under
+        its name; what is added is kept for as long as that connection lasts."""
+        return self._session.prepared
+
+    def new_name(self) -> bytes:
+        """A name no statement has on this connection yet."""
+        return self._session.next_name()
 
     def _remember(self, query) -> None:
         setting = _SESSION_SETTING.match(query) if isinstance(query, str) else None
