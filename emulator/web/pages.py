@@ -134,10 +134,14 @@ POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 
 
 @blueprint.after_request
 def page_headers(response: Response) -> Response:
-    """Scripts and styles only from the emulator (the pages carry merchant values); framed by no
-    other site (a page of another site cannot overlay the pay button); a payment page is never
-    cached, so the back button does not show a form that was already used."""
-    response.headers.setdefault("Content-Security-Policy", POLICY)
+    return secured(response, POLICY)
+
+
+def secured(response: Response, policy: str) -> Response:
+    """A hosted page's headers: scripts and styles only from the emulator, as `policy` says (the
+    pages carry merchant values); framed by no other site (a page of another site cannot overlay
+    the pay button); never cached, so the back button does not show a form already used."""
+    response.headers.setdefault("Content-Security-Policy", policy)
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
