@@ -338,8 +338,9 @@ class Bridge:
             pause = min(pause * 2, LOCKED_PAUSE_MOST)
 
     def call(self, environ: dict, body: bytes, mode: str):
-        """On an executor's thread: the app's answer (status, headers, body, and the waits.Later
-        it waits for), or None where the database refused a write (waits.Busy)."""
+        """In the loop (a short request alone) or on an executor's thread: the app's answer
+        (status, headers, body, and the waits.Later it waits for), or None where the database
+        refused a write (waits.Busy)."""
         started = []
 
         def start_response(status, headers, exc_info=None):
