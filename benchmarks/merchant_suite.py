@@ -8,7 +8,7 @@ as the README's examples), approves it through the control client, waits for its
 the shop's own Flask app (served for the test by `payletter_serve_app`, the README's way) and
 cancels it. Each checkout's virtualenv runs the suite with its own pytest and plugin, and the
 pytest plugins a merchant's virtualenv would load: those of payletter-emulator's, pytest's and
-pytest-xdist's runtime dependencies (Faker's, xdist's), not those of the test extra (hypothesis,
+pytest-xdist's runtime dependencies (xdist's), not those of the test extra (hypothesis,
 schemathesis), which a merchant does not install. It runs in `--rounds`
 rounds (default 3), the checkouts taking turns (the first of each round alternates); once as is and
 once under pytest-xdist with `-n 2` (each worker starting its own emulator) unless `--no-xdist`.

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timedelta
+from random import Random
 
-from faker import Faker
 
 from payletter_emulator.domain.clock import KST, Clock, ClockState
 from payletter_emulator.config import Settings
@@ -34,10 +34,8 @@ class Seeder:
     def __init__(self, path: str):
         self.path = path
         settings = Settings(db=path, faker_seed=7)
-        faker = Faker("ko_KR")
-        faker.seed_instance(settings.faker_seed)
         self.storage = Storage(path)
-        self.service = Service(self.storage, Clock(), settings, faker)  # no dispatcher: nothing is sent
+        self.service = Service(self.storage, Clock(), settings, Random(settings.faker_seed))  # no dispatcher: nothing is sent
         self.client = self.service.context.clients["pay_test"]
 
     def __enter__(self) -> "Seeder":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from functools import cache, partial
+from random import Random
 
 from .engines import scenario as scenario_files
 from .domain.clock import Clock
@@ -45,38 +46,15 @@ class Emulator:
         self.storage.close()
 
 
-class LazyFaker:
-    """Faker in the ko_KR locale, made on first use: it slows a server's start, and
-    many runs never approve a payment. A seed given before then is applied when it is made."""
-
-    def __init__(self, seed: int | None = None):
-        self._seed = seed
-        self._faker = None
-
-    def seed_instance(self, seed: int) -> None:
-        self._seed = seed
-        if self._faker is not None:
-            self._faker.seed_instance(seed)
-
-    def __getattr__(self, name: str):
-        if self._faker is None:
-            from faker import Faker
-
-            self._faker = Faker("ko_KR")
-            if self._seed is not None:
-                self._faker.seed_instance(self._seed)
-        return getattr(self._faker, name)
-
-
 def build(settings: Settings, *, sandbox: str | None = None, schema: str | None = None,
           scenario: dict | None = None) -> Emulator:
     """An emulator on `settings.db` (in PostgreSQL, in `schema`). The scenario files of the
     settings, or `scenario`, are put in force unless the database already runs the same one."""
-    faker = LazyFaker(settings.faker_seed)
+    draws = Random(settings.faker_seed)  # the generated details' digits (domain/details.py)
     connect = partial(Storage, settings.db, journal_limit=settings.journal_limit,
                       callback_limit=settings.callback_limit, schema=schema)
     storage = connect()
-    service = Service(storage, Clock(), settings, faker)
+    service = Service(storage, Clock(), settings, draws)
     clock_jobs = service.clock_jobs
     # The senders record their claims and attempts on a connection of their own, so that a request
     # waits only for the database's lock (SQLite's writer, PostgreSQL's rows), not behind every
@@ -89,7 +67,7 @@ def build(settings: Settings, *, sandbox: str | None = None, schema: str | None 
         storage.on_news(lambda table: dispatcher.wake())
         dispatcher.until_next = partial(until_next_work, outbox, clock_jobs)
     emulator = Emulator(settings, service, schemas(), dispatcher, sandbox)
-    service.context.on_scenario = lambda chosen: _apply(emulator, settings, chosen, faker)
+    service.context.on_scenario = lambda chosen: _apply(emulator, settings, chosen, draws)
     clock_jobs.sync_clock()  # the clock and the scenario a previous run left in the database
     document = scenario if scenario is not None else scenario_files.load(settings.scenario)
     if document is not None and storage.scenario_document() != document:
@@ -120,7 +98,7 @@ def until_next_work(storage: Storage, clock_jobs: ClockJobs) -> float | None:
     return max(0.0, min(waits)) if waits else None
 
 
-def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> None:
+def _apply(emulator: Emulator, base: Settings, scenario: Scenario, draws: Random) -> None:
     """The settings a scenario brings, over those the emulator was started with."""
     chosen, callbacks = scenario.settings, scenario.settings.get("callbacks", {})
     clients = {c.client_id: c for c in (*base.clients, *scenario.clients)}
@@ -133,4 +111,4 @@ def _apply(emulator: Emulator, base: Settings, scenario: Scenario, faker) -> Non
     context.clients = clients
     emulator.dispatcher.settings = DeliverySettings.of(settings)
     if "faker_seed" in chosen:
-        faker.seed_instance(chosen["faker_seed"])
+        draws.seed(chosen["faker_seed"])

@@ -64,7 +64,7 @@ def run_cli(*args: str, **options) -> subprocess.CompletedProcess:
 
 
 # For a pytest run in a subprocess (a merchant's suite): this repository's test tools (hypothesis,
-# schemathesis, faker, ...) are pytest plugins too, which a merchant's suite does not have and
+# schemathesis, ...) are pytest plugins too, which a merchant's suite does not have and
 # which would cost every such run seconds of imports; only the plugin under test and xdist load.
 ONLY_OUR_PLUGIN = [arg for entry in entry_points(group="pytest11")
                    if entry.name not in ("payletter_emulator", "xdist", "xdist.looponfail")

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 from urllib.parse import urlsplit
 
-import requests
-
 from ..config import LIST_PAGE
 
 
@@ -81,6 +79,8 @@ class _Network:
     """Requests over HTTP(S), with one connection pool per client."""
 
     def __init__(self, verify: bool | str, timeout: float):
+        import requests  # here, not at import: `serve` loads this module with its commands, and needs no HTTP client
+
         self.session = requests.Session()
         self.session.trust_env = False  # a CI proxy must not sit between a test and its emulator
         self.verify, self.timeout = verify, timeout

@@ -1,4 +1,5 @@
-"""Method details made on approval (card, phone, bank, account), with faker's ko_KR locale."""
+"""Method details made on approval (card, phone, bank, account): their digits drawn from one
+seedable generator (`random.Random`, seeded by the `faker_seed` setting)."""
 from __future__ import annotations
 
 import tomllib
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
+from random import Random
 
 from .clock import KST
 from .errors import GatewayError
@@ -73,15 +75,15 @@ def install_month(method: PaymentMethod, amount: int, requested: str | None) -> 
 
 
 class DetailMaker:
-    """Makes the payer's side of an approval. Seed the faker for repeatable runs."""
+    """Makes the payer's side of an approval, drawing from `draws` (a `random.Random`): seed it
+    for repeatable runs."""
 
-    def __init__(self, faker):
-        self.faker = faker
+    def __init__(self, draws: Random):
+        self.draws = draws
 
     def digits(self, count: int) -> str:
-        """`count` random digits, from the faker's seeded generator: one draw, not faker's
-        numerify (a call per digit, which showed in an approval's profile)."""
-        return f"{self.faker.random.randrange(10 ** count):0{count}d}"
+        """`count` random digits, in one draw."""
+        return f"{self.draws.randrange(10 ** count):0{count}d}"
 
     def phone(self) -> str:
         return "010" + self.digits(8)
@@ -115,7 +117,7 @@ class DetailMaker:
 
     def bank_code(self, requested: str | None) -> str:
         if requested is None:
-            return self.faker.random_element(sorted(BANKS))
+            return self.draws.choice(sorted(BANKS))
         if requested not in BANKS:
             raise GatewayError("field_invalid", field="bank_code",
                                rule="must be one of " + ", ".join(sorted(BANKS)))

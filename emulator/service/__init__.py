@@ -5,6 +5,8 @@ leaves through the outbox (outbox). No Flask, no SQL: the web layer calls a room
 calls storage."""
 from __future__ import annotations
 
+from random import Random
+
 from ..domain.clock import Clock
 from ..config import Settings
 from ..storage import Storage
@@ -19,8 +21,8 @@ from .virtual_accounts import VirtualAccounts
 class Service:
     """The rooms of one emulator, wired to one context (the web layer calls them directly)."""
 
-    def __init__(self, storage: Storage, clock: Clock, settings: Settings, faker):
-        self.context = Context(storage, clock, settings, faker)
+    def __init__(self, storage: Storage, clock: Clock, settings: Settings, draws: Random):
+        self.context = Context(storage, clock, settings, draws)
         self.merchant_api = MerchantApi(self.context)
         self.virtual_accounts = VirtualAccounts(self.context)
         self.payer = Payer(self.context, self.virtual_accounts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from random import Random
 from typing import Callable
 
 from ..domain.clock import Clock, kst_datetime
@@ -25,13 +26,13 @@ class Context:
     """One emulator's shared state. `settings` and `clients` change when a scenario brings
     its own; the two hooks are set by whoever wires the emulator (instance.build)."""
 
-    def __init__(self, storage: Storage, clock: Clock, settings: Settings, faker,
+    def __init__(self, storage: Storage, clock: Clock, settings: Settings, draws: Random,
                  on_callback_queued: Callable[[], None] = lambda: None):
         self.storage = storage
         self.clock = clock
         self.settings = settings
         self.clients = {c.client_id: c for c in settings.clients}
-        self.details = DetailMaker(faker)
+        self.details = DetailMaker(draws)
         self.rules = Rulebook(storage)
         self.on_callback_queued = on_callback_queued  # the dispatcher's wake-up: a callback queued, or time moved
         self.sender = None  # the dispatcher: a callback due at once is claimed for it where it is queued
