@@ -46,7 +46,7 @@ def test_every_error_kind_is_documented_with_its_code():
 # What no request provokes on purpose (error_codes.toml's `no_example` says why); every other kind
 # shows a request that does. A kind added without either fails here and in the page's generation.
 UNPROVOKED = {"internal", "callback_busy", "intercept_refused", "database_locked", "database_unreachable",
-              "database_conflict", "scenario_too_large"}
+              "database_conflict", "scenario_too_large", "head_too_large"}
 
 
 def test_every_kind_a_client_can_provoke_has_an_example():

@@ -33,7 +33,7 @@ from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
-from ..config import Settings, is_loopback_host
+from ..config import Settings
 from ..delivery import dispatcher
 from ..storage.journal_tables import write_all_held
 from ..startup import refusal
@@ -41,6 +41,7 @@ from ..domain.errors import GatewayError
 from .. import waits
 from ..waits import ARRIVED, LATER, LOCK_WAIT, LONG, REFUSE, RERUN, Busy, attempt
 from ..web.app import BODY_LIMIT, create_app, route_work
+from .heads import bounded
 
 KEEPALIVE = 75  # seconds an idle client connection stays open between requests
 GRACE = 5  # seconds a stopping process gives the requests in progress
@@ -57,9 +58,6 @@ LOCKED_PAUSE_FIRST, LOCKED_PAUSE_MOST = 0.01, 0.2
 # 0.1-0.15 s beside a scenario's check at 5 ms, under 0.1 s at 1 ms (benchmarks/faults.py measures
 # health during each fault).
 SWITCH_INTERVAL = 0.001
-# A request's head (its line and headers) past this is refused (400) and its connection closed:
-# otherwise one connection could send headers until the process runs out of memory.
-HEAD_LIMIT = 64 * 1024
 RUNNING, LONG_RUNNING = 2, 8  # threads that run requests, and requests of routes declared long
 # Bytes of request bodies a process holds while they arrive (64 bodies at the 1 MiB limit), and
 # the seconds a body may take to arrive whole: then its request is given up, its bytes let go.
@@ -206,17 +204,14 @@ def uvicorn_options(settings: Settings, certificates, intercept: socket.socket |
                     gateway=None) -> dict:
     """uvicorn's settings for the emulator, the same in every serving process.
 
-    Reachable by others (not loopback): h11, the one of uvicorn's HTTP parsers it lets bound a
-    request's head (h11_max_incomplete_event_size). On loopback, httptools, which reads headers
-    without a limit but parses in C (h11's Python costs a quarter more CPU per request:
-    benchmarks/RESULTS.md). HTTPS is uvicorn's own, with emulator.tls's context (TLS 1.2 at least,
-    as at the gateway). With `--intercept`, the connections to its port are told apart from the
-    others by the port they came to, and TLS is started by the protocol (serving/intercept.py): on
-    both ports with `--tls` too, on asyncio's loop then, since uvloop hands a new connection's first
-    bytes to the protocol before TLS can be started on it."""
-    loopback = is_loopback_host(settings.host)
+    Its HTTP protocol is httptools' (in C; h11's, in Python, where httptools is not installed),
+    with a request's head bounded (serving/heads.py). HTTPS is uvicorn's own, with emulator.tls's
+    context (TLS 1.2 at least, as at the gateway). With `--intercept`, the connections to its port
+    are told apart from the others by the port they came to, and TLS is started by the protocol
+    (serving/intercept.py): on both ports with `--tls` too, on asyncio's loop then, since uvloop
+    hands a new connection's first bytes to the protocol before TLS can be started on it."""
     options = dict(
-        http="auto" if loopback else "h11", loop="auto", lifespan="off", log_level=None,
+        http=bounded(_protocol_class()), loop="auto", lifespan="off", log_level=None,
         access_log=settings.access_log, log_config=_logging(settings.access_log), server_header=False,
         proxy_headers=False,
         timeout_keep_alive=KEEPALIVE, timeout_graceful_shutdown=GRACE, backlog=2048)
@@ -225,15 +220,13 @@ def uvicorn_options(settings: Settings, certificates, intercept: socket.socket |
         from .tls import server_context
 
         main = server_context(certificates) if certificates else None
-        options["http"] = functools.partial(Front, _protocol_class(options["http"]), intercept.getsockname()[1],
+        options["http"] = functools.partial(Front, options["http"], intercept.getsockname()[1],
                                             server_context(gateway), main)
         options["loop"] = "asyncio" if certificates else "auto"
     elif certificates:
         from .tls import uvicorn_options as https
 
         options.update(https(certificates))
-    if not loopback:
-        options["h11_max_incomplete_event_size"] = HEAD_LIMIT
     return options
 
 
@@ -248,18 +241,14 @@ def _logging(access_log: bool) -> dict:
     return config
 
 
-def _protocol_class(http: str):
-    """The class of uvicorn's HTTP protocol that `http` names ("auto": httptools where installed)."""
-    if http == "auto":
-        import importlib.util
-
-        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    if http == "h11":
+def _protocol_class():
+    """uvicorn's HTTP protocol: httptools' where it is installed, else h11's (as its "auto")."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
         return H11Protocol
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
     return HttpToolsProtocol
 
 
