@@ -13,10 +13,10 @@ from urllib.parse import parse_qsl, quote_plus
 import pytest
 import requests
 
-from .conftest import CallbackReceiver, serve_receiver
+from .conftest import GLOBAL_ACK as OK
 
 STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
-OK, FAIL = b"<RESULT>OK</RESULT>", b"<RESULT>FAIL</RESULT>"
+FAIL = b"<RESULT>FAIL</RESULT>"
 CANONICAL = "https://dev-api.payletter.com"
 
 
@@ -39,7 +39,7 @@ def notification_hash(form: dict, key: str = KEY) -> str:
     return hashlib.sha256((text + key).encode()).hexdigest()
 
 
-# --- one server for the module, a strict one, and a merchant's notification page ---
+# --- the suite's server, a strict one, and a merchant's notification page ---
 
 @pytest.fixture
 def server(emulator_process):
@@ -51,22 +51,13 @@ def strict_server(strict_process):
     return strict_process
 
 
-@pytest.fixture(scope="module")
-def noti_page():
-    page = CallbackReceiver()
-    http = serve_receiver(page)
-    yield page
-    http.shutdown()
-
-
 @pytest.fixture
-def noti(server, noti_page):
-    """The merchant's notification page, answering <RESULT>OK</RESULT>; the emulator reset."""
+def noti(server, receiver):
+    """The merchant's notification page (conftest's receiver), answering <RESULT>OK</RESULT>; the
+    emulator reset."""
     requests.post(f"{server.url}/_emulator/reset", json={}, timeout=30).raise_for_status()
-    noti_page.clear()
-    noti_page.answer = OK
-    yield noti_page
-    noti_page.clear()
+    receiver.clear()  # after the reset, which waits for the attempts in flight: none of an earlier test's lands here
+    return receiver.as_global_page()
 
 
 def control(server, path: str, body=None, method: str = "POST") -> dict:
