@@ -13,8 +13,6 @@ from urllib.parse import parse_qsl, quote_plus
 import pytest
 import requests
 
-from .conftest import GLOBAL_ACK as OK
-
 STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
 FAIL = b"<RESULT>FAIL</RESULT>"
 CANONICAL = "https://dev-api.payletter.com"
