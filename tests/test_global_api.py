@@ -290,3 +290,37 @@ def test_the_example_of_the_global_page_runs(server, noti, capsys):
     example = doc_block("global-example").text.replace("http://127.0.0.1:8080", server.url)
     exec(compile(example, "docs/global.md", "exec"), {})
     assert capsys.readouterr().out == "6.00\n"
+
+
+# --- the journal and coverage count Global's requests apart ---
+
+def test_every_global_request_is_journaled_refusals_with_the_global_code(server, noti):
+    refused(gplkey_request(server, payment(noti.url), key="not-a-key"), 401, 998)
+    refused(gplkey_request(server, payment(noti.url, currency="EUR")), 406, 995)
+    assert gplkey_request(server, payment(noti.url)).status_code == 200
+    refused(requests.get(f"{server.url}/api/payment/request", timeout=30), 405, 995)
+    assert "Cannot find resource" in refused(requests.post(f"{server.url}/api/payment/search", timeout=30), 404, 996)
+    entries = requests.get(f"{server.url}/_emulator/requests", timeout=30).json()["requests"][-5:]
+    assert [(e["method"], e["path"], e["status"], e["response"]["code"] if e["status"] != 200 else None)
+            for e in entries] == [("POST", "/api/payment/request", 401, 998), ("POST", "/api/payment/request", 406, 995),
+                                  ("POST", "/api/payment/request", 200, None), ("GET", "/api/payment/request", 405, 995),
+                                  ("POST", "/api/payment/search", 404, 996)]
+    assert entries[0]["error"].startswith("998") and entries[1]["client_id"] == STORE
+    assert entries[1]["response"]["message"].startswith("Error detail Message: currency")
+
+
+def test_coverage_counts_global_endpoints_pginfo_and_codes_apart(server, noti):
+    requests.delete(f"{server.url}/_emulator/coverage", timeout=30).raise_for_status()
+    view, _ = paid(server, noti)
+    refused(gplkey_request(server, payment(noti.url), key="not-a-key"), 401, 998)
+    answer = requests.post(f"{server.url}/api/payment/refund", headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30,
+                           json={"storeid": STORE, "paytoken": view["paytoken"], "currency": "USD", "amount": "99.00"})
+    refused(answer, 406, 995)
+    coverage = requests.get(f"{server.url}/_emulator/coverage", timeout=30).json()
+    assert coverage["global_endpoints"] == {"api/payment/request": 2, "api/payment/refund": 1}
+    assert coverage["global_pginfo"] == {"PLCreditCard": 1}
+    assert coverage["global_error_codes"] == {"995": 1, "998": 1}
+    assert coverage["endpoints"] == {} and coverage["error_codes"] == {}  # the domestic gateway's stay its own
+    assert coverage["never"]["global_endpoints"] == ["payment/{pginfo}/refund"]
+    assert coverage["never"]["global_pginfo"] == ["PayPalExpressCheckout"]  # the pginfo values that work in test
+    assert coverage["callbacks"]["first_try"] == 1

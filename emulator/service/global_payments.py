@@ -79,6 +79,19 @@ class GlobalPayments(Room):
             "amount": global_rules.units_text(payment["amount_units"], currency), "refundamount": amount,
             "remainamount": global_rules.units_text(left - units, currency), "trantime": kst_datetime(now)}}
 
+    def refund_by_token(self, token: str, amount=None) -> dict:
+        """A test's refund through the control API, by the hosted page's token: what the merchant's
+        refund does (the same rules and notification), `amount` as written or what is left."""
+        payment = self.storage.global_payment(token)
+        if payment is None:
+            raise GlobalError("not_found", f"no Global payment has token {token!r}")
+        if not payment["paytoken"]:
+            raise GlobalError("business", f"the payment of token {token} is {payment['status']}, not paid")
+        left = payment["amount_units"] - payment["refunded_units"]
+        values = {"paytoken": payment["paytoken"], "currency": payment["currency"],
+                  "amount": amount if amount is not None else global_rules.units_text(max(left, 0), payment["currency"])}
+        return self.refund(self._store(payment), values, "control")
+
     # --- the payer (on the hosted page, or a test through the control API) ---
     def approve(self, token: str, card_number: str | None = None) -> dict:
         """Paid, and its notification queued; or declined when a card payment's number is none of
