@@ -324,3 +324,16 @@ def test_coverage_counts_global_endpoints_pginfo_and_codes_apart(server, noti):
     assert coverage["never"]["global_endpoints"] == ["payment/{pginfo}/refund"]
     assert coverage["never"]["global_pginfo"] == ["PayPalExpressCheckout"]  # the pginfo values that work in test
     assert coverage["callbacks"]["first_try"] == 1
+
+
+# --- recurring: a poqtoken issued, never charged ---
+
+def test_recurringtype_y_issues_a_poqtoken_and_a_charge_with_one_is_501_994(server, noti):
+    _, recurring = paid(server, noti, recurringtype="Y", storeorderno="REC-1")
+    assert recurring["poqtoken"].startswith("POQ") and recurring["poqtoken"][3:] == recurring["paytoken"][2:]
+    noti.clear()
+    noti.as_global_page()
+    _, once = paid(server, noti, recurringtype="N", storeorderno="ONCE-1")
+    assert once.get("poqtoken", "") == ""  # sent empty
+    message = refused(gplkey_request(server, payment(noti.url, poqtoken=recurring["poqtoken"])), 501, 994)
+    assert message.startswith("Related function is not implemented: a recurring charge with a poqtoken")

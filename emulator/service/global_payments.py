@@ -23,7 +23,13 @@ class GlobalPayments(Room):
     def request_payment(self, store: GlobalStore, values: dict, base_url: str, warnings: list[str],
                         headers: dict | None = None) -> dict:
         """A payment waiting for its payer: the token, and the hosted page's two URLs. Its request
-        keeps `headers` (without credentials) for the scenario's rules, as a domestic payment's."""
+        keeps `headers` (without credentials) for the scenario's rules, as a domestic payment's.
+        A request carrying a `poqtoken` (a recurring charge) is 501/994: no public source shows how
+        one is charged (docs/fidelity.md); `recurringtype=Y` issues one in the notification."""
+        if "poqtoken" in values:
+            raise GlobalError("not_implemented", "a recurring charge with a poqtoken is not emulated (no public "
+                                                 "evidence of its API); recurringtype=Y issues a poqtoken in the "
+                                                 "notification")
         pginfo = global_rules.canonical_pginfo(str(values["pginfo"]))
         if pginfo is None:
             raise GlobalError("business", f"pginfo {values['pginfo']!r} is not one of "
