@@ -261,3 +261,12 @@ def test_a_scenario_check_names_global_endpoints_and_pginfo(tmp_path):
     assert "rules[1].when.endpoint: 'api/payment/refnd' is not an endpoint; one of" in result.output
     assert "api/payment/refund" in result.output and "payment/{pginfo}/refund" in result.output
     assert "rules[2].when.gateway: 'gloabl' is not one of ['domestic', 'global']" in result.output
+
+
+def test_the_scenario_example_of_the_global_page_runs(server, receiver, capsys):
+    from .doc_blocks import doc_block
+
+    example = doc_block("global-scenario-example").text.replace("http://127.0.0.1:8080", server.url)
+    exec(compile(example.replace("http://127.0.0.1:8081/noti", receiver.url), "docs/global.md", "exec"), {})
+    assert capsys.readouterr().out == "declined paid\ndelivered 3\n"
+    assert len(receiver.received) == 3  # the page answered OK each time; two counted as failed
