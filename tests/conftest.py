@@ -241,6 +241,7 @@ class Received:
 
 
 ACK = b'{"code": 0, "message": "success"}'
+GLOBAL_ACK = b"<RESULT>OK</RESULT>"  # what a Payletter Global notification page answers (Payletter's PHP samples)
 
 
 @dataclass
@@ -258,12 +259,14 @@ class Answer:
 @dataclass
 class CallbackReceiver:
     """A merchant's callback endpoint: records every POST and answers as told, first from
-    `script` (one Answer per request, in order), then with `status` and `answer`."""
+    `script` (one Answer per request, in order), then with `status` and `answer` (of
+    `content_type`). `as_global_page()` makes it a Payletter Global notification page."""
 
     url: str = ""
     received: list[Received] = field(default_factory=list)
     status: int = 200
     answer: bytes = ACK
+    content_type: str = "application/json"
     script: list[Answer] = field(default_factory=list)
     event: threading.Condition = field(default_factory=threading.Condition)
 
@@ -271,11 +274,18 @@ class CallbackReceiver:
         with self.event:
             self.received.clear()
             self.script.clear()
-        self.status, self.answer = 200, ACK
+        self.status, self.answer, self.content_type = 200, ACK, "application/json"
+
+    def as_global_page(self) -> "CallbackReceiver":
+        """Answer as the samples' notification page does: `<RESULT>OK</RESULT>`, as text/html."""
+        self.answer, self.content_type = GLOBAL_ACK, "text/html; charset=utf-8"
+        return self
 
     def next_answer(self) -> Answer:
         with self.event:
-            return self.script.pop(0) if self.script else Answer(self.status, self.answer)
+            if self.script:
+                return self.script.pop(0)
+            return Answer(self.status, self.answer, headers={"Content-Type": self.content_type})
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Until `count` POSTs have arrived (or the timeout passes); what arrived."""

@@ -13,10 +13,8 @@ from urllib.parse import parse_qsl, quote_plus
 import pytest
 import requests
 
-from .conftest import CallbackReceiver, serve_receiver
-
 STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
-OK, FAIL = b"<RESULT>OK</RESULT>", b"<RESULT>FAIL</RESULT>"
+FAIL = b"<RESULT>FAIL</RESULT>"
 CANONICAL = "https://dev-api.payletter.com"
 
 
@@ -39,7 +37,7 @@ def notification_hash(form: dict, key: str = KEY) -> str:
     return hashlib.sha256((text + key).encode()).hexdigest()
 
 
-# --- one server for the module, a strict one, and a merchant's notification page ---
+# --- the suite's server, a strict one, and a merchant's notification page ---
 
 @pytest.fixture
 def server(emulator_process):
@@ -51,22 +49,13 @@ def strict_server(strict_process):
     return strict_process
 
 
-@pytest.fixture(scope="module")
-def noti_page():
-    page = CallbackReceiver()
-    http = serve_receiver(page)
-    yield page
-    http.shutdown()
-
-
 @pytest.fixture
-def noti(server, noti_page):
-    """The merchant's notification page, answering <RESULT>OK</RESULT>; the emulator reset."""
+def noti(server, receiver):
+    """The merchant's notification page (conftest's receiver), answering <RESULT>OK</RESULT>; the
+    emulator reset."""
     requests.post(f"{server.url}/_emulator/reset", json={}, timeout=30).raise_for_status()
-    noti_page.clear()
-    noti_page.answer = OK
-    yield noti_page
-    noti_page.clear()
+    receiver.clear()  # after the reset, which waits for the attempts in flight: none of an earlier test's lands here
+    return receiver.as_global_page()
 
 
 def control(server, path: str, body=None, method: str = "POST") -> dict:
@@ -301,3 +290,50 @@ def test_the_example_of_the_global_page_runs(server, noti, capsys):
     example = doc_block("global-example").text.replace("http://127.0.0.1:8080", server.url)
     exec(compile(example, "docs/global.md", "exec"), {})
     assert capsys.readouterr().out == "6.00\n"
+
+
+# --- the journal and coverage count Global's requests apart ---
+
+def test_every_global_request_is_journaled_refusals_with_the_global_code(server, noti):
+    refused(gplkey_request(server, payment(noti.url), key="not-a-key"), 401, 998)
+    refused(gplkey_request(server, payment(noti.url, currency="EUR")), 406, 995)
+    assert gplkey_request(server, payment(noti.url)).status_code == 200
+    refused(requests.get(f"{server.url}/api/payment/request", timeout=30), 405, 995)
+    assert "Cannot find resource" in refused(requests.post(f"{server.url}/api/payment/search", timeout=30), 404, 996)
+    entries = requests.get(f"{server.url}/_emulator/requests", timeout=30).json()["requests"][-5:]
+    assert [(e["method"], e["path"], e["status"], e["response"]["code"] if e["status"] != 200 else None)
+            for e in entries] == [("POST", "/api/payment/request", 401, 998), ("POST", "/api/payment/request", 406, 995),
+                                  ("POST", "/api/payment/request", 200, None), ("GET", "/api/payment/request", 405, 995),
+                                  ("POST", "/api/payment/search", 404, 996)]
+    assert entries[0]["error"].startswith("998") and entries[1]["client_id"] == STORE
+    assert entries[1]["response"]["message"].startswith("Error detail Message: currency")
+
+
+def test_coverage_counts_global_endpoints_pginfo_and_codes_apart(server, noti):
+    requests.delete(f"{server.url}/_emulator/coverage", timeout=30).raise_for_status()
+    view, _ = paid(server, noti)
+    refused(gplkey_request(server, payment(noti.url), key="not-a-key"), 401, 998)
+    answer = requests.post(f"{server.url}/api/payment/refund", headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30,
+                           json={"storeid": STORE, "paytoken": view["paytoken"], "currency": "USD", "amount": "99.00"})
+    refused(answer, 406, 995)
+    coverage = requests.get(f"{server.url}/_emulator/coverage", timeout=30).json()
+    assert coverage["global_endpoints"] == {"api/payment/request": 2, "api/payment/refund": 1}
+    assert coverage["global_pginfo"] == {"PLCreditCard": 1}
+    assert coverage["global_error_codes"] == {"995": 1, "998": 1}
+    assert coverage["endpoints"] == {} and coverage["error_codes"] == {}  # the domestic gateway's stay its own
+    assert coverage["never"]["global_endpoints"] == ["payment/{pginfo}/refund"]
+    assert coverage["never"]["global_pginfo"] == ["PayPalExpressCheckout"]  # the pginfo values that work in test
+    assert coverage["callbacks"]["first_try"] == 1
+
+
+# --- recurring: a poqtoken issued, never charged ---
+
+def test_recurringtype_y_issues_a_poqtoken_and_a_charge_with_one_is_501_994(server, noti):
+    _, recurring = paid(server, noti, recurringtype="Y", storeorderno="REC-1")
+    assert recurring["poqtoken"].startswith("POQ") and recurring["poqtoken"][3:] == recurring["paytoken"][2:]
+    noti.clear()
+    noti.as_global_page()
+    _, once = paid(server, noti, recurringtype="N", storeorderno="ONCE-1")
+    assert once.get("poqtoken", "") == ""  # sent empty
+    message = refused(gplkey_request(server, payment(noti.url, poqtoken=recurring["poqtoken"])), 501, 994)
+    assert message.startswith("Related function is not implemented: a recurring charge with a poqtoken")

@@ -17,7 +17,7 @@ from .browser import chromium, desktop, merchant, phone, read_html, screenshot, 
 from .conftest import SCHEMAS
 
 STORE, KEY = "global_test", "global_test"
-OK = b"<RESULT>OK</RESULT>"
+
 HASHED = ("storeid", "currency", "storeorderno", "payamt", "payerid", "timestamp")
 WAIT = 15
 
@@ -34,10 +34,11 @@ def server(emulator_process):
 
 
 @pytest.fixture
-def noti(receiver):
-    """The merchant's notification page (a real HTTP server), acknowledging as the samples do."""
-    receiver.answer = OK
-    return receiver
+def noti(server, receiver):
+    """The merchant's notification page (conftest's receiver), acknowledging as the samples do;
+    emptied after the emulator's reset, which waits for the attempts in flight."""
+    receiver.clear()
+    return receiver.as_global_page()
 
 
 def request_payment(server, shop, noti, **overrides) -> dict:

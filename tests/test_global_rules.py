@@ -2,6 +2,8 @@
 docs/research/payletter-global.md (made-up store and key, hex values computed there with hashlib)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from payletter_emulator.domain import global_rules
@@ -81,3 +83,11 @@ def test_only_result_ok_acknowledges_a_global_notification_and_its_policy_is_ten
     assert not ack(200, b"<html><RESULT>OK</RESULT></html>") and not ack(None, b"")
     policy = GATEWAYS["global"].policy
     assert (policy.retries, policy.interval, GATEWAYS["global"].form) == (10, 300, True)
+
+
+def test_the_error_codes_page_lists_the_samples_status_and_code_pairs():
+    page = (Path(__file__).parent.parent / "docs" / "error-codes.md").read_text("utf-8")
+    section = page[page.index("## Payletter Global"):page.index("## Examples")]
+    pairs = {tuple(row.split(" | ")[:2]) for row in section.splitlines() if row[:3] in ("| 4", "| 5")}
+    assert pairs == {("| 400", "997"), ("| 401", "998"), ("| 403", "993"), ("| 404", "996"), ("| 405", "995"),
+                     ("| 406", "995"), ("| 500", "999"), ("| 501", "994")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
@@ -384,7 +385,8 @@ def test_every_shipped_scenario_is_valid_and_documented(name):
 
 
 def test_every_shipped_scenario_is_used_by_a_test():
-    source = open(__file__, encoding="utf-8").read()
+    here = Path(__file__).parent  # Payletter Global's scenarios are tested beside its other tests
+    source = "".join(path.read_text("utf-8") for path in (here / "test_scenarios.py", here / "test_global_scenarios.py"))
     assert [name for name in LIBRARY if f'"{name}"' not in source] == []
 
 
@@ -429,6 +431,8 @@ def test_a_rule_may_name_every_gateway_route_and_nothing_else():
     app = create_app(db=":memory:")
     routes = {rule.rule.removeprefix("/v1.0/").removesuffix("/<tid>") for rule in app.url_map.iter_rules()
               if rule.endpoint.startswith("gateway_api.")}
+    routes |= {rule.rule.removeprefix("/").replace("<pginfo>", "{pginfo}") for rule in app.url_map.iter_rules()
+               if rule.endpoint.startswith("global_api.")}  # Payletter Global's, by their paths
     client = app.test_client()
 
     def put(endpoint):

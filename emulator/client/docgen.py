@@ -6,7 +6,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from ..config import SETTINGS
-from ..domain import windows
+from ..domain import global_rules, windows
 from ..domain.methods import PaymentMethod, table, verification_methods
 from ..domain.errors import ErrorKind, catalog
 from . import error_examples
@@ -44,6 +44,7 @@ def error_codes(exchanges: dict[str, error_examples.Exchange] | None = None) -> 
         name = f"[`{kind.name}`](#{kind.name})" if shown else f"`{kind.name}`"
         message = _cell(shown.answer.message()) if shown else f"*{_cell(kind.message)}*"
         lines.append(f"| {kind.status} | {kind.code} | {name} | {kind.meaning} | {message} |")
+    lines += ["", *_global_error_codes()]
     lines += ["", "## Examples", "", *EXAMPLES_INTRO, "", "### What examples start from", "",
               "A given's steps run in order, each one answered with success; `{name}` is a value a step kept.", ""]
     used = {entry for kind in kinds if kind.example for entry in kind.example.get("given", []) if isinstance(entry, str)}
@@ -56,6 +57,20 @@ def error_codes(exchanges: dict[str, error_examples.Exchange] | None = None) -> 
     lines += ["", "### Not shown", "", "No request provokes these on purpose:", ""]
     lines += [f"- `{kind.name}` ({kind.code}): {kind.no_example}" for kind in kinds if kind.no_example]
     return "\n".join(lines) + "\n"
+
+
+def _global_error_codes() -> list[str]:
+    """Payletter Global's table (its API at /api/... and /payment/...), from global_gateway.toml's [errors]."""
+    lines = ["## Payletter Global", "",
+             "Payletter Global's API ([global.md](global.md)) answers with its own table, the pairs of HTTP status",
+             "and code its samples list; the message starts with the samples' text, and the detail after a colon",
+             "names the field and the rule. Its 404 and 405 (an unknown path or a wrong method under `/api/` or",
+             "`/payment/`) are its own too. Made from `emulator/domain/global_gateway.toml` (`[errors]`).", "",
+             "| HTTP | code | name | message |", "|---|---|---|---|"]
+    errors = global_rules.table()["errors"]
+    for name, entry in sorted(errors.items(), key=lambda item: (item[1]["status"], item[0])):
+        lines.append(f"| {entry['status']} | {entry['code']} | `global_{name}` | {_cell(entry['message'])} |")
+    return lines
 
 
 EXAMPLES_INTRO = [

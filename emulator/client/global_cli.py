@@ -1,5 +1,6 @@
 """`payletter-emulator global ...`: Payletter Global's control operations from a shell, as the
-domestic ones are (drive.py): `list` its payments, `approve` or `decline` one as its payer would.
+domestic ones are (drive.py): `list` its payments, `approve` or `decline` one as its payer would,
+`refund` one as the merchant would, and list its `notifications`.
 Each prints the control API's answer as one JSON document; a refusal is JSON on stderr, exit 1."""
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ def global_approve(client: EmulatorClient, token: str, card_number: str | None):
 def global_decline(client: EmulatorClient, token: str):
     """TOKEN's payment fails; nothing is notified."""
     return client.control("POST", f"/global/payments/{token}/decline")
+
+
+@global_group.command("refund")
+@click.argument("token")
+@click.option("--amount", help="The amount refunded, as written in the payment's currency (\"2.50\") "
+                               "[default: what is left].")
+@connection(sandbox=True)
+def global_refund(client: EmulatorClient, token: str, amount: str | None):
+    """Refund TOKEN's paid payment as the merchant's server would (never past its amount); the
+    refund notification (notifytype 2) is queued. The refund's answer: {code, message, data}."""
+    return client.control("POST", f"/global/payments/{token}/refund", {"amount": amount} if amount else {})
+
+
+@global_group.command("notifications")
+@click.option("--paytoken", help="Only this payment's.")
+@click.option("--status", type=click.Choice(("pending", "delivered", "failed")), help="Only notifications in this status.")
+@connection(sandbox=True)
+def global_notifications(client: EmulatorClient, paytoken: str | None, status: str | None):
+    """Global notifications with their form and attempts, oldest first: {"notifications": [...]}."""
+    query = {name: value for name, value in (("paytoken", paytoken), ("status", status)) if value}
+    return client.control("GET", "/global/notifications", params=query)

@@ -73,10 +73,16 @@ class PayletterGlobal:
         raise EmulatorError("GET", "/_emulator/global/payments", 404, None,
                             f"no Global payment of store {self.store_id} has token or paytoken {token_or_paytoken!r}")
 
+    def refund(self, token: str, amount: str | None = None) -> dict:
+        """Refund the paid payment of `token` as the merchant's server would (`amount` as written,
+        default what is left); its notification (notifytype 2) is queued. The refund's answer."""
+        return self.client.control("POST", f"/global/payments/{token}/refund", {"amount": amount} if amount else {})
+
     def notifications(self, paytoken: str | None = None) -> list[dict]:
         """Global notifications in the ledger (of `paytoken`), each with its `body` (the form's
         fields) and attempts; `client.callbacks.wait(tid=paytoken)` waits for one."""
-        return [c for c in self.client.callbacks.list(tid=paytoken) if c.get("gateway") == "global"]
+        query = {"paytoken": paytoken} if paytoken else None
+        return self.client.control("GET", "/global/notifications", params=query)["notifications"]
 
     # --- what merchant code signs ---
     def hosted_form(self, **fields: Any) -> dict:

@@ -62,11 +62,16 @@ def _callback_lines(callback: dict) -> list[str]:
     return lines
 
 
+# What coverage counts: the domestic gateway's, then Payletter Global's (an emulator before Global has none).
+COUNTED = ("endpoints", "pgcodes", "error_codes", "rules", "callbacks", "global_endpoints", "global_pginfo",
+           "global_error_codes")
+
+
 def merge_coverage(parts: list[dict], combine=sum) -> dict:
     """Several emulators' coverage as one: counts added (`combine=sum`; `max` for readings of one
     emulator), and never exercised only what none of them exercised."""
     merged: dict = {}
-    for name in ("endpoints", "pgcodes", "error_codes", "rules", "callbacks"):
+    for name in COUNTED:
         keys = dict.fromkeys(key for part in parts for key in (part.get(name) or {}))
         merged[name] = {key: combine((part.get(name) or {}).get(key, 0) for part in parts) for key in keys}
     nevers = [part.get("never") or {} for part in parts]
@@ -81,7 +86,7 @@ def subtract_coverage(now: dict, before: dict) -> dict:
     again."""
     delta: dict = {}
     never = {name: list(items) for name, items in (now.get("never") or {}).items()}
-    for name in ("endpoints", "pgcodes", "error_codes", "rules", "callbacks"):
+    for name in COUNTED:
         counts = {key: count - (before.get(name) or {}).get(key, 0) for key, count in (now.get(name) or {}).items()}
         if name == "callbacks":  # its outcomes are always listed, zero or not
             delta[name] = {key: max(count, 0) for key, count in counts.items()}
@@ -105,7 +110,11 @@ def coverage_lines(coverage: dict) -> list[str]:
              f"error codes: {counts('error_codes')}", f"scenario rules: {counts('rules')}",
              "callbacks: " + (", ".join(f"{key.replace('_', ' ')} {value}" for key, value in callbacks.items())
                               or "none")]
+    used_global = any(coverage.get(name) for name in ("global_endpoints", "global_pginfo", "global_error_codes"))
+    if used_global:  # a suite that never calls Payletter Global is not told about it
+        lines += [f"Payletter Global endpoints: {counts('global_endpoints')}", f"Payletter Global pginfo: "
+                  f"{counts('global_pginfo')}", f"Payletter Global error codes: {counts('global_error_codes')}"]
     for name, missing in never.items():
-        if missing:
+        if missing and (used_global or not name.startswith("global_")):
             lines.append(f"never exercised ({name}): {', '.join(missing)}")
     return lines

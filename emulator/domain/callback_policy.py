@@ -105,14 +105,23 @@ def next_state(policy: Policy, kind: str, status: str, attempts_made: int, sched
     return (FAILED, made, None) if due is None else (PENDING, made, due)
 
 
-def apply_fault(body: dict, fault: dict, now: int, *, wrong_key: str) -> tuple[dict, int | None, str, list[str]]:
+def apply_fault(body: dict, fault: dict, now: int, *, wrong_key: str,
+                gateway: str = DOMESTIC) -> tuple[dict, int | None, str, list[str]]:
     """What a scenario's callback fault makes of a new notification: (the body sent, when its
-    first attempt is due or None while held, its status, notes for its warnings)."""
+    first attempt is due or None while held, its status, notes for its warnings). A Global
+    notification's signature is its `hash` and its amount `payamt`."""
     body, due, status, notes = dict(body), now, PENDING, []
     if fault.get("wrong_payhash"):
-        body["payhash"] = payhash(body["user_id"], body["amount"], body["tid"], wrong_key)
-    if "tampered_amount" in fault:
-        body["amount"] = fault["tampered_amount"]  # payhash still covers the real amount
+        if gateway == global_rules.GATEWAY:
+            body["hash"] = global_rules.notification_hash(body["storeid"], body["currency"], body["storeorderno"],
+                                                          body["payamt"], body["payerid"], body["timestamp"], wrong_key)
+        else:
+            body["payhash"] = payhash(body["user_id"], body["amount"], body["tid"], wrong_key)
+    if "tampered_amount" in fault:  # the signature still covers the real amount
+        if gateway == global_rules.GATEWAY:
+            body["payamt"] = str(fault["tampered_amount"])
+        else:
+            body["amount"] = fault["tampered_amount"]
     if "delay_seconds" in fault:
         due = now + round(fault["delay_seconds"] * 1000)
     if fault.get("out_of_order"):

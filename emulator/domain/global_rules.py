@@ -18,6 +18,15 @@ GATEWAY = "global"  # how the outbox names a Global notification (domestic ones 
 # What a Global payment can be, in the order it lives them (the control API's and the CLI's ?status=).
 PAYMENT_STATUSES = ("requested", "paid", "declined", "cancelled", "partially_refunded", "refunded")
 AUTH_GPLKEY, AUTH_POQAPI = "GPLKEY", "POQAPI"
+# The Global API's endpoints, named by their paths (the routes, the journal, coverage and scenario
+# rules' `endpoint` use these names).
+REQUEST, REFUND, OLDER_REFUND = "api/payment/request", "api/payment/refund", "payment/{pginfo}/refund"
+ENDPOINTS = (REQUEST, REFUND, OLDER_REFUND)
+PATH_PREFIXES = ("/api/", "/payment/")  # where the Global API lives: its 404s and 405s are its own, and journaled
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(PATH_PREFIXES)
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _BOM = "\ufeff"
 
@@ -235,16 +244,17 @@ def page_outcome(name: str) -> dict:
     return table()["page"]["outcomes"][name]
 
 
-def return_fields(payment: dict, key: str, *, timestamp: str, outcome: str | None = None) -> dict:
+def return_fields(payment: dict, key: str, *, timestamp: str, outcome: str | dict | None = None) -> dict:
     """What the browser POSTs to `returnurl` when the page ends: the notification's fields (its
     `hash` too, so the return can be checked as the notification is), for the payment as it
-    stands; `outcome` names a decline or a cancel (page_outcome), None a payment made. No
-    `notifyid`: that names a notification, and this is none."""
+    stands; `outcome` names a decline or a cancel (page_outcome) or gives its retcode and retmsg
+    (a scenario's decline), None a payment made. No `notifyid`: that names a notification, and
+    this is none."""
     body = notification_body({**payment, "paytoken": payment.get("paytoken") or ""}, key, notifytype=NOTIFY_PAID,
                              payamt=payment["amount"], timestamp=timestamp, notifyid="")
     del body["notifyid"]
     if outcome is not None:
-        body.update(page_outcome(outcome))
+        body.update(outcome if isinstance(outcome, dict) else page_outcome(outcome))
     return body
 
 

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from ..domain.clock import KST
-from ..domain import endpoints
+from ..domain import endpoints, global_rules
 from ..config import Client
 from ..domain.methods import table as method_table
 from ..domain.rules import API, STAGES, Rule, compile_rule, regex
@@ -232,6 +232,8 @@ def _sense(document):
             yield from _endpoint_problems(when["endpoint"], f"{where}.when.endpoint")
         if "pgcode" in when:
             yield from _pgcode_problems(when["pgcode"], f"{where}.when.pgcode")
+        if "pginfo" in when:
+            yield from _pginfo_problems(when["pginfo"], f"{where}.when.pginfo")
     for index, event in enumerate(_items(document.get("timeline"))):
         if not isinstance(event, dict):
             continue
@@ -257,7 +259,7 @@ def _mapping(value) -> dict:
 
 
 def _endpoint_problems(spec, where: str):
-    known = tuple(endpoints.BY_NAME)  # the gateway's routes are made from the same list
+    known = (*endpoints.BY_NAME, *global_rules.ENDPOINTS)  # both gateways' routes are made from the same lists
     for value in spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else []:
         if value not in known:
             yield where, f"{value!r} is not an endpoint; one of {', '.join(known)}"
@@ -272,6 +274,17 @@ def _pgcode_problems(spec, where: str):
             close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else " (docs/payment-methods.md lists them)"
             yield where, f"{value!r} is not a pgcode{hint}"
+
+
+def _pginfo_problems(spec, where: str):
+    """A Global pginfo a rule waits for must be one Payletter Global has (matched as written:
+    the payment keeps the canonical name)."""
+    known = list(global_rules.table()["pginfo"])
+    for value in spec if isinstance(spec, list) else [spec] if not isinstance(spec, dict) else []:
+        if str(value) not in known:
+            close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (one of {', '.join(known)})"
+            yield where, f"{value!r} is not a Payletter Global pginfo{hint}"
 
 
 def _moment_problem(text: str, where: str):

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from ..domain.clock import KST, ClockState, iso
-from ..config import PAY_TEST, Client
+from ..config import PAY_TEST
+from ..domain.callback_policy import DOMESTIC
 from ..domain.rules import API, Rule
 from ..domain.errors import GatewayError
 from ..engines.scenario import EMPTY
@@ -144,14 +145,16 @@ class ClockJobs(Room):
         self.context.on_callback_queued()  # its timed jobs may be due at once, the clock moved or not
         return rules.rules_view()
 
-    def decide_api(self, endpoint: str, client: Client, data, headers: Callable[[], dict]) -> ApiAnswer | None:
+    def decide_api(self, endpoint: str, client_id: str, data, headers: Callable[[], dict], *,
+                   gateway: str = DOMESTIC) -> ApiAnswer | None:
         """What the scenario does to this API request before it is checked, if anything: the
-        rule that decides it (counted once here), and what its outcome means."""
+        rule that decides it (counted once here), and what its outcome means. A Global request
+        (`gateway`) is matched on its own fields (storeid, storeorderno, ...) as sent."""
         rules = self.context.rules
         if not rules.scenario.rules:
             return None
-        context = {**(data if isinstance(data, dict) else {}), "endpoint": endpoint,
-                   "client_id": client.client_id, "headers": headers()}
+        context = {**(data if isinstance(data, dict) else {}), "endpoint": endpoint, "gateway": gateway,
+                   "client_id": client_id, "headers": headers()}
         rule = rules.decide(API, context, self.clock.now())
         return api_answer(rule, data) if rule is not None else None
 

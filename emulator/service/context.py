@@ -43,7 +43,7 @@ class Context:
 
     def decide(self, stage: str, payment: Payment, choices: dict | None = None) -> Rule | None:
         """The scenario rule, if any, that decides this moment of a payment."""
-        context = {"endpoint": "payments/request", "client_id": payment.client_id, "pgcode": payment.pgcode,
+        context = {"gateway": "domestic", "endpoint": "payments/request", "client_id": payment.client_id, "pgcode": payment.pgcode,
                    "amount": payment.amount, "user_id": payment.user_id, "order_no": payment.order_no,
                    "product_name": payment.product_name, "custom_parameter": payment.custom_parameter,
                    "headers": payment.request.get(REQUEST_HEADERS, {}),

@@ -9,7 +9,9 @@ from ..config import GlobalStore
 from ..domain import global_rules
 from ..domain.clock import KST, iso, kst_datetime
 from ..domain.global_rules import GATEWAY, NOTIFY_PAID, NOTIFY_REFUND, GlobalError
-from .context import Room
+from ..domain.rules import CALLBACK, PAYER, Rule
+from .context import REQUEST_HEADERS, Room
+from .outbox import enqueue
 
 REQUESTED, PAID, DECLINED, CANCELLED = "requested", "paid", "declined", "cancelled"
 REFUNDABLE = (PAID, "partially_refunded")
@@ -18,8 +20,16 @@ TEST_CARD = "4111111111111111"  # what an approval without a card number pays wi
 
 class GlobalPayments(Room):
     # --- the merchant's server ---
-    def request_payment(self, store: GlobalStore, values: dict, base_url: str, warnings: list[str]) -> dict:
-        """A payment waiting for its payer: the token, and the hosted page's two URLs."""
+    def request_payment(self, store: GlobalStore, values: dict, base_url: str, warnings: list[str],
+                        headers: dict | None = None) -> dict:
+        """A payment waiting for its payer: the token, and the hosted page's two URLs. Its request
+        keeps `headers` (without credentials) for the scenario's rules, as a domestic payment's.
+        A request carrying a `poqtoken` (a recurring charge) is 501/994: no public source shows how
+        one is charged (docs/fidelity.md); `recurringtype=Y` issues one in the notification."""
+        if "poqtoken" in values:
+            raise GlobalError("not_implemented", "a recurring charge with a poqtoken is not emulated (no public "
+                                                 "evidence of its API); recurringtype=Y issues a poqtoken in the "
+                                                 "notification")
         pginfo = global_rules.canonical_pginfo(str(values["pginfo"]))
         if pginfo is None:
             raise GlobalError("business", f"pginfo {values['pginfo']!r} is not one of "
@@ -38,7 +48,8 @@ class GlobalPayments(Room):
             "token": token, "store_id": store.store_id, "currency": currency, "order_no": values["storeorderno"],
             "amount": amount, "amount_units": units, "pginfo": pginfo,
             "service_name": values.get("servicename") or values.get("productname") or "", "status": REQUESTED,
-            "request": values, "created_at": iso(self.clock.now())})
+            "request": {**values, REQUEST_HEADERS: headers} if headers else values,
+            "created_at": iso(self.clock.now())})
         return {"token": token, "online_url": f"{base_url}/Web/Payment.aspx?token={token}",
                 "mobile_url": f"{base_url}/Smart/Payment.aspx?token={token}"}
 
@@ -74,13 +85,27 @@ class GlobalPayments(Room):
             "amount": global_rules.units_text(payment["amount_units"], currency), "refundamount": amount,
             "remainamount": global_rules.units_text(left - units, currency), "trantime": kst_datetime(now)}}
 
+    def refund_by_token(self, token: str, amount=None) -> dict:
+        """A test's refund through the control API, by the hosted page's token: what the merchant's
+        refund does (the same rules and notification), `amount` as written or what is left."""
+        payment = self.storage.global_payment(token)
+        if payment is None:
+            raise GlobalError("not_found", f"no Global payment has token {token!r}")
+        if not payment["paytoken"]:
+            raise GlobalError("business", f"the payment of token {token} is {payment['status']}, not paid")
+        left = payment["amount_units"] - payment["refunded_units"]
+        values = {"paytoken": payment["paytoken"], "currency": payment["currency"],
+                  "amount": amount if amount is not None else global_rules.units_text(max(left, 0), payment["currency"])}
+        return self.refund(self._store(payment), values, "control")
+
     # --- the payer (on the hosted page, or a test through the control API) ---
     def approve(self, token: str, card_number: str | None = None) -> dict:
         """Paid, and its notification queued; or declined when a card payment's number is none of
-        the test cards (no notification: only successes are notified)."""
+        the test cards (no notification: only successes are notified). A scenario rule of the
+        payer's moment may decide otherwise (`rule` names it)."""
         with self.storage.atomic():
-            payment, _ = self._settle(self._pending(token), card_number)
-        return self.view(payment)
+            payment, _, rule = self._finish(self._pending(token), card_number)
+        return {**self.view(payment), **({"rule": rule.name} if rule else {})}
 
     def decline(self, token: str) -> dict:
         with self.storage.atomic():
@@ -103,7 +128,7 @@ class GlobalPayments(Room):
             if expiry and global_rules.expired(expiry, self.clock.now().astimezone(KST).date()):
                 payment, outcome = self._refuse(payment, DECLINED), "expired"
             else:
-                payment, outcome = self._settle(payment, card_number)
+                payment, outcome, _ = self._finish(payment, card_number)
         return self._return(payment, outcome)
 
     def decline_on_page(self, token: str) -> dict:
@@ -124,11 +149,41 @@ class GlobalPayments(Room):
             return {"backurl": backurl, "outcome": "cancelled"}
         return self._return(payment, "cancelled")
 
-    def request_from_form(self, store: GlobalStore, form: dict, base_url: str, warnings: list[str]) -> dict:
+    def request_from_form(self, store: GlobalStore, form: dict, base_url: str, warnings: list[str],
+                          headers: dict | None = None) -> dict:
         """The hosted form posted without an API call (its hash checked by the page): a payment
         requested as the API requests one, `payamt` its amount as written."""
         values = {name: value for name, value in form.items() if name not in ("hash", "payamt")}
-        return self.request_payment(store, {**values, "amount": form["payamt"]}, base_url, warnings)
+        return self.request_payment(store, {**values, "amount": form["payamt"]}, base_url, warnings, headers)
+
+    def _finish(self, payment: dict, card_number: str | None) -> tuple[dict, str | dict | None, Rule | None]:
+        """Inside the caller's transaction: the payer's Pay, as the scenario's first rule of the
+        payer's moment decides it (approve, with its card_number if it gives one; decline, with its
+        code and message as retcode and retmsg; abandon, the payer's cancel), else as the card
+        says. (the payment, the page's outcome as _return takes it, the rule)."""
+        rule = self.context.rules.decide(PAYER, self.rule_context(payment, card_number), self.clock.now())
+        if rule is None or rule.outcome == "approve":
+            number = (rule.params.get("card_number") if rule else None) or card_number
+            payment, outcome = self._settle(payment, number)
+            return payment, outcome, rule
+        if rule.outcome == "abandon":
+            return self._refuse(payment, CANCELLED), "cancelled", rule
+        default = global_rules.page_outcome("declined")
+        said = {"retcode": str(rule.params.get("code", default["retcode"])),
+                "retmsg": rule.params.get("message", f"Declined (scenario rule {rule.name!r})")}
+        return self._refuse(payment, DECLINED), said, rule
+
+    @staticmethod
+    def rule_context(payment: dict, card_number: str | None = None) -> dict:
+        """What a scenario rule matches a Global payment on: its request's own fields (storeid,
+        storeorderno, amount as written, pginfo, ...), the headers of its request, the card typed."""
+        request = payment["request"]
+        return {"gateway": GATEWAY, "endpoint": global_rules.REQUEST, "client_id": payment["store_id"],
+                "storeid": payment["store_id"], "storeorderno": payment["order_no"], "amount": payment["amount"],
+                "pginfo": payment["pginfo"], "currency": payment["currency"], "payerid": request.get("payerid"),
+                "payeremail": request.get("payeremail"), "servicename": payment["service_name"],
+                "custom": request.get("custom"), "headers": request.get(REQUEST_HEADERS, {}),
+                "card_number": card_number}
 
     def _settle(self, payment: dict, card_number: str | None) -> tuple[dict, str | None]:
         """Inside the caller's transaction: the payment paid with `card_number` (a card method's
@@ -145,6 +200,7 @@ class GlobalPayments(Room):
         self.storage.settle_global_payment(token, PAID, paytoken, kst_datetime(now), poqtoken, kind,
                                            global_rules.mask_card(number) if card else "")
         paid = self.storage.global_payment(token)
+        self.storage.count("global_pginfo", paid["pginfo"])  # coverage: the pginfo values a run paid with
         self._notify(paid, self._store(paid), NOTIFY_PAID, paid["amount"], now)
         return paid, None
 
@@ -153,7 +209,8 @@ class GlobalPayments(Room):
         self.storage.settle_global_payment(payment["token"], status, None, kst_datetime(self.clock.now()), "", "", "")
         return self.storage.global_payment(payment["token"])
 
-    def _return(self, payment: dict, outcome: str | None) -> dict:
+    def _return(self, payment: dict, outcome: str | dict | None) -> dict:
+        """`outcome`: None (paid), a page ending's name, or a scenario's {retcode, retmsg} (declined)."""
         fields = global_rules.return_fields(payment, self._store(payment).key,
                                             timestamp=str(int(self.clock.now().timestamp())), outcome=outcome)
         return {"target": payment["request"].get("returnurl", ""), "fields": fields,
@@ -185,20 +242,14 @@ class GlobalPayments(Room):
 
     def _notify(self, payment: dict, store: GlobalStore, notifytype: str, payamt: str, now: datetime) -> None:
         """Into the outbox, in the payment's transaction, as a Global notification (form-encoded,
-        acknowledged by <RESULT>OK</RESULT>, its own retries: domain/callback_policy.py's GATEWAYS).
-        None without a notiurl."""
+        acknowledged by <RESULT>OK</RESULT>, its own retries: domain/callback_policy.py's GATEWAYS),
+        with the fault of the scenario's callback rule if one matches. None without a notiurl."""
         url = payment["request"].get("notiurl")
         if not url:
             return
         notifyid = f"N{payment['paytoken']}{self.storage.next_value('global_notification'):06d}"
         body = global_rules.notification_body(payment, store.key, notifytype=notifytype, payamt=payamt,
                                               timestamp=str(int(now.timestamp())), notifyid=notifyid)
-        moment = round(now.timestamp() * 1000)
-        sender, storage = self.context.sender, self.storage
-        if sender is not None:  # due at once: claimed here, sent by this process once committed
-            claimed = storage.enqueue_claimed_callback(payment["paytoken"], url, body, iso(now), moment, [], {},
-                                                       sender.claim_expiry(), gateway=GATEWAY)
-            storage.after_commit(lambda: sender.send_claimed(claimed))
-            return
-        storage.enqueue_callback(payment["paytoken"], url, body, iso(now), moment, [], gateway=GATEWAY)
-        storage.after_commit(self.context.on_callback_queued)
+        rule = self.context.rules.decide(CALLBACK, self.rule_context(payment), now)
+        enqueue(self.context, payment["paytoken"], url, body, now, rule, wrong_key=store.key[::-1] + "x",
+                gateway=GATEWAY)

@@ -72,9 +72,9 @@ class CallbackTables:
         return _callback(row, self._attempts([callback_id])) if row else None
 
     def callbacks(self, *, tid: str | None = None, status: str | None = None, limit: int | None = None,
-                  after: int | None = None) -> list[dict]:
-        """Oldest first, from the first id after `after` (a page's cursor)."""
-        where, args = _where(tid=tid, status=status, id__after=after)
+                  after: int | None = None, gateway: str | None = None) -> list[dict]:
+        """Oldest first, from the first id after `after` (a page's cursor); `gateway`: one gateway's only."""
+        where, args = _where(tid=tid, status=status, gateway=gateway, id__after=after)
         if limit is not None:
             where, args = f"{where} ORDER BY id LIMIT ?", (*args, limit)
         else:

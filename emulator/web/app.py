@@ -11,7 +11,9 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from ..config import Settings, package_version
+from ..domain import global_rules
 from ..domain.errors import GatewayError
+from ..domain.global_rules import GlobalError
 from ..instance import Emulator, build
 from ..sandboxes import Sandboxes
 from ..engines.validation import refuse_nul
@@ -151,6 +153,8 @@ def _install_error_handlers(app: Flask) -> None:
             g.unjournaled = True  # nobody is left to read it, or nothing of it was read: no request to keep
         if isinstance(exc, ClientDisconnected):
             return envelope(GatewayError("malformed_json", detail="the client left before the whole body arrived"))
+        if kind in ("not_found", "method_not_allowed") and global_rules.is_api_path(request.path):
+            return envelope(GlobalError(kind, f"{request.method} {request.path[:100]}"))  # Payletter Global's table
         if kind == "not_found":
             return envelope(GatewayError(kind, path=request.path))
         if kind == "method_not_allowed":

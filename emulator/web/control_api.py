@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify, request
 from ..config import LIST_PAGE
 from ..engines import scenario as scenario_files
 from ..delivery.dispatcher import callback_view
+from ..domain import global_rules
 from ..domain.callback_policy import matches_any, own_name
 from ..domain.identifiers import is_token
 from ..domain.text import is_text
@@ -401,15 +402,21 @@ def coverage():
         for kind, names in part.storage.coverage().items():
             for name, count in names.items():
                 found.setdefault(kind, {})[name] = found.get(kind, {}).get(name, 0) + count
-    # Payletter Global's endpoints are not counted yet (its coverage comes with a later slice).
+    # Payletter Global's endpoints, pginfo values and codes are counted apart (its 998 is not the domestic 998).
     endpoints = sorted({op.path.removeprefix("/v1.0/").removesuffix("/{tid}") for op in OPERATIONS
                         if op.key and op.key != "GLOBAL"})
     callbacks = found.get("callback", {})
     return jsonify(endpoints=found.get("endpoint", {}), error_codes=found.get("error_code", {}),
                    pgcodes=found.get("pgcode", {}), rules=found.get("rule", {}),
                    callbacks={k: callbacks.get(k, 0) for k in ("first_try", "retried", "exhausted")},
+                   global_endpoints=found.get("global_endpoint", {}), global_pginfo=found.get("global_pginfo", {}),
+                   global_error_codes=found.get("global_error_code", {}),
                    never={"endpoints": [e for e in endpoints if e not in found.get("endpoint", {})],
-                          "pgcodes": [p for p in method_table() if p not in found.get("pgcode", {})]})
+                          "pgcodes": [p for p in method_table() if p not in found.get("pgcode", {})],
+                          "global_endpoints": [e for e in global_rules.ENDPOINTS
+                                               if e not in found.get("global_endpoint", {})],
+                          "global_pginfo": [p for p in global_rules.table()["pginfo"] if global_rules.works_in_test(p)
+                                            and p not in found.get("global_pginfo", {})]})
 
 
 @control("/coverage", "DELETE", "Start counting coverage again", work=LONG)

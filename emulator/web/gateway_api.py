@@ -7,6 +7,7 @@ import socket
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
+from ..domain.callback_policy import DOMESTIC
 from ..domain.endpoints import BY_NAME, PREFIX
 from ..domain.errors import GatewayError
 from ..waits import soon
@@ -37,7 +38,7 @@ def endpoint(name: str):
             client = authenticate(key, in_messages, instance, http_request, request_globals)
             strict = instance.settings.strict
             data = http_request.args.to_dict() if query else json_body(strict=strict, http_request=http_request)
-            scenario_rule(instance, name, client, data)
+            scenario_rule(instance, name, client.client_id, data)
             checked = instance.schemas.check_request(f"requests/{schema}", data, strict=strict,
                                                      endpoint=in_messages, from_query=query)
             if checked.warnings:
@@ -54,11 +55,11 @@ def endpoint(name: str):
     return wrap
 
 
-def scenario_rule(instance, endpoint: str, client, data) -> None:
-    """The scenario's answer to this request, decided by the service before the gateway looks
-    at it, in HTTP: the error's envelope, the answer given late, or the connection dropped.
-    The journal records the rule."""
-    answer = instance.service.clock_jobs.decide_api(endpoint, client, data, request_headers)
+def scenario_rule(instance, endpoint: str, client_id: str, data, gateway: str = DOMESTIC) -> None:
+    """The scenario's answer to this request (the domestic gateway's, or Payletter Global's),
+    decided by the service before the gateway looks at it, in HTTP: the error's envelope, the
+    answer given late, or the connection dropped. The journal records the rule."""
+    answer = instance.service.clock_jobs.decide_api(endpoint, client_id, data, request_headers, gateway=gateway)
     if answer is None:
         return
     g.rule = answer.rule

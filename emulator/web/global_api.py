@@ -14,9 +14,10 @@ from jsonschema import Draft202012Validator
 
 from ..config import GlobalStore
 from ..domain import global_rules
-from ..domain.global_rules import AUTH_GPLKEY, AUTH_POQAPI, GlobalError
+from ..domain.global_rules import AUTH_GPLKEY, AUTH_POQAPI, GATEWAY, GlobalError
 from ..engines import lenient_json
 from . import request_log
+from .gateway_api import request_headers, scenario_rule
 from .operations import Operation, register
 from .plumbing import base_url, body_bytes, warnings
 
@@ -25,20 +26,24 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 CHARSETS = {"euc-kr": "euc-kr", "euckr": "euc-kr", "ks_c_5601-1987": "euc-kr", "utf-8": "utf-8", "utf8": "utf-8"}
 
 
-def operation(path: str, summary: str, schema: str, response: str):
-    """Route one Global operation (POST), declared for /openapi.json. The handler gets (emulator,
-    store, values, **path_args), values checked against schemas/global/<schema>.json."""
+def operation(name: str, summary: str, schema: str, response: str):
+    """Route one Global operation (POST) at the path `name` (global_rules.ENDPOINTS), declared for
+    /openapi.json. The handler gets (emulator, store, values, **path_args), values checked against
+    schemas/global/<schema>.json; the scenario answers first, as for the domestic API."""
+    path = "/" + name
     register(Operation(path=path, method="POST", summary=summary, key="GLOBAL", request=f"global/{schema}",
                        response=f"global/{response}"))
 
     def wrap(handler):
         def view(**path_args):
             instance, request_globals, http_request = g.instance, g._get_current_object(), request._get_current_object()
+            request_globals.global_endpoint = name
             strict = instance.settings.strict
             raw = body_bytes(http_request)
             text, values, pairs = read_body(http_request, raw, strict)
             store = authenticate(instance.settings.global_stores, http_request, text, pairs)
             request_globals.client_id = store.store_id
+            scenario_rule(instance, name, store.store_id, values, gateway=GATEWAY)
             checked = check(schema, values, strict)
             if str(checked.get("storeid")) != store.store_id:
                 raise GlobalError("forbidden", f"storeid {str(checked.get('storeid'))[:50]!r} is not the store "
@@ -174,18 +179,19 @@ def signed_urls(http_request: Request) -> list[str]:
 
 # --- the operations ---
 
-@operation("/api/payment/request", "Payletter Global: payment request (GPLKEY JSON or POQAPI form)",
+@operation(global_rules.REQUEST, "Payletter Global: payment request (GPLKEY JSON or POQAPI form)",
            "payment_request", "payment_request_answer")
 def global_payment_request(instance, store, values):
-    return instance.service.global_payments.request_payment(store, values, base_url(instance), warnings())
+    return instance.service.global_payments.request_payment(store, values, base_url(instance), warnings(),
+                                                            headers=request_headers())
 
 
-@operation("/api/payment/refund", "Payletter Global: refund, newer (GPLKEY JSON)", "refund", "refund_answer")
+@operation(global_rules.REFUND, "Payletter Global: refund, newer (GPLKEY JSON)", "refund", "refund_answer")
 def global_refund(instance, store, values):
     return instance.service.global_payments.refund(store, values, "newer")
 
 
-@operation("/payment/{pginfo}/refund", "Payletter Global: refund, older (POQAPI form, charset=euc-kr taken)",
+@operation(global_rules.OLDER_REFUND, "Payletter Global: refund, older (POQAPI form, charset=euc-kr taken)",
            "refund", "refund_answer")
 def global_refund_older(instance, store, values, pginfo):
     if global_rules.canonical_pginfo(pginfo) is None:

@@ -7,9 +7,10 @@ from flask import jsonify, request
 
 from ..config import LIST_PAGE
 from ..domain.errors import GatewayError
-from ..domain.global_rules import PAYMENT_STATUSES
+from ..delivery.dispatcher import callback_view
+from ..domain.global_rules import GATEWAY, PAYMENT_STATUSES
 from ..waits import LONG
-from .control_api import control
+from .control_api import CALLBACK_STATUSES, control
 from .plumbing import emulator
 
 STATUSES = PAYMENT_STATUSES
@@ -45,3 +46,22 @@ def global_approve(token, values):
 @control("/global/payments/{token}/decline", "POST", "A Payletter Global payment declined (no notification)")
 def global_decline(token):
     return jsonify(room().decline(token))
+
+
+@control("/global/payments/{token}/refund", "POST", "A paid Payletter Global payment refunded as the merchant would "
+                                                     "(amount as written, default what is left); its notification "
+                                                     "(notifytype 2) queued; the refund's answer", schema="global_refund")
+def global_refund(token, values):
+    return jsonify(room().refund_by_token(token, values.get("amount")))
+
+
+@control("/global/notifications", "GET", "Payletter Global notifications with their attempts (?paytoken=, ?status="
+                                         "pending|delivered|failed), oldest first", work=LONG)
+def global_notifications():
+    status = request.args.get("status") or None
+    if status not in (None, *CALLBACK_STATUSES):
+        raise GatewayError("control_request_invalid", detail=f"status {status[:40]!r} is not one of "
+                                                             f"{', '.join(CALLBACK_STATUSES)}")
+    found = emulator().storage.callbacks(tid=request.args.get("paytoken") or None, status=status, gateway=GATEWAY,
+                                         limit=LIST_PAGE)
+    return jsonify(notifications=[callback_view(c) for c in found])

@@ -19,6 +19,7 @@ from ..domain import global_rules
 from ..domain.errors import GatewayError
 from ..domain.global_rules import GlobalError
 from ..engines import checkout
+from .gateway_api import request_headers
 from .global_api import check
 from .pages import NoCase, secured, texts
 from .plumbing import base_url, emulator, warnings
@@ -158,5 +159,5 @@ def _hosted_form(layout: str):
         raise GlobalError("unauthorized", "hash is not SHA-256 of storeid, currency, storeorderno, payamt, "
                                           "payerid, timestamp and the store's key")
     _check_return({"request": checked})  # before the payment exists: a refused form leaves nothing behind
-    answer = room().request_from_form(store, checked, base_url(instance), warnings())
+    answer = room().request_from_form(store, checked, base_url(instance), warnings(), headers=request_headers())
     return render("global_gopay.html", layout, token=answer["token"])

@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 
 from flask import Flask, Request, Response, g, request
 
+from ..domain import global_rules
 from ..domain.clock import iso
 from ..domain.errors import GatewayError
 from .plumbing import REDACTED, is_credential
@@ -28,7 +29,7 @@ def install(app: Flask) -> None:
         if (request_globals.get("instance") is not None and not request_globals.get("unjournaled")
                 and not request_globals.get("journaled")):
             http_request = request._get_current_object()
-            if http_request.path.startswith(JOURNALED):
+            if http_request.path.startswith(JOURNALED) or global_rules.is_api_path(http_request.path):
                 _record(response, request_globals, http_request)
         return response
 
@@ -50,13 +51,15 @@ def _record(response: Response, request_globals, http_request: Request) -> None:
     is the request's `g`). The journal never turns an answer into a failure:
     a problem writing it is logged."""
     instance = request_globals.instance
-    endpoint = request_globals.get("endpoint")
-    coverage = [("endpoint", endpoint)] if endpoint else []
+    # Payletter Global's requests are counted apart: its endpoints and its codes (998 is both gateways').
+    prefix = "global_" if global_rules.is_api_path(http_request.path) else ""
+    endpoint = request_globals.get("global_endpoint" if prefix else "endpoint")
+    coverage = [(f"{prefix}endpoint", endpoint)] if endpoint else []
     status = response.status_code
     if status != 200:
         body = response.get_json(silent=True)
         if isinstance(body, dict) and "code" in body:
-            coverage.append(("error_code", str(body["code"])))
+            coverage.append((f"{prefix}error_code", str(body["code"])))
     try:
         instance.storage.journal_append({
             "at": iso(instance.service.context.clock.now()), "method": http_request.method,
