@@ -90,6 +90,7 @@ class _Transaction:
                 storage._db.rollback()
         finally:
             storage._depth = 0
+            storage._foreseen.clear()  # their rows' locks end with the transaction
             hooks, storage._after_commit = storage._after_commit, []
             undo, storage._on_rollback = storage._on_rollback, []
             if not committed:
@@ -115,6 +116,8 @@ class Connection:
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
+        # The counters' rows the transaction under way has read and locked ahead (foresee_value).
+        self._foreseen: dict[str, Callable[[], tuple | None]] = {}
         self._tokens: deque[int] = deque()  # this process's block of token serials
         _STORAGES.add(self)
         self._board = self._db.board
@@ -198,8 +201,24 @@ class Connection:
         with self.atomic():
             return self._db.execute(sql, args)
 
+    def foresee_value(self, name: str) -> None:
+        """Within a write transaction: the counter's row read, and locked until the transaction
+        ends, along with the next statement whose result is read (on PostgreSQL, in its round
+        trip), so that `next_value(name)` later in the transaction reads nothing more: its new
+        value is written with the COMMIT. For a rule that reads a row it may then number (an
+        approval's tid); a counter that has no row yet is made by `next_value` as before."""
+        with self._lock:
+            if self._depth:
+                self._foreseen[name] = self._db.row_when_read(self._db.execute(
+                    "SELECT value FROM counters WHERE name = ?" + self._db.for_update, (name,)))
+
     def next_value(self, name: str) -> int:
         with self.atomic():
+            foreseen = self._foreseen.pop(name, None)
+            row = foreseen() if foreseen is not None else None
+            if row is not None:
+                self._db.execute("UPDATE counters SET value = ? WHERE name = ?", (row[0] + 1, name))
+                return row[0] + 1
             row = self._db.execute(
                 "INSERT INTO counters (name, value) VALUES (?, 1) "
                 "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
