@@ -1,11 +1,13 @@
 """How often a request waits for PostgreSQL (issue 25), counted by a TCP proxy in front of a real
 server (tests/databases.py's RoundTrips), once the statements are prepared: payments/request one
-round trip; an approval (control API), a cancel and a partial cancel two, the row their rule reads
+round trip, every one of them (the process's next block of tokens is asked for within one); an approval (control API), a cancel and a partial cancel two, the row their rule reads
 (locked) and then everything they write with the COMMIT; a payment on the hosted page three, the
 page's read of the payment before them. Counted, not timed."""
 from __future__ import annotations
 
 import pytest
+
+from payletter_emulator.storage import TOKEN_BLOCK
 
 from .conftest import Api, EmulatorProcess, ok
 from .databases import RoundTrips
@@ -45,7 +47,7 @@ def test_each_request_waits_for_postgresql_as_few_times_as_its_rule_needs(postgr
             page = api.post("/v1.0/payments/request", api.request_body()).json()["online_url"]
             assert api.http.post(page, data=CARD, timeout=30).status_code == 200
         before = proxy.snapshot()
-        for _ in range(10):
+        for _ in range(2 * TOKEN_BLOCK):  # past two blocks of tokens: the next block's statement prepared too
             api.request_payment()
         after = proxy.snapshot()  # the senders' connection may have moved too, by their last looks
         requests_connection = max(after, key=lambda number: after[number] - before.get(number, 0))
@@ -60,6 +62,10 @@ def test_each_request_waits_for_postgresql_as_few_times_as_its_rule_needs(postgr
             paid_on_page = trips("the page's pay button", lambda: api.http.post(page, data=CARD, timeout=30))
             assert paid_on_page.status_code == 200 and "data-testid=return-form" in paid_on_page.text.replace('"', "")
         assert counted == {name: [count] * 5 for name, count in EXPECTED.items()}
+        counted["payments/request"] = []
+        for _ in range(2 * TOKEN_BLOCK):  # two blocks of tokens used up, and more asked for
+            trips("payments/request", api.request_payment)
+        assert counted["payments/request"] == [1] * 2 * TOKEN_BLOCK
         payment = api.control(f"/payments/{fields['tid']}", method="GET")  # and they did what they say
         assert payment["remaining"] == 0 and [c["amount"] for c in payment["cancellations"]] == [100, 99_900]
     finally:
