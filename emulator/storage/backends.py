@@ -39,7 +39,7 @@ CONNECT_TIMEOUT = 3  # seconds a new PostgreSQL connection may take, unless the 
 _UNREACHABLE = ("08", "57P01", "57P02", "57P03")
 # A write statement (with the types of its values) held this often by one storage is prepared on its
 # connection (storage/pg_pipeline.py), before a transaction's first statement leaves; one seen once
-# is not. Prepared, a transaction whose statements return no rows goes in one pipeline.
+# is not. Prepared, a transaction's statements go in one pipeline.
 PREPARE_AFTER = 2
 _COMMANDS = {"BEGIN": b"BEGIN", "COMMIT": b"COMMIT"}
 _CONFLICTS = ("40001", "40P01")
