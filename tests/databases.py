@@ -2,6 +2,7 @@
 that the test run starts itself from the system's PostgreSQL binaries (Debian's `postgresql`)."""
 from __future__ import annotations
 
+import collections
 import glob
 import itertools
 import os
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 BACKENDS = ("sqlite", "postgresql")
@@ -97,3 +99,53 @@ class PostgresServer:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RoundTrips:
+    """A TCP proxy in front of PostgreSQL that counts, for each connection through it, the
+    client's round trips: each time the client sends after the server has answered is one
+    (whatever it sends before the next answer counts once)."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.counts: collections.Counter[int] = collections.Counter()
+        self._lock = threading.Lock()
+        self._last_sender: dict[int, str] = {}
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for number in range(1, 10_000):
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self._last_sender[number] = "server"
+            for source, target, side in ((client, server, "client"), (server, client, "server")):
+                threading.Thread(target=self._pump, args=(number, source, target, side), daemon=True).start()
+
+    def _pump(self, number: int, source: socket.socket, target: socket.socket, side: str) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if side == "client" and self._last_sender[number] == "server":
+                        self.counts[number] += 1
+                    self._last_sender[number] = side
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def snapshot(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def close(self) -> None:
+        self.listener.close()

@@ -3,8 +3,9 @@
 PREPARE_AFTER uses, shared by the storages of every schema on that connection with each row in its
 own schema, prepared again on the new connection made after the last one broke (or when they
 were deallocated under it); a statement
-PostgreSQL cannot prepare, or one that returns rows, goes as before (one query, with literals);
-and a value means what it meant as a literal."""
+PostgreSQL cannot prepare goes as before (one query, with literals); the rows a prepared query or
+RETURNING gives are read as psycopg's cursor reads them; and a value means what it meant as a
+literal."""
 from __future__ import annotations
 
 import psycopg
@@ -95,7 +96,7 @@ def test_statements_deallocated_under_the_storage_are_prepared_again(url):
         storage.close()
 
 
-def test_what_postgresql_cannot_prepare_and_what_returns_rows_go_as_one_query(url):
+def test_what_postgresql_cannot_prepare_goes_as_one_query(url):
     storage = Storage(url)
     try:
         storage.next_value("serial")
@@ -104,9 +105,38 @@ def test_what_postgresql_cannot_prepare_and_what_returns_rows_go_as_one_query(ur
             # prepare it (once); as a literal it is text.
             assert storage._run("UPDATE counters SET value = value + 1 WHERE ? IS NOT NULL AND name = ?",
                                 ("x", "serial")).rowcount == 1
-            storage.next_value("serial")  # INSERT ... RETURNING: its row is read
-        assert not [text for text in prepared(storage) if "IS NOT NULL" in text or "RETURNING" in text]
-        assert storage._one("SELECT value FROM counters WHERE name = 'serial'")[0] == 2 * (PREPARE_AFTER + 1) + 1
+        assert not [text for text in prepared(storage) if "IS NOT NULL" in text]
+        assert storage._one("SELECT value FROM counters WHERE name = 'serial'")[0] == PREPARE_AFTER + 2
+    finally:
+        storage.close()
+
+
+def test_rows_a_prepared_statement_returns_are_read_as_the_cursor_reads_them(url):
+    """A query or a RETURNING in a transaction goes prepared too, in the pipeline: its rows come
+    back with the types, names and positions psycopg's cursor (the one-query way) gives them."""
+    storage = Storage(url)
+    query = "SELECT id, tid, next_attempt_at, claim_expires, attempts, status, fault FROM callbacks WHERE tid = ?"
+    try:
+        claimed = storage.enqueue_claimed_callback("T1", "http://127.0.0.1:9/cb", {}, "c", 2**40, [], {}, 1.5)
+        assert claimed["id"] == 1  # read once its transaction has committed
+        storage.enqueue_callback("T2", "http://127.0.0.1:9/cb", {}, "c", None, [])  # held: no next_attempt_at
+        storage._run("UPDATE callbacks SET tid = 'T1', claim_expires = NULL WHERE tid = 'T2'")
+        read = []
+        for _ in range(PREPARE_AFTER + 1):  # as one query of literals, then prepared
+            with storage.atomic():
+                row = storage._one_to_change(query + " ORDER BY id", ("T1",))
+                read.append((dict(row), tuple(row[index] for index in range(7)),
+                             storage._tuples(query + " ORDER BY id", ("T1",)),
+                             storage.next_value("serial")))
+        assert prepared(storage).count(numbered(query.replace("?", "%s")) + " ORDER BY id FOR UPDATE") == 1
+        assert any("RETURNING value" in text for text in prepared(storage))
+        first = read[0]
+        rows = [(1, "T1", 2**40, 1.5, 0, "pending", "{}"), (2, "T1", None, None, 0, "pending", "{}")]
+        names = ("id", "tid", "next_attempt_at", "claim_expires", "attempts", "status", "fault")
+        assert first[0] == dict(zip(names, rows[0])) and first[1] == rows[0] and first[2] == rows
+        assert [type(value) for value in first[1]] == [int, str, int, float, int, str, str]
+        assert [entry[:3] for entry in read] == [first[:3]] * (PREPARE_AFTER + 1)
+        assert [entry[3] for entry in read] == list(range(1, PREPARE_AFTER + 2))
     finally:
         storage.close()
 

@@ -3,10 +3,8 @@ database; a payments/request is one transaction of a few round trips; and a serv
 and comes back is connected to again, with nothing answered before lost."""
 from __future__ import annotations
 
-import collections
 import json
 import re
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,7 @@ import pytest
 import requests
 
 from .conftest import PAYMENT_KEY, Api, EmulatorProcess, ok, refused, run_cli
-from .databases import PostgresServer
+from .databases import PostgresServer, RoundTrips
 from .doc_blocks import doc_block
 
 # The shared_state read every request makes first (storage/clock_job_tables.py), as
@@ -33,56 +31,6 @@ def own_postgres():
     server = PostgresServer("shared_preload_libraries=pg_stat_statements", "autovacuum=off")
     yield server
     server.stop()
-
-
-class RoundTrips:
-    """A TCP proxy in front of PostgreSQL that counts, for each connection through it, the
-    client's round trips: each time the client sends after the server has answered is one
-    (whatever it sends before the next answer counts once)."""
-
-    def __init__(self, port: int):
-        self.target = port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.counts: collections.Counter[int] = collections.Counter()
-        self._lock = threading.Lock()
-        self._last_sender: dict[int, str] = {}
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        for number in range(1, 10_000):
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self._last_sender[number] = "server"
-            for source, target, side in ((client, server, "client"), (server, client, "server")):
-                threading.Thread(target=self._pump, args=(number, source, target, side), daemon=True).start()
-
-    def _pump(self, number: int, source: socket.socket, target: socket.socket, side: str) -> None:
-        try:
-            while data := source.recv(65536):
-                with self._lock:
-                    if side == "client" and self._last_sender[number] == "server":
-                        self.counts[number] += 1
-                    self._last_sender[number] = side
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, target):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def snapshot(self) -> dict[int, int]:
-        with self._lock:
-            return dict(self.counts)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def test_a_payment_request_is_one_transaction_of_at_most_four_round_trips(own_postgres, tmp_path,

@@ -48,6 +48,7 @@ class Payer(Room):
         A scenario rule may make the payer decline or abandon instead, or choose for them. Once
         its page has expired it is refused, as the page is, unless `ignore_expiry`."""
         with self.storage.atomic():  # the payment read once, and unchanged by anyone until approved
+            self.storage.foresee_value("tid")  # read with the payment: its tid takes no read of its own
             payment = self._pending(token, to_change=True)
             if not ignore_expiry:
                 self._refuse_expired(payment, hint="; ignore_expiry (--ignore-expiry) approves it all the same")
@@ -143,12 +144,13 @@ class Payer(Room):
                 self.storage.save_payment(payment)
         return payment
 
-    def pay_on_page(self, token: int, entry: checkout.Entry) -> dict:
-        """The page's pay button: the control API's decline or approve, so both make the same
-        fields, callback and state. {"target", "fields"}: the fields go to return_url
+    def pay_on_page(self, payment: Payment, entry: checkout.Entry) -> dict:
+        """The page's pay button, on the payment the page read (`page_payment`, not read again:
+        the approval reads it again, locked): the control API's decline or approve, so both make
+        the same fields, callback and state. {"target", "fields"}: the fields go to return_url
         (app_return_url in an app); or {"cancel": url or None} when a scenario rule made the
         payer abandon instead. A declining test input is decided here, before any scenario rule."""
-        payment = self.page_payment(token)
+        token = payment.token
         if entry.failure is not None:
             answer = self.decline(token, entry.failure.code, entry.failure.message)
         else:

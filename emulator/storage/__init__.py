@@ -27,6 +27,7 @@ class Storage(PaymentTables, BillkeyAndReceiptTables, CallbackTables, ClockAndJo
     def __init__(self, path: str = ":memory:", journal_limit: int = 10_000, callback_limit: int = 10_000,
                  schema: str | None = None):
         self.callback_limit = callback_limit
+        self._since_callback_prune = 0  # callbacks queued since the finished ones were last pruned
         self._hold_journal(journal_limit)
         self._open(path, schema)
 

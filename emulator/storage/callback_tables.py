@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 
-from .connection import _where
+from .connection import _json, _where
 from .schema import PENDING_CALLBACKS
+
+CALLBACK_PRUNE_EVERY = 100  # callbacks a storage queues between two prunings of the finished ones
 
 # Each look below is a min() or max() over an index, never EXISTS or LIMIT 1: PostgreSQL plans a
 # min() as the index's first entry whatever its statistics say, where an EXISTS may be planned as a
@@ -23,44 +25,61 @@ class CallbackTables:
                          warnings: list[str], fault: dict | None = None, status: str = "pending",
                          gateway: str = "domestic") -> int:
         """`due` None holds the callback until `release_held`. `gateway`: whose notification it is
-        (domestic, or Payletter Global's), which says how it is sent and acknowledged."""
-        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status, gateway=gateway)["id"]
+        (domestic, or Payletter Global's), which says how it is sent and acknowledged. Its id (on
+        PostgreSQL, read within the transaction: a round trip of its own)."""
+        return self._insert_callback(tid, url, body, created_at, due, warnings, fault, status, gateway=gateway)()[0]
 
     def enqueue_claimed_callback(self, tid: str, url: str, body: dict, created_at: str, due: int,
                                  warnings: list[str], fault: dict, claim_expires: float, gateway: str = "domestic") -> dict:
         """A callback due at once, queued with a claim for its first attempt (good until wall time
-        `claim_expires`): the callback as a claim gives it."""
+        `claim_expires`): the callback as a claim gives it, its "id" there once the transaction
+        has committed (before the hooks of `after_commit` given after this), so that on PostgreSQL
+        nothing of it is read back before the COMMIT it travels with."""
         claim = uuid.uuid4().hex
-        row = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim, claim_expires,
-                                    gateway)
-        return {**_callback(row, {}), "claim": claim}
+        fault = fault or {}
+        read_id = self._insert_callback(tid, url, body, created_at, due, warnings, fault, "pending", claim,
+                                        claim_expires, gateway)
+        claimed = {"id": None, "tid": tid, "url": url, "body": body, "status": "pending", "attempts_made": 0,
+                   "next_attempt_at": due, "created_at": created_at, "warnings": list(warnings), "fault": fault,
+                   "claimed_by": claim, "claim_expires": claim_expires, "gateway": gateway, "attempts": [],
+                   "claim": claim}
+        self.after_commit(lambda: claimed.update(id=read_id()[0]))
+        return claimed
 
     def _insert_callback(self, tid: str, url: str, body: dict, created_at: str, due: int | None,
                          warnings: list[str], fault: dict | None, status: str, claim: str | None = None,
                          claim_expires: float | None = None, gateway: str = "domestic"):
+        """The callback inserted (and counted if pending); a function that gives its row `(id,)`,
+        read only when it is called (backends' `row_when_read`)."""
         with self.atomic():
-            row = self._db.execute(
+            read_id = self._db.row_when_read(self._db.execute(
                 "INSERT INTO callbacks (tid, url, body, status, attempts, next_attempt_at, created_at, "
                 "warnings, fault, claimed_by, claim_expires, gateway) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING *",
-                (tid, url, json.dumps(body, ensure_ascii=False), status, due, created_at,
-                 json.dumps(warnings, ensure_ascii=False), json.dumps(fault or {}, ensure_ascii=False),
-                 claim, claim_expires, gateway)).fetchone()
+                "RETURNING id",
+                (tid, url, _json(body), status, due, created_at, _json(warnings), _json(fault or {}),
+                 claim, claim_expires, gateway)))
             if status == "pending":
                 self._count_pending(+1)
-            if row["id"] % 100 == 0:
-                self._prune_callbacks(row["id"] - self.callback_limit)
-            return row
+            # Bounded every CALLBACK_PRUNE_EVERY callbacks this storage queues, by a statement that
+            # reads nothing back.
+            self._since_callback_prune += 1
+            if self._since_callback_prune >= CALLBACK_PRUNE_EVERY:
+                self._since_callback_prune = 0
+                self._prune_callbacks()
+            return read_id
 
     def _count_pending(self, change: int) -> None:
         self._db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (change, PENDING_CALLBACKS))
 
-    def _prune_callbacks(self, up_to_id: int) -> None:
+    def _prune_callbacks(self) -> None:
         """Bounded like the journal: finished notifications older than the last `callback_limit`
         go, with their attempts; pending ones stay, however old."""
+        last_kept = "(SELECT max(id) FROM callbacks) - ?"
         self._db.execute("DELETE FROM callback_attempts WHERE callback_id IN "
-                         "(SELECT id FROM callbacks WHERE id <= ? AND status <> 'pending')", (up_to_id,))
-        self._db.execute("DELETE FROM callbacks WHERE id <= ? AND status <> 'pending'", (up_to_id,))
+                         f"(SELECT id FROM callbacks WHERE id <= {last_kept} AND status <> 'pending')",
+                         (self.callback_limit,))
+        self._db.execute(f"DELETE FROM callbacks WHERE id <= {last_kept} AND status <> 'pending'",
+                         (self.callback_limit,))
 
     def release_held(self, before_id: int, due: int) -> None:
         """Held callbacks queued before `before_id` fall due: they arrive after it."""

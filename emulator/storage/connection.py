@@ -17,6 +17,10 @@ from .backends import BUSY_WAIT, connect, locked
 from .schema import ADDED_COLUMNS, ADDED_INDEXES, PENDING_CALLBACKS, SCHEMA
 
 TOKEN_BLOCK = 100
+# A process asks for its next block while this many tokens of its block are left, in the write
+# transaction under way (PostgreSQL's: in its round trip, read once it has committed), so that no
+# request waits for a block of its own (as one in TOKEN_BLOCK did: the p99 of payments/request).
+TOKEN_REFILL = TOKEN_BLOCK // 2
 # A SQLite writer finding another process writing tries again after these pauses (doubling): for
 # BUSY_WAIT seconds in a run of a request that may give up (waits.attempt: another emulator
 # process's writes are that short), LOCK_WAIT seconds otherwise.
@@ -29,6 +33,7 @@ def _forget_tokens_in_child() -> None:
     """A forked process must not hand out its parent's block of tokens a second time."""
     for storage in _STORAGES:
         storage._tokens.clear()
+        storage._refilling = False
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
@@ -90,6 +95,7 @@ class _Transaction:
                 storage._db.rollback()
         finally:
             storage._depth = 0
+            storage._foreseen.clear()  # their rows' locks end with the transaction
             hooks, storage._after_commit = storage._after_commit, []
             undo, storage._on_rollback = storage._on_rollback, []
             if not committed:
@@ -115,7 +121,10 @@ class Connection:
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
+        # The counters' rows the transaction under way has read and locked ahead (foresee_value).
+        self._foreseen: dict[str, Callable[[], tuple | None]] = {}
         self._tokens: deque[int] = deque()  # this process's block of token serials
+        self._refilling = False  # a transaction under way asks for the next block
         _STORAGES.add(self)
         self._board = self._db.board
         self.backend = self._db.name
@@ -198,8 +207,24 @@ class Connection:
         with self.atomic():
             return self._db.execute(sql, args)
 
+    def foresee_value(self, name: str) -> None:
+        """Within a write transaction: the counter's row read, and locked until the transaction
+        ends, along with the next statement whose result is read (on PostgreSQL, in its round
+        trip), so that `next_value(name)` later in the transaction reads nothing more: its new
+        value is written with the COMMIT. For a rule that reads a row it may then number (an
+        approval's tid); a counter that has no row yet is made by `next_value` as before."""
+        with self._lock:
+            if self._depth:
+                self._foreseen[name] = self._db.row_when_read(self._db.execute(
+                    "SELECT value FROM counters WHERE name = ?" + self._db.for_update, (name,)))
+
     def next_value(self, name: str) -> int:
         with self.atomic():
+            foreseen = self._foreseen.pop(name, None)
+            row = foreseen() if foreseen is not None else None
+            if row is not None:
+                self._db.execute("UPDATE counters SET value = ? WHERE name = ?", (row[0] + 1, name))
+                return row[0] + 1
             row = self._db.execute(
                 "INSERT INTO counters (name, value) VALUES (?, 1) "
                 "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value", (name,)).fetchone()
@@ -208,9 +233,12 @@ class Connection:
     def next_token(self) -> int:
         """The next serial for a token (payment or cash receipt). Taken from the shared counter
         in blocks of TOKEN_BLOCK, so most payment requests write no counter: each process hands
-        out its own block, so tokens stay unique, and ascend within a process."""
+        out its own block, so tokens stay unique, and ascend within a process. Within a write
+        transaction the next block is asked for while TOKEN_REFILL are left (`_refill_tokens`)."""
         with self._lock:
             if self._tokens:
+                if len(self._tokens) <= TOKEN_REFILL and self._depth and not self._refilling:
+                    self._refill_tokens()
                 return self._tokens.popleft()
         with self.atomic():  # not within the lock above: a writer waiting for another holds nothing
             if not self._tokens:
@@ -221,6 +249,27 @@ class Connection:
                 self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
                 self._on_rollback.append(self._tokens.clear)  # rolled back: the block is no longer reserved
             return self._tokens.popleft()
+
+    def _refill_tokens(self) -> None:
+        """The next block, asked for in the transaction under way (the caller holds the lock) and
+        nothing read back before it commits; then its serials join what is left, in order. A
+        rollback gives it back (the counter's change with it)."""
+        self._refilling = True
+        read = self._db.row_when_read(self._db.execute(
+            "INSERT INTO counters (name, value) VALUES ('token', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value", (TOKEN_BLOCK, TOKEN_BLOCK)))
+
+        def refilled() -> None:
+            last = read()[0]
+            with self._lock:
+                self._tokens = deque(sorted([*self._tokens, *range(last - TOKEN_BLOCK + 1, last + 1)]))
+                self._refilling = False
+
+        def given_back() -> None:
+            self._refilling = False
+
+        self._after_commit.append(refilled)
+        self._on_rollback.append(given_back)
 
 
 _COMPARISONS = {"after": ">", "before": "<"}

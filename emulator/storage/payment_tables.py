@@ -66,19 +66,19 @@ class PaymentTables:
         return [_payment(r) for r in rows]
 
     def record_cancellation(self, cancellation: Cancellation) -> Cancellation:
-        """Inside `atomic()`: write the cancellation and the payment's new totals together."""
+        """Inside `atomic()`: write the cancellation and the payment's new totals together. Nothing is
+        read back (its id stays unknown here), so on PostgreSQL both go with the COMMIT."""
         with self.atomic():
-            row = self._db.execute(
+            self._db.execute(
                 "INSERT INTO cancellations (tid, amount, taxfree_amount, tax_amount, partial, cancel_date, ip_addr) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (cancellation.tid, cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount,
-                 int(cancellation.partial), cancellation.cancel_date, cancellation.ip_addr)).fetchone()
+                 int(cancellation.partial), cancellation.cancel_date, cancellation.ip_addr))
             self._db.execute(
                 "UPDATE payments SET cancelled_amount = cancelled_amount + ?, "
                 "cancelled_taxfree_amount = cancelled_taxfree_amount + ?, "
                 "cancelled_tax_amount = cancelled_tax_amount + ? WHERE tid = ?",
                 (cancellation.amount, cancellation.taxfree_amount, cancellation.tax_amount, cancellation.tid))
-            cancellation.id = row[0]
             return cancellation
 
     def cancellations_of(self, tid: str) -> list[Cancellation]:

@@ -1,8 +1,9 @@
-"""How a PostgreSQL write transaction's statements travel when none of them returns rows: each is
-prepared once per connection (libpq's named Parse), then all of them, BEGIN and COMMIT with them,
-are sent in libpq's pipeline mode with their values apart from the SQL, and read back in one
-round trip. PostgreSQL then neither parses, plans nor reads values out of SQL text again, and
-psycopg's cursor is not in the way (benchmarks/RESULTS.md, issue 25). The values mean what the SQL
+"""How a PostgreSQL write transaction's statements travel: each is prepared once per connection
+(libpq's named Parse), then all of them, BEGIN and COMMIT with them, are sent in libpq's pipeline
+mode with their values apart from the SQL, and read back in one round trip; the rows a query or a
+RETURNING gives are read by psycopg's loaders (its adapters' map), as its cursor would read them.
+PostgreSQL then neither parses, plans nor reads values out of SQL text again, and psycopg's
+cursor is not in the way (benchmarks/RESULTS.md, issue 25). The values mean what the SQL
 literals psycopg's ClientCursor writes would mean: a str goes untyped, so the server gives it the
 type its place needs, as a quoted literal; an int goes as bigint (numeric past its range), a float
 as double precision, a bool as boolean, None as NULL. Anything else, or a str holding NUL (which
@@ -14,18 +15,11 @@ import re
 import select
 
 from psycopg import errors
-from psycopg.pq import ExecStatus, PipelineStatus
+from psycopg.pq import ExecStatus, Format, PipelineStatus
 
 UNTYPED, BOOLEAN, BIGINT, NUMERIC, DOUBLE = 0, 16, 20, 1700, 701
 _BIGINT_RANGE = range(-2**63, 2**63)
-# A statement whose rows a caller may read (a query, RETURNING): its rows would need psycopg's
-# types, so its transaction goes as one query with literals instead.
-_RETURNS_ROWS = re.compile(r"\s*(SELECT|WITH|VALUES|SHOW|TABLE)\b|.*\bRETURNING\b", re.IGNORECASE | re.DOTALL)
 _PARAMETER = re.compile(r"%%|%s")  # in a statement written for psycopg: a literal %, a parameter
-
-
-def returns_rows(sql: str) -> bool:
-    return _RETURNS_ROWS.match(sql) is not None
 
 
 def numbered(sql: str) -> str:
@@ -111,6 +105,27 @@ def run(pgconn, statements: list[tuple[bytes | None, bytes | list[bytes | None]]
     if failed is not None:
         raise failed
     return results
+
+
+def rows(result, connection, loaders: dict, make_row) -> list:
+    """The rows of a statement's result (libpq's, in text), each value read by the loader psycopg's
+    adapters give its column's type on `connection` (kept in `loaders` by type), each row made by
+    `make_row` from the list of its values (`tuple`, or one that names them: `names(result)`)."""
+    columns = []
+    for column in range(result.nfields):
+        oid = result.ftype(column)
+        loader = loaders.get(oid)
+        if loader is None:
+            loader = loaders[oid] = connection.adapters.get_loader(oid, Format.TEXT)(oid, connection)
+        columns.append(loader.load)
+    value = result.get_value
+    return [make_row([None if (text := value(row, column)) is None else load(text)
+                      for column, load in enumerate(columns)])
+            for row in range(result.ntuples)]
+
+
+def names(result) -> list[str]:
+    return [result.fname(column).decode() for column in range(result.nfields)]
 
 
 def _next_result(pgconn):

@@ -189,7 +189,7 @@ def payment_page():
         return _payment_form(where, payment, reading, 422)
     if reading.app_step_due:
         return _payment_form(where, payment, reading, step="app")
-    outcome = payer().pay_on_page(token, reading.entry)
+    outcome = payer().pay_on_page(payment, reading.entry)
     if "cancel" in outcome:  # a scenario rule made the payer abandon
         return _Redirect(outcome["cancel"]) if outcome["cancel"] else render("cancelled.html", where)
     return render("return.html", where, target=outcome["target"], fields=outcome["fields"], outcome=_outcome(outcome))
