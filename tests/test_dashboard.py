@@ -1,12 +1,15 @@
 """The dashboard at /_emulator/: served by the emulator behind the control API's guard, and in a
-real browser (headless chromium) it shows payments, callbacks, virtual accounts, the scenario and
-the journal, and drives the emulator (resend, clock, deposit) through the control API. The
-screenshot goes to test-artifacts/dashboard.png."""
+real browser (headless chromium) it shows payments, callbacks, virtual accounts, the scenario,
+Payletter Global's payments and notifications, and the journal, and drives the emulator (resend,
+clock, deposit; Global's approve, decline and refund) through the control API. The screenshots go
+to test-artifacts/dashboard.png and dashboard-global.png."""
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
@@ -17,6 +20,8 @@ from .conftest import Api, CallbackReceiver, EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ARTIFACTS.parent / "dashboard.png"
+GLOBAL_SCREENSHOT = ARTIFACTS.parent / "dashboard-global.png"
+GLOBAL_STORE = GLOBAL_KEY = "global_test"  # the built-in Payletter Global test store: its key is its id
 TOKEN = "s3cret"
 # Values a merchant may send that would be markup if a page parsed them (product_name may not
 # hold < or >; these fields may).
@@ -122,6 +127,35 @@ def scene(api: Api, receiver: CallbackReceiver) -> dict:
     return {"transfer": transfer["tid"], "card": card["tid"], "account": accounts[0]["tid"]}
 
 
+def global_payment(api: Api, notiurl: str, **fields) -> str:
+    """A Payletter Global payment requested as a merchant's server does (GPLKEY, JSON); its token."""
+    body = {"storeid": GLOBAL_STORE, "currency": "USD", "storeorderno": "G-1", "amount": "10.00",
+            "payerid": "user42", "payeremail": "buyer@example.com", "servicename": "A T-shirt",
+            "pginfo": "PLCreditCard", "returnurl": "https://shop.example/return", "notiurl": notiurl, **fields}
+    answer = requests.post(api.url + "/api/payment/request", headers={"Authorization": f"GPLKEY {GLOBAL_KEY}"},
+                           json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["token"])
+
+
+def notifications(receiver: CallbackReceiver, path: str, count: int) -> list[dict]:
+    """The Global notification forms POSTed to `path`, once `count` have arrived."""
+    def forms():
+        return [dict(parse_qsl(r.body.decode())) for r in receiver.received if r.path == path]
+
+    with receiver.event:
+        found = receiver.event.wait_for(lambda: len(forms()) >= count, WAIT)
+    assert found, f"{count} notifications expected at {path}, got {forms()}"
+    return forms()
+
+
+def notification_hash(form: dict) -> str:
+    """What a merchant's notification page recomputes (Payletter's samples): lower-case hex SHA-256
+    of storeid, currency, storeorderno, payamt, payerid, timestamp and the key."""
+    signed = "".join(form[name] for name in ("storeid", "currency", "storeorderno", "payamt", "payerid", "timestamp"))
+    return hashlib.sha256((signed + GLOBAL_KEY).encode()).hexdigest()
+
+
 # --- served by the emulator, guarded like the control API ---------------------------------------
 
 def test_the_page_is_a_shell_with_its_own_script_under_a_strict_policy(api):
@@ -148,6 +182,7 @@ def test_without_the_trailing_slash_the_page_moves_to_it(api):
 def test_in_korean_on_request(api):
     page = requests.get(api.url + "/_emulator/", params={"lang": "ko"}, timeout=10)
     assert '<html lang="ko">' in page.text and "+1시간" in page.text and "입금 대기 중인 가상계좌" in page.text
+    assert "페이레터 글로벌 결제" in page.text and "페이레터 글로벌 알림" in page.text
     assert 'href="?lang=en"' in page.text
 
 
@@ -327,6 +362,115 @@ def test_the_dashboard_shows_the_emulator_and_drives_it(tour, receiver, desktop)
     expect(desktop.get_by_test_id("clock-state")).to_have_attribute("data-frozen", "false")
     desktop.get_by_test_id("freeze-toggle").click()
     expect(desktop.get_by_test_id("clock-state")).to_have_attribute("data-frozen", "true")
+
+
+def test_the_global_sections_show_payletter_global_and_drive_it(tour, receiver, desktop):
+    """Payments made through Payletter Global's API, approved, declined and refunded from the page;
+    their notifications with their hash and attempts, resent from the page once the notification
+    page acknowledges; the domestic sections keep to the domestic gateway."""
+    noti = receiver.url.replace("/callback", "/noti")
+    receiver.as_global_page().answer = b"<RESULT>FAIL</RESULT>"  # the notification page refuses, at first
+    paid = global_payment(tour, noti, storeorderno=HOSTILE_ORDER, custom=HOSTILE_CUSTOM)
+    declined = global_payment(tour, noti, storeorderno="G-2", currency="JPY", amount="1200", servicename="A mug")
+    domestic = tour.pay(order_no="domestic")
+    desktop.goto(tour.url + "/_emulator/")
+
+    payments = desktop.get_by_test_id("global-payments")
+    row = payments.locator(f'[data-testid=global-payment-row][data-token="{paid}"]')
+    other = payments.locator(f'[data-testid=global-payment-row][data-token="{declined}"]')
+    expect(payments.get_by_test_id("global-payment-row")).to_have_count(2)
+    expect(row.get_by_test_id("amount")).to_have_text("USD 10.00")
+    expect(other.get_by_test_id("amount")).to_have_text("JPY 1200")
+    expect(row.get_by_test_id("order-no")).to_have_text(HOSTILE_ORDER)
+    expect(row.get_by_test_id("store-id")).to_have_text(GLOBAL_STORE)
+    expect(row.get_by_test_id("payer")).to_have_text("user42 · buyer@example.com")
+    expect(row.get_by_test_id("status")).to_have_attribute("data-status", "requested")
+    expect(row.get_by_test_id("remaining")).to_have_text("—")
+    expect(row.get_by_test_id("refund")).to_have_count(0)
+
+    # Approve, as the payer on the page would (a Visa test card); the notification leaves and is refused.
+    row.get_by_test_id("approve").click()
+    expect(row.get_by_test_id("status")).to_have_attribute("data-status", "paid")
+    expect(desktop.get_by_test_id("flash")).to_contain_text(f"Global payment {paid}: Paid.")
+    expect(row.get_by_test_id("card")).to_have_text("VISA ************1111")
+    expect(row.get_by_test_id("remaining")).to_have_text("USD 10.00")
+    [first] = notifications(receiver, "/noti", 1)
+    paytoken = first["paytoken"]
+    expect(row).to_have_attribute("data-paytoken", paytoken)
+    notices = desktop.get_by_test_id("global-notifications")
+    notice = notices.locator(f'[data-testid=global-notification-row][data-paytoken="{paytoken}"][data-notifytype="1"]')
+    expect(notice).to_have_attribute("data-status", "pending")
+    expect(notice.get_by_test_id("notifytype")).to_have_text("Paid")
+    expect(notice.get_by_test_id("payamt")).to_have_text("USD 10.00")
+    expect(notice.get_by_test_id("hash")).to_have_text(notification_hash(first))
+    expect(notice.get_by_test_id("attempts")).to_have_text("1")
+    expect(notice.get_by_test_id("last-result")).to_contain_text("<RESULT>OK</RESULT>")
+    notice.get_by_test_id("details").click()
+    answers = notices.locator("tr.detail").get_by_test_id("attempt")
+    expect(answers).to_have_count(1)
+    expect(answers).to_contain_text("<RESULT>FAIL</RESULT>")
+    expect(notices.locator("tr.detail")).to_contain_text(first["notifyid"])
+
+    # Resend, once the page acknowledges: delivered.
+    receiver.answer = b"<RESULT>OK</RESULT>"
+    notice.get_by_test_id("resend").click()
+    assert notifications(receiver, "/noti", 2)[-1]["hash"] == first["hash"]
+    expect(notice).to_have_attribute("data-status", "delivered")
+    expect(answers).to_have_count(2)
+    expect(desktop.get_by_test_id("flash")).to_contain_text("one extra attempt made")
+
+    # Decline: nothing to refund, nothing notified.
+    other.get_by_test_id("decline").click()
+    expect(other.get_by_test_id("status")).to_have_attribute("data-status", "declined")
+    expect(other.get_by_test_id("approve")).to_have_count(0)
+    expect(other.get_by_test_id("refund")).to_have_count(0)
+
+    # A partial refund of the amount typed, then the rest; each notified (notifytype 2).
+    row.get_by_test_id("refund-amount").fill("2.50")
+    row.get_by_test_id("refund").click()
+    expect(desktop.get_by_test_id("flash")).to_contain_text(f"{paytoken}: USD 2.50 refunded, USD 7.50 left.")
+    expect(row.get_by_test_id("status")).to_have_attribute("data-status", "partially_refunded")
+    expect(row.get_by_test_id("refunded")).to_have_text("USD 2.50")
+    expect(row.get_by_test_id("remaining")).to_have_text("USD 7.50")
+    refund = notifications(receiver, "/noti", 3)[-1]
+    assert (refund["notifytype"], refund["payamt"], refund["hash"]) == ("2", "2.50", notification_hash(refund))
+    refunded = notices.locator('[data-testid=global-notification-row][data-notifytype="2"]')
+    expect(refunded.get_by_test_id("notifytype")).to_have_text("Refund")
+    expect(refunded).to_have_attribute("data-status", "delivered")
+    expect(row.get_by_test_id("refund-amount")).to_have_value("")
+    row.get_by_test_id("refund").click()  # empty: what is left
+    expect(row.get_by_test_id("status")).to_have_attribute("data-status", "refunded")
+    expect(row.get_by_test_id("refunded")).to_have_text("USD 10.00")
+    expect(row.get_by_test_id("refund")).to_have_count(0)
+    assert notifications(receiver, "/noti", 4)[-1]["payamt"] == "7.50"
+    row.get_by_test_id("details").click()
+    detail = payments.locator("tr.detail")
+    expect(detail.get_by_test_id("refund-row")).to_have_count(2)
+    expect(detail.get_by_test_id("refund-row").first).to_contain_text("USD 2.50")
+    expect(detail).to_contain_text(HOSTILE_CUSTOM)  # as text
+    assert desktop.locator("main img, main b, main script").count() == 0
+    assert desktop.evaluate("window.pwned") is None
+
+    # The domestic sections keep to the domestic gateway; the tile counts Global's.
+    expect(desktop.get_by_test_id("callback-row")).to_have_count(1)
+    expect(desktop.get_by_test_id("callback-row")).to_have_attribute("data-tid", domestic["tid"])
+    expect(desktop.get_by_test_id("payment-row")).to_have_count(1)
+    expect(desktop.locator("[data-stat=global]")).to_have_text("2")
+    expect(desktop.locator("[data-stat=global-sub]")).to_have_text("1 paid · 0 notifications pending")
+    expect(desktop.locator("[data-stat=callbacks]")).to_have_text("1")
+    desktop.evaluate("window.scrollTo(0, 0)")
+    GLOBAL_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    desktop.screenshot(path=str(GLOBAL_SCREENSHOT), full_page=True)
+
+    # The filter finds a Global payment by its paytoken; in Korean, Global's words too.
+    desktop.get_by_test_id("filter").fill(paytoken)
+    expect(payments.get_by_test_id("global-payment-row")).to_have_count(1)
+    expect(desktop.get_by_test_id("payment-row")).to_have_count(0)
+    expect(notices.get_by_test_id("global-notification-row")).to_have_count(3)
+    desktop.goto(tour.url + "/_emulator/?lang=ko")
+    expect(row.get_by_test_id("status")).to_have_text("환불")
+    expect(other.get_by_test_id("status")).to_have_text("거절됨")
+    expect(refunded.first.get_by_test_id("notifytype")).to_have_text("환불")
 
 
 def test_refreshes_by_itself_and_on_demand_and_filters(tour, desktop):

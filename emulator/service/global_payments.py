@@ -222,8 +222,14 @@ class GlobalPayments(Room):
             store_id=store_id, status=status, limit=limit, after=after)]
 
     def view(self, payment: dict) -> dict:
+        """The payment with its refunds, and what was refunded and is left as the currency writes
+        amounts ("2.50", "7.50"; the dashboard shows them), besides the counts in minor units; what is
+        left is None until the payment is paid."""
         shown = dict(payment)
         shown["refunds"] = self.storage.global_refunds_of(payment["paytoken"]) if payment["paytoken"] else []
+        currency, left = payment["currency"], payment["amount_units"] - payment["refunded_units"]
+        shown["refunded_amount"] = global_rules.units_text(payment["refunded_units"], currency)
+        shown["remaining_amount"] = global_rules.units_text(left, currency) if payment["paytoken"] else None
         return shown
 
     def _pending(self, token: str, *, to_change: bool = True) -> dict:

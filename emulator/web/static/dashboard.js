@@ -17,10 +17,12 @@
   // The root's dashboard, from which every sandbox's is /_sandbox/<id>/_emulator/ (the picker's way).
   var rootBase = base.replace(/_sandbox\/[^/]+\/_emulator\/$/, "_emulator/");
 
-  var state = {clock: null, clockAt: 0, payments: [], callbacks: [], scenario: null, journal: [], sandboxes: []};
+  var state = {clock: null, clockAt: 0, payments: [], callbacks: [], scenario: null, journal: [], sandboxes: [],
+               globalPayments: [], globalNotifications: []};
   var rendered = {};          // what each table last showed, so an unchanged table is left alone
   var expanded = new Set();   // detail rows the user opened, kept open across refreshes
   var filter = "";
+  var refundAmounts = {};     // what the user typed in a Global payment's refund box, by token, across refreshes
   var timer = null, inFlight = null, queued = null;
 
   // --- words and numbers --------------------------------------------------------------------
@@ -40,6 +42,12 @@
   function won(amount) {
     if (amount === null || amount === undefined || amount === "") { return W.none; }
     return say("won", {amount: Number(amount).toLocaleString("ko-KR")});
+  }
+
+  // A Payletter Global amount as the currency writes it ("USD 10.00"), as the hosted page shows it.
+  function money(amount, currency) {
+    if (amount === null || amount === undefined || amount === "") { return W.none; }
+    return say("money", {currency: currency, amount: amount});
   }
 
   // Epoch milliseconds of a number, an ISO 8601 moment, or the gateway's "YYYY-MM-DD HH:MM:SS" (KST).
@@ -109,7 +117,8 @@
 
   var TONES = {created: "neutral", page_entered: "info", awaiting_deposit: "warn", approved: "ok", verified: "ok",
                failed: "bad", abandoned: "muted", cancelled: "muted", partly_cancelled: "warn", pending: "warn",
-               delivered: "ok", requested: "info", issued: "ok"};
+               delivered: "ok", requested: "info", issued: "ok", paid: "ok", declined: "bad",
+               partially_refunded: "warn", refunded: "muted"};
 
   function badge(status, testid) {
     return h("span", {class: "badge tone-" + (TONES[status] || "neutral"), "data-status": status, testid: testid},
@@ -193,11 +202,31 @@
     return true;
   }
 
+  // The one way a list becomes a table: newest first, the filter applied to what `spec.values`
+  // gives, the newest ROWS shown, each row (`spec.row`) followed by its details (`spec.detail`)
+  // when the user opened them (`spec.key` names a row's details across refreshes).
+  function listTable(name, list, spec) {
+    var all = list.slice().reverse();
+    var matched = all.filter(function (item) { return matches(spec.values(item)); });
+    var shown = matched.slice(0, ROWS);
+    var rows = [];
+    shown.forEach(function (item) {
+      var key = spec.key ? spec.key(item) : null;
+      var row = spec.row(item, key);
+      rows.push(row);
+      if (key !== null && expanded.has(key)) {
+        row.classList.add("open");
+        rows.push(detailRow(row.children.length, spec.detail(item)));
+      }
+    });
+    fill(name, rows, all.length, matched.length, shown.length, spec.empty);
+  }
+
   // --- the sections -----------------------------------------------------------------------------
 
-  function paymentMatches(p) {
-    return matches([p.tid, p.token, p.order_no, p.user_id, p.user_name, p.product_name, p.pgcode, p.paid_pgcode,
-                    p.status, p.client_id]);
+  function paymentValues(p) {
+    return [p.tid, p.token, p.order_no, p.user_id, p.user_name, p.product_name, p.pgcode, p.paid_pgcode,
+            p.status, p.client_id];
   }
 
   function methodCell(p) {
@@ -242,32 +271,26 @@
     ];
   }
 
+  function paymentRow(p, key) {
+    var cancel = cancelStatus(p);
+    return h("tr", {testid: "payment-row", "data-tid": p.tid || "", "data-token": p.token, "data-status": p.status},
+      h("td", {class: "time"}, kst(p.created_at)),
+      h("td", null, p.tid ? code(p.tid, "primary-text") : null, h("span", {class: "secondary-text mono"}, String(p.token))),
+      h("td", {class: "mono", testid: "order-no"}, p.order_no || W.none),
+      h("td", null, methodCell(p)),
+      h("td", {class: "wrap"}, h("span", {class: "primary-text", testid: "product-name"}, p.product_name),
+        h("span", {class: "secondary-text", testid: "buyer"}, p.user_id + (p.user_name ? " · " + p.user_name : ""))),
+      h("td", {class: "num", testid: "amount"}, won(p.amount)),
+      h("td", {class: "num", testid: "cancelled"}, p.cancelled_amount ? won(p.cancelled_amount) : W.none),
+      h("td", {class: "num", testid: "remaining"}, p.remaining === null ? W.none : won(p.remaining)),
+      badges(badge(p.status, "status"), cancel ? badge(cancel, "cancel-status") : null,
+        (p.cash_receipts || []).length ? h("span", {class: "badge tone-info"}, W.cash_receipts) : null),
+      h("td", {class: "actions"}, toggle(key)));
+  }
+
   function renderPayments() {
-    var all = state.payments.slice().reverse();
-    var matched = all.filter(paymentMatches);
-    var shown = matched.slice(0, ROWS);
-    var rows = [];
-    shown.forEach(function (p) {
-      var key = "p" + (p.tid || p.token);
-      var open = expanded.has(key);
-      var cancel = cancelStatus(p);
-      rows.push(h("tr", {class: open ? "open" : null, testid: "payment-row", "data-tid": p.tid || "",
-                         "data-token": p.token, "data-status": p.status},
-        h("td", {class: "time"}, kst(p.created_at)),
-        h("td", null, p.tid ? code(p.tid, "primary-text") : null, h("span", {class: "secondary-text mono"}, String(p.token))),
-        h("td", {class: "mono", testid: "order-no"}, p.order_no || W.none),
-        h("td", null, methodCell(p)),
-        h("td", {class: "wrap"}, h("span", {class: "primary-text", testid: "product-name"}, p.product_name),
-          h("span", {class: "secondary-text", testid: "buyer"}, p.user_id + (p.user_name ? " · " + p.user_name : ""))),
-        h("td", {class: "num", testid: "amount"}, won(p.amount)),
-        h("td", {class: "num", testid: "cancelled"}, p.cancelled_amount ? won(p.cancelled_amount) : W.none),
-        h("td", {class: "num", testid: "remaining"}, p.remaining === null ? W.none : won(p.remaining)),
-        badges(badge(p.status, "status"), cancel ? badge(cancel, "cancel-status") : null,
-          (p.cash_receipts || []).length ? h("span", {class: "badge tone-info"}, W.cash_receipts) : null),
-        h("td", {class: "actions"}, toggle(key))));
-      if (open) { rows.push(detailRow(10, paymentDetail(p))); }
-    });
-    fill("payments", rows, all.length, matched.length, shown.length, "no_payments");
+    listTable("payments", state.payments, {values: paymentValues, key: function (p) { return "p" + (p.tid || p.token); },
+                                           row: paymentRow, detail: paymentDetail, empty: "no_payments"});
   }
 
   function expiry(d) {
@@ -277,25 +300,24 @@
                   (time.slice(0, 2) || "23") + ":" + (time.slice(2, 4) || "59") + ":59");
   }
 
+  function accountRow(p) {
+    var d = p.details || {};
+    var ends = expiry(d);
+    var over = ends < emulatorNow();
+    return h("tr", {testid: "account-row", "data-tid": p.tid},
+      h("td", null, code(p.tid, "primary-text"), h("span", {class: "secondary-text mono"}, p.order_no || "")),
+      h("td", null, h("span", {class: "primary-text"}, (d.bank_name || "") + " ", code(d.account_no || "")),
+        h("span", {class: "secondary-text"}, d.account_holder || "")),
+      h("td", {class: "num", testid: "amount"}, won(p.amount)),
+      h("td", {class: "time"}, isNaN(ends) ? W.none : kst(ends).slice(0, 16),
+        h("span", {class: "secondary-text" + (over ? " bad-text" : "")}, over ? W.expired : relative(ends))),
+      h("td", {class: "actions"}, h("button", {type: "button", class: "primary", "data-action": "deposit",
+                                               "data-tid": p.tid, testid: "deposit"}, W.deposit)));
+  }
+
   function renderAccounts() {
-    var all = state.payments.filter(function (p) { return p.status === "awaiting_deposit"; }).reverse();
-    var matched = all.filter(paymentMatches);
-    var shown = matched.slice(0, ROWS);
-    var rows = shown.map(function (p) {
-      var d = p.details || {};
-      var ends = expiry(d);
-      var over = ends < emulatorNow();
-      return h("tr", {testid: "account-row", "data-tid": p.tid},
-        h("td", null, code(p.tid, "primary-text"), h("span", {class: "secondary-text mono"}, p.order_no || "")),
-        h("td", null, h("span", {class: "primary-text"}, (d.bank_name || "") + " ", code(d.account_no || "")),
-          h("span", {class: "secondary-text"}, d.account_holder || "")),
-        h("td", {class: "num", testid: "amount"}, won(p.amount)),
-        h("td", {class: "time"}, isNaN(ends) ? W.none : kst(ends).slice(0, 16),
-          h("span", {class: "secondary-text" + (over ? " bad-text" : "")}, over ? W.expired : relative(ends))),
-        h("td", {class: "actions"}, h("button", {type: "button", class: "primary", "data-action": "deposit",
-                                                 "data-tid": p.tid, testid: "deposit"}, W.deposit)));
-    });
-    fill("accounts", rows, all.length, matched.length, shown.length, "no_accounts");
+    var waiting = state.payments.filter(function (p) { return p.status === "awaiting_deposit"; });
+    listTable("accounts", waiting, {values: paymentValues, row: accountRow, empty: "no_accounts"});
   }
 
   function attemptResult(a) {
@@ -305,7 +327,8 @@
     return text || "HTTP";
   }
 
-  function callbackDetail(c) {
+  // A notification's details (a domestic callback's, a Global one's): `first` leads (Global's hash).
+  function callbackDetail(c, first) {
     var attempts = (c.attempts || []).map(function (a) {
       return h("tr", {testid: "attempt", "data-kind": a.kind},
         h("td", {class: "num"}, a.number), h("td", null, word("attempt_kinds", a.kind)),
@@ -318,6 +341,7 @@
     var warnings = (c.warnings || []).map(function (w) { return h("li", {testid: "callback-warning"}, w); });
     var fault = c.fault && Object.keys(c.fault).length ? c.fault : null;
     return [
+      first || null,
       block(W.attempts, miniTable([W.col_number, W.col_kind, W.col_scheduled, W.col_sent, W.col_http,
                                    "#" + W.col_latency, W.col_response], attempts)),
       warnings.length ? block(W.warnings, h("ul", {class: "warnings"}, warnings)) : null,
@@ -326,35 +350,138 @@
     ];
   }
 
+  function warningsNote(c) {
+    return (c.warnings || []).length ? h("span", {class: "secondary-text warn-text", title: c.warnings.join("\n")},
+                                         "⚠ " + c.warnings.length + " " + W.warnings) : null;
+  }
+
+  // The cells every notification's row ends with: its status, attempts, last result, next attempt,
+  // and Resend (one extra attempt now) beside its details.
+  function deliveryCells(c, key) {
+    var attempts = c.attempts || [];
+    var last = attempts[attempts.length - 1];
+    var extra = attempts.length - c.attempts_made;
+    return [
+      badges(badge(c.status, "status"), c.held ? h("span", {class: "badge tone-muted"}, W.held) : null),
+      h("td", {class: "num", testid: "attempts"}, String(c.attempts_made) + (extra > 0 ? " + " + extra : "")),
+      h("td", {class: "wrap result " + (last && last.error ? "bad-text" : "ok-text"), testid: "last-result",
+               title: last ? attemptResult(last) : null}, h("span", {class: "clamp"}, attemptResult(last))),
+      h("td", {class: "time"}, c.next_attempt_at ? [kst(c.next_attempt_at),
+        h("span", {class: "secondary-text"}, relative(c.next_attempt_at))] : W.none),
+      h("td", {class: "actions"}, h("button", {type: "button", class: "secondary", "data-action": "resend",
+                                               "data-id": c.id, testid: "resend"}, W.resend), toggle(key))];
+  }
+
+  function callbackRow(c, key) {
+    return h("tr", {testid: "callback-row", "data-id": c.id, "data-tid": c.tid, "data-status": c.status},
+      h("td", {class: "mono"}, c.id),
+      h("td", null, code(c.tid, "primary-text")),
+      h("td", {class: "wrap url"}, code(c.url), warningsNote(c)),
+      deliveryCells(c, key));
+  }
+
+  function isGlobal(c) { return c.gateway === "global"; }
+
+  // The domestic gateway's callbacks; Payletter Global's notifications have a section of their own.
   function renderCallbacks() {
-    var all = state.callbacks.slice().reverse();
-    var matched = all.filter(function (c) { return matches([c.id, c.tid, c.url, c.status]); });
-    var shown = matched.slice(0, ROWS);
-    var rows = [];
-    shown.forEach(function (c) {
-      var key = "c" + c.id;
-      var open = expanded.has(key);
-      var attempts = c.attempts || [];
-      var last = attempts[attempts.length - 1];
-      var extra = attempts.length - c.attempts_made;
-      rows.push(h("tr", {class: open ? "open" : null, testid: "callback-row", "data-id": c.id, "data-tid": c.tid,
-                         "data-status": c.status},
-        h("td", {class: "mono"}, c.id),
-        h("td", null, code(c.tid, "primary-text")),
-        h("td", {class: "wrap url"}, code(c.url),
-          (c.warnings || []).length ? h("span", {class: "secondary-text warn-text", title: c.warnings.join("\n")},
-                                         "⚠ " + c.warnings.length + " " + W.warnings) : null),
-        badges(badge(c.status, "status"), c.held ? h("span", {class: "badge tone-muted"}, W.held) : null),
-        h("td", {class: "num", testid: "attempts"}, String(c.attempts_made) + (extra > 0 ? " + " + extra : "")),
-        h("td", {class: "wrap result " + (last && last.error ? "bad-text" : "ok-text"), testid: "last-result",
-                 title: last ? attemptResult(last) : null}, h("span", {class: "clamp"}, attemptResult(last))),
-        h("td", {class: "time"}, c.next_attempt_at ? [kst(c.next_attempt_at),
-          h("span", {class: "secondary-text"}, relative(c.next_attempt_at))] : W.none),
-        h("td", {class: "actions"}, h("button", {type: "button", class: "secondary", "data-action": "resend",
-                                                 "data-id": c.id, testid: "resend"}, W.resend), toggle(key))));
-      if (open) { rows.push(detailRow(8, callbackDetail(c))); }
+    listTable("callbacks", state.callbacks.filter(function (c) { return !isGlobal(c); }), {
+      values: function (c) { return [c.id, c.tid, c.url, c.status]; }, key: function (c) { return "c" + c.id; },
+      row: callbackRow, detail: function (c) { return callbackDetail(c); }, empty: "no_callbacks"});
+  }
+
+  // --- Payletter Global: its payments (by token) and its notifications (by paytoken) ---
+
+  var REFUNDABLE = ["paid", "partially_refunded"];
+
+  function globalPaymentValues(g) {
+    var request = g.request || {};
+    return [g.token, g.paytoken, g.order_no, g.store_id, g.pginfo, g.currency, g.service_name, g.status,
+            request.payerid, request.payeremail];
+  }
+
+  function globalActions(g) {
+    if (g.status === "requested") {
+      return [h("button", {type: "button", class: "primary", "data-action": "global-approve", "data-token": g.token,
+                           testid: "approve"}, W.approve),
+              h("button", {type: "button", class: "secondary", "data-action": "global-decline", "data-token": g.token,
+                           testid: "decline"}, W.decline)];
+    }
+    if (REFUNDABLE.indexOf(g.status) < 0) { return null; }
+    return [h("input", {type: "text", inputmode: "decimal", class: "amount-input", "data-refund-amount": g.token,
+                        testid: "refund-amount", placeholder: g.remaining_amount, "aria-label": W.refund_amount,
+                        value: refundAmounts[g.token] || null}),
+            h("button", {type: "button", class: "secondary", "data-action": "global-refund", "data-token": g.token,
+                         testid: "refund"}, W.refund)];
+  }
+
+  function globalPaymentRow(g, key) {
+    var request = g.request || {};
+    return h("tr", {testid: "global-payment-row", "data-token": g.token, "data-paytoken": g.paytoken || "",
+                    "data-status": g.status},
+      h("td", {class: "time"}, kst(g.created_at)),
+      h("td", null, g.paytoken ? code(g.paytoken, "primary-text") : null,
+        h("span", {class: "secondary-text mono"}, String(g.token))),
+      h("td", null, h("span", {class: "primary-text mono", testid: "order-no"}, g.order_no),
+        h("span", {class: "secondary-text mono", testid: "store-id"}, g.store_id)),
+      h("td", null, code(g.pginfo, "primary-text"),
+        g.card_kind ? h("span", {class: "secondary-text mono", testid: "card"}, g.card_kind + " " + g.card_no) : null),
+      h("td", {class: "wrap"}, h("span", {class: "primary-text", testid: "service-name"}, g.service_name || W.none),
+        h("span", {class: "secondary-text", testid: "payer"},
+          [request.payerid, request.payeremail].filter(Boolean).join(" · "))),
+      h("td", {class: "num", testid: "amount"}, money(g.amount, g.currency)),
+      h("td", {class: "num", testid: "refunded"}, g.refunded_units ? money(g.refunded_amount, g.currency) : W.none),
+      h("td", {class: "num", testid: "remaining"}, money(g.remaining_amount, g.currency)),
+      badges(badge(g.status, "status")),
+      h("td", {class: "actions"}, globalActions(g), toggle(key)));
+  }
+
+  function globalPaymentDetail(g) {
+    var request = g.request || {};
+    var refunds = (g.refunds || []).map(function (r) {
+      return h("tr", {testid: "refund-row"}, h("td", null, kst(r.trantime)), h("td", null, code(r.generation)),
+               h("td", {class: "num"}, money(r.amount, g.currency)));
     });
-    fill("callbacks", rows, all.length, matched.length, shown.length, "no_callbacks");
+    return [
+      block(W.payment_details, facts([
+        ["trantime", g.trantime ? kst(g.trantime) : null], ["cardkind", g.card_kind], ["cardno", g.card_no ? code(g.card_no) : null],
+        ["poqtoken", g.poqtoken ? code(g.poqtoken) : null], ["payeremail", request.payeremail],
+        ["returnurl", request.returnurl], ["notiurl", request.notiurl], ["backurl", request.backurl],
+        ["custom", request.custom]])),
+      refunds.length ? block(W.refunds, miniTable([W.col_date, W.col_generation, "#" + W.col_amount], refunds)) : null,
+    ];
+  }
+
+  function renderGlobalPayments() {
+    listTable("global-payments", state.globalPayments, {
+      values: globalPaymentValues, key: function (g) { return "g" + g.token; },
+      row: globalPaymentRow, detail: globalPaymentDetail, empty: "no_global_payments"});
+  }
+
+  function globalNotificationRow(n, key) {
+    var form = n.body || {};
+    return h("tr", {testid: "global-notification-row", "data-id": n.id, "data-paytoken": n.tid,
+                    "data-notifytype": form.notifytype, "data-status": n.status},
+      h("td", {class: "mono"}, n.id),
+      h("td", null, code(n.tid, "primary-text"), h("span", {class: "secondary-text mono"}, form.storeorderno || "")),
+      h("td", null, h("span", {class: "primary-text", testid: "notifytype"}, word("notify_types", form.notifytype)),
+        h("span", {class: "secondary-text", testid: "payamt"}, money(form.payamt, form.currency))),
+      h("td", {class: "wrap url"}, code(n.url), warningsNote(n)),
+      h("td", {class: "wrap hash", testid: "hash"}, code(form.hash || "")),
+      deliveryCells(n, key));
+  }
+
+  function globalNotificationDetail(n) {
+    var form = n.body || {};
+    return callbackDetail(n, block(W.notification, facts([
+      ["hash", code(form.hash || "")], ["timestamp", form.timestamp], ["notifyid", form.notifyid],
+      ["retcode", form.retcode], ["retmsg", form.retmsg]])));
+  }
+
+  function renderGlobalNotifications() {
+    listTable("global-notifications", state.globalNotifications, {
+      values: function (n) { var form = n.body || {}; return [n.id, n.tid, n.url, n.status, form.storeorderno, form.hash]; },
+      key: function (n) { return "n" + n.id; }, row: globalNotificationRow, detail: globalNotificationDetail,
+      empty: "no_global_notifications"});
   }
 
   function scenarioLoaded(s) {
@@ -388,39 +515,37 @@
 
   function statusTone(status) { return status < 300 ? "ok" : status < 500 ? "warn" : "bad"; }
 
+  function journalRow(e, key) {
+    var answer = asData(e.response) || {};
+    var gatewayCode = typeof answer === "object" && answer !== null && "code" in answer && String(answer.code) !== "0"
+      ? answer.code : null;
+    return h("tr", {testid: "journal-row", "data-id": e.id, "data-path": e.path},
+      h("td", {class: "time"}, kst(e.at)),
+      h("td", {class: "wrap"}, h("span", {class: "method"}, e.method), " ", code(e.path + (e.query ? "?" + e.query : ""))),
+      h("td", {class: "mono"}, e.client_id || W.none),
+      badges(h("span", {class: "badge tone-" + statusTone(e.status), testid: "http-status"}, e.status),
+        gatewayCode !== null ? h("span", {class: "secondary-text mono", testid: "code"}, String(gatewayCode)) : null),
+      h("td", null, e.rule ? h("span", {class: "rule", testid: "rule"}, e.rule) : W.none),
+      h("td", {class: "wrap"}, (e.warnings || []).length
+        ? h("ul", {class: "warnings"}, e.warnings.map(function (w) { return h("li", {testid: "warning"}, w); }))
+        : W.none),
+      h("td", {class: "actions"}, toggle(key)));
+  }
+
+  function journalDetail(e) {
+    return [
+      block(W.request_body, e.request === null || e.request === undefined || e.request === "" ? null : json(e.request)),
+      block(W.response_body, json(e.response)),
+      e.error ? block("error", h("pre", {class: "json bad-text"}, e.error)) : null];
+  }
+
   function renderJournal() {
-    var all = state.journal.slice().reverse();
-    var matched = all.filter(function (e) {
-      return matches([e.path, e.query, e.method, e.client_id, e.rule,
-                      typeof e.request === "string" ? e.request : JSON.stringify(e.request)]);
-    });
-    var shown = matched.slice(0, ROWS);
-    var rows = [];
-    shown.forEach(function (e) {
-      var key = "j" + e.id;
-      var open = expanded.has(key);
-      var answer = asData(e.response) || {};
-      var gatewayCode = typeof answer === "object" && answer !== null && "code" in answer && String(answer.code) !== "0"
-        ? answer.code : null;
-      rows.push(h("tr", {class: open ? "open" : null, testid: "journal-row", "data-id": e.id, "data-path": e.path},
-        h("td", {class: "time"}, kst(e.at)),
-        h("td", {class: "wrap"}, h("span", {class: "method"}, e.method), " ", code(e.path + (e.query ? "?" + e.query : ""))),
-        h("td", {class: "mono"}, e.client_id || W.none),
-        badges(h("span", {class: "badge tone-" + statusTone(e.status), testid: "http-status"}, e.status),
-          gatewayCode !== null ? h("span", {class: "secondary-text mono", testid: "code"}, String(gatewayCode)) : null),
-        h("td", null, e.rule ? h("span", {class: "rule", testid: "rule"}, e.rule) : W.none),
-        h("td", {class: "wrap"}, (e.warnings || []).length
-          ? h("ul", {class: "warnings"}, e.warnings.map(function (w) { return h("li", {testid: "warning"}, w); }))
-          : W.none),
-        h("td", {class: "actions"}, toggle(key))));
-      if (open) {
-        rows.push(detailRow(7, [
-          block(W.request_body, e.request === null || e.request === undefined || e.request === "" ? null : json(e.request)),
-          block(W.response_body, json(e.response)),
-          e.error ? block("error", h("pre", {class: "json bad-text"}, e.error)) : null]));
-      }
-    });
-    fill("journal", rows, all.length, matched.length, shown.length, "no_requests");
+    listTable("journal", state.journal, {
+      values: function (e) {
+        return [e.path, e.query, e.method, e.client_id, e.rule,
+                typeof e.request === "string" ? e.request : JSON.stringify(e.request)];
+      },
+      key: function (e) { return "j" + e.id; }, row: journalRow, detail: journalDetail, empty: "no_requests"});
   }
 
   function renderStats() {
@@ -431,6 +556,7 @@
     setText(one("[data-stat=payments-sub]"), say("stat_payments_sub", {
       approved: count(p, function (x) { return x.status === "approved" || x.status === "verified"; }),
       cancelled: count(p, function (x) { return x.cancelled_amount > 0; })}));
+    c = c.filter(function (x) { return !isGlobal(x); });
     setText(one("[data-stat=callbacks]"), String(c.length));
     setText(one("[data-stat=callbacks-sub]"), say("stat_callbacks_sub", {
       pending: count(c, function (x) { return x.status === "pending"; }),
@@ -438,6 +564,11 @@
     setText(one("[data-stat=accounts]"), String(waiting.length));
     setText(one("[data-stat=accounts-sub]"), say("stat_accounts_sub", {
       amount: won(waiting.reduce(function (sum, x) { return sum + x.amount; }, 0))}));
+    var g = state.globalPayments;
+    setText(one("[data-stat=global]"), String(g.length));
+    setText(one("[data-stat=global-sub]"), say("stat_global_sub", {
+      paid: count(g, function (x) { return REFUNDABLE.indexOf(x.status) >= 0 || x.status === "refunded"; }),
+      pending: count(state.globalNotifications, function (x) { return x.status === "pending"; })}));
     var loaded = scenarioLoaded(s);
     setText(one("[data-stat=scenario]"), loaded ? String(s.scenario.name || "") : W.none);
     setText(one("[data-stat=scenario-sub]"), loaded ? say("stat_scenario_sub", {
@@ -462,6 +593,8 @@
     if (changed("payments", state.payments)) { renderPayments(); }
     if (changed("accounts", [state.payments, now])) { renderAccounts(); }
     if (changed("callbacks", [state.callbacks, now])) { renderCallbacks(); }
+    if (changed("global-payments", state.globalPayments)) { renderGlobalPayments(); }
+    if (changed("global-notifications", [state.globalNotifications, now])) { renderGlobalNotifications(); }
     if (changed("scenario", [state.scenario, now])) { renderScenario(); }
     if (changed("journal", state.journal)) { renderJournal(); }
   }
@@ -529,7 +662,8 @@
     }
     clearTimeout(timer);
     inFlight = Promise.all([api("GET", "clock"), api("GET", "payments"), api("GET", "callbacks"),
-                            api("GET", "scenario"), api("GET", "requests?limit=" + ROWS), api("GET", "sandboxes")])
+                            api("GET", "scenario"), api("GET", "requests?limit=" + ROWS), api("GET", "sandboxes"),
+                            api("GET", "global/payments"), api("GET", "global/notifications")])
       .then(function (answers) {
         state.clock = answers[0];
         state.clockAt = performance.now();
@@ -538,6 +672,8 @@
         state.scenario = answers[3];
         state.journal = answers[4].requests;
         state.sandboxes = answers[5].sandboxes;
+        state.globalPayments = answers[6].payments;
+        state.globalNotifications = answers[7].notifications;
         banner("");
         render();
         renderPicker();
@@ -587,6 +723,12 @@
     });
   }
 
+  // A Global payment's approve, decline or refund through the control API, by its token.
+  function globalAct(button, operation, body, said) {
+    var path = "global/payments/" + encodeURIComponent(button.getAttribute("data-token")) + "/" + operation;
+    act(button, function () { return api("POST", path, body).then(said); });
+  }
+
   var ACTIONS = {
     toggle: function (button) {
       var key = button.getAttribute("data-key");
@@ -600,6 +742,25 @@
           return say("resent", {id: id, result: attemptResult(answer.attempt) + " · " +
                                 word("statuses", answer.callback.status)});
         });
+      });
+    },
+    "global-approve": function (button) {
+      globalAct(button, "approve", {}, function (payment) {
+        return say("global_settled", {token: payment.token, status: word("statuses", payment.status)});
+      });
+    },
+    "global-decline": function (button) {
+      globalAct(button, "decline", {}, function (payment) {
+        return say("global_settled", {token: payment.token, status: word("statuses", payment.status)});
+      });
+    },
+    "global-refund": function (button) {
+      var typed = (refundAmounts[button.getAttribute("data-token")] || "").trim();
+      globalAct(button, "refund", typed ? {amount: typed} : {}, function (answer) {
+        delete refundAmounts[button.getAttribute("data-token")];
+        var d = answer.data;
+        return say("global_refunded", {paytoken: d.paytoken, amount: money(d.refundamount, d.currency),
+                                       left: money(d.remainamount, d.currency)});
       });
     },
     deposit: function (button) {
@@ -635,6 +796,12 @@
 
   one("[data-testid=sandbox-picker]").addEventListener("change", function (event) {
     location.assign(dashboardOf(event.target.value));
+  });
+
+  // A refund's amount, kept while the table is drawn again.
+  document.addEventListener("input", function (event) {
+    var token = event.target.getAttribute && event.target.getAttribute("data-refund-amount");
+    if (token) { refundAmounts[token] = event.target.value; }
   });
 
   one("[data-testid=filter]").addEventListener("input", function (event) {
