@@ -234,6 +234,21 @@ def test_the_cli_session_shows_every_command():
     assert expected - shown == set()
 
 
+def test_the_control_api_page_lists_every_operation():
+    """docs/control-api.md's table names every control operation the emulator routes (Payletter
+    Global's too), and none it does not."""
+    from payletter_emulator.web import app  # noqa: F401  (its blueprints register every operation)
+    from payletter_emulator.web.operations import OPERATIONS
+
+    def shape(path: str) -> str:
+        return re.sub(r"[<{][^>}]+[>}]", "{}", path).rstrip("/")
+
+    table = (ROOT / "docs" / "control-api.md").read_text("utf-8").split("## The operations", 1)[1]
+    listed = {(method, shape(path)) for method, path in re.findall(r"`(GET|POST|PUT|DELETE) (/_emulator[^`]*)`", table)}
+    routed = {(op.method, shape(op.path)) for op in OPERATIONS if op.path.startswith("/_emulator")}
+    assert (routed - listed, listed - routed) == (set(), set())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
