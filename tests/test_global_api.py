@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, quote_plus
 
 import pytest
 import requests
+from jsonschema import Draft202012Validator
 
 STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
 FAIL = b"<RESULT>FAIL</RESULT>"
@@ -181,12 +182,38 @@ def test_the_notification_is_a_form_whose_hash_the_plugin_checks_and_ok_acknowle
     assert callback["status"] == "delivered" and callback["gateway"] == "global"
 
 
+def test_openapi_json_describes_globals_requests_and_its_notification_is_what_is_sent(server, noti):
+    """/openapi.json carries Global's paths with their request schemas (both bodies), and the
+    notification's schema, which the form a merchant's page receives satisfies."""
+    document = requests.get(f"{server.url}/openapi.json", timeout=30).json()
+    for path, schema in (("/api/payment/request", "global_payment_request"), ("/api/payment/refund", "global_refund"),
+                         ("/payment/{pginfo}/refund", "global_refund")):
+        content = document["paths"][path]["post"]["requestBody"]["content"]
+        assert set(content) == {"application/json", "application/x-www-form-urlencoded"}, path
+        assert {body["schema"]["$ref"] for body in content.values()} == {f"#/components/schemas/{schema}"}, path
+    components = document["components"]["schemas"]
+    assert {"global_hosted_form", "global_refund_answer", "global_error"} <= set(components)
+    _, first = paid(server, noti)
+    # As a page receives it: every field, the empty ones too (PHP's $_POST keeps them).
+    form = dict(parse_qsl(noti.received[0].body.decode(), keep_blank_values=True))
+    assert form["paytoken"] == first["paytoken"]
+    Draft202012Validator(components["global_notification"]).validate(form)
+    answer = requests.post(f"{server.url}/api/payment/refund", headers={"Authorization": f"GPLKEY {KEY}"}, timeout=30,
+                           json={"storeid": STORE, "paytoken": form["paytoken"], "currency": "USD", "amount": "1.00"})
+    assert answer.status_code == 200, answer.text
+    Draft202012Validator(components["global_refund_answer"]).validate(answer.json())
+    flush(server)
+    refund_form = dict(parse_qsl(noti.wait_for(2)[1].body.decode(), keep_blank_values=True))
+    assert refund_form["notifytype"] == "2"
+    Draft202012Validator(components["global_notification"]).validate(refund_form)
+
+
 def test_the_plugins_older_refund_partial_then_whole_never_past_the_amount(server, noti):
     view, _ = paid(server, noti)
     paytoken = view["paytoken"]
 
     def refund(amount: str) -> requests.Response:
-        url = f"https://dev-api.payletter.com/payment/PLCreditCard/refund"
+        url = "https://dev-api.payletter.com/payment/PLCreditCard/refund"
         content = f"storeid={STORE}&paytoken={paytoken}&currency=USD&amount={amount}&pginfo=PLCreditCard"
         nonce = hashlib.sha256(f"{paytoken}{time.time()}".encode()).hexdigest()  # 64 hex characters
         return requests.post(f"{server.url}/payment/PLCreditCard/refund", timeout=30,
