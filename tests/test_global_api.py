@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 import uuid
 from urllib.parse import parse_qsl, quote_plus
@@ -234,6 +235,36 @@ def test_the_plugins_older_refund_partial_then_whole_never_past_the_amount(serve
     assert [(f["notifytype"], f["payamt"]) for f in refunds] == [("2", "4.00"), ("2", "6.00")]
     assert all(f["hash"] == notification_hash(f) for f in refunds)
     assert control(server, "/global/payments?status=refunded", method="GET")["payments"][0]["refunded_units"] == 1000
+
+
+def test_concurrent_refunds_never_exceed_the_amount(server, noti):
+    """Twelve refunds of 1.00 at once on a 10.00 payment, across the server's processes: ten taken,
+    the two after the whole amount refused as already refunded (400/997), ten notified."""
+    view, _ = paid(server, noti)
+    body = {"storeid": STORE, "paytoken": view["paytoken"], "currency": "USD", "amount": "1.00"}
+    barrier = threading.Barrier(12)
+    answers: list[requests.Response] = []
+
+    def refund():
+        with requests.Session() as session:
+            barrier.wait()
+            answers.append(session.post(f"{server.url}/api/payment/refund", json=body, timeout=60,
+                                        headers={"Authorization": f"GPLKEY {KEY}"}))
+
+    threads = [threading.Thread(target=refund) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    taken = sorted(a.json()["data"]["remainamount"] for a in answers if a.status_code == 200)
+    assert taken == sorted(f"{left}.00" for left in range(10)), [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code != 200:
+            refused(answer, 400, 997)
+    [payment] = [p for p in control(server, "/global/payments", method="GET")["payments"] if p["token"] == view["token"]]
+    assert (payment["status"], payment["refunded_units"], len(payment["refunds"])) == ("refunded", 1000, 10)
+    flush(server)
+    assert len(control(server, f"/global/notifications?paytoken={view['paytoken']}", method="GET")["notifications"]) == 11
 
 
 def test_an_euc_kr_form_value_is_read_as_euc_kr(server, noti):
