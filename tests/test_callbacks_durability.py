@@ -1,6 +1,7 @@
 """Nothing due is lost and no attempt is made twice: a server killed with SIGKILL and started on
 the same database, a server stopped (SIGTERM) with attempts in flight, a server that stands still
-(SIGSTOP) past its claim while another shares its database, and two servers sharing one database;
+(SIGSTOP) past its claim while another shares its database, two servers sharing one database, and
+a Payletter Global notification resumed after a SIGKILL;
 on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import Counter
 from contextlib import contextmanager
 
 import pytest
+import requests
 
 from .conftest import Answer, Api, CallbackReceiver, EmulatorProcess, freeze_at, serve_receiver
 from .doc_blocks import doc_block
@@ -59,6 +61,34 @@ def test_a_killed_server_resumes_the_schedule_on_restart(tmp_path, database, rec
         api.flush()
         sent = Counter(r.json()["order_no"] for r in receiver.received)
         assert sent == {"acknowledged": 1, "retried": 2}
+
+
+def test_a_killed_server_resumes_a_global_notifications_schedule_on_restart(tmp_path, database, receiver):
+    """Payletter Global's notifications live in the same outbox: one refused before a SIGKILL is
+    resent after the restart on Global's schedule (5 minutes), until <RESULT>OK</RESULT>."""
+    receiver.as_global_page().answer = b"<RESULT>FAIL</RESULT>"
+    with serving(tmp_path, "first", receiver, database) as (first, api):
+        freeze_at(api, T0)
+        token = requests.post(f"{api.url}/api/payment/request", headers={"Authorization": "GPLKEY global_test"}, json={
+            "storeid": "global_test", "currency": "USD", "storeorderno": "G-1", "amount": "10.00", "payerid": "u1",
+            "payeremail": "buyer@example.com", "pginfo": "PLCreditCard", "returnurl": "https://shop.example/return",
+            "notiurl": receiver.url}, timeout=30).json()["token"]
+        paytoken = api.control(f"/global/payments/{token}/approve", {})["paytoken"]
+        api.flush()
+        assert notification(api, paytoken)["attempts_made"] == 1
+        kill(first)
+
+    receiver.answer = b"<RESULT>OK</RESULT>"
+    with serving(tmp_path, "second", receiver, database) as (_, api):
+        api.advance(seconds=299)
+        api.flush()
+        assert notification(api, paytoken)["status"] == "pending"
+        api.advance(seconds=1)
+        api.flush()
+        resumed = notification(api, paytoken)
+        assert (resumed["status"], resumed["gateway"]) == ("delivered", "global")
+        assert [a["number"] for a in resumed["attempts"]] == [1, 2]
+        assert [f"paytoken={paytoken}&".encode() in r.body for r in receiver.received] == [True, True]
 
 
 def ledger(api: Api, tid: str) -> list[tuple]:
