@@ -15,6 +15,8 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
+from .conftest import EmulatorProcess
+
 STORE, KEY = "global_test", "global_test"  # the built-in test store: its key is its id, as in the samples
 FAIL = b"<RESULT>FAIL</RESULT>"
 CANONICAL = "https://dev-api.payletter.com"
@@ -338,6 +340,22 @@ def test_a_sandbox_has_its_own_global_store(server, noti):
                 401, 998)
     finally:  # the server is the suite's: leave no sandbox behind for the next test
         control(server, f"/sandboxes/{sandbox['id']}", method="DELETE")
+
+
+def test_a_store_from_the_configuration_takes_payments_with_its_own_key(tmp_path):
+    """PAYLETTER_EMULATOR_GLOBAL_STORES adds stores beside global_test, each with its key."""
+    server = EmulatorProcess(tmp_path, env={"PAYLETTER_EMULATOR_GLOBAL_STORES": "shop_global:shop-global-key"})
+    try:
+        body = payment("http://127.0.0.1:9/noti", storeid="shop_global")
+        answer = gplkey_request(server, body, key="shop-global-key")
+        assert answer.status_code == 200, answer.text
+        paid = control(server, f"/global/payments/{answer.json()['token']}/approve", {})
+        assert (paid["store_id"], paid["status"]) == ("shop_global", "paid")
+        refused(gplkey_request(server, body, key=KEY), 403, 993)  # global_test's key for another store
+        refused(gplkey_request(server, body, key="not-a-key"), 401, 998)
+        assert gplkey_request(server, payment("http://127.0.0.1:9/noti")).status_code == 200  # global_test stays
+    finally:
+        server.stop()
 
 
 # --- docs/global.md ---
