@@ -131,6 +131,22 @@ def test_under_strict_the_trailing_comma_is_a_request_error(strict_server):
     assert "trailing comma" in refused(answer, 400, 997)
 
 
+@pytest.mark.parametrize("overrides, warned", [
+    ({"pginfo": "PLUnionPay"}, "pginfo PLUnionPay is not accepted for test payment"),
+    ({"productname": "Gold", "servicename": None}, "productname is not a field of the gateway"),
+    ({"nickname": "buyer"}, "nickname is not a field of this request")])
+def test_what_leniency_takes_with_a_warning_strict_refuses_naming_the_field(server, noti, strict_server, overrides,
+                                                                            warned):
+    """A pginfo Payletter's test environment lacks, productname, a field the gateway does not have:
+    taken with a warning in the journal, or refused 406/995 under --strict."""
+    body = payment(noti.url, **overrides)
+    assert gplkey_request(server, body).status_code == 200
+    field = warned.split()[0]
+    warnings = control(server, "/requests", method="GET")["requests"][-1]["warnings"]
+    assert any(warning.startswith(f"{field}:") for warning in warnings), warnings
+    assert warned in refused(gplkey_request(strict_server, body), 406, 995)
+
+
 def test_the_php_samples_error_table(server, noti):
     base = payment(noti.url)
     assert refused(requests.post(f"{server.url}/api/payment/request", json=base, timeout=30), 401, 998)
