@@ -282,7 +282,17 @@ def test_concurrent_refunds_never_exceed_the_amount(server, noti):
     [payment] = [p for p in control(server, "/global/payments", method="GET")["payments"] if p["token"] == view["token"]]
     assert (payment["status"], payment["refunded_units"], len(payment["refunds"])) == ("refunded", 1000, 10)
     flush(server)
-    assert len(control(server, f"/global/notifications?paytoken={view['paytoken']}", method="GET")["notifications"]) == 11
+    notifications = f"/global/notifications?paytoken={view['paytoken']}"
+    assert len(control(server, notifications, method="GET")["notifications"]) == 11
+    # A page at a time, as every control list: 4, 4, then the 3 left with no cursor after them.
+    first = control(server, notifications + "&limit=4", method="GET")
+    second = control(server, f"{notifications}&limit=4&after={first['next']}", method="GET")
+    last = control(server, f"{notifications}&limit=4&after={second['next']}", method="GET")
+    pages = [first["notifications"], second["notifications"], last["notifications"]]
+    assert [len(page) for page in pages] == [4, 4, 3] and last["next"] is None
+    ids = [n["id"] for page in pages for n in page]
+    assert ids == sorted(set(ids))
+    refused(requests.get(f"{server.url}/_emulator{notifications}&limit=1001", timeout=30), 406, 4314)
 
 
 def test_an_euc_kr_form_value_is_read_as_euc_kr(server, noti):

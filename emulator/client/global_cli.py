@@ -71,4 +71,4 @@ def global_refund(client: EmulatorClient, token: str, amount: str | None):
 def global_notifications(client: EmulatorClient, paytoken: str | None, status: str | None):
     """Global notifications with their form and attempts, oldest first: {"notifications": [...]}."""
     query = {name: value for name, value in (("paytoken", paytoken), ("status", status)) if value}
-    return client.control("GET", "/global/notifications", params=query)
+    return {"notifications": client.pages("/global/notifications", "notifications", query)}

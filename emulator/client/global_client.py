@@ -81,8 +81,7 @@ class PayletterGlobal:
     def notifications(self, paytoken: str | None = None) -> list[dict]:
         """Global notifications in the ledger (of `paytoken`), each with its `body` (the form's
         fields) and attempts; `client.callbacks.wait(tid=paytoken)` waits for one."""
-        query = {"paytoken": paytoken} if paytoken else None
-        return self.client.control("GET", "/global/notifications", params=query)["notifications"]
+        return self.client.pages("/global/notifications", "notifications", {"paytoken": paytoken} if paytoken else {})
 
     # --- what merchant code signs ---
     def hosted_form(self, **fields: Any) -> dict:

@@ -252,7 +252,7 @@ def payments():
     if status not in (None, "", *PAYMENT_STATUSES):
         raise GatewayError("control_request_invalid",
                            detail=f"status {status[:40]!r} is not one of {', '.join(PAYMENT_STATUSES)}")
-    limit, after = _page()
+    limit, after = page_asked()
     found = emulator().storage.payments(client_id=request.args.get("client_id"), status=status or None,
                                         limit=limit + 1, after=after)
     return jsonify(payments=[service().context.payment_view(p) for p in found[:limit]],
@@ -280,7 +280,7 @@ def callbacks():
     if status not in (None, "", *CALLBACK_STATUSES):
         raise GatewayError("control_request_invalid",
                            detail=f"status {status!r} is not one of {', '.join(CALLBACK_STATUSES)}")
-    limit, after = _page()
+    limit, after = page_asked()
     found = emulator().storage.callbacks(tid=request.args.get("tid"), status=status, limit=limit + 1, after=after)
     return jsonify(callbacks=[callback_view(c) for c in found[:limit]],
                    next=str(found[limit - 1]["id"]) if len(found) > limit else None)
@@ -435,12 +435,12 @@ def _coverage_parts() -> list:
 @control("/requests", "GET", f"The journal of API requests, newest last (?limit= up to {LIST_PAGE}), a page at a time "
                                "going back (?before=<earlier>)", work=LONG)
 def requests_journal():
-    limit, before = _page("before")
+    limit, before = page_asked("before")
     found = emulator().storage.journal(limit + 1, before=before)
     return jsonify(requests=found[-limit:], earlier=str(found[-limit]["id"]) if len(found) > limit else None)
 
 
-def _page(cursor: str = "after") -> tuple[int, int | None]:
+def page_asked(cursor: str = "after") -> tuple[int, int | None]:
     """?limit= (a count up to LIST_PAGE, refused above it; anything else reads as LIST_PAGE) and the
     cursor of the page asked for."""
     limit = request.args.get("limit", "")

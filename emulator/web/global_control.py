@@ -10,7 +10,7 @@ from ..domain.errors import GatewayError
 from ..delivery.dispatcher import callback_view
 from ..domain.global_rules import GATEWAY, PAYMENT_STATUSES
 from ..waits import LONG
-from .control_api import CALLBACK_STATUSES, control
+from .control_api import CALLBACK_STATUSES, control, page_asked
 from .plumbing import emulator
 
 STATUSES = PAYMENT_STATUSES
@@ -27,12 +27,9 @@ def global_payments():
     status = request.args.get("status") or None
     if status not in (None, *STATUSES):
         raise GatewayError("control_request_invalid", detail=f"status {status[:40]!r} is not one of {', '.join(STATUSES)}")
-    text = request.args.get("limit", str(LIST_PAGE))
-    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= LIST_PAGE):
-        raise GatewayError("control_request_invalid", detail=f"limit must be a whole number from 1 to {LIST_PAGE}")
-    limit = int(text)
+    limit, after = page_asked()
     found = room().payments(store_id=request.args.get("store_id") or None, status=status, limit=limit + 1,
-                            after=request.args.get("after") or None)
+                            after=str(after) if after is not None else None)
     return jsonify(payments=found[:limit], next=found[limit - 1]["token"] if len(found) > limit else None)
 
 
@@ -56,12 +53,15 @@ def global_refund(token, values):
 
 
 @control("/global/notifications", "GET", "Payletter Global notifications with their attempts (?paytoken=, ?status="
-                                         "pending|delivered|failed), oldest first", work=LONG)
+                                         "pending|delivered|failed), oldest first, a page at a time (?limit= up to "
+                                         f"{LIST_PAGE}, ?after=<next>)", work=LONG)
 def global_notifications():
     status = request.args.get("status") or None
     if status not in (None, *CALLBACK_STATUSES):
         raise GatewayError("control_request_invalid", detail=f"status {status[:40]!r} is not one of "
                                                              f"{', '.join(CALLBACK_STATUSES)}")
+    limit, after = page_asked()
     found = emulator().storage.callbacks(tid=request.args.get("paytoken") or None, status=status, gateway=GATEWAY,
-                                         limit=LIST_PAGE)
-    return jsonify(notifications=[callback_view(c) for c in found])
+                                         limit=limit + 1, after=after)
+    return jsonify(notifications=[callback_view(c) for c in found[:limit]],
+                   next=str(found[limit - 1]["id"]) if len(found) > limit else None)
