@@ -136,11 +136,15 @@ class ClockJobs(Room):
         self.storage.drop_pending_jobs()
         for index, (at, kind, params) in enumerate(scenario.events):
             self.storage.add_job(round(at.timestamp() * 1000), kind, params, origin=f"timeline[{index}]")
-        clock = scenario.settings.get("clock", {})
-        if scenario.clock_start() is not None:
-            self._save_clock(self.clock.set(scenario.clock_start()))
+        clock, start = scenario.settings.get("clock", {}), scenario.clock_start()
+        # Frozen (or thawed) first, then set: a clock frozen at its start is at that very instant,
+        # not at whatever time passed between the two.
         if "frozen" in clock:
-            self._save_clock(self.clock.freeze(clock["frozen"]))
+            state = self.clock.freeze(clock["frozen"])
+        if start is not None:
+            state = self.clock.set(start)
+        if "frozen" in clock or start is not None:
+            self._save_clock(state)
         self.context.on_scenario(scenario)
         self.context.on_callback_queued()  # its timed jobs may be due at once, the clock moved or not
         return rules.rules_view()
