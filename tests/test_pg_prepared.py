@@ -16,7 +16,7 @@ from payletter_emulator.storage import Storage
 from payletter_emulator.storage.backends import PREPARE_AFTER
 from payletter_emulator.storage.pg_pipeline import BIGINT, BOOLEAN, DOUBLE, NUMERIC, UNTYPED, numbered, values
 
-COVERAGE = ("INSERT INTO coverage (kind, name, count) VALUES ($1, $2, $3) ON CONFLICT (kind, name) "
+COVERAGE = ("INSERT INTO coverage (kind, name, shard, count) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, name, shard) "
             "DO UPDATE SET count = coverage.count + excluded.count")
 
 

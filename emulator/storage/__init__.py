@@ -19,7 +19,9 @@ __all__ = ["JOURNAL_BATCH", "SCHEMA", "TOKEN_BLOCK", "Storage"]
 
 class Storage(PaymentTables, BillkeyAndReceiptTables, CallbackTables, ClockAndJobTables, JournalTables,
               SandboxTables, GlobalTables, Connection):
-    """One connection per process, used under a lock. Every check-then-write holds whatever the
+    """One connection per process (SQLite's used under a lock for a statement or a whole transaction;
+    PostgreSQL's taken by a thread's transaction from its first round trip to its end, each
+    thread's transaction its own). Every check-then-write holds whatever the
     number of servers on one database: SQLite's write transactions exclude each other (BEGIN
     IMMEDIATE); PostgreSQL's lock the rows they change and those they read to change (FOR UPDATE),
     and identifiers come from counter rows changed in one statement (UPDATE ... RETURNING)."""

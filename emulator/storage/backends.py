@@ -3,9 +3,10 @@
 the same small surface: execute with `?` placeholders, rows readable by name and by index,
 write transactions (begin, commit, rollback), and what a failure of the database means to a
 request. SQLite's writers take turns (BEGIN IMMEDIATE); PostgreSQL's lock only the rows they
-change, a transaction's statements travel together (held until a result is read or it commits,
-then sent at once: prepared, in libpq's pipeline, or as one query), and a connection that broke
-is made again at its next use."""
+change, a transaction's statements travel together (held, per thread, until a result is read or
+it commits, then sent at once: prepared, in libpq's pipeline, or as one query; the connection is
+taken from that first round trip to the transaction's end), and a connection that broke is made
+again at its next use."""
 from __future__ import annotations
 
 import mmap
@@ -89,9 +90,10 @@ class SQLite:
     skip_locked = ""
     for_update = ""  # one writer at a time: what a transaction has read stays as it read it
     news = None  # processes on one file tell each other through its page of memory (`board`)
+    shard = 0  # one writer at a time: a count's row is never waited for by another process's
 
     def __init__(self, path: str):
-        self.lock = threading.RLock()  # the storage's, held for a statement or a transaction
+        self.lock = threading.RLock()  # the storage's, held for a statement or a whole transaction
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA busy_timeout = 30000")
@@ -221,14 +223,43 @@ def _refuse_if_unfit(connection, close) -> None:
         raise UnfitDatabase(f"cannot use the database at {where}: {reason}")
 
 
+class _Unlocked:
+    """The storage's lock on PostgreSQL: nothing to hold. The backend takes its connection itself,
+    for a statement, or from a transaction's first round trip to its end (Postgres._send), so a
+    request thread builds its statements and its answer while another thread's go to the server."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class _Work(threading.local):
+    """A thread's transaction on a Postgres storage: its statements held (None: no transaction), its
+    waits.on_lock() mode, and whether it holds the connection (from its first round trip)."""
+
+    held: list[_Held] | None = None
+    mode: str | None = None
+    sent = False
+
+
 class Postgres:
     """A view of one of the process's connections (storage/pg_sessions.py), in autocommit: a read
-    outside a transaction is one statement. A write transaction's statements are held, and sent
-    together when a result is read or at COMMIT, so it waits for the server once per result it
-    reads, and once more to commit: in libpq's pipeline, each statement prepared on the
+    outside a transaction is one statement. A write transaction's statements are held, per thread,
+    and sent together when a result is read or at COMMIT, so it waits for the server once per
+    result it reads, and once more to commit: in libpq's pipeline, each statement prepared on the
     connection, where each is prepared (storage/pg_pipeline.py; their rows read by psycopg's
-    loaders); else as one query (client-side binding: psycopg's ClientCursor). No lock is taken but the
-    rows a transaction changes or reads to change (`for_update`). A connection that broke (the
+    loaders); else as one query (client-side binding: psycopg's ClientCursor). The connection is
+    taken at the transaction's first round trip and given back at its end: a transaction sent
+    whole with its COMMIT holds it for that round trip alone. No lock is taken on the server but
+    the rows a transaction changes or reads to change (`for_update`). A connection that broke (the
     server restarted, the network cut) is made again at the next use."""
 
     name = "postgresql"
@@ -262,14 +293,18 @@ class Postgres:
         self._seen: dict[tuple[str, tuple[int, ...]], int] = {}
         self._due: set[tuple[str, tuple[int, ...]]] = set()
         self._refused: set[tuple[str, tuple[int, ...]]] = set()
-        self._held: list[_Held] | None = None  # the open transaction's statements not sent yet; None: no transaction
-        self._mode: str | None = None  # the open transaction's waits.on_lock()
+        self._work = _Work()  # each thread's transaction
         self._retry_at = 0.0  # no new connection is tried before this (time.monotonic())
         self._why = ""  # why the last connection could not be made, or broke
         self._lock_timeout = 0.0  # PostgreSQL's default: a statement waits for a lock as long as it is held
         self.connection = self._connect()  # at start, psycopg's own error: `serve` says it in one line
-        # The connection's lock, held for a statement or a transaction by every storage sharing it
-        self.lock = self.connection.lock
+        self.lock = _Unlocked()
+
+    @property
+    def shard(self) -> int:
+        """The coverage row a count of this connection's transactions adds to (storage/schema.py):
+        no two connections' transactions wait for one row."""
+        return self.connection.shard
 
     def _connect(self):
         """A view of one of the process's few connections, shared with every other storage
@@ -344,14 +379,15 @@ class Postgres:
 
     def execute(self, sql: str, args=()):
         sql = self._translated(sql)
-        if self._held is None:
+        work = self._work
+        if work.held is None:
             return self._outside(lambda connection: connection.execute(sql, tuple(args)))
         held = _Held(self, sql, args)
-        self._held.append(held)
+        work.held.append(held)
         return held
 
     def tuples(self, sql: str, args=()) -> list[tuple]:
-        if self._held is not None:
+        if self._work.held is not None:
             held = self.execute(sql, args)
             held.factory = self._tuple_row
             return held.fetchall()
@@ -398,28 +434,45 @@ class Postgres:
         return {row["column_name"] for row in rows}
 
     def begin(self, exclusive: bool, mode: str | None = None) -> bool:
-        """BEGIN, held: it leaves with the transaction's first statement sent. No lock is taken
-        here (`exclusive` means nothing to PostgreSQL): each statement locks the rows it changes.
-        A lock another transaction holds is waited for BUSY_WAIT at most in a run of a request
-        that may give up (`mode`, waits.attempt), LOCK_WAIT otherwise, since the wait holds the
-        connection this process's storages share; then `locked` is raised."""
-        wait = BUSY_WAIT if mode is not None else LOCK_WAIT
-        if wait != self._lock_timeout:  # set outside the transaction, so that a rollback keeps it
-            self._outside(lambda connection: connection.execute(f"SET lock_timeout = {round(wait * 1000)}"))
-            self._lock_timeout = wait
+        """BEGIN, held (for this thread): it leaves with the transaction's first statement sent.
+        No lock is taken here (`exclusive` means nothing to PostgreSQL): each statement locks the
+        rows it changes."""
         self._live()  # a connection that broke is made again before the transaction, not within it
-        self._held, self._mode = [_Held(self, "BEGIN", ())], mode
+        work = self._work
+        work.held, work.mode, work.sent = [_Held(self, "BEGIN", ())], mode, False
         return True
+
+    def _take(self, work: _Work) -> None:
+        """The connection taken for the rest of the transaction (its first round trip is due),
+        with the transaction's `lock_timeout`: a lock another transaction holds is waited for
+        BUSY_WAIT at most in a run of a request that may give up (`mode`, waits.attempt),
+        LOCK_WAIT otherwise, since the wait holds the connection this process's storages share;
+        then `locked` is raised."""
+        self.connection.lock.acquire()
+        work.sent = True
+        wait = BUSY_WAIT if work.mode is not None else LOCK_WAIT
+        if wait != self._lock_timeout:  # set outside the transaction, so that a rollback keeps it
+            self.connection.execute(f"SET lock_timeout = {round(wait * 1000)}")
+            self._lock_timeout = wait
+
+    def _give_back(self, work: _Work) -> None:
+        work.held = None
+        if work.sent:
+            work.sent = False
+            self.connection.lock.release()
 
     def _send(self) -> None:
         """Every statement held, sent at once (one round trip), each given its result; the first
         to fail fails them all, and what that means is raised. In a pipeline of prepared
         statements if each is prepared (or is now), else as one query."""
-        held = self._held
+        work = self._work
+        held = work.held
         if not held:  # nothing held, or no transaction (a result read after it ended: it has one)
             return
-        self._held = []
+        work.held = []
         try:
+            if not work.sent:
+                self._take(work)
             with self.connection.taken() as connection:
                 pipeline = self._pipeline and self._pipelined(held, connection)
                 if pipeline and self._ran(held, pipeline, connection):
@@ -434,7 +487,7 @@ class Postgres:
                         statement.rows = sender.fetchall()
                     sender.nextset()
         except self._psycopg.Error as error:
-            raise self._failure(error, self._mode) from None
+            raise self._failure(error, work.mode) from None
 
     def _ran(self, held: list[_Held], pipeline: list, connection) -> bool:
         """The statements held, run in one pipeline, each given its result; False if they are to
@@ -520,26 +573,31 @@ class Postgres:
         """COMMIT, sent with whatever is held. If it fails (a lock not had, the connection lost)
         the transaction is rolled back and what the failure means is raised: a connection lost
         at COMMIT may have committed, so that request is not run again."""
-        self._held.append(_Held(self, "COMMIT", ()))
+        work = self._work
+        work.held.append(_Held(self, "COMMIT", ()))
         try:
             self._send()
         except BaseException:
             self.rollback()
             raise
-        self._held = None
+        self._give_back(work)
 
     def rollback(self) -> None:
         """ROLLBACK, if any of the transaction reached the server (else the held statements are
         dropped: nothing to undo); never raises: on a broken connection the transaction is gone
-        with it."""
-        self._held = None
-        connection = self.connection
-        if connection.closed or connection.info.transaction_status == self._idle:
+        with it. The connection is given back."""
+        work = self._work
+        if not work.sent:
+            work.held = None
             return
+        connection = self.connection
         try:
-            connection.execute("ROLLBACK")
+            if not connection.closed and connection.info.transaction_status != self._idle:
+                connection.execute("ROLLBACK")
         except self._psycopg.Error:
             connection.drop()  # in no state to be used again: made anew at the next use
+        finally:
+            self._give_back(work)
 
     def problem(self) -> str | None:
         """Why the database cannot be used now, or None: one round trip (on a new connection if

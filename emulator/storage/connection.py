@@ -1,11 +1,13 @@
-"""The connection every table family of the storage speaks through: one per process, used under
-a lock, with every transaction boundary (atomic, after_commit, what a rollback undoes), the
-rows a transaction reads to change (locked until it ends), and the block of token serials this
-process hands out."""
+"""The connection every table family of the storage speaks through: one per process, with every
+transaction boundary (atomic, after_commit, what a rollback undoes; each thread's transaction its
+own), the rows a transaction reads to change (locked until it ends), and the block of token
+serials this process hands out. SQLite's is used under a lock held for a statement or a whole
+transaction; PostgreSQL's backend takes its connection for each round trip (backends.py)."""
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import weakref
 from collections import deque
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from .. import waits
 from ..waits import LOCK_WAIT, RERUN
 from .backends import BUSY_WAIT, connect, locked
-from .schema import ADDED_COLUMNS, ADDED_INDEXES, PENDING_CALLBACKS, SCHEMA
+from .schema import ADDED_COLUMNS, ADDED_INDEXES, COVERAGE_REMADE, PENDING_CALLBACKS, SCHEMA
 
 TOKEN_BLOCK = 100
 # A process asks for its next block while this many tokens of its block are left, in the write
@@ -34,15 +36,27 @@ def _forget_tokens_in_child() -> None:
     for storage in _STORAGES:
         storage._tokens.clear()
         storage._refilling = False
+        storage._tokens_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
     os.register_at_fork(after_in_child=_forget_tokens_in_child)
 
 
+class _Work(threading.local):
+    """A thread's transaction: how deep its atomic blocks are (0: none), what waits for its commit,
+    what its rollback undoes, and the counters' rows it has read and locked ahead (foresee_value)."""
+
+    def __init__(self):
+        self.depth = 0
+        self.after_commit: list[Callable[[], None]] = []
+        self.on_rollback: list[Callable[[], None]] = []
+        self.foreseen: dict[str, Callable[[], tuple | None]] = {}
+
+
 class _Transaction:
-    """Storage.atomic's context: the outermost use begins and ends the transaction, inner uses
-    join it; hooks wait for the commit (a plain class: it runs several times per request)."""
+    """Storage.atomic's context: the outermost use begins and ends the thread's transaction, inner
+    uses join it; hooks wait for the commit (a plain class: it runs several times per request)."""
 
     __slots__ = ("storage", "exclusive", "at_once")
 
@@ -53,9 +67,10 @@ class _Transaction:
 
     def __enter__(self) -> None:
         storage = self.storage
+        work = storage._work
         storage._lock.acquire()
-        if storage._depth:
-            storage._depth += 1
+        if work.depth:
+            work.depth += 1
             return
         mode = RERUN if self.at_once else waits.on_lock()
         pause, deadline = WRITER_PAUSE_FIRST, None
@@ -77,12 +92,13 @@ class _Transaction:
             time.sleep(pause)
             pause = min(pause * 2, WRITER_PAUSE_MOST)
             storage._lock.acquire()
-        storage._depth = 1
+        work.depth = 1
 
     def __exit__(self, kind, error, trace) -> bool:
         storage = self.storage
-        if storage._depth > 1:
-            storage._depth -= 1
+        work = storage._work
+        if work.depth > 1:
+            work.depth -= 1
             storage._lock.release()
             return False
         committed = False
@@ -94,10 +110,10 @@ class _Transaction:
             else:
                 storage._db.rollback()
         finally:
-            storage._depth = 0
-            storage._foreseen.clear()  # their rows' locks end with the transaction
-            hooks, storage._after_commit = storage._after_commit, []
-            undo, storage._on_rollback = storage._on_rollback, []
+            work.depth = 0
+            work.foreseen.clear()  # their rows' locks end with the transaction
+            hooks, work.after_commit = work.after_commit, []
+            undo, work.on_rollback = work.on_rollback, []
             if not committed:
                 for hook in undo:
                     hook()
@@ -115,16 +131,13 @@ class Connection:
     def _open(self, path: str, schema: str | None) -> None:
         self.path = path
         self._db = connect(path, schema)
-        # The backend's lock: on PostgreSQL, every storage sharing its connection holds the same one
-        # (storage/pg_sessions.py), for a statement or a whole transaction.
+        # The backend's lock: SQLite's, held for a statement or a whole transaction; on PostgreSQL
+        # nothing, as its backend takes the connection for each round trip (backends.py).
         self._lock = self._db.lock
-        self._depth = 0
-        self._after_commit: list[Callable[[], None]] = []
-        self._on_rollback: list[Callable[[], None]] = []
-        # The counters' rows the transaction under way has read and locked ahead (foresee_value).
-        self._foreseen: dict[str, Callable[[], tuple | None]] = {}
+        self._work = _Work()  # each thread's transaction
         self._tokens: deque[int] = deque()  # this process's block of token serials
         self._refilling = False  # a transaction under way asks for the next block
+        self._tokens_lock = threading.Lock()  # over the two above, never held for a round trip
         _STORAGES.add(self)
         self._board = self._db.board
         self.backend = self._db.name
@@ -147,6 +160,9 @@ class Connection:
     def _add_missing_columns(self) -> None:
         """A database made by an earlier version gains the columns added since."""
         with self.atomic():
+            if "shard" not in self._db.columns("coverage"):
+                for statement in COVERAGE_REMADE:
+                    self._db.execute(self._db.ddl(statement))
             for table, columns in ADDED_COLUMNS.items():
                 present = self._db.columns(table)
                 for name, declaration in columns.items():
@@ -171,10 +187,10 @@ class Connection:
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Call `hook` once what is being written is visible to every process: at the end of
         the transaction under way, or now when there is none (a rolled-back one drops it)."""
-        with self._lock:
-            if self._depth:
-                self._after_commit.append(hook)
-                return
+        work = self._work
+        if work.depth:
+            work.after_commit.append(hook)
+            return
         hook()
 
     def _all(self, sql: str, args=()) -> list:
@@ -194,7 +210,7 @@ class Connection:
         locked until the transaction ends (PostgreSQL's FOR UPDATE; SQLite has one writer), so no
         other host changes it in between (a payment is never cancelled past its amount)."""
         with self._lock:
-            if self._depth:
+            if self._work.depth:
                 sql += self._db.for_update
             return self._db.execute(sql, args).fetchone()
 
@@ -214,13 +230,14 @@ class Connection:
         value is written with the COMMIT. For a rule that reads a row it may then number (an
         approval's tid); a counter that has no row yet is made by `next_value` as before."""
         with self._lock:
-            if self._depth:
-                self._foreseen[name] = self._db.row_when_read(self._db.execute(
+            work = self._work
+            if work.depth:
+                work.foreseen[name] = self._db.row_when_read(self._db.execute(
                     "SELECT value FROM counters WHERE name = ?" + self._db.for_update, (name,)))
 
     def next_value(self, name: str) -> int:
         with self.atomic():
-            foreseen = self._foreseen.pop(name, None)
+            foreseen = self._work.foreseen.pop(name, None)
             row = foreseen() if foreseen is not None else None
             if row is not None:
                 self._db.execute("UPDATE counters SET value = ? WHERE name = ?", (row[0] + 1, name))
@@ -235,25 +252,34 @@ class Connection:
         in blocks of TOKEN_BLOCK, so most payment requests write no counter: each process hands
         out its own block, so tokens stay unique, and ascend within a process. Within a write
         transaction the next block is asked for while TOKEN_REFILL are left (`_refill_tokens`)."""
-        with self._lock:
+        with self._lock, self._tokens_lock:  # (held statements only: no round trip under it)
             if self._tokens:
-                if len(self._tokens) <= TOKEN_REFILL and self._depth and not self._refilling:
+                if len(self._tokens) <= TOKEN_REFILL and self._work.depth and not self._refilling:
                     self._refill_tokens()
                 return self._tokens.popleft()
         with self.atomic():  # not within the lock above: a writer waiting for another holds nothing
-            if not self._tokens:
-                last = self._db.execute(
-                    "INSERT INTO counters (name, value) VALUES ('token', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
-                    (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
-                self._tokens.extend(range(last - TOKEN_BLOCK + 1, last + 1))
-                self._on_rollback.append(self._tokens.clear)  # rolled back: the block is no longer reserved
-            return self._tokens.popleft()
+            with self._tokens_lock:
+                if self._tokens:  # another thread's block came meanwhile
+                    return self._tokens.popleft()
+            last = self._db.execute(
+                "INSERT INTO counters (name, value) VALUES ('token', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
+                (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
+            block = range(last - TOKEN_BLOCK + 1, last + 1)
+            with self._tokens_lock:
+                self._tokens = deque(sorted([*self._tokens, *block]))
+                self._work.on_rollback.append(lambda: self._give_back_tokens(block))
+                return self._tokens.popleft()
+
+    def _give_back_tokens(self, block: range) -> None:
+        """A rolled-back block is no longer reserved: its serials not yet handed out are dropped."""
+        with self._tokens_lock:
+            self._tokens = deque(serial for serial in self._tokens if serial not in block)
 
     def _refill_tokens(self) -> None:
-        """The next block, asked for in the transaction under way (the caller holds the lock) and
-        nothing read back before it commits; then its serials join what is left, in order. A
-        rollback gives it back (the counter's change with it)."""
+        """The next block, asked for in the transaction under way (the caller holds the tokens'
+        lock; on SQLite, the connection's too) and nothing read back before it commits; then its
+        serials join what is left, in order. A rollback gives it back (the counter's change with it)."""
         self._refilling = True
         read = self._db.row_when_read(self._db.execute(
             "INSERT INTO counters (name, value) VALUES ('token', ?) "
@@ -261,15 +287,16 @@ class Connection:
 
         def refilled() -> None:
             last = read()[0]
-            with self._lock:
+            with self._tokens_lock:
                 self._tokens = deque(sorted([*self._tokens, *range(last - TOKEN_BLOCK + 1, last + 1)]))
                 self._refilling = False
 
         def given_back() -> None:
             self._refilling = False
 
-        self._after_commit.append(refilled)
-        self._on_rollback.append(given_back)
+        work = self._work
+        work.after_commit.append(refilled)
+        work.on_rollback.append(given_back)
 
 
 _COMPARISONS = {"after": ">", "before": "<"}

@@ -154,7 +154,7 @@ class JournalTables:
             taken = self._taken
             self._write_journal(batch)
             self.after_commit(lambda: self._mark_written(taken))
-            self._on_rollback.append(lambda: self._hold_again(batch))
+            self._work.on_rollback.append(lambda: self._hold_again(batch))
 
     def _mark_written(self, taken: int) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import re
 import threading
 from collections import Counter
@@ -16,12 +17,18 @@ from contextlib import contextmanager
 # A storage and its callback senders' storage (instance.py) are views of one schema opened one
 # after the other: they go to different connections, so a request never waits behind a sender.
 POOL_SIZE = 2
+# The coverage rows a connection's transactions add to are its own (storage/schema.py), one of this
+# many: a process's connections take the ones after a number it draws, so two connections of one
+# process never share one, and two of different processes or hosts only by chance (then they wait for
+# each other's COMMIT, as every request once waited for one row); the rows stay bounded.
+COVERAGE_SHARDS = 256
 # A statement that changes a setting for the rest of the session (not SET LOCAL, SET TRANSACTION...):
 # it is the view's own, and is said again whenever the view takes the connection back.
 _SESSION_SETTING = re.compile(r"\s*SET\s+(?:SESSION\s+)?(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b|SESSION\b)([\w.]+)",
                               re.IGNORECASE)
 # (process, database URL): a forked process opens its own. A pool is kept once made, with the lock of
-# each of its connections: a storage holds its connection's lock from its start (connection.py).
+# each of its connections: a storage's backend takes its connection's lock for a statement, or from a
+# transaction's first round trip to its end (backends.py).
 _POOLS: dict[tuple[int, str], _Pool] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -29,9 +36,10 @@ _POOLS_LOCK = threading.Lock()
 class _Session:
     """A real connection, and the lock a view holds over it for a statement or a transaction."""
 
-    def __init__(self, url: str, row_factory, options: dict):
+    def __init__(self, url: str, shard: int, row_factory, options: dict):
         self.url, self.row_factory, self.options = url, row_factory, options
         self.lock = threading.RLock()
+        self.shard = shard
         self.current: View | None = None  # whose settings are in place
         self.schemas: Counter = Counter()  # the schemas of the views open on it
         self.connection = self._connect()
@@ -67,13 +75,15 @@ class _Pool:
     def __init__(self, url: str):
         self.url = url
         self.sessions: list[_Session] = []
+        self.first_shard = random.randrange(COVERAGE_SHARDS)
 
     def session_for(self, schema: str | None, row_factory, options: dict) -> _Session:
         """The first connection with no view of `schema` yet (a new one while the pool has room),
         else the one with the fewest."""
         free = next((session for session in self.sessions if not session.schemas[schema]), None)
         if free is None and len(self.sessions) < POOL_SIZE:
-            free = _Session(self.url, row_factory, options)
+            shard = (self.first_shard + len(self.sessions)) % COVERAGE_SHARDS
+            free = _Session(self.url, shard, row_factory, options)
             self.sessions.append(free)
         return free or min(self.sessions, key=lambda session: session.schemas[schema])
 
@@ -103,8 +113,8 @@ def open_connections(url: str) -> int:
 class View:
     """What the PostgreSQL backend (backends.py) uses as its connection: `execute`, `cursor`,
     `client_cursor`, `taken`, `prepared`, `new_name`, `info`, `closed`, `reopen`, `drop`, `close`.
-    Each statement runs under the connection's lock (`lock`, which the storage
-    holds for a whole transaction) with this view's settings in place."""
+    Each statement runs under the connection's lock (`lock`, which the backend holds from a
+    transaction's first round trip to its end) with this view's settings in place."""
 
     def __init__(self, key: tuple[int, str], session: _Session, schema: str | None):
         self._key, self._session, self._schema = key, session, schema
@@ -115,7 +125,7 @@ class View:
     def _taken(self):
         """The real connection with this view's settings in place (the caller holds the lock). A
         view never takes it from another in the middle of that one's transaction: the lock is
-        held for the whole of it, by the same thread that would then need it here."""
+        held from its first round trip to its end, by the same thread that would then need it here."""
         session = self._session
         connection = session.live()
         if session.current is not self:
@@ -183,6 +193,11 @@ class View:
                 cursor = session.client = ClientCursor(connection)
             cursor.row_factory = row_factory or session.row_factory
             yield cursor
+
+    @property
+    def shard(self) -> int:
+        """The coverage rows of this connection's transactions (COVERAGE_SHARDS)."""
+        return self._session.shard
 
     @property
     def info(self):

@@ -30,14 +30,18 @@ class SandboxTables:
         return [r["id"] for r in self._all("SELECT id FROM sandboxes WHERE last_used + idle_seconds < ?", (now,))]
 
     def count(self, kind: str, name: str, times: int = 1) -> None:
+        """Added to this connection's shard of the count (storage/schema.py), so that requests of
+        several processes do not wait for one another's COMMIT on one row."""
         with self.atomic():
-            self._db.execute("INSERT INTO coverage (kind, name, count) VALUES (?, ?, ?) ON CONFLICT (kind, name) "
-                             "DO UPDATE SET count = coverage.count + excluded.count", (kind, name, times))
+            self._db.execute("INSERT INTO coverage (kind, name, shard, count) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (kind, name, shard) DO UPDATE SET count = coverage.count + excluded.count",
+                             (kind, name, self._db.shard, times))
 
     def coverage(self) -> dict[str, dict[str, int]]:
         self.settle_journal()  # coverage of API requests is counted as their entries are written
         found: dict[str, dict[str, int]] = {}
-        for row in self._all("SELECT kind, name, count FROM coverage ORDER BY kind, name"):
+        for row in self._all("SELECT kind, name, CAST(sum(count) AS BIGINT) AS count FROM coverage "
+                             "GROUP BY kind, name ORDER BY kind, name"):
             found.setdefault(row["kind"], {})[row["name"]] = row["count"]
         return found
 

@@ -117,8 +117,9 @@ CREATE TABLE IF NOT EXISTS journal (
     taken INTEGER
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS coverage (kind TEXT NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL,
-                                     PRIMARY KEY (kind, name));
+-- What a run exercised: a count per (kind, name) is the sum over its shards (COVERAGE_REMADE).
+CREATE TABLE IF NOT EXISTS coverage (kind TEXT NOT NULL, name TEXT NOT NULL, shard INTEGER NOT NULL DEFAULT 0,
+                                     count INTEGER NOT NULL, PRIMARY KEY (kind, name, shard));
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY,
     payment_key TEXT NOT NULL UNIQUE,
@@ -183,6 +184,17 @@ ADDED_COLUMNS = {
     "callback_attempts": {"number": "INTEGER NOT NULL DEFAULT 0", "kind": "TEXT NOT NULL DEFAULT 'first'",
                           "scheduled_at": "TEXT", "state": "TEXT NOT NULL DEFAULT 'done'"},
 }
+# A coverage table made before its counts were kept per connection (issue 25: every request of every
+# process added to one row, and waited for the one before it to commit): made again with `shard` in
+# its key, its counts kept as shard 0. PostgreSQL counts each connection's in shards of its own
+# (storage/pg_sessions.py); SQLite, one writer at a time, in shard 0.
+COVERAGE_REMADE = (
+    "ALTER TABLE coverage RENAME TO coverage_unsharded",
+    """CREATE TABLE coverage (kind TEXT NOT NULL, name TEXT NOT NULL, shard INTEGER NOT NULL DEFAULT 0,
+                                     count INTEGER NOT NULL, PRIMARY KEY (kind, name, shard))""",
+    "INSERT INTO coverage (kind, name, shard, count) SELECT kind, name, 0, count FROM coverage_unsharded",
+    "DROP TABLE coverage_unsharded",
+)
 # Indexes on columns of ADDED_COLUMNS: made once those columns exist.
 ADDED_INDEXES = (
     "CREATE INDEX IF NOT EXISTS callbacks_claimed ON callbacks (claim_expires) WHERE claim_expires IS NOT NULL",
