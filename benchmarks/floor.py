@@ -87,9 +87,10 @@ def main() -> None:
             for number in range(options.rounds):
                 servers = [("floor", lambda: Floor(workdir)),
                            ("serve", lambda: run.Emulator("serve", str(workdir / f"e{number}.db"), workdir,
-                                                          argparse.Namespace(workers=1), "serve"))]
+                                                          argparse.Namespace(workers=1), "serve", source=None))]
                 for name, start in servers if number % 2 == 0 else servers[::-1]:
                     server = start()
+                    server.settle(10)  # as benchmarks/feel.py: measured once it has finished starting
                     try:
                         for way, samples in feel.lifecycles(server, receiver, options.lifecycles, 10).items():
                             figures.setdefault((name, way), []).append(statistics.median(samples))
