@@ -107,8 +107,8 @@ def main() -> None:
                              "the clock frozen a minute before the first is due")
     options = parser.parse_args()
     with Seeder(options.db) as seed:
-        # One payment per emulator millisecond: a token is that millisecond and a 5-digit serial, so
-        # one frozen millisecond holds at most 100,000 payments (docs/fidelity.md, "Known differences").
+        # One payment per emulator millisecond, as a suite's payments come (a frozen instant would
+        # take them all too: its tokens' serials carry into the milliseconds, docs/fidelity.md).
         seed.approved(options.held_callbacks, "http://127.0.0.1:9/callback", step_seconds=0.001)
         seed.hold_clock_before_due(60)
 

@@ -58,6 +58,21 @@ def test_token_is_18_digits_of_millis_then_counter(millis, counter):
     assert str(token).endswith(f"{counter % 100000:05d}")
 
 
+@given(st.integers(min_value=10**12, max_value=10**13 - 10**5), st.lists(
+    st.integers(min_value=1, max_value=10**8), min_size=2, max_size=50, unique=True))
+def test_a_frozen_instant_never_repeats_a_token(millis, counters):
+    """On a frozen clock every token shares its milliseconds: distinct serials, distinct tokens,
+    however far apart (their last five digits alike or not); below 100,000 the usual shape."""
+    counters = [*counters, *(counters[0] + 10**5 * lap for lap in (1, 2, 3))]  # last five digits alike
+    counters = list(dict.fromkeys(counters))
+    tokens = [identifiers.token(millis, counter, frozen=True) for counter in counters]
+    assert len(set(tokens)) == len(tokens)
+    for counter, token in zip(counters, tokens):
+        assert len(str(token)) == 18
+        if counter < 10**5:
+            assert token == identifiers.token(millis, counter)
+
+
 @given(client_ids, moments, st.integers(min_value=1, max_value=10**9))
 def test_tid_shape(client_id, at, serial):
     tid = identifiers.tid(client_id, at, serial)

@@ -12,8 +12,14 @@ TID_SERIAL_DIGITS = 7
 _TOKEN = re.compile(rf"[0-9]{{1,{TOKEN_DIGITS}}}")
 
 
-def token(epoch_ms: int, counter: int) -> int:
-    """13-digit epoch milliseconds followed by a 5-digit counter: an 18-digit integer."""
+def token(epoch_ms: int, counter: int, *, frozen: bool = False) -> int:
+    """13-digit epoch milliseconds followed by a 5-digit counter (its last five digits): an 18-digit
+    integer. On a `frozen` clock every token has the same milliseconds, so the counter carries into
+    them instead (past 99,999 they read a millisecond later): serials never repeat, so neither do
+    tokens, however many one frozen instant takes. On a running clock the counter's last digits
+    keep tokens of processes holding far-apart blocks of serials apart."""
+    if frozen:
+        return epoch_ms * 10**TOKEN_COUNTER_DIGITS + counter
     return int(f"{epoch_ms:013d}{counter % 10**TOKEN_COUNTER_DIGITS:05d}")
 
 

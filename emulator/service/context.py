@@ -39,7 +39,7 @@ class Context:
         self.on_scenario: Callable[[Scenario], None] = lambda scenario: None  # settings a scenario brings
 
     def token(self) -> int:
-        return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_token())
+        return identifiers.token(int(self.clock.timestamp() * 1000), self.storage.next_token(), frozen=self.clock.frozen)
 
     def decide(self, stage: str, payment: Payment, choices: dict | None = None) -> Rule | None:
         """The scenario rule, if any, that decides this moment of a payment."""
