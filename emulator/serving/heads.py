@@ -27,7 +27,8 @@ def bounded(protocol: type) -> type:
                 end = seen.find(_END)
                 self.head_read += len(data) if end < 0 else end + len(_END) - len(self.head_tail)
                 if self.head_read > HEAD_LIMIT:
-                    refuse(self.head_transport)
+                    close_with(self.head_transport, GatewayError("head_too_large", limit=HEAD_LIMIT),
+                               "Request Header Fields Too Large")
                     return
                 self.head_read, self.head_tail = (None, b"") if end >= 0 else (self.head_read, seen[-3:])
             super().data_received(data)
@@ -42,11 +43,12 @@ def bounded(protocol: type) -> type:
     return Bounded
 
 
-def refuse(transport) -> None:
+def close_with(transport, error: GatewayError, reason: str) -> None:
+    """Answer `error` in the gateway's envelope, written by the serving layer itself (no request
+    reached the app), and close the connection."""
     if transport.is_closing():
         return
-    error = GatewayError("head_too_large", limit=HEAD_LIMIT)
     body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode()
-    transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n%s" % (error.status, reason.encode(), len(body), body))
     transport.close()

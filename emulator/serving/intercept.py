@@ -10,13 +10,13 @@ is forwarded, nothing touches the network. The choice: docs/decisions.md ("Inter
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from typing import Callable
 
 from ..domain.endpoints import GATEWAY_HOSTS, GATEWAY_PORT
 from ..domain.errors import GatewayError
+from .heads import close_with
 from .tls import TLS_SHUTDOWN
 
 ALLOWED = tuple(f"{host}:{GATEWAY_PORT}" for host in GATEWAY_HOSTS)  # what a CONNECT may name
@@ -101,10 +101,7 @@ class Intercept(asyncio.Protocol):
     def refuse(self, request: str) -> None:
         error = GatewayError("intercept_refused", request=request, allowed=", ".join(ALLOWED))
         log.warning("intercept: %s", error.message)
-        body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode()
-        self.transport.write(b"HTTP/1.1 %d Forbidden\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (error.status, len(body), body))
-        self.transport.close()
+        close_with(self.transport, error, "Forbidden")
 
 
 def start_tls(transport, protocol, context: ssl.SSLContext) -> asyncio.Task:

@@ -23,6 +23,8 @@ TOKEN_BLOCK = 100
 # transaction under way (PostgreSQL's: in its round trip, read once it has committed), so that no
 # request waits for a block of its own (as one in TOKEN_BLOCK did: the p99 of payments/request).
 TOKEN_REFILL = TOKEN_BLOCK // 2
+_TAKE_BLOCK = ("INSERT INTO counters (name, value) VALUES ('token', ?) "  # the next block: its last serial
+               "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value")
 # A SQLite writer finding another process writing tries again after these pauses (doubling): for
 # BUSY_WAIT seconds in a run of a request that may give up (waits.attempt: another emulator
 # process's writes are that short), LOCK_WAIT seconds otherwise.
@@ -261,15 +263,18 @@ class Connection:
             with self._tokens_lock:
                 if self._tokens:  # another thread's block came meanwhile
                     return self._tokens.popleft()
-            last = self._db.execute(
-                "INSERT INTO counters (name, value) VALUES ('token', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value",
-                (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
-            block = range(last - TOKEN_BLOCK + 1, last + 1)
+            last = self._db.execute(_TAKE_BLOCK, (TOKEN_BLOCK, TOKEN_BLOCK)).fetchone()[0]
             with self._tokens_lock:
-                self._tokens = deque(sorted([*self._tokens, *block]))
+                block = self._add_block(last)
                 self._work.on_rollback.append(lambda: self._give_back_tokens(block))
                 return self._tokens.popleft()
+
+    def _add_block(self, last: int) -> range:
+        """The block of serials ending at `last` (the counter's value once taken) joins those left,
+        in order (the caller holds the tokens' lock)."""
+        block = range(last - TOKEN_BLOCK + 1, last + 1)
+        self._tokens = deque(sorted([*self._tokens, *block]))
+        return block
 
     def _give_back_tokens(self, block: range) -> None:
         """A rolled-back block is no longer reserved: its serials not yet handed out are dropped."""
@@ -281,14 +286,12 @@ class Connection:
         lock; on SQLite, the connection's too) and nothing read back before it commits; then its
         serials join what is left, in order. A rollback gives it back (the counter's change with it)."""
         self._refilling = True
-        read = self._db.row_when_read(self._db.execute(
-            "INSERT INTO counters (name, value) VALUES ('token', ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = counters.value + ? RETURNING value", (TOKEN_BLOCK, TOKEN_BLOCK)))
+        read = self._db.row_when_read(self._db.execute(_TAKE_BLOCK, (TOKEN_BLOCK, TOKEN_BLOCK)))
 
         def refilled() -> None:
             last = read()[0]
             with self._tokens_lock:
-                self._tokens = deque(sorted([*self._tokens, *range(last - TOKEN_BLOCK + 1, last + 1)]))
+                self._add_block(last)
                 self._refilling = False
 
         def given_back() -> None:
