@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 
 from .conftest import Api, EmulatorProcess, freeze_at, run_cli, serving_processes
 
@@ -77,6 +78,20 @@ def test_workers_make_every_callback_attempt_once(workers, callback_receiver):
     assert Counter(r.json()["order_no"] for r in callback_receiver.received) == {o: 21 for o in orders}
     for found in api.control("/callbacks", method="GET")["callbacks"]:
         assert [a["number"] for a in found["attempts"]] == list(range(1, 22))
+
+
+def test_a_clock_move_answered_is_in_force_on_every_worker(workers):
+    """Once the control API has answered a clock move, every worker answers with it: a test that
+    sets the clock and pays at once pays on that day, whichever worker takes the payment. On
+    PostgreSQL the workers also hear it from the database, later; the page of memory one `serve`'s
+    processes share says it first (storage/pg_news.py)."""
+    process, api = workers
+    for day in range(1, 21):
+        moment = f"2026-12-{day:02d}T10:00:00+09:00"
+        api.set_clock(moment)
+        # a connection of its own each: the workers take turns accepting them
+        seen = {requests.get(process.url + "/_emulator/clock", timeout=30).json()["now"][:10] for _ in range(6)}
+        assert seen == {moment[:10]}, day
 
 
 def test_workers_need_a_database_they_can_share():

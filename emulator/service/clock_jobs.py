@@ -59,7 +59,7 @@ class ClockJobs(Room):
         super().__init__(context)
         self.virtual_accounts = virtual_accounts  # what the timed jobs do
         self._next_job: int | None = None
-        self._synced: int | None = None  # the shared generation last read
+        self._synced: int | tuple[int, int] | None = None  # the shared generation last read
         self._resync_at = 0.0
 
     # --- the clock ---

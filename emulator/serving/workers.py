@@ -20,6 +20,7 @@ import threading
 
 from .. import waits
 from ..delivery import dispatcher
+from ..storage import pg_news
 from ..storage.journal_tables import write_all_held
 from ..startup import Refusal
 
@@ -33,6 +34,7 @@ def run(make_app, options: dict, sockets: list, count: int, grace: float, ready=
     from gunicorn.app.base import BaseApplication
     from uvicorn_worker import UvicornWorker
 
+    pg_news.share_with_forks()  # a change one worker commits is in force on the others at once
     said, hear = _pipe()
     # gunicorn closes the descriptors it is given; `serve` closes its own sockets
     bind = [f"fd://{os.dup(listener.fileno())}" for listener in sockets]

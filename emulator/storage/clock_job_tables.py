@@ -9,9 +9,10 @@ from ..domain.clock import ClockState
 
 
 class ClockAndJobTables:
-    def shared_generation(self) -> int | None:
+    def shared_generation(self) -> int | tuple[int, int] | None:
         """Changes whenever the shared state below does (None: unknown, read it): SQLite's page of
-        memory (storage/board.py), or what PostgreSQL tells this process (storage/pg_news.py)."""
+        memory (storage/board.py), or what PostgreSQL tells this process with what this host's
+        processes say on their page (storage/pg_news.py)."""
         if self._board is not None:
             return self._board.generation()
         return None if self._db.news is None else self._db.news.generation()

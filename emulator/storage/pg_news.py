@@ -3,14 +3,25 @@ tables other processes' copies depend on (the clock, the scenario, the timed job
 sends `pg_notify` in the transaction that changes them, so the news leaves when it commits, and
 only then; each process keeps ONE connection that LISTENs, on a thread of its own, and tells
 every storage of the schema named: the state it reads back changed (a new generation), and
-whoever waits for work should look again (its handlers)."""
+whoever waits for work should look again (its handlers).
+
+The news take a few milliseconds to come back, too late for the processes of one `serve --workers
+N`: a test that moves the clock and pays at once may pay on another worker. They share a page of
+memory (made before the workers are forked, `share_with_forks`), where a process that changed a
+schema's state says so as it commits; the others read it before each request, as on SQLite
+(storage/board.py). Other hosts hear it from PostgreSQL alone, within BATCH_SECONDS and the
+network's delay."""
 from __future__ import annotations
 
 import itertools
 import logging
+import mmap
 import os
+import secrets
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 
 log = logging.getLogger("payletter_emulator.storage.pg_news")
@@ -47,6 +58,21 @@ def install(connection) -> str:
     return schema
 
 
+_PAGE_SLOTS = 512  # a schema's changes are said in slot crc32(schema) % _PAGE_SLOTS, a u64 each
+_page = bytearray(8 * _PAGE_SLOTS)  # this process's own, until share_with_forks()
+
+
+def share_with_forks() -> None:
+    """From now on, the processes this one forks share the page with it: called by `serve`
+    before its workers are forked (emulator/serving/workers.py)."""
+    global _page
+    _page = mmap.mmap(-1, 8 * _PAGE_SLOTS)  # anonymous and MAP_SHARED: a fork shares it, never copies it
+
+
+def _slot(schema: str) -> int:
+    return 8 * (zlib.crc32(schema.encode()) % _PAGE_SLOTS)
+
+
 class Hearing:
     """What one storage hears of its schema: `generation()` changes whenever the state it reads
     back may have changed; `handlers` are called with the table changed (None: anything may have),
@@ -54,12 +80,14 @@ class Hearing:
 
     def __init__(self, listener: _Listener, schema: str):
         self._listener, self.schema = listener, schema
+        self._slot = _slot(schema)
         self._generation = 0
         self.handlers: list[Callable[[str | None], None]] = []
 
-    def generation(self) -> int | None:
-        """None while nothing is heard (not yet listening, or the connection lost): read it all."""
-        return self._generation if self.hearing() else None
+    def generation(self) -> tuple[int, int] | None:
+        """What PostgreSQL told this process, and what this host's processes said on the page;
+        None while nothing is heard (not yet listening, or the connection lost): read it all."""
+        return (self._generation, struct.unpack_from("<Q", _page, self._slot)[0]) if self.hearing() else None
 
     def hearing(self) -> bool:
         """Whether every change is heard now: the process listens."""
@@ -69,8 +97,10 @@ class Hearing:
         self.handlers.append(handler)
 
     def changed_here(self) -> None:
-        """This process changed the state of its schema (committed): its storages read it again
-        now, before the news comes back from PostgreSQL."""
+        """This process changed the state of its schema (committed): its storages, and the other
+        processes of this host, read it again now, before the news comes back from PostgreSQL. A
+        fresh random value, not an increment: two processes saying it at once lose neither's news."""
+        struct.pack_into("<Q", _page, self._slot, secrets.randbits(64))
         self._listener.changed(self.schema)
 
     def close(self) -> None:
