@@ -8,7 +8,8 @@
   it has written. A reader of the journal waits until each has written what it had taken
   when the reader looked.
 
-A database of one process (memory) gets the same page in its own memory."""
+A database of one process (memory) gets the same page in its own memory. On PostgreSQL the
+processes of one `serve --workers N` share one for its generation alone (storage/pg_news.py)."""
 from __future__ import annotations
 
 import os

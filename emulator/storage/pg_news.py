@@ -17,12 +17,11 @@ import itertools
 import logging
 import mmap
 import os
-import secrets
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable
+
+from .board import SIZE, Board
 
 log = logging.getLogger("payletter_emulator.storage.pg_news")
 CHANNEL = "payletter_emulator"
@@ -58,19 +57,15 @@ def install(connection) -> str:
     return schema
 
 
-_PAGE_SLOTS = 512  # a schema's changes are said in slot crc32(schema) % _PAGE_SLOTS, a u64 each
-_page = bytearray(8 * _PAGE_SLOTS)  # this process's own, until share_with_forks()
+_host = Board(bytearray(SIZE))  # the page of this process alone, until share_with_forks()
 
 
 def share_with_forks() -> None:
-    """From now on, the processes this one forks share the page with it: called by `serve`
-    before its workers are forked (emulator/serving/workers.py)."""
-    global _page
-    _page = mmap.mmap(-1, 8 * _PAGE_SLOTS)  # anonymous and MAP_SHARED: a fork shares it, never copies it
-
-
-def _slot(schema: str) -> int:
-    return 8 * (zlib.crc32(schema.encode()) % _PAGE_SLOTS)
+    """From now on, the processes this one forks share its page: called by `serve` before its
+    workers are forked (emulator/serving/workers.py). Only its shared generation is used: any
+    schema's change makes every storage of the host read its state again, once."""
+    global _host
+    _host = Board(mmap.mmap(-1, SIZE))  # anonymous and MAP_SHARED: a fork shares it, never copies it
 
 
 class Hearing:
@@ -80,14 +75,13 @@ class Hearing:
 
     def __init__(self, listener: _Listener, schema: str):
         self._listener, self.schema = listener, schema
-        self._slot = _slot(schema)
         self._generation = 0
         self.handlers: list[Callable[[str | None], None]] = []
 
     def generation(self) -> tuple[int, int] | None:
         """What PostgreSQL told this process, and what this host's processes said on the page;
         None while nothing is heard (not yet listening, or the connection lost): read it all."""
-        return (self._generation, struct.unpack_from("<Q", _page, self._slot)[0]) if self.hearing() else None
+        return (self._generation, _host.generation()) if self.hearing() else None
 
     def hearing(self) -> bool:
         """Whether every change is heard now: the process listens."""
@@ -98,9 +92,8 @@ class Hearing:
 
     def changed_here(self) -> None:
         """This process changed the state of its schema (committed): its storages, and the other
-        processes of this host, read it again now, before the news comes back from PostgreSQL. A
-        fresh random value, not an increment: two processes saying it at once lose neither's news."""
-        struct.pack_into("<Q", _page, self._slot, secrets.randbits(64))
+        processes of this host, read it again now, before the news comes back from PostgreSQL."""
+        _host.bump_generation()
         self._listener.changed(self.schema)
 
     def close(self) -> None:
