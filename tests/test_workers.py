@@ -84,14 +84,18 @@ def test_a_clock_move_answered_is_in_force_on_every_worker(workers):
     """Once the control API has answered a clock move, every worker answers with it: a test that
     sets the clock and pays at once pays on that day, whichever worker takes the payment. On
     PostgreSQL the workers also hear it from the database, later; the page of memory one `serve`'s
-    processes share says it first (storage/pg_news.py)."""
-    process, api = workers
-    for day in range(1, 21):
-        moment = f"2026-12-{day:02d}T10:00:00+09:00"
-        api.set_clock(moment)
-        # a connection of its own each: the workers take turns accepting them
-        seen = {requests.get(process.url + "/_emulator/clock", timeout=30).json()["now"][:10] for _ in range(6)}
-        assert seen == {moment[:10]}, day
+    processes share says it first (storage/pg_news.py), for the root and for a sandbox alike."""
+    process, _ = workers
+    made = requests.post(process.url + "/_emulator/sandboxes", json={}, timeout=30)
+    assert made.status_code == 201, made.text
+    sandbox = made.json()["base_url"]  # a plugin's test has one of its own
+    for base in (process.url, sandbox):
+        for day in range(1, 21):
+            moment = f"2026-12-{day:02d}T10:00:00+09:00"
+            assert requests.post(base + "/_emulator/clock", json={"set": moment}, timeout=30).status_code == 200
+            # a connection of its own each: the workers take turns accepting them
+            seen = {requests.get(base + "/_emulator/clock", timeout=30).json()["now"][:10] for _ in range(6)}
+            assert seen == {moment[:10]}, (base, day)
 
 
 def test_workers_need_a_database_they_can_share():
